@@ -1,0 +1,50 @@
+"""The `segtrain` command line.
+
+Each subcommand lives in its own module under :mod:`segtrain.commands` and exposes
+``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``. Errors a user can cause
+(:class:`segtrain.errors.SegtrainError`) are printed as one line and give exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from segtrain.errors import SegtrainError
+
+SUBCOMMANDS = ["gui", "train", "predict", "segment", "sweep", "evaluate", "export", "runs"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segtrain",
+        description="Train segmentation networks on microscopy images and tune the result. "
+        "With no subcommand, opens the napari GUI.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        module = importlib.import_module(f"segtrain.commands.{name}")
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui", *(argv or [])])
+    try:
+        return int(args._run(args) or 0)
+    except SegtrainError as error:
+        print(f"segtrain {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"segtrain {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""Data & annotation dock widget (placeholder until its issue fills it)."""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+
+
+class DataWidget(QWidget):
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        layout = QVBoxLayout(self)
+        layout.addWidget(QLabel("Data & annotation"))
+        layout.addStretch(1)
