@@ -1,0 +1,228 @@
+"""The one module that starts background work for the dock widgets.
+
+Everything long (training, prediction, building a merge tree, export) runs in a napari worker
+(:func:`napari.qt.threading.create_worker`) started by :func:`start_worker`. The helpers here:
+
+- deliver what a generator yields to the GUI at a bounded rate (:class:`Throttle`, by default at
+  most every 200 ms, always delivering the latest value and the last one),
+- turn any exception from a worker into a one-sentence napari notification
+  (:func:`error_message`, :func:`notify_error`), never a traceback,
+- stop workers (:func:`stop_worker`, :func:`stop_all`) and release GPU memory when a run ends
+  (:func:`release_gpu_memory`).
+
+Widgets never call ``create_worker`` themselves.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QCoreApplication, QObject, QTimer
+
+from segtrain.errors import SegtrainError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_THROTTLE_MS = 200
+
+#: workers started by :func:`start_worker` that have not finished yet
+_ACTIVE: set[FunctionWorker | GeneratorWorker] = set()
+
+
+def error_message(error: BaseException, action: str = "The operation") -> str:
+    """One sentence for the user that names the problem (and, where known, the fix)."""
+    if isinstance(error, SegtrainError):
+        return str(error).strip().splitlines()[0] if str(error).strip() else f"{action} failed."
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    name = type(error).__name__
+    if "out of memory" in text.lower() or name in ("OutOfMemoryError", "MemoryError"):
+        return (
+            f"{action} ran out of memory; reduce the batch size or patch size "
+            "(or close other programs) and try again."
+        )
+    if isinstance(error, FileNotFoundError):
+        return f"{action} failed: file not found ({error.filename or text})."
+    if isinstance(error, PermissionError):
+        where = getattr(error, "filename", None) or text
+        return f"{action} failed: no permission to write {where}; choose a writable folder."
+    if isinstance(error, OSError) and getattr(error, "errno", None) == 30:
+        return f"{action} failed: the folder is read-only; choose a writable folder."
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{action} failed: {name}: {text}" if text else f"{action} failed: {name}."
+
+
+def notify_error(message: str, status: Any = None) -> None:
+    """Show ``message`` as a napari error notification (and on a status QLabel, if given)."""
+    if status is not None:
+        try:
+            status.setText(message)
+        except RuntimeError:  # the label was deleted with its widget
+            pass
+    show_error(message)
+
+
+def notify_info(message: str, status: Any = None) -> None:
+    if status is not None:
+        try:
+            status.setText(message)
+        except RuntimeError:
+            pass
+    show_info(message)
+
+
+def release_gpu_memory() -> None:
+    """Free cached GPU memory after a run ends or fails (no-op without torch/CUDA)."""
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception:  # noqa: BLE001 - releasing memory must never raise
+        logger.debug("could not empty the CUDA cache", exc_info=True)
+
+
+class Throttle(QObject):
+    """Call ``callback(value)`` at most every ``interval_ms`` with the latest value.
+
+    Lives in the GUI thread: connect a worker's ``yielded`` signal to :meth:`push`. Values that
+    arrive faster are coalesced (only the newest is delivered); :meth:`flush` delivers a pending
+    value at once (called when the worker finishes, so the last report is never lost).
+    """
+
+    _EMPTY = object()
+
+    def __init__(self, callback: Callable[[Any], None], interval_ms: int = DEFAULT_THROTTLE_MS,
+                 parent: QObject | None = None):
+        super().__init__(parent)
+        self.callback = callback
+        self.interval_ms = int(interval_ms)
+        self._pending: Any = self._EMPTY
+        self._last = 0.0
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.flush)
+
+    def push(self, value: Any) -> None:
+        self._pending = value
+        if self._timer.isActive():
+            return
+        wait_ms = self.interval_ms - (time.perf_counter() - self._last) * 1000.0
+        if wait_ms <= 0:
+            self.flush()
+        else:
+            self._timer.start(int(wait_ms) + 1)
+
+    def flush(self) -> None:
+        self._timer.stop()
+        if self._pending is self._EMPTY:
+            return
+        value, self._pending = self._pending, self._EMPTY
+        self._last = time.perf_counter()
+        self.callback(value)
+
+
+def start_worker(
+    func: Callable,
+    *args: Any,
+    on_yield: Callable[[Any], None] | None = None,
+    on_return: Callable[[Any], None] | None = None,
+    on_error: Callable[[str], None] | None = None,
+    on_finish: Callable[[], None] | None = None,
+    action: str = "The operation",
+    status: Any = None,
+    throttle_ms: int | None = DEFAULT_THROTTLE_MS,
+    progress: bool | dict | None = None,
+    start: bool = True,
+    **kwargs: Any,
+) -> FunctionWorker | GeneratorWorker:
+    """Run ``func(*args, **kwargs)`` (a function or a generator function) in a napari worker.
+
+    Parameters
+    ----------
+    on_yield
+        for generators: called in the GUI thread with yielded values, throttled to at most one
+        call per ``throttle_ms`` (``None`` = every value); the last value is always delivered.
+    on_return
+        called in the GUI thread with the return value.
+    on_error
+        called with the one-sentence message after it was shown as a notification.
+    on_finish
+        always called last (success, error or stop).
+    action
+        what the worker does, for error messages ("Training", "Prediction", ...).
+    status
+        an optional QLabel that also shows the error message.
+    progress
+        passed to napari as ``_progress`` (a progress bar in the viewer's activity dock).
+    """
+    worker = create_worker(
+        func, *args, _start_thread=False, _ignore_errors=True, _progress=progress or None, **kwargs
+    )
+    throttle: Throttle | None = None
+    if on_yield is not None and isinstance(worker, GeneratorWorker):
+        if throttle_ms:
+            throttle = Throttle(on_yield, throttle_ms)
+            worker.yielded.connect(throttle.push)
+        else:
+            worker.yielded.connect(on_yield)
+    if on_return is not None:
+        worker.returned.connect(on_return)
+
+    def _errored(error: BaseException) -> None:
+        message = error_message(error, action)
+        logger.info("%s", message, exc_info=error)
+        notify_error(message, status)
+        if on_error is not None:
+            on_error(message)
+
+    def _finished() -> None:
+        if throttle is not None:
+            throttle.flush()
+        _ACTIVE.discard(worker)
+        if on_finish is not None:
+            on_finish()
+
+    worker.errored.connect(_errored)
+    worker.finished.connect(_finished)
+    worker._segtrain_throttle = throttle  # keep the QObject alive with the worker
+    _ACTIVE.add(worker)
+    if start:
+        worker.start()
+    return worker
+
+
+def stop_worker(worker: FunctionWorker | GeneratorWorker | None) -> None:
+    """Ask a worker to stop (generators stop at their next yield; functions cannot be cut)."""
+    if worker is None:
+        return
+    try:
+        worker.quit()
+    except RuntimeError:  # already deleted
+        pass
+
+
+def active_workers() -> list[FunctionWorker | GeneratorWorker]:
+    return list(_ACTIVE)
+
+
+def stop_all(wait_s: float = 5.0) -> None:
+    """Stop every running worker and wait up to ``wait_s`` for them (used at close and in tests)."""
+    workers = list(_ACTIVE)
+    for worker in workers:
+        stop_worker(worker)
+    deadline = time.perf_counter() + wait_s
+    app = QCoreApplication.instance()
+    while any(w in _ACTIVE for w in workers) and time.perf_counter() < deadline:
+        if app is not None:
+            app.processEvents()
+        time.sleep(0.01)
