@@ -1,0 +1,54 @@
+"""Boundary, foreground and class masks from labels."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.segmentation import find_boundaries
+
+from segtrain.errors import InputError
+
+
+def _check_labels(labels: np.ndarray) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3):
+        raise InputError(f"Labels must be 2D or 3D, not of shape {labels.shape}.")
+    if not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == bool):
+        raise InputError(f"Labels must be integers, not {labels.dtype}.")
+    return labels
+
+
+def foreground(labels: np.ndarray) -> np.ndarray:
+    """True where a voxel belongs to any object (label != 0)."""
+    return _check_labels(labels) != 0
+
+
+def boundaries(labels: np.ndarray, mode: str = "inner") -> np.ndarray:
+    """True on object voxels that touch a different label (including background).
+
+    ``mode`` is passed to :func:`skimage.segmentation.find_boundaries` ("inner", "outer",
+    "thick"); "inner" keeps boundaries inside the objects, so background stays False.
+    """
+    labels = _check_labels(labels)
+    return find_boundaries(labels, connectivity=1, mode=mode, background=0)
+
+
+def class_masks(class_labels: np.ndarray, n_classes: int | None = None) -> np.ndarray:
+    """One-hot masks ``(n_classes, *spatial)`` bool of a class-label array (0 = background class)."""
+    class_labels = _check_labels(class_labels)
+    if class_labels.size and class_labels.min() < 0:
+        raise InputError("Class labels must be non-negative.")
+    if n_classes is None:
+        n_classes = int(class_labels.max()) + 1 if class_labels.size else 1
+    if class_labels.size and class_labels.max() >= n_classes:
+        raise InputError(
+            f"Class label {int(class_labels.max())} is out of range for {n_classes} classes."
+        )
+    return np.stack([class_labels == c for c in range(n_classes)])
+
+
+def three_class(labels: np.ndarray) -> np.ndarray:
+    """uint8 map: 0 background, 1 object interior, 2 object boundary (for instance-by-mask)."""
+    labels = _check_labels(labels)
+    out = (labels != 0).astype(np.uint8)
+    out[boundaries(labels, mode="inner")] = 2
+    return out

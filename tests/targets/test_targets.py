@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+
+from segtrain.errors import InputError
+from segtrain.targets import (
+    affinities,
+    boundaries,
+    class_masks,
+    foreground,
+    local_shape_descriptors,
+    three_class,
+)
+
+
+def test_affinities_3d_nearest_neighbours():
+    labels = np.zeros((2, 3, 4), dtype=np.uint64)
+    labels[:, :, :2] = 1
+    labels[:, :, 2:] = 2
+    labels[1, 0, 0] = 0
+    affs, known = affinities(labels)
+    assert affs.shape == (3, 2, 3, 4) and affs.dtype == np.float32
+    # x affinity between column 1 and 2 (different objects) is 0, within objects 1
+    assert affs[2, 0, 0, 2] == 0 and affs[2, 0, 0, 1] == 1 and affs[2, 0, 0, 3] == 1
+    # first voxel along each axis has no neighbour: affinity 0, unknown
+    assert np.all(affs[0, 0] == 0) and np.all(known[0, 0] == 0) and np.all(known[0, 1] == 1)
+    # background is never affine
+    assert affs[0, 1, 0, 0] == 0 and affs[1, 1, 1, 0] == 0 and affs[2, 1, 0, 1] == 0
+
+
+def test_affinities_2d_long_range_and_known():
+    labels = np.ones((6, 6), dtype=np.int32)
+    known = np.ones((6, 6), dtype=bool)
+    known[0, 0] = False
+    affs, aknown = affinities(labels, offsets=[(-1, 0), (0, -1), (-3, 0)], known=known)
+    assert affs.shape == (3, 6, 6)
+    assert np.all(affs[2, 3:] == 1) and np.all(affs[2, :3] == 0)
+    assert aknown[0, 1, 0] == 0 and aknown[0, 1, 1] == 1 and aknown[2, 3, 0] == 0
+
+
+def test_affinities_bad_input():
+    with pytest.raises(InputError):
+        affinities(np.zeros((2, 2, 2, 2), dtype=int))
+    with pytest.raises(InputError):
+        affinities(np.zeros((4, 4), dtype=np.float32))
+    with pytest.raises(InputError):
+        affinities(np.zeros((4, 4), dtype=int), offsets=[(1, 0, 0)])
+
+
+def test_lsds_shape_range_and_meaning():
+    labels = np.zeros((20, 40, 40), dtype=np.uint64)
+    labels[:, :, :20] = 7
+    labels[:, :, 20:] = 2**40  # large ids are fine
+    lsd = local_shape_descriptors(labels, sigma=3.0)
+    assert lsd.shape == (10, 20, 40, 40) and lsd.dtype == np.float32
+    assert lsd.min() >= 0 and lsd.max() <= 1
+    # deep inside an object: no offset, full window, no correlation
+    centre = lsd[:, 10, 20, 8]
+    assert abs(centre[0] - 0.5) < 0.01 and abs(centre[1] - 0.5) < 0.01
+    assert abs(centre[3] - 1.0) < 0.05 and abs(centre[9] - 1.0) < 0.05
+    assert np.allclose(centre[6:9], 0.5, atol=0.02)
+    # next to the x boundary of the left object: centre of mass lies towards smaller x
+    assert lsd[2, 10, 20, 19] < 0.45 and lsd[2, 10, 20, 20] > 0.55
+    assert lsd[9, 10, 20, 19] < 0.7
+
+
+def test_lsds_2d_anisotropic_and_downsample():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.repeat(rng.integers(0, 5, (8, 8)), 8, 0), 8, 1)
+    lsd = local_shape_descriptors(labels, sigma=(8.0, 8.0), voxel_size=(2.0, 2.0))
+    assert lsd.shape == (6, 64, 64)
+    assert np.all(lsd[:, labels == 0] == 0)
+    fast = local_shape_descriptors(labels, sigma=8.0, voxel_size=2.0, downsample=2)
+    assert fast.shape == lsd.shape
+    assert np.abs(fast - lsd)[:, labels > 0].mean() < 0.05
+    vol = np.stack([labels] * 4)
+    aniso = local_shape_descriptors(vol, sigma=16.0, voxel_size=(40.0, 2.0, 2.0))
+    assert aniso.shape == (10, 4, 64, 64)
+
+
+def test_masks():
+    labels = np.zeros((5, 6), dtype=np.uint16)
+    labels[1:4, 1:3] = 1
+    labels[1:4, 3:5] = 2
+    assert foreground(labels).sum() == 12
+    b = boundaries(labels)
+    assert b.dtype == bool and not b[0, 0] and b[1, 1] and b[2, 2] and b[2, 3]
+    tc = three_class(labels)
+    assert set(np.unique(tc)) <= {0, 1, 2} and tc[0, 0] == 0
+    m = class_masks(np.array([[0, 1], [2, 1]]), 3)
+    assert m.shape == (3, 2, 2) and m.sum() == 4
+    with pytest.raises(InputError):
+        class_masks(np.array([[0, 3]]), 2)
