@@ -1,0 +1,208 @@
+"""Qt-free glue between napari layers and the core: layer <-> Volume, annotation conventions, the
+per-viewer session the dock widgets share, and lazy label arrays for the live threshold slider.
+
+Annotation layer convention (the "Data & annotation" widget creates such a layer):
+
+- ``0``: not painted. With *sparse* annotation (the default) these voxels are unknown and excluded
+  from the loss; with *dense* annotation they are background.
+- ``1 .. 65533``: objects (one id per object / cell / neuron).
+- ``BACKGROUND_LABEL`` (65534): painted background (membrane, medium), always known.
+- ``IGNORE_LABEL`` (65535): painted "ignore" region, always excluded from the loss.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from psygnal import Signal
+
+BACKGROUND_LABEL = 65534
+IGNORE_LABEL = 65535
+
+#: key in ``layer.metadata`` under which the widgets keep what they know about a layer
+META = "segtrain"
+
+TASKS = {
+    "affinities": "3D affinities + LSDs (EM neurons)",
+    "masks": "2D masks (foreground probability)",
+    "instances": "2D instances (cells, spheroids)",
+}
+
+
+def training_arrays(annotation: np.ndarray, sparse: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (0 = background, 1.. = objects) and the known mask from an annotation array."""
+    annotation = np.asarray(annotation)
+    known = annotation != IGNORE_LABEL
+    if sparse:
+        known &= annotation != 0
+    labels = np.where((annotation == BACKGROUND_LABEL) | (annotation == IGNORE_LABEL), 0, annotation)
+    return labels.astype(np.uint64, copy=False), known
+
+
+def annotated_count(annotation: np.ndarray, sparse: bool = True) -> int:
+    """Number of voxels that count as annotated (known) for training."""
+    annotation = np.asarray(annotation)
+    if sparse:
+        return int(np.count_nonzero((annotation != 0) & (annotation != IGNORE_LABEL)))
+    return int(annotation.size - np.count_nonzero(annotation == IGNORE_LABEL))
+
+
+def spatial_scale(layer: Any) -> tuple[float, ...]:
+    """The layer's voxel size for its spatial (last, non-RGB) dimensions."""
+    n = spatial_ndim(layer)
+    return tuple(float(s) for s in layer.scale[-n:])
+
+
+def spatial_translate(layer: Any) -> tuple[float, ...]:
+    n = spatial_ndim(layer)
+    return tuple(float(t) for t in layer.translate[-n:])
+
+
+def spatial_ndim(layer: Any) -> int:
+    return int(layer.ndim)
+
+
+def spatial_shape(layer: Any) -> tuple[int, ...]:
+    shape = tuple(int(s) for s in layer.data.shape)
+    if getattr(layer, "rgb", False):
+        shape = shape[:-1]
+    return shape
+
+
+def volume_from_layer(layer: Any, data: Any = None):
+    """A :class:`segtrain.io.Volume` for a napari Image/Labels layer (scale/translate kept)."""
+    from segtrain.io import Volume
+
+    array = layer.data if data is None else data
+    if hasattr(array, "_segtrain_full"):
+        array = array._segtrain_full()
+    ndim = np.ndim(array)
+    axes = ("z", "y", "x")[-ndim:] if ndim <= 3 else ("c", "z", "y", "x")[-ndim:]
+    n = min(ndim, len(axes) - ("c" in axes))
+    attrs = dict(layer.metadata.get(META, {}).get("attrs", {}))
+    return Volume(
+        data=array,
+        voxel_size=tuple(float(s) for s in layer.scale[-n:]),
+        offset=tuple(float(t) for t in layer.translate[-n:]),
+        axes=axes,
+        name=layer.name,
+        is_labels=layer.__class__.__name__ == "Labels",
+        attrs=attrs,
+    )
+
+
+def aligned_kwargs(layer: Any, name: str, **metadata: Any) -> dict:
+    """kwargs for a new layer aligned (scale/translate) with ``layer``."""
+    n = layer.ndim
+    return {
+        "name": name,
+        "scale": tuple(layer.scale[-n:]),
+        "translate": tuple(layer.translate[-n:]),
+        "metadata": {META: metadata},
+    }
+
+
+def unique_name(viewer: Any, base: str) -> str:
+    names = {layer.name for layer in viewer.layers}
+    if base not in names:
+        return base
+    i = 1
+    while f"{base} [{i}]" in names:
+        i += 1
+    return f"{base} [{i}]"
+
+
+def upsert_layer(viewer: Any, kind: str, data: Any, name: str, **kwargs: Any):
+    """Update the data of layer ``name`` if it exists with the same type and shape, else add it."""
+    if name in viewer.layers:
+        layer = viewer.layers[name]
+        if layer.__class__.__name__.lower() == kind and layer.data.shape == data.shape:
+            layer.data = data
+            for key in ("scale", "translate"):
+                if key in kwargs:
+                    setattr(layer, key, kwargs[key])
+            if "metadata" in kwargs:
+                layer.metadata.update(kwargs["metadata"])
+            return layer
+        viewer.layers.remove(name)
+    add = getattr(viewer, f"add_{kind}")
+    return add(data, name=name, **kwargs)
+
+
+class LookupLabels:
+    """Array-like segmentation that napari slices lazily: ``relabel(region)`` is applied only to
+    the part napari asks for (the displayed slice), so a threshold change costs one slice.
+
+    ``relabel`` takes a fragments region (numpy) and returns its segmentation; replace it with
+    :meth:`set_relabel` and call ``layer.refresh()``.
+    """
+
+    def __init__(self, fragments: np.ndarray, relabel, dtype=np.uint64):
+        self.fragments = fragments
+        self._relabel = relabel
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(fragments.shape)
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def set_relabel(self, relabel) -> None:
+        self._relabel = relabel
+
+    def __getitem__(self, key):
+        region = np.asarray(self.fragments[key])
+        return np.asarray(self._relabel(region)).astype(self.dtype, copy=False)
+
+    def __array__(self, dtype=None, copy=None):
+        full = self[...]
+        return full.astype(dtype, copy=False) if dtype is not None else full
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def _segtrain_full(self) -> np.ndarray:
+        return self[...]
+
+
+@dataclass
+class Session:
+    """What the dock widgets of one viewer share (chosen layers, task, runs, the merge tree)."""
+
+    changed = Signal(str)
+
+    image_layer: str | None = None
+    gt_layer: str | None = None
+    annotation_layer: str | None = None
+    task: str = "affinities"
+    voxel_size: tuple[float, ...] | None = None
+    sparse: bool = True
+    runs_root: Path = field(default_factory=lambda: Path("runs"))
+    run_dir: Path | None = None
+    checkpoint: Path | None = None
+    merge_tree: Any = None
+    threshold: float | None = None
+    settings: dict = field(default_factory=dict)
+
+    def set(self, **values: Any) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+            self.changed.emit(key)
+
+
+_SESSIONS: "weakref.WeakKeyDictionary[Any, Session]" = weakref.WeakKeyDictionary()
+
+
+def session(viewer: Any) -> Session:
+    """The :class:`Session` shared by all segtrain widgets docked in ``viewer``."""
+    try:
+        return _SESSIONS[viewer]
+    except KeyError:
+        _SESSIONS[viewer] = s = Session()
+        return s
+    except TypeError:  # not weak-referenceable: keep it on the object
+        if not hasattr(viewer, "_segtrain_session"):
+            viewer._segtrain_session = Session()
+        return viewer._segtrain_session

@@ -1,0 +1,154 @@
+"""Small Qt pieces the dock widgets share: layer combo boxes kept in sync with the viewer, a
+status line, a foldable section and an embedded matplotlib canvas."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+NONE_TEXT = "(none)"
+
+
+class LayerCombo(QComboBox):
+    """A combo box of the viewer's layers of some types, kept in sync with ``viewer.layers``.
+
+    ``layer_changed`` is emitted with the chosen layer (or None) whenever the choice changes.
+    """
+
+    layer_changed = Signal(object)
+
+    def __init__(
+        self,
+        viewer: Any,
+        types: tuple[str, ...] = ("Image",),
+        allow_none: bool = False,
+        predicate: Callable[[Any], bool] | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.viewer = viewer
+        self.types = types
+        self.allow_none = allow_none
+        self.predicate = predicate
+        self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        self._last: str | None = None
+        events = viewer.layers.events
+        events.inserted.connect(self._on_inserted)
+        events.removed.connect(self.refresh)
+        events.reordered.connect(self.refresh)
+        for layer in viewer.layers:
+            layer.events.name.connect(self.refresh)
+        self.currentIndexChanged.connect(self._emit)
+        self.refresh()
+
+    def _on_inserted(self, event=None) -> None:
+        layer = getattr(event, "value", None)
+        if layer is not None:
+            layer.events.name.connect(self.refresh)
+        self.refresh()
+
+    def accepts(self, layer: Any) -> bool:
+        if layer.__class__.__name__ not in self.types:
+            return False
+        return self.predicate is None or bool(self.predicate(layer))
+
+    def refresh(self, *_: Any) -> None:
+        current = self.currentText() or self._last
+        names = [layer.name for layer in self.viewer.layers if self.accepts(layer)]
+        if self.allow_none:
+            names = [NONE_TEXT, *names]
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        elif names and not self.allow_none:
+            self.setCurrentIndex(len(names) - 1)  # the newest matching layer
+        self.blockSignals(False)
+        if self.currentText() != self._last:
+            self._emit()
+
+    def _emit(self, *_: Any) -> None:
+        self._last = self.currentText()
+        self.layer_changed.emit(self.layer())
+
+    def layer(self) -> Any | None:
+        name = self.currentText()
+        if not name or name == NONE_TEXT or name not in self.viewer.layers:
+            return None
+        return self.viewer.layers[name]
+
+    def set_layer(self, layer_or_name: Any) -> None:
+        name = getattr(layer_or_name, "name", layer_or_name)
+        self.refresh()
+        index = self.findText(name)
+        if index >= 0:
+            self.setCurrentIndex(index)
+
+
+def status_label() -> QLabel:
+    label = QLabel("")
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    label.setObjectName("status")
+    return label
+
+
+class Foldable(QWidget):
+    """A section with a header button that shows/hides its content (folded by default)."""
+
+    def __init__(self, title: str, content: QWidget, folded: bool = True, parent=None):
+        super().__init__(parent)
+        self.button = QToolButton()
+        self.button.setText(title)
+        self.button.setCheckable(True)
+        self.button.setChecked(not folded)
+        self.button.setToolButtonStyle(Qt.ToolButtonTextBesideIcon)
+        self.button.setArrowType(Qt.DownArrow if not folded else Qt.RightArrow)
+        self.button.setStyleSheet("QToolButton { border: none; }")
+        self.content = content
+        content.setVisible(not folded)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.button)
+        layout.addWidget(content)
+        self.button.toggled.connect(self._toggle)
+
+    def _toggle(self, on: bool) -> None:
+        self.button.setArrowType(Qt.DownArrow if on else Qt.RightArrow)
+        self.content.setVisible(on)
+
+
+def mpl_canvas(height: float = 2.4):
+    """A matplotlib FigureCanvasQTAgg (figure, axes) sized for a dock widget."""
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(4, height), dpi=80, layout="constrained")
+    canvas = FigureCanvasQTAgg(figure)
+    canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
+    canvas.setMinimumHeight(int(height * 70))
+    return canvas, figure
+
+
+def parse_floats(text: str) -> tuple[float, ...]:
+    """'4, 4, 40' or '4 4 40' -> (4.0, 4.0, 40.0); raises ValueError with a readable message."""
+    parts = [p for p in text.replace(",", " ").replace("x", " ").split() if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"'{text}' is not a list of numbers (e.g. 40, 4, 4)") from None
+    if any(v <= 0 for v in values):
+        raise ValueError(f"voxel sizes must be positive, got '{text}'")
+    return values
