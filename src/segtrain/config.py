@@ -1,0 +1,570 @@
+"""Typed run configuration: data, model, train, segment and predict sections.
+
+A :class:`Config` is loaded from and saved to YAML (:func:`load_config`, :func:`save_config`) and
+validated on construction from a mapping (:func:`config_from_dict`): an unknown key, a value of the
+wrong type or an impossible value raises :class:`~segtrain.errors.ConfigError` with one sentence
+naming the key and the fix. :func:`preset` returns the named starting points (``em3d``,
+``em3d_quick``, ``wells2d``, ``wells2d_quick``, ``isbi2d_quick``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from segtrain.errors import ConfigError
+
+TASKS = ("affinities", "masks", "instances", "classes")
+"""What a model predicts.
+
+``affinities``: nearest-neighbour (and long-range) affinities, optionally with LSDs (MTLSD);
+segmented by fragments + agglomeration. ``masks``: one foreground probability; instances by
+connected components. ``instances``: foreground + boundary probabilities; instances by seeded
+watershed. ``classes``: softmax over ``model.n_classes`` semantic classes.
+"""
+
+
+@dataclass
+class SourceConfig:
+    """One training or validation volume named by files (any format :mod:`segtrain.io` reads)."""
+
+    raw: str = ""
+    labels: str | None = None
+    raw_dataset: str | None = None
+    labels_dataset: str | None = None
+    known: str | None = None  # optional file with a mask of annotated voxels (non-zero = known)
+    known_dataset: str | None = None
+    crop: list[list[int]] | None = None  # per spatial axis [start, stop], e.g. [[0, 35], [0, 100]]
+    weight: float = 1.0  # mixing weight among the sources of the same split
+
+
+@dataclass
+class AugmentConfig:
+    flip: bool = True
+    rotate90: bool = True  # in-plane (last two axes) 90-degree rotations / transposes
+    intensity_scale: float = 0.1  # raw * U(1 - s, 1 + s)
+    intensity_shift: float = 0.1  # raw + U(-s, s)
+    gamma: float = 0.2  # raw ** U(1 - g, 1 + g)
+    noise: float = 0.03  # Gaussian noise sigma (raw in [0, 1])
+    blur: float = 0.0  # max Gaussian blur sigma (voxels), applied with probability 0.3
+    missing_section: float = 0.0  # 3D only: probability of blanking one z-section of raw
+    probability: float = 0.8  # chance that intensity augmentations are applied to a sample
+
+
+@dataclass
+class DataConfig:
+    train: list[SourceConfig] = field(default_factory=list)
+    val: list[SourceConfig] = field(default_factory=list)
+    voxel_size: list[float] | None = None  # world units per voxel; None = from files or 1
+    patch_shape: list[int] = field(default_factory=lambda: [32, 96, 96])
+    min_annotated_fraction: float = 0.5  # of a training patch, else another patch is drawn
+    ignore_label: int | None = None  # label value treated as "not annotated"
+    normalize: Literal["percentile", "dtype", "none"] = "percentile"
+    in_channels: int = 1
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_patches: int = 8  # fixed validation patches for the validation loss
+    val_max_voxels: int = 4_000_000  # whole-volume validation metrics only below this size
+
+
+@dataclass
+class ModelConfig:
+    task: Literal["affinities", "masks", "instances", "classes"] = "affinities"
+    architecture: Literal["unet3d", "smp"] = "unet3d"
+    # affinities / LSD heads
+    offsets: list[list[int]] | None = None  # None = nearest neighbours of the data's dimension
+    lsds: bool = True
+    lsd_sigma: float = 5.0  # world units
+    lsd_downsample: int = 1
+    n_classes: int = 2  # for task "classes" (including background)
+    # 3D U-Net
+    num_fmaps: int = 12
+    fmap_inc_factor: int = 5
+    downsample_factors: list[list[int]] = field(default_factory=lambda: [[1, 2, 2], [1, 2, 2], [2, 2, 2]])
+    kernel_size: int = 3
+    batch_norm: bool = False
+    # 2D smp model
+    smp_architecture: str = "Unet"
+    encoder: str = "resnet18"
+    encoder_weights: str | None = None  # None, or a local weights file; names like "imagenet" need a download
+    encoder_depth: int = 5
+
+
+@dataclass
+class TrainConfig:
+    max_steps: int = 100_000
+    batch_size: int = 1
+    lr: float = 5e-5
+    optimizer: Literal["adam", "adamw"] = "adam"
+    weight_decay: float = 0.0
+    scheduler: Literal["none", "plateau", "cosine"] = "plateau"
+    warmup_steps: int = 0  # for "cosine"
+    plateau_patience: int = 5  # validation rounds without improvement before the LR drops
+    plateau_factor: float = 0.5
+    val_every: int = 1000  # steps
+    checkpoint_every: int = 5000  # steps; periodic checkpoints kept beside best and last
+    monitor: str = "auto"  # validation metric that picks "best" and drives the schedule; auto = by task
+    early_stopping_patience: int | None = None  # validation rounds; None = off
+    seed: int = 0
+    precision: str = "auto"  # auto = bf16/16-mixed on CUDA, 32-true on CPU
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    loss: Literal["auto", "mse", "bce", "focal", "dice", "focal_dice", "bce_dice", "ce", "ce_dice"] = "auto"
+    pos_weight: float = 1.0  # positive-class weight for binary losses
+    focal_gamma: float = 2.0
+    balance: bool = True  # class-balance affinity MSE by the share of positive affinities
+    lsd_weight: float = 1.0
+    report_interval: float = 0.5  # seconds between progress reports (except validation/end)
+    preview_every: int = 1  # validation rounds between image previews
+    threads: int | None = None  # torch CPU threads; None = torch default
+
+
+@dataclass
+class SegmentConfig:
+    fragments: Literal["watershed", "waterz"] = "watershed"
+    boundary_threshold: float = 0.5
+    min_seed_distance: int = 10
+    min_size: int = 20
+    per_slice: bool = False
+    scoring: str = "hist_quant_50"
+    thresholds: list[float] | None = None  # sweep thresholds; None = the sweep's default
+    probability_threshold: float = 0.5  # masks / instances
+    instance_method: Literal["components", "watershed"] = "watershed"
+
+
+@dataclass
+class PredictConfig:
+    tile_shape: list[int] | None = None  # None = the whole array when it is small, else model default
+    margin: list[int] | None = None  # context per side at inner tile borders; None = model default
+    batch_size: int = 1
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
+    name: str = "run"
+    preset: str | None = None
+
+    @property
+    def task(self) -> str:
+        return self.model.task
+
+    @property
+    def ndim(self) -> int:
+        """Spatial dimensions of the model's input (from ``data.patch_shape``)."""
+        return len(self.data.patch_shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def copy(self) -> Config:
+        return copy.deepcopy(self)
+
+    def validate(self) -> Config:
+        """Check values that are each well-typed but impossible together; returns self."""
+        validate_config(self)
+        return self
+
+
+# ----------------------------------------------------------------------------------------------
+# conversion from a mapping, with one-sentence errors
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        return f"a list of {_type_name(inner)}"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg, where)
+            except ConfigError as error:
+                errors.append(error)
+        raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
+        return value
+    if origin is list:
+        (inner,) = typing.get_args(tp) or (Any,)
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
+        return [_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where} must be a mapping of settings, not {value!r}.")
+        return _dataclass_from_dict(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, not {value!r}.")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise ConfigError(f"{where} must be an integer, not {value!r}.")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, not {value!r}.")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, not {value!r}.")
+        return value
+    return value
+
+
+def _dataclass_from_dict(cls: type, values: dict, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(
+                f"Unknown setting {where + '.' if where else ''}{key!s}; valid settings"
+                f"{' in ' + where if where else ''} are: {', '.join(names)}."
+            )
+        kwargs[key] = _convert(value, hints[key], f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict, base: Config | None = None) -> Config:
+    """Build and validate a :class:`Config` from a mapping.
+
+    With ``base`` (or a ``preset`` key naming one), the mapping overrides only the settings it
+    names; otherwise unnamed settings take their defaults.
+    """
+    if not isinstance(values, dict):
+        raise ConfigError("A configuration must be a mapping of sections (data, model, train, segment).")
+    values = copy.deepcopy(values)
+    if base is None and values.get("preset"):
+        base = preset(values["preset"])
+    if base is not None:
+        merged = _merge(base.to_dict(), values)
+    else:
+        merged = values
+    config = _dataclass_from_dict(Config, merged, "")
+    return validate_config(config)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            out[key] = _merge(base[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _positive(value: float, where: str) -> None:
+    if value <= 0:
+        raise ConfigError(f"{where} must be positive, not {value}.")
+
+
+def validate_config(config: Config) -> Config:
+    """Raise :class:`ConfigError` for impossible values; return the config unchanged."""
+    d, m, t, s = config.data, config.model, config.train, config.segment
+    ndim = len(d.patch_shape)
+    if ndim not in (2, 3):
+        raise ConfigError(f"data.patch_shape must have 2 or 3 entries (2D or 3D), not {d.patch_shape}.")
+    for v in d.patch_shape:
+        _positive(v, "each entry of data.patch_shape")
+    if d.voxel_size is not None:
+        if len(d.voxel_size) != ndim:
+            raise ConfigError(
+                f"data.voxel_size has {len(d.voxel_size)} entries but data.patch_shape has {ndim}; give one per axis."
+            )
+        for v in d.voxel_size:
+            _positive(v, "each entry of data.voxel_size")
+    if not 0.0 <= d.min_annotated_fraction <= 1.0:
+        raise ConfigError(f"data.min_annotated_fraction must be between 0 and 1, not {d.min_annotated_fraction}.")
+    _positive(d.in_channels, "data.in_channels")
+    for split in ("train", "val"):
+        for i, src in enumerate(getattr(d, split)):
+            if not src.raw:
+                raise ConfigError(f"data.{split}[{i}].raw is empty; name the image file of this source.")
+            if src.weight < 0:
+                raise ConfigError(f"data.{split}[{i}].weight must not be negative, not {src.weight}.")
+            if src.crop is not None and any(len(c) != 2 or c[0] >= c[1] for c in src.crop):
+                raise ConfigError(
+                    f"data.{split}[{i}].crop must list [start, stop] with start < stop per axis, not {src.crop}."
+                )
+    if m.architecture == "unet3d":
+        if ndim != 3:
+            raise ConfigError(
+                "model.architecture unet3d needs a 3D data.patch_shape; use architecture smp for 2D data."
+            )
+        for i, f in enumerate(m.downsample_factors):
+            if len(f) != ndim or any(x < 1 for x in f):
+                raise ConfigError(
+                    f"model.downsample_factors[{i}] must have {ndim} entries >= 1, not {f}."
+                )
+        div = divisor(config)
+        for axis, (p, q) in enumerate(zip(d.patch_shape, div)):
+            if p % q:
+                raise ConfigError(
+                    f"data.patch_shape {d.patch_shape} must be divisible by the total downsampling {div} "
+                    f"(axis {axis}); use a multiple of {q}."
+                )
+        _positive(m.num_fmaps, "model.num_fmaps")
+        _positive(m.fmap_inc_factor, "model.fmap_inc_factor")
+    else:
+        if ndim != 2:
+            raise ConfigError("model.architecture smp builds 2D models; set data.patch_shape to 2 entries.")
+        if not 1 <= m.encoder_depth <= 5:
+            raise ConfigError(f"model.encoder_depth must be between 1 and 5, not {m.encoder_depth}.")
+        q = 2**m.encoder_depth
+        if any(p % q for p in d.patch_shape):
+            raise ConfigError(
+                f"data.patch_shape {d.patch_shape} must be divisible by {q} for an encoder of depth {m.encoder_depth}."
+            )
+    if m.offsets is not None:
+        for o in m.offsets:
+            if len(o) != ndim or not any(o):
+                raise ConfigError(f"model.offsets entry {o} must have {ndim} entries, not all zero.")
+    if m.task == "affinities" and m.lsds:
+        _positive(m.lsd_sigma, "model.lsd_sigma")
+    if m.task == "classes" and m.n_classes < 2:
+        raise ConfigError(f"model.n_classes must be at least 2 for task classes, not {m.n_classes}.")
+    if m.task != "affinities" and m.task not in TASKS:
+        raise ConfigError(f"model.task must be one of {', '.join(TASKS)}, not {m.task!r}.")
+    loss = resolved_loss(config)
+    allowed = {
+        "affinities": {"mse"},
+        "masks": {"bce", "focal", "dice", "focal_dice", "bce_dice"},
+        "instances": {"bce", "focal", "dice", "focal_dice", "bce_dice"},
+        "classes": {"ce", "dice", "ce_dice"},
+    }[m.task]
+    if loss not in allowed:
+        raise ConfigError(f"train.loss {loss!r} does not fit task {m.task}; use one of {', '.join(sorted(allowed))}.")
+    _positive(t.max_steps, "train.max_steps")
+    _positive(t.batch_size, "train.batch_size")
+    _positive(t.lr, "train.lr")
+    _positive(t.val_every, "train.val_every")
+    _positive(t.checkpoint_every, "train.checkpoint_every")
+    _positive(t.pos_weight, "train.pos_weight")
+    if t.early_stopping_patience is not None and t.early_stopping_patience < 1:
+        raise ConfigError(
+            f"train.early_stopping_patience must be at least 1 (or null to turn it off), not {t.early_stopping_patience}."
+        )
+    if t.precision not in ("auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true"):
+        raise ConfigError(
+            f"train.precision must be auto, 32-true, 16-mixed or bf16-mixed, not {t.precision!r}."
+        )
+    if not 0 < t.plateau_factor < 1:
+        raise ConfigError(f"train.plateau_factor must be between 0 and 1, not {t.plateau_factor}.")
+    if not 0 <= s.boundary_threshold <= 1 or not 0 <= s.probability_threshold <= 1:
+        raise ConfigError("segment.boundary_threshold and segment.probability_threshold must be between 0 and 1.")
+    p = config.predict
+    for name in ("tile_shape", "margin"):
+        v = getattr(p, name)
+        if v is not None and len(v) != ndim:
+            raise ConfigError(f"predict.{name} must have {ndim} entries like data.patch_shape, not {v}.")
+    monitor_metric(config)  # raises for an unknown metric
+    return config
+
+
+def divisor(config: Config) -> tuple[int, ...]:
+    """Per-axis factor every model input size must be a multiple of."""
+    m = config.model
+    ndim = len(config.data.patch_shape)
+    if m.architecture == "unet3d":
+        out = [1] * ndim
+        for f in m.downsample_factors:
+            out = [a * b for a, b in zip(out, f)]
+        return tuple(out)
+    return (2**m.encoder_depth,) * ndim
+
+
+def resolved_loss(config: Config) -> str:
+    if config.train.loss != "auto":
+        return config.train.loss
+    return {"affinities": "mse", "masks": "focal_dice", "instances": "focal_dice", "classes": "ce_dice"}[
+        config.model.task
+    ]
+
+
+MONITOR_DEFAULTS = {"affinities": ("val/voi", "min"), "masks": ("val/dice", "max"),
+                    "instances": ("val/f1", "max"), "classes": ("val/dice", "max")}
+METRIC_MODES = {"val/loss": "min", "val/voi": "min", "val/voi_split": "min", "val/voi_merge": "min",
+                "val/arand": "min", "val/dice": "max", "val/iou": "max", "val/f1": "max",
+                "val/precision": "max", "val/recall": "max"}
+
+
+def monitor_metric(config: Config) -> tuple[str, str]:
+    """``(metric name, "min" | "max")`` that selects the best checkpoint and drives LR/early stop."""
+    name = config.train.monitor
+    if name == "auto":
+        return MONITOR_DEFAULTS[config.model.task]
+    if not name.startswith("val/"):
+        name = "val/" + name
+    if name not in METRIC_MODES:
+        valid = ", ".join(m[4:] for m in METRIC_MODES)
+        raise ConfigError(f"Unknown train.monitor {config.train.monitor!r}; valid metrics are: auto, {valid}.")
+    return name, METRIC_MODES[name]
+
+
+# ----------------------------------------------------------------------------------------------
+# YAML
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a YAML config; relative data paths are resolved against its folder."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"Config file {path} does not exist; check the path.")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"Config file {path} is not valid YAML{where}; fix its syntax.") from None
+    config = config_from_dict(values)
+    for src in [*config.data.train, *config.data.val]:
+        for attr in ("raw", "labels", "known"):
+            value = getattr(src, attr)
+            if value and not Path(value).is_absolute():
+                setattr(src, attr, str((path.parent / value).resolve()))
+    return config
+
+
+def save_config(config: Config, path: str | Path) -> Path:
+    """Write the full config (every setting, defaults included) as YAML, atomically."""
+    from segtrain.io.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# presets
+
+
+def _em3d() -> Config:
+    return Config(
+        name="em3d",
+        preset="em3d",
+        data=DataConfig(
+            patch_shape=[32, 128, 128],
+            augment=AugmentConfig(blur=1.0, missing_section=0.05),
+            min_annotated_fraction=0.5,
+        ),
+        model=ModelConfig(
+            task="affinities", architecture="unet3d", lsds=True, lsd_sigma=5.0, num_fmaps=12,
+            fmap_inc_factor=5, downsample_factors=[[1, 2, 2], [1, 2, 2], [2, 2, 2]],
+        ),
+        train=TrainConfig(max_steps=100_000, batch_size=1, lr=5e-5, val_every=1000,
+                          checkpoint_every=5000, early_stopping_patience=20, scheduler="plateau",
+                          plateau_patience=8),
+        segment=SegmentConfig(fragments="watershed", scoring="hist_quant_50", min_seed_distance=10),
+        predict=PredictConfig(tile_shape=[48, 256, 256], margin=[8, 16, 16]),
+    )
+
+
+def _em3d_quick() -> Config:
+    c = _em3d()
+    c.name = c.preset = "em3d_quick"
+    c.data.patch_shape = [16, 64, 64]
+    c.data.augment.blur = 0.5
+    c.model.num_fmaps = 8
+    c.model.fmap_inc_factor = 2
+    c.model.downsample_factors = [[1, 2, 2], [2, 2, 2]]
+    c.model.lsd_sigma = 3.0
+    c.train = TrainConfig(max_steps=3000, batch_size=2, lr=1e-3, optimizer="adamw", scheduler="cosine",
+                          warmup_steps=100, val_every=250, checkpoint_every=1000,
+                          early_stopping_patience=None)
+    c.segment.min_seed_distance = 5
+    c.segment.min_size = 10
+    c.predict = PredictConfig(tile_shape=[64, 256, 256], margin=[8, 16, 16])
+    return c
+
+
+def _wells2d() -> Config:
+    return Config(
+        name="wells2d",
+        preset="wells2d",
+        data=DataConfig(patch_shape=[256, 256], min_annotated_fraction=0.5,
+                        augment=AugmentConfig(blur=1.0)),
+        model=ModelConfig(task="instances", architecture="smp", smp_architecture="Unet",
+                          encoder="resnet18", encoder_weights=None, encoder_depth=5, lsds=False),
+        train=TrainConfig(max_steps=20_000, batch_size=8, lr=3e-4, optimizer="adamw", scheduler="plateau",
+                          val_every=500, checkpoint_every=2000, early_stopping_patience=20,
+                          plateau_patience=5, pos_weight=1.0),
+        segment=SegmentConfig(probability_threshold=0.5, instance_method="watershed", min_size=30),
+        predict=PredictConfig(tile_shape=[1024, 1024], margin=[32, 32]),
+    )
+
+
+def _wells2d_quick() -> Config:
+    c = _wells2d()
+    c.name = c.preset = "wells2d_quick"
+    c.data.patch_shape = [192, 192]
+    c.train = TrainConfig(max_steps=1500, batch_size=4, lr=1e-3, optimizer="adamw", scheduler="cosine",
+                          warmup_steps=50, val_every=250, checkpoint_every=500, early_stopping_patience=None)
+    return c
+
+
+def _isbi2d_quick() -> Config:
+    """2D EM membranes (ISBI 2012): smp U-Net predicting 2D affinities, agglomerated like 3D."""
+    c = _wells2d_quick()
+    c.name = c.preset = "isbi2d_quick"
+    c.model.task = "affinities"
+    c.model.lsds = True
+    c.model.lsd_sigma = 6.0
+    c.segment = SegmentConfig(fragments="watershed", scoring="hist_quant_50", min_seed_distance=5, min_size=10)
+    c.predict = PredictConfig(tile_shape=[512, 512], margin=[32, 32])
+    return c
+
+
+PRESETS = {
+    "em3d": _em3d,
+    "em3d_quick": _em3d_quick,
+    "wells2d": _wells2d,
+    "wells2d_quick": _wells2d_quick,
+    "isbi2d_quick": _isbi2d_quick,
+}
+
+
+def preset(name: str) -> Config:
+    """A fresh copy of a named preset config."""
+    if name not in PRESETS:
+        raise ConfigError(f"Unknown preset {name!r}; valid presets are: {', '.join(PRESETS)}.")
+    return validate_config(PRESETS[name]())
