@@ -86,7 +86,9 @@ class ModelConfig:
     # 3D U-Net
     num_fmaps: int = 12
     fmap_inc_factor: int = 5
-    downsample_factors: list[list[int]] = field(default_factory=lambda: [[1, 2, 2], [1, 2, 2], [2, 2, 2]])
+    # per level and axis; isotropic by default, [[1, 2, 2], [1, 2, 2], [2, 2, 2]] for anisotropic EM
+    # (levels where z is still coarser than y/x then convolve in-plane only)
+    downsample_factors: list[list[int]] = field(default_factory=lambda: [[2, 2, 2], [2, 2, 2], [2, 2, 2]])
     kernel_size: int = 3
     batch_norm: bool = False
     # 2D smp model
@@ -483,30 +485,30 @@ def _em3d() -> Config:
         name="em3d",
         preset="em3d",
         data=DataConfig(
-            patch_shape=[32, 128, 128],
+            patch_shape=[48, 128, 128],
             augment=AugmentConfig(blur=1.0, missing_section=0.05),
             min_annotated_fraction=0.5,
         ),
         model=ModelConfig(
             task="affinities", architecture="unet3d", lsds=True, lsd_sigma=5.0, num_fmaps=12,
-            fmap_inc_factor=5, downsample_factors=[[1, 2, 2], [1, 2, 2], [2, 2, 2]],
+            fmap_inc_factor=5, downsample_factors=[[2, 2, 2], [2, 2, 2], [2, 2, 2]],
         ),
         train=TrainConfig(max_steps=100_000, batch_size=1, lr=5e-5, val_every=1000,
                           checkpoint_every=5000, early_stopping_patience=20, scheduler="plateau",
                           plateau_patience=8),
         segment=SegmentConfig(fragments="watershed", scoring="hist_quant_50", min_seed_distance=10),
-        predict=PredictConfig(tile_shape=[48, 256, 256], margin=[8, 16, 16]),
+        predict=PredictConfig(tile_shape=[64, 256, 256], margin=[16, 16, 16]),
     )
 
 
 def _em3d_quick() -> Config:
     c = _em3d()
     c.name = c.preset = "em3d_quick"
-    c.data.patch_shape = [16, 64, 64]
+    c.data.patch_shape = [24, 64, 64]
     c.data.augment.blur = 0.5
     c.model.num_fmaps = 8
     c.model.fmap_inc_factor = 2
-    c.model.downsample_factors = [[1, 2, 2], [2, 2, 2]]
+    c.model.downsample_factors = [[2, 2, 2], [2, 2, 2]]
     c.model.lsd_sigma = 3.0
     c.train = TrainConfig(max_steps=3000, batch_size=2, lr=1e-3, optimizer="adamw", scheduler="cosine",
                           warmup_steps=100, val_every=250, checkpoint_every=1000,
