@@ -1,0 +1,27 @@
+"""Scores: VOI, ARAND, mask scores, instance matching, class IoU, threshold sweeps."""
+
+from segtrain.evaluate.metrics import (
+    Contingency,
+    arand,
+    auc,
+    class_iou,
+    contingency,
+    instance_scores,
+    mask_scores,
+    scores_from_table,
+    segmentation_scores,
+    voi,
+)
+
+__all__ = [
+    "Contingency",
+    "arand",
+    "auc",
+    "class_iou",
+    "contingency",
+    "instance_scores",
+    "mask_scores",
+    "scores_from_table",
+    "segmentation_scores",
+    "voi",
+]

@@ -1,0 +1,283 @@
+"""The merge tree: waterz run once, any threshold answered from its merge history.
+
+waterz merges region-graph edges cheapest first and stops at the first edge whose score is
+``>= threshold`` (compared in float32). Each merge ``(a, b, score)`` makes ``b`` a child of ``a``;
+every voxel then gets the root of its fragment. The merge order does not depend on the threshold,
+so the segmentation at ``t`` is: apply the merges in order up to (not including) the first merge
+whose running-maximum score is ``>= t``, and label each fragment with its root. That is exactly
+what waterz returns for ``t`` (ids included), without running waterz again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from segtrain.errors import InputError
+from segtrain.segment._waterz import (
+    SCORING_FUNCTIONS,
+    agglomerate,
+    as_waterz_affinities,
+    as_waterz_fragments,
+    check_threshold,
+    scoring_type,
+)
+from segtrain.segment.fragments import relabel_consecutive
+
+FORMAT_VERSION = 1
+
+
+class MergeTree:
+    """Merge history of one waterz run, answering any threshold up to ``max_threshold``.
+
+    Attributes
+    ----------
+    fragments
+        The fragment array (uint64, the affinities' spatial shape; 0 = background).
+    merges_a, merges_b
+        Merge ``i`` made ``merges_b[i]`` a child of ``merges_a[i]``.
+    scores
+        float32 score of each merge; ``running_max`` is its running maximum.
+    n_fragments
+        Largest fragment id (ids are 1..n_fragments).
+    """
+
+    def __init__(
+        self,
+        fragments: np.ndarray | None,
+        merges_a: np.ndarray,
+        merges_b: np.ndarray,
+        scores: np.ndarray,
+        n_fragments: int,
+        scoring: str = "hist_quant_50",
+        max_threshold: float = 1.0,
+        n_present: int | None = None,
+        attrs: dict | None = None,
+    ):
+        self.fragments = fragments
+        self.merges_a = np.asarray(merges_a, dtype=np.int64)
+        self.merges_b = np.asarray(merges_b, dtype=np.int64)
+        self.scores = np.asarray(scores, dtype=np.float32)
+        self.running_max = (
+            np.maximum.accumulate(self.scores) if self.scores.size else self.scores.copy()
+        )
+        self.n_fragments = int(n_fragments)
+        self.scoring = scoring
+        self.max_threshold = float(max_threshold)
+        if n_present is None:
+            if fragments is None:
+                n_present = self.n_fragments
+            else:
+                n_present = int(np.count_nonzero(np.bincount(
+                    np.asarray(fragments).reshape(-1).astype(np.int64),
+                    minlength=self.n_fragments + 1,
+                )[1:]))
+        self.n_present = int(n_present)
+        self.attrs = dict(attrs or {})
+        self._luts: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    # --- construction ----------------------------------------------------------------------
+
+    @classmethod
+    def build(
+        cls,
+        affs,
+        fragments=None,
+        scoring: str = "hist_quant_50",
+        max_threshold: float = 1.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> MergeTree:
+        """Run waterz once up to ``max_threshold`` and keep its merge history.
+
+        Parameters
+        ----------
+        affs
+            ``(C>=3, z, y, x)`` or ``(C>=2, y, x)`` affinities, float in [0, 1].
+        fragments
+            Fragments of the affinities' spatial shape (uint64 ids, 0 = background), or None for
+            waterz's own initial watershed. Ids that are not 1..n are renumbered consecutively.
+        scoring
+            A short name from :data:`SCORING_FUNCTIONS` (``mean``, ``hist_quant_10`` ...
+            ``hist_quant_95``).
+        """
+        scoring_type(scoring)  # fail early on unknown names
+        max_threshold = check_threshold(max_threshold, "maximum threshold")
+        waffs, is_2d = as_waterz_affinities(affs)
+        spatial = waffs.shape[1:]
+        if fragments is not None:
+            frags = as_waterz_fragments(fragments, spatial[1:] if is_2d else spatial)
+            n_ids = int(frags.max()) if frags.size else 0
+            present = np.unique(frags)
+            n_present = int(np.count_nonzero(present))
+            if n_ids != n_present:
+                frags = relabel_consecutive(frags)
+                n_ids = n_present
+            thresholds = [max_threshold]
+        else:
+            frags = None
+            thresholds = [0.0, max_threshold]
+        if progress:
+            progress("agglomerating with waterz")
+        a_list: list[np.ndarray] = []
+        b_list: list[np.ndarray] = []
+        s_list: list[np.ndarray] = []
+        initial = None
+        for i, (seg, history) in enumerate(
+            agglomerate(waffs, thresholds, fragments=frags, scoring=scoring,
+                        return_merge_history=True)
+        ):
+            if frags is None and i == 0:
+                initial = seg.copy()  # waterz's own fragments, before any merge
+            if history:
+                a_list.append(np.fromiter((m["a"] for m in history), np.int64, len(history)))
+                b_list.append(np.fromiter((m["b"] for m in history), np.int64, len(history)))
+                s_list.append(np.fromiter((m["score"] for m in history), np.float32, len(history)))
+        if frags is None:
+            frags = initial
+            n_ids = int(frags.max()) if frags.size else 0
+            n_present = int(np.count_nonzero(np.unique(frags)))
+        a = np.concatenate(a_list) if a_list else np.zeros(0, np.int64)
+        b = np.concatenate(b_list) if b_list else np.zeros(0, np.int64)
+        s = np.concatenate(s_list) if s_list else np.zeros(0, np.float32)
+        fragments_out = frags[0] if is_2d else frags
+        return cls(
+            fragments_out, a, b, s, n_ids, scoring=scoring, max_threshold=max_threshold,
+            n_present=n_present,
+        )
+
+    # --- answering thresholds --------------------------------------------------------------
+
+    def _check(self, threshold: float) -> np.float32:
+        t = check_threshold(threshold)
+        if t > self.max_threshold + 1e-9:
+            raise InputError(
+                f"Threshold {t} is above the {self.max_threshold} this merge tree was built to; "
+                "rebuild it with a higher maximum threshold."
+            )
+        return np.float32(t)
+
+    def n_merges(self, threshold: float) -> int:
+        """How many merges waterz applies at ``threshold``."""
+        t = self._check(threshold)
+        return int(np.searchsorted(self.running_max, t, side="left"))
+
+    def _lut_for(self, k: int) -> np.ndarray:
+        lut = self._luts.get(k)
+        if lut is not None:
+            self._luts.move_to_end(k)
+            return lut
+        parent = np.arange(self.n_fragments + 1, dtype=np.int64)
+        parent[self.merges_b[:k]] = self.merges_a[:k]
+        # pointer jumping to the roots
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+        lut = parent.astype(np.uint64)
+        self._luts[k] = lut
+        while len(self._luts) > 8:
+            self._luts.popitem(last=False)
+        return lut
+
+    def lut(self, threshold: float) -> np.ndarray:
+        """Dense table ``segment_id = lut[fragment_id]`` (uint64, length n_fragments + 1)."""
+        return self._lut_for(self.n_merges(threshold))
+
+    def lookup(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """``(fragment_ids, segment_ids)`` for fragments 1..n at ``threshold``."""
+        lut = self.lut(threshold)
+        return np.arange(1, self.n_fragments + 1, dtype=np.uint64), lut[1:].copy()
+
+    def relabel(self, fragments_region, threshold: float) -> np.ndarray:
+        """Segment ids for a region of the fragments (e.g. the displayed slice), uint64."""
+        lut = self.lut(threshold)
+        region = np.asarray(fragments_region)
+        if region.dtype != np.uint64:
+            region = region.astype(np.uint64)
+        if region.size and region.max() > self.n_fragments:
+            # ids the tree never saw stay what they are (as in waterz)
+            out = region.copy()
+            known = region <= self.n_fragments
+            out[known] = lut[region[known]]
+            return out
+        return lut[region]
+
+    def segmentation(self, threshold: float) -> np.ndarray:
+        """The whole segmentation at ``threshold``: identical to waterz's output at that threshold."""
+        if self.fragments is None:
+            raise InputError("This merge tree was saved without its fragments; load them too.")
+        return self.relabel(self.fragments, threshold)
+
+    def n_segments(self, threshold: float) -> int:
+        """Number of segments (non-zero) at ``threshold``."""
+        return self.n_present - self.n_merges(threshold)
+
+    def thresholds_of_change(self) -> np.ndarray:
+        """Distinct running-max scores: the thresholds just above which the result changes."""
+        return np.unique(self.running_max)
+
+    # --- persistence -----------------------------------------------------------------------
+
+    def save(self, path, overwrite: bool = False, include_fragments: bool = True) -> Path:
+        """Write the tree (and by default its fragments) to an ``.npz`` file, atomically."""
+        from segtrain.io.atomic import atomic_path
+
+        path = Path(path)
+        meta = dict(
+            format_version=FORMAT_VERSION,
+            scoring=self.scoring,
+            scoring_function=SCORING_FUNCTIONS.get(self.scoring, self.scoring),
+            max_threshold=self.max_threshold,
+            n_fragments=self.n_fragments,
+            n_present=self.n_present,
+            attrs=self.attrs,
+        )
+        arrays = dict(
+            merges_a=self.merges_a,
+            merges_b=self.merges_b,
+            scores=self.scores,
+            meta=np.frombuffer(json.dumps(meta, default=str).encode(), dtype=np.uint8),
+        )
+        if include_fragments and self.fragments is not None:
+            arrays["fragments"] = np.asarray(self.fragments)
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path) -> MergeTree:
+        """Read a tree written by :meth:`save`."""
+        path = Path(path)
+        if not path.exists():
+            raise InputError(f"Merge tree file {path} does not exist.")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                fragments = data["fragments"] if "fragments" in data.files else None
+                tree = cls(
+                    fragments,
+                    data["merges_a"],
+                    data["merges_b"],
+                    data["scores"],
+                    meta["n_fragments"],
+                    scoring=meta.get("scoring", "hist_quant_50"),
+                    max_threshold=meta.get("max_threshold", 1.0),
+                    n_present=meta.get("n_present"),
+                    attrs=meta.get("attrs"),
+                )
+        except (KeyError, ValueError, OSError) as error:
+            raise InputError(f"{path} is not a merge tree written by segtrain ({error}).") from None
+        return tree
+
+    def __repr__(self) -> str:
+        shape = None if self.fragments is None else tuple(self.fragments.shape)
+        return (
+            f"MergeTree(fragments={self.n_present}, merges={len(self.scores)}, "
+            f"scoring={self.scoring!r}, max_threshold={self.max_threshold}, shape={shape})"
+        )
