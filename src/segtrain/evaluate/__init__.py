@@ -12,6 +12,7 @@ from segtrain.evaluate.metrics import (
     segmentation_scores,
     voi,
 )
+from segtrain.evaluate.sweep import SweepResult, apply_threshold, default_thresholds, sweep
 
 __all__ = [
     "Contingency",
@@ -24,4 +25,8 @@ __all__ = [
     "scores_from_table",
     "segmentation_scores",
     "voi",
+    "SweepResult",
+    "apply_threshold",
+    "default_thresholds",
+    "sweep",
 ]
