@@ -8,13 +8,6 @@ from segtrain.plugin import layers as L
 from segtrain.plugin.widgets.data import DataWidget
 
 
-def error_messages():
-    from napari.utils.notifications import NotificationSeverity, notification_manager
-
-    return [str(r.message) for r in notification_manager.records
-            if r.severity == NotificationSeverity.ERROR]
-
-
 def test_data_widget_layers_and_annotation(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     widget = DataWidget(viewer)
@@ -38,7 +31,7 @@ def test_data_widget_layers_and_annotation(make_napari_viewer, qtbot):
     assert widget.image_combo.layer() is None
 
 
-def test_data_widget_labels_of_other_shape_notify(make_napari_viewer, qtbot):
+def test_data_widget_labels_of_other_shape_notify(make_napari_viewer, qtbot, error_messages):
     viewer = make_napari_viewer()
     widget = DataWidget(viewer)
     qtbot.addWidget(widget)

@@ -24,7 +24,7 @@ from typing import Any
 
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QCoreApplication, QObject, QTimer
+from qtpy.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from segtrain.errors import SegtrainError
 
@@ -129,6 +129,36 @@ class Throttle(QObject):
         value, self._pending = self._pending, self._EMPTY
         self._last = time.perf_counter()
         self.callback(value)
+
+
+class ProgressRelay(QObject):
+    """A ``progress(done, total)`` callable safe to call from a worker thread: it drives a napari
+    progress bar in the GUI thread (the Qt signal is queued across threads)."""
+
+    progressed = Signal(int, int)
+
+    def __init__(self, desc: str, parent: QObject | None = None):
+        super().__init__(parent)
+        from napari.utils import progress
+
+        self.bar = progress(total=0, desc=desc)
+        self.done = 0
+        self.progressed.connect(self._update)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.progressed.emit(int(done), int(total))
+
+    def _update(self, done: int, total: int) -> None:
+        if self.bar is None:
+            return
+        self.bar.total = total
+        self.bar.update(max(0, done - self.bar.n))
+        self.done = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def start_worker(

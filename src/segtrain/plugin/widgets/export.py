@@ -1,14 +1,198 @@
-"""Export dock widget (placeholder until its issue fills it)."""
+"""Export dock widget: save the segmentation (and fragments, merge tree, predictions) to zarr or
+TIFF with voxel size, offset, threshold and settings as metadata. The segmentation is relabelled
+for the whole volume blockwise (dask blocks through ``MergeTree.relabel``) and written by
+``segtrain.io.write_volume`` (atomic)."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segtrain.plugin import layers as L
+from segtrain.plugin.widgets._common import LayerCombo, status_label
+from segtrain.plugin.workers import notify_error, notify_info, start_worker
+
+FORMATS = {"zarr": ".zarr", "TIFF": ".tif"}
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why ``folder`` cannot take the export (None if it can): missing parent, not writable."""
+    folder = Path(folder)
+    probe_dir = folder if folder.exists() else folder.parent
+    if not probe_dir.exists():
+        return f"The folder {probe_dir} does not exist; choose an existing folder."
+    if not probe_dir.is_dir():
+        return f"{probe_dir} is not a folder; choose a folder to export into."
+    try:  # a real write: os.access says yes to root even on read-only mounts
+        with tempfile.NamedTemporaryFile(dir=probe_dir, prefix=".segtrain-probe-"):
+            pass
+    except OSError:
+        return f"The folder {probe_dir} is read-only (cannot write there); choose a writable folder."
+    return None
+
+
+def blockwise_segmentation(tree: Any, fragments: np.ndarray, threshold: float,
+                           block: int = 64):
+    """A dask array: the whole-volume segmentation at ``threshold``, relabelled block by block."""
+    import dask.array as da
+
+    chunks = tuple(min(block, s) for s in fragments.shape)
+    return da.from_array(fragments, chunks=chunks).map_blocks(
+        lambda b: np.asarray(tree.relabel(b, threshold), dtype=np.uint64), dtype=np.uint64)
+
+
+def export_items(items: list[tuple[str, Any]], folder: Path, base: str, suffix: str,
+                 overwrite: bool) -> list[Path]:
+    """Worker body: write each (name, Volume or MergeTree) item; returns the written paths."""
+    from segtrain.io import write_volume
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, item in items:
+        if name == "merge_tree":
+            path = folder / f"{base}_merge_tree.npz"
+            item.save(path)
+            written.append(path)
+            continue
+        path = folder / (f"{base}{suffix}" if name == "segmentation" else f"{base}_{name}{suffix}")
+        written.append(Path(write_volume(path, item, overwrite=overwrite)))
+    return written
 
 
 class ExportWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.session = L.session(napari_viewer)
+        self.worker = None
+        self.written: list[Path] = []
+
+        self.seg_combo = LayerCombo(napari_viewer, ("Labels",))
+        self.folder_edit = QLineEdit(str(Path.cwd() / "export"))
+        self.browse_button = QPushButton("Browse...")
+        self.name_edit = QLineEdit("segmentation")
+        self.format_combo = QComboBox()
+        self.format_combo.addItems(list(FORMATS))
+        self.fragments_check = QCheckBox("fragments")
+        self.tree_check = QCheckBox("merge tree")
+        self.predictions_check = QCheckBox("predictions")
+        self.overwrite_check = QCheckBox("overwrite existing files")
+        self.export_button = QPushButton("Export")
+        self.status = status_label()
+
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder_edit, 1)
+        folder_row.addWidget(self.browse_button)
+        extras = QHBoxLayout()
+        for check in (self.fragments_check, self.tree_check, self.predictions_check):
+            extras.addWidget(check)
+        form = QFormLayout()
+        form.addRow("Segmentation", self.seg_combo)
+        form.addRow("Folder", folder_row)
+        form.addRow("Name", self.name_edit)
+        form.addRow("Format", self.format_combo)
+        form.addRow("Also save", extras)
+        form.addRow(self.overwrite_check)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Export"))
+        layout.addLayout(form)
+        layout.addWidget(self.export_button)
+        layout.addWidget(self.status)
         layout.addStretch(1)
+
+        self.browse_button.clicked.connect(self._browse)
+        self.export_button.clicked.connect(self.export)
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Export folder", self.folder_edit.text())
+        if path:
+            self.folder_edit.setText(path)
+
+    def items(self, layer) -> list[tuple[str, Any]]:
+        """What to write: (name, Volume or MergeTree), with metadata attrs."""
+        from segtrain.io import Volume
+
+        meta = layer.metadata.get(L.META, {})
+        tree = self.session.merge_tree if meta.get("source") == "fragments" else None
+        threshold = meta.get("threshold", self.session.threshold)
+        attrs = {"threshold": threshold, "source": meta.get("source"),
+                 "run": str(self.session.run_dir) if self.session.run_dir else None,
+                 "task": self.session.task, "settings": dict(self.session.settings)}
+        attrs = {k: v for k, v in attrs.items() if v is not None}
+        data = layer.data
+        if tree is not None and isinstance(data, L.LookupLabels):
+            data = blockwise_segmentation(tree, np.asarray(tree.fragments), float(threshold))
+        elif isinstance(data, L.LookupLabels):
+            data = np.asarray(data)
+        volume = L.volume_from_layer(layer, data=data)
+        volume.attrs.update(attrs)
+        items: list[tuple[str, Any]] = [("segmentation", volume)]
+        if self.fragments_check.isChecked() and meta.get("fragments") is not None:
+            items.append(("fragments", L.volume_from_layer(layer, data=meta["fragments"])))
+            items[-1][1].name = "fragments"
+        if self.tree_check.isChecked() and tree is not None:
+            items.append(("merge_tree", tree))
+        if self.predictions_check.isChecked():
+            for other in self.viewer.layers:
+                ometa = other.metadata.get(L.META, {})
+                if ometa.get("kind") in ("affinities", "lsds", "probabilities"):
+                    array = ometa["array"]
+                    n = min(other.ndim, 3)  # spatial dims (an RGB layer's ndim has no channel)
+                    items.append((ometa["kind"], Volume(
+                        data=array, voxel_size=tuple(float(s) for s in other.scale[-n:]),
+                        offset=tuple(float(t) for t in other.translate[-n:]),
+                        axes=(("c",) if array.ndim > n else ()) + ("z", "y", "x")[-n:],
+                        name=ometa["kind"], is_labels=False, attrs={"kind": ometa["kind"]})))
+        return items
+
+    def export(self) -> None:
+        layer = self.seg_combo.layer()
+        if layer is None:
+            notify_error("No segmentation to export: segment first (or choose a labels layer).",
+                         self.status)
+            return
+        folder = Path(self.folder_edit.text().strip() or ".").expanduser()
+        problem = folder_problem(folder)
+        if problem:
+            notify_error(problem, self.status)
+            return
+        base = self.name_edit.text().strip() or "segmentation"
+        suffix = FORMATS[self.format_combo.currentText()]
+        try:
+            items = self.items(layer)
+        except Exception as error:  # noqa: BLE001
+            from segtrain.plugin.workers import error_message
+
+            notify_error(error_message(error, "Export"), self.status)
+            return
+        self.export_button.setEnabled(False)
+        self.status.setText("Exporting ...")
+        self.worker = start_worker(
+            export_items, items, folder, base, suffix, self.overwrite_check.isChecked(),
+            on_return=self._done, on_finish=self._finished, action="Export", status=self.status,
+            progress={"desc": "Exporting"},
+        )
+
+    def _done(self, written: list[Path]) -> None:
+        self.written = written
+        notify_info(f"Exported {', '.join(p.name for p in written)} to {written[0].parent}.",
+                    self.status)
+
+    def _finished(self) -> None:
+        self.worker = None
+        self.export_button.setEnabled(True)

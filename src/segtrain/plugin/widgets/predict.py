@@ -1,14 +1,198 @@
-"""Predict dock widget (placeholder until its issue fills it)."""
+"""Predict dock widget: choose a run/checkpoint and an image layer, predict in the background with
+progress, and show affinities (RGB), LSDs (RGB of chosen channels) and probabilities (images)
+aligned with the input."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segtrain.plugin import layers as L
+from segtrain.plugin.widgets._common import LayerCombo, status_label
+from segtrain.plugin.workers import ProgressRelay, notify_error, notify_info, start_worker
+
+
+def _spatial_kwargs(image: Any, ndim: int) -> dict:
+    if image is None:
+        return {}
+    return {"scale": tuple(image.scale[-ndim:]), "translate": tuple(image.translate[-ndim:])}
+
+
+def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
+                          channels: tuple[int, ...] = (0, 1, 2)) -> tuple[np.ndarray, dict]:
+    """(data, add_image kwargs) to show a channel-first prediction aligned with ``image``.
+
+    Affinities / LSDs with >= 3 channels become an RGB image of ``channels`` (channels last, a
+    view); one channel is shown as a grey image; the full array is kept in the layer metadata
+    (``metadata['segtrain']['array']``) for the Segment widget.
+    """
+    array = np.asarray(array)
+    spatial_ndim = image.ndim if image is not None else (array.ndim - 1 if array.ndim > 2 else 2)
+    meta = {"kind": kind, "array": array, "image": getattr(image, "name", None)}
+    kwargs = {"name": name, "metadata": {L.META: meta}}
+    if array.ndim == spatial_ndim:  # no channel axis
+        data = array
+        kwargs.update(colormap="magma", contrast_limits=(0.0, 1.0))
+    elif array.shape[0] == 1:
+        data = array[0]
+        kwargs.update(colormap="magma", contrast_limits=(0.0, 1.0))
+    elif kind == "probabilities" and array.shape[0] == 2:
+        data = array[1]  # foreground of (background, foreground)
+        kwargs.update(colormap="magma", contrast_limits=(0.0, 1.0))
+    elif array.shape[0] >= 3:
+        picked = [c for c in channels if c < array.shape[0]][:3]
+        while len(picked) < 3:
+            picked.append(picked[-1])
+        data = np.moveaxis(array[list(picked)], 0, -1)
+        if data.dtype != np.uint8:
+            data = np.clip(data, 0.0, 1.0).astype(np.float32, copy=False)
+        kwargs.update(rgb=True, contrast_limits=(0.0, 1.0))
+        meta["channels"] = tuple(picked)
+    else:
+        data = array
+        kwargs.update(colormap="magma", contrast_limits=(0.0, 1.0))
+        spatial_ndim = array.ndim
+    kwargs.update(_spatial_kwargs(image, spatial_ndim))
+    return data, kwargs
+
+
+def run_prediction(checkpoint: str, raw, voxel_size, progress):
+    """Worker body: the core's tiled prediction (dict of channel-first arrays)."""
+    from segtrain.predict import predict_array
+
+    from segtrain.plugin.workers import release_gpu_memory
+
+    try:
+        return predict_array(checkpoint, raw, voxel_size=voxel_size, progress=progress)
+    finally:
+        release_gpu_memory()
 
 
 class PredictWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.session = L.session(napari_viewer)
+        self.worker = None
+        self.relay = None
+        self.result_layers: dict[str, Any] = {}
+
+        self.checkpoint_edit = QLineEdit()
+        self.checkpoint_edit.setPlaceholderText("run folder or checkpoint file")
+        self.browse_button = QPushButton("Browse...")
+        self.image_combo = LayerCombo(napari_viewer, ("Image",),
+                                      predicate=lambda layer: L.META not in layer.metadata)
+        self.lsd_channels = [QSpinBox(minimum=0, maximum=9) for _ in range(3)]
+        for i, spin in enumerate(self.lsd_channels):
+            spin.setValue(i)
+        self.predict_button = QPushButton("Predict")
+        self.status = status_label()
+
+        checkpoint_row = QHBoxLayout()
+        checkpoint_row.addWidget(self.checkpoint_edit, 1)
+        checkpoint_row.addWidget(self.browse_button)
+        channel_row = QHBoxLayout()
+        for spin in self.lsd_channels:
+            channel_row.addWidget(spin)
+        form = QFormLayout()
+        form.addRow("Run / checkpoint", checkpoint_row)
+        form.addRow("Image", self.image_combo)
+        form.addRow("LSD channels (RGB)", channel_row)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Predict"))
+        layout.addLayout(form)
+        layout.addWidget(self.predict_button)
+        layout.addWidget(self.status)
         layout.addStretch(1)
+
+        self.browse_button.clicked.connect(self._browse)
+        self.predict_button.clicked.connect(self.predict)
+        for spin in self.lsd_channels:
+            spin.valueChanged.connect(self._update_lsd_channels)
+        self.session.changed.connect(self._session_changed)
+        if self.session.image_layer:
+            self.image_combo.set_layer(self.session.image_layer)
+        self._session_changed("checkpoint")
+
+    def _session_changed(self, key: str) -> None:
+        if key in ("checkpoint", "run_dir"):
+            path = self.session.checkpoint or self.session.run_dir
+            if path is not None:
+                self.set_checkpoint(path)
+        elif key == "image_layer" and self.session.image_layer:
+            self.image_combo.set_layer(self.session.image_layer)
+
+    def set_checkpoint(self, path: str | Path) -> None:
+        self.checkpoint_edit.setText(str(path))
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Run folder", str(self.session.runs_root))
+        if path:
+            self.set_checkpoint(path)
+
+    def predict(self) -> None:
+        image = self.image_combo.layer()
+        checkpoint = self.checkpoint_edit.text().strip()
+        if image is None:
+            notify_error("No image layer to predict on: open an image first.", self.status)
+            return
+        if not checkpoint:
+            notify_error("No model chosen: train a run or pick a run folder / checkpoint first.",
+                         self.status)
+            return
+        if not Path(checkpoint).exists():
+            notify_error(f"The run or checkpoint {checkpoint} does not exist; pick another.",
+                         self.status)
+            return
+        if self.worker is not None:
+            notify_error("A prediction is already running; wait for it to finish.", self.status)
+            return
+        self.predict_button.setEnabled(False)
+        self.status.setText("Predicting ...")
+        self.relay = ProgressRelay("Predicting")
+        self._image = image
+        self.worker = start_worker(
+            run_prediction, checkpoint, image.data, L.spatial_scale(image), self.relay,
+            on_return=self.show_predictions, on_finish=self._finished,
+            action="Prediction", status=self.status,
+        )
+
+    def _finished(self) -> None:
+        self.worker = None
+        if self.relay is not None:
+            self.relay.close()
+            self.relay = None
+        self.predict_button.setEnabled(True)
+
+    def show_predictions(self, outputs: dict[str, np.ndarray]) -> None:
+        image = self._image
+        self.result_layers = {}
+        for kind in ("lsds", "probabilities", "affinities"):  # affinities last = on top, active
+            if kind not in outputs or outputs[kind] is None:
+                continue
+            channels = tuple(s.value() for s in self.lsd_channels) if kind == "lsds" else (0, 1, 2)
+            data, kwargs = prediction_layer_args(outputs[kind], image, f"{image.name} {kind}",
+                                                 kind, channels)
+            self.result_layers[kind] = L.upsert_layer(self.viewer, "image", data, **kwargs)
+        notify_info(f"Predicted {', '.join(self.result_layers)} for '{image.name}'.", self.status)
+
+    def _update_lsd_channels(self, *_: Any) -> None:
+        layer = self.result_layers.get("lsds")
+        if layer is None or layer not in self.viewer.layers:
+            return
+        array = layer.metadata[L.META]["array"]
+        channels = tuple(s.value() for s in self.lsd_channels)
+        data, _ = prediction_layer_args(array, self._image, layer.name, "lsds", channels)
+        layer.data = data
+        layer.metadata[L.META]["channels"] = channels

@@ -1,14 +1,425 @@
-"""Train dock widget (placeholder until its issue fills it)."""
+"""Train dock widget: the config as a form, Start / Stop / Resume, progress, a live loss plot and a
+preview prediction layer. The run is a ``segtrain.train.TrainingRun`` consumed in a background
+worker through its ``reports()`` generator; Stop calls ``run.stop()``."""
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QLabel, QVBoxLayout, QWidget
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from segtrain.plugin import layers as L
+from segtrain.plugin.widgets._common import Foldable, mpl_canvas, parse_floats, status_label
+from segtrain.plugin.workers import (
+    error_message,
+    notify_error,
+    notify_info,
+    release_gpu_memory,
+    start_worker,
+)
+
+TASK_PRESET = {"affinities": "em3d_quick", "masks": "wells2d_quick", "instances": "wells2d_quick"}
+
+
+def preset_names() -> list[str]:
+    from segtrain.config import PRESETS
+
+    return list(PRESETS)
+
+
+def run_reports(run):
+    """Worker body: every report of a training run; GPU memory released at the end."""
+    try:
+        yield from run.reports()
+    finally:
+        release_gpu_memory()
+
+
+def _ints(text: str) -> list[int]:
+    return [int(round(v)) for v in parse_floats(text)]
 
 
 class TrainWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
+        self.session = L.session(napari_viewer)
+        self.run = None
+        self.worker = None
+        self.progress = None
+        self.history: dict[str, list[tuple[int, float]]] = {}
+        self.last_report = None
+        self._last_preview_step = -(10**9)
+        self.config = None
+
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(preset_names())
+        self.name_edit = QLineEdit()
+        self.name_edit.setPlaceholderText("run name (default: preset + time)")
+        self.runs_root_edit = QLineEdit(str(self.session.runs_root))
+        self.steps_spin = QSpinBox(minimum=1, maximum=10**8)
+        self.batch_spin = QSpinBox(minimum=1, maximum=1024)
+        self.lr_spin = QDoubleSpinBox(decimals=6, minimum=1e-7, maximum=1.0, singleStep=1e-5)
+        self.patch_edit = QLineEdit()
+        self.val_every_spin = QSpinBox(minimum=1, maximum=10**8)
+        self.preview_spin = QSpinBox(minimum=1, maximum=10**8)
+        self.preview_spin.setValue(10)
+        self.preview_spin.setToolTip("Refresh the preview layer at most every N steps.")
+
+        # advanced (folded)
+        self.fmaps_spin = QSpinBox(minimum=1, maximum=1024)
+        self.lsds_check = QCheckBox("predict LSDs")
+        self.lsd_sigma_spin = QDoubleSpinBox(decimals=2, minimum=0.1, maximum=1000.0)
+        self.scheduler_combo = QComboBox()
+        self.scheduler_combo.addItems(["none", "plateau", "cosine"])
+        self.patience_spin = QSpinBox(minimum=0, maximum=10**6)
+        self.patience_spin.setSpecialValueText("off")
+        self.checkpoint_spin = QSpinBox(minimum=1, maximum=10**8)
+        self.accelerator_combo = QComboBox()
+        self.accelerator_combo.addItems(["auto", "cpu", "gpu"])
+        self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1)
+
+        self.load_button = QPushButton("Load YAML...")
+        self.save_button = QPushButton("Save YAML...")
+        self.start_button = QPushButton("Start")
+        self.stop_button = QPushButton("Stop")
+        self.resume_button = QPushButton("Resume")
+        self.stop_button.setEnabled(False)
+        self.resume_button.setEnabled(False)
+        self.step_label = QLabel("not started")
+        self.run_dir_label = QLabel("run folder: -")
+        self.run_dir_label.setWordWrap(True)
+        self.tensorboard_button = QPushButton("Copy TensorBoard command")
+        self.tensorboard_button.setEnabled(False)
+        self.canvas, self.figure = mpl_canvas(2.6)
+        self.loss_axes = self.figure.add_subplot(111)
+        self.metric_axes = self.loss_axes.twinx()
+        self.status = status_label()
+
+        advanced = QWidget()
+        aform = QFormLayout(advanced)
+        aform.setContentsMargins(0, 0, 0, 0)
+        aform.addRow("Feature maps", self.fmaps_spin)
+        aform.addRow(self.lsds_check)
+        aform.addRow("LSD sigma (world units)", self.lsd_sigma_spin)
+        aform.addRow("LR schedule", self.scheduler_combo)
+        aform.addRow("Early-stopping patience", self.patience_spin)
+        aform.addRow("Checkpoint every (steps)", self.checkpoint_spin)
+        aform.addRow("Accelerator", self.accelerator_combo)
+        aform.addRow("Seed", self.seed_spin)
+
+        form = QFormLayout()
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("Run name", self.name_edit)
+        form.addRow("Runs folder", self.runs_root_edit)
+        form.addRow("Steps", self.steps_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Learning rate", self.lr_spin)
+        form.addRow("Patch shape", self.patch_edit)
+        form.addRow("Validate every (steps)", self.val_every_spin)
+        form.addRow("Preview every (steps)", self.preview_spin)
+        form.addRow(Foldable("Advanced", advanced))
+        yaml_row = QHBoxLayout()
+        yaml_row.addWidget(self.load_button)
+        yaml_row.addWidget(self.save_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.start_button)
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.resume_button)
         layout = QVBoxLayout(self)
-        layout.addWidget(QLabel("Train"))
+        layout.addLayout(form)
+        layout.addLayout(yaml_row)
+        layout.addLayout(buttons)
+        layout.addWidget(self.step_label)
+        layout.addWidget(self.canvas)
+        layout.addWidget(self.run_dir_label)
+        layout.addWidget(self.tensorboard_button)
+        layout.addWidget(self.status)
         layout.addStretch(1)
+
+        self.preset_combo.currentTextChanged.connect(self.load_preset)
+        self.load_button.clicked.connect(self._load_yaml_dialog)
+        self.save_button.clicked.connect(self._save_yaml_dialog)
+        self.start_button.clicked.connect(self.start)
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button.clicked.connect(self.resume)
+        self.tensorboard_button.clicked.connect(self.copy_tensorboard_command)
+        self.session.changed.connect(self._session_changed)
+
+        preset = TASK_PRESET.get(self.session.task, self.preset_combo.currentText())
+        if self.preset_combo.findText(preset) >= 0:
+            self.preset_combo.setCurrentText(preset)
+        self.load_preset(self.preset_combo.currentText())
+
+    # --- config <-> form -----------------------------------------------------------------------
+    def _session_changed(self, key: str) -> None:
+        if key == "task" and not self.is_running():
+            preset = TASK_PRESET.get(self.session.task)
+            if preset and self.preset_combo.findText(preset) >= 0:
+                self.preset_combo.setCurrentText(preset)
+
+    def load_preset(self, name: str) -> None:
+        from segtrain.config import preset
+
+        try:
+            self.set_config(preset(name))
+        except Exception as error:  # noqa: BLE001
+            notify_error(f"Preset '{name}' could not be loaded: {error}", self.status)
+
+    def set_config(self, config) -> None:
+        self.config = config
+        t, m, d = config.train, config.model, config.data
+        self.steps_spin.setValue(int(t.max_steps))
+        self.batch_spin.setValue(int(t.batch_size))
+        self.lr_spin.setValue(float(t.lr))
+        self.patch_edit.setText(", ".join(str(int(s)) for s in d.patch_shape))
+        self.val_every_spin.setValue(int(t.val_every))
+        self.fmaps_spin.setValue(int(m.num_fmaps))
+        self.lsds_check.setChecked(bool(m.lsds))
+        self.lsd_sigma_spin.setValue(float(m.lsd_sigma))
+        self.scheduler_combo.setCurrentText(t.scheduler)
+        self.patience_spin.setValue(int(t.early_stopping_patience or 0))
+        self.checkpoint_spin.setValue(int(t.checkpoint_every))
+        self.accelerator_combo.setCurrentText(t.accelerator)
+        self.seed_spin.setValue(int(t.seed))
+
+    def current_config(self):
+        """The form as a validated Config (raises ConfigError/ValueError with a readable message)."""
+        config = self.config.copy()
+        t, m, d = config.train, config.model, config.data
+        t.max_steps = self.steps_spin.value()
+        t.batch_size = self.batch_spin.value()
+        t.lr = self.lr_spin.value()
+        d.patch_shape = _ints(self.patch_edit.text())
+        t.val_every = self.val_every_spin.value()
+        m.num_fmaps = self.fmaps_spin.value()
+        m.lsds = self.lsds_check.isChecked()
+        m.lsd_sigma = self.lsd_sigma_spin.value()
+        t.scheduler = self.scheduler_combo.currentText()
+        t.early_stopping_patience = self.patience_spin.value() or None
+        t.checkpoint_every = self.checkpoint_spin.value()
+        t.accelerator = self.accelerator_combo.currentText()
+        t.seed = self.seed_spin.value()
+        if self.session.voxel_size:
+            d.voxel_size = list(self.session.voxel_size)
+        if self.name_edit.text().strip():
+            config.name = self.name_edit.text().strip()
+        return config.validate()
+
+    def load_yaml(self, path: str | Path) -> None:
+        from segtrain.config import load_config
+
+        try:
+            self.set_config(load_config(path))
+        except Exception as error:  # noqa: BLE001
+            notify_error(str(error) if "segtrain" in type(error).__module__ else
+                         f"Could not load the config {path}: {error}", self.status)
+            return
+        self.status.setText(f"Loaded {path}")
+
+    def save_yaml(self, path: str | Path) -> None:
+        from segtrain.config import save_config
+
+        try:
+            save_config(self.current_config(), path)
+        except Exception as error:  # noqa: BLE001
+            notify_error(f"Could not save the config to {path}: {error}", self.status)
+            return
+        self.status.setText(f"Saved {path}")
+
+    def _load_yaml_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load config", "", "YAML (*.yaml *.yml)")
+        if path:
+            self.load_yaml(path)
+
+    def _save_yaml_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save config", "config.yaml", "YAML (*.yaml)")
+        if path:
+            self.save_yaml(path)
+
+    # --- data from the layers ------------------------------------------------------------------
+    def _layer(self, name: str | None):
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def training_sources(self):
+        """(train_sources, val_sources) from the layers chosen in Data & annotation."""
+        from segtrain.train import ArraySource
+
+        image = self._layer(self.session.image_layer)
+        if image is None:
+            raise ValueError("No image layer to train on: open an image and choose it in "
+                             "Data & annotation, then start training.")
+        annotation = self._layer(self.session.annotation_layer)
+        gt = self._layer(self.session.gt_layer)
+        raw = np.asarray(image.data)
+        shape = L.spatial_shape(image)
+        voxel_size = self.session.voxel_size or L.spatial_scale(image)
+        for role, layer in (("annotation", annotation), ("ground-truth", gt)):
+            if layer is not None and tuple(layer.data.shape) != shape:
+                raise ValueError(f"The {role} layer '{layer.name}' has shape "
+                                 f"{tuple(layer.data.shape)} but the image has shape {shape}; "
+                                 "choose labels of the image's shape.")
+        val = None
+        if annotation is not None:
+            labels, known = L.training_arrays(np.asarray(annotation.data), self.session.sparse)
+            if not known.any():
+                raise ValueError(f"The annotation layer '{annotation.name}' is empty: paint some "
+                                 "objects (and background) first, or choose a ground-truth layer.")
+            train = [ArraySource(raw, labels, known=known, voxel_size=voxel_size)]
+            if gt is not None:
+                val = [ArraySource(raw, np.asarray(gt.data), voxel_size=voxel_size)]
+        elif gt is not None:
+            train = [ArraySource(raw, np.asarray(gt.data), voxel_size=voxel_size)]
+        else:
+            raise ValueError("No labels to train on: create and paint an annotation layer (or "
+                             "choose a ground-truth layer) in Data & annotation.")
+        return train, val
+
+    # --- run control ---------------------------------------------------------------------------
+    def is_running(self) -> bool:
+        return self.worker is not None
+
+    def start(self, resume: str | Path | None = None) -> None:
+        if self.is_running():
+            notify_error("A training run is already going: stop it before starting another.",
+                         self.status)
+            return
+        try:
+            config = self.current_config()
+            train, val = self.training_sources()
+            from segtrain.train import TrainingRun
+
+            root = Path(self.runs_root_edit.text().strip() or "runs")
+            self.run = TrainingRun(config, train, val_sources=val, runs_root=root,
+                                   name=config.name if self.name_edit.text().strip() else None,
+                                   resume=resume)
+        except Exception as error:  # noqa: BLE001 - any problem before the run is a message
+            message = str(error) if isinstance(error, ValueError) else error_message(
+                error, "Starting training")
+            notify_error(message, self.status)
+            release_gpu_memory()
+            return
+        self.session.set(runs_root=root, run_dir=Path(self.run.run_dir))
+        self.history = {}
+        self.last_report = None
+        self._last_preview_step = -(10**9)
+        self.run_dir_label.setText(f"run folder: {self.run.run_dir}")
+        self.tensorboard_button.setEnabled(True)
+        self._set_running(True)
+        from napari.utils import progress
+
+        self.progress = progress(total=int(config.train.max_steps), desc="Training")
+        self.status.setText("Training ...")
+        self.worker = start_worker(
+            run_reports, self.run, on_yield=self.on_report, on_finish=self._finished,
+            action="Training", status=self.status, throttle_ms=200,
+        )
+
+    def stop(self) -> None:
+        if self.run is not None:
+            self.status.setText("Stopping (writing a checkpoint) ...")
+            self.run.stop()
+
+    def resume(self) -> None:
+        run_dir = self.session.run_dir
+        if run_dir is None:
+            notify_error("No run to resume: start a run first or load one in Runs.", self.status)
+            return
+        self.start(resume=run_dir)
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.resume_button.setEnabled(not running and self.session.run_dir is not None)
+        self.stop_button.setEnabled(running)
+
+    def _finished(self) -> None:
+        self.worker = None
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+        report = self.last_report
+        if report is not None and getattr(report, "checkpoint", None):
+            self.session.set(checkpoint=Path(report.checkpoint))
+        self._set_running(False)
+        if report is not None and not self.status.text().startswith("Training failed"):
+            notify_info(f"Training ended at step {report.step} of {report.max_steps}; "
+                        f"run folder {self.run.run_dir}.", self.status)
+        release_gpu_memory()
+
+    def on_report(self, report) -> None:
+        """Update progress, the loss plot and the preview (GUI thread, throttled)."""
+        self.last_report = report
+        step = int(report.step)
+        if self.progress is not None:
+            self.progress.total = int(report.max_steps)
+            self.progress.update(max(0, step - self.progress.n))
+        text = f"step {step} / {report.max_steps}"
+        for key, value in {**report.losses, **report.metrics}.items():
+            self.history.setdefault(key, [])
+            if not self.history[key] or self.history[key][-1][0] != step:
+                self.history[key].append((step, float(value)))
+            text += f"  {key} {float(value):.4g}"
+        self.step_label.setText(text)
+        if getattr(report, "checkpoint", None):
+            self.session.set(checkpoint=Path(report.checkpoint))
+        if report.preview is not None and (step - self._last_preview_step >= self.preview_spin.value()
+                                           or report.done):
+            self._last_preview_step = step
+            self.show_preview(np.asarray(report.preview))
+        self.plot()
+
+    def show_preview(self, preview: np.ndarray) -> None:
+        image = self._layer(self.session.image_layer)
+        from segtrain.plugin.widgets.predict import prediction_layer_args
+
+        data, kwargs = prediction_layer_args(preview, image, "training preview", self.session.task)
+        L.upsert_layer(self.viewer, "image", data, **kwargs)
+
+    def plot(self) -> None:
+        ax, mx = self.loss_axes, self.metric_axes
+        ax.clear()
+        mx.clear()
+        for key, points in self.history.items():
+            steps, values = zip(*points)
+            if "loss" in key:
+                ax.plot(steps, values, label=key, linestyle="--" if key.startswith("val") else "-")
+            elif key.startswith("val"):
+                mx.plot(steps, values, label=key, color="tab:red", marker=".")
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        mx.yaxis.set_label_position("right")
+        lines = ax.get_legend_handles_labels()
+        mlines = mx.get_legend_handles_labels()
+        if lines[0] or mlines[0]:
+            ax.legend(lines[0] + mlines[0], lines[1] + mlines[1], fontsize=7, loc="upper right")
+        self.canvas.draw_idle()
+
+    def tensorboard_command(self) -> str:
+        run_dir = self.session.run_dir or Path(self.runs_root_edit.text() or "runs")
+        return f"tensorboard --logdir {shlex.quote(str(Path(run_dir).resolve()))}"
+
+    def copy_tensorboard_command(self) -> None:
+        command = self.tensorboard_command()
+        QApplication.clipboard().setText(command)
+        self.status.setText(f"Copied: {command}")
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt name
+        self.stop()
+        super().closeEvent(event)
