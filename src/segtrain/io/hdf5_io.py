@@ -32,11 +32,8 @@ def _open(path: Path):
 
     try:
         return h5py.File(path, "r")
-    except OSError as error:
-        reason = str(error).split("(")[0].strip().rstrip(".") or "unreadable"
-        raise InputError(
-            f"{path} is not a readable HDF5 file (corrupt or truncated: {reason})."
-        ) from None
+    except OSError:
+        raise InputError(f"{path} is not a readable HDF5 file (corrupt or truncated).") from None
 
 
 def _datasets(handle) -> list[str]:

@@ -213,7 +213,7 @@ def _ome_volume(group, ome: dict, path: Path, prefix: str) -> Volume:
         voxel_size=tuple(voxel_size),
         offset=tuple(offset),
         axes=tuple(axes),
-        name=multiscale.get("name") or group_name,
+        name=group_name if prefix else (multiscale.get("name") or group_name),
         is_labels=bool(is_labels) and np.dtype(array.dtype).kind in "iub",
         attrs=free_attrs({k: v for k, v in attrs.items() if k not in ("multiscales", "ome")}),
         source=str(path),
