@@ -45,3 +45,8 @@ def test_segment_slider_follows_tree(make_napari_viewer, qtbot, synthetic):
         np.testing.assert_array_equal(np.asarray(layer._slice.image.raw),
                                       tree.segmentation(t)[z])
         assert str(tree.n_segments(t)) in widget.segments_label.text().replace(",", "")
+    assert widget.sweep is not None and widget.best_button.isEnabled()
+    assert widget.canvas.isVisible() or not widget.isVisible()
+    widget.use_best()
+    assert abs(widget.threshold() - float(widget.sweep.best_threshold)) <= 1e-3
+    assert "VOI split" in widget.scores_label.text() and "ARAND" in widget.scores_label.text()

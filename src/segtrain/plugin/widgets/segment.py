@@ -89,8 +89,7 @@ def build_tree(affs, fragments, method: str, params: dict, scoring: str, gt=None
     if gt is not None:
         from segtrain import evaluate
 
-        if hasattr(evaluate, "sweep"):
-            sweep = evaluate.sweep(tree, np.asarray(gt))
+        sweep = evaluate.sweep(tree, np.asarray(gt))
     return tree, sweep
 
 
