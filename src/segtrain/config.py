@@ -43,6 +43,7 @@ class SourceConfig:
     known_dataset: str | None = None
     crop: list[list[int]] | None = None  # per spatial axis [start, stop], e.g. [[0, 35], [0, 100]]
     weight: float = 1.0  # mixing weight among the sources of the same split
+    labels_kind: Literal["instances", "mask"] = "instances"  # mask: instances = connected components
 
 
 @dataclass

@@ -1,0 +1,58 @@
+"""Augmentation that never misaligns image and target.
+
+Geometric transforms (flips, in-plane 90-degree rotations) are applied to raw, labels, known mask
+and weights together, before targets are computed from the transformed labels; intensity
+transforms (scale/shift, gamma, noise, blur, missing sections) touch raw only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from segtrain.config import AugmentConfig
+from segtrain.train.sources import Sample
+
+
+def _geometric(array: np.ndarray | None, flips, k: int, spatial_from: int) -> np.ndarray | None:
+    if array is None:
+        return None
+    for axis in flips:
+        array = np.flip(array, axis=spatial_from + axis)
+    if k:
+        array = np.rot90(array, k=k, axes=(array.ndim - 2, array.ndim - 1))
+    return np.ascontiguousarray(array)
+
+
+def augment(sample: Sample, config: AugmentConfig, rng: np.random.Generator) -> Sample:
+    """A randomly transformed copy of ``sample`` (raw ``(C, *spatial)``)."""
+    ndim = sample.labels.ndim
+    flips = [axis for axis in range(ndim) if config.flip and rng.random() < 0.5]
+    square = sample.labels.shape[-1] == sample.labels.shape[-2]
+    k = int(rng.integers(4)) if config.rotate90 and square else 0
+    raw = _geometric(sample.raw, flips, k, 1)
+    labels = _geometric(sample.labels, flips, k, 0)
+    known = _geometric(sample.known, flips, k, 0)
+    weights = _geometric(sample.weights, flips, k, 0)
+
+    if rng.random() < config.probability:
+        raw = raw.astype(np.float32, copy=True)
+        if config.intensity_scale:
+            raw *= rng.uniform(1 - config.intensity_scale, 1 + config.intensity_scale)
+        if config.intensity_shift:
+            raw += rng.uniform(-config.intensity_shift, config.intensity_shift)
+        if config.gamma:
+            gamma = rng.uniform(1 - config.gamma, 1 + config.gamma)
+            low, high = float(raw.min()), float(raw.max())
+            if high > low:
+                raw = ((raw - low) / (high - low)) ** gamma * (high - low) + low
+        if config.blur and rng.random() < 0.3:
+            sigma = rng.uniform(0, config.blur)
+            for c in range(raw.shape[0]):
+                raw[c] = ndimage.gaussian_filter(raw[c], sigma)
+        if config.noise:
+            raw += rng.normal(0, rng.uniform(0, config.noise), raw.shape).astype(np.float32)
+        if ndim == 3 and config.missing_section and rng.random() < config.missing_section:
+            z = int(rng.integers(raw.shape[1]))
+            raw[:, z] = 0.0 if rng.random() < 0.5 else float(raw.mean())
+    return Sample(raw.astype(np.float32, copy=False), labels, known, weights)

@@ -1,0 +1,79 @@
+"""Torch datasets over sources: an endless stream of augmented training patches mixed by source
+weight, and a fixed set of validation patches."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from segtrain.config import Config
+from segtrain.errors import InputError
+from segtrain.train.augment import augment
+from segtrain.train.sources import Source
+from segtrain.train.targets import targets_for
+
+
+def prepare_sources(sources: Sequence[Source], config: Config) -> list[Source]:
+    d = config.data
+    for source in sources:
+        source.prepare(config.ndim, d.in_channels, d.normalize, d.ignore_label)
+    return list(sources)
+
+
+def _as_tensors(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+
+def _voxel_size(source: Source, config: Config):
+    return getattr(source, "voxel_size", None) or config.data.voxel_size
+
+
+class PatchStream(IterableDataset):
+    """Endless augmented training patches; each from a source chosen with probability ~ weight."""
+
+    def __init__(self, sources: Sequence[Source], config: Config, seed: int = 0, augmented: bool = True):
+        if not sources:
+            raise InputError("No training data: give at least one image with labels.")
+        self.sources = prepare_sources(sources, config)
+        weights = np.array([s.weight for s in self.sources], dtype=float)
+        if weights.sum() <= 0:
+            raise InputError("All training sources have weight 0; give at least one a positive weight.")
+        self.p = weights / weights.sum()
+        self.config = config
+        self.seed = seed
+        self.augmented = augmented
+        self.drawn = 0
+
+    def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        source = self.sources[int(rng.choice(len(self.sources), p=self.p))]
+        sample = source.sample(rng, self.config.data.patch_shape, self.config.data.min_annotated_fraction)
+        if self.augmented:
+            sample = augment(sample, self.config.data.augment, rng)
+        return targets_for(sample, self.config, _voxel_size(source, self.config))
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        # a new stream per epoch/iteration start and per worker, reproducible from the seed
+        rng = np.random.default_rng([self.seed, worker, self.drawn])
+        self.drawn += 1
+        while True:
+            yield _as_tensors(self.draw(rng))
+
+
+class FixedPatches(Dataset):
+    """``n`` validation patches drawn once (no augmentation), the same at every validation."""
+
+    def __init__(self, sources: Sequence[Source], config: Config, n: int, seed: int = 1):
+        stream = PatchStream(sources, config, seed=seed, augmented=False)
+        rng = np.random.default_rng(seed)
+        self.items = [_as_tensors(stream.draw(rng)) for _ in range(n)]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.items[index]

@@ -1,0 +1,100 @@
+"""Losses with ignore masks and per-voxel weights.
+
+- :func:`weighted_mse`: affinities and LSDs, weighted by the known mask (and optionally by class
+  balance, so that rare boundary affinities count as much as the many affine ones).
+- :func:`binary_loss`: BCE / focal / Dice / focal+Dice / BCE+Dice for masks, with a positive-class
+  weight and ignore mask (weight 0 = no loss).
+- :func:`multiclass_loss`: cross-entropy / Dice / CE+Dice for class maps, with ignore mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def balance_weights(target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-channel weights making positives and negatives contribute equally (gunpowder's
+    BalanceLabels): each class gets ``0.5 / its share`` among the weighted voxels."""
+    dims = tuple(range(2, target.ndim))
+    pos = (target > 0.5).float()
+    w_total = weight.sum(dim=dims, keepdim=True).clamp_min(1e-6)
+    pos_share = ((pos * weight).sum(dim=dims, keepdim=True) / w_total).clamp(0.05, 0.95)
+    return weight * torch.where(pos > 0, 0.5 / pos_share, 0.5 / (1 - pos_share))
+
+
+def weighted_mse(prediction: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                 balance: bool = False) -> torch.Tensor:
+    """Mean of ``weight * (prediction - target)**2`` over weighted voxels (0 when none)."""
+    if balance:
+        weight = balance_weights(target, weight)
+    total = weight.sum()
+    if total <= 0:
+        return (prediction * 0).sum()
+    return (weight * (prediction.float() - target) ** 2).sum() / total
+
+
+def _dice(prob: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    dims = tuple(range(2, prob.ndim)) if prob.ndim > 2 else (1,)
+    inter = (prob * target * weight).sum(dim=(0, *dims))
+    denom = ((prob + target) * weight).sum(dim=(0, *dims))
+    return (1 - (2 * inter + eps) / (denom + eps)).mean()
+
+
+def binary_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "focal_dice",
+                pos_weight: float = 1.0, gamma: float = 2.0) -> torch.Tensor:
+    """Binary losses on logits; ``weight`` 0 marks ignored voxels."""
+    logits = logits.float()
+    total = weight.sum().clamp_min(1e-6)
+    pw = torch.tensor(pos_weight, device=logits.device, dtype=logits.dtype)
+    prob = torch.sigmoid(logits)
+    parts = []
+    if kind in ("bce", "bce_dice"):
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none", pos_weight=pw)
+        parts.append((bce * weight).sum() / total)
+    if kind in ("focal", "focal_dice"):
+        bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        p_t = prob * target + (1 - prob) * (1 - target)
+        alpha = target * pos_weight + (1 - target)
+        focal = alpha * (1 - p_t) ** gamma * bce
+        parts.append((focal * weight).sum() / total)
+    if kind in ("dice", "focal_dice", "bce_dice"):
+        parts.append(_dice(prob, target, weight))
+    return sum(parts)
+
+
+def multiclass_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "ce_dice") -> torch.Tensor:
+    """Multi-class losses on logits ``(N, K, ...)`` with int targets ``(N, ...)``; weight 0 = ignore."""
+    logits = logits.float()
+    total = weight.sum().clamp_min(1e-6)
+    parts = []
+    if kind in ("ce", "ce_dice"):
+        ce = F.cross_entropy(logits, target, reduction="none")
+        parts.append((ce * weight).sum() / total)
+    if kind in ("dice", "ce_dice"):
+        prob = torch.softmax(logits, dim=1)
+        onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).float()
+        parts.append(_dice(prob, onehot, weight.unsqueeze(1)))
+    return sum(parts)
+
+
+def task_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], config) -> tuple[torch.Tensor, dict[str, float]]:
+    """Total loss of a batch for ``config``'s task and its parts (for logging)."""
+    from segtrain.config import resolved_loss
+
+    t = config.train
+    kind = resolved_loss(config)
+    parts: dict[str, torch.Tensor] = {}
+    if config.model.task == "affinities":
+        affs = torch.sigmoid(outputs["affinities"].float())
+        parts["affinities"] = weighted_mse(affs, batch["affinities"], batch["affinities_weight"], t.balance)
+        if "lsds" in outputs:
+            lsds = torch.sigmoid(outputs["lsds"].float())
+            parts["lsds"] = t.lsd_weight * weighted_mse(lsds, batch["lsds"], batch["lsds_weight"])
+    elif config.model.task in ("masks", "instances"):
+        parts["probabilities"] = binary_loss(outputs["probabilities"], batch["probabilities"],
+                                             batch["probabilities_weight"], kind, t.pos_weight, t.focal_gamma)
+    else:
+        parts["classes"] = multiclass_loss(outputs["probabilities"], batch["classes"], batch["classes_weight"], kind)
+    total = sum(parts.values())
+    return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -1,0 +1,338 @@
+"""Where training samples come from.
+
+A source hands out random patches (:class:`Sample`: raw, labels, which voxels are known, and
+optional per-voxel loss weights). Sources of one split are mixed by their ``weight``.
+
+- :class:`ArraySource`: in-memory (or dask/zarr) arrays, e.g. napari layer data; also the pseudo-
+  label source (pass ``weights``, the per-voxel confidence).
+- :class:`FileSource`: any file :func:`segtrain.io.read_volume` opens.
+- :class:`GeneratorSource`: a callable making fresh (raw, labels) pairs, e.g. synthetic data
+  (:class:`SyntheticSource` uses :mod:`segtrain.synthetic`).
+
+Arrays are ``(*spatial)`` or ``(C, *spatial)`` for several channels; a ``(N, y, x)`` stack of 2D
+images serves a 2D model (each patch comes from one image).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from segtrain.errors import InputError
+
+
+@dataclass
+class Sample:
+    """One training patch. ``raw`` is ``(C, *patch)`` float32 normalised to about [0, 1]."""
+
+    raw: np.ndarray
+    labels: np.ndarray  # (*patch) int64; 0 = background
+    known: np.ndarray  # (*patch) bool; False = not annotated / ignored (no loss)
+    weights: np.ndarray | None = None  # (*patch) float32 per-voxel loss weights (pseudo-labels)
+
+
+# ----------------------------------------------------------------------------------------------
+# normalisation (shared with prediction)
+
+
+def intensity_range(array, mode: str = "percentile") -> tuple[float, float]:
+    """``(low, high)`` that :func:`normalize` maps to 0 and 1.
+
+    ``percentile``: 1st and 99.8th percentile of (a strided subsample of) the array;
+    ``dtype``: 0 and the integer type's maximum (1 for floats); ``none``: 0 and 1.
+    """
+    if mode == "none":
+        return 0.0, 1.0
+    dtype = np.dtype(array.dtype)
+    if mode == "dtype":
+        return (0.0, float(np.iinfo(dtype).max)) if np.issubdtype(dtype, np.integer) else (0.0, 1.0)
+    size = int(np.prod(array.shape))
+    step = max(1, int(round((size / 2_000_000) ** (1 / max(1, len(array.shape))))))
+    sub = np.asarray(array[tuple(slice(None, None, step) for _ in array.shape)], dtype=np.float32)
+    if sub.size == 0:
+        return 0.0, 1.0
+    low, high = np.percentile(sub, [1.0, 99.8])
+    if high <= low:
+        high = low + 1.0
+    return float(low), float(high)
+
+
+def normalize(array: np.ndarray, low: float, high: float) -> np.ndarray:
+    return ((np.asarray(array, dtype=np.float32) - low) / (high - low)).astype(np.float32, copy=False)
+
+
+def labels_from_mask(mask: np.ndarray, per_slice: bool) -> np.ndarray:
+    """Instance labels from a binary foreground mask (e.g. ISBI membranes: interior = 255)."""
+    mask = np.asarray(mask) != 0
+    if per_slice and mask.ndim == 3:
+        out = np.zeros(mask.shape, np.int64)
+        offset = 0
+        for z in range(mask.shape[0]):
+            lab, n = ndimage.label(mask[z])
+            out[z] = np.where(lab > 0, lab + offset, 0)
+            offset += n
+        return out
+    return ndimage.label(mask)[0].astype(np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+class Source:
+    """Base class: ``sample(rng, patch_shape, min_annotated_fraction) -> Sample``."""
+
+    weight: float = 1.0
+    name: str = "source"
+
+    def sample(self, rng: np.random.Generator, patch_shape: Sequence[int],
+               min_annotated_fraction: float = 0.0) -> Sample:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def prepare(self, ndim: int, in_channels: int, normalize_mode: str, ignore_label: int | None) -> None:
+        """Called once by the dataset with the model's expectations before sampling."""
+
+
+class ArraySource(Source):
+    """Patches from arrays in memory (numpy, dask or zarr; napari layer data works as is).
+
+    Parameters
+    ----------
+    raw
+        Image ``(*spatial)``, ``(C, *spatial)`` or, for a 2D model, a stack ``(N, y, x)``.
+    labels
+        Instance (or class) labels of the same spatial shape; 0 = background.
+    known
+        Optional bool mask, False = not annotated (no loss there). Sparse painting in napari:
+        pass ``known = labels != 0`` together with a label for background strokes.
+    voxel_size
+        World size per spatial axis (for LSD sigma); default from the config or 1.
+    weight
+        Mixing weight among the sources of the same split.
+    weights
+        Optional per-voxel loss weights in [0, 1] (pseudo-label confidence).
+    ignore_label
+        Label value meaning "not annotated" (overrides the config's ``data.ignore_label``).
+    crop
+        Optional ``[start, stop]`` per array axis (channel axis excluded).
+    """
+
+    def __init__(self, raw, labels, known=None, voxel_size=None, weight: float = 1.0, weights=None,
+                 ignore_label: int | None = None, crop: Sequence[Sequence[int]] | None = None,
+                 name: str = "array"):
+        if labels is None:
+            raise InputError(f"Source {name} has no labels; training needs an annotation for every image.")
+        self.raw = raw
+        self.labels = labels
+        self.known = known
+        self.weights = weights
+        self.voxel_size = tuple(float(v) for v in voxel_size) if voxel_size is not None else None
+        self.weight = float(weight)
+        self.ignore_label = ignore_label
+        self.crop = crop
+        self.name = name
+        self._prepared = None
+
+    # -- setup --------------------------------------------------------------------------------
+    def prepare(self, ndim: int, in_channels: int, normalize_mode: str, ignore_label: int | None) -> None:
+        key = (ndim, in_channels, normalize_mode, ignore_label)
+        if self._prepared == key:
+            return
+        raw = self.raw
+        labels = self.labels
+        shape_l = tuple(labels.shape)
+        if in_channels > 1:
+            if raw.ndim != len(shape_l) + 1 or raw.shape[0] != in_channels:
+                raise InputError(
+                    f"Source {self.name}: image of shape {tuple(raw.shape)} should have {in_channels} channels "
+                    f"first and spatial shape {shape_l}."
+                )
+        else:
+            if tuple(raw.shape) != shape_l:
+                if raw.ndim == len(shape_l) + 1 and raw.shape[0] == 1:
+                    raw = raw[0]
+                else:
+                    raise InputError(
+                        f"Source {self.name}: image shape {tuple(raw.shape)} and labels shape {shape_l} differ; "
+                        "they must cover the same voxels."
+                    )
+        if len(shape_l) not in (ndim, ndim + 1) or (len(shape_l) == ndim + 1 and ndim != 2):
+            raise InputError(
+                f"Source {self.name}: labels of shape {shape_l} do not fit a {ndim}D model; "
+                f"give {ndim}D arrays{' or a stack of 2D images' if ndim == 2 else ''}."
+            )
+        self.stack = len(shape_l) == ndim + 1
+        if self.crop is not None:
+            if len(self.crop) > len(shape_l):
+                raise InputError(f"Source {self.name}: crop {self.crop} has more axes than the labels {shape_l}.")
+            sl = tuple(slice(int(a), int(b)) for a, b in self.crop)
+            labels = labels[sl]
+            raw = raw[(slice(None), *sl)] if in_channels > 1 else raw[sl]
+            known = self.known[sl] if self.known is not None else None
+            weights = self.weights[sl] if self.weights is not None else None
+        else:
+            known, weights = self.known, self.weights
+        self._raw = raw if in_channels > 1 else raw[None]
+        self._labels = labels
+        self._known = known
+        self._weights = weights
+        self._ignore = self.ignore_label if self.ignore_label is not None else ignore_label
+        self.low, self.high = intensity_range(self._raw, normalize_mode)
+        self.shape = tuple(labels.shape)
+        if 0 in self.shape:
+            raise InputError(f"Source {self.name} is empty after cropping ({self.shape}); check its crop.")
+        self._known_coords = self._annotated_coordinates()
+        self._prepared = key
+
+    def _annotated_coordinates(self) -> np.ndarray | None:
+        """Coordinates of (a subsample of) known voxels, to centre patches on sparse annotations."""
+        if self._known is None and self._ignore is None:
+            return None
+        known = np.ones(self.shape, bool) if self._known is None else np.asarray(self._known).astype(bool)
+        if self._ignore is not None:
+            known &= np.asarray(self._labels) != self._ignore
+        if known.all():
+            return None
+        coords = np.argwhere(known)
+        if len(coords) > 200_000:
+            coords = coords[np.random.default_rng(0).choice(len(coords), 200_000, replace=False)]
+        return coords
+
+    # -- sampling -----------------------------------------------------------------------------
+    def sample(self, rng, patch_shape, min_annotated_fraction: float = 0.0) -> Sample:
+        if self._prepared is None:
+            raise RuntimeError("prepare() the source before sampling")
+        best = None
+        for attempt in range(20):
+            sample = self._draw(rng, tuple(patch_shape), attempt)
+            fraction = float(sample.known.mean()) if sample.known.size else 0.0
+            if fraction >= min_annotated_fraction and fraction > 0:
+                return sample
+            if best is None or fraction > best[0]:
+                best = (fraction, sample)
+        return best[1]
+
+    def _draw(self, rng, patch_shape, attempt) -> Sample:
+        spatial = self.shape[1:] if self.stack else self.shape
+        lead: tuple = ()
+        if self.stack:
+            lead = (int(rng.integers(self.shape[0])),)
+        starts = []
+        coords = self._known_coords
+        if coords is not None and len(coords) and attempt % 2 == 0:
+            if self.stack:
+                # centre on an annotated voxel of a random annotated image
+                c = coords[int(rng.integers(len(coords)))]
+                lead = (int(c[0]),)
+                c = c[1:]
+            else:
+                c = coords[int(rng.integers(len(coords)))]
+            for size, p, center in zip(spatial, patch_shape, c):
+                starts.append(int(np.clip(center - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, max(0, size - p))))
+        else:
+            starts = [int(rng.integers(0, max(0, size - p) + 1)) for size, p in zip(spatial, patch_shape)]
+        box = tuple(slice(s, min(s + p, size)) for s, p, size in zip(starts, patch_shape, spatial))
+        index = lead + box
+        raw = normalize(np.asarray(self._raw[(slice(None), *index)]), self.low, self.high)
+        labels = np.asarray(self._labels[index]).astype(np.int64)
+        known = np.ones(labels.shape, bool) if self._known is None else np.asarray(self._known[index]).astype(bool)
+        if self._ignore is not None:
+            ignored = labels == self._ignore
+            known &= ~ignored
+            labels[ignored] = 0
+        weights = None if self._weights is None else np.asarray(self._weights[index], dtype=np.float32)
+        pad = [(0, p - (b.stop - b.start)) for p, b in zip(patch_shape, box)]
+        if any(after for _, after in pad):
+            raw = np.pad(raw, [(0, 0), *pad], mode="symmetric")
+            labels = np.pad(labels, pad)
+            known = np.pad(known, pad)  # padding is unknown
+            if weights is not None:
+                weights = np.pad(weights, pad)
+        return Sample(raw, labels, known, weights)
+
+
+class FileSource(ArraySource):
+    """Patches from files: any format :func:`segtrain.io.read_volume` reads (HDF5, zarr, n5, TIFF,
+    PNG slice folders...). ``labels_kind="mask"`` turns a binary mask (e.g. ISBI's 255 = cell
+    interior) into instances by connected components (per slice for stacks of 2D images)."""
+
+    def __init__(self, raw_path, labels_path, raw_dataset: str | None = None, labels_dataset: str | None = None,
+                 known_path=None, known_dataset: str | None = None, crop=None, weight: float = 1.0,
+                 voxel_size=None, ignore_label: int | None = None, labels_kind: str = "instances"):
+        from segtrain.io import read_volume
+
+        raw = read_volume(raw_path, raw_dataset)
+        if labels_path is None:
+            raise InputError(f"Training source {raw_path} has no labels file; name one.")
+        labels = read_volume(labels_path, labels_dataset)
+        known = read_volume(known_path, known_dataset).data if known_path else None
+        raw_data = raw.data
+        if "c" in raw.axes and raw.axes.index("c") != 0:
+            raw_data = np.moveaxis(np.asarray(raw_data), raw.axes.index("c"), 0)
+        label_data = labels.data
+        if labels_kind == "mask":
+            label_data = labels_from_mask(np.asarray(label_data), per_slice=True)
+        if voxel_size is None and any(v != 1 for v in raw.voxel_size):
+            voxel_size = raw.voxel_size
+        super().__init__(raw_data, label_data, known=None if known is None else np.asarray(known) != 0,
+                         voxel_size=voxel_size, weight=weight, ignore_label=ignore_label, crop=crop,
+                         name=Path(raw_path).name)
+
+
+class GeneratorSource(Source):
+    """Fresh samples from a callable ``generate(rng) -> (raw, labels)`` (e.g. synthetic data).
+
+    A generated pair serves ``reuse`` patches before the next one is made.
+    """
+
+    def __init__(self, generate: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]],
+                 weight: float = 1.0, reuse: int = 8, voxel_size=None, name: str = "generated"):
+        self.generate = generate
+        self.weight = float(weight)
+        self.reuse = int(reuse)
+        self.voxel_size = voxel_size
+        self.name = name
+        self._current: ArraySource | None = None
+        self._used = 0
+        self._setup = None
+
+    def prepare(self, ndim, in_channels, normalize_mode, ignore_label) -> None:
+        self._setup = (ndim, in_channels, normalize_mode, ignore_label)
+
+    def sample(self, rng, patch_shape, min_annotated_fraction: float = 0.0) -> Sample:
+        if self._current is None or self._used >= self.reuse:
+            raw, labels = self.generate(rng)
+            self._current = ArraySource(raw, labels, voxel_size=self.voxel_size, name=self.name)
+            self._current.prepare(*self._setup)
+            self._used = 0
+        self._used += 1
+        return self._current.sample(rng, patch_shape, min_annotated_fraction)
+
+
+class SyntheticSource(GeneratorSource):
+    """Synthetic EM volumes or well images from :mod:`segtrain.synthetic`, for co-training."""
+
+    def __init__(self, kind: str = "em", shape=None, weight: float = 1.0, reuse: int = 8, **kwargs):
+        def generate(rng):
+            from segtrain import synthetic
+
+            seed = int(rng.integers(2**31))
+            if kind == "em":
+                return synthetic.make_em_volume(shape=shape or (32, 128, 128), seed=seed, **kwargs)
+            return synthetic.make_well_image(shape=shape or (256, 256), seed=seed, **kwargs)
+
+        super().__init__(generate, weight=weight, reuse=reuse, name=f"synthetic-{kind}")
+
+
+def sources_from_config(entries, data_config) -> list[Source]:
+    """FileSources for the ``data.train`` / ``data.val`` entries of a config."""
+    out = []
+    for entry in entries:
+        out.append(FileSource(entry.raw, entry.labels, entry.raw_dataset, entry.labels_dataset,
+                              known_path=entry.known, known_dataset=entry.known_dataset, crop=entry.crop,
+                              weight=entry.weight, voxel_size=data_config.voxel_size,
+                              labels_kind=getattr(entry, "labels_kind", "instances")))
+    return out
