@@ -217,7 +217,9 @@ class TrainWidget(QWidget):
         t.checkpoint_every = self.checkpoint_spin.value()
         t.accelerator = self.accelerator_combo.currentText()
         t.seed = self.seed_spin.value()
-        if self.session.voxel_size:
+        if self.session.task in ("masks", "instances") and config.ndim == 2:
+            m.task = self.session.task  # the task chosen in Data & annotation
+        if self.session.voxel_size and len(self.session.voxel_size) == config.ndim:
             d.voxel_size = list(self.session.voxel_size)
         if self.name_edit.text().strip():
             config.name = self.name_edit.text().strip()

@@ -1,0 +1,130 @@
+"""The whole 3D loop through the widgets: load -> paint -> train -> predict -> segment -> slider ->
+export -> reopen and compare; screenshots of every widget go to docs/widget_<name>.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from segtrain.plugin import layers as L
+from segtrain.plugin.widgets.data import DataWidget
+from segtrain.plugin.widgets.export import ExportWidget
+from segtrain.plugin.widgets.predict import PredictWidget
+from segtrain.plugin.widgets.runs import RunsWidget
+from segtrain.plugin.widgets.segment import SegmentWidget
+from segtrain.plugin.widgets.train import TrainWidget
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def screenshot(widget, name: str) -> Path:
+    DOCS.mkdir(exist_ok=True)
+    path = DOCS / f"widget_{name}.png"
+    widget.grab().save(str(path))
+    return path
+
+
+def paint_from_gt(annotation, gt: np.ndarray, slices) -> None:
+    """Paint a few strokes with the Labels layer's own brush, then fill some slices from GT."""
+    annotation.brush_size = 3
+    for z in slices:
+        for y, x in ((10, 10), (30, 40), (50, 20)):
+            value = int(gt[z, y, x]) or L.BACKGROUND_LABEL
+            annotation.paint((z, y, x), value, refresh=False)
+        plane = gt[z].astype(np.uint32)
+        plane[plane == 0] = L.BACKGROUND_LABEL
+        annotation.data[z] = plane
+    annotation.refresh()
+
+
+@pytest.mark.slow
+def test_em3d_workflow(make_napari_viewer, qtbot, tmp_path):
+    from segtrain.io import read_volume
+    from segtrain.synthetic import make_em_volume
+
+    viewer = make_napari_viewer()
+    raw, gt = make_em_volume(shape=(16, 64, 64), seed=0)
+    viewer.add_image(raw, name="raw", scale=(1, 1, 1))
+    viewer.add_labels(gt.astype(np.uint32), name="gt")
+    widgets = {
+        "data": DataWidget(viewer), "train": TrainWidget(viewer), "predict": PredictWidget(viewer),
+        "segment": SegmentWidget(viewer), "export": ExportWidget(viewer), "runs": RunsWidget(viewer),
+    }
+    for name, widget in widgets.items():
+        viewer.window.add_dock_widget(widget, name=name)
+    data, train, predict, segment, export, runs = widgets.values()
+
+    # load + paint
+    data.image_combo.set_layer("raw")
+    data.gt_combo.set_layer("gt")
+    assert data.task() == "affinities"
+    annotation = data.create_annotation_layer()
+    paint_from_gt(annotation, gt, slices=(2, 7, 12))
+    data.update_count()
+    assert "annotated: " in data.annotated_label.text() and "(0.00 %)" not in data.annotated_label.text()
+
+    # train a few steps
+    train.preset_combo.setCurrentText("em3d_quick")
+    train.steps_spin.setValue(6)
+    train.val_every_spin.setValue(3)
+    train.patch_edit.setText("12, 48, 48")
+    train.preview_spin.setValue(1)
+    train.runs_root_edit.setText(str(tmp_path / "runs"))
+    train.start()
+    assert train.run is not None, train.status.text()
+    qtbot.waitUntil(lambda: not train.is_running(), timeout=180000)
+    assert train.last_report is not None and train.last_report.step > 0, train.status.text()
+    assert train.history, "no losses plotted"
+    assert Path(train.run.run_dir).exists()
+    assert "tensorboard --logdir" in train.tensorboard_command()
+    screenshot(data, "data")
+    screenshot(train, "train")
+
+    # runs table + load checkpoint
+    runs.refresh()
+    assert runs.table.rowCount() == 1
+    runs.table.selectRow(0)
+    runs.load_selected()
+    assert Path(predict.checkpoint_edit.text()) == Path(train.run.run_dir)
+    screenshot(runs, "runs")
+
+    # predict
+    predict.image_combo.set_layer("raw")
+    predict.predict()
+    qtbot.waitUntil(lambda: predict.worker is None, timeout=120000)
+    assert "affinities" in predict.result_layers, predict.status.text()
+    affs_layer = predict.result_layers["affinities"]
+    assert affs_layer.rgb and affs_layer.data.shape[:3] == raw.shape
+    assert tuple(affs_layer.scale) == tuple(viewer.layers["raw"].scale)
+    screenshot(predict, "predict")
+
+    # segment + move the slider
+    segment.pred_combo.set_layer(affs_layer)
+    segment.gt_combo.set_layer("gt")
+    segment.seed_spin.setValue(3)
+    segment.size_spin.setValue(5)
+    segment.build()
+    qtbot.waitUntil(lambda: segment.tree is not None, timeout=120000)
+    tree, layer = segment.tree, segment.seg_layer
+    for t in (0.2, 0.6, 0.35):
+        segment.set_threshold(t)
+        z = viewer.dims.current_step[0]
+        np.testing.assert_array_equal(np.asarray(layer._slice.image.raw),
+                                      tree.segmentation(segment.threshold())[z])
+    assert segment.sweep is not None and "VOI" in segment.scores_label.text()
+    segment.use_best()
+    threshold = segment.threshold()
+    screenshot(segment, "segment")
+
+    # export and reopen
+    export.seg_combo.set_layer(layer)
+    export.folder_edit.setText(str(tmp_path / "export"))
+    export.export()
+    qtbot.waitUntil(lambda: export.worker is None, timeout=60000)
+    assert export.written, export.status.text()
+    volume = read_volume(export.written[0])
+    np.testing.assert_array_equal(np.asarray(volume.data), tree.segmentation(threshold))
+    assert volume.attrs["threshold"] == pytest.approx(threshold)
+    screenshot(export, "export")
