@@ -40,7 +40,7 @@ def paint_from_gt(annotation, gt: np.ndarray, slices) -> None:
 
 
 @pytest.mark.slow
-def test_em3d_workflow(make_napari_viewer, qtbot, tmp_path):
+def test_em3d_workflow(make_napari_viewer, qtbot, tmp_path, training_api):
     from segtrain.io import read_volume
     from segtrain.synthetic import make_em_volume
 

@@ -262,8 +262,6 @@ class TrainWidget(QWidget):
 
     def training_sources(self):
         """(train_sources, val_sources) from the layers chosen in Data & annotation."""
-        from segtrain.train import ArraySource
-
         image = self._layer(self.session.image_layer)
         if image is None:
             raise ValueError("No image layer to train on: open an image and choose it in "
@@ -278,6 +276,8 @@ class TrainWidget(QWidget):
                 raise ValueError(f"The {role} layer '{layer.name}' has shape "
                                  f"{tuple(layer.data.shape)} but the image has shape {shape}; "
                                  "choose labels of the image's shape.")
+        from segtrain.train import ArraySource
+
         val = None
         if annotation is not None:
             labels, known = L.training_arrays(np.asarray(annotation.data), self.session.sparse)

@@ -1,0 +1,48 @@
+"""workers: throttled delivery, one-sentence errors, worker lifecycle."""
+
+from __future__ import annotations
+
+import time
+
+from segtrain.errors import InputError
+from segtrain.plugin.workers import Throttle, error_message, start_worker
+
+
+def test_error_messages_are_one_sentence():
+    assert error_message(InputError("Bad shape; fix it.")) == "Bad shape; fix it."
+    msg = error_message(RuntimeError("CUDA out of memory. Tried to allocate 2 GiB"), "Training")
+    assert "ran out of memory" in msg and "\n" not in msg
+    assert "read-only" in error_message(OSError(30, "Read-only file system"), "Export")
+    assert error_message(ValueError("x\ny"), "Export") == "Export failed: ValueError: x"
+
+
+def test_throttle_coalesces_and_delivers_last(qtbot):
+    got = []
+    throttle = Throttle(got.append, interval_ms=100)
+    for i in range(50):
+        throttle.push(i)
+    assert got == [0]
+    qtbot.waitUntil(lambda: got[-1] == 49, timeout=2000)
+    assert len(got) == 2
+
+
+def test_worker_yields_throttled_and_errors_notify(qtbot, error_messages):
+    values, done = [], []
+
+    def count():
+        for i in range(20):
+            time.sleep(0.01)
+            yield i
+
+    start_worker(count, on_yield=values.append, on_finish=lambda: done.append(1), throttle_ms=100)
+    qtbot.waitUntil(lambda: bool(done), timeout=5000)
+    assert values[-1] == 19 and len(values) < 20
+
+    def fail():
+        raise InputError("The image has 5 dimensions; give a 2D or 3D image.")
+
+    errors = []
+    start_worker(fail, on_error=errors.append, on_finish=lambda: done.append(2))
+    qtbot.waitUntil(lambda: 2 in done, timeout=5000)
+    assert errors == ["The image has 5 dimensions; give a 2D or 3D image."]
+    assert errors[0] in error_messages()
