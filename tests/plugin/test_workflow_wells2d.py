@@ -17,7 +17,7 @@ from segtrain.plugin.widgets.train import TrainWidget
 
 
 @pytest.mark.slow
-def test_wells2d_workflow(make_napari_viewer, qtbot, tmp_path, training_api):
+def test_wells2d_workflow(training_api, make_napari_viewer, qtbot, tmp_path):
     from segtrain.io import read_volume
     from segtrain.synthetic import make_well_image
 
