@@ -388,11 +388,16 @@ class TrainWidget(QWidget):
         self.plot()
 
     def show_preview(self, preview: np.ndarray) -> None:
+        """The run's preview (a 2D ``raw | target | prediction`` strip) as an image layer placed
+        beside the training image, updated in place."""
+        kwargs: dict = {"name": "training preview (raw | target | prediction)",
+                        "colormap": "gray", "metadata": {L.META: {"kind": "preview"}}}
         image = self._layer(self.session.image_layer)
-        from segtrain.plugin.widgets.predict import prediction_layer_args
-
-        data, kwargs = prediction_layer_args(preview, image, "training preview", self.session.task)
-        L.upsert_layer(self.viewer, "image", data, **kwargs)
+        if image is not None and preview.ndim == 2:
+            scale = L.spatial_scale(image)[-2:]
+            right = image.translate[-1] + scale[-1] * L.spatial_shape(image)[-1]
+            kwargs.update(scale=scale, translate=(image.translate[-2], right + 10 * scale[-1]))
+        L.upsert_layer(self.viewer, "image", preview, **kwargs)
 
     def plot(self) -> None:
         ax, mx = self.loss_axes, self.metric_axes
