@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 import threading
@@ -42,7 +43,8 @@ def quiet_stdout() -> Iterator[None]:
         devnull = os.open(os.devnull, os.O_WRONLY)
         try:
             os.dup2(devnull, 1)
-            yield
+            with contextlib.redirect_stdout(io.StringIO()):  # Python-level prints too
+                yield
         finally:
             try:
                 sys.stdout.flush()

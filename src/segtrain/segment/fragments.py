@@ -21,21 +21,75 @@ def relabel_consecutive(labels: np.ndarray) -> np.ndarray:
     return inverse + np.uint64(1)
 
 
-def _watershed_2d_or_3d(
-    foreground: np.ndarray,
+def _incident_stats(nn: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Minimum, maximum and mean over the edges incident to each voxel (both directions along each axis).
+
+    ``nn[d]`` holds the affinity between a voxel and its predecessor along axis ``d``; edges
+    that would leave the array do not count.
+    """
+    ndim = nn.shape[0]
+    shape = nn.shape[1:]
+    lo = np.full(shape, np.inf, dtype=np.float32)
+    hi = np.zeros(shape, dtype=np.float32)
+    total = np.zeros(shape, dtype=np.float32)
+    count = np.zeros(shape, dtype=np.float32)
+    for d in range(ndim):
+        if shape[d] < 2:
+            continue
+        here = [slice(None)] * ndim
+        prev = [slice(None)] * ndim
+        here[d] = slice(1, None)
+        prev[d] = slice(0, -1)
+        edge = nn[d][tuple(here)]
+        for sl in (tuple(here), tuple(prev)):  # the edge touches both of its voxels
+            np.minimum(lo[sl], edge, out=lo[sl])
+            np.maximum(hi[sl], edge, out=hi[sl])
+            total[sl] += edge
+            count[sl] += 1
+    lo[np.isinf(lo)] = 0
+    mean = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return lo, hi, mean
+
+
+def _seeded_watershed(
+    nn: np.ndarray,
+    threshold: float,
     min_seed_distance: int,
     min_size: int,
     sampling: Sequence[float] | None,
-) -> tuple[np.ndarray, int]:
+) -> np.ndarray:
+    """Fragments of one 2D or 3D block from its nearest-neighbour affinities ``nn (ndim, ...)``.
+
+    Interior = voxels all of whose incident affinities exceed ``threshold`` (so objects that
+    touch without a gap stay apart); the boundary mask is its complement. Seeds are the maxima of
+    the distance transform of the interior; fragments grow down the distance map into the voxels
+    whose mean incident affinity exceeds the threshold.
+    """
+    lo, hi, mean = _incident_stats(nn)
+    interior = lo > threshold
+    mask = hi > threshold
+    return _watershed_from_mask(interior, mask, min_seed_distance, min_size, sampling, mean)
+
+
+def _watershed_from_mask(
+    interior: np.ndarray,
+    mask: np.ndarray,
+    min_seed_distance: int,
+    min_size: int,
+    sampling: Sequence[float] | None,
+    affinity: np.ndarray | None = None,
+) -> np.ndarray:
     from skimage.segmentation import watershed
 
-    if not foreground.any():
-        return np.zeros(foreground.shape, dtype=np.int64), 0
-    distance = ndimage.distance_transform_edt(foreground, sampling=sampling)
+    if not interior.any():
+        return np.zeros(interior.shape, dtype=np.int64)
+    distance = ndimage.distance_transform_edt(interior, sampling=sampling)
     size = 2 * int(min_seed_distance) + 1
-    maxima = (distance == ndimage.maximum_filter(distance, size=size, mode="constant")) & foreground
+    maxima = (distance == ndimage.maximum_filter(distance, size=size, mode="constant")) & interior
     seeds, n = ndimage.label(maxima)
-    frags = watershed(-distance, markers=seeds, mask=foreground)
+    # flood down the distance map; outside the interior (distance 0), high affinities first
+    elevation = -distance if affinity is None else -distance - affinity
+    frags = watershed(elevation, markers=seeds, mask=mask | interior)
     if min_size > 1 and n:
         sizes = np.bincount(frags.reshape(-1))
         small = sizes < min_size
@@ -43,8 +97,8 @@ def _watershed_2d_or_3d(
         if small.any():
             # drop small fragments, let their neighbours grow into the space they leave
             frags[small[frags]] = 0
-            frags = watershed(-distance, markers=frags, mask=foreground)
-    return frags.astype(np.int64), int(frags.max())
+            frags = watershed(elevation, markers=frags, mask=mask | interior)
+    return frags.astype(np.int64)
 
 
 def fragments_watershed(
@@ -57,10 +111,12 @@ def fragments_watershed(
 ) -> np.ndarray:
     """Seeded watershed on the distance transform of the boundary mask.
 
-    The mean of the nearest-neighbour affinities above ``boundary_threshold`` is the inside of
-    objects; seeds are the maxima of the distance to the boundary (at least
-    ``min_seed_distance`` voxels apart), fragments grow from them down the distance map inside
-    that mask. Fragments smaller than ``min_size`` voxels are absorbed by their neighbours.
+    A voxel is inside an object when every nearest-neighbour affinity it takes part in exceeds
+    ``boundary_threshold`` (so objects that touch without a gap stay apart); everything else is
+    the boundary mask. Seeds are the maxima of the distance transform of the inside (at least
+    ``min_seed_distance`` voxels apart); fragments grow from them down the distance map into
+    every voxel whose mean affinity exceeds the threshold (the rest stays 0).
+    Fragments smaller than ``min_size`` voxels are absorbed by their neighbours.
 
     Parameters
     ----------
@@ -79,25 +135,23 @@ def fragments_watershed(
     waffs, is_2d = as_waterz_affinities(affs)
     if int(min_seed_distance) < 0 or int(min_size) < 0:
         raise InputError("min_seed_distance and min_size must not be negative.")
-    if is_2d:
-        mean_aff = waffs[1:].mean(axis=0)  # (1, y, x)
-    else:
-        mean_aff = waffs.mean(axis=0)
-    foreground = mean_aff > boundary_threshold
-
-    out = np.zeros(foreground.shape, dtype=np.uint64)
+    out = np.zeros(waffs.shape[1:], dtype=np.uint64)
     if per_slice or is_2d:
         sampling = None if voxel_size is None else tuple(voxel_size)[-2:]
         next_id = 0
-        for z in range(foreground.shape[0]):
-            frags, n = _watershed_2d_or_3d(foreground[z], min_seed_distance, min_size, sampling)
+        for z in range(out.shape[0]):
+            frags = _seeded_watershed(
+                waffs[1:, z], boundary_threshold, min_seed_distance, min_size, sampling
+            )
             frags = relabel_consecutive(frags)
             nz = frags != 0
             frags[nz] += np.uint64(next_id)
             out[z] = frags
             next_id = int(out[z].max()) if nz.any() else next_id
     else:
-        frags, _ = _watershed_2d_or_3d(foreground, min_seed_distance, min_size, voxel_size)
+        frags = _seeded_watershed(
+            waffs, boundary_threshold, min_seed_distance, min_size, voxel_size
+        )
         out = relabel_consecutive(frags)
     return out[0] if is_2d else out
 

@@ -126,8 +126,10 @@ class MergeTree:
         b_list: list[np.ndarray] = []
         s_list: list[np.ndarray] = []
         initial = None
+        # waterz writes its segmentation into the fragments it is given: give it a copy
+        work = None if frags is None else frags.copy()
         for i, (seg, history) in enumerate(
-            agglomerate(waffs, thresholds, fragments=frags, scoring=scoring,
+            agglomerate(waffs, thresholds, fragments=work, scoring=scoring,
                         return_merge_history=True)
         ):
             if frags is None and i == 0:

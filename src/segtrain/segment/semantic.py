@@ -7,7 +7,7 @@ from scipy import ndimage
 
 from segtrain.errors import InputError
 from segtrain.segment._waterz import check_threshold
-from segtrain.segment.fragments import _watershed_2d_or_3d, relabel_consecutive
+from segtrain.segment.fragments import _watershed_from_mask, relabel_consecutive
 
 
 def _instances_of_mask(mask: np.ndarray, method: str, min_size: int, min_seed_distance: int):
@@ -19,7 +19,7 @@ def _instances_of_mask(mask: np.ndarray, method: str, min_size: int, min_seed_di
             small[0] = False
             labels[small[labels]] = 0
     elif method == "watershed":
-        labels, _ = _watershed_2d_or_3d(mask, min_seed_distance, min_size, None)
+        labels = _watershed_from_mask(mask, mask, min_seed_distance, min_size, None)
         if min_size > 1:
             sizes = np.bincount(labels.reshape(-1))
             small = sizes < min_size
