@@ -1,0 +1,186 @@
+"""Blockwise relabelling: apply a merge tree's lookup table to a large fragment volume with dask.
+
+The result equals ``tree.segmentation(threshold)`` voxel for voxel; only one block per worker is
+in memory at a time, and the output is written atomically (zarr by default, any format
+:func:`segtrain.io.write_volume` writes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from segtrain.errors import InputError
+
+
+def _as_dask(fragments, chunks=None):
+    import dask.array as da
+
+    if isinstance(fragments, (str, Path)):
+        from segtrain.io import read_volume
+
+        fragments = read_volume(fragments)
+    data = getattr(fragments, "data", fragments)  # a segtrain Volume
+    if isinstance(data, da.Array):
+        arr = data
+    else:
+        if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+            data = np.asarray(data)
+        arr = da.from_array(data, chunks=chunks or "auto")
+    if chunks is not None:
+        arr = arr.rechunk(chunks)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"Fragments must hold integer ids, not {arr.dtype}.")
+    return arr
+
+
+def dense_lut(tree_or_lut, threshold: float | None = None) -> np.ndarray:
+    """A dense uint64 table ``segment = lut[fragment]`` from a MergeTree (at ``threshold``), a
+    dense table, or a ``(fragment_ids, segment_ids)`` pair."""
+    if hasattr(tree_or_lut, "lut"):
+        if threshold is None:
+            raise InputError("Give the threshold to relabel at.")
+        return tree_or_lut.lut(threshold)
+    if isinstance(tree_or_lut, tuple) and len(tree_or_lut) == 2:
+        frag_ids = np.asarray(tree_or_lut[0], dtype=np.uint64)
+        seg_ids = np.asarray(tree_or_lut[1], dtype=np.uint64)
+        if frag_ids.shape != seg_ids.shape:
+            raise InputError("Fragment and segment id lists of a lookup must have the same length.")
+        size = int(frag_ids.max()) + 1 if frag_ids.size else 1
+        if size > 10 * (frag_ids.size + 1) + 1_000_000:
+            raise InputError("Fragment ids are too sparse for a lookup table; relabel them 1..n first.")
+        lut = np.arange(size, dtype=np.uint64)
+        lut[frag_ids] = seg_ids
+        return lut
+    lut = np.asarray(tree_or_lut)
+    if lut.ndim != 1 or not np.issubdtype(lut.dtype, np.integer):
+        raise InputError("A lookup table must be a 1D integer array, a (fragments, segments) "
+                         "pair or a MergeTree.")
+    return lut.astype(np.uint64, copy=False)
+
+
+def _apply(block: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    block = block.astype(np.uint64, copy=False)
+    if block.size and block.max() >= lut.size:
+        out = block.copy()  # ids the table does not know stay what they are
+        known = block < lut.size
+        out[known] = lut[block[known]]
+        return out
+    return lut[block]
+
+
+def relabel_lazy(fragments, tree_or_lut, threshold: float | None = None, chunks=None):
+    """The relabelled volume as a lazy dask array (uint64)."""
+    import dask.array as da
+
+    arr = _as_dask(fragments, chunks)
+    lut = dense_lut(tree_or_lut, threshold)
+    del da
+    return arr.map_blocks(functools.partial(_apply, lut=lut), dtype=np.uint64)
+
+
+@contextlib.contextmanager
+def _scheduler(address: str | None):
+    if not address:
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        raise InputError("dask.distributed is not installed; install it to use a scheduler.") from None
+    try:
+        client = Client(address, timeout="10s")
+    except OSError as error:
+        raise InputError(f"Cannot reach the dask scheduler at {address} ({error}).") from None
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+class _Progress:
+    """A dask callback that reports (done, total) tasks."""
+
+    def __init__(self, report: Callable[[int, int], None]):
+        from dask.callbacks import Callback
+
+        outer = self
+
+        class _CB(Callback):
+            def _start_state(self, dsk, state):
+                outer.total = sum(len(state[k]) for k in ("ready", "waiting", "running"))
+                outer.done = 0
+                report(0, outer.total)
+
+            def _posttask(self, key, result, dsk, state, worker_id):
+                outer.done += 1
+                report(outer.done, outer.total)
+
+        self.callback = _CB()
+        self.total = 0
+        self.done = 0
+
+
+def relabel_blockwise(
+    fragments,
+    tree_or_lut,
+    threshold: float | None = None,
+    out_path=None,
+    chunks=None,
+    voxel_size=None,
+    offset=None,
+    axes=None,
+    overwrite: bool = False,
+    scheduler_address: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    attrs: dict | None = None,
+):
+    """Apply the lookup table for ``threshold`` to ``fragments`` block by block.
+
+    Parameters
+    ----------
+    fragments
+        numpy, dask or zarr array, a segtrain Volume or a path readable by segtrain.
+    tree_or_lut
+        A :class:`segtrain.segment.MergeTree`, a dense table or ``(fragment_ids, segment_ids)``.
+    out_path
+        Where to write (``.zarr`` by default; any format segtrain writes). None: return the
+        computed numpy array instead.
+    scheduler_address
+        Address of a dask.distributed scheduler (e.g. a SLURM cluster); default: local threads.
+
+    Returns
+    -------
+    The written path, or the relabelled numpy array when ``out_path`` is None.
+    """
+    from segtrain.segment._waterz import check_threshold
+
+    if threshold is not None:
+        check_threshold(threshold)
+    lazy = relabel_lazy(fragments, tree_or_lut, threshold, chunks)
+    volume_meta = getattr(fragments, "voxel_size", None)
+    callback = _Progress(progress).callback if progress and not scheduler_address else None
+    with _scheduler(scheduler_address), callback or contextlib.nullcontext():
+        if out_path is None:
+            return lazy.compute()
+        from segtrain.io import Volume, write_volume
+
+        meta = dict(attrs or {})
+        if threshold is not None:
+            meta.setdefault("threshold", float(threshold))
+        if hasattr(tree_or_lut, "scoring"):
+            meta.setdefault("scoring", tree_or_lut.scoring)
+        volume = Volume(
+            data=lazy,
+            voxel_size=tuple(voxel_size) if voxel_size is not None else (volume_meta or ()),
+            offset=tuple(offset) if offset is not None else getattr(fragments, "offset", ()),
+            axes=tuple(axes) if axes is not None else getattr(fragments, "axes", ()),
+            name="segmentation",
+            is_labels=True,
+            attrs=meta,
+        )
+        return write_volume(out_path, volume, overwrite=overwrite, chunks=chunks)
