@@ -1,0 +1,241 @@
+"""Tiled inference over arrays of any size (numpy, dask, zarr), into memory or zarr."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segtrain.config import divisor
+from segtrain.errors import InputError, SegtrainError
+from segtrain.predict.model_io import LoadedModel, load_model
+from segtrain.predict.tiling import Tile, make_tiles
+from segtrain.train.sources import intensity_range, normalize
+
+Progress = Callable[[int, int], None]
+
+
+def _as_loaded(model_or_path) -> LoadedModel:
+    if isinstance(model_or_path, LoadedModel):
+        return model_or_path
+    return load_model(model_or_path)
+
+
+def _layout(shape: tuple[int, ...], loaded: LoadedModel) -> tuple[bool, bool]:
+    """``(has_channels, is_stack)`` of an input of ``shape`` for this model."""
+    config = loaded.config
+    ndim, channels = config.ndim, config.data.in_channels
+    if channels > 1:
+        if len(shape) == ndim + 1 and shape[0] == channels:
+            return True, False
+        if len(shape) == ndim + 1 or len(shape) == ndim:
+            got = shape[0] if len(shape) == ndim + 1 else 1
+            raise InputError(
+                f"The model expects {channels} input channels (channels first) but the input of shape {shape} "
+                f"has {got}; give a {channels}-channel image."
+            )
+    else:
+        if len(shape) == ndim:
+            return False, False
+        if len(shape) == ndim + 1 and shape[0] == 1:
+            return True, False
+        if len(shape) == ndim + 1 and ndim == 2:
+            return False, True  # a stack of 2D images
+        if len(shape) == ndim + 1:
+            raise InputError(
+                f"The model expects 1 input channel but the input of shape {shape} has {shape[0]} "
+                f"(or is {len(shape)}D for a {ndim}D model); give a single-channel {ndim}D image."
+            )
+    raise InputError(f"Input of shape {shape} does not fit a {ndim}D model; give a {ndim}D image"
+                     f"{' or a stack of 2D images' if ndim == 2 else ''}.")
+
+
+def _tiling(loaded: LoadedModel, spatial: tuple[int, ...], tile_shape, margin) -> list[Tile]:
+    config = loaded.config
+    div = divisor(config)
+    ndim = config.ndim
+    p = config.predict
+    if tile_shape is None:
+        tile_shape = p.tile_shape or [max(s, 1) for s in spatial]
+    if margin is None:
+        margin = p.margin or [max(d, t // 8) for t, d in zip(tile_shape, div)]
+    tile_shape = [int(t) for t in tile_shape]
+    margin = [int(m) for m in margin]
+    if len(tile_shape) != ndim or len(margin) != ndim:
+        raise InputError(f"tile_shape and margin need {ndim} entries for this {ndim}D model.")
+    for t, m, d in zip(tile_shape, margin, div):
+        if t <= 2 * math.ceil(m / d) * d + d:
+            raise InputError(
+                f"Tile shape {tuple(tile_shape)} is too small for a context margin of {tuple(margin)}; "
+                "use larger tiles or a smaller margin."
+            )
+    return make_tiles(spatial, tile_shape, margin, div)
+
+
+def _oom(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text or "can't allocate memory" in text
+
+
+def _run_tiles(loaded: LoadedModel, array, tiles: list[Tile], has_channels: bool, low: float, high: float,
+               write: Callable[[str, Tile, np.ndarray, int | None], None], lead: int | None,
+               batch_size: int, progress: Progress | None, done: list[int], total: int) -> None:
+    model = loaded.model
+    device = next(model.parameters()).device
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+                if device.type == "cuda" else contextlib.nullcontext())
+    groups: dict[tuple, list[Tile]] = {}
+    for tile in tiles:
+        groups.setdefault(tile.shape, []).append(tile)
+    for shape, group in groups.items():
+        for start in range(0, len(group), batch_size):
+            batch = group[start:start + batch_size]
+            inputs = []
+            for tile in batch:
+                index = ((lead,) if lead is not None else ()) + ((slice(None),) if has_channels else ()) + tile.read
+                data = normalize(np.asarray(array[index]), low, high)
+                inputs.append(data if has_channels else data[None])
+            x = torch.from_numpy(np.stack(inputs)).to(device)
+            try:
+                with torch.inference_mode(), autocast:
+                    out = model.activate(model(x))
+            except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
+                if _oom(error):
+                    del x
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    smaller = tuple(max(8, s // 2) for s in shape)
+                    raise SegtrainError(
+                        f"Ran out of memory predicting tiles of shape {shape} (batch {len(batch)}); "
+                        f"use a smaller tile shape such as {smaller} or batch size 1."
+                    ) from None
+                raise
+            for name, value in out.items():
+                value = value.float().cpu().numpy()
+                for i, tile in enumerate(batch):
+                    write(name, tile, value[i][(slice(None), *tile.crop)], lead)
+            done[0] += len(batch)
+            if progress is not None:
+                progress(done[0], total)
+
+
+def _prepare(model_or_path, array, tile_shape, margin):
+    loaded = _as_loaded(model_or_path)
+    shape = tuple(int(s) for s in array.shape)
+    has_channels, is_stack = _layout(shape, loaded)
+    spatial = shape[1:] if (has_channels or is_stack) else shape
+    if 0 in spatial:
+        raise InputError(f"The input of shape {shape} is empty.")
+    tiles = _tiling(loaded, spatial, tile_shape, margin)
+    low, high = intensity_range(array, loaded.config.data.normalize)
+    return loaded, shape, has_channels, is_stack, spatial, tiles, low, high
+
+
+def _out_shape(channels: int, spatial, is_stack: bool, n: int) -> tuple[int, ...]:
+    return (channels, n, *spatial) if is_stack else (channels, *spatial)
+
+
+def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progress: Progress | None = None,
+                  margin=None, batch_size: int | None = None) -> dict[str, np.ndarray]:
+    """Predict every output of a trained model over ``array``, tile by tile.
+
+    Parameters
+    ----------
+    model_or_path
+        A :class:`LoadedModel`, a checkpoint file or a run folder.
+    array
+        ``(*spatial)``, ``(C, *spatial)`` or, for 2D models, a stack ``(N, y, x)``; numpy, dask
+        or zarr (read tile by tile).
+    voxel_size
+        Accepted for symmetry with volumes (the output has the input's voxel grid).
+    tile_shape, margin
+        Spatial tile size and context per inner side (default: the config's ``predict`` section,
+        else the whole array in one tile).
+    progress
+        ``callable(done_tiles, total_tiles)``.
+
+    Returns
+    -------
+    ``{"affinities": (C, *spatial), "lsds": ..., "probabilities": ...}`` float32 (a stack gives
+    ``(C, N, y, x)``).
+    """
+    loaded, shape, has_channels, is_stack, spatial, tiles, low, high = _prepare(model_or_path, array, tile_shape,
+                                                                               margin)
+    n = shape[0] if is_stack else 1
+    outputs = {h.name: np.zeros(_out_shape(h.channels, spatial, is_stack, n), np.float32)
+               for h in loaded.model.heads}
+
+    def write(name, tile, value, lead):
+        target = outputs[name] if lead is None else outputs[name][:, lead]
+        target[(slice(None), *tile.write)] = value
+
+    batch_size = batch_size or loaded.config.predict.batch_size
+    done = [0]
+    total = len(tiles) * n
+    for lead in (range(n) if is_stack else [None]):
+        _run_tiles(loaded, array, tiles, has_channels, low, high, write, lead, batch_size, progress, done, total)
+    return outputs
+
+
+def predict_volume(model_or_path, volume, **kwargs) -> dict:
+    """Predict a :class:`segtrain.io.Volume`; outputs are Volumes with its voxel size and offset
+    (axes ``("c", *spatial axes)``)."""
+    from segtrain.io import Volume
+
+    outputs = predict_array(model_or_path, volume.data, voxel_size=volume.voxel_size, **kwargs)
+    spatial_axes = tuple(a for a in volume.axes if a != "c")
+    return {name: Volume(data=value, voxel_size=tuple(volume.voxel_size), offset=tuple(volume.offset),
+                         axes=("c", *spatial_axes[-(value.ndim - 1):]), name=name, is_labels=False,
+                         attrs={"source": volume.name})
+            for name, value in outputs.items()}
+
+
+def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, offset=None, tile_shape=None,
+                    margin=None, progress: Progress | None = None, overwrite: bool = False,
+                    batch_size: int | None = None, chunks=None) -> Path:
+    """Predict tile by tile straight into a zarr group (one float32 array per output, zarr format 2,
+    attrs ``resolution``/``offset``/``axes``), written atomically; for inputs too big for memory.
+
+    ``array`` may be a path (read lazily with :func:`segtrain.io.read_volume`) or an array.
+    """
+    import zarr
+
+    from segtrain.io import atomic_path, read_volume
+
+    axes = None
+    if isinstance(array, (str, Path)):
+        volume = read_volume(array)
+        array, voxel_size, offset, axes = volume.data, volume.voxel_size, volume.offset, volume.axes
+    loaded, shape, has_channels, is_stack, spatial, tiles, low, high = _prepare(model_or_path, array, tile_shape,
+                                                                               margin)
+    ndim_out = len(spatial) + (1 if is_stack else 0)
+    voxel_size = list(voxel_size) if voxel_size is not None else [1.0] * ndim_out
+    offset = list(offset) if offset is not None else [0.0] * ndim_out
+    spatial_axes = [a for a in (axes or ("z", "y", "x")[-ndim_out:]) if a != "c"]
+    n = shape[0] if is_stack else 1
+    output = Path(output)
+    with atomic_path(output, overwrite=overwrite) as tmp:
+        group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+        arrays = {}
+        for head in loaded.model.heads:
+            out_shape = _out_shape(head.channels, spatial, is_stack, n)
+            chunk = chunks or (1, *[min(s, 64 if len(out_shape) == 4 else 512) for s in out_shape[1:]])
+            arrays[head.name] = group.create_array(head.name, shape=out_shape, chunks=chunk, dtype="float32",
+                                                   fill_value=0.0)
+            arrays[head.name].attrs.update({"resolution": voxel_size, "offset": offset,
+                                            "axes": ["c", *spatial_axes]})
+
+        def write(name, tile, value, lead):
+            index = (slice(None), *((lead,) if lead is not None else ()), *tile.write)
+            arrays[name][index] = value
+
+        done = [0]
+        for lead in (range(n) if is_stack else [None]):
+            _run_tiles(loaded, array, tiles, has_channels, low, high, write, lead,
+                       batch_size or loaded.config.predict.batch_size, progress, done, len(tiles) * n)
+        group.attrs.update({"checkpoint": str(loaded.checkpoint), "task": loaded.config.task})
+    return output

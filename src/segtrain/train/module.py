@@ -1,0 +1,146 @@
+"""The LightningModule: loss per task, validation loss on fixed patches plus segmentation quality
+on whole validation volumes, optimiser and LR schedule from the config."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+
+from segtrain.config import Config, config_from_dict, monitor_metric
+from segtrain.models import build_model
+from segtrain.train.losses import task_loss
+
+
+def _slice_image(array: np.ndarray) -> np.ndarray:
+    """A 2D view (central z-section of 3D), scaled to [0, 1]."""
+    a = np.asarray(array, dtype=np.float32)
+    if a.ndim == 3:
+        a = a[a.shape[0] // 2]
+    lo, hi = float(a.min()), float(a.max())
+    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def preview_image(raw: np.ndarray, target: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    """``raw | target | prediction`` side by side, float32 (H, 3W) in [0, 1]; multi-channel
+    targets show their mean over the first up to 3 channels."""
+    parts = [_slice_image(raw[0]), _slice_image(target[:3].mean(axis=0)),
+             _slice_image(prediction[:3].mean(axis=0))]
+    return np.concatenate(parts, axis=1)
+
+
+class SegtrainModule(pl.LightningModule):
+    """Training logic; ``config`` is the plain dict of a :class:`Config` (saved in checkpoints)."""
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg: Config = config_from_dict(config)
+        self.model = build_model(self.cfg)
+        self.val_volumes: list[dict] = []  # {"raw", "labels", "known"} for segmentation metrics
+        self.last_preview: np.ndarray | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.last_losses: dict[str, float] = {}
+        self._val_losses: list[float] = []
+
+    def forward(self, x):
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        outputs = self.model(batch["raw"])
+        loss, parts = task_loss(outputs, batch, self.cfg)
+        n = batch["raw"].shape[0]
+        self.log("train/loss", loss, batch_size=n)
+        for name, value in parts.items():
+            self.log(f"train/loss_{name}", value, batch_size=n)
+        self.last_losses = {"loss": float(loss.detach()), **parts}
+        return loss
+
+    def on_validation_epoch_start(self):
+        self._val_losses = []
+        self._preview_batch = None
+
+    def validation_step(self, batch, batch_idx):
+        outputs = self.model(batch["raw"])
+        loss, _ = task_loss(outputs, batch, self.cfg)
+        self._val_losses.append(float(loss))
+        self.log("val/loss", loss, batch_size=batch["raw"].shape[0])
+        if batch_idx == 0:
+            self._preview_batch = (batch, self.model.activate(outputs))
+
+    def on_validation_epoch_end(self):
+        metrics = {"loss": float(np.mean(self._val_losses)) if self._val_losses else float("nan")}
+        metrics.update(self.segmentation_metrics())
+        name, mode = monitor_metric(self.cfg)
+        key = name.removeprefix("val/")
+        if key not in metrics or not math.isfinite(metrics[key]):
+            metrics[key] = math.inf if mode == "min" else 0.0  # nothing to score counts as worst
+        for k, v in metrics.items():
+            if k != "loss":
+                self.log(f"val/{k}", float(v))
+        self.last_metrics = metrics
+        if self._preview_batch is not None:
+            batch, probs = self._preview_batch
+            head = self.model.heads[0].name
+            target_key = head if head in batch else "classes"
+            target = batch[target_key][0].float().cpu().numpy()
+            if target.ndim == probs[head][0].ndim - 1:
+                target = target[None]
+            self.last_preview = preview_image(batch["raw"][0].float().cpu().numpy(), target,
+                                              probs[head][0].float().cpu().numpy())
+            logger = self.logger
+            if logger is not None and hasattr(logger.experiment, "add_image"):
+                logger.experiment.add_image("preview/raw|target|prediction", self.last_preview[None],
+                                            self.global_step)
+
+    def segmentation_metrics(self) -> dict[str, float]:
+        """Scores of whole-volume predictions on the validation volumes (mean over volumes)."""
+        if not self.val_volumes:
+            return {}
+        from segtrain.predict.infer import predict_array
+        from segtrain.predict.model_io import LoadedModel
+        from segtrain.predict.postprocess import validation_scores
+
+        was_training = self.model.training
+        self.model.eval()
+        loaded = LoadedModel(self.model, self.cfg, checkpoint=__import__("pathlib").Path("<training>"),
+                             step=int(self.global_step))
+        scores: dict[str, list[float]] = {}
+        try:
+            for volume in self.val_volumes:
+                outputs = predict_array(loaded, volume["raw"])
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    values = validation_scores(outputs, volume["labels"], self.cfg, volume.get("known"))
+                for k, v in values.items():
+                    scores.setdefault(k, []).append(float(v))
+        finally:
+            self.model.train(was_training)
+        return {k: float(np.mean(v)) for k, v in scores.items()}
+
+    def configure_optimizers(self):
+        t = self.cfg.train
+        cls = torch.optim.AdamW if t.optimizer == "adamw" else torch.optim.Adam
+        optimizer = cls(self.model.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        if t.scheduler == "plateau":
+            name, mode = monitor_metric(self.cfg)
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=t.plateau_factor,
+                                                                   patience=t.plateau_patience)
+            return {"optimizer": optimizer,
+                    "lr_scheduler": {"scheduler": scheduler, "monitor": name, "interval": "step",
+                                     "frequency": t.val_every, "strict": False}}
+        if t.scheduler == "cosine":
+            warmup, total = max(0, t.warmup_steps), max(1, t.max_steps)
+
+            def factor(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                progress = min(1.0, (step - warmup) / max(1, total - warmup))
+                return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer

@@ -1,0 +1,473 @@
+"""A training run on PyTorch Lightning, observable as a generator of small progress reports.
+
+``TrainingRun(config, train_sources, val_sources).reports()`` starts ``Trainer.fit`` in a thread
+it owns and yields :class:`ProgressReport` s at a bounded rate (one per
+``train.report_interval`` seconds, plus one per validation and a final one with ``done=True``).
+``stop()`` may be called from any thread: it sets ``trainer.should_stop``; the run ends after the
+current step and saves ``checkpoints/final.ckpt``.
+
+Run folder ``<runs_root>/<name>-<timestamp>/``: ``config.yaml`` (full snapshot), ``metrics.json``
+and ``metrics.csv`` (one row per validation), ``checkpoints/`` (``best.ckpt`` by the monitored
+validation metric, ``last.ckpt``, periodic ``step-N.ckpt``, ``final.ckpt``), ``tensorboard/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import json
+import logging
+import math
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segtrain.config import Config, load_config, monitor_metric, save_config
+from segtrain.errors import ConfigError, InputError, SegtrainError
+from segtrain.io.atomic import atomic_path
+from segtrain.train.sources import ArraySource, Source, sources_from_config
+
+
+@dataclass
+class ProgressReport:
+    """A small snapshot of a run for a GUI or CLI."""
+
+    step: int
+    max_steps: int
+    losses: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    lr: float = 0.0
+    preview: np.ndarray | None = None  # (H, 3W) float32 in [0, 1]: raw | target | prediction
+    checkpoint: Path | None = None  # newest best/final checkpoint
+    done: bool = False
+    message: str = ""
+    elapsed: float = 0.0
+    steps_per_second: float = 0.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Lightning pieces
+
+
+def _atomic_checkpoint_io():
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        """Lightning's own save goes through a temporary in the system temp folder, which is not a
+        rename on the same file system; write beside the target and rename instead."""
+
+        def save_checkpoint(self, checkpoint, path, storage_options=None):
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            buffer = io.BytesIO()
+            torch.save(checkpoint, buffer)
+            with atomic_path(path, overwrite=True) as tmp:
+                tmp.write_bytes(buffer.getvalue())
+
+    return AtomicCheckpointIO()
+
+
+def _metric_value(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _callbacks(run: TrainingRun):
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+
+    config = run.config
+    t = config.train
+    monitor, mode = monitor_metric(config)
+    ckpt_dir = run.run_dir / "checkpoints"
+
+    class Reporter(pl.Callback):
+        """Pushes ProgressReports into the run's queue and honours stop requests."""
+
+        def __init__(self):
+            self.last_time = 0.0
+            self.start = time.monotonic()
+            self.start_step = None
+            self.smoothed: dict[str, float] = {}
+
+        def _lr(self, trainer) -> float:
+            try:
+                return float(trainer.optimizers[0].param_groups[0]["lr"])
+            except (IndexError, AttributeError):
+                return 0.0
+
+        def _report(self, trainer, module, important: bool, **extra):
+            now = time.monotonic()
+            step = int(trainer.global_step)
+            if self.start_step is None:
+                self.start_step = step
+            elapsed = now - self.start
+            rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+            report = ProgressReport(step=step, max_steps=t.max_steps, losses=dict(self.smoothed),
+                                    metrics=dict(module.last_metrics), lr=self._lr(trainer), elapsed=elapsed,
+                                    steps_per_second=rate, **extra)
+            run._push(report, important)
+            self.last_time = now
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            for k, v in module.last_losses.items():
+                self.smoothed[k] = v if k not in self.smoothed else 0.9 * self.smoothed[k] + 0.1 * v
+            if run._stop.is_set():
+                trainer.should_stop = True
+            if time.monotonic() - self.last_time >= t.report_interval:
+                self._report(trainer, module, important=False)
+
+        def on_validation_end(self, trainer, module):
+            if trainer.sanity_checking:
+                return
+            record = {"step": int(trainer.global_step), "time": round(time.monotonic() - self.start, 2),
+                      "lr": self._lr(trainer)}
+            record.update({f"train/{k}": v for k, v in self.smoothed.items()})
+            record.update({f"val/{k}": _metric_value(v) for k, v in module.last_metrics.items()})
+            run._record(record)
+            best = run._best_checkpoint()
+            self._report(trainer, module, important=True, preview=module.last_preview, checkpoint=best)
+
+    callbacks = [
+        Reporter(),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                        save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+                        save_on_train_epoch_end=False),
+        ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", every_n_train_steps=t.checkpoint_every,
+                        save_top_k=-1, auto_insert_metric_name=False, enable_version_counter=False),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    if t.early_stopping_patience is not None:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
+                                       check_on_train_epoch_end=False, check_finite=False))
+    return callbacks
+
+
+def _precision_and_accelerator(config: Config) -> tuple[str, str]:
+    t = config.train
+    cuda = torch.cuda.is_available() and t.accelerator != "cpu"
+    if t.accelerator == "gpu" and not torch.cuda.is_available():
+        raise ConfigError("train.accelerator is gpu but no CUDA GPU is available; set it to auto or cpu.")
+    accelerator = "gpu" if cuda else "cpu"
+    precision = t.precision
+    if precision == "auto":
+        precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if cuda else "32-true"
+    elif not cuda and precision == "16-mixed":
+        precision = "32-true"  # fp16 autocast is a GPU feature
+    return precision, accelerator
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def resolve_resume(resume: str | Path) -> tuple[Path, Path]:
+    """``(run_dir, checkpoint)`` to continue from: a run folder (its newest of final/last) or a
+    checkpoint file inside one."""
+    path = Path(resume)
+    if not path.exists():
+        raise SegtrainError(f"Cannot resume: {path} does not exist; give a run folder or a checkpoint file.")
+    if path.is_file():
+        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        return run_dir, path
+    candidates = [path / "checkpoints" / n for n in ("final.ckpt", "last.ckpt")]
+    candidates = [c for c in candidates if c.is_file()]
+    if not candidates:
+        candidates = sorted((path / "checkpoints").glob("*.ckpt"))
+    if not candidates:
+        raise SegtrainError(f"Cannot resume: run folder {path} has no checkpoints; start a new run instead.")
+    newest = max(candidates, key=lambda p: (_checkpoint_step(p), p.stat().st_mtime))
+    return path, newest
+
+
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
+    except Exception:
+        return -1
+
+
+def split_source(source: Source, fraction: float = 0.2) -> tuple[Source, Source]:
+    """Hold out the last ``fraction`` of an array source along its first axis for validation."""
+    if not isinstance(source, ArraySource) or source.crop is not None:
+        raise InputError("Give validation data explicitly: only uncropped array sources can be split automatically.")
+    n = int(source.labels.shape[0])
+    cut = max(1, int(round(n * (1 - fraction))))
+    if cut >= n:
+        raise InputError(f"Source {source.name} is too small to hold out validation data; give validation data.")
+    kwargs = dict(known=source.known, voxel_size=source.voxel_size, weights=source.weights,
+                  ignore_label=source.ignore_label)
+    train = ArraySource(source.raw, source.labels, weight=source.weight, crop=[[0, cut]],
+                        name=f"{source.name}[:{cut}]", **kwargs)
+    val = ArraySource(source.raw, source.labels, crop=[[cut, n]], name=f"{source.name}[{cut}:]", **kwargs)
+    return train, val
+
+
+class TrainingRun:
+    """One training run (new, or resumed from a run folder or checkpoint).
+
+    Parameters
+    ----------
+    config
+        The run's :class:`Config` (or a path to a YAML file).
+    train_sources, val_sources
+        :class:`Source` objects; default from the config's ``data.train`` / ``data.val`` files.
+        Without validation data, the last 20% (first axis) of each training source is held out.
+    runs_root
+        Folder that holds run folders.
+    name
+        Run name (default ``config.name``); the folder is ``<name>-<UTC timestamp>``.
+    resume
+        A run folder or checkpoint to continue from (same folder, from the saved step).
+    """
+
+    def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
+                 val_sources: Sequence[Source] | None = None, runs_root: str | Path = "runs",
+                 name: str | None = None, resume: str | Path | None = None):
+        if not isinstance(config, Config):
+            config = load_config(config)
+        self.config = config.copy().validate()
+        if name:
+            self.config.name = name
+        self.resume_checkpoint: Path | None = None
+        if train_sources is None:
+            train_sources = sources_from_config(self.config.data.train, self.config.data)
+        if val_sources is None and self.config.data.val:
+            val_sources = sources_from_config(self.config.data.val, self.config.data)
+        train_sources = list(train_sources)
+        if not train_sources:
+            raise InputError("No training data: name image and label files in data.train or pass sources.")
+        if not val_sources:
+            pairs = [split_source(s) for s in train_sources]
+            train_sources = [p[0] for p in pairs]
+            val_sources = [p[1] for p in pairs]
+        self.train_sources = train_sources
+        self.val_sources = list(val_sources)
+        if resume is not None:
+            self.run_dir, self.resume_checkpoint = resolve_resume(resume)
+        else:
+            root = Path(runs_root)
+            root.mkdir(parents=True, exist_ok=True)
+            base = f"{self.config.name}-{_timestamp()}"
+            run_dir = root / base
+            k = 1
+            while run_dir.exists():
+                k += 1
+                run_dir = root / f"{base}-{k}"
+            run_dir.mkdir()
+            self.run_dir = run_dir
+        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        save_config(self.config, self.run_dir / "config.yaml")
+        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue(maxsize=512)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._records: list[dict] = self._load_records()
+        self.trainer = None
+        self.final_checkpoint: Path | None = None
+
+    # -- control ------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the run to end after the current step (thread-safe); it saves final.ckpt."""
+        self._stop.set()
+        trainer = self.trainer
+        if trainer is not None:
+            trainer.should_stop = True
+
+    def run(self) -> ProgressReport:
+        """Train to the end (blocking); returns the final report."""
+        last = None
+        for last in self.reports():
+            pass
+        return last
+
+    def reports(self) -> Iterator[ProgressReport]:
+        """Start training in a background thread and yield its progress reports until it ends.
+
+        Errors of the run (bad data, out of memory) are raised here as :class:`SegtrainError`.
+        Leaving the generator early stops the run.
+        """
+        if self._thread is not None:
+            raise RuntimeError("reports() can be iterated only once per TrainingRun")
+        self._thread = threading.Thread(target=self._fit, name=f"segtrain-train-{self.run_dir.name}", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    if not self._thread.is_alive() and self._queue.empty():
+                        break
+                    continue
+                if item is None:
+                    break
+                yield item
+        finally:
+            if self._thread.is_alive():
+                self.stop()
+                self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    # -- internals ----------------------------------------------------------------------------
+    def _push(self, report: ProgressReport, important: bool) -> None:
+        try:
+            if important:
+                self._queue.put(report, timeout=5)
+            else:
+                self._queue.put_nowait(report)
+        except queue.Full:
+            pass  # a consumer that does not keep up misses intermediate reports
+
+    def _load_records(self) -> list[dict]:
+        path = self.run_dir / "metrics.json"
+        if not path.exists():
+            return []
+        records = json.loads(path.read_text()).get("history", [])
+        if self.resume_checkpoint is not None:
+            step = _checkpoint_step(self.resume_checkpoint)
+            records = [r for r in records if r.get("step", 0) <= step]
+        return records
+
+    def _record(self, record: dict) -> None:
+        self._records.append(record)
+        monitor, mode = monitor_metric(self.config)
+        values = [(r[monitor], r["step"]) for r in self._records if monitor in r and math.isfinite(r[monitor])]
+        best = (min if mode == "min" else max)(values) if values else None
+        summary = {"name": self.run_dir.name, "preset": self.config.preset, "task": self.config.task,
+                   "monitor": monitor, "mode": mode, "best": None if best is None else best[0],
+                   "best_step": None if best is None else best[1],
+                   "steps": record["step"], "max_steps": self.config.train.max_steps, "history": self._records}
+        with atomic_path(self.run_dir / "metrics.json", overwrite=True) as tmp:
+            tmp.write_text(json.dumps(summary, indent=1, default=float))
+        keys = []
+        for r in self._records:
+            keys += [k for k in r if k not in keys]
+        with atomic_path(self.run_dir / "metrics.csv", overwrite=True) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=keys)
+                writer.writeheader()
+                writer.writerows(self._records)
+
+    def _best_checkpoint(self) -> Path | None:
+        best = self.run_dir / "checkpoints" / "best.ckpt"
+        return best if best.exists() else None
+
+    def _val_volumes(self) -> list[dict]:
+        """Whole validation volumes small enough for segmentation metrics at every validation."""
+        volumes = []
+        limit = self.config.data.val_max_voxels
+        for source in self.val_sources:
+            if not isinstance(source, ArraySource):
+                continue
+            if int(np.prod(source.shape)) > limit:
+                continue
+            known = None if source._known is None else np.asarray(source._known).astype(bool)
+            labels = np.asarray(source._labels).astype(np.int64)
+            if source._ignore is not None:
+                ignored = labels == source._ignore
+                known = ~ignored if known is None else known & ~ignored
+                labels = np.where(ignored, 0, labels)
+            raw = np.asarray(source._raw)
+            raw = raw[0] if self.config.data.in_channels == 1 else raw
+            volumes.append({"raw": raw, "labels": labels, "known": known})
+        return volumes
+
+    def _fit(self) -> None:
+        module = trainer = None
+        try:
+            import lightning.pytorch as pl
+            from lightning.pytorch.loggers import TensorBoardLogger
+            from torch.utils.data import DataLoader
+
+            from segtrain.train.dataset import FixedPatches, PatchStream, prepare_sources
+            from segtrain.train.module import SegtrainModule
+
+            logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+            logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+            config = self.config
+            t = config.train
+            if t.threads:
+                torch.set_num_threads(t.threads)
+            pl.seed_everything(t.seed, workers=True, verbose=False)
+            precision, accelerator = _precision_and_accelerator(config)
+            prepare_sources(self.val_sources, config)
+            train_data = PatchStream(self.train_sources, config, seed=t.seed)
+            val_data = FixedPatches(self.val_sources, config, n=config.data.val_patches, seed=t.seed + 1)
+            module = SegtrainModule(config.to_dict())
+            module.val_volumes = self._val_volumes()
+            trainer = pl.Trainer(
+                default_root_dir=str(self.run_dir),
+                max_steps=t.max_steps,
+                max_epochs=-1,
+                val_check_interval=t.val_every,
+                check_val_every_n_epoch=None,
+                num_sanity_val_steps=0,
+                precision=precision,
+                accelerator=accelerator,
+                devices=1,
+                logger=TensorBoardLogger(str(self.run_dir), name="tensorboard", version="", default_hp_metric=False),
+                callbacks=_callbacks(self),
+                plugins=[_atomic_checkpoint_io()],
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                log_every_n_steps=max(1, min(50, t.val_every)),
+                deterministic=False,
+            )
+            self.trainer = trainer
+            if self._stop.is_set():
+                trainer.should_stop = True
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+                warnings.filterwarnings("ignore", message=".*IterableDataset.*")
+                warnings.filterwarnings("ignore", message=".*resuming from a checkpoint.*")
+                warnings.filterwarnings("ignore", message=".*mid-epoch.*")
+                trainer.fit(
+                    module,
+                    train_dataloaders=DataLoader(train_data, batch_size=t.batch_size, num_workers=0),
+                    val_dataloaders=DataLoader(val_data, batch_size=t.batch_size, num_workers=0),
+                    ckpt_path=str(self.resume_checkpoint) if self.resume_checkpoint else None,
+                )
+            final = self.run_dir / "checkpoints" / "final.ckpt"
+            trainer.save_checkpoint(str(final))
+            self.final_checkpoint = final
+            stopped = self._stop.is_set()
+            message = "stopped" if stopped else ("early stopping" if trainer.global_step < t.max_steps else "finished")
+            self._push(ProgressReport(step=int(trainer.global_step), max_steps=t.max_steps,
+                                      losses=dict(module.last_losses), metrics=dict(module.last_metrics),
+                                      lr=float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0,
+                                      preview=module.last_preview, checkpoint=self._best_checkpoint() or final,
+                                      done=True, message=message), important=True)
+        except BaseException as error:  # hand every failure to the consumer
+            self._error = self._user_error(error)
+        finally:
+            self.trainer = None
+            del module, trainer
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            self._queue.put(None)
+
+    def _user_error(self, error: BaseException) -> BaseException:
+        text = str(error).lower()
+        if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text:
+            return SegtrainError(
+                f"Training ran out of {'GPU ' if torch.cuda.is_available() else ''}memory with batch size "
+                f"{self.config.train.batch_size} and patches {tuple(self.config.data.patch_shape)}; "
+                "reduce train.batch_size or data.patch_shape."
+            )
+        return error
