@@ -80,11 +80,14 @@ class RunsWidget(QWidget):
             self.refresh()
 
     def refresh(self) -> None:
-        from segtrain.runs import list_runs
-
         root = Path(self.root_edit.text().strip() or "runs")
         try:
-            self.runs = list_runs(root) if root.exists() else []
+            if root.exists():
+                from segtrain.runs import list_runs
+
+                self.runs = list_runs(root)
+            else:
+                self.runs = []
         except Exception as error:  # noqa: BLE001
             notify_error(f"Could not list the runs in {root}: {error}", self.status)
             self.runs = []

@@ -167,6 +167,7 @@ class TrainWidget(QWidget):
         if self.preset_combo.findText(preset) >= 0:
             self.preset_combo.setCurrentText(preset)
         self.load_preset(self.preset_combo.currentText())
+        self.plot()
 
     # --- config <-> form -----------------------------------------------------------------------
     def _session_changed(self, key: str) -> None:
