@@ -1,0 +1,49 @@
+"""`segtrain predict`: run a trained model over an image or volume, tile by tile, into zarr."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "predict affinities/LSDs/probabilities with a trained run, tile by tile, into a .zarr"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, metavar="RUN", help="run folder or checkpoint file")
+    parser.add_argument("input", help="image or volume (any format segtrain reads)")
+    parser.add_argument("output", help="output .zarr (one float32 array per output)")
+    parser.add_argument("--dataset", help="dataset inside the input file (e.g. volumes/raw)")
+    parser.add_argument("--tile", type=int, nargs="+", metavar="N", help="tile shape (voxels per axis)")
+    parser.add_argument("--margin", type=int, nargs="+", metavar="N", help="context per inner tile side")
+    parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from segtrain.errors import InputError
+    from segtrain.io import read_volume
+    from segtrain.predict import load_model, predict_to_zarr
+
+    output = Path(args.output)
+    if output.suffix != ".zarr":
+        raise InputError(f"Output {output} must be a .zarr folder; name it e.g. {output.with_suffix('.zarr')}.")
+    model = load_model(args.run)
+    volume = read_volume(args.input, args.dataset)
+    data = volume.data
+    if "c" in volume.axes and volume.axes.index("c") != 0:
+        import numpy as np
+
+        data = np.moveaxis(np.asarray(data), volume.axes.index("c"), 0)
+    spatial = len([a for a in volume.axes if a != "c"])
+    with tqdm(unit="tile", dynamic_ncols=True) as bar:
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        predict_to_zarr(model, data, output, voxel_size=volume.voxel_size[-spatial:], offset=volume.offset[-spatial:],
+                        tile_shape=args.tile, margin=args.margin, progress=progress, overwrite=args.overwrite,
+                        batch_size=args.batch_size)
+    print(f"wrote {', '.join(h.name for h in model.model.heads)} to {output}")
+    return 0

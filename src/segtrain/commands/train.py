@@ -1,0 +1,53 @@
+"""`segtrain train`: train a network from a YAML config (data files named inside it)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "train a network from a YAML config (or continue a run with --resume)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="FILE",
+                        help="YAML config naming the data files (may start from a preset: 'preset: em3d_quick')")
+    parser.add_argument("--resume", metavar="RUN", help="run folder or checkpoint to continue from")
+    parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
+    parser.add_argument("--name", help="run name (default: the config's name)")
+    parser.add_argument("--max-steps", type=int, metavar="N", help="override train.max_steps")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from segtrain.config import load_config
+    from segtrain.errors import ConfigError
+    from segtrain.train import TrainingRun
+
+    config = load_config(args.config)
+    if args.max_steps is not None:
+        if args.max_steps < 1:
+            raise ConfigError(f"--max-steps must be positive, not {args.max_steps}.")
+        config.train.max_steps = args.max_steps
+    training = TrainingRun(config, runs_root=args.runs_root, name=args.name, resume=args.resume)
+    print(f"run folder: {training.run_dir}")
+    last = None
+    with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True) as bar:
+        try:
+            for last in training.reports():
+                bar.update(max(0, last.step - bar.n))
+                postfix = {k: f"{v:.4f}" for k, v in last.losses.items() if k == "loss"}
+                postfix.update({k: f"{v:.4g}" for k, v in last.metrics.items() if k in ("voi", "f1", "dice")})
+                bar.set_postfix(postfix, refresh=False)
+                if last.metrics and last.checkpoint is not None and not last.done:
+                    bar.write(f"step {last.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
+        except KeyboardInterrupt:
+            bar.write("stopping: saving a final checkpoint...")
+            training.stop()
+    final = training.final_checkpoint
+    status = last.message if last is not None else "stopped"
+    print(f"{status} at step {last.step if last else 0}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
+          + (f" (final: {final.name})" if final else ""))
+    if last is not None and last.metrics:
+        print("last validation: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
+    return 0
