@@ -92,7 +92,8 @@ def _write_formats(tmp_path, raw, labels):
     tif.mkdir()
     tifffile.imwrite(tif / "raw.tif", raw, imagej=True, resolution=(1 / 4, 1 / 4),
                      metadata={"spacing": 40, "axes": "ZYX"})
-    tifffile.imwrite(tif / "labels.tif", labels, metadata={"resolution": [40, 4, 4], "offset": [40, 0, 8]})
+    tifffile.imwrite(tif / "labels.tif", labels, photometric="minisblack",
+                     metadata={"resolution": [40, 4, 4], "offset": [40, 0, 8]})
     out["tiff"] = tif
     return out
 

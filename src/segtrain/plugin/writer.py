@@ -4,6 +4,9 @@ Written atomically by :func:`segtrain.io.write_volume`, with attributes ``resolu
 layer's scale), ``offset`` (its translate), ``axes``, ``layer_type`` and the layer's metadata
 (the settings that produced it). An existing file or folder is never overwritten: the writer
 raises an error naming it, so choose a new name (or delete the old one first).
+
+Errors are raised as :class:`WriteError` (not a ValueError: napari would swallow a ValueError
+from a writer and say only that no writer was found), so napari shows the reason.
 """
 
 from __future__ import annotations
@@ -12,8 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from segtrain.errors import SegtrainError
 from segtrain.io import Volume, write_volume
 from segtrain.io.volume import DEFAULT_AXES, jsonable
+
+
+class WriteError(SegtrainError, RuntimeError):
+    """A layer could not be written (the message says why and what to do)."""
+
+
+def _write(path: str, data: Any, meta: dict, is_labels: bool) -> list[str]:
+    try:
+        return [str(write_volume(path, _volume(data, meta, is_labels)))]
+    except SegtrainError as error:
+        raise WriteError(str(error)) from None
 
 
 def _volume(data: Any, meta: dict, is_labels: bool) -> Volume:
@@ -38,9 +53,9 @@ def _volume(data: Any, meta: dict, is_labels: bool) -> Volume:
 
 def write_labels(path: str, data: Any, meta: dict) -> list[str]:
     """Write a Labels layer; returns the written path."""
-    return [str(write_volume(path, _volume(data, meta, is_labels=True)))]
+    return _write(path, data, meta, is_labels=True)
 
 
 def write_image(path: str, data: Any, meta: dict) -> list[str]:
     """Write an Image layer; returns the written path."""
-    return [str(write_volume(path, _volume(data, meta, is_labels=False)))]
+    return _write(path, data, meta, is_labels=False)
