@@ -127,15 +127,15 @@ def test_tiff_stack_imagej_and_plain(tmp_path, raw):
 
 @pytest.mark.parametrize("suffix", [".zarr", ".tif", ".h5"])
 def test_write_read_round_trip(tmp_path, labels, suffix):
+    settings = {"threshold": 0.3, "scoring": "hist_quant_50", "sweep": {"best": [0.3, 1.1]}}
     volume = Volume(labels, voxel_size=(40, 4, 4), offset=(80, 8, 0), name="seg",
-                    is_labels=True, attrs={"threshold": 0.3, "scoring": "hist_quant_50"})
+                    is_labels=True, attrs=settings)
     path = write_volume(tmp_path / f"out{suffix}", volume)
     back = read_volume(path)
     np.testing.assert_array_equal(np.asarray(back.data), labels)
     assert back.data.dtype == labels.dtype and back.is_labels
     assert back.voxel_size == (40, 4, 4) and back.offset == (80, 8, 0)
-    if suffix != ".h5":
-        assert back.attrs == {"threshold": 0.3, "scoring": "hist_quant_50"}
+    assert back.attrs == settings
     with pytest.raises(io.InputError, match="already exists"):
         write_volume(path, volume)
     write_volume(path, volume, overwrite=True)

@@ -8,6 +8,7 @@ closed; large ones stay open and lazy (dask).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,14 @@ def _volume(handle, name: str, path: Path, single: bool) -> Volume:
 
 def _plain(value):
     if isinstance(value, bytes):
-        return value.decode(errors="replace")
+        value = value.decode(errors="replace")
+    if isinstance(value, str) and value[:1] in "[{":  # written by write_hdf5 as JSON
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, str):
+        return value
     if isinstance(value, np.ndarray) and value.dtype.kind in "SO":
         return [v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in value.tolist()]
     return value
@@ -119,8 +127,6 @@ def write_hdf5(tmp: Path, volume: Volume, dataset: str, chunks) -> None:
 
 
 def _hdf5_attrs(volume: Volume) -> dict:
-    import json
-
     attrs = {
         "resolution": np.asarray(volume.voxel_size, dtype=float),
         "offset": np.asarray(volume.offset, dtype=float),

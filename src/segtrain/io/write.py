@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -45,7 +46,7 @@ def write_volume(path: str | os.PathLike, volume: Volume, overwrite: bool = Fals
     path = Path(path).expanduser()
     check_ndim(volume.data.shape, volume.name)
     if volume.attrs:
-        volume.attrs = jsonable(volume.attrs)
+        volume = dataclasses.replace(volume, attrs=jsonable(volume.attrs))
     chunks = tuple(chunks) if chunks is not None else default_chunks(volume.data.shape, volume.axes)
     zarr_split = _split(path, (".zarr",))
     if zarr_split:
