@@ -154,12 +154,18 @@ def test_write_dask_blockwise_and_into_group(tmp_path, raw, labels):
 
 
 def test_large_arrays_stay_lazy(tmp_path, raw, monkeypatch):
+    import imageio.v3 as iio
+
     write_volume(tmp_path / "big.zarr", Volume(raw))
+    write_volume(tmp_path / "big.h5", Volume(raw))
     tifffile.imwrite(tmp_path / "big.tif", raw)
+    (tmp_path / "slices").mkdir()
+    for z in range(raw.shape[0]):
+        iio.imwrite(tmp_path / "slices" / f"s{z}.png", raw[z])
     for module in ("segtrain.io.volume", "segtrain.io.hdf5_io", "segtrain.io.tiff_io",
                    "segtrain.io.slices"):
         monkeypatch.setattr(f"{module}.LAZY_BYTES", 100)
-    for name in ("big.zarr", "big.tif"):
+    for name in ("big.zarr", "big.h5", "big.tif", "slices"):
         volume = read_volume(tmp_path / name)
         assert isinstance(volume.data, da.Array), name
         np.testing.assert_array_equal(volume.data[2].compute(), raw[2])
