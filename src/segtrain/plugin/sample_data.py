@@ -9,43 +9,39 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from segtrain import synthetic
 from segtrain.io import Volume, read_volumes
 from segtrain.plugin.reader import LayerData, layer_data
-from segtrain import synthetic
 
 SAMPLE_DIR = Path(__file__).resolve().parents[3] / "sample_data"
 
 
-def _stored(name: str) -> dict[str, Volume] | None:
-    path = SAMPLE_DIR / name
-    if not path.exists():
-        return None
-    try:
-        return {v.name: v for v in read_volumes(path)}
-    except Exception:  # noqa: BLE001 - a damaged sample folder: make the data instead
-        return None
+def _sample(folder: str, names: tuple[str, str], make, parameters: dict,
+            voxel_size: tuple[float, ...]) -> tuple[Volume, Volume]:
+    """(image, labels) from ``sample_data/<folder>`` when readable, else ``make(**parameters)``."""
+    path = SAMPLE_DIR / folder
+    if path.exists():
+        try:
+            stored = {v.name: v for v in read_volumes(path)}
+            if set(names) <= set(stored):
+                return stored[names[0]], stored[names[1]]
+        except Exception:  # noqa: BLE001 - a damaged sample folder: make the data instead
+            pass
+    image, labels = make(**parameters)
+    return (Volume(image, voxel_size=voxel_size, name=names[0]),
+            Volume(labels, voxel_size=voxel_size, name=names[1], is_labels=True))
 
 
 def em_volumes() -> tuple[Volume, Volume]:
     """(raw, labels) of the sample EM volume."""
-    stored = _stored("em_volume.zarr")
-    if stored and {"raw", "labels"} <= set(stored):
-        return stored["raw"], stored["labels"]
-    raw, labels = synthetic.make_em_volume(**synthetic.SAMPLE_EM)
-    size = synthetic.SAMPLE_EM_VOXEL_SIZE
-    return (Volume(raw, voxel_size=size, name="raw"),
-            Volume(labels, voxel_size=size, name="labels", is_labels=True))
+    return _sample("em_volume.zarr", ("raw", "labels"), synthetic.make_em_volume,
+                   synthetic.SAMPLE_EM, synthetic.SAMPLE_EM_VOXEL_SIZE)
 
 
 def well_volumes() -> tuple[Volume, Volume]:
     """(image, labels) of the sample well image."""
-    stored = _stored("well_image.zarr")
-    if stored and {"image", "labels"} <= set(stored):
-        return stored["image"], stored["labels"]
-    image, labels = synthetic.make_well_image(**synthetic.SAMPLE_WELL)
-    size = synthetic.SAMPLE_WELL_PIXEL_SIZE
-    return (Volume(image, voxel_size=size, name="image"),
-            Volume(labels, voxel_size=size, name="labels", is_labels=True))
+    return _sample("well_image.zarr", ("image", "labels"), synthetic.make_well_image,
+                   synthetic.SAMPLE_WELL, synthetic.SAMPLE_WELL_PIXEL_SIZE)
 
 
 def sample_em_volume() -> list[LayerData]:
