@@ -114,6 +114,7 @@ class TrainConfig:
     checkpoint_every: int = 5000  # steps; periodic checkpoints kept beside best and last
     monitor: str = "auto"  # validation metric that picks "best" and drives the schedule; auto = by task
     early_stopping_patience: int | None = None  # validation rounds; None = off
+    early_stopping_min_delta: float = 0.0  # smaller changes of the monitored metric are no improvement
     seed: int = 0
     precision: str = "auto"  # auto = bf16/16-mixed on CUDA, 32-true on CPU
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"

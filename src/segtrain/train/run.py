@@ -150,7 +150,7 @@ def _callbacks(run: TrainingRun):
     ]
     if t.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
-                                       check_on_train_epoch_end=False, check_finite=False))
+                                       min_delta=t.early_stopping_min_delta, check_on_train_epoch_end=False, check_finite=False))
     return callbacks
 
 

@@ -1,0 +1,124 @@
+"""Sources, sparse annotations, augmentation alignment, targets and losses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from segtrain.config import AugmentConfig, preset
+from segtrain.errors import InputError
+from segtrain.train import ArraySource, FileSource, GeneratorSource
+from segtrain.train.augment import augment
+from segtrain.train.dataset import PatchStream
+from segtrain.train.losses import binary_loss, multiclass_loss, weighted_mse
+from segtrain.train.sources import Sample
+
+
+def prepared(source, ndim=3, channels=1, ignore=None):
+    source.prepare(ndim, channels, "percentile", ignore)
+    return source
+
+
+def test_patches_respect_the_minimum_annotated_fraction():
+    rng = np.random.default_rng(0)
+    raw = rng.random((40, 40, 40)).astype(np.float32)
+    labels = np.ones((40, 40, 40), np.int64)
+    known = np.zeros(labels.shape, bool)
+    known[5:15, 20:35, 20:35] = True  # a small painted region
+    source = prepared(ArraySource(raw, labels, known=known))
+    fractions = [source.sample(rng, (8, 12, 12), 0.5).known.mean() for _ in range(20)]
+    assert min(fractions) >= 0.5
+
+
+def test_ignore_label_is_unknown_and_background_is_zero():
+    labels = np.full((8, 16, 16), 3, np.int64)
+    labels[:, :8] = 255
+    source = prepared(ArraySource(np.zeros(labels.shape, np.uint8), labels), ignore=255)
+    sample = source.sample(np.random.default_rng(0), (8, 16, 16))
+    assert not sample.known[:, :8].any() and sample.known[:, 8:].all()
+    assert (sample.labels[:, :8] == 0).all()
+
+
+def test_small_volumes_are_padded_as_unknown():
+    source = prepared(ArraySource(np.ones((4, 10, 10), np.uint8), np.ones((4, 10, 10), np.int64)))
+    sample = source.sample(np.random.default_rng(0), (8, 16, 16))
+    assert sample.raw.shape == (1, 8, 16, 16)
+    assert sample.known.sum() == 4 * 10 * 10
+
+
+def test_augmentation_keeps_image_and_labels_aligned():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 5, (6, 16, 16))
+    raw = labels.astype(np.float32)[None] / 4
+    sample = Sample(raw, labels, np.ones(labels.shape, bool), labels.astype(np.float32))
+    config = AugmentConfig(probability=0.0)  # geometry only, so raw still encodes the labels
+    for _ in range(10):
+        out = augment(sample, config, rng)
+        np.testing.assert_array_equal(np.round(out.raw[0] * 4), out.labels)
+        np.testing.assert_array_equal(out.weights, out.labels)
+
+
+def test_mixing_weights_choose_sources():
+    config = preset("em3d_quick")
+    config.data.patch_shape = [8, 16, 16]
+    config.model.lsds = False
+    config.data.normalize = "dtype"
+    a = ArraySource(np.zeros((8, 16, 16), np.uint8), np.ones((8, 16, 16), np.int64), weight=3.0)
+    b = ArraySource(np.full((8, 16, 16), 255, np.uint8), np.ones((8, 16, 16), np.int64), weight=1.0)
+    stream = PatchStream([a, b], config, augmented=False)
+    rng = np.random.default_rng(0)
+    bright = sum(stream.draw(rng)["raw"].mean() > 0.5 for _ in range(200))
+    assert 30 < bright < 70  # about a quarter
+
+
+def test_generator_source_plugs_in():
+    def generate(rng):
+        labels = np.repeat(np.arange(1, 5), 4)[None, None].repeat(8, 0).repeat(16, 1)
+        return rng.random(labels.shape).astype(np.float32), labels
+
+    config = preset("em3d_quick")
+    config.data.patch_shape = [8, 16, 16]
+    stream = PatchStream([GeneratorSource(generate, reuse=2)], config)
+    batch = next(iter(stream))
+    assert batch["affinities"].shape == (3, 8, 16, 16) and batch["lsds"].shape == (10, 8, 16, 16)
+
+
+def test_file_source_reads_real_data_with_crop(em3d_dir):
+    source = FileSource(em3d_dir / "train-image.h5", em3d_dir / "train-gt.lzf.h5", crop=[[0, 35]])
+    prepared(source)
+    assert source.shape == (35, 100, 200)
+
+
+def test_isbi_masks_become_instances(isbi_dir):
+    source = FileSource(isbi_dir / "image", isbi_dir / "label", crop=[[0, 2]], labels_kind="mask")
+    prepared(source, ndim=2)
+    assert source.stack and source.shape == (2, 512, 512)
+    sample = source.sample(np.random.default_rng(0), (64, 64))
+    assert sample.raw.shape == (1, 64, 64) and len(np.unique(sample.labels)) > 3
+
+
+def test_shape_mismatch_is_one_sentence():
+    with pytest.raises(InputError, match="differ"):
+        prepared(ArraySource(np.zeros((4, 8, 8)), np.zeros((4, 8, 9), np.int64)))
+
+
+def test_losses_ignore_unknown_voxels():
+    pred = torch.rand(1, 3, 4, 8, 8)
+    target = torch.rand(1, 3, 4, 8, 8).round()
+    weight = torch.zeros_like(pred)
+    weight[..., :4] = 1
+    changed = pred.clone()
+    changed[..., 4:] = 1 - changed[..., 4:]
+    for balance in (False, True):
+        assert torch.isclose(weighted_mse(pred, target, weight, balance), weighted_mse(changed, target, weight, balance))
+    for kind in ("bce", "focal", "dice", "focal_dice", "bce_dice"):
+        assert torch.isclose(binary_loss(pred, target, weight, kind, 2.0), binary_loss(changed, target, weight, kind, 2.0))
+    logits = torch.rand(1, 3, 8, 8)
+    classes = torch.randint(0, 3, (1, 8, 8))
+    w = torch.zeros(1, 8, 8)
+    w[..., :4] = 1
+    other = logits.clone()
+    other[..., 4:] = -other[..., 4:]
+    for kind in ("ce", "dice", "ce_dice"):
+        assert torch.isclose(multiclass_loss(logits, classes, w, kind), multiclass_loss(other, classes, w, kind))

@@ -1,0 +1,120 @@
+"""Training runs on tiny models and real crops: loss goes down, checkpoints round-trip, resume
+continues, early stopping triggers, stop from another thread is quick and leaves a checkpoint."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from segtrain.errors import InputError
+from segtrain.predict import load_model, predict_array
+from segtrain.runs import list_runs, load_run
+from segtrain.train import ArraySource, ProgressReport, TrainingRun
+
+
+def sources(em_crop):
+    raw, gt, vraw, vgt = em_crop
+    return [ArraySource(raw, gt)], [ArraySource(vraw, vgt)]
+
+
+def test_loss_decreases_and_run_folder_is_complete(tmp_path, em_crop, tiny_config):
+    config = tiny_config(max_steps=40, val_every=20, lr=1e-2)
+    config.data.augment.probability = 0.0
+    raw, gt, _, _ = em_crop
+    run = TrainingRun(config, [ArraySource(raw, gt)], [ArraySource(raw[:8], gt[:8])], runs_root=tmp_path)
+    reports = list(run.reports())
+    assert all(isinstance(r, ProgressReport) for r in reports)
+    assert reports[-1].done and reports[-1].step == 40 and not any(r.done for r in reports[:-1])
+    history = json.loads((run.run_dir / "metrics.json").read_text())["history"]
+    assert [h["step"] for h in history] == [20, 40]
+    first_losses = [r.losses["loss"] for r in reports if r.losses][:3]
+    assert np.mean(first_losses) > reports[-1].losses["loss"]
+    assert history[-1]["val/loss"] < history[0]["val/loss"]
+    assert "val/voi" in history[-1] and np.isfinite(history[-1]["val/voi"])
+    for name in ("config.yaml", "metrics.json", "metrics.csv", "tensorboard", "checkpoints/best.ckpt",
+                 "checkpoints/last.ckpt", "checkpoints/final.ckpt", "checkpoints/step-6.ckpt"):
+        assert (run.run_dir / name).exists(), name
+    previews = [r.preview for r in reports if r.preview is not None]
+    assert previews and previews[0].ndim == 2 and previews[0].shape[1] == 3 * previews[0].shape[0]
+    summary = load_run(run.run_dir)
+    assert summary.task == "affinities" and summary.steps == 40 and summary.best_metric_name == "val/voi"
+    assert [r.name for r in list_runs(tmp_path)] == [run.run_dir.name]
+
+
+def test_checkpoint_round_trip_and_resume_continues(tmp_path, em_crop, tiny_config):
+    train, val = sources(em_crop)
+    run = TrainingRun(tiny_config(max_steps=6, val_every=3), train, val, runs_root=tmp_path)
+    run.run()
+    loaded = load_model(run.run_dir / "checkpoints" / "final.ckpt")
+    assert loaded.step == 6 and loaded.config == run.config
+    again = load_model(run.run_dir / "checkpoints" / "final.ckpt")
+    x = em_crop[2]
+    a, b = predict_array(loaded, x), predict_array(again, x)
+    np.testing.assert_array_equal(a["affinities"], b["affinities"])
+
+    more = tiny_config(max_steps=10, val_every=3)
+    resumed = TrainingRun(more, train, val, runs_root=tmp_path, resume=run.run_dir)
+    assert resumed.run_dir == run.run_dir
+    steps = [r.step for r in resumed.reports()]
+    assert steps[0] > 6 and steps[-1] == 10
+    history = json.loads((run.run_dir / "metrics.json").read_text())["history"]
+    assert [h["step"] for h in history] == [3, 6, 9]
+    assert load_model(run.run_dir / "checkpoints" / "final.ckpt").step == 10
+
+
+def test_early_stopping_triggers(tmp_path, em_crop, tiny_config):
+    train, val = sources(em_crop)
+    config = tiny_config(max_steps=200, val_every=2, early_stopping_patience=2,
+                            early_stopping_min_delta=1e6, monitor="loss")
+    last = TrainingRun(config, train, val, runs_root=tmp_path).run()
+    assert last.done and last.message == "early stopping"
+    assert last.step == 6  # first validation sets the reference, then two without improvement
+
+
+def test_stop_from_another_thread_is_quick_and_leaves_a_checkpoint(tmp_path, em_crop, tiny_config):
+    train, val = sources(em_crop)
+    run = TrainingRun(tiny_config(max_steps=100_000, val_every=50_000), train, val, runs_root=tmp_path)
+    stopped_at = {}
+    reports = []
+    for report in run.reports():
+        reports.append(report)
+        if report.step >= 2 and not stopped_at:
+            stopper = threading.Thread(target=lambda: (stopped_at.setdefault("t", time.monotonic()), run.stop()))
+            stopper.start()
+    ended = time.monotonic()
+    assert ended - stopped_at["t"] < 2.0
+    assert reports[-1].done and reports[-1].message == "stopped"
+    loaded = load_model(run.run_dir)
+    assert loaded.step == reports[-1].step < 100_000
+
+
+def test_training_errors_end_the_run_with_one_sentence(tmp_path, em_crop, tiny_config):
+    raw, gt, _, _ = em_crop
+    run = TrainingRun(tiny_config(), [ArraySource(raw[:, :, :10], gt)], [ArraySource(raw, gt)],
+                      runs_root=tmp_path)
+    with pytest.raises(InputError, match="differ"):
+        list(run.reports())
+
+
+def test_out_of_memory_becomes_a_clear_message(tmp_path, em_crop, tiny_config, monkeypatch):
+    from segtrain.train.module import SegtrainModule
+
+    def oom(self, batch, batch_idx):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(SegtrainModule, "training_step", oom)
+    train, val = sources(em_crop)
+    with pytest.raises(Exception, match="reduce train.batch_size or data.patch_shape"):
+        TrainingRun(tiny_config(), train, val, runs_root=tmp_path).run()
+
+
+def test_validation_split_when_no_validation_data(tmp_path, em_crop, tiny_config):
+    raw, gt, _, _ = em_crop
+    run = TrainingRun(tiny_config(max_steps=2, val_every=2), [ArraySource(raw, gt)], runs_root=tmp_path)
+    assert run.val_sources[0].crop == [[13, 16]] and run.train_sources[0].crop == [[0, 13]]
+    assert run.run().done
