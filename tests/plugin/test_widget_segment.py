@@ -50,3 +50,26 @@ def test_segment_slider_follows_tree(make_napari_viewer, qtbot, synthetic):
     widget.use_best()
     assert abs(widget.threshold() - float(widget.sweep.best_threshold)) <= 1e-3
     assert "VOI split" in widget.scores_label.text() and "ARAND" in widget.scores_label.text()
+
+
+def test_mask_probability_slider(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(0)
+    prob = rng.random((32, 40)).astype(np.float32)
+    image = viewer.add_image(prob, name="img", scale=(2, 2))
+    data, kwargs = prediction_layer_args(prob[None], image, "img probabilities", "probabilities",
+                                         channel=0)
+    kwargs["metadata"][L.META]["task"] = "masks"
+    viewer.add_image(data, **kwargs)
+    viewer.add_labels((prob > 0.6).astype(np.uint32), name="gt")
+    widget = SegmentWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.gt_combo.set_layer("gt")
+    widget.pred_combo.set_layer("img probabilities")
+    assert widget.build_button.text() == "Segment probabilities"
+    widget.build()
+    assert isinstance(widget.seg_layer.data, L.LookupLabels)
+    assert tuple(widget.seg_layer.scale) == (2, 2)
+    widget.set_threshold(0.6)
+    np.testing.assert_array_equal(np.asarray(widget.seg_layer.data), (prob >= 0.6).astype(np.uint32))
+    qtbot.waitUntil(lambda: "Dice" in widget.scores_label.text(), timeout=3000)

@@ -40,7 +40,7 @@ def paint_from_gt(annotation, gt: np.ndarray, slices) -> None:
 
 
 @pytest.mark.slow
-def test_em3d_workflow(training_api, make_napari_viewer, qtbot, tmp_path):
+def test_em3d_workflow(training_api, runs_api, make_napari_viewer, qtbot, tmp_path):
     from segtrain.io import read_volume
     from segtrain.synthetic import make_em_volume
 

@@ -27,6 +27,7 @@ from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QCoreApplication, QObject, QTimer, Signal
 
 from segtrain.errors import SegtrainError
+from segtrain.plugin._compat import avoid_triton_llvm_clash
 
 logger = logging.getLogger(__name__)
 
@@ -195,6 +196,7 @@ def start_worker(
     progress
         passed to napari as ``_progress`` (a progress bar in the viewer's activity dock).
     """
+    avoid_triton_llvm_clash()  # before any worker can import torch
     worker = create_worker(
         func, *args, _start_thread=False, _ignore_errors=True, _progress=progress or None, **kwargs
     )

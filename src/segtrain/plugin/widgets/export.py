@@ -1,6 +1,6 @@
 """Export dock widget: save the segmentation (and fragments, merge tree, predictions) to zarr or
 TIFF with voxel size, offset, threshold and settings as metadata. The segmentation is relabelled
-for the whole volume blockwise (dask blocks through ``MergeTree.relabel``) and written by
+for the whole volume blockwise (``segtrain.scale.relabel_lazy``, a dask array) and written by
 ``segtrain.io.write_volume`` (atomic)."""
 
 from __future__ import annotations
@@ -44,16 +44,6 @@ def folder_problem(folder: Path) -> str | None:
     except OSError:
         return f"The folder {probe_dir} is read-only (cannot write there); choose a writable folder."
     return None
-
-
-def blockwise_segmentation(tree: Any, fragments: np.ndarray, threshold: float,
-                           block: int = 64):
-    """A dask array: the whole-volume segmentation at ``threshold``, relabelled block by block."""
-    import dask.array as da
-
-    chunks = tuple(min(block, s) for s in fragments.shape)
-    return da.from_array(fragments, chunks=chunks).map_blocks(
-        lambda b: np.asarray(tree.relabel(b, threshold), dtype=np.uint64), dtype=np.uint64)
 
 
 def export_items(items: list[tuple[str, Any]], folder: Path, base: str, suffix: str,
@@ -136,7 +126,9 @@ class ExportWidget(QWidget):
         attrs = {k: v for k, v in attrs.items() if v is not None}
         data = layer.data
         if tree is not None and isinstance(data, L.LookupLabels):
-            data = blockwise_segmentation(tree, np.asarray(tree.fragments), float(threshold))
+            from segtrain.scale import relabel_lazy
+
+            data = relabel_lazy(np.asarray(tree.fragments), tree, float(threshold))
         elif isinstance(data, L.LookupLabels):
             data = np.asarray(data)
         volume = L.volume_from_layer(layer, data=data)

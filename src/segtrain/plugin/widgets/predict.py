@@ -31,27 +31,28 @@ def _spatial_kwargs(image: Any, ndim: int) -> dict:
 
 
 def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
-                          channels: tuple[int, ...] = (0, 1, 2)) -> tuple[np.ndarray, dict]:
+                          channels: tuple[int, ...] = (0, 1, 2),
+                          channel: int | None = None) -> tuple[np.ndarray, dict]:
     """(data, add_image kwargs) to show a channel-first prediction aligned with ``image``.
 
     Affinities / LSDs with >= 3 channels become an RGB image of ``channels`` (channels last, a
-    view); one channel is shown as a grey image; the full array is kept in the layer metadata
-    (``metadata['segtrain']['array']``) for the Segment widget.
+    view); ``channel`` picks one channel as a grey image (probabilities); the full array is kept
+    in the layer metadata (``metadata['segtrain']['array']``) for the Segment and Export widgets.
     """
     array = np.asarray(array)
     spatial_ndim = image.ndim if image is not None else (array.ndim - 1 if array.ndim > 2 else 2)
     meta = {"kind": kind, "array": array, "image": getattr(image, "name", None)}
     kwargs = {"name": name, "metadata": {L.META: meta}}
+    grey = {"colormap": "magma", "contrast_limits": (0.0, 1.0), "blending": "additive"}
     if array.ndim == spatial_ndim:  # no channel axis
         data = array
-        kwargs.update(colormap="magma", contrast_limits=(0.0, 1.0))
-    elif array.shape[0] == 1:
-        data = array[0]
-        kwargs.update(colormap="magma", contrast_limits=(0.0, 1.0))
-    elif kind == "probabilities" and array.shape[0] == 2:
-        data = array[1]  # foreground of (background, foreground)
-        kwargs.update(colormap="magma", contrast_limits=(0.0, 1.0))
-    elif array.shape[0] >= 3:
+        kwargs.update(grey)
+    elif channel is not None or array.shape[0] < 3:
+        channel = channel or 0
+        data = array[channel]
+        kwargs.update(grey)
+        meta["channel"] = channel
+    else:
         picked = [c for c in channels if c < array.shape[0]][:3]
         while len(picked) < 3:
             picked.append(picked[-1])
@@ -60,22 +61,28 @@ def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
             data = np.clip(data, 0.0, 1.0).astype(np.float32, copy=False)
         kwargs.update(rgb=True, contrast_limits=(0.0, 1.0))
         meta["channels"] = tuple(picked)
-    else:
-        data = array
-        kwargs.update(colormap="magma", contrast_limits=(0.0, 1.0))
-        spatial_ndim = array.ndim
     kwargs.update(_spatial_kwargs(image, spatial_ndim))
     return data, kwargs
 
 
+def probability_layers(array: np.ndarray, task: str) -> list[tuple[str, int]]:
+    """(layer suffix, channel) for each probability channel worth its own image layer."""
+    if task == "instances" and array.shape[0] == 2:
+        return [("probabilities", 0), ("boundary", 1)]  # foreground, boundary (sigmoid)
+    if task == "classes":
+        return [(f"class {c}", c) for c in range(1, array.shape[0])]
+    return [("probabilities", 0)]
+
+
 def run_prediction(checkpoint: str, raw, voxel_size, progress):
-    """Worker body: the core's tiled prediction (dict of channel-first arrays)."""
-    from segtrain.predict import predict_array
+    """Worker body: load the model, tiled prediction; (outputs, task)."""
+    from segtrain.predict import load_model, predict_array
 
     from segtrain.plugin.workers import release_gpu_memory
 
     try:
-        return predict_array(checkpoint, raw, voxel_size=voxel_size, progress=progress)
+        loaded = load_model(checkpoint)
+        return predict_array(loaded, raw, voxel_size=voxel_size, progress=progress), loaded.config.task
     finally:
         release_gpu_memory()
 
@@ -175,15 +182,25 @@ class PredictWidget(QWidget):
             self.relay = None
         self.predict_button.setEnabled(True)
 
-    def show_predictions(self, outputs: dict[str, np.ndarray]) -> None:
+    def show_predictions(self, result: tuple[dict[str, np.ndarray], str]) -> None:
+        outputs, task = result
         image = self._image
         self.result_layers = {}
         for kind in ("lsds", "probabilities", "affinities"):  # affinities last = on top, active
-            if kind not in outputs or outputs[kind] is None:
+            if outputs.get(kind) is None:
+                continue
+            array = outputs[kind]
+            if kind == "probabilities":
+                for suffix, channel in probability_layers(array, task):
+                    data, kwargs = prediction_layer_args(array, image, f"{image.name} {suffix}",
+                                                         kind, channel=channel)
+                    kwargs["metadata"][L.META]["task"] = task
+                    layer = L.upsert_layer(self.viewer, "image", data, **kwargs)
+                    self.result_layers.setdefault(kind, layer)
                 continue
             channels = tuple(s.value() for s in self.lsd_channels) if kind == "lsds" else (0, 1, 2)
-            data, kwargs = prediction_layer_args(outputs[kind], image, f"{image.name} {kind}",
-                                                 kind, channels)
+            data, kwargs = prediction_layer_args(array, image, f"{image.name} {kind}", kind,
+                                                 channels)
             self.result_layers[kind] = L.upsert_layer(self.viewer, "image", data, **kwargs)
         notify_info(f"Predicted {', '.join(self.result_layers)} for '{image.name}'.", self.status)
 

@@ -54,14 +54,17 @@ def prediction_array(layer: Any) -> np.ndarray:
 
 def prediction_spatial_shape(layer: Any) -> tuple[int, ...]:
     """The spatial shape of a prediction layer (without its channel axis)."""
-    if getattr(layer, "rgb", False):
-        return tuple(layer.data.shape[:-1])
-    shape = tuple(prediction_array(layer).shape)
-    return shape[1:] if len(shape) == 4 or prediction_kind(layer) == "affinities" else shape
+    if L.META in layer.metadata or getattr(layer, "rgb", False):
+        return L.spatial_shape(layer)  # the displayed data has the spatial shape
+    shape = tuple(layer.data.shape)
+    return shape[1:] if len(shape) == 4 else shape
 
 
 def _is_prediction(layer: Any) -> bool:
-    return prediction_kind(layer) in ("affinities", "probabilities") or layer.ndim == 4
+    meta = layer.metadata.get(L.META, {})
+    if meta.get("kind") == "probabilities":
+        return meta.get("channel", 0) == 0 or meta.get("task") == "classes"
+    return meta.get("kind") == "affinities" or layer.ndim == 4
 
 
 def _scoring_names() -> list[str]:
@@ -104,6 +107,7 @@ class SegmentWidget(QWidget):
         self.seg_layer = None
         self.worker = None
         self._source_layer = None
+        self._prob_task = "masks"
 
         self.pred_combo = LayerCombo(napari_viewer, ("Image",), predicate=_is_prediction)
         self.fragments_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
@@ -175,6 +179,10 @@ class SegmentWidget(QWidget):
         self._scores_timer.setSingleShot(True)
         self._scores_timer.setInterval(150)
         self._scores_timer.timeout.connect(self._update_mask_scores)
+        self._instances_timer = QTimer(self)
+        self._instances_timer.setSingleShot(True)
+        self._instances_timer.setInterval(60)
+        self._instances_timer.timeout.connect(self._update_instances)
 
         self.build_button.clicked.connect(self.build)
         self.slider.valueChanged.connect(self._slider_moved)
@@ -266,12 +274,17 @@ class SegmentWidget(QWidget):
         return lambda region: tree.relabel(region, threshold)
 
     def _start_probability_path(self, layer, array) -> None:
-        prob = np.asarray(array, dtype=np.float32)
-        if prob.ndim == layer.ndim + 1:  # (C, ...) -> foreground channel
-            prob = prob[-1]
+        prob = np.asarray(layer.data, dtype=np.float32)  # the displayed (foreground) channel
+        self._prob_task = layer.metadata.get(L.META, {}).get("task", self.session.task)
         self.tree, self.sweep = None, None
         self.probabilities = prob
-        data = L.LookupLabels(prob, self._probability_function(0.5), dtype=np.uint32)
+        self.slider.blockSignals(True)
+        self.set_threshold(0.5)
+        self.slider.blockSignals(False)
+        if self._prob_task == "instances":
+            data = self._instances()
+        else:
+            data = L.LookupLabels(prob, self._probability_function(0.5), dtype=np.uint32)
         self._show_segmentation(data, "probabilities", None)
         self._enable_slider()
         self.set_threshold(0.5)
@@ -280,15 +293,19 @@ class SegmentWidget(QWidget):
         self.status.setText("Move the slider to set the probability threshold.")
 
     def _probability_function(self, threshold: float):
-        task = self.session.task
-        if task == "instances":
-            from segtrain.segment import instances_from_probabilities
-
-            # instances need the whole image: computed once per threshold (2D images are small)
-            full = instances_from_probabilities(self.probabilities, threshold)
-            return lambda region: full if region.shape == full.shape else \
-                instances_from_probabilities(region, threshold)
+        """Masks: threshold the displayed region lazily (a LookupLabels relabel function)."""
         return lambda region: (region >= threshold).astype(np.uint32)
+
+    def _instances(self) -> np.ndarray:
+        """Instances at the slider's threshold (the whole 2D image: components need it all)."""
+        from segtrain.segment import instances_from_probabilities
+
+        return instances_from_probabilities(self.probabilities, self.threshold())
+
+    def _update_instances(self) -> None:
+        if self.seg_layer is not None and self.probabilities is not None:
+            self.seg_layer.data = self._instances()
+            self._update_mask_scores()
 
     def _show_segmentation(self, data, source: str, fragments) -> None:
         layer = self._source_layer
@@ -321,9 +338,11 @@ class SegmentWidget(QWidget):
             data.set_relabel(self._relabel_function(t))
             self.segments_label.setText(f"segments: {self.tree.n_segments(t):,}")
             self._update_tree_scores(t)
-        elif self.probabilities is not None:
+        elif self.probabilities is not None and isinstance(data, L.LookupLabels):
             data.set_relabel(self._probability_function(t))
             self._scores_timer.start()
+        elif self.probabilities is not None:
+            self._instances_timer.start()  # debounced: recomputed when the slider rests 60 ms
         self.seg_layer.metadata[L.META]["threshold"] = t
         self.session.set(threshold=t)
         self.seg_layer.refresh()
@@ -352,7 +371,7 @@ class SegmentWidget(QWidget):
 
         seg = np.asarray(self.seg_layer.data)
         gt = np.asarray(gt_layer.data)
-        if self.session.task == "instances":
+        if self._prob_task == "instances":
             s = evaluate.instance_scores(seg, gt)
             self.scores_label.setText(
                 f"F1 {s['f1']:.3f}, precision {s['precision']:.3f}, recall {s['recall']:.3f}")
