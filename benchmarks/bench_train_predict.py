@@ -1,0 +1,125 @@
+"""Training and prediction speed: training steps/s, prediction voxels/s, and the overhead of tiled
+prediction against one forward pass over the same voxels (target: < 15 %).
+
+    python benchmarks/bench_train_predict.py [--quick] [--json OUT.json]
+
+Uses the real EM crop from ../shared/data when present (else random data of the same shape),
+the em3d_quick and wells2d_quick presets, CPU unless CUDA is available.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segtrain.config import preset
+from segtrain.predict import LoadedModel, computed_fraction, make_tiles, predict_array
+from segtrain.config import divisor
+from segtrain.models import build_model
+
+SHARED = Path(os.environ.get("SEGTRAIN_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+
+
+def em_data():
+    raw_path = SHARED / "em3d-fibsem" / "train-image.h5"
+    if raw_path.exists():
+        from segtrain.io import read_volume
+
+        return (np.asarray(read_volume(raw_path).data),
+                np.asarray(read_volume(SHARED / "em3d-fibsem" / "train-gt.lzf.h5").data))
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (50, 100, 200), dtype=np.uint8), rng.integers(1, 50, (50, 100, 200))
+
+
+def training_speed(name: str, steps: int) -> dict:
+    from segtrain.train import ArraySource, TrainingRun
+
+    config = preset(name)
+    config.train.max_steps = steps
+    config.train.val_every = 10 * steps  # no validation inside the timed steps
+    config.train.report_interval = 0.0
+    if config.ndim == 3:
+        raw, gt = em_data()
+        source = ArraySource(raw[:35], gt[:35])
+        val = ArraySource(raw[35:], gt[35:])
+    else:
+        rng = np.random.default_rng(0)
+        raw = rng.random((512, 512)).astype(np.float32)
+        gt = (np.arange(512)[:, None] // 64 * 8 + np.arange(512)[None] // 64).astype(np.int64)
+        source, val = ArraySource(raw, gt), ArraySource(raw[:256], gt[:256])
+    with tempfile.TemporaryDirectory() as root:
+        run = TrainingRun(config, [source], [val], runs_root=root)
+        rates = []
+        start = None
+        for report in run.reports():
+            if report.step == 2 and start is None:
+                start = (time.perf_counter(), report.step)  # skip warm-up steps
+            last = report
+        end = time.perf_counter()
+    measured = (last.step - start[1]) / (end - start[0]) if start else last.steps_per_second
+    return {"preset": name, "steps": last.step, "batch_size": config.train.batch_size,
+            "patch_shape": config.data.patch_shape, "steps_per_second": round(measured, 3),
+            "voxels_per_second": round(measured * config.train.batch_size * int(np.prod(config.data.patch_shape)))}
+
+
+def prediction_speed(name: str, shape: tuple[int, ...], tile: list[int], margin: list[int], repeats: int) -> dict:
+    config = preset(name)
+    model = build_model(config).eval()
+    loaded = LoadedModel(model, config, Path("<bench>"), 0)
+    array = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    div = divisor(config)
+    tiles = make_tiles(shape, tile, margin, div)
+
+    def timed(**kwargs) -> float:
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            predict_array(loaded, array, **kwargs)
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    whole = timed(tile_shape=list(shape), margin=[0] * len(shape))
+    tiled = timed(tile_shape=tile, margin=margin)
+    voxels = int(np.prod(shape))
+    return {"preset": name, "shape": list(shape), "tile_shape": tile, "margin": margin, "tiles": len(tiles),
+            "whole_seconds": round(whole, 3), "tiled_seconds": round(tiled, 3),
+            "voxels_per_second_tiled": round(voxels / tiled), "voxels_per_second_whole": round(voxels / whole),
+            "computed_fraction": round(computed_fraction(shape, tiles), 4),
+            "tiling_overhead": round(tiled / whole - 1, 4)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer steps and smaller arrays")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    steps = 12 if args.quick else 40
+    repeats = 1 if args.quick else 2
+    results = {"device": device, "training": [], "prediction": []}
+    for name in ("em3d_quick", "wells2d_quick"):
+        results["training"].append(training_speed(name, steps))
+        print(json.dumps(results["training"][-1]), flush=True)
+    shape3 = (64, 256, 256) if args.quick else (64, 512, 512)
+    tile3 = [64, 144, 144] if args.quick else [64, 272, 272]
+    results["prediction"].append(prediction_speed("em3d_quick", shape3, tile3, [0, 8, 8], repeats))
+    print(json.dumps(results["prediction"][-1]), flush=True)
+    shape2 = (1024, 1024) if args.quick else (2048, 2048)
+    tile2 = [576, 576] if args.quick else [1088, 1088]
+    results["prediction"].append(prediction_speed("wells2d_quick", shape2, tile2, [32, 32], repeats))
+    print(json.dumps(results["prediction"][-1]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
