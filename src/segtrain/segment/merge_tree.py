@@ -31,6 +31,17 @@ from segtrain.segment.fragments import relabel_consecutive
 FORMAT_VERSION = 1
 
 
+def _gather(lut: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``lut[ids]`` for ids known to lie in ``[0, len(lut))``, at memory speed."""
+    if ids.dtype == np.uint64 or ids.dtype == np.int64:
+        index = ids.view(np.int64)
+    else:
+        index = ids.astype(np.int64)
+    out = np.empty(ids.shape, dtype=np.uint64)
+    np.take(lut, index, out=out, mode="clip")  # no bounds checks: the caller checked
+    return out
+
+
 class MergeTree:
     """Merge history of one waterz run, answering any threshold up to ``max_threshold``.
 
@@ -79,6 +90,7 @@ class MergeTree:
         self.n_present = int(n_present)
         self.attrs = dict(attrs or {})
         self._luts: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._fragments_checked = None  # the fragment array known to hold only ids <= n
 
     # --- construction ----------------------------------------------------------------------
 
@@ -199,21 +211,27 @@ class MergeTree:
         """Segment ids for a region of the fragments (e.g. the displayed slice), uint64."""
         lut = self.lut(threshold)
         region = np.asarray(fragments_region)
-        if region.dtype != np.uint64:
-            region = region.astype(np.uint64)
-        if region.size and region.max() > self.n_fragments:
+        if not np.issubdtype(region.dtype, np.integer):
+            raise InputError(f"Fragments must hold integer ids, not {region.dtype}.")
+        if region.size and (region.max() > self.n_fragments or region.min() < 0):
             # ids the tree never saw stay what they are (as in waterz)
+            region = region.astype(np.uint64)
             out = region.copy()
             known = region <= self.n_fragments
             out[known] = lut[region[known]]
             return out
-        return lut[region]
+        return _gather(lut, region)
 
     def segmentation(self, threshold: float) -> np.ndarray:
         """The whole segmentation at ``threshold``: identical to waterz's output at that threshold."""
         if self.fragments is None:
             raise InputError("This merge tree was saved without its fragments; load them too.")
-        return self.relabel(self.fragments, threshold)
+        if self._fragments_checked is not self.fragments:
+            frags = np.asarray(self.fragments)
+            if frags.size and int(frags.max()) > self.n_fragments:
+                return self.relabel(frags, threshold)
+            self._fragments_checked = self.fragments
+        return _gather(self.lut(threshold), np.asarray(self.fragments))
 
     def n_segments(self, threshold: float) -> int:
         """Number of segments (non-zero) at ``threshold``."""
