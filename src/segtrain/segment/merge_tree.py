@@ -180,19 +180,32 @@ class MergeTree:
         return int(np.searchsorted(self.running_max, t, side="left"))
 
     def _lut_for(self, k: int) -> np.ndarray:
+        """Lookup table after the first ``k`` merges (cached; built from the nearest cached one)."""
         lut = self._luts.get(k)
         if lut is not None:
             self._luts.move_to_end(k)
             return lut
-        parent = np.arange(self.n_fragments + 1, dtype=np.int64)
-        parent[self.merges_b[:k]] = self.merges_a[:k]
-        # pointer jumping to the roots
-        while True:
+        below = [c for c in self._luts if c < k]
+        if below:
+            k0 = max(below)
+            base = self._luts[k0]
+        else:
+            k0 = 0
+            base = None
+        a = self.merges_a[k0:k]
+        b = self.merges_b[k0:k]
+        # every merged region is a root after merge k0: resolve roots among those ids only
+        ids = np.unique(np.concatenate([a, b]))
+        parent = np.arange(len(ids), dtype=np.int64)
+        parent[np.searchsorted(ids, b)] = np.searchsorted(ids, a)
+        while True:  # pointer jumping
             grand = parent[parent]
             if np.array_equal(grand, parent):
                 break
             parent = grand
-        lut = parent.astype(np.uint64)
+        remap = np.arange(self.n_fragments + 1, dtype=np.uint64)
+        remap[ids] = ids[parent].astype(np.uint64)
+        lut = remap if base is None else remap[base.view(np.int64)]
         self._luts[k] = lut
         while len(self._luts) > 8:
             self._luts.popitem(last=False)
