@@ -90,3 +90,40 @@ def test_masks():
     assert m.shape == (3, 2, 2) and m.sum() == 4
     with pytest.raises(InputError):
         class_masks(np.array([[0, 3]]), 2)
+
+
+def _direct_lsd(labels, p, sigma, voxel_size):
+    """The descriptors of voxel p summed directly over its object (Gaussian weights, 3 sigma)."""
+    sigma = np.asarray(sigma, float)
+    vs = np.asarray(voxel_size, float)
+    idx = np.argwhere(labels == labels[p]).astype(float)
+    d = (idx - np.asarray(p, float)) * vs  # world offsets
+    inside = np.all(np.abs(d) <= np.ceil(3 * sigma / vs) * vs + 1e-9, axis=1)
+    d = d[inside]
+    w = np.exp(-0.5 * ((d / sigma) ** 2).sum(1))
+    full = np.array(np.meshgrid(*[np.arange(-np.ceil(3 * s / v), np.ceil(3 * s / v) + 1) * v
+                                  for s, v in zip(sigma, vs)], indexing="ij"))
+    w_full = np.exp(-0.5 * sum((full[i] / sigma[i]) ** 2 for i in range(len(sigma)))).sum()
+    mean = (w[:, None] * d).sum(0) / w.sum()
+    cov = ((w[:, None, None] * (d[:, :, None] * d[:, None, :])).sum(0) / w.sum()
+           - mean[:, None] * mean[None, :])
+    return mean, cov, w.sum() / w_full
+
+
+def test_lsds_match_direct_sums():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.repeat(np.repeat(rng.integers(1, 4, (3, 4, 4)), 4, 0), 6, 1), 6, 2)
+    sigma = (12.0, 6.0, 6.0)
+    vs = (4.0, 2.0, 2.0)
+    lsd = local_shape_descriptors(labels, sigma=sigma, voxel_size=vs)
+    for p in [(5, 10, 13), (2, 3, 20), (9, 17, 7)]:
+        mean, cov, size = _direct_lsd(labels, p, sigma, vs)
+        got = lsd[:, p[0], p[1], p[2]]
+        np.testing.assert_allclose(got[0:3], np.clip(0.5 + mean / (4 * np.array(sigma)), 0, 1),
+                                   atol=2e-3)
+        np.testing.assert_allclose(got[3:6], np.clip(np.diag(cov) / np.array(sigma) ** 2, 0, 1),
+                                   atol=2e-3)
+        r = [cov[i, j] / np.sqrt(cov[i, i] * cov[j, j]) if cov[i, i] * cov[j, j] > 1e-9 else 0
+             for i, j in [(0, 1), (0, 2), (1, 2)]]
+        np.testing.assert_allclose(got[6:9], 0.5 * (np.array(r) + 1), atol=2e-3)
+        assert got[9] == pytest.approx(size, abs=0.02)
