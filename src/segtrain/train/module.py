@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
@@ -45,6 +46,7 @@ class SegtrainModule(pl.LightningModule):
         self.last_metrics: dict[str, float] = {}
         self.last_losses: dict[str, float] = {}
         self._val_losses: list[float] = []
+        self.stop_requested = lambda: False  # set by TrainingRun: skip slow metrics when stopping
 
     def forward(self, x):
         return self.model(x)
@@ -98,7 +100,7 @@ class SegtrainModule(pl.LightningModule):
 
     def segmentation_metrics(self) -> dict[str, float]:
         """Scores of whole-volume predictions on the validation volumes (mean over volumes)."""
-        if not self.val_volumes:
+        if not self.val_volumes or self.stop_requested():
             return {}
         from segtrain.predict.infer import predict_array
         from segtrain.predict.model_io import LoadedModel
@@ -106,8 +108,7 @@ class SegtrainModule(pl.LightningModule):
 
         was_training = self.model.training
         self.model.eval()
-        loaded = LoadedModel(self.model, self.cfg, checkpoint=__import__("pathlib").Path("<training>"),
-                             step=int(self.global_step))
+        loaded = LoadedModel(self.model, self.cfg, checkpoint=Path("<training>"), step=int(self.global_step))
         scores: dict[str, list[float]] = {}
         try:
             for volume in self.val_volumes:

@@ -123,6 +123,7 @@ def _callbacks(run: TrainingRun):
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             for k, v in module.last_losses.items():
                 self.smoothed[k] = v if k not in self.smoothed else 0.9 * self.smoothed[k] + 0.1 * v
+            run._losses = dict(self.smoothed)
             if run._stop.is_set():
                 trainer.should_stop = True
             if time.monotonic() - self.last_time >= t.report_interval:
@@ -279,6 +280,7 @@ class TrainingRun:
         self._records: list[dict] = self._load_records()
         self.trainer = None
         self.final_checkpoint: Path | None = None
+        self._losses: dict[str, float] = {}  # smoothed training losses, for the final report
 
     # -- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -410,6 +412,7 @@ class TrainingRun:
             val_data = FixedPatches(self.val_sources, config, n=config.data.val_patches, seed=t.seed + 1)
             module = SegtrainModule(config.to_dict())
             module.val_volumes = self._val_volumes()
+            module.stop_requested = self._stop.is_set
             trainer = pl.Trainer(
                 default_root_dir=str(self.run_dir),
                 max_steps=t.max_steps,
@@ -448,7 +451,7 @@ class TrainingRun:
             stopped = self._stop.is_set()
             message = "stopped" if stopped else ("early stopping" if trainer.global_step < t.max_steps else "finished")
             self._push(ProgressReport(step=int(trainer.global_step), max_steps=t.max_steps,
-                                      losses=dict(module.last_losses), metrics=dict(module.last_metrics),
+                                      losses=dict(self._losses), metrics=dict(module.last_metrics),
                                       lr=float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0,
                                       preview=module.last_preview, checkpoint=self._best_checkpoint() or final,
                                       done=True, message=message), important=True)
