@@ -73,13 +73,32 @@ def _apply(block: np.ndarray, lut: np.ndarray) -> np.ndarray:
     return lut[block]
 
 
+def _apply_sparse(block: np.ndarray, ids: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    block = block.astype(np.uint64, copy=False)
+    pos = np.clip(np.searchsorted(ids, block), 0, max(len(ids) - 1, 0))
+    if len(ids) == 0:
+        return block.copy()
+    found = ids[pos] == block
+    return np.where(found, segments[pos], block)
+
+
+def _is_sparse_pair(tree_or_lut) -> bool:
+    if not (isinstance(tree_or_lut, tuple) and len(tree_or_lut) == 2):
+        return False
+    ids = np.asarray(tree_or_lut[0])
+    return bool(ids.size) and int(ids.max()) + 1 > 10 * (ids.size + 1) + 1_000_000
+
+
 def relabel_lazy(fragments, tree_or_lut, threshold: float | None = None, chunks=None):
     """The relabelled volume as a lazy dask array (uint64)."""
-    import dask.array as da
-
     arr = _as_dask(fragments, chunks)
+    if _is_sparse_pair(tree_or_lut):  # e.g. block-offset fragment ids: look up by search
+        ids = np.asarray(tree_or_lut[0], dtype=np.uint64)
+        segments = np.asarray(tree_or_lut[1], dtype=np.uint64)
+        order = np.argsort(ids)
+        fn = functools.partial(_apply_sparse, ids=ids[order], segments=segments[order])
+        return arr.map_blocks(fn, dtype=np.uint64)
     lut = dense_lut(tree_or_lut, threshold)
-    del da
     return arr.map_blocks(functools.partial(_apply, lut=lut), dtype=np.uint64)
 
 
