@@ -118,3 +118,23 @@ def test_validation_split_when_no_validation_data(tmp_path, em_crop, tiny_config
     run = TrainingRun(tiny_config(max_steps=2, val_every=2), [ArraySource(raw, gt)], runs_root=tmp_path)
     assert run.val_sources[0].crop == [[13, 16]] and run.train_sources[0].crop == [[0, 13]]
     assert run.run().done
+
+
+@pytest.mark.parametrize("task", ["instances", "masks"])
+def test_2d_smp_training_with_plateau_schedule(tmp_path, cells_dir, task):
+    from segtrain.config import config_from_dict
+    from segtrain.io import read_volume
+
+    raw = np.asarray(read_volume(cells_dir / "set01" / "raw.tif").data)[:128, :128]
+    gt = np.asarray(read_volume(cells_dir / "set01" / "instances_ids.png").data)[:128, :128]
+    config = config_from_dict({"preset": "wells2d_quick", "data": {"patch_shape": [64, 64], "val_patches": 1},
+                               "model": {"task": task, "encoder_depth": 3},
+                               "train": {"max_steps": 4, "val_every": 2, "batch_size": 2, "scheduler": "plateau",
+                                         "plateau_patience": 0, "checkpoint_every": 4}})
+    run = TrainingRun(config, [ArraySource(raw[:96], gt[:96])], [ArraySource(raw[96:], gt[96:])],
+                      runs_root=tmp_path)
+    last = run.run()
+    assert last.done and last.step == 4
+    assert {"dice", "f1", "loss"} <= set(last.metrics)
+    out = predict_array(run.run_dir, raw)
+    assert out["probabilities"].shape == ((2 if task == "instances" else 1), 128, 128)
