@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
             bar.write("stopping: saving a final checkpoint...")
             training.stop()
     final = training.final_checkpoint
-    status = last.message if last is not None else "stopped"
+    status = last.message if last is not None and last.done else "stopped"
     print(f"{status} at step {last.step if last else 0}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
           + (f" (final: {final.name})" if final else ""))
     if last is not None and last.metrics:
