@@ -42,6 +42,15 @@ def _gather(lut: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def _roots(parent: np.ndarray) -> np.ndarray:
+    """Root of every node of a forest given by parent pointers (pointer jumping)."""
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent = grand
+
+
 class MergeTree:
     """Merge history of one waterz run, answering any threshold up to ``max_threshold``.
 
@@ -194,17 +203,20 @@ class MergeTree:
             base = None
         a = self.merges_a[k0:k]
         b = self.merges_b[k0:k]
-        # every merged region is a root after merge k0: resolve roots among those ids only
-        ids = np.unique(np.concatenate([a, b]))
-        parent = np.arange(len(ids), dtype=np.int64)
-        parent[np.searchsorted(ids, b)] = np.searchsorted(ids, a)
-        while True:  # pointer jumping
-            grand = parent[parent]
-            if np.array_equal(grand, parent):
-                break
-            parent = grand
-        remap = np.arange(self.n_fragments + 1, dtype=np.uint64)
-        remap[ids] = ids[parent].astype(np.uint64)
+        # every region merged after merge k0 is a root after merge k0, so the roots after merge k
+        # are the k0-roots' roots in the forest of merges k0..k
+        if len(a) * 16 < self.n_fragments:
+            # few merges (a slider step): resolve the roots among the merged ids only
+            ids = np.unique(np.concatenate([a, b]))
+            parent = np.arange(len(ids), dtype=np.int64)
+            parent[np.searchsorted(ids, b)] = np.searchsorted(ids, a)
+            parent = _roots(parent)
+            remap = np.arange(self.n_fragments + 1, dtype=np.uint64)
+            remap[ids] = ids[parent].astype(np.uint64)
+        else:
+            parent = np.arange(self.n_fragments + 1, dtype=np.int64)
+            parent[b] = a
+            remap = _roots(parent).astype(np.uint64)
         lut = remap if base is None else remap[base.view(np.int64)]
         self._luts[k] = lut
         while len(self._luts) > 8:
