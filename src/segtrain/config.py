@@ -206,14 +206,13 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
                 return _convert(value, arg, where)
-            except ConfigError as error:
-                errors.append(error)
+            except ConfigError:
+                pass
         raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
     if origin is Literal:
         if value not in typing.get_args(tp):
@@ -366,8 +365,6 @@ def validate_config(config: Config) -> Config:
         _positive(m.lsd_sigma, "model.lsd_sigma")
     if m.task == "classes" and m.n_classes < 2:
         raise ConfigError(f"model.n_classes must be at least 2 for task classes, not {m.n_classes}.")
-    if m.task != "affinities" and m.task not in TASKS:
-        raise ConfigError(f"model.task must be one of {', '.join(TASKS)}, not {m.task!r}.")
     loss = resolved_loss(config)
     allowed = {
         "affinities": {"mse"},
