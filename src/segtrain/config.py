@@ -496,7 +496,7 @@ def _em3d() -> Config:
                           checkpoint_every=5000, early_stopping_patience=20, scheduler="plateau",
                           plateau_patience=8),
         segment=SegmentConfig(fragments="watershed", scoring="hist_quant_50", min_seed_distance=10),
-        predict=PredictConfig(tile_shape=[64, 256, 256], margin=[16, 16, 16]),
+        predict=PredictConfig(tile_shape=[64, 384, 384], margin=[16, 16, 16]),
     )
 
 
@@ -514,7 +514,7 @@ def _em3d_quick() -> Config:
                           early_stopping_patience=None)
     c.segment.min_seed_distance = 5
     c.segment.min_size = 10
-    c.predict = PredictConfig(tile_shape=[64, 256, 256], margin=[8, 16, 16])
+    c.predict = PredictConfig(tile_shape=[64, 512, 512], margin=[8, 16, 16])
     return c
 
 
@@ -530,7 +530,7 @@ def _wells2d() -> Config:
                           val_every=500, checkpoint_every=2000, early_stopping_patience=20,
                           plateau_patience=5, pos_weight=1.0),
         segment=SegmentConfig(probability_threshold=0.5, instance_method="watershed", min_size=30),
-        predict=PredictConfig(tile_shape=[1024, 1024], margin=[32, 32]),
+        predict=PredictConfig(tile_shape=[1088, 1088], margin=[32, 32]),
     )
 
 
@@ -551,7 +551,7 @@ def _isbi2d_quick() -> Config:
     c.model.lsds = True
     c.model.lsd_sigma = 6.0
     c.segment = SegmentConfig(fragments="watershed", scoring="hist_quant_50", min_seed_distance=5, min_size=10)
-    c.predict = PredictConfig(tile_shape=[512, 512], margin=[32, 32])
+    c.predict = PredictConfig(tile_shape=[576, 576], margin=[32, 32])
     return c
 
 
