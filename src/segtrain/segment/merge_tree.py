@@ -11,6 +11,7 @@ what waterz returns for ``t`` (ids included), without running waterz again.
 from __future__ import annotations
 
 import json
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -99,6 +100,7 @@ class MergeTree:
         self.n_present = int(n_present)
         self.attrs = dict(attrs or {})
         self._luts: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._lock = threading.RLock()  # the GUI thread and a worker may ask at once
         self._fragments_checked = None  # the fragment array known to hold only ids <= n
 
     # --- construction ----------------------------------------------------------------------
@@ -190,6 +192,10 @@ class MergeTree:
 
     def _lut_for(self, k: int) -> np.ndarray:
         """Lookup table after the first ``k`` merges (cached; built from the nearest cached one)."""
+        with self._lock:
+            return self._lut_locked(k)
+
+    def _lut_locked(self, k: int) -> np.ndarray:
         lut = self._luts.get(k)
         if lut is not None:
             self._luts.move_to_end(k)
