@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     for name in ("em3d_quick", "wells2d_quick"):
         results["training"].append(training_speed(name, steps))
         print(json.dumps(results["training"][-1]), flush=True)
-    shape3 = (32, 384, 384) if args.quick else (64, 640, 640)
+    shape3 = (32, 512, 512) if args.quick else (64, 640, 640)
     results["prediction"].append(prediction_speed("em3d_quick", shape3, repeats))
     print(json.dumps(results["prediction"][-1]), flush=True)
     shape2 = (1024, 1024) if args.quick else (2048, 2048)
