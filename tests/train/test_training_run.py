@@ -138,3 +138,15 @@ def test_2d_smp_training_with_plateau_schedule(tmp_path, cells_dir, task):
     assert {"dice", "f1", "loss"} <= set(last.metrics)
     out = predict_array(run.run_dir, raw)
     assert out["probabilities"].shape == ((2 if task == "instances" else 1), 128, 128)
+
+
+def test_resume_with_an_incompatible_model_is_one_sentence(tmp_path, em_crop, tiny_config):
+    from segtrain.errors import SegtrainError
+
+    train, val = sources(em_crop)
+    run = TrainingRun(tiny_config(max_steps=2, val_every=2), train, val, runs_root=tmp_path)
+    run.run()
+    other = tiny_config(max_steps=4, val_every=2)
+    other.model.num_fmaps = 5
+    with pytest.raises(SegtrainError, match="its model differs"):
+        TrainingRun(other, train, val, resume=run.run_dir).run()

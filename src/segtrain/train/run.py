@@ -473,4 +473,9 @@ class TrainingRun:
                 f"{self.config.train.batch_size} and patches {tuple(self.config.data.patch_shape)}; "
                 "reduce train.batch_size or data.patch_shape."
             )
+        if self.resume_checkpoint is not None and "state_dict" in text:
+            return SegtrainError(
+                f"Cannot resume from {self.resume_checkpoint}: its model differs from the one this config describes; "
+                f"resume with the run's own {self.run_dir / 'config.yaml'}."
+            )
         return error
