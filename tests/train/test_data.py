@@ -122,3 +122,19 @@ def test_losses_ignore_unknown_voxels():
     other[..., 4:] = -other[..., 4:]
     for kind in ("ce", "dice", "ce_dice"):
         assert torch.isclose(multiclass_loss(logits, classes, w, kind), multiclass_loss(other, classes, w, kind))
+
+
+def test_synthetic_and_pseudo_label_sources_mix_with_annotated_ones():
+    from segtrain.train import SyntheticSource
+
+    config = preset("em3d_quick")
+    config.data.patch_shape = [8, 32, 32]
+    labels = np.ones((8, 32, 32), np.int64)
+    confidence = np.full(labels.shape, 0.25, np.float32)
+    pseudo = ArraySource(np.zeros(labels.shape, np.uint8), labels, weights=confidence, weight=1.0)
+    synthetic = SyntheticSource("em", shape=(16, 48, 48), weight=1.0, reuse=2)
+    stream = PatchStream([pseudo, synthetic], config)
+    rng = np.random.default_rng(0)
+    draws = [stream.draw(rng) for _ in range(6)]
+    weights = {float(d["lsds_weight"].max()) for d in draws}
+    assert 0.25 in weights and 1.0 in weights  # pseudo-labels weighted, synthetic fully known
