@@ -1,0 +1,63 @@
+"""Score a trained run on its validation data (the config's data.val) with the run's best
+checkpoint, for the run's own segment settings and a few fragment variants.
+
+    python benchmarks/quality_eval.py runs/quality/q-em3d-fibsem-<timestamp> [--json OUT]
+
+Affinity models: VOI (split, merge) and ARAND after fragments + waterz agglomeration at the
+threshold a sweep against the validation ground truth chooses. Mask/instance models: Dice and
+instance F1 at IoU 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+from segtrain.predict import load_model, predict_array
+from segtrain.predict.postprocess import validation_scores
+from segtrain.train.sources import sources_from_config
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", help="run folder or checkpoint")
+    parser.add_argument("--json", help="also write the scores here")
+    args = parser.parse_args(argv)
+    loaded = load_model(args.run)
+    config = loaded.config
+    sources = sources_from_config(config.data.val, config.data)
+    variants = {"run settings": {}}
+    if config.task == "affinities":
+        variants.update({
+            "watershed, boundary 0.3": {"fragments": "watershed", "boundary_threshold": 0.3},
+            "watershed, boundary 0.7": {"fragments": "watershed", "boundary_threshold": 0.7},
+            "waterz fragments": {"fragments": "waterz"},
+        })
+    results = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "task": config.task, "variants": {}}
+    outputs = []
+    for source in sources:
+        source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
+        raw = np.asarray(source._raw)[0] if config.data.in_channels == 1 else np.asarray(source._raw)
+        t0 = time.perf_counter()
+        outputs.append((predict_array(loaded, raw), np.asarray(source._labels), time.perf_counter() - t0))
+    for name, overrides in variants.items():
+        variant = config.copy()
+        for key, value in overrides.items():
+            setattr(variant.segment, key, value)
+        scores = [validation_scores(out, gt, variant) for out, gt, _ in outputs]
+        mean = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+        results["variants"][name] = mean
+        print(f"{name:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in mean.items()), flush=True)
+    results["predict_seconds"] = [round(t, 2) for _, _, t in outputs]
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
