@@ -85,12 +85,19 @@ def bench_training(viewer, app, seconds: float, runs_root: Path, shape) -> dict:
     train.runs_root_edit.setText(str(runs_root))
     viewer.window.add_dock_widget(train, name="Train")
 
-    # idle baseline
+    # baselines without training: idle, and scrolling through slices as below
     probe = Probe()
     probe.start()
     wait(app, 3.0)
     probe.stop()
     idle = percentiles(probe.lateness)
+    probe = Probe()
+    probe.start()
+    for i in range(30):
+        viewer.dims.set_current_step(0, i % shape[0])
+        wait(app, 0.1)
+    probe.stop()
+    scrolling = percentiles(probe.lateness)
 
     train.start()
     if train.run is None:
@@ -110,7 +117,7 @@ def bench_training(viewer, app, seconds: float, runs_root: Path, shape) -> dict:
     train.stop()
     wait(app, 30.0, until=lambda: not train.is_running())
     result = percentiles(probe.lateness)
-    result.update(idle=idle, training_steps_during_probe=int(steps), seconds=seconds,
+    result.update(idle=idle, scrolling_without_training=scrolling, training_steps_during_probe=int(steps), seconds=seconds,
                   volume_shape=list(shape))
     return result
 

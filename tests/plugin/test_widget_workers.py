@@ -46,3 +46,24 @@ def test_worker_yields_throttled_and_errors_notify(qtbot, error_messages):
     qtbot.waitUntil(lambda: 2 in done, timeout=5000)
     assert errors == ["The image has 5 dimensions; give a 2D or 3D image."]
     assert errors[0] in error_messages()
+
+
+def test_lower_thread_priority_only_affects_the_calling_thread():
+    import os
+    import threading
+
+    from segtrain.plugin.workers import lower_thread_priority
+
+    if not hasattr(os, "setpriority"):
+        return
+    seen = {}
+
+    def body():
+        seen["ok"] = lower_thread_priority(10)
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    thread = threading.Thread(target=body)
+    thread.start()
+    thread.join()
+    assert seen["ok"] and seen["nice"] >= 10
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 10

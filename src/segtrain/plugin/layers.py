@@ -117,12 +117,15 @@ def unique_name(viewer: Any, base: str) -> str:
 
 
 def upsert_layer(viewer: Any, kind: str, data: Any, name: str, **kwargs: Any):
-    """Update the data of layer ``name`` if it exists with the same type and shape, else add it."""
+    """Update layer ``name`` in place if it exists with the same type and dimensionality (cheap:
+    no new layer, controls or visual), else add it."""
     if name in viewer.layers:
         layer = viewer.layers[name]
-        if layer.__class__.__name__.lower() == kind and layer.data.shape == data.shape:
+        same = (layer.__class__.__name__.lower() == kind and layer.data.ndim == np.ndim(data)
+                and bool(getattr(layer, "rgb", False)) == bool(kwargs.get("rgb", False)))
+        if same:
             layer.data = data
-            for key in ("scale", "translate"):
+            for key in ("scale", "translate", "contrast_limits"):
                 if key in kwargs:
                     setattr(layer, key, kwargs[key])
             if "metadata" in kwargs:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -90,6 +92,22 @@ def release_gpu_memory() -> None:
             torch.cuda.empty_cache()
     except Exception:  # noqa: BLE001 - releasing memory must never raise
         logger.debug("could not empty the CUDA cache", exc_info=True)
+
+
+def lower_thread_priority(niceness: int = 10) -> bool:
+    """Raise the calling thread's nice value (Linux: per thread; threads it starts inherit it).
+
+    Called by workers that start heavy background work, so the GUI thread keeps the CPU it needs.
+    Returns False where the platform does not support it.
+    """
+    if not hasattr(os, "setpriority") or not hasattr(threading, "get_native_id"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), niceness))
+    except OSError:
+        return False
+    return True
 
 
 class Throttle(QObject):

@@ -135,7 +135,10 @@ def mpl_canvas(height: float = 2.4):
     from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(4, height), dpi=80, layout="constrained")
+    # fixed margins: constrained layout re-measures every tick label on each draw (slow while a
+    # training thread competes for the GIL)
+    figure = Figure(figsize=(4, height), dpi=80)
+    figure.subplots_adjust(left=0.16, right=0.86, bottom=0.17, top=0.96)
     canvas = FigureCanvasQTAgg(figure)
     canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
     canvas.setMinimumHeight(int(height * 70))

@@ -4,11 +4,13 @@ worker through its ``reports()`` generator; Stop calls ``run.stop()``."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from napari.utils import progress
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -28,7 +30,9 @@ from qtpy.QtWidgets import (
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import Foldable, mpl_canvas, parse_floats, status_label
 from segtrain.plugin.workers import (
+    Throttle,
     error_message,
+    lower_thread_priority,
     notify_error,
     notify_info,
     release_gpu_memory,
@@ -45,7 +49,11 @@ def preset_names() -> list[str]:
 
 
 def run_reports(run):
-    """Worker body: every report of a training run; GPU memory released at the end."""
+    """Worker body: every report of a training run; GPU memory released at the end.
+
+    The worker thread lowers its own CPU priority first: the training thread and torch's
+    threads it starts inherit it, so napari's GUI thread wins when the CPU is contended."""
+    lower_thread_priority()
     try:
         yield from run.reports()
     finally:
@@ -167,7 +175,9 @@ class TrainWidget(QWidget):
         if self.preset_combo.findText(preset) >= 0:
             self.preset_combo.setCurrentText(preset)
         self.load_preset(self.preset_combo.currentText())
-        self.plot()
+        self._lines: dict = {}
+        self._draw_throttle = Throttle(lambda _: self.canvas.draw_idle(), 1000, self)
+        self._clear_plot()
 
     # --- config <-> form -----------------------------------------------------------------------
     def _session_changed(self, key: str) -> None:
@@ -218,6 +228,9 @@ class TrainWidget(QWidget):
         t.checkpoint_every = self.checkpoint_spin.value()
         t.accelerator = self.accelerator_combo.currentText()
         t.seed = self.seed_spin.value()
+        if t.threads is None and t.accelerator != "gpu":
+            # leave one CPU core to the GUI: torch on every core starves napari's event loop
+            t.threads = max(1, (os.cpu_count() or 2) - 1)
         if self.session.task in ("masks", "instances") and config.ndim == 2:
             m.task = self.session.task  # the task chosen in Data & annotation
         if self.session.voxel_size and len(self.session.voxel_size) == config.ndim:
@@ -321,14 +334,14 @@ class TrainWidget(QWidget):
             return
         self.session.set(runs_root=root, run_dir=Path(self.run.run_dir))
         self.history = {}
+        self._clear_plot()
         self.last_report = None
         self._last_preview_step = -(10**9)
         self.run_dir_label.setText(f"run folder: {self.run.run_dir}")
         self.tensorboard_button.setEnabled(True)
         self._set_running(True)
-        from napari.utils import progress
-
         self.progress = progress(total=int(config.train.max_steps), desc="Training")
+        self.show_preview(np.zeros((8, 24), np.float32))  # placeholder until the first preview
         self.status.setText("Training ...")
         self.worker = start_worker(
             run_reports, self.run, on_yield=self.on_report, on_finish=self._finished,
@@ -388,11 +401,14 @@ class TrainWidget(QWidget):
             self.show_preview(np.asarray(report.preview))
         self.plot()
 
+    PREVIEW_NAME = "training preview (raw | target | prediction)"
+
     def show_preview(self, preview: np.ndarray) -> None:
         """The run's preview (a 2D ``raw | target | prediction`` strip) as an image layer placed
-        beside the training image, updated in place."""
-        kwargs: dict = {"name": "training preview (raw | target | prediction)",
-                        "colormap": "gray", "metadata": {L.META: {"kind": "preview"}}}
+        beside the training image, updated in place (the layer is made when the run starts, so
+        a preview arriving mid-run costs a data update, not a new layer)."""
+        kwargs: dict = {"name": self.PREVIEW_NAME, "colormap": "gray",
+                        "contrast_limits": (0.0, 1.0), "metadata": {L.META: {"kind": "preview"}}}
         image = self._layer(self.session.image_layer)
         if image is not None and preview.ndim == 2:
             scale = L.spatial_scale(image)[-2:]
@@ -401,22 +417,41 @@ class TrainWidget(QWidget):
         L.upsert_layer(self.viewer, "image", preview, **kwargs)
 
     def plot(self) -> None:
+        """Update the loss plot's lines in place; the canvas redraws at most once a second."""
         ax, mx = self.loss_axes, self.metric_axes
-        ax.clear()
-        mx.clear()
+        new_line = False
         for key, points in self.history.items():
             steps, values = zip(*points)
-            if "loss" in key:
-                ax.plot(steps, values, label=key, linestyle="--" if key.startswith("val") else "-")
-            elif key.startswith("val"):
-                mx.plot(steps, values, label=key, color="tab:red", marker=".")
-        ax.set_xlabel("step")
-        ax.set_ylabel("loss")
-        mx.yaxis.set_label_position("right")
-        lines = ax.get_legend_handles_labels()
-        mlines = mx.get_legend_handles_labels()
-        if lines[0] or mlines[0]:
-            ax.legend(lines[0] + mlines[0], lines[1] + mlines[1], fontsize=7, loc="upper right")
+            line = self._lines.get(key)
+            if line is None:
+                if "loss" in key:
+                    (line,) = ax.plot([], [], label=key,
+                                      linestyle="--" if key.startswith("val") else "-")
+                elif key.startswith("val"):
+                    (line,) = mx.plot([], [], label=key, color="tab:red", marker=".")
+                else:
+                    continue
+                self._lines[key] = line
+                new_line = True
+            line.set_data(steps, values)
+        for axes in (ax, mx):
+            axes.relim()
+            axes.autoscale_view()
+        if new_line:
+            handles = [*ax.get_legend_handles_labels()[0], *mx.get_legend_handles_labels()[0]]
+            ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper right")
+        self._draw_throttle.push(None)
+
+    def _clear_plot(self) -> None:
+        for line in self._lines.values():
+            line.remove()
+        self._lines = {}
+        legend = self.loss_axes.get_legend()
+        if legend is not None:
+            legend.remove()
+        self.loss_axes.set_xlabel("step")
+        self.loss_axes.set_ylabel("loss")
+        self.metric_axes.set_ylabel("validation metric")
         self.canvas.draw_idle()
 
     def tensorboard_command(self) -> str:
