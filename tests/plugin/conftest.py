@@ -70,3 +70,26 @@ def training_api():
 def runs_api():
     """Skip until segtrain.runs exists in this checkout."""
     pytest.importorskip("segtrain.runs", reason="segtrain.runs not available yet")
+
+
+@pytest.fixture
+def screenshot():
+    """A function saving a widget (napari's dark style, its preferred size, at least 420 px
+    wide) as docs/widget_<name>.png."""
+    from pathlib import Path
+
+    from napari.qt import get_stylesheet
+
+    docs = Path(__file__).resolve().parents[2] / "docs"
+
+    def save(widget, name: str) -> Path:
+        docs.mkdir(exist_ok=True)
+        path = docs / f"widget_{name}.png"
+        widget.setStyleSheet(get_stylesheet("dark"))
+        hint = widget.sizeHint()
+        widget.resize(max(hint.width(), 420), hint.height())
+        assert widget.grab().save(str(path)), path
+        assert path.stat().st_size > 1000
+        return path
+
+    return save

@@ -73,6 +73,8 @@ class TrainWidget(QWidget):
         self.worker = None
         self.progress = None
         self.history: dict[str, list[tuple[int, float]]] = {}
+        self._last_metrics: dict[str, float] = {}
+        self._monitor = "loss"
         self.last_report = None
         self._last_preview_step = -(10**9)
         self.config = None
@@ -334,6 +336,10 @@ class TrainWidget(QWidget):
             return
         self.session.set(runs_root=root, run_dir=Path(self.run.run_dir))
         self.history = {}
+        self._last_metrics = {}
+        from segtrain.config import monitor_metric
+
+        self._monitor = monitor_metric(config)[0].removeprefix("val/")
         self._clear_plot()
         self.last_report = None
         self._last_preview_step = -(10**9)
@@ -387,11 +393,18 @@ class TrainWidget(QWidget):
             self.progress.total = int(report.max_steps)
             self.progress.update(max(0, step - self.progress.n))
         text = f"step {step} / {report.max_steps}"
-        for key, value in {**report.losses, **report.metrics}.items():
-            self.history.setdefault(key, [])
-            if not self.history[key] or self.history[key][-1][0] != step:
-                self.history[key].append((step, float(value)))
-            text += f"  {key} {float(value):.4g}"
+        if "loss" in report.losses:
+            self._record("train loss", step, report.losses["loss"])
+            text += f"  loss {report.losses['loss']:.4g}"
+        metrics = dict(report.metrics)
+        if metrics and metrics != self._last_metrics:  # a new validation round
+            self._last_metrics = metrics
+            if "loss" in metrics:
+                self._record("val loss", step, metrics["loss"])
+            if self._monitor in metrics:
+                self._record(f"val {self._monitor}", step, metrics[self._monitor])
+        if self._monitor in self._last_metrics:
+            text += f"  val {self._monitor} {self._last_metrics[self._monitor]:.4g}"
         self.step_label.setText(text)
         if getattr(report, "checkpoint", None):
             self.session.set(checkpoint=Path(report.checkpoint))
@@ -400,6 +413,13 @@ class TrainWidget(QWidget):
             self._last_preview_step = step
             self.show_preview(np.asarray(report.preview))
         self.plot()
+
+    def _record(self, key: str, step: int, value: float) -> None:
+        points = self.history.setdefault(key, [])
+        if points and points[-1][0] == step:
+            points[-1] = (step, float(value))
+        else:
+            points.append((step, float(value)))
 
     PREVIEW_NAME = "training preview (raw | target | prediction)"
 
@@ -425,10 +445,11 @@ class TrainWidget(QWidget):
             line = self._lines.get(key)
             if line is None:
                 if "loss" in key:
-                    (line,) = ax.plot([], [], label=key,
-                                      linestyle="--" if key.startswith("val") else "-")
+                    val = key.startswith("val")
+                    (line,) = ax.plot([], [], label=key, linestyle="--" if val else "-",
+                                      marker="o" if val else None)
                 elif key.startswith("val"):
-                    (line,) = mx.plot([], [], label=key, color="tab:red", marker=".")
+                    (line,) = mx.plot([], [], label=key, color="tab:red", marker="o")
                 else:
                     continue
                 self._lines[key] = line
