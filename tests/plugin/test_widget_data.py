@@ -48,3 +48,15 @@ def test_create_annotation_without_image_notifies(make_napari_viewer, qtbot):
     qtbot.addWidget(widget)
     assert widget.create_annotation_layer() is None
     assert "image layer" in widget.status.text()
+
+
+def test_ground_truth_is_guessed_from_the_layer_name(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = DataWidget(viewer)
+    qtbot.addWidget(widget)
+    viewer.add_image(np.zeros((4, 16, 16), np.uint8), name="em raw")
+    viewer.add_labels(np.zeros((4, 16, 16), np.uint32), name="painted")  # not named like GT
+    assert widget.gt_combo.layer() is None
+    viewer.add_labels(np.zeros((4, 16, 16), np.uint32), name="em labels")
+    assert widget.gt_combo.layer().name == "em labels"
+    assert L.session(viewer).gt_layer == "em labels"

@@ -22,6 +22,9 @@ from segtrain.plugin.widgets._common import LayerCombo, parse_floats, status_lab
 from segtrain.plugin.workers import notify_error, notify_info
 
 
+GT_WORDS = ("gt", "ground", "truth", "label", "instances", "ids")
+
+
 class DataWidget(QWidget):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -86,7 +89,10 @@ class DataWidget(QWidget):
         self.voxel_button.clicked.connect(self.apply_voxel_size)
         self.voxel_edit.returnPressed.connect(self.apply_voxel_size)
 
+        napari_viewer.layers.events.inserted.connect(self._layer_inserted)
         self._image_changed(self.image_combo.layer())
+        for layer in napari_viewer.layers:
+            self._guess_gt(layer)
         self._gt_changed(self.gt_combo.layer())
         self._annotation_changed(self.annotation_combo.layer())
 
@@ -103,6 +109,22 @@ class DataWidget(QWidget):
             self.task_combo.setCurrentIndex(self.task_combo.findData("affinities"))
         self.check_shapes()
         self.update_count()
+
+    def _layer_inserted(self, event) -> None:
+        self._guess_gt(event.value)
+
+    def _guess_gt(self, layer) -> None:
+        """Pick a Labels layer named like ground truth (e.g. 'em labels', 'gt') that fits the
+        image, while no ground truth is chosen: a sample or a dropped file then needs no clicks."""
+        image = self.image_combo.layer()
+        if (self.gt_combo.layer() is not None or image is None
+                or layer.__class__.__name__ != "Labels" or L.META in layer.metadata):
+            return
+        name = layer.name.lower()
+        if not any(word in name for word in GT_WORDS):
+            return
+        if tuple(layer.data.shape) == L.spatial_shape(image):
+            self.gt_combo.set_layer(layer)
 
     def _gt_changed(self, layer) -> None:
         self.session.set(gt_layer=layer.name if layer is not None else None)
