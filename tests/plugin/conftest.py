@@ -93,3 +93,89 @@ def screenshot():
         return path
 
     return save
+
+
+class WidgetLoop:
+    """Steps of the workflow driven through the widgets themselves (shared by the workflow tests)."""
+
+    def __init__(self, qtbot):
+        self.qtbot = qtbot
+
+    def train(self, widget, preset: str, steps: int, patch: str, runs_root, val_every=None,
+              batch=None):
+        widget.preset_combo.setCurrentText(preset)
+        widget.steps_spin.setValue(steps)
+        widget.val_every_spin.setValue(val_every or steps)
+        if batch:
+            widget.batch_spin.setValue(batch)
+        widget.patch_edit.setText(patch)
+        widget.preview_spin.setValue(1)
+        widget.runs_root_edit.setText(str(runs_root))
+        widget.start()
+        assert widget.run is not None, widget.status.text()
+        self.qtbot.waitUntil(lambda: not widget.is_running(), timeout=300000)
+        report = widget.last_report
+        assert report is not None and report.step == steps and report.done, widget.status.text()
+        assert widget.history.get("train loss") and widget.history.get("val loss"), widget.history
+        return report
+
+    def predict(self, widget, image_name: str) -> dict:
+        widget.image_combo.set_layer(image_name)
+        widget.predict()
+        self.qtbot.waitUntil(lambda: widget.worker is None, timeout=300000)
+        assert widget.result_layers, widget.status.text()
+        image = widget.viewer.layers[image_name]
+        for layer in widget.result_layers.values():  # aligned with the input
+            assert tuple(layer.scale) == tuple(image.scale)
+            assert tuple(layer.translate) == tuple(image.translate)
+        return widget.result_layers
+
+    def build_tree(self, widget, predictions, gt_name: str | None):
+        widget.pred_combo.set_layer(predictions)
+        if gt_name:
+            widget.gt_combo.set_layer(gt_name)
+        widget.seed_spin.setValue(3)
+        widget.size_spin.setValue(5)
+        widget.build()
+        self.qtbot.waitUntil(lambda: widget.tree is not None, timeout=300000)
+        return widget.tree
+
+    def slide(self, widget, thresholds=(0.2, 0.6, 0.35)) -> None:
+        """Move the slider; the displayed slice must equal the tree's answer every time."""
+        layer, tree, viewer = widget.seg_layer, widget.tree, widget.viewer
+        for t in thresholds:
+            widget.set_threshold(t)
+            z = viewer.dims.current_step[0]
+            np.testing.assert_array_equal(np.asarray(layer._slice.image.raw),
+                                          tree.segmentation(widget.threshold())[z])
+
+    def slide_instances(self, widget, prob_layer, thresholds=(0.3, 0.7, 0.5)) -> None:
+        """Probability path: after each move the layer holds the core's instances."""
+        from segtrain.segment import instances_from_probabilities
+
+        widget.pred_combo.set_layer(prob_layer)
+        widget.build()
+        assert widget.seg_layer is not None and widget.probabilities is not None
+        for t in thresholds:
+            widget.set_threshold(t)
+            self.qtbot.waitUntil(lambda: not widget._instances_timer.isActive(), timeout=5000)
+            np.testing.assert_array_equal(
+                np.asarray(widget.seg_layer.data),
+                instances_from_probabilities(np.asarray(prob_layer.data), t))
+
+    def export(self, widget, layer, folder, fmt: str = "zarr"):
+        """Export ``layer`` and read the written file back as a Volume."""
+        from segtrain.io import read_volume
+
+        widget.seg_combo.set_layer(layer)
+        widget.folder_edit.setText(str(folder))
+        widget.format_combo.setCurrentText(fmt)
+        widget.export()
+        self.qtbot.waitUntil(lambda: widget.worker is None, timeout=300000)
+        assert widget.written, widget.status.text()
+        return read_volume(widget.written[0])
+
+
+@pytest.fixture
+def loop(qtbot):
+    return WidgetLoop(qtbot)

@@ -31,8 +31,7 @@ def paint_from_gt(annotation, gt: np.ndarray, slices) -> None:
 
 
 @pytest.mark.slow
-def test_em3d_workflow(training_api, runs_api, make_napari_viewer, qtbot, tmp_path, screenshot):
-    from segtrain.io import read_volume
+def test_em3d_workflow(training_api, runs_api, make_napari_viewer, qtbot, tmp_path, screenshot, loop):
     from segtrain.synthetic import make_em_volume
 
     viewer = make_napari_viewer()
@@ -57,17 +56,8 @@ def test_em3d_workflow(training_api, runs_api, make_napari_viewer, qtbot, tmp_pa
     assert "annotated: " in data.annotated_label.text() and "(0.00 %)" not in data.annotated_label.text()
 
     # train a few steps
-    train.preset_combo.setCurrentText("em3d_quick")
-    train.steps_spin.setValue(6)
-    train.val_every_spin.setValue(3)
-    train.patch_edit.setText("12, 48, 48")
-    train.preview_spin.setValue(1)
-    train.runs_root_edit.setText(str(tmp_path / "runs"))
-    train.start()
-    assert train.run is not None, train.status.text()
-    qtbot.waitUntil(lambda: not train.is_running(), timeout=180000)
-    assert train.last_report is not None and train.last_report.step > 0, train.status.text()
-    assert train.history.get("train loss") and train.history.get("val loss"), train.history
+    loop.train(train, "em3d_quick", steps=6, val_every=3, patch="12, 48, 48",
+               runs_root=tmp_path / "runs")
     assert Path(train.run.run_dir).exists()
     assert "tensorboard --logdir" in train.tensorboard_command()
     screenshot(data, "data")
@@ -82,39 +72,19 @@ def test_em3d_workflow(training_api, runs_api, make_napari_viewer, qtbot, tmp_pa
     screenshot(runs, "runs")
 
     # predict
-    predict.image_combo.set_layer("raw")
-    predict.predict()
-    qtbot.waitUntil(lambda: predict.worker is None, timeout=120000)
-    assert "affinities" in predict.result_layers, predict.status.text()
-    affs_layer = predict.result_layers["affinities"]
+    affs_layer = loop.predict(predict, "raw")["affinities"]
     assert affs_layer.rgb and affs_layer.data.shape[:3] == raw.shape
-    assert tuple(affs_layer.scale) == tuple(viewer.layers["raw"].scale)
     screenshot(predict, "predict")
 
     # segment + move the slider
-    segment.pred_combo.set_layer(affs_layer)
-    segment.gt_combo.set_layer("gt")
-    segment.seed_spin.setValue(3)
-    segment.size_spin.setValue(5)
-    segment.build()
-    qtbot.waitUntil(lambda: segment.tree is not None, timeout=120000)
-    tree, layer = segment.tree, segment.seg_layer
-    for t in (0.2, 0.6, 0.35):
-        segment.set_threshold(t)
-        z = viewer.dims.current_step[0]
-        np.testing.assert_array_equal(np.asarray(layer._slice.image.raw),
-                                      tree.segmentation(segment.threshold())[z])
+    tree = loop.build_tree(segment, affs_layer, "gt")
+    loop.slide(segment)
     assert segment.sweep is not None and "VOI" in segment.scores_label.text()
     segment.use_best()
     threshold = segment.threshold()
 
     # export and reopen
-    export.seg_combo.set_layer(layer)
-    export.folder_edit.setText(str(tmp_path / "export"))
-    export.export()
-    qtbot.waitUntil(lambda: export.worker is None, timeout=60000)
-    assert export.written, export.status.text()
-    volume = read_volume(export.written[0])
+    volume = loop.export(export, segment.seg_layer, tmp_path / "export")
     np.testing.assert_array_equal(np.asarray(volume.data), tree.segmentation(threshold))
     assert volume.attrs["threshold"] == pytest.approx(threshold)
     screenshot(export, "export")

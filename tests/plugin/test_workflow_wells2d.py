@@ -17,8 +17,7 @@ from segtrain.plugin.widgets.train import TrainWidget
 
 
 @pytest.mark.slow
-def test_wells2d_workflow(training_api, make_napari_viewer, qtbot, tmp_path):
-    from segtrain.io import read_volume
+def test_wells2d_workflow(training_api, make_napari_viewer, qtbot, tmp_path, loop):
     from segtrain.synthetic import make_well_image
 
     viewer = make_napari_viewer()
@@ -40,42 +39,16 @@ def test_wells2d_workflow(training_api, make_napari_viewer, qtbot, tmp_path):
     annotation.refresh()
 
     assert train.preset_combo.currentText() == "wells2d_quick"
-    train.steps_spin.setValue(4)
-    train.val_every_spin.setValue(2)
-    train.batch_spin.setValue(2)
-    train.patch_edit.setText("64, 64")
-    train.runs_root_edit.setText(str(tmp_path / "runs"))
-    train.start()
-    assert train.run is not None, train.status.text()
-    qtbot.waitUntil(lambda: not train.is_running(), timeout=180000)
-    assert train.last_report is not None and train.last_report.step > 0, train.status.text()
+    loop.train(train, "wells2d_quick", steps=4, val_every=2, batch=2, patch="64, 64",
+               runs_root=tmp_path / "runs")
+    prob_layer = loop.predict(predict, "well")["probabilities"]
+    assert prob_layer.data.shape == image.shape
 
-    predict.image_combo.set_layer("well")
-    predict.predict()
-    qtbot.waitUntil(lambda: predict.worker is None, timeout=120000)
-    assert "probabilities" in predict.result_layers, predict.status.text()
-    prob_layer = predict.result_layers["probabilities"]
-    assert prob_layer.data.shape[-2:] == image.shape[-2:]
-
-    segment.pred_combo.set_layer(prob_layer)
     segment.gt_combo.set_layer("spheroids")
-    segment.build()
-    assert segment.seg_layer is not None and segment.probabilities is not None
-    from segtrain.segment import instances_from_probabilities
-
-    for t in (0.3, 0.7, 0.5):
-        segment.set_threshold(t)
-        qtbot.waitUntil(lambda: not segment._instances_timer.isActive(), timeout=5000)
-        np.testing.assert_array_equal(
-            np.asarray(segment.seg_layer.data),
-            instances_from_probabilities(np.asarray(prob_layer.data), t))
+    loop.slide_instances(segment, prob_layer)
     assert "F1" in segment.scores_label.text()
     expected = np.asarray(segment.seg_layer.data)
 
-    export.seg_combo.set_layer(segment.seg_layer)
-    export.folder_edit.setText(str(tmp_path / "export"))
-    export.format_combo.setCurrentText("TIFF")
-    export.export()
-    qtbot.waitUntil(lambda: export.worker is None, timeout=60000)
-    assert export.written and export.written[0].suffix == ".tif", export.status.text()
-    np.testing.assert_array_equal(np.asarray(read_volume(Path(export.written[0])).data), expected)
+    volume = loop.export(export, segment.seg_layer, tmp_path / "export", fmt="TIFF")
+    assert Path(export.written[0]).suffix == ".tif"
+    np.testing.assert_array_equal(np.asarray(volume.data), expected)
