@@ -15,7 +15,6 @@ Widgets never call ``create_worker`` themselves.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import sys
@@ -82,8 +81,10 @@ def notify_info(message: str, status: Any = None) -> None:
 
 
 def release_gpu_memory() -> None:
-    """Free cached GPU memory after a run ends or fails (no-op without torch/CUDA)."""
-    gc.collect()
+    """Free cached GPU memory after a run ends or fails (no-op without torch/CUDA).
+
+    Called in worker threads; no ``gc.collect()`` here: a full collection holds the GIL long
+    enough to stall the GUI (the training run collects its own garbage)."""
     torch = sys.modules.get("torch")
     if torch is None:
         return

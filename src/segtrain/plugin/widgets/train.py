@@ -4,6 +4,7 @@ worker through its ``reports()`` generator; Stop calls ``run.stop()``."""
 
 from __future__ import annotations
 
+import gc
 import os
 import shlex
 from pathlib import Path
@@ -73,6 +74,7 @@ class TrainWidget(QWidget):
         self.worker = None
         self.progress = None
         self.history: dict[str, list[tuple[int, float]]] = {}
+        self._failed = False
         self._last_metrics: dict[str, float] = {}
         self._monitor = "loss"
         self.last_report = None
@@ -332,7 +334,6 @@ class TrainWidget(QWidget):
             message = str(error) if isinstance(error, ValueError) else error_message(
                 error, "Starting training")
             notify_error(message, self.status)
-            release_gpu_memory()
             return
         self.session.set(runs_root=root, run_dir=Path(self.run.run_dir))
         self.history = {}
@@ -349,8 +350,15 @@ class TrainWidget(QWidget):
         self.progress = progress(total=int(config.train.max_steps), desc="Training")
         self.show_preview(np.zeros((8, 24), np.float32))  # placeholder until the first preview
         self.status.setText("Training ...")
+        self._failed = False
+        # Python's full garbage collections scan every object (napari's, torch's: seconds of
+        # them on a small machine) and stall the GUI whichever thread triggers them. Collect
+        # once now, on the click, and freeze what exists so later collections scan new objects.
+        gc.collect()
+        gc.freeze()
         self.worker = start_worker(
             run_reports, self.run, on_yield=self.on_report, on_finish=self._finished,
+            on_error=self._on_error,
             action="Training", status=self.status, throttle_ms=200,
         )
 
@@ -380,10 +388,12 @@ class TrainWidget(QWidget):
         if report is not None and getattr(report, "checkpoint", None):
             self.session.set(checkpoint=Path(report.checkpoint))
         self._set_running(False)
-        if report is not None and not self.status.text().startswith("Training failed"):
+        if report is not None and not self._failed:
             notify_info(f"Training ended at step {report.step} of {report.max_steps}; "
                         f"run folder {self.run.run_dir}.", self.status)
-        release_gpu_memory()
+
+    def _on_error(self, message: str) -> None:
+        self._failed = True
 
     def on_report(self, report) -> None:
         """Update progress, the loss plot and the preview (GUI thread, throttled)."""
