@@ -58,6 +58,8 @@ def test_export_segmentation_zarr(segmented, qtbot, tmp_path):
     np.testing.assert_array_equal(np.asarray(volume.data), segment.tree.segmentation(0.4))
     assert tuple(volume.voxel_size) == (4, 2, 2) and tuple(volume.offset) == (8, 0, 0)
     assert volume.attrs["threshold"] == pytest.approx(0.4)
+    assert volume.attrs["settings"]["scoring"] == "hist_quant_50"
+    assert volume.attrs["settings"]["min_seed_distance"] == 3
     assert (tmp_path / "out" / "segmentation_fragments.zarr").exists()
     assert (tmp_path / "out" / "segmentation_merge_tree.npz").exists()
 

@@ -76,7 +76,10 @@ def test_em3d_workflow(training_api, runs_api, make_napari_viewer, qtbot, tmp_pa
     assert affs_layer.rgb and affs_layer.data.shape[:3] == raw.shape
     screenshot(predict, "predict")
 
-    # segment + move the slider
+    # segment + move the slider (starting from the run's own segmentation settings)
+    segment.pred_combo.set_layer(affs_layer)
+    assert segment.method_combo.currentText() == train.run.config.segment.fragments
+    assert segment.scoring_combo.currentText() == train.run.config.segment.scoring
     tree = loop.build_tree(segment, affs_layer, "gt")
     loop.slide(segment)
     assert segment.sweep is not None and "VOI" in segment.scores_label.text()

@@ -187,7 +187,6 @@ class Session:
     checkpoint: Path | None = None
     merge_tree: Any = None
     threshold: float | None = None
-    settings: dict = field(default_factory=dict)
 
     def set(self, **values: Any) -> None:
         for key, value in values.items():

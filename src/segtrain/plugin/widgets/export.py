@@ -122,7 +122,7 @@ class ExportWidget(QWidget):
         threshold = meta.get("threshold", self.session.threshold)
         attrs = {"threshold": threshold, "source": meta.get("source"),
                  "run": str(self.session.run_dir) if self.session.run_dir else None,
-                 "task": self.session.task, "settings": dict(self.session.settings)}
+                 "task": self.session.task, "settings": meta.get("settings")}
         attrs = {k: v for k, v in attrs.items() if v is not None}
         data = layer.data
         if tree is not None and isinstance(data, L.LookupLabels):

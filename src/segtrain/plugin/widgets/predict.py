@@ -4,6 +4,7 @@ aligned with the input."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,14 @@ def probability_layers(array: np.ndarray, task: str) -> list[tuple[str, int]]:
 
 
 def run_prediction(checkpoint: str, raw, voxel_size, progress):
-    """Worker body: load the model, tiled prediction; (outputs, task)."""
+    """Worker body: load the model, tiled prediction; (outputs, the run's config)."""
     from segtrain.predict import load_model, predict_array
 
     from segtrain.plugin.workers import release_gpu_memory
 
     try:
         loaded = load_model(checkpoint)
-        return predict_array(loaded, raw, voxel_size=voxel_size, progress=progress), loaded.config.task
+        return predict_array(loaded, raw, voxel_size=voxel_size, progress=progress), loaded.config
     finally:
         release_gpu_memory()
 
@@ -182,8 +183,12 @@ class PredictWidget(QWidget):
             self.relay = None
         self.predict_button.setEnabled(True)
 
-    def show_predictions(self, result: tuple[dict[str, np.ndarray], str]) -> None:
-        outputs, task = result
+    def show_predictions(self, result) -> None:
+        outputs, config = result
+        task = config.task
+        # the run's segmentation settings travel with its predictions (Segment starts from them)
+        extra = {"task": task, "segment": dataclasses.asdict(config.segment),
+                 "checkpoint": self.checkpoint_edit.text().strip()}
         image = self._image
         self.result_layers = {}
         for kind in ("lsds", "probabilities", "affinities"):  # affinities last = on top, active
@@ -194,13 +199,14 @@ class PredictWidget(QWidget):
                 for suffix, channel in probability_layers(array, task):
                     data, kwargs = prediction_layer_args(array, image, f"{image.name} {suffix}",
                                                          kind, channel=channel)
-                    kwargs["metadata"][L.META]["task"] = task
+                    kwargs["metadata"][L.META].update(extra)
                     layer = L.upsert_layer(self.viewer, "image", data, **kwargs)
                     self.result_layers.setdefault(kind, layer)
                 continue
             channels = tuple(s.value() for s in self.lsd_channels) if kind == "lsds" else (0, 1, 2)
             data, kwargs = prediction_layer_args(array, image, f"{image.name} {kind}", kind,
                                                  channels)
+            kwargs["metadata"][L.META].update(extra)
             self.result_layers[kind] = L.upsert_layer(self.viewer, "image", data, **kwargs)
         notify_info(f"Predicted {', '.join(self.result_layers)} for '{image.name}'.", self.status)
 

@@ -108,6 +108,7 @@ class SegmentWidget(QWidget):
         self.worker = None
         self._source_layer = None
         self._prob_task = "masks"
+        self._settings: dict = {}
 
         self.pred_combo = LayerCombo(napari_viewer, ("Image",), predicate=_is_prediction)
         self.fragments_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
@@ -203,6 +204,22 @@ class SegmentWidget(QWidget):
         kind = prediction_kind(layer) if layer is not None else None
         self.build_button.setText(
             "Segment probabilities" if kind == "probabilities" else "Build merge tree")
+        settings = layer.metadata.get(L.META, {}).get("segment") if layer is not None else None
+        if settings:
+            self.apply_settings(settings)
+
+    def apply_settings(self, settings: dict) -> None:
+        """Fragment method/parameters and scoring from a run's ``segment`` config section."""
+        if settings.get("fragments") in ("watershed", "waterz"):
+            self.method_combo.setCurrentText(settings["fragments"])
+        for key, spin in (("boundary_threshold", self.boundary_spin),
+                          ("min_seed_distance", self.seed_spin), ("min_size", self.size_spin)):
+            if settings.get(key) is not None:
+                spin.setValue(settings[key])
+        if settings.get("per_slice") is not None:
+            self.per_slice_check.setChecked(bool(settings["per_slice"]))
+        if self.scoring_combo.findText(str(settings.get("scoring"))) >= 0:
+            self.scoring_combo.setCurrentText(settings["scoring"])
 
     # --- actions -------------------------------------------------------------------------------
     def build(self) -> None:
@@ -237,6 +254,11 @@ class SegmentWidget(QWidget):
             "per_slice": self.per_slice_check.isChecked(),
         }
         gt = None if gt_layer is None else np.asarray(gt_layer.data)
+        self._settings = {"fragments": self.method_combo.currentText()
+                          if fragments_layer is None else f"layer {fragments_layer.name}",
+                          **params, "scoring": self.scoring_combo.currentText(),
+                          "predictions": layer.name,
+                          "checkpoint": layer.metadata.get(L.META, {}).get("checkpoint")}
         self.build_button.setEnabled(False)
         self.status.setText("Building fragments and merge tree ...")
         self.worker = start_worker(
@@ -276,6 +298,8 @@ class SegmentWidget(QWidget):
     def _start_probability_path(self, layer, array) -> None:
         prob = np.asarray(layer.data, dtype=np.float32)  # the displayed (foreground) channel
         self._prob_task = layer.metadata.get(L.META, {}).get("task", self.session.task)
+        self._settings = {"predictions": layer.name, "task": self._prob_task,
+                          "checkpoint": layer.metadata.get(L.META, {}).get("checkpoint")}
         self.tree, self.sweep = None, None
         self.probabilities = prob
         self.slider.blockSignals(True)
@@ -319,6 +343,8 @@ class SegmentWidget(QWidget):
         self.seg_layer = self.viewer.add_labels(data, **kwargs)
         self.seg_layer.editable = False
         self.seg_layer.metadata[L.META]["fragments"] = fragments
+        self.seg_layer.metadata[L.META]["settings"] = {
+            k: v for k, v in self._settings.items() if v is not None}
 
     def _enable_slider(self) -> None:
         self.slider.setEnabled(True)
