@@ -78,8 +78,8 @@ def volume_from_layer(layer: Any, data: Any = None):
     from segtrain.io import Volume
 
     array = layer.data if data is None else data
-    if hasattr(array, "_segtrain_full"):
-        array = array._segtrain_full()
+    if isinstance(array, LookupLabels):  # the whole volume, relabelled
+        array = np.asarray(array)
     ndim = np.ndim(array)
     axes = ("z", "y", "x")[-ndim:] if ndim <= 3 else ("c", "z", "y", "x")[-ndim:]
     n = min(ndim, len(axes) - ("c" in axes))
@@ -165,9 +165,6 @@ class LookupLabels:
 
     def __len__(self) -> int:
         return self.shape[0]
-
-    def _segtrain_full(self) -> np.ndarray:
-        return self[...]
 
 
 @dataclass

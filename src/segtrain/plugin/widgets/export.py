@@ -129,8 +129,6 @@ class ExportWidget(QWidget):
             from segtrain.scale import relabel_lazy
 
             data = relabel_lazy(np.asarray(tree.fragments), tree, float(threshold))
-        elif isinstance(data, L.LookupLabels):
-            data = np.asarray(data)
         volume = L.volume_from_layer(layer, data=data)
         volume.attrs.update(attrs)
         items: list[tuple[str, Any]] = [("segmentation", volume)]

@@ -229,8 +229,6 @@ class SegmentWidget(QWidget):
                          "layer), then build the merge tree.", self.status)
             return
         gt_layer = self.gt_combo.layer()
-        kind = prediction_kind(layer)
-        array = prediction_array(layer)
         spatial = prediction_spatial_shape(layer)
         if gt_layer is not None and tuple(gt_layer.data.shape) != tuple(spatial):
             notify_error(f"The ground truth '{gt_layer.name}' has shape {tuple(gt_layer.data.shape)} "
@@ -238,9 +236,10 @@ class SegmentWidget(QWidget):
                          self.status)
             return
         self._source_layer = layer
-        if kind == "probabilities":
-            self._start_probability_path(layer, array)
+        if prediction_kind(layer) == "probabilities":
+            self._start_probability_path(layer)
             return
+        array = prediction_array(layer)
         if array.ndim not in (3, 4):
             notify_error(f"'{layer.name}' is not an affinities array (channels, z, y, x); "
                          "choose the affinities layer from Predict.", self.status)
@@ -295,7 +294,7 @@ class SegmentWidget(QWidget):
         tree = self.tree
         return lambda region: tree.relabel(region, threshold)
 
-    def _start_probability_path(self, layer, array) -> None:
+    def _start_probability_path(self, layer) -> None:
         prob = np.asarray(layer.data, dtype=np.float32)  # the displayed (foreground) channel
         self._prob_task = layer.metadata.get(L.META, {}).get("task", self.session.task)
         self._settings = {"predictions": layer.name, "task": self._prob_task,
