@@ -8,9 +8,13 @@ from typing import Any
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
+    QDoubleSpinBox,
     QLabel,
+    QLineEdit,
     QSizePolicy,
+    QSpinBox,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -143,6 +147,35 @@ def mpl_canvas(height: float = 2.4):
     canvas.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Preferred)
     canvas.setMinimumHeight(int(height * 70))
     return canvas, figure
+
+
+def widget_value(widget: QWidget) -> Any:
+    """The value a form widget holds: spin boxes (0 with a special text = None), check boxes,
+    combo boxes (text) and line edits of numbers (a list of ints, e.g. a patch shape)."""
+    if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+        value = widget.value()
+        return None if widget.specialValueText() and value == widget.minimum() else value
+    if isinstance(widget, QCheckBox):
+        return widget.isChecked()
+    if isinstance(widget, QComboBox):
+        return widget.currentText()
+    if isinstance(widget, QLineEdit):
+        return [int(round(v)) for v in parse_floats(widget.text())]
+    raise TypeError(f"no value for {type(widget).__name__}")
+
+
+def set_widget_value(widget: QWidget, value: Any) -> None:
+    """Show ``value`` in a form widget (the inverse of :func:`widget_value`)."""
+    if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+        widget.setValue(widget.minimum() if value is None else value)
+    elif isinstance(widget, QCheckBox):
+        widget.setChecked(bool(value))
+    elif isinstance(widget, QComboBox):
+        widget.setCurrentText(str(value))
+    elif isinstance(widget, QLineEdit):
+        widget.setText(", ".join(str(int(v)) for v in value))
+    else:
+        raise TypeError(f"cannot show a value in {type(widget).__name__}")
 
 
 def parse_floats(text: str) -> tuple[float, ...]:

@@ -29,7 +29,13 @@ from qtpy.QtWidgets import (
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import Foldable, mpl_canvas, parse_floats, status_label
+from segtrain.plugin.widgets._common import (
+    Foldable,
+    mpl_canvas,
+    set_widget_value,
+    status_label,
+    widget_value,
+)
 from segtrain.plugin.workers import (
     Throttle,
     error_message,
@@ -59,10 +65,6 @@ def run_reports(run):
         yield from run.reports()
     finally:
         release_gpu_memory()
-
-
-def _ints(text: str) -> list[int]:
-    return [int(round(v)) for v in parse_floats(text)]
 
 
 class TrainWidget(QWidget):
@@ -198,40 +200,32 @@ class TrainWidget(QWidget):
         except Exception as error:  # noqa: BLE001
             notify_error(f"Preset '{name}' could not be loaded: {error}", self.status)
 
+    def _fields(self) -> list[tuple[str, Any]]:
+        """(config section.attribute, form widget) pairs: the form <-> Config mapping."""
+        return [
+            ("train.max_steps", self.steps_spin), ("train.batch_size", self.batch_spin),
+            ("train.lr", self.lr_spin), ("data.patch_shape", self.patch_edit),
+            ("train.val_every", self.val_every_spin), ("model.num_fmaps", self.fmaps_spin),
+            ("model.lsds", self.lsds_check), ("model.lsd_sigma", self.lsd_sigma_spin),
+            ("train.scheduler", self.scheduler_combo),
+            ("train.early_stopping_patience", self.patience_spin),  # 0 shows "off" = None
+            ("train.checkpoint_every", self.checkpoint_spin),
+            ("train.accelerator", self.accelerator_combo), ("train.seed", self.seed_spin),
+        ]
+
     def set_config(self, config) -> None:
         self.config = config
-        t, m, d = config.train, config.model, config.data
-        self.steps_spin.setValue(int(t.max_steps))
-        self.batch_spin.setValue(int(t.batch_size))
-        self.lr_spin.setValue(float(t.lr))
-        self.patch_edit.setText(", ".join(str(int(s)) for s in d.patch_shape))
-        self.val_every_spin.setValue(int(t.val_every))
-        self.fmaps_spin.setValue(int(m.num_fmaps))
-        self.lsds_check.setChecked(bool(m.lsds))
-        self.lsd_sigma_spin.setValue(float(m.lsd_sigma))
-        self.scheduler_combo.setCurrentText(t.scheduler)
-        self.patience_spin.setValue(int(t.early_stopping_patience or 0))
-        self.checkpoint_spin.setValue(int(t.checkpoint_every))
-        self.accelerator_combo.setCurrentText(t.accelerator)
-        self.seed_spin.setValue(int(t.seed))
+        for path, widget in self._fields():
+            section, name = path.split(".")
+            set_widget_value(widget, getattr(getattr(config, section), name))
 
     def current_config(self):
         """The form as a validated Config (raises ConfigError/ValueError with a readable message)."""
         config = self.config.copy()
+        for path, widget in self._fields():
+            section, name = path.split(".")
+            setattr(getattr(config, section), name, widget_value(widget))
         t, m, d = config.train, config.model, config.data
-        t.max_steps = self.steps_spin.value()
-        t.batch_size = self.batch_spin.value()
-        t.lr = self.lr_spin.value()
-        d.patch_shape = _ints(self.patch_edit.text())
-        t.val_every = self.val_every_spin.value()
-        m.num_fmaps = self.fmaps_spin.value()
-        m.lsds = self.lsds_check.isChecked()
-        m.lsd_sigma = self.lsd_sigma_spin.value()
-        t.scheduler = self.scheduler_combo.currentText()
-        t.early_stopping_patience = self.patience_spin.value() or None
-        t.checkpoint_every = self.checkpoint_spin.value()
-        t.accelerator = self.accelerator_combo.currentText()
-        t.seed = self.seed_spin.value()
         if t.threads is None and t.accelerator != "gpu":
             # leave one CPU core to the GUI: torch on every core starves napari's event loop
             t.threads = max(1, (os.cpu_count() or 2) - 1)
