@@ -36,6 +36,12 @@ def main(argv=None) -> int:
             "watershed, boundary 0.3": {"fragments": "watershed", "boundary_threshold": 0.3},
             "watershed, boundary 0.7": {"fragments": "watershed", "boundary_threshold": 0.7},
             "waterz fragments": {"fragments": "waterz"},
+            "watershed fragments": {"fragments": "watershed"},
+        })
+    else:
+        variants.update({
+            "probability threshold 0.4": {"probability_threshold": 0.4},
+            "probability threshold 0.6": {"probability_threshold": 0.6},
         })
     results = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "task": config.task, "variants": {}}
     outputs = []
