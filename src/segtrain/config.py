@@ -56,6 +56,8 @@ class AugmentConfig:
     noise: float = 0.03  # Gaussian noise sigma (raw in [0, 1])
     blur: float = 0.0  # max Gaussian blur sigma (voxels), applied with probability 0.3
     missing_section: float = 0.0  # 3D only: probability of blanking one z-section of raw
+    elastic: float = 0.0  # max in-plane elastic displacement (voxels); 0 = off
+    elastic_spacing: int = 16  # voxels between the control points of the displacement field
     probability: float = 0.8  # chance that intensity augmentations are applied to a sample
 
 
@@ -485,7 +487,7 @@ def _em3d() -> Config:
         preset="em3d",
         data=DataConfig(
             patch_shape=[48, 128, 128],
-            augment=AugmentConfig(blur=1.0, missing_section=0.05),
+            augment=AugmentConfig(blur=1.0, missing_section=0.05, elastic=2.0),
             min_annotated_fraction=0.5,
         ),
         model=ModelConfig(

@@ -138,3 +138,25 @@ def test_synthetic_and_pseudo_label_sources_mix_with_annotated_ones():
     draws = [stream.draw(rng) for _ in range(6)]
     weights = {float(d["lsds_weight"].max()) for d in draws}
     assert 0.25 in weights and 1.0 in weights  # pseudo-labels weighted, synthetic fully known
+
+
+def test_elastic_augmentation_moves_image_and_labels_together():
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.repeat(rng.integers(1, 9, (2, 4, 4)), 8, axis=1), 8, axis=2)  # blocks
+    raw = labels.astype(np.float32)[None] / 8
+    sample = Sample(raw, labels, np.ones(labels.shape, bool))
+    config = AugmentConfig(flip=False, rotate90=False, probability=0.0, elastic=4.0, elastic_spacing=8)
+    out = augment(sample, config, rng)
+    assert not np.array_equal(out.labels, labels)  # it moved
+    inside = ndimage_interior(out.labels)
+    # same coordinates for both: away from label edges the interpolated image equals the labels
+    agree = np.isclose(out.raw[0][inside] * 8, out.labels[inside], atol=1e-3)
+    assert agree.mean() > 0.99
+
+
+def ndimage_interior(labels):
+    """Voxels whose 3x3 in-plane neighbourhood has one label (linear interpolation is exact there)."""
+    from scipy import ndimage
+
+    same = ndimage.maximum_filter(labels, size=(1, 3, 3)) == ndimage.minimum_filter(labels, size=(1, 3, 3))
+    return same

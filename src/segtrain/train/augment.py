@@ -24,6 +24,30 @@ def _geometric(array: np.ndarray | None, flips, k: int, spatial_from: int) -> np
     return np.ascontiguousarray(array)
 
 
+def _elastic(sample: Sample, magnitude: float, spacing: int, rng: np.random.Generator) -> Sample:
+    """Smooth random in-plane (y, x) displacements, the same for every array of the sample:
+    linear interpolation for raw, nearest for labels, known mask and weights."""
+    shape = sample.labels.shape
+    plane = shape[-2:]
+    coarse = [max(2, int(np.ceil(s / spacing)) + 1) for s in plane]
+    grids = np.meshgrid(*[np.arange(s, dtype=np.float32) for s in shape], indexing="ij")
+    coords = list(grids)
+    for axis in (-2, -1):
+        field = rng.uniform(-magnitude, magnitude, coarse).astype(np.float32)
+        field = ndimage.zoom(field, [p / c for p, c in zip(plane, coarse)], order=3)[: plane[0], : plane[1]]
+        coords[axis] = coords[axis] + field  # broadcast over z in 3D
+    coords = np.stack(coords)
+
+    def warp(array, order):
+        return ndimage.map_coordinates(array, coords, order=order, mode="reflect")
+
+    raw = np.stack([warp(c, 1) for c in sample.raw]).astype(np.float32)
+    labels = warp(sample.labels, 0)
+    known = warp(sample.known.astype(np.uint8), 0).astype(bool)
+    weights = None if sample.weights is None else warp(sample.weights, 0)
+    return Sample(raw, labels, known, weights)
+
+
 def augment(sample: Sample, config: AugmentConfig, rng: np.random.Generator) -> Sample:
     """A randomly transformed copy of ``sample`` (raw ``(C, *spatial)``)."""
     ndim = sample.labels.ndim
@@ -34,6 +58,9 @@ def augment(sample: Sample, config: AugmentConfig, rng: np.random.Generator) -> 
     labels = _geometric(sample.labels, flips, k, 0)
     known = _geometric(sample.known, flips, k, 0)
     weights = _geometric(sample.weights, flips, k, 0)
+    if config.elastic > 0:
+        warped = _elastic(Sample(raw, labels, known, weights), config.elastic, config.elastic_spacing, rng)
+        raw, labels, known, weights = warped.raw, warped.labels, warped.known, warped.weights
 
     if rng.random() < config.probability:
         raw = raw.astype(np.float32, copy=True)
