@@ -57,7 +57,7 @@ def export_items(items: list[tuple[str, Any]], folder: Path, base: str, suffix: 
     for name, item in items:
         if name == "merge_tree":
             path = folder / f"{base}_merge_tree.npz"
-            item.save(path)
+            item.save(path, overwrite=overwrite)
             written.append(path)
             continue
         path = folder / (f"{base}{suffix}" if name == "segmentation" else f"{base}_{name}{suffix}")
