@@ -347,7 +347,8 @@ class TrainWidget(QWidget):
         self._failed = False
         # Python's full garbage collections scan every object (napari's, torch's: seconds of
         # them on a small machine) and stall the GUI whichever thread triggers them. Collect
-        # once now, on the click, and freeze what exists so later collections scan new objects.
+        # once now, on the click, and freeze what exists so later collections scan new objects
+        # (unfrozen when the run ends).
         gc.collect()
         gc.freeze()
         self.worker = start_worker(
@@ -375,6 +376,7 @@ class TrainWidget(QWidget):
 
     def _finished(self) -> None:
         self.worker = None
+        gc.unfreeze()  # what was frozen at Start is collectable again
         if self.progress is not None:
             self.progress.close()
             self.progress = None
