@@ -73,14 +73,18 @@ def runs_api():
 
 
 @pytest.fixture
-def screenshot():
+def screenshot(tmp_path):
     """A function saving a widget (napari's dark style, its preferred size, at least 420 px
-    wide) as docs/widget_<name>.png."""
+    wide) as widget_<name>.png: into docs/ when SEGTRAIN_UPDATE_SCREENSHOTS=1, else into the
+    test's temporary folder (so a test run leaves the checkout clean)."""
+    import os
     from pathlib import Path
 
     from napari.qt import get_stylesheet
 
     docs = Path(__file__).resolve().parents[2] / "docs"
+    if not os.environ.get("SEGTRAIN_UPDATE_SCREENSHOTS"):
+        docs = tmp_path / "docs"
 
     def save(widget, name: str) -> Path:
         docs.mkdir(exist_ok=True)
