@@ -91,6 +91,7 @@ def test_stop_from_another_thread_is_quick_and_leaves_a_checkpoint(tmp_path, em_
     assert reports[-1].done and reports[-1].message == "stopped"
     loaded = load_model(run.run_dir)
     assert loaded.step == reports[-1].step < 100_000
+    assert not (run.run_dir / "metrics.json").exists()  # the validation Lightning adds on stop is not recorded
 
 
 def test_training_errors_end_the_run_with_one_sentence(tmp_path, em_crop, tiny_config):

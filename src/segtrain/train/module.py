@@ -66,6 +66,8 @@ class SegtrainModule(pl.LightningModule):
         self._preview_batch = None
 
     def validation_step(self, batch, batch_idx):
+        if self.stop_requested():  # Lightning validates once more when stopped: keep that instant
+            return
         outputs = self.model(batch["raw"])
         loss, _ = task_loss(outputs, batch, self.cfg)
         self._val_losses.append(float(loss))
@@ -81,10 +83,11 @@ class SegtrainModule(pl.LightningModule):
         if key not in metrics or not math.isfinite(metrics[key]):
             metrics[key] = math.inf if mode == "min" else 0.0  # nothing to score counts as worst
         for k, v in metrics.items():
-            if k != "loss":
+            if k != "loss" or not self._val_losses:
                 self.log(f"val/{k}", float(v))
-        self.last_metrics = metrics
-        if self._preview_batch is not None:
+        if not self.stop_requested():
+            self.last_metrics = metrics
+        if self._preview_batch is not None and not self.stop_requested():
             batch, probs = self._preview_batch
             head = self.model.heads[0].name
             target_key = head if head in batch else "classes"

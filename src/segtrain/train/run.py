@@ -130,8 +130,8 @@ def _callbacks(run: TrainingRun):
                 self._report(trainer, module, important=False)
 
         def on_validation_end(self, trainer, module):
-            if trainer.sanity_checking:
-                return
+            if trainer.sanity_checking or run._stop.is_set():
+                return  # the validation Lightning runs on stop is skipped, not recorded
             record = {"step": int(trainer.global_step), "time": round(time.monotonic() - self.start, 2),
                       "lr": self._lr(trainer)}
             record.update({f"train/{k}": v for k, v in self.smoothed.items()})
