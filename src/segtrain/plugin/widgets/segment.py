@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import Foldable, LayerCombo, mpl_canvas, status_label
-from segtrain.plugin.workers import notify_error, start_worker
+from segtrain.plugin.workers import Throttle, notify_error, start_worker
 
 SLIDER_STEPS = 1000
 DEFAULT_SCORING = ["hist_quant_50", "hist_quant_75", "hist_quant_25", "mean"]
@@ -176,6 +176,7 @@ class SegmentWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
+        self._redraw = Throttle(lambda _: self.canvas.draw_idle(), 150, self)
         self._scores_timer = QTimer(self)
         self._scores_timer.setSingleShot(True)
         self._scores_timer.setInterval(150)
@@ -310,7 +311,6 @@ class SegmentWidget(QWidget):
             data = L.LookupLabels(prob, self._probability_function(0.5), dtype=np.uint32)
         self._show_segmentation(data, "probabilities", None)
         self._enable_slider()
-        self.set_threshold(0.5)
         self._slider_moved(self.slider.value())
         self.canvas.setVisible(False)
         self.status.setText("Move the slider to set the probability threshold.")
@@ -385,16 +385,21 @@ class SegmentWidget(QWidget):
         )
         if self._marker is not None:
             self._marker.set_xdata([t, t])
-            self.canvas.draw_idle()
+            self._redraw.push(None)  # a matplotlib draw per tick would slow the slider
 
     def _update_mask_scores(self) -> None:
+        if self.seg_layer is None:
+            return
+        seg = np.asarray(self.seg_layer.data)
+        if self._prob_task == "instances":
+            self.segments_label.setText(f"objects: {len(np.unique(seg)) - (seg == 0).any():,}")
+        else:
+            self.segments_label.setText(f"foreground: {100.0 * np.count_nonzero(seg) / seg.size:.1f} %")
         gt_layer = self.gt_combo.layer()
-        if gt_layer is None or self.seg_layer is None:
-            self.segments_label.setText("")
+        if gt_layer is None:
             return
         from segtrain import evaluate
 
-        seg = np.asarray(self.seg_layer.data)
         gt = np.asarray(gt_layer.data)
         if self._prob_task == "instances":
             s = evaluate.instance_scores(seg, gt)
