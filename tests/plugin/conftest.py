@@ -165,7 +165,8 @@ class WidgetLoop:
             self.qtbot.waitUntil(lambda: not widget._instances_timer.isActive(), timeout=5000)
             np.testing.assert_array_equal(
                 np.asarray(widget.seg_layer.data),
-                instances_from_probabilities(np.asarray(prob_layer.data), t))
+                instances_from_probabilities(np.asarray(prob_layer.data), t,
+                                             **widget.instance_kwargs))
 
     def export(self, widget, layer, folder, fmt: str = "zarr"):
         """Export ``layer`` and read the written file back as a Volume."""

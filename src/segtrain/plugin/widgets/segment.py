@@ -109,6 +109,7 @@ class SegmentWidget(QWidget):
         self._source_layer = None
         self._prob_task = "masks"
         self._settings: dict = {}
+        self.instance_kwargs: dict = {}  # the run's instance method / min size
 
         self.pred_combo = LayerCombo(napari_viewer, ("Image",), predicate=_is_prediction)
         self.fragments_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
@@ -298,8 +299,13 @@ class SegmentWidget(QWidget):
     def _start_probability_path(self, layer) -> None:
         prob = np.asarray(layer.data, dtype=np.float32)  # the displayed (foreground) channel
         self._prob_task = layer.metadata.get(L.META, {}).get("task", self.session.task)
+        run_settings = layer.metadata.get(L.META, {}).get("segment") or {}
+        self.instance_kwargs = {"method": run_settings.get("instance_method", "components"),
+                                "min_size": int(run_settings.get("min_size", 0))}
         self._settings = {"predictions": layer.name, "task": self._prob_task,
-                          "checkpoint": layer.metadata.get(L.META, {}).get("checkpoint")}
+                          "checkpoint": layer.metadata.get(L.META, {}).get("checkpoint"),
+                          **({"instances": self.instance_kwargs}
+                             if self._prob_task == "instances" else {})}
         self.tree, self.sweep = None, None
         self.probabilities = prob
         self.slider.blockSignals(True)
@@ -323,7 +329,8 @@ class SegmentWidget(QWidget):
         """Instances at the slider's threshold (the whole 2D image: components need it all)."""
         from segtrain.segment import instances_from_probabilities
 
-        return instances_from_probabilities(self.probabilities, self.threshold())
+        return instances_from_probabilities(self.probabilities, self.threshold(),
+                                            **self.instance_kwargs)
 
     def _update_instances(self) -> None:
         if self.seg_layer is not None and self.probabilities is not None:
