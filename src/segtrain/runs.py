@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,15 @@ def is_run_dir(path: str | Path) -> bool:
     return path.is_dir() and (path / "config.yaml").is_file()
 
 
+def _created(path: Path) -> datetime:
+    """When the run began: the UTC timestamp in its folder name (``<name>-YYYYmmdd-HHMMSS``), which
+    a resume keeps, else the folder's modification time."""
+    match = re.search(r"(\d{8}-\d{6})(?:-\d+)?$", path.name)
+    if match:
+        return datetime.strptime(match.group(1), "%Y%m%d-%H%M%S").replace(tzinfo=timezone.utc)
+    return datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc)
+
+
 def load_run(path: str | Path) -> RunSummary:
     """Summary of one run folder."""
     path = Path(path)
@@ -61,7 +71,7 @@ def load_run(path: str | Path) -> RunSummary:
     history = metrics.get("history", [])
     last = history[-1] if history else {}
     best = metrics.get("best")
-    created = datetime.fromtimestamp((path / "config.yaml").stat().st_ctime, tz=timezone.utc)
+    created = _created(path)
     checkpoints = sorted(p.name for p in (path / "checkpoints").glob("*.ckpt")) if (path / "checkpoints").is_dir() else []
     return RunSummary(
         name=path.name,
