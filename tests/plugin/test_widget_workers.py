@@ -1,9 +1,10 @@
-import pytest
 """workers: throttled delivery, one-sentence errors, worker lifecycle."""
 
 from __future__ import annotations
 
 import time
+
+import pytest
 
 from segtrain.errors import InputError
 from segtrain.plugin.workers import Throttle, error_message, start_worker
