@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.segment.merge_tree import apply_lut
 
 
 def _as_dask(fragments, chunks=None):
@@ -63,16 +64,6 @@ def dense_lut(tree_or_lut, threshold: float | None = None) -> np.ndarray:
     return lut.astype(np.uint64, copy=False)
 
 
-def _apply(block: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    block = block.astype(np.uint64, copy=False)
-    if block.size and block.max() >= lut.size:
-        out = block.copy()  # ids the table does not know stay what they are
-        known = block < lut.size
-        out[known] = lut[block[known]]
-        return out
-    return lut[block]
-
-
 def _apply_sparse(block: np.ndarray, ids: np.ndarray, segments: np.ndarray) -> np.ndarray:
     block = block.astype(np.uint64, copy=False)
     pos = np.clip(np.searchsorted(ids, block), 0, max(len(ids) - 1, 0))
@@ -99,7 +90,7 @@ def relabel_lazy(fragments, tree_or_lut, threshold: float | None = None, chunks=
         fn = functools.partial(_apply_sparse, ids=ids[order], segments=segments[order])
         return arr.map_blocks(fn, dtype=np.uint64)
     lut = dense_lut(tree_or_lut, threshold)
-    return arr.map_blocks(functools.partial(_apply, lut=lut), dtype=np.uint64)
+    return arr.map_blocks(functools.partial(apply_lut, lut), dtype=np.uint64)
 
 
 @contextlib.contextmanager

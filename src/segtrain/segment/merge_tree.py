@@ -43,6 +43,23 @@ def _gather(lut: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return out
 
 
+def apply_lut(lut: np.ndarray, ids) -> np.ndarray:
+    """``lut[ids]`` as uint64; ids outside the table (or negative) stay what they are, as in waterz.
+
+    The one place a fragment->segment table is applied: a displayed slice, a block of an export.
+    """
+    ids = np.asarray(ids)
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise InputError(f"Fragments must hold integer ids, not {ids.dtype}.")
+    if ids.size and (ids.min() < 0 or ids.max() >= lut.size):
+        ids = ids.astype(np.uint64)
+        out = ids.copy()
+        known = ids < lut.size
+        out[known] = lut[ids[known]]
+        return out
+    return _gather(lut, ids)
+
+
 def _roots(parent: np.ndarray) -> np.ndarray:
     """Root of every node of a forest given by parent pointers (pointer jumping)."""
     while True:
@@ -240,18 +257,7 @@ class MergeTree:
 
     def relabel(self, fragments_region, threshold: float) -> np.ndarray:
         """Segment ids for a region of the fragments (e.g. the displayed slice), uint64."""
-        lut = self.lut(threshold)
-        region = np.asarray(fragments_region)
-        if not np.issubdtype(region.dtype, np.integer):
-            raise InputError(f"Fragments must hold integer ids, not {region.dtype}.")
-        if region.size and (region.max() > self.n_fragments or region.min() < 0):
-            # ids the tree never saw stay what they are (as in waterz)
-            region = region.astype(np.uint64)
-            out = region.copy()
-            known = region <= self.n_fragments
-            out[known] = lut[region[known]]
-            return out
-        return _gather(lut, region)
+        return apply_lut(self.lut(threshold), fragments_region)
 
     def segmentation(self, threshold: float) -> np.ndarray:
         """The whole segmentation at ``threshold``: identical to waterz's output at that threshold."""
