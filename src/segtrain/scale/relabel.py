@@ -51,10 +51,9 @@ def dense_lut(tree_or_lut, threshold: float | None = None) -> np.ndarray:
         seg_ids = np.asarray(tree_or_lut[1], dtype=np.uint64)
         if frag_ids.shape != seg_ids.shape:
             raise InputError("Fragment and segment id lists of a lookup must have the same length.")
-        size = int(frag_ids.max()) + 1 if frag_ids.size else 1
-        if size > 10 * (frag_ids.size + 1) + 1_000_000:
+        if _too_sparse(frag_ids):
             raise InputError("Fragment ids are too sparse for a lookup table; relabel them 1..n first.")
-        lut = np.arange(size, dtype=np.uint64)
+        lut = np.arange(int(frag_ids.max()) + 1 if frag_ids.size else 1, dtype=np.uint64)
         lut[frag_ids] = seg_ids
         return lut
     lut = np.asarray(tree_or_lut)
@@ -73,11 +72,15 @@ def _apply_sparse(block: np.ndarray, ids: np.ndarray, segments: np.ndarray) -> n
     return np.where(found, segments[pos], block)
 
 
+def _too_sparse(ids: np.ndarray) -> bool:
+    """Whether a dense table up to the largest id would be far larger than the ids themselves."""
+    return bool(ids.size) and int(ids.max()) + 1 > 10 * (ids.size + 1) + 1_000_000
+
+
 def _is_sparse_pair(tree_or_lut) -> bool:
     if not (isinstance(tree_or_lut, tuple) and len(tree_or_lut) == 2):
         return False
-    ids = np.asarray(tree_or_lut[0])
-    return bool(ids.size) and int(ids.max()) + 1 > 10 * (ids.size + 1) + 1_000_000
+    return _too_sparse(np.asarray(tree_or_lut[0]))
 
 
 def relabel_lazy(fragments, tree_or_lut, threshold: float | None = None, chunks=None):
