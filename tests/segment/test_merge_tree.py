@@ -8,6 +8,7 @@ from segtrain.segment import (
     MergeTree,
     fragments_waterz,
     fragments_watershed,
+    make_fragments,
 )
 from segtrain.segment._waterz import agglomerate, as_waterz_affinities
 from segtrain.targets import affinities
@@ -133,6 +134,20 @@ def test_fragments_are_unique_uint64():
     small = fragments_watershed(affs, min_seed_distance=1, min_size=30)
     sizes = np.bincount(small.reshape(-1).astype(np.int64))[1:]
     assert sizes[sizes > 0].min() >= 30 or len(sizes) == 0
+
+
+def test_make_fragments_dispatches_by_method_name():
+    affs, _ = synthetic_affs(seed=5)
+    np.testing.assert_array_equal(
+        make_fragments(affs, "watershed", min_seed_distance=2, min_size=5),
+        fragments_watershed(affs, min_seed_distance=2, min_size=5),
+    )
+    # waterz's own watershed takes none of the watershed parameters
+    np.testing.assert_array_equal(
+        make_fragments(affs, "waterz", min_seed_distance=2), fragments_waterz(affs)
+    )
+    with pytest.raises(InputError, match="Unknown fragment method 'zwatershed'"):
+        make_fragments(affs, "zwatershed")
 
 
 def test_scoring_names():

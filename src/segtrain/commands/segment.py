@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import Step, log, output_dir, read_affinities, write_labels
     from segtrain.errors import InputError
-    from segtrain.segment import MergeTree, fragments_waterz, fragments_watershed
+    from segtrain.segment import MergeTree, make_fragments
     from segtrain.segment._waterz import as_waterz_affinities, check_threshold, scoring_type
 
     scoring_type(args.scoring)
@@ -50,15 +50,12 @@ def run(args: argparse.Namespace) -> int:
         as_waterz_affinities(affs)  # shape, dtype, NaN: one clear error before any work
     out = output_dir(args.out, args.overwrite)
     with Step(f"fragments ({args.fragments_method})"):
-        if args.fragments_method == "waterz":
-            fragments = fragments_waterz(affs)
-        else:
-            voxel_size = None if args.per_slice else tuple(volume.voxel_size)[-(affs.ndim - 1):]
-            fragments = fragments_watershed(
-                affs, boundary_threshold=args.boundary_threshold,
-                min_seed_distance=args.min_seed_distance, min_size=args.min_size,
-                per_slice=args.per_slice, voxel_size=voxel_size,
-            )
+        voxel_size = None if args.per_slice else tuple(volume.voxel_size)[-(affs.ndim - 1):]
+        fragments = make_fragments(
+            affs, args.fragments_method, boundary_threshold=args.boundary_threshold,
+            min_seed_distance=args.min_seed_distance, min_size=args.min_size,
+            per_slice=args.per_slice, voxel_size=voxel_size,
+        )
     with Step(f"merge tree (waterz, {args.scoring})"):
         tree = MergeTree.build(affs, fragments, scoring=args.scoring,
                                max_threshold=args.max_threshold)

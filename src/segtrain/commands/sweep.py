@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         read_array, tqdm_progress
     from segtrain.errors import InputError
     from segtrain.evaluate import sweep
-    from segtrain.segment import MergeTree, fragments_waterz, fragments_watershed
+    from segtrain.segment import MergeTree, make_fragments
     from segtrain.segment._waterz import check_threshold
 
     thresholds = parse_thresholds(args.thresholds)
@@ -51,11 +51,9 @@ def run(args: argparse.Namespace) -> int:
         with Step(f"reading {args.affs}"):
             affs, _ = read_affinities(args.affs, args.affs_dataset)
         with Step("fragments"):
-            if args.fragments_method == "waterz":
-                fragments = fragments_waterz(affs)
-            else:
-                fragments = fragments_watershed(affs, min_seed_distance=args.min_seed_distance,
-                                                per_slice=args.per_slice)
+            fragments = make_fragments(affs, args.fragments_method,
+                                       min_seed_distance=args.min_seed_distance,
+                                       per_slice=args.per_slice)
         with Step(f"merge tree ({args.scoring})"):
             tree = MergeTree.build(affs, fragments, scoring=args.scoring)
     gt, _ = read_array(args.gt, args.gt_dataset)

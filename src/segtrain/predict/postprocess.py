@@ -22,7 +22,7 @@ def _stack_as_3d(affs: np.ndarray) -> np.ndarray:
 def affinity_scores(affs: np.ndarray, gt: np.ndarray, config: Config, voxel_size=None) -> dict[str, float]:
     """Best VOI (split, merge), ARAND and the threshold chosen by the sweep."""
     from segtrain.evaluate import sweep
-    from segtrain.segment import MergeTree, fragments_waterz, fragments_watershed
+    from segtrain.segment import MergeTree, make_fragments
 
     s = config.segment
     per_slice = s.per_slice
@@ -30,11 +30,9 @@ def affinity_scores(affs: np.ndarray, gt: np.ndarray, config: Config, voxel_size
         affs = _stack_as_3d(affs)
         per_slice = True
     affs = np.ascontiguousarray(affs[: (3 if affs.ndim == 4 else 2)], dtype=np.float32)
-    if s.fragments == "waterz":
-        fragments = fragments_waterz(affs)
-    else:
-        fragments = fragments_watershed(affs, s.boundary_threshold, s.min_seed_distance, s.min_size,
-                                        per_slice=per_slice)
+    fragments = make_fragments(affs, s.fragments, boundary_threshold=s.boundary_threshold,
+                               min_seed_distance=s.min_seed_distance, min_size=s.min_size,
+                               per_slice=per_slice)
     tree = MergeTree.build(affs, fragments, scoring=s.scoring)
     result = sweep(tree, np.asarray(gt).astype(np.uint32), thresholds=s.thresholds)
     best = result.best

@@ -176,3 +176,18 @@ def fragments_waterz(
         seg = seg.copy()
     out = relabel_consecutive(seg)
     return out[0] if is_2d else out
+
+
+FRAGMENT_METHODS = ("watershed", "waterz")
+
+
+def make_fragments(affs, method: str = "watershed", **watershed_params) -> np.ndarray:
+    """Fragments by method name: ``watershed`` (:func:`fragments_watershed` with
+    ``watershed_params``) or ``waterz`` (:func:`fragments_waterz`; the parameters do not apply)."""
+    if method == "waterz":
+        return fragments_waterz(affs)
+    if method == "watershed":
+        return fragments_watershed(affs, **watershed_params)
+    raise InputError(
+        f"Unknown fragment method {method!r}; choose one of {', '.join(FRAGMENT_METHODS)}."
+    )

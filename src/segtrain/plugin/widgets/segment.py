@@ -83,10 +83,7 @@ def build_tree(affs, fragments, method: str, params: dict, scoring: str, gt=None
 
     affs = np.ascontiguousarray(affs, dtype=np.float32)
     if fragments is None:
-        if method == "waterz":
-            fragments = segment.fragments_waterz(affs)
-        else:
-            fragments = segment.fragments_watershed(affs, **params)
+        fragments = segment.make_fragments(affs, method, **params)
     tree = segment.MergeTree.build(affs, np.asarray(fragments, dtype=np.uint64), scoring=scoring)
     sweep = None
     if gt is not None:
