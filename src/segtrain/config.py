@@ -139,8 +139,13 @@ class SegmentConfig:
     per_slice: bool = False
     scoring: str = "hist_quant_50"
     thresholds: list[float] | None = None  # sweep thresholds; None = the sweep's default
-    probability_threshold: float = 0.5  # masks / instances
+    probability_threshold: float = 0.5  # masks / instances: foreground where probability > this
     instance_method: Literal["components", "watershed"] = "watershed"
+    # instances (foreground + boundary): seeds are foreground pixels whose boundary probability is
+    # below seed_boundary_max; seeds smaller than seed_min_size pixels are dropped. `segtrain tune`
+    # chooses these (and probability_threshold, min_size) on annotated images.
+    seed_boundary_max: float = 0.5
+    seed_min_size: int = 0
 
 
 @dataclass
@@ -392,8 +397,12 @@ def validate_config(config: Config) -> Config:
         )
     if not 0 < t.plateau_factor < 1:
         raise ConfigError(f"train.plateau_factor must be between 0 and 1, not {t.plateau_factor}.")
-    if not 0 <= s.boundary_threshold <= 1 or not 0 <= s.probability_threshold <= 1:
-        raise ConfigError("segment.boundary_threshold and segment.probability_threshold must be between 0 and 1.")
+    for name in ("boundary_threshold", "probability_threshold", "seed_boundary_max"):
+        if not 0 <= getattr(s, name) <= 1:
+            raise ConfigError(f"segment.{name} must be between 0 and 1, not {getattr(s, name)}.")
+    for name in ("min_size", "seed_min_size", "min_seed_distance"):
+        if getattr(s, name) < 0:
+            raise ConfigError(f"segment.{name} must be 0 or more, not {getattr(s, name)}.")
     p = config.predict
     for name in ("tile_shape", "margin"):
         v = getattr(p, name)
