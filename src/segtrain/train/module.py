@@ -14,6 +14,7 @@ import torch
 from segtrain.config import Config, config_from_dict, monitor_metric
 from segtrain.models import build_model
 from segtrain.train.losses import task_loss
+from segtrain.train.schedule import WarmupCosine
 
 
 def _slice_image(array: np.ndarray) -> np.ndarray:
@@ -137,14 +138,6 @@ class SegtrainModule(pl.LightningModule):
                     "lr_scheduler": {"scheduler": scheduler, "monitor": name, "interval": "step",
                                      "frequency": t.val_every, "strict": False}}
         if t.scheduler == "cosine":
-            warmup, total = max(0, t.warmup_steps), max(1, t.max_steps)
-
-            def factor(step: int) -> float:
-                if step < warmup:
-                    return (step + 1) / warmup
-                progress = min(1.0, (step - warmup) / max(1, total - warmup))
-                return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
-
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+            scheduler = WarmupCosine(optimizer, warmup=t.warmup_steps, total=t.max_steps)
             return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
         return optimizer
