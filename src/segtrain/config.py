@@ -128,6 +128,11 @@ class TrainConfig:
     report_interval: float = 0.5  # seconds between progress reports (except validation/end)
     preview_every: int = 1  # validation rounds between image previews
     threads: int | None = None  # torch CPU threads; None = torch default
+    # several devices / machines (Lightning DDP; see docs/training.md "Several GPUs or machines").
+    # batch_size is per device: the effective batch is batch_size * devices * num_nodes.
+    devices: int | str = 1  # processes (GPUs, or CPU processes) per machine; "auto" = all GPUs (1 on CPU)
+    strategy: str = "auto"  # auto (ddp when devices * num_nodes > 1), ddp, ddp_find_unused_parameters_true
+    num_nodes: int = 1  # machines; the same command runs on each (SLURM/torchrun set the ranks)
 
 
 @dataclass
@@ -302,6 +307,10 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+"""Values of ``train.strategy`` (Lightning strategy names; every one runs one process per device)."""
+
+
 def _positive(value: float, where: str) -> None:
     if value <= 0:
         raise ConfigError(f"{where} must be positive, not {value}.")
@@ -395,6 +404,14 @@ def validate_config(config: Config) -> Config:
         raise ConfigError(
             f"train.precision must be auto, 32-true, 16-mixed or bf16-mixed, not {t.precision!r}."
         )
+    if isinstance(t.devices, str) and t.devices != "auto":
+        raise ConfigError(f"train.devices must be a number of devices (1 or more) or auto, not {t.devices!r}.")
+    if isinstance(t.devices, int) and t.devices < 1:
+        raise ConfigError(f"train.devices must be 1 or more (or auto), not {t.devices}.")
+    if t.num_nodes < 1:
+        raise ConfigError(f"train.num_nodes must be 1 or more, not {t.num_nodes}.")
+    if t.strategy not in STRATEGIES:
+        raise ConfigError(f"train.strategy must be one of {', '.join(STRATEGIES)}, not {t.strategy!r}.")
     if not 0 < t.plateau_factor < 1:
         raise ConfigError(f"train.plateau_factor must be between 0 and 1, not {t.plateau_factor}.")
     for name in ("boundary_threshold", "probability_threshold", "seed_boundary_max"):
