@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HELP = "train a network from a YAML config (or continue a run with --resume)"
@@ -15,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
     parser.add_argument("--name", help="run name (default: the config's name)")
     parser.add_argument("--max-steps", type=int, metavar="N", help="override train.max_steps")
+    parser.add_argument("--run-dir", metavar="DIR",
+                        help="use this run folder instead of a new <name>-<timestamp> one; give the same "
+                        "folder to every process when torchrun or several machines start them")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -23,28 +27,37 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.config import load_config
     from segtrain.errors import ConfigError
     from segtrain.train import TrainingRun
+    from segtrain.train.run import env_rank_zero
 
     config = load_config(args.config)
     if args.max_steps is not None:
         if args.max_steps < 1:
             raise ConfigError(f"--max-steps must be positive, not {args.max_steps}.")
         config.train.max_steps = args.max_steps
-    training = TrainingRun(config, runs_root=args.runs_root, name=args.name, resume=args.resume)
-    print(f"run folder: {training.run_dir}")
+    # Lightning starts extra devices' processes by running this command line again: allowed only when
+    # this process's command line is `segtrain train ...` (not when main() is called from other code)
+    multiprocess = sys.argv[1:2] == ["train"]
+    training = TrainingRun(config, runs_root=args.runs_root, name=args.name, resume=args.resume,
+                           run_dir=args.run_dir, multiprocess=multiprocess)
+    quiet = not env_rank_zero()  # other ranks of a multi-process run: rank 0 speaks for all
+    if not quiet:
+        print(f"run folder: {training.run_dir}")
     last = None
-    with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True) as bar:
+    with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True, disable=quiet) as bar:
         try:
             for last in training.reports():
                 bar.update(max(0, last.step - bar.n))
                 postfix = {k: f"{v:.4f}" for k, v in last.losses.items() if k == "loss"}
                 postfix.update({k: f"{v:.4g}" for k, v in last.metrics.items() if k in ("voi", "f1", "dice")})
                 bar.set_postfix(postfix, refresh=False)
-                if last.metrics and last.checkpoint is not None and not last.done:
+                if last.metrics and last.checkpoint is not None and not last.done and not quiet:
                     bar.write(f"step {last.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
         except KeyboardInterrupt:
             bar.write("stopping: saving a final checkpoint...")
             training.stop()
     final = training.final_checkpoint
+    if quiet:
+        return 0
     status = last.message if last is not None and last.done else "stopped"
     print(f"{status} at step {last.step if last else 0}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
           + (f" (final: {final.name})" if final else ""))

@@ -3,6 +3,7 @@ weight, and a fixed set of validation patches."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,6 +15,18 @@ from segtrain.errors import InputError
 from segtrain.train.augment import augment
 from segtrain.train.sources import Source
 from segtrain.train.targets import targets_for
+
+
+FINGERPRINTS = 16  # training patches per process whose image hash is kept (to show ranks differ)
+
+
+def distributed_rank() -> tuple[int, int]:
+    """``(global rank, world size)`` of this process in a torch.distributed run, else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank()), int(dist.get_world_size())
+    return 0, 1
 
 
 def prepare_sources(sources: Sequence[Source], config: Config) -> list[Source]:
@@ -45,7 +58,9 @@ class PatchStream(IterableDataset):
         self.config = config
         self.seed = seed
         self.augmented = augmented
-        self.drawn = 0
+        self.drawn = 0  # streams started (one per epoch/iteration start)
+        self.patches = 0  # patches drawn by this process (num_workers=0)
+        self.fingerprints: list[str] = []  # short hashes of the first training patches' images
 
     def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
         source = self.sources[int(rng.choice(len(self.sources), p=self.p))]
@@ -57,11 +72,20 @@ class PatchStream(IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
-        # a new stream per epoch/iteration start and per worker, reproducible from the seed
-        rng = np.random.default_rng([self.seed, worker, self.drawn])
+        # a new stream per epoch/iteration start, per worker and per distributed rank (each DDP
+        # process must train on different patches), reproducible from the seed
+        key = [self.seed, worker, self.drawn]
+        rank, world_size = distributed_rank()
+        if world_size > 1:
+            key.append(rank)
+        rng = np.random.default_rng(key)
         self.drawn += 1
         while True:
-            yield _as_tensors(self.draw(rng))
+            sample = self.draw(rng)
+            if len(self.fingerprints) < FINGERPRINTS:
+                self.fingerprints.append(hashlib.sha1(np.ascontiguousarray(sample["raw"]).tobytes()).hexdigest()[:12])
+            self.patches += 1
+            yield _as_tensors(sample)
 
 
 class FixedPatches(Dataset):

@@ -9,6 +9,15 @@ current step and saves ``checkpoints/final.ckpt``.
 Run folder ``<runs_root>/<name>-<timestamp>/``: ``config.yaml`` (full snapshot), ``metrics.json``
 and ``metrics.csv`` (one row per validation), ``checkpoints/`` (``best.ckpt`` by the monitored
 validation metric, ``last.ckpt``, periodic ``step-N.ckpt``, ``final.ckpt``), ``tensorboard/``.
+
+Several devices or machines (``train.devices``, ``train.num_nodes``, ``train.strategy``) run
+Lightning DDP, one process per device. With ``multiprocess=True`` (the ``segtrain train`` CLI)
+Lightning starts the other local processes by running the same command line again with
+``LOCAL_RANK`` set; under torchrun or SLURM every process runs the command itself. All processes
+share one run folder (handed to Lightning's children in ``SEGTRAIN_RUN_DIR``, or named with
+``run_dir`` / ``--run-dir``); only global rank 0 writes ``config.yaml``, ``metrics.*``, the
+TensorBoard log and checkpoints. Each rank draws its own training patches (its rank joins the
+seed); every rank validates on all validation data, so the monitored metric is the same everywhere.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import io
 import json
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -136,9 +146,23 @@ def _callbacks(run: TrainingRun):
                       "lr": self._lr(trainer)}
             record.update({f"train/{k}": v for k, v in self.smoothed.items()})
             record.update({f"val/{k}": _metric_value(v) for k, v in module.last_metrics.items()})
-            run._record(record)
+            run._record(record, write=trainer.is_global_zero)
             best = run._best_checkpoint()
             self._report(trainer, module, important=True, preview=module.last_preview, checkpoint=best)
+
+        def on_train_end(self, trainer, module):
+            # what each process trained on (collected on rank 0 into metrics.json "ranks")
+            data = run._train_data
+            mine = {"rank": int(trainer.global_rank), "patches": int(getattr(data, "patches", 0)),
+                    "first_patches": list(getattr(data, "fingerprints", [])),
+                    "last_metrics": {k: _metric_value(v) for k, v in module.last_metrics.items()}}
+            ranks = [mine]
+            if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+                ranks = [None] * trainer.world_size
+                torch.distributed.all_gather_object(ranks, mine)
+            run._ranks = ranks
+            if trainer.is_global_zero and run._records:
+                run._write_summary()
 
     callbacks = [
         Reporter(),
@@ -170,6 +194,61 @@ def _precision_and_accelerator(config: Config) -> tuple[str, str]:
 
 
 # ----------------------------------------------------------------------------------------------
+
+
+# distributed launch: which process is this, and which folder do all processes share
+
+RUN_DIR_ENV = "SEGTRAIN_RUN_DIR"
+"""Environment variable naming the run folder every process of a multi-process run uses."""
+
+
+def _env_int(name: str, default: int = 0) -> int:
+    try:
+        return int(os.environ.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+def launched_externally() -> bool:
+    """Whether a launcher (Lightning's own children, torchrun, SLURM with several tasks) started this
+    process as one rank of a multi-process run."""
+    return "LOCAL_RANK" in os.environ or "RANK" in os.environ or _env_int("SLURM_NTASKS", 1) > 1
+
+
+def env_rank_zero() -> bool:
+    """Whether this process is global rank 0 by the launchers' environment variables (before
+    torch.distributed is set up; a process started by no launcher is rank 0)."""
+    names = ["RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"]
+    if _env_int("SLURM_NTASKS", 1) > 1:
+        names += ["SLURM_PROCID", "SLURM_NODEID"]
+    return all(_env_int(n) == 0 for n in names)
+
+
+def _plan_devices(config: Config, multiprocess: bool) -> tuple[int | str, str, int]:
+    """``(devices, strategy, num_nodes)`` for the Trainer; a process that cannot start others (the
+    napari GUI) trains on one device."""
+    t = config.train
+    several = t.num_nodes > 1 or (isinstance(t.devices, int) and t.devices > 1)
+    if not multiprocess and not launched_externally():
+        if several:
+            raise ConfigError(
+                f"train.devices is {t.devices} and train.num_nodes is {t.num_nodes}, but this process cannot "
+                "start one process per device (the napari GUI trains on one device); run "
+                "`segtrain train --config FILE` for several devices or machines, or set train.devices and "
+                "train.num_nodes to 1."
+            )
+        return 1, "auto", 1
+    strategy = t.strategy
+    if strategy == "auto" and several:
+        strategy = "ddp"  # not ddp_spawn/ddp_fork: children run the command line, as under torchrun
+    return t.devices, strategy, t.num_nodes
+
+
+def _shared_run_dir_needed(config: Config) -> bool:
+    """Whether processes that each ran the command themselves (several machines, torchrun, SLURM)
+    must be told one run folder: their timestamps would differ."""
+    return (config.train.num_nodes > 1 or _env_int("WORLD_SIZE", 1) > 1
+            or _env_int("SLURM_NTASKS", 1) > 1)
 
 
 def _timestamp() -> str:
@@ -234,16 +313,27 @@ class TrainingRun:
         Run name (default ``config.name``); the folder is ``<name>-<UTC timestamp>``.
     resume
         A run folder or checkpoint to continue from (same folder, from the saved step).
+    run_dir
+        Use this folder instead of a new ``<name>-<timestamp>`` one (created if missing; it must not
+        hold checkpoints yet). Needed where several machines or torchrun start the processes.
+    multiprocess
+        Whether Lightning may run this process's command line again once per extra device
+        (``train.devices`` > 1): the ``segtrain train`` CLI passes True. False (the napari GUI, or
+        Python code not meant to be re-run) trains on one device and rejects several devices with a
+        :class:`ConfigError`. Processes started by a launcher (torchrun, SLURM) need not set it.
     """
 
     def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
                  val_sources: Sequence[Source] | None = None, runs_root: str | Path = "runs",
-                 name: str | None = None, resume: str | Path | None = None):
+                 name: str | None = None, resume: str | Path | None = None, run_dir: str | Path | None = None,
+                 multiprocess: bool = False):
         if not isinstance(config, Config):
             config = load_config(config)
         self.config = config.copy().validate()
         if name:
             self.config.name = name
+        self.devices, self.strategy, self.num_nodes = _plan_devices(self.config, multiprocess)
+        self.rank_zero = env_rank_zero()
         self.resume_checkpoint: Path | None = None
         if train_sources is None:
             train_sources = sources_from_config(self.config.data.train, self.config.data)
@@ -258,8 +348,29 @@ class TrainingRun:
             val_sources = [p[1] for p in pairs]
         self.train_sources = train_sources
         self.val_sources = list(val_sources)
+        handed_down = os.environ.get(RUN_DIR_ENV)
         if resume is not None:
             self.run_dir, self.resume_checkpoint = resolve_resume(resume)
+        elif run_dir is not None:
+            run_dir = Path(run_dir)
+            if any((run_dir / "checkpoints").glob("*.ckpt")):
+                raise ConfigError(
+                    f"Run folder {run_dir} already holds checkpoints; name a new folder, or continue it with --resume {run_dir}."
+                )
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self.run_dir = run_dir
+        elif handed_down:
+            self.run_dir = Path(handed_down)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        elif _shared_run_dir_needed(self.config):
+            job = os.environ.get("SLURM_JOB_ID")
+            if not job:
+                raise ConfigError(
+                    "The processes of this multi-machine or torchrun run cannot agree on a new run folder; "
+                    "give the same --run-dir DIR (on a shared file system) to every process."
+                )
+            self.run_dir = Path(runs_root) / f"{self.config.name}-slurm{job}"
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         else:
             root = Path(runs_root)
             root.mkdir(parents=True, exist_ok=True)
@@ -272,7 +383,8 @@ class TrainingRun:
             run_dir.mkdir()
             self.run_dir = run_dir
         (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        save_config(self.config, self.run_dir / "config.yaml")
+        if self.rank_zero:
+            save_config(self.config, self.run_dir / "config.yaml")
         self._stop = threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=512)
         self._thread: threading.Thread | None = None
@@ -281,6 +393,9 @@ class TrainingRun:
         self.trainer = None
         self.final_checkpoint: Path | None = None
         self._losses: dict[str, float] = {}  # smoothed training losses, for the final report
+        self.world_size = 1  # processes training together (set when training starts)
+        self._ranks: list[dict] = []  # per rank: patches drawn and hashes of the first ones
+        self._train_data = None
 
     # -- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -345,15 +460,24 @@ class TrainingRun:
             records = [r for r in records if r.get("step", 0) <= step]
         return records
 
-    def _record(self, record: dict) -> None:
+    def _record(self, record: dict, write: bool = True) -> None:
         self._records.append(record)
+        if write:
+            self._write_summary()
+
+    def _write_summary(self) -> None:
+        """Write metrics.json and metrics.csv (on global rank 0 only)."""
+        record = self._records[-1]
         monitor, mode = monitor_metric(self.config)
         values = [(r[monitor], r["step"]) for r in self._records if monitor in r and math.isfinite(r[monitor])]
         best = (min if mode == "min" else max)(values) if values else None
         summary = {"name": self.run_dir.name, "preset": self.config.preset, "task": self.config.task,
                    "monitor": monitor, "mode": mode, "best": None if best is None else best[0],
                    "best_step": None if best is None else best[1],
-                   "steps": record["step"], "max_steps": self.config.train.max_steps, "history": self._records}
+                   "steps": record["step"], "max_steps": self.config.train.max_steps,
+                   "world_size": self.world_size, "history": self._records}
+        if self._ranks:
+            summary["ranks"] = self._ranks
         with atomic_path(self.run_dir / "metrics.json", overwrite=True) as tmp:
             tmp.write_text(json.dumps(summary, indent=1, default=float))
         keys = []
@@ -391,6 +515,9 @@ class TrainingRun:
 
     def _fit(self) -> None:
         module = trainer = None
+        launch_env = (RUN_DIR_ENV, "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
+        previous = {k: os.environ.get(k) for k in launch_env}
+        hand_down = False
         try:
             import lightning.pytorch as pl
             from lightning.pytorch.loggers import TensorBoardLogger
@@ -408,7 +535,8 @@ class TrainingRun:
             pl.seed_everything(t.seed, workers=True, verbose=False)
             precision, accelerator = _precision_and_accelerator(config)
             prepare_sources(self.val_sources, config)
-            train_data = PatchStream(self.train_sources, config, seed=t.seed)
+            train_data = PatchStream(self.train_sources, config, seed=t.seed)  # + rank, once DDP is set up
+            self._train_data = train_data
             val_data = FixedPatches(self.val_sources, config, n=config.data.val_patches, seed=t.seed + 1)
             module = SegtrainModule(config.to_dict())
             module.val_volumes = self._val_volumes()
@@ -422,7 +550,12 @@ class TrainingRun:
                 num_sanity_val_steps=0,
                 precision=precision,
                 accelerator=accelerator,
-                devices=1,
+                devices=self.devices,
+                strategy=self.strategy,
+                num_nodes=self.num_nodes,
+                # every rank validates on all validation data: identical metrics on every rank keep
+                # best-checkpoint, early-stopping and plateau decisions in step (no DistributedSampler)
+                use_distributed_sampler=False,
                 logger=TensorBoardLogger(str(self.run_dir), name="tensorboard", version="", default_hp_metric=False),
                 callbacks=_callbacks(self),
                 plugins=[_atomic_checkpoint_io()],
@@ -432,9 +565,14 @@ class TrainingRun:
                 deterministic=False,
             )
             self.trainer = trainer
+            self.world_size = int(trainer.world_size)
             if self._stop.is_set():
                 trainer.should_stop = True
+            hand_down = self.world_size > 1 and not launched_externally()
+            if hand_down:  # Lightning's children run the same command line: same folder for them
+                os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
             with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # metrics equal on all ranks
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
                 warnings.filterwarnings("ignore", message=".*IterableDataset.*")
                 warnings.filterwarnings("ignore", message=".*resuming from a checkpoint.*")
@@ -446,8 +584,10 @@ class TrainingRun:
                     ckpt_path=str(self.resume_checkpoint) if self.resume_checkpoint else None,
                 )
             final = self.run_dir / "checkpoints" / "final.ckpt"
-            trainer.save_checkpoint(str(final))
+            trainer.save_checkpoint(str(final))  # every rank calls it; rank 0 writes
             self.final_checkpoint = final
+            if hand_down:
+                self._wait_for_children(trainer)
             stopped = self._stop.is_set()
             message = "stopped" if stopped else ("early stopping" if trainer.global_step < t.max_steps else "finished")
             self._push(ProgressReport(step=int(trainer.global_step), max_steps=t.max_steps,
@@ -458,12 +598,33 @@ class TrainingRun:
         except BaseException as error:  # hand every failure to the consumer
             self._error = self._user_error(error)
         finally:
+            if hand_down:  # Lightning set LOCAL_RANK, WORLD_SIZE... in this process too: undo
+                for k, v in previous.items():
+                    if v is None:
+                        os.environ.pop(k, None)
+                    else:
+                        os.environ[k] = v
             self.trainer = None
             del module, trainer
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
             self._queue.put(None)
+
+    def _wait_for_children(self, trainer, timeout: float = 120.0) -> None:
+        """On the process that started Lightning's children: let them finish before returning."""
+        launcher = getattr(trainer.strategy, "launcher", None)
+        failed = []
+        for proc in getattr(launcher, "procs", []) or []:
+            try:
+                code = proc.wait(timeout=timeout)
+            except Exception:  # subprocess.TimeoutExpired: leave it, report nothing
+                continue
+            if code:
+                failed.append(code)
+        if failed:
+            raise SegtrainError(f"{len(failed)} training process(es) ended with an error (exit codes {failed}); "
+                                "see their messages above.")
 
     def _user_error(self, error: BaseException) -> BaseException:
         text = str(error).lower()
