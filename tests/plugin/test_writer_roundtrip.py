@@ -58,3 +58,39 @@ def test_writer_functions_directly(tmp_path):
     volume = read_volume(tmp_path / "l.tif")
     assert volume.is_labels and volume.voxel_size == (1.5, 1.5) and volume.attrs == {"a": 3}
     assert not read_volume(tmp_path / "i.tiff").is_labels
+
+
+def test_save_layers_and_export_panel_keep_the_same_attrs(make_napari_viewer, qtbot, tmp_path):
+    """File > Save Layers and the Export panel build the Volume with one function: the same
+    geometry and the same attributes (JSON-able metadata, the widgets' entry lifted to top level,
+    arrays left out); the panel adds only what the session knows (the task)."""
+    from segtrain.io import read_volume
+    from segtrain.plugin.layers import META
+    from segtrain.plugin.widgets.export import ExportWidget
+
+    viewer = make_napari_viewer()
+    labels = np.zeros((4, 10, 12), np.uint32)
+    labels[1:3, 2:7, 3:9] = 5
+    settings = {"scoring": "hist_quant_50", "min_seed_distance": 3}
+    metadata = {"note": "curated", "count": np.int64(2),
+                META: {"threshold": 0.4, "source": "segment", "settings": settings,
+                       "fragments": np.arange(labels.size).reshape(labels.shape)}}
+    layer = viewer.add_labels(labels, name="seg", scale=(40, 4, 4), translate=(80, 8, 0), metadata=metadata)
+    layer.save(str(tmp_path / "saved.zarr"), plugin=PLUGIN)
+
+    widget = ExportWidget(viewer)
+    qtbot.addWidget(widget)
+    widget.seg_combo.set_layer(layer)
+    widget.folder_edit.setText(str(tmp_path / "export"))
+    widget.export()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60000)
+    assert widget.written, widget.status.text()
+
+    saved = read_volume(tmp_path / "saved.zarr")
+    exported = read_volume(tmp_path / "export" / "segmentation.zarr")
+    expected = {"note": "curated", "count": 2, "threshold": 0.4, "source": "segment", "settings": settings}
+    assert saved.attrs == expected
+    assert exported.attrs == {**expected, "task": widget.session.task}
+    for volume in (saved, exported):
+        assert volume.is_labels and volume.voxel_size == (40, 4, 4) and volume.offset == (80, 8, 0)
+        np.testing.assert_array_equal(np.asarray(volume.data), labels)

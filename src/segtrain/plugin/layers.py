@@ -73,25 +73,57 @@ def spatial_shape(layer: Any) -> tuple[int, ...]:
     return shape
 
 
-def volume_from_layer(layer: Any, data: Any = None):
-    """A :class:`segtrain.io.Volume` for a napari Image/Labels layer (scale/translate kept)."""
-    from segtrain.io import Volume
+def _drop_arrays(value: Any) -> Any:
+    """``value`` without array-valued entries (numpy, dask, zarr, lazy labels) at any depth."""
+    def kept(v: Any) -> bool:
+        return isinstance(v, (list, tuple, dict)) or np.ndim(v) == 0
 
-    array = layer.data if data is None else data
-    if isinstance(array, LookupLabels):  # the whole volume, relabelled
-        array = np.asarray(array)
-    ndim = np.ndim(array)
-    axes = ("z", "y", "x")[-ndim:] if ndim <= 3 else ("c", "z", "y", "x")[-ndim:]
-    n = min(ndim, len(axes) - ("c" in axes))
-    attrs = dict(layer.metadata.get(META, {}).get("attrs", {}))
+    if isinstance(value, dict):
+        return {k: _drop_arrays(v) for k, v in value.items() if kept(v)}
+    if isinstance(value, (list, tuple)):
+        return [_drop_arrays(v) for v in value if kept(v)]
+    return value
+
+
+def layer_attrs(metadata: dict | None) -> dict:
+    """The attributes a saved layer keeps from its metadata: every JSON-able entry, arrays dropped;
+    the widgets' own entry (``metadata['segtrain']``: threshold, source, settings, kind ...)
+    contributes its JSON-able items at top level (where the reader puts them back)."""
+    from segtrain.io.volume import jsonable
+
+    metadata = dict(metadata or {})
+    own = metadata.pop(META, None)
+    attrs = jsonable(_drop_arrays(metadata))
+    if isinstance(own, dict):
+        attrs.update(jsonable(_drop_arrays(own)))
+    return attrs
+
+
+def volume_from_layer_data(data: Any, meta: dict, layer_type: str):
+    """A :class:`segtrain.io.Volume` from napari layer data and its state (``meta``: ``name``,
+    ``scale``, ``translate``, ``metadata``, ``rgb``, ``multiscale``; what a napari writer is given,
+    or ``layer.as_layer_data_tuple()``): voxel size from the scale, offset from the translate,
+    ``is_labels`` from the layer type, attributes from :func:`layer_attrs`."""
+    from segtrain.io import Volume
+    from segtrain.io.volume import DEFAULT_AXES
+
+    if meta.get("multiscale") and isinstance(data, (list, tuple)):
+        data = data[0]  # highest resolution
+    if isinstance(data, LookupLabels) or not hasattr(data, "dtype"):
+        data = np.asarray(data)  # a LookupLabels: the whole volume, relabelled
+    if meta.get("rgb"):
+        axes = ("y", "x", "c") if data.ndim == 3 else ("z", "y", "x", "c")
+    else:
+        axes = DEFAULT_AXES.get(data.ndim, ())
+    is_labels = str(layer_type).lower() == "labels"
     return Volume(
-        data=array,
-        voxel_size=tuple(float(s) for s in layer.scale[-n:]),
-        offset=tuple(float(t) for t in layer.translate[-n:]),
+        data=data,
+        voxel_size=tuple(float(s) for s in meta.get("scale") or ()),
+        offset=tuple(float(t) for t in meta.get("translate") or ()),
         axes=axes,
-        name=layer.name,
-        is_labels=layer.__class__.__name__ == "Labels",
-        attrs=attrs,
+        name=str(meta.get("name") or ("labels" if is_labels else "image")),
+        is_labels=is_labels,
+        attrs=layer_attrs(meta.get("metadata")),
     )
 
 

@@ -129,12 +129,13 @@ class ExportWidget(QWidget):
             from segtrain.scale import relabel_lazy
 
             data = relabel_lazy(np.asarray(tree.fragments), tree, float(threshold))
-        volume = L.volume_from_layer(layer, data=data)
+        _, state, layer_type = layer.as_layer_data_tuple()
+        volume = L.volume_from_layer_data(data, state, layer_type)
         volume.attrs.update(attrs)
         items: list[tuple[str, Any]] = [("segmentation", volume)]
         if self.fragments_check.isChecked() and meta.get("fragments") is not None:
-            items.append(("fragments", L.volume_from_layer(layer, data=meta["fragments"])))
-            items[-1][1].name = "fragments"
+            items.append(("fragments", L.volume_from_layer_data(meta["fragments"], {**state, "name": "fragments"},
+                                                                layer_type)))
         if self.tree_check.isChecked() and tree is not None:
             items.append(("merge_tree", tree))
         if self.predictions_check.isChecked():
