@@ -10,6 +10,7 @@ import torch
 from segtrain.config import Config, config_from_dict
 from segtrain.errors import ConfigError, SegtrainError
 from segtrain.models import SegmentationModel, build_model
+from segtrain.predict.tune import apply_postprocess_file
 
 CHECKPOINT_PREFERENCE = ("best.ckpt", "final.ckpt", "last.ckpt")
 
@@ -65,7 +66,10 @@ def config_of_checkpoint(checkpoint: dict, path: Path) -> Config:
 
 
 def load_model(path: str | Path, device: str | torch.device | None = None) -> LoadedModel:
-    """Load a run folder (its best checkpoint) or a checkpoint file for inference."""
+    """Load a run folder (its best checkpoint) or a checkpoint file for inference.
+
+    Segment settings that `segtrain tune` stored in the run folder (``postprocess.yaml``) are
+    applied to the returned config."""
     ckpt_path = find_checkpoint(path)
     checkpoint = read_checkpoint(ckpt_path)
     config = config_of_checkpoint(checkpoint, ckpt_path)
@@ -84,4 +88,6 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device).eval()
-    return LoadedModel(model, config, ckpt_path, int(checkpoint.get("global_step", 0)))
+    loaded = LoadedModel(model, config, ckpt_path, int(checkpoint.get("global_step", 0)))
+    apply_postprocess_file(config, loaded.run_dir)  # settings chosen by `segtrain tune`
+    return loaded

@@ -9,8 +9,6 @@ into the foreground. Classes: arg-max.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-
 from segtrain.config import Config
 
 
@@ -42,32 +40,15 @@ def affinity_scores(affs: np.ndarray, gt: np.ndarray, config: Config, voxel_size
 
 def instances_from_outputs(probabilities: np.ndarray, config: Config) -> np.ndarray:
     """Instance labels (uint32) from ``probabilities`` of a masks or instances model."""
-    from skimage.segmentation import watershed
-
-    from segtrain.segment import instances_from_probabilities
+    from segtrain.segment import instances_from_foreground_boundary, instances_from_probabilities
 
     s = config.segment
-    t = s.probability_threshold
     if config.task == "masks" or probabilities.shape[0] == 1:
-        return instances_from_probabilities(probabilities[0], t, method=s.instance_method, min_size=s.min_size,
-                                            min_seed_distance=s.min_seed_distance)
-    fg, boundary = probabilities[0], probabilities[1]
-    mask = fg > t
-    seeds = mask & (boundary < 0.5)
-    stack = fg.ndim == 3 and config.ndim == 2
-    out = np.zeros(fg.shape, np.uint32)
-    for index in (range(fg.shape[0]) if stack else [...]):
-        markers, _ = ndimage.label(seeds[index])
-        labels = watershed(-fg[index], markers, mask=mask[index])
-        if s.min_size > 1:
-            sizes = np.bincount(labels.ravel())
-            small = sizes < s.min_size
-            small[0] = False
-            labels[small[labels]] = 0
-        if stack:
-            labels = np.where(labels > 0, labels + out.max(), 0)
-        out[index] = labels
-    return out
+        return instances_from_probabilities(probabilities[0], s.probability_threshold, method=s.instance_method,
+                                            min_size=s.min_size, min_seed_distance=s.min_seed_distance)
+    return instances_from_foreground_boundary(
+        probabilities[0], probabilities[1], s.probability_threshold, s.seed_boundary_max, s.seed_min_size,
+        s.min_size, per_slice=probabilities[0].ndim == 3 and config.ndim == 2)
 
 
 def validation_scores(outputs: dict[str, np.ndarray], gt: np.ndarray, config: Config,

@@ -9,7 +9,7 @@ from segtrain.segment.fragments import (
     relabel_consecutive,
 )
 from segtrain.segment.merge_tree import MergeTree
-from segtrain.segment.semantic import instances_from_probabilities
+from segtrain.segment.semantic import instances_from_foreground_boundary, instances_from_probabilities, remove_small
 
 __all__ = [
     "FRAGMENT_METHODS",
@@ -17,9 +17,11 @@ __all__ = [
     "MergeTree",
     "fragments_waterz",
     "fragments_watershed",
+    "instances_from_foreground_boundary",
     "instances_from_probabilities",
     "make_fragments",
     "quiet_stdout",
     "relabel_consecutive",
+    "remove_small",
     "scoring_type",
 ]

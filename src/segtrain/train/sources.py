@@ -336,3 +336,17 @@ def sources_from_config(entries, data_config) -> list[Source]:
                               weight=entry.weight, voxel_size=data_config.voxel_size,
                               labels_kind=getattr(entry, "labels_kind", "instances")))
     return out
+
+
+def whole_volume(source: ArraySource, in_channels: int = 1) -> dict:
+    """A prepared source as whole arrays: ``raw`` (spatial, or channels first when
+    ``in_channels > 1``), ``labels`` (int64, ignored voxels set to 0) and ``known`` (bool mask of
+    annotated voxels, or None when every voxel is annotated). For validation and tuning."""
+    known = None if source._known is None else np.asarray(source._known).astype(bool)
+    labels = np.asarray(source._labels).astype(np.int64)
+    if source._ignore is not None:
+        ignored = labels == source._ignore
+        known = ~ignored if known is None else known & ~ignored
+        labels = np.where(ignored, 0, labels)
+    raw = np.asarray(source._raw)
+    return {"raw": raw[0] if in_channels == 1 else raw, "labels": labels, "known": known}
