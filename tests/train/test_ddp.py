@@ -30,7 +30,7 @@ def crop_files(tmp_path, em3d_dir):
     return tmp_path
 
 
-def ddp_config(folder, **train) -> dict:
+def ddp_config(**train) -> dict:
     return {"preset": "em3d_quick", "name": "ddp",
             "data": {"patch_shape": [8, 32, 32], "val_patches": 2, "min_annotated_fraction": 0.1,
                      "train": [{"raw": "raw.zarr", "labels": "gt.zarr", "crop": [[0, 12]]}],
@@ -44,7 +44,7 @@ def ddp_config(folder, **train) -> dict:
 def test_two_cpu_processes_train_one_run(crop_files):
     from segtrain.predict import load_model
 
-    (crop_files / "config.yaml").write_text(yaml.safe_dump(ddp_config(crop_files)))
+    (crop_files / "config.yaml").write_text(yaml.safe_dump(ddp_config()))
     runs = crop_files / "runs"
     env = {k: v for k, v in os.environ.items()
            if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "SEGTRAIN_RUN_DIR")}
