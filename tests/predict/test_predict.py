@@ -75,6 +75,27 @@ def test_stack_of_2d_images_for_a_2d_model():
     assert out["probabilities"].shape == (1, 3, 40, 50)
 
 
+def test_stack_to_zarr_matches_memory_and_reads_back_with_its_geometry(tmp_path):
+    """Both paths run the same loop over stack slices; the zarr output carries the attributes
+    segtrain.io writes, so read_volume gives back the voxel size, offset and axes."""
+    from segtrain.io import read_volume
+
+    config = config_from_dict({"preset": "wells2d_quick", "data": {"patch_shape": [64, 64]},
+                               "model": {"encoder_depth": 3, "task": "masks"}})
+    loaded = LoadedModel(build_model(config).eval(), config, Path("<test>"), 0)
+    stack = np.random.default_rng(0).random((3, 40, 56)).astype(np.float32)
+    calls: list[list[tuple[int, int]]] = [[], []]
+    in_memory = predict_array(loaded, stack, tile_shape=[32, 32], margin=[8, 8],
+                              progress=lambda d, t: calls[0].append((d, t)))
+    out = predict_to_zarr(loaded, stack, tmp_path / "pred.zarr", voxel_size=(1.0, 0.5, 0.5), offset=(0, 4, 2),
+                          tile_shape=[32, 32], margin=[8, 8], progress=lambda d, t: calls[1].append((d, t)))
+    assert calls[0] == calls[1] and calls[0][-1][0] == calls[0][-1][1] and calls[0][-1][1] % 3 == 0
+    volume = read_volume(out / "probabilities")
+    np.testing.assert_allclose(np.asarray(volume.data), in_memory["probabilities"], atol=1e-6)
+    assert volume.axes == ("c", "z", "y", "x") and not volume.is_labels
+    assert volume.voxel_size == (1.0, 0.5, 0.5) and volume.offset == (0.0, 4.0, 2.0)
+
+
 def test_wrong_number_of_channels():
     loaded = tiny_model()
     with pytest.raises(InputError, match="1 input channel"):

@@ -221,6 +221,17 @@ def _ome_volume(group, ome: dict, path: Path, prefix: str) -> Volume:
     )
 
 
+def zarr_attrs(volume: Volume) -> dict:
+    """The geometry attributes segtrain writes on a zarr array (funlib convention, read back by
+    :func:`read_zarr`): ``resolution``, ``offset``, ``axes`` and ``layer_type``."""
+    return {
+        "resolution": list(volume.voxel_size),
+        "offset": list(volume.offset),
+        "axes": list(volume.axes),
+        "layer_type": "labels" if volume.is_labels else "image",
+    }
+
+
 def write_zarr(tmp: Path, volume: Volume, array_path: str | None, chunks,
                zarr_format: int = 2) -> None:
     """Write ``volume`` into a new zarr store at ``tmp``: as the root array, or as ``array_path``
@@ -233,13 +244,7 @@ def write_zarr(tmp: Path, volume: Volume, array_path: str | None, chunks,
         compressor = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
     else:
         compressor = zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")
-    attrs = {
-        **volume.attrs,
-        "resolution": list(volume.voxel_size),
-        "offset": list(volume.offset),
-        "axes": list(volume.axes),
-        "layer_type": "labels" if volume.is_labels else "image",
-    }
+    attrs = {**volume.attrs, **zarr_attrs(volume)}
     store = str(tmp)
     name = None
     if array_path:

@@ -82,45 +82,56 @@ def _oom(error: BaseException) -> bool:
 
 
 def _run_tiles(loaded: LoadedModel, array, tiles: list[Tile], has_channels: bool, low: float, high: float,
-               write: Callable[[str, Tile, np.ndarray, int | None], None], lead: int | None,
-               batch_size: int, progress: Progress | None, done: list[int], total: int) -> None:
+               write: Callable[[str, Tile, np.ndarray, int | None], None], leads: list[int | None],
+               batch_size: int | None, progress: Progress | None) -> None:
+    """Predict every tile of every stack slice in ``leads`` (``[None]``: a single image or volume)
+    and hand each output crop to ``write(name, tile, value, lead)``; ``progress(done, total)``
+    counts tiles over all slices."""
     model = loaded.model
+    batch_size = batch_size or loaded.config.predict.batch_size
     device = next(model.parameters()).device
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
                 if device.type == "cuda" else contextlib.nullcontext())
     groups: dict[tuple, list[Tile]] = {}
     for tile in tiles:
         groups.setdefault(tile.shape, []).append(tile)
-    for shape, group in groups.items():
-        for start in range(0, len(group), batch_size):
-            batch = group[start:start + batch_size]
-            inputs = []
-            for tile in batch:
-                index = ((lead,) if lead is not None else ()) + ((slice(None),) if has_channels else ()) + tile.read
-                data = normalize(np.asarray(array[index]), low, high)
-                inputs.append(data if has_channels else data[None])
-            x = torch.from_numpy(np.stack(inputs)).to(device)
-            try:
-                with torch.inference_mode(), autocast:
-                    out = model.activate(model(x))
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
-                if _oom(error):
-                    del x
-                    if device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    smaller = tuple(max(8, s // 2) for s in shape)
-                    raise SegtrainError(
-                        f"Ran out of memory predicting tiles of shape {shape} (batch {len(batch)}); "
-                        f"use a smaller tile shape such as {smaller} or batch size 1."
-                    ) from None
-                raise
-            for name, value in out.items():
-                value = value.float().cpu().numpy()
-                for i, tile in enumerate(batch):
-                    write(name, tile, value[i][(slice(None), *tile.crop)], lead)
-            done[0] += len(batch)
-            if progress is not None:
-                progress(done[0], total)
+    done, total = 0, len(tiles) * len(leads)
+    for lead in leads:
+        for shape, group in groups.items():
+            for start in range(0, len(group), batch_size):
+                batch = group[start:start + batch_size]
+                _run_batch(model, device, autocast, array, batch, shape, has_channels, low, high, write, lead)
+                done += len(batch)
+                if progress is not None:
+                    progress(done, total)
+
+
+def _run_batch(model, device, autocast, array, batch: list[Tile], shape: tuple, has_channels: bool, low: float,
+               high: float, write: Callable[[str, Tile, np.ndarray, int | None], None], lead: int | None) -> None:
+    inputs = []
+    for tile in batch:
+        index = ((lead,) if lead is not None else ()) + ((slice(None),) if has_channels else ()) + tile.read
+        data = normalize(np.asarray(array[index]), low, high)
+        inputs.append(data if has_channels else data[None])
+    x = torch.from_numpy(np.stack(inputs)).to(device)
+    try:
+        with torch.inference_mode(), autocast:
+            out = model.activate(model(x))
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
+        if _oom(error):
+            del x
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            smaller = tuple(max(8, s // 2) for s in shape)
+            raise SegtrainError(
+                f"Ran out of memory predicting tiles of shape {shape} (batch {len(batch)}); "
+                f"use a smaller tile shape such as {smaller} or batch size 1."
+            ) from None
+        raise
+    for name, value in out.items():
+        value = value.float().cpu().numpy()
+        for i, tile in enumerate(batch):
+            write(name, tile, value[i][(slice(None), *tile.crop)], lead)
 
 
 def _prepare(model_or_path, array, tile_shape, margin):
@@ -132,11 +143,12 @@ def _prepare(model_or_path, array, tile_shape, margin):
         raise InputError(f"The input of shape {shape} is empty.")
     tiles = _tiling(loaded, spatial, tile_shape, margin)
     low, high = intensity_range(array, loaded.config.data.normalize)
-    return loaded, shape, has_channels, is_stack, spatial, tiles, low, high
+    leads = list(range(shape[0])) if is_stack else [None]  # the stack slices, or one pass
+    return loaded, has_channels, spatial, leads, tiles, low, high
 
 
-def _out_shape(channels: int, spatial, is_stack: bool, n: int) -> tuple[int, ...]:
-    return (channels, n, *spatial) if is_stack else (channels, *spatial)
+def _out_shape(channels: int, spatial, leads: list[int | None]) -> tuple[int, ...]:
+    return (channels, *spatial) if leads == [None] else (channels, len(leads), *spatial)
 
 
 def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progress: Progress | None = None,
@@ -163,21 +175,14 @@ def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progre
     ``{"affinities": (C, *spatial), "lsds": ..., "probabilities": ...}`` float32 (a stack gives
     ``(C, N, y, x)``).
     """
-    loaded, shape, has_channels, is_stack, spatial, tiles, low, high = _prepare(model_or_path, array, tile_shape,
-                                                                               margin)
-    n = shape[0] if is_stack else 1
-    outputs = {h.name: np.zeros(_out_shape(h.channels, spatial, is_stack, n), np.float32)
-               for h in loaded.model.heads}
+    loaded, has_channels, spatial, leads, tiles, low, high = _prepare(model_or_path, array, tile_shape, margin)
+    outputs = {h.name: np.zeros(_out_shape(h.channels, spatial, leads), np.float32) for h in loaded.model.heads}
 
     def write(name, tile, value, lead):
         target = outputs[name] if lead is None else outputs[name][:, lead]
         target[(slice(None), *tile.write)] = value
 
-    batch_size = batch_size or loaded.config.predict.batch_size
-    done = [0]
-    total = len(tiles) * n
-    for lead in (range(n) if is_stack else [None]):
-        _run_tiles(loaded, array, tiles, has_channels, low, high, write, lead, batch_size, progress, done, total)
+    _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress)
     return outputs
 
 
@@ -198,44 +203,41 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
                     margin=None, progress: Progress | None = None, overwrite: bool = False,
                     batch_size: int | None = None, chunks=None) -> Path:
     """Predict tile by tile straight into a zarr group (one float32 array per output, zarr format 2,
-    attrs ``resolution``/``offset``/``axes``), written atomically; for inputs too big for memory.
+    the geometry attributes ``segtrain.io`` writes on zarr: ``resolution``/``offset``/``axes``/``layer_type``),
+    written atomically; for inputs too big for memory.
 
     ``array`` may be a path (read lazily with :func:`segtrain.io.read_volume`) or an array.
     """
     import zarr
 
-    from segtrain.io import atomic_path, read_volume
+    from segtrain.io import Volume, atomic_path, read_volume
+    from segtrain.io.zarr_io import zarr_attrs
 
     axes = None
     if isinstance(array, (str, Path)):
         volume = read_volume(array)
         array, voxel_size, offset, axes = volume.data, volume.voxel_size, volume.offset, volume.axes
-    loaded, shape, has_channels, is_stack, spatial, tiles, low, high = _prepare(model_or_path, array, tile_shape,
-                                                                               margin)
-    ndim_out = len(spatial) + (1 if is_stack else 0)
-    voxel_size = list(voxel_size) if voxel_size is not None else [1.0] * ndim_out
-    offset = list(offset) if offset is not None else [0.0] * ndim_out
+    loaded, has_channels, spatial, leads, tiles, low, high = _prepare(model_or_path, array, tile_shape, margin)
+    ndim_out = len(spatial) + (leads != [None])
     spatial_axes = [a for a in (axes or ("z", "y", "x")[-ndim_out:]) if a != "c"]
-    n = shape[0] if is_stack else 1
     output = Path(output)
     with atomic_path(output, overwrite=overwrite) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         arrays = {}
         for head in loaded.model.heads:
-            out_shape = _out_shape(head.channels, spatial, is_stack, n)
+            out_shape = _out_shape(head.channels, spatial, leads)
             chunk = chunks or (1, *[min(s, 64 if len(out_shape) == 4 else 512) for s in out_shape[1:]])
             arrays[head.name] = group.create_array(head.name, shape=out_shape, chunks=chunk, dtype="float32",
                                                    fill_value=0.0)
-            arrays[head.name].attrs.update({"resolution": voxel_size, "offset": offset,
-                                            "axes": ["c", *spatial_axes]})
+            arrays[head.name].attrs.update(zarr_attrs(Volume(
+                data=arrays[head.name], voxel_size=() if voxel_size is None else tuple(voxel_size),
+                offset=() if offset is None else tuple(offset),
+                axes=("c", *spatial_axes), name=head.name)))
 
         def write(name, tile, value, lead):
             index = (slice(None), *((lead,) if lead is not None else ()), *tile.write)
             arrays[name][index] = value
 
-        done = [0]
-        for lead in (range(n) if is_stack else [None]):
-            _run_tiles(loaded, array, tiles, has_channels, low, high, write, lead,
-                       batch_size or loaded.config.predict.batch_size, progress, done, len(tiles) * n)
+        _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress)
         group.attrs.update({"checkpoint": str(loaded.checkpoint), "task": loaded.config.task})
     return output
