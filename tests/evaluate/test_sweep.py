@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from engine_data import em3d_gt, isbi_gt, noisy
+from helpers.engine_data import em3d_gt, isbi_gt, noisy
 
 from segtrain.errors import InputError
 from segtrain.evaluate import apply_threshold, sweep, voi

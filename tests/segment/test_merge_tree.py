@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from engine_data import em3d_gt, isbi_gt, noisy
+from helpers.engine_data import em3d_gt, isbi_gt, noisy
 
 from segtrain.errors import InputError
 from segtrain.segment import (

@@ -1,0 +1,1 @@
+"""Shared helpers of the tests (importable as ``helpers`` through pytest's ``pythonpath = ["tests"]``)."""
