@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,6 +79,42 @@ def test_two_cpu_processes_train_one_run(crop_files):
     assert (run / "config.yaml").is_file()
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["devices"] == 2
     print(f"2-process DDP run: {elapsed:.1f} s")
+
+
+def test_ctrl_c_stops_both_processes_at_the_same_step(crop_files):
+    """Ctrl-C reaches every process of the group; the ranks agree on the step to stop after (one
+    stepping on alone would hang in the gradient all-reduce) and rank 0 saves final.ckpt."""
+    from segtrain.predict import load_model
+
+    config = ddp_config(max_steps=100_000, val_every=20, checkpoint_every=100_000)
+    (crop_files / "config.yaml").write_text(yaml.safe_dump(config))
+    runs = crop_files / "runs"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "SEGTRAIN_RUN_DIR")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "segtrain.cli", "train", "--config", str(crop_files / "config.yaml"),
+         "--runs-root", str(runs)],
+        cwd=crop_files, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while not list(runs.glob("*/metrics.json")):  # training is under way: first validation done
+            assert process.poll() is None and time.monotonic() < deadline, "training did not start"
+            time.sleep(0.5)
+        sent = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, err = process.communicate(timeout=90)
+        waited = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0, out[-2000:] + err[-3000:]
+    assert "stopped at step" in out and out.count("stopping: saving a final checkpoint") == 1
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    step = load_model(run / "checkpoints" / "final.ckpt").step
+    assert 20 <= step < 100_000
+    print(f"stopped {waited:.1f} s after Ctrl-C, at step {step}")
 
 
 def test_ddp_config_validation_messages():

@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
                 if last.metrics and last.checkpoint is not None and not last.done and not quiet:
                     bar.write(f"step {last.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
         except KeyboardInterrupt:
-            bar.write("stopping: saving a final checkpoint...")
+            if not quiet:
+                bar.write("stopping: saving a final checkpoint...")
             training.stop()
     final = training.final_checkpoint
     if quiet:

@@ -134,7 +134,14 @@ def _callbacks(run: TrainingRun):
             for k, v in module.last_losses.items():
                 self.smoothed[k] = v if k not in self.smoothed else 0.9 * self.smoothed[k] + 0.1 * v
             run._losses = dict(self.smoothed)
-            if run._stop.is_set():
+            stop = run._stop.is_set()
+            if trainer.world_size > 1:
+                # all ranks stop after the same step (a rank that stepped on alone would hang in the
+                # gradient all-reduce): stop when any rank was asked to
+                stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
+                if stop:
+                    run._stop.set()
+            if stop:
                 trainer.should_stop = True
             if time.monotonic() - self.last_time >= t.report_interval:
                 self._report(trainer, module, important=False)
@@ -402,7 +409,7 @@ class TrainingRun:
         """Ask the run to end after the current step (thread-safe); it saves final.ckpt."""
         self._stop.set()
         trainer = self.trainer
-        if trainer is not None:
+        if trainer is not None and self.world_size == 1:  # several ranks agree on the step first
             trainer.should_stop = True
 
     def run(self) -> ProgressReport:
