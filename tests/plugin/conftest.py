@@ -154,19 +154,25 @@ class WidgetLoop:
                                           tree.segmentation(widget.threshold())[z])
 
     def slide_instances(self, widget, prob_layer, thresholds=(0.3, 0.7, 0.5)) -> None:
-        """Probability path: after each move the layer holds the core's instances."""
-        from segtrain.segment import instances_from_probabilities
+        """Probability path: after each move the layer holds the core's instances for the run's
+        settings (both channels for an instances model)."""
+        from segtrain.predict.postprocess import instances_from_outputs
+        from segtrain.plugin.widgets.segment import prediction_array
 
         widget.pred_combo.set_layer(prob_layer)
         widget.build()
         assert widget.seg_layer is not None and widget.probabilities is not None
+        run_settings = prob_layer.metadata["segtrain"]["segment"]
+        assert widget.threshold() == pytest.approx(run_settings["probability_threshold"])
+        outputs = np.asarray(prediction_array(prob_layer))
         for t in thresholds:
             widget.set_threshold(t)
             self.qtbot.waitUntil(lambda: not widget._instances_timer.isActive(), timeout=5000)
-            np.testing.assert_array_equal(
-                np.asarray(widget.seg_layer.data),
-                instances_from_probabilities(np.asarray(prob_layer.data), t,
-                                             **widget.instance_kwargs))
+            config = widget.instance_config.copy()
+            config.segment.probability_threshold = t
+            assert config.segment.seed_boundary_max == run_settings["seed_boundary_max"]
+            np.testing.assert_array_equal(np.asarray(widget.seg_layer.data),
+                                          instances_from_outputs(outputs, config))
 
     def export(self, widget, layer, folder, fmt: str = "zarr"):
         """Export ``layer`` and read the written file back as a Volume."""

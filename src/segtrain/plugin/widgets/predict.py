@@ -187,7 +187,7 @@ class PredictWidget(QWidget):
         outputs, config = result
         task = config.task
         # the run's segmentation settings travel with its predictions (Segment starts from them)
-        extra = {"task": task, "segment": dataclasses.asdict(config.segment),
+        extra = {"task": task, "segment": dataclasses.asdict(config.segment), "model_ndim": config.ndim,
                  "checkpoint": self.checkpoint_edit.text().strip()}
         image = self._image
         self.result_layers = {}

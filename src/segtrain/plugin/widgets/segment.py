@@ -67,6 +67,20 @@ def _is_prediction(layer: Any) -> bool:
     return meta.get("kind") == "affinities" or layer.ndim == 4
 
 
+INSTANCE_SETTINGS = ("instance_method", "min_size", "min_seed_distance", "seed_boundary_max", "seed_min_size")
+
+
+def instance_config(task: str, segment: dict, model_ndim: int):
+    """A config that turns probabilities into instances the way a run with these ``segment``
+    settings does (the Segment panel's probability path)."""
+    from segtrain.config import config_from_dict
+
+    known = {k: v for k, v in segment.items() if k in INSTANCE_SETTINGS or k == "probability_threshold"}
+    architecture = "smp" if int(model_ndim) == 2 else "unet3d"
+    return config_from_dict({"model": {"task": task, "architecture": architecture}, "segment": known,
+                             "data": {"patch_shape": [64] * int(model_ndim)}})
+
+
 def _scoring_names() -> list[str]:
     try:
         from segtrain.segment import SCORING_FUNCTIONS
@@ -106,7 +120,9 @@ class SegmentWidget(QWidget):
         self._source_layer = None
         self._prob_task = "masks"
         self._settings: dict = {}
-        self.instance_kwargs: dict = {}  # the run's instance method / min size
+        self.instance_kwargs: dict = {}  # the run's instance settings (recorded with exports)
+        self.instance_outputs = None  # all probability channels of the prediction
+        self.instance_config = None  # the run's segment settings as a Config
 
         self.pred_combo = LayerCombo(napari_viewer, ("Image",), predicate=_is_prediction)
         self.fragments_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
@@ -294,24 +310,32 @@ class SegmentWidget(QWidget):
         return lambda region: tree.relabel(region, threshold)
 
     def _start_probability_path(self, layer) -> None:
+        meta = layer.metadata.get(L.META, {})
         prob = np.asarray(layer.data, dtype=np.float32)  # the displayed (foreground) channel
-        self._prob_task = layer.metadata.get(L.META, {}).get("task", self.session.task)
-        run_settings = layer.metadata.get(L.META, {}).get("segment") or {}
-        self.instance_kwargs = {"method": run_settings.get("instance_method", "components"),
-                                "min_size": int(run_settings.get("min_size", 0))}
+        self._prob_task = meta.get("task", self.session.task)
+        run_settings = meta.get("segment") or {}
+        # instances use every channel (foreground, boundary) with the run's settings, as its
+        # validation did; `segtrain tune` may have chosen them
+        self.instance_outputs = np.asarray(prediction_array(layer), dtype=np.float32)
+        if self.instance_outputs.ndim == prob.ndim:
+            self.instance_outputs = self.instance_outputs[None]
+        self.instance_config = instance_config(self._prob_task, run_settings,
+                                               meta.get("model_ndim", prob.ndim))
+        self.instance_kwargs = {k: run_settings[k] for k in INSTANCE_SETTINGS if k in run_settings}
         self._settings = {"predictions": layer.name, "task": self._prob_task,
-                          "checkpoint": layer.metadata.get(L.META, {}).get("checkpoint"),
+                          "checkpoint": meta.get("checkpoint"),
                           **({"instances": self.instance_kwargs}
                              if self._prob_task == "instances" else {})}
         self.tree, self.sweep = None, None
         self.probabilities = prob
+        start = float(run_settings.get("probability_threshold", 0.5))
         self.slider.blockSignals(True)
-        self.set_threshold(0.5)
+        self.set_threshold(start)
         self.slider.blockSignals(False)
         if self._prob_task == "instances":
             data = self._instances()
         else:
-            data = L.LookupLabels(prob, self._probability_function(0.5), dtype=np.uint32)
+            data = L.LookupLabels(prob, self._probability_function(start), dtype=np.uint32)
         self._show_segmentation(data, "probabilities", None)
         self._enable_slider()
         self._slider_moved(self.slider.value())
@@ -323,11 +347,12 @@ class SegmentWidget(QWidget):
         return lambda region: (region >= threshold).astype(np.uint32)
 
     def _instances(self) -> np.ndarray:
-        """Instances at the slider's threshold (the whole 2D image: components need it all)."""
-        from segtrain.segment import instances_from_probabilities
+        """Instances at the slider's threshold (the whole 2D image: seeds need it all)."""
+        from segtrain.predict.postprocess import instances_from_outputs
 
-        return instances_from_probabilities(self.probabilities, self.threshold(),
-                                            **self.instance_kwargs)
+        config = self.instance_config.copy()
+        config.segment.probability_threshold = self.threshold()
+        return instances_from_outputs(self.instance_outputs, config)
 
     def _update_instances(self) -> None:
         if self.seg_layer is not None and self.probabilities is not None:
