@@ -47,6 +47,19 @@ def test_wells2d_workflow(training_api, make_napari_viewer, qtbot, tmp_path, loo
     segment.gt_combo.set_layer("spheroids")
     loop.slide_instances(segment, prob_layer)
     assert "F1" in segment.scores_label.text()
+
+    # "Use best" on the instance path tunes threshold, seeds and sizes on the ground truth
+    f1_before = float(segment.scores_label.text().split()[1].rstrip(","))
+    assert segment.best_button.isEnabled()
+    segment.use_best()
+    qtbot.waitUntil(lambda: "Tuned on the ground truth" in segment.status.text(), timeout=120000)
+    qtbot.waitUntil(lambda: not segment._instances_timer.isActive(), timeout=5000)
+    f1_after = float(segment.scores_label.text().split()[1].rstrip(","))
+    assert f1_after >= f1_before
+    assert f"-> {f1_after:.3f}" in segment.status.text()
+    tuned = segment.instance_config.segment
+    assert segment.threshold() == pytest.approx(tuned.probability_threshold)
+    assert segment.seg_layer.metadata["segtrain"]["settings"]["instances"]["seed_boundary_max"] == tuned.seed_boundary_max
     expected = np.asarray(segment.seg_layer.data)
 
     volume = loop.export(export, segment.seg_layer, tmp_path / "export", fmt="TIFF")

@@ -206,6 +206,7 @@ class SegmentWidget(QWidget):
             lambda: self.set_threshold(self.threshold_spin.value()))
         self.best_button.clicked.connect(self.use_best)
         self.pred_combo.layer_changed.connect(self._prediction_changed)
+        self.gt_combo.layer_changed.connect(self._update_best_button)
         self._prediction_changed(self.pred_combo.layer())
 
     # --- state ---------------------------------------------------------------------------------
@@ -377,7 +378,12 @@ class SegmentWidget(QWidget):
     def _enable_slider(self) -> None:
         self.slider.setEnabled(True)
         self.threshold_spin.setEnabled(True)
-        self.best_button.setEnabled(self.sweep is not None)
+        self._update_best_button()
+
+    def _update_best_button(self, *_: Any) -> None:
+        """"Use best": the sweep's threshold, or tuning instance settings on a ground-truth layer."""
+        self.best_button.setEnabled(self.sweep is not None or (
+            self.probabilities is not None and self._prob_task == "instances" and self.gt_combo.layer() is not None))
 
     # --- the live slider -----------------------------------------------------------------------
     def _slider_moved(self, value: int) -> None:
@@ -458,5 +464,31 @@ class SegmentWidget(QWidget):
         self.canvas.draw_idle()
 
     def use_best(self) -> None:
+        """Affinities: the sweep's best threshold. Instances: tune threshold, seeds and sizes on
+        the ground-truth layer in the background (``segtrain.predict.tune``), then show them."""
         if self.sweep is not None:
             self.set_threshold(float(self.sweep.best_threshold))
+            return
+        gt_layer = self.gt_combo.layer()
+        if self.probabilities is None or self._prob_task != "instances" or gt_layer is None:
+            return
+        from segtrain.predict.tune import tune_postprocessing
+
+        self.best_button.setEnabled(False)
+        self.status.setText("Tuning threshold, seeds and sizes on the ground truth ...")
+        self.worker = start_worker(
+            tune_postprocessing, [self.instance_outputs], [np.asarray(gt_layer.data)], self.instance_config,
+            on_return=self._tuned, on_finish=lambda: self.best_button.setEnabled(True),
+            action="Tuning the instance settings", status=self.status,
+        )
+
+    def _tuned(self, result) -> None:
+        self.instance_config = result.apply(self.instance_config)
+        self.instance_kwargs.update({k: v for k, v in result.settings.items() if k != "probability_threshold"})
+        self._settings["instances"] = self.instance_kwargs
+        if self.seg_layer is not None:
+            self.seg_layer.metadata[L.META]["settings"]["instances"] = dict(self.instance_kwargs)
+        self.set_threshold(float(result.settings["probability_threshold"]))
+        self._update_instances()
+        settings = ", ".join(f"{k} {v}" for k, v in result.settings.items())
+        self.status.setText(f"Tuned on the ground truth: F1 {result.start_f1:.3f} -> {result.f1:.3f} ({settings}).")
