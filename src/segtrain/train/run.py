@@ -44,7 +44,7 @@ import torch
 from segtrain.config import Config, load_config, monitor_metric, save_config
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
-from segtrain.train.sources import ArraySource, Source, sources_from_config
+from segtrain.train.sources import ArraySource, Source, sources_from_config, whole_volume
 
 
 @dataclass
@@ -509,15 +509,7 @@ class TrainingRun:
                 continue
             if int(np.prod(source.shape)) > limit:
                 continue
-            known = None if source._known is None else np.asarray(source._known).astype(bool)
-            labels = np.asarray(source._labels).astype(np.int64)
-            if source._ignore is not None:
-                ignored = labels == source._ignore
-                known = ~ignored if known is None else known & ~ignored
-                labels = np.where(ignored, 0, labels)
-            raw = np.asarray(source._raw)
-            raw = raw[0] if self.config.data.in_channels == 1 else raw
-            volumes.append({"raw": raw, "labels": labels, "known": known})
+            volumes.append(whole_volume(source, self.config.data.in_channels))
         return volumes
 
     def _fit(self) -> None:
@@ -613,8 +605,8 @@ class TrainingRun:
                         os.environ[k] = v
             self.trainer = None
             del module, trainer
-            gc.collect()
-            if torch.cuda.is_available():
+            if torch.cuda.is_available():  # give the GPU memory back now; on the CPU a full
+                gc.collect()               # collection would hold the GIL (a 0.4 s GUI stall) for nothing
                 torch.cuda.empty_cache()
             self._queue.put(None)
 
