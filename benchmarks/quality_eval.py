@@ -3,6 +3,9 @@ checkpoint, for the run's own segment settings and a few fragment variants.
 
     python benchmarks/quality_eval.py runs/quality/q-em3d-fibsem-<timestamp> [--json OUT]
 
+A run that `segtrain tune` has tuned (``postprocess.yaml``) is scored with the tuned settings
+("run settings") and with the settings it was trained with ("untuned").
+
 Affinity models: VOI (split, merge) and ARAND after fragments + waterz agglomeration at the
 threshold a sweep against the validation ground truth chooses. Mask/instance models: Dice and
 instance F1 at IoU 0.5.
@@ -18,7 +21,9 @@ import time
 import numpy as np
 
 from segtrain.predict import load_model, predict_array
+from segtrain.predict.model_io import config_of_checkpoint, read_checkpoint
 from segtrain.predict.postprocess import validation_scores
+from segtrain.predict.tune import POSTPROCESS_FILE
 from segtrain.train.sources import sources_from_config
 
 
@@ -31,6 +36,10 @@ def main(argv=None) -> int:
     config = loaded.config
     sources = sources_from_config(config.data.val, config.data)
     variants = {"run settings": {}}
+    if loaded.run_dir is not None and (loaded.run_dir / POSTPROCESS_FILE).exists():
+        # the run settings came from `segtrain tune`; also score the settings it was trained with
+        untuned = config_of_checkpoint(read_checkpoint(loaded.checkpoint), loaded.checkpoint).segment
+        variants["untuned (training config)"] = {k: getattr(untuned, k) for k in vars(untuned)}
     if config.task == "affinities":
         variants.update({
             "watershed, boundary 0.3": {"fragments": "watershed", "boundary_threshold": 0.3},
