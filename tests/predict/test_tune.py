@@ -68,7 +68,7 @@ def test_tuning_needs_labels_and_a_mask_model(cells_probabilities):
 
 
 @pytest.fixture
-def cells_run(tmp_path, cells_dir):
+def cells_run(tmp_path, cells_dir, capsys):
     """A tiny wells2d run trained for a few steps through the CLI on real cell crops."""
     from segtrain.io import Volume, read_volume, write_volume
 
@@ -86,6 +86,7 @@ def cells_run(tmp_path, cells_dir):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     assert main(["train", "--config", str(tmp_path / "config.yaml"), "--runs-root", str(tmp_path / "runs")]) == 0
     (run_dir,) = list((tmp_path / "runs").iterdir())
+    assert f"segtrain tune {run_dir}" in capsys.readouterr().out  # the CLI points to the next step
     return run_dir
 
 
@@ -108,3 +109,14 @@ def test_cli_tune_stores_settings_that_load_model_applies(cells_run, capsys):
                  str(cells_run.parent.parent / "p.zarr")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "segtrain tune" in err
+
+
+def test_tuning_refuses_images_too_large_to_hold(cells_run):
+    from segtrain.predict.tune import tune_run
+
+    loaded = load_model(cells_run)
+    loaded.config.data.val_max_voxels = 1000
+    with pytest.raises(InputError, match="tune on a crop of it"):
+        tune_run(loaded, save=False)
+    assert not (cells_run / "postprocess.yaml").exists()
+

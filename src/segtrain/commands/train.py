@@ -64,4 +64,7 @@ def run(args: argparse.Namespace) -> int:
           + (f" (final: {final.name})" if final else ""))
     if last is not None and last.metrics:
         print("last validation: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
+    if config.task in ("masks", "instances"):
+        print(f"next: `segtrain tune {training.run_dir}` chooses the threshold, seed and size settings "
+              "for the best instance F1 (validation above used the config's settings)")
     return 0

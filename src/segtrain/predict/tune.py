@@ -190,6 +190,11 @@ def tune_run(model_or_path, entries=None, split: str = "train", save: bool = Tru
     probabilities, labels, known = [], [], []
     for source in sources_from_config(entries, config.data):
         source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
+        if int(np.prod(source.shape)) > config.data.val_max_voxels:
+            raise InputError(
+                f"{source.name} has {int(np.prod(source.shape)):,} voxels, more than data.val_max_voxels "
+                f"({config.data.val_max_voxels:,}) that tuning holds in memory; tune on a crop of it."
+            )
         volume = whole_volume(source, config.data.in_channels)
         probabilities.append(predict_array(loaded, volume["raw"])["probabilities"])
         labels.append(volume["labels"])
