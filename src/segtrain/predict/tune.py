@@ -70,8 +70,7 @@ def default_grid(config: Config, median_size: float) -> dict[str, tuple]:
 
 
 def median_object_size(labels: Sequence[np.ndarray]) -> float:
-    """Median voxel count of the non-zero objects over all label arrays (per 2D slice for stacks
-    is not needed: ids are taken as given)."""
+    """Median voxel count of the non-zero objects (ids as given) over all label arrays."""
     sizes = []
     for lab in labels:
         counts = np.bincount(np.asarray(lab).astype(np.int64).ravel())[1:]

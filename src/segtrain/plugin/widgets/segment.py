@@ -120,7 +120,6 @@ class SegmentWidget(QWidget):
         self._source_layer = None
         self._prob_task = "masks"
         self._settings: dict = {}
-        self.instance_kwargs: dict = {}  # the run's instance settings (recorded with exports)
         self.instance_outputs = None  # all probability channels of the prediction
         self.instance_config = None  # the run's segment settings as a Config
 
@@ -210,6 +209,13 @@ class SegmentWidget(QWidget):
         self._prediction_changed(self.pred_combo.layer())
 
     # --- state ---------------------------------------------------------------------------------
+    @property
+    def instance_kwargs(self) -> dict:
+        """The instance settings in use (recorded with exports), read from ``instance_config``."""
+        if self.instance_config is None:
+            return {}
+        return {k: getattr(self.instance_config.segment, k) for k in INSTANCE_SETTINGS}
+
     def threshold(self) -> float:
         return self.slider.value() / SLIDER_STEPS
 
@@ -322,7 +328,6 @@ class SegmentWidget(QWidget):
             self.instance_outputs = self.instance_outputs[None]
         self.instance_config = instance_config(self._prob_task, run_settings,
                                                meta.get("model_ndim", prob.ndim))
-        self.instance_kwargs = {k: run_settings[k] for k in INSTANCE_SETTINGS if k in run_settings}
         self._settings = {"predictions": layer.name, "task": self._prob_task,
                           "checkpoint": meta.get("checkpoint"),
                           **({"instances": self.instance_kwargs}
@@ -484,10 +489,9 @@ class SegmentWidget(QWidget):
 
     def _tuned(self, result) -> None:
         self.instance_config = result.apply(self.instance_config)
-        self.instance_kwargs.update({k: v for k, v in result.settings.items() if k != "probability_threshold"})
         self._settings["instances"] = self.instance_kwargs
         if self.seg_layer is not None:
-            self.seg_layer.metadata[L.META]["settings"]["instances"] = dict(self.instance_kwargs)
+            self.seg_layer.metadata[L.META]["settings"]["instances"] = self.instance_kwargs
         self.set_threshold(float(result.settings["probability_threshold"]))
         self._update_instances()
         settings = ", ".join(f"{k} {v}" for k, v in result.settings.items())
