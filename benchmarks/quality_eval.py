@@ -14,6 +14,7 @@ instance F1 at IoU 0.5.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
     if loaded.run_dir is not None and (loaded.run_dir / POSTPROCESS_FILE).exists():
         # the run settings came from `segtrain tune`; also score the settings it was trained with
         untuned = config_of_checkpoint(read_checkpoint(loaded.checkpoint), loaded.checkpoint).segment
-        variants["untuned (training config)"] = {k: getattr(untuned, k) for k in vars(untuned)}
+        variants["untuned (training config)"] = dataclasses.asdict(untuned)
     if config.task == "affinities":
         variants.update({
             "watershed, boundary 0.3": {"fragments": "watershed", "boundary_threshold": 0.3},
