@@ -24,7 +24,6 @@ import numpy as np
 from segtrain.predict import load_model, predict_array
 from segtrain.predict.model_io import config_of_checkpoint, read_checkpoint
 from segtrain.predict.postprocess import validation_scores
-from segtrain.predict.tune import POSTPROCESS_FILE
 from segtrain.train.sources import sources_from_config
 
 
@@ -37,7 +36,7 @@ def main(argv=None) -> int:
     config = loaded.config
     sources = sources_from_config(config.data.val, config.data)
     variants = {"run settings": {}}
-    if loaded.run_dir is not None and (loaded.run_dir / POSTPROCESS_FILE).exists():
+    if loaded.folder is not None and loaded.folder.postprocess():
         # the run settings came from `segtrain tune`; also score the settings it was trained with
         untuned = config_of_checkpoint(read_checkpoint(loaded.checkpoint), loaded.checkpoint).segment
         variants["untuned (training config)"] = dataclasses.asdict(untuned)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 
@@ -31,9 +33,36 @@ watershed. ``classes``: softmax over ``model.n_classes`` semantic classes.
 """
 
 
+class _Checked:
+    """Base of the config sections: every assignment to a field (also in ``__init__``) is converted
+    to the field's type and checked, raising the same one-sentence :class:`ConfigError` as loading
+    a bad file does (``segment.probability_threshold must be between 0 and 1, not 1.5.``)."""
+
+    _where: ClassVar[str] = ""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        hints = _field_types(type(self))
+        if name in hints:
+            where = f"{self._where}.{name}" if self._where else name
+            value = _convert(value, hints[name], where)
+            check = FIELD_CHECKS.get(where)
+            problem = check(value) if check is not None and value is not None else None
+            if problem:
+                raise ConfigError(f"{where} {problem}")
+        object.__setattr__(self, name, value)
+
+
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+
+
 @dataclass
-class SourceConfig:
+class SourceConfig(_Checked):
     """One training or validation volume named by files (any format :mod:`segtrain.io` reads)."""
+
+    _where: ClassVar[str] = "data source"
 
     raw: str = ""
     labels: str | None = None
@@ -47,7 +76,9 @@ class SourceConfig:
 
 
 @dataclass
-class AugmentConfig:
+class AugmentConfig(_Checked):
+    _where: ClassVar[str] = "data.augment"
+
     flip: bool = True
     rotate90: bool = True  # in-plane (last two axes) 90-degree rotations / transposes
     intensity_scale: float = 0.1  # raw * U(1 - s, 1 + s)
@@ -62,7 +93,9 @@ class AugmentConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(_Checked):
+    _where: ClassVar[str] = "data"
+
     train: list[SourceConfig] = field(default_factory=list)
     val: list[SourceConfig] = field(default_factory=list)
     voxel_size: list[float] | None = None  # world units per voxel; None = from files or 1
@@ -77,7 +110,9 @@ class DataConfig:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_Checked):
+    _where: ClassVar[str] = "model"
+
     task: Literal["affinities", "masks", "instances", "classes"] = "affinities"
     architecture: Literal["unet3d", "smp"] = "unet3d"
     # affinities / LSD heads
@@ -102,7 +137,9 @@ class ModelConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_Checked):
+    _where: ClassVar[str] = "train"
+
     max_steps: int = 100_000
     batch_size: int = 1
     lr: float = 5e-5
@@ -113,7 +150,8 @@ class TrainConfig:
     plateau_patience: int = 5  # validation rounds without improvement before the LR drops
     plateau_factor: float = 0.5
     val_every: int = 1000  # steps
-    checkpoint_every: int = 5000  # steps; periodic checkpoints kept beside best and last
+    checkpoint_every: int = 5000  # steps between periodic checkpoints (step-N.ckpt; last.ckpt links the newest)
+    keep_checkpoints: int = 2  # periodic checkpoints kept (the newest); best.ckpt and final.ckpt are always kept
     monitor: str = "auto"  # validation metric that picks "best" and drives the schedule; auto = by task
     early_stopping_patience: int | None = None  # validation rounds; None = off
     early_stopping_min_delta: float = 0.0  # smaller changes of the monitored metric are no improvement
@@ -136,7 +174,9 @@ class TrainConfig:
 
 
 @dataclass
-class SegmentConfig:
+class SegmentConfig(_Checked):
+    _where: ClassVar[str] = "segment"
+
     fragments: Literal["watershed", "waterz"] = "watershed"
     boundary_threshold: float = 0.5
     min_seed_distance: int = 10
@@ -154,14 +194,16 @@ class SegmentConfig:
 
 
 @dataclass
-class PredictConfig:
+class PredictConfig(_Checked):
+    _where: ClassVar[str] = "predict"
+
     tile_shape: list[int] | None = None  # None = the whole array when it is small, else model default
     margin: list[int] | None = None  # context per side at inner tile borders; None = model default
     batch_size: int = 1
 
 
 @dataclass
-class Config:
+class Config(_Checked):
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -307,33 +349,111 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _at_least(low: int) -> Callable[[Any], str | None]:
+    def check(value):
+        return None if value >= low else f"must be {low} or more, not {value}."
+    return check
+
+
+def _positive_check(value) -> str | None:
+    return None if value > 0 else f"must be positive, not {value}."
+
+
+def _all_positive(value) -> str | None:
+    bad = [v for v in value if v <= 0]
+    return None if not bad else f"must have positive entries only, not {value}."
+
+
+def _unit_interval(value) -> str | None:
+    return None if 0 <= value <= 1 else f"must be between 0 and 1, not {value}."
+
+
+def _one_of(*allowed: str) -> Callable[[Any], str | None]:
+    def check(value):
+        return None if value in allowed else f"must be one of {', '.join(allowed)}, not {value!r}."
+    return check
+
+
 STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 """Values of ``train.strategy`` (Lightning strategy names; every one runs one process per device)."""
 
+PRECISIONS = ("auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true")
 
-def _positive(value: float, where: str) -> None:
-    if value <= 0:
-        raise ConfigError(f"{where} must be positive, not {value}.")
+
+def _devices_check(value) -> str | None:
+    if isinstance(value, str):
+        return None if value == "auto" else f"must be a number of devices (1 or more) or auto, not {value!r}."
+    return None if value >= 1 else f"must be 1 or more (or auto), not {value}."
+
+
+def _patience_check(value) -> str | None:
+    return None if value >= 1 else f"must be at least 1 (or null to turn it off), not {value}."
+
+
+def _plateau_factor_check(value) -> str | None:
+    return None if 0 < value < 1 else f"must be between 0 and 1, not {value}."
+
+
+FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "data.patch_shape": _all_positive,
+    "data.voxel_size": _all_positive,
+    "data.min_annotated_fraction": _unit_interval,
+    "data.in_channels": _positive_check,
+    "model.num_fmaps": _positive_check,
+    "model.fmap_inc_factor": _positive_check,
+    "model.lsd_sigma": _positive_check,
+    "train.max_steps": _positive_check,
+    "train.batch_size": _positive_check,
+    "train.lr": _positive_check,
+    "train.val_every": _positive_check,
+    "train.checkpoint_every": _positive_check,
+    "train.keep_checkpoints": _at_least(0),
+    "train.pos_weight": _positive_check,
+    "train.early_stopping_patience": _patience_check,
+    "train.precision": _one_of(*PRECISIONS),
+    "train.devices": _devices_check,
+    "train.num_nodes": _at_least(1),
+    "train.strategy": _one_of(*STRATEGIES),
+    "train.plateau_factor": _plateau_factor_check,
+    "segment.boundary_threshold": _unit_interval,
+    "segment.probability_threshold": _unit_interval,
+    "segment.seed_boundary_max": _unit_interval,
+    "segment.min_size": _at_least(0),
+    "segment.seed_min_size": _at_least(0),
+    "segment.min_seed_distance": _at_least(0),
+}
+"""One-field checks (``"section.field"`` -> message or None), run on every assignment and by
+:func:`validate_config`; checks that relate several fields live in :func:`validate_config`."""
+
+
+def update_section(config: Config, section: str, values: dict) -> Config:
+    """Set ``config.<section>.<key> = value`` for each item (converted and checked like a config
+    file's values), then check the whole config; raises :class:`ConfigError` with one sentence."""
+    target = getattr(config, section)
+    names = [f.name for f in dataclasses.fields(target)]
+    for key, value in values.items():
+        if key not in names:
+            raise ConfigError(f"Unknown setting {section}.{key}; valid settings in {section} are: {', '.join(names)}.")
+        setattr(target, key, value)
+    return validate_config(config)
 
 
 def validate_config(config: Config) -> Config:
     """Raise :class:`ConfigError` for impossible values; return the config unchanged."""
-    d, m, t, s = config.data, config.model, config.train, config.segment
+    d, m, t = config.data, config.model, config.train
+    for where, check in FIELD_CHECKS.items():
+        section, name = where.split(".")
+        value = getattr(getattr(config, section), name)
+        problem = check(value) if value is not None else None
+        if problem:
+            raise ConfigError(f"{where} {problem}")
     ndim = len(d.patch_shape)
     if ndim not in (2, 3):
         raise ConfigError(f"data.patch_shape must have 2 or 3 entries (2D or 3D), not {d.patch_shape}.")
-    for v in d.patch_shape:
-        _positive(v, "each entry of data.patch_shape")
-    if d.voxel_size is not None:
-        if len(d.voxel_size) != ndim:
-            raise ConfigError(
-                f"data.voxel_size has {len(d.voxel_size)} entries but data.patch_shape has {ndim}; give one per axis."
-            )
-        for v in d.voxel_size:
-            _positive(v, "each entry of data.voxel_size")
-    if not 0.0 <= d.min_annotated_fraction <= 1.0:
-        raise ConfigError(f"data.min_annotated_fraction must be between 0 and 1, not {d.min_annotated_fraction}.")
-    _positive(d.in_channels, "data.in_channels")
+    if d.voxel_size is not None and len(d.voxel_size) != ndim:
+        raise ConfigError(
+            f"data.voxel_size has {len(d.voxel_size)} entries but data.patch_shape has {ndim}; give one per axis."
+        )
     for split in ("train", "val"):
         for i, src in enumerate(getattr(d, split)):
             if not src.raw:
@@ -361,8 +481,6 @@ def validate_config(config: Config) -> Config:
                     f"data.patch_shape {d.patch_shape} must be divisible by the total downsampling {div} "
                     f"(axis {axis}); use a multiple of {q}."
                 )
-        _positive(m.num_fmaps, "model.num_fmaps")
-        _positive(m.fmap_inc_factor, "model.fmap_inc_factor")
     else:
         if ndim != 2:
             raise ConfigError("model.architecture smp builds 2D models; set data.patch_shape to 2 entries.")
@@ -377,8 +495,6 @@ def validate_config(config: Config) -> Config:
         for o in m.offsets:
             if len(o) != ndim or not any(o):
                 raise ConfigError(f"model.offsets entry {o} must have {ndim} entries, not all zero.")
-    if m.task == "affinities" and m.lsds:
-        _positive(m.lsd_sigma, "model.lsd_sigma")
     if m.task == "classes" and m.n_classes < 2:
         raise ConfigError(f"model.n_classes must be at least 2 for task classes, not {m.n_classes}.")
     loss = resolved_loss(config)
@@ -390,36 +506,6 @@ def validate_config(config: Config) -> Config:
     }[m.task]
     if loss not in allowed:
         raise ConfigError(f"train.loss {loss!r} does not fit task {m.task}; use one of {', '.join(sorted(allowed))}.")
-    _positive(t.max_steps, "train.max_steps")
-    _positive(t.batch_size, "train.batch_size")
-    _positive(t.lr, "train.lr")
-    _positive(t.val_every, "train.val_every")
-    _positive(t.checkpoint_every, "train.checkpoint_every")
-    _positive(t.pos_weight, "train.pos_weight")
-    if t.early_stopping_patience is not None and t.early_stopping_patience < 1:
-        raise ConfigError(
-            f"train.early_stopping_patience must be at least 1 (or null to turn it off), not {t.early_stopping_patience}."
-        )
-    if t.precision not in ("auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true"):
-        raise ConfigError(
-            f"train.precision must be auto, 32-true, 16-mixed or bf16-mixed, not {t.precision!r}."
-        )
-    if isinstance(t.devices, str) and t.devices != "auto":
-        raise ConfigError(f"train.devices must be a number of devices (1 or more) or auto, not {t.devices!r}.")
-    if isinstance(t.devices, int) and t.devices < 1:
-        raise ConfigError(f"train.devices must be 1 or more (or auto), not {t.devices}.")
-    if t.num_nodes < 1:
-        raise ConfigError(f"train.num_nodes must be 1 or more, not {t.num_nodes}.")
-    if t.strategy not in STRATEGIES:
-        raise ConfigError(f"train.strategy must be one of {', '.join(STRATEGIES)}, not {t.strategy!r}.")
-    if not 0 < t.plateau_factor < 1:
-        raise ConfigError(f"train.plateau_factor must be between 0 and 1, not {t.plateau_factor}.")
-    for name in ("boundary_threshold", "probability_threshold", "seed_boundary_max"):
-        if not 0 <= getattr(s, name) <= 1:
-            raise ConfigError(f"segment.{name} must be between 0 and 1, not {getattr(s, name)}.")
-    for name in ("min_size", "seed_min_size", "min_seed_distance"):
-        if getattr(s, name) < 0:
-            raise ConfigError(f"segment.{name} must be 0 or more, not {getattr(s, name)}.")
     p = config.predict
     for name in ("tile_shape", "margin"):
         v = getattr(p, name)

@@ -103,7 +103,7 @@ def test_cli_tune_stores_settings_that_load_model_applies(cells_run, capsys):
     assert "instance F1" in capsys.readouterr().err
 
     (cells_run / "postprocess.yaml").write_text("segment: {no_such_setting: 1}\n")
-    with pytest.raises(InputError, match="unknown segment setting 'no_such_setting'"):
+    with pytest.raises(InputError, match="Unknown setting segment.no_such_setting"):
         load_model(cells_run)
     assert main(["predict", "--run", str(cells_run), str(cells_run.parent.parent / "raw.zarr"),
                  str(cells_run.parent.parent / "p.zarr")]) == 2

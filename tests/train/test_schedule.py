@@ -109,7 +109,7 @@ def _lr_by_step(reports) -> dict[int, float]:
     training step uses (so the report at max_steps shows where the schedule ends)."""
     lrs: dict[int, float] = {}
     for r in reports:
-        if not r.done:
+        if r.phase == "training":  # not the "preparing" reports before the first step
             lrs.setdefault(r.step, r.lr)
     return lrs
 

@@ -37,8 +37,19 @@ def test_loss_decreases_and_run_folder_is_complete(tmp_path, em_crop, tiny_confi
     assert history[-1]["val/loss"] < history[0]["val/loss"]
     assert "val/voi" in history[-1] and np.isfinite(history[-1]["val/voi"])
     for name in ("config.yaml", "metrics.json", "metrics.csv", "tensorboard", "checkpoints/best.ckpt",
-                 "checkpoints/last.ckpt", "checkpoints/final.ckpt", "checkpoints/step-6.ckpt"):
+                 "checkpoints/last.ckpt", "checkpoints/final.ckpt"):
         assert (run.run_dir / name).exists(), name
+    # periodic checkpoints every 6 steps: only the newest train.keep_checkpoints (2) are kept, and
+    # last.ckpt links the newest
+    checkpoints = run.run_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("step-*.ckpt")) == ["step-30.ckpt", "step-36.ckpt"]
+    assert (checkpoints / "last.ckpt").resolve() == (checkpoints / "step-36.ckpt").resolve()
+    # best.ckpt is for inference: weights without the optimizer state
+    import torch
+
+    best = torch.load(checkpoints / "best.ckpt", map_location="cpu", weights_only=False)
+    final = torch.load(checkpoints / "final.ckpt", map_location="cpu", weights_only=False)
+    assert "optimizer_states" not in best and final["optimizer_states"]
     previews = [r.preview for r in reports if r.preview is not None]
     assert previews and previews[0].ndim == 2 and previews[0].shape[1] == 3 * previews[0].shape[0]
     summary = load_run(run.run_dir)
@@ -60,10 +71,12 @@ def test_checkpoint_round_trip_and_resume_continues(tmp_path, em_crop, tiny_conf
     more = tiny_config(max_steps=10, val_every=3)
     resumed = TrainingRun(more, train, val, runs_root=tmp_path, resume=run.run_dir)
     assert resumed.run_dir == run.run_dir
-    steps = [r.step for r in resumed.reports()]
-    assert steps[0] > 6 and steps[-1] == 10
+    reports = list(resumed.reports())
+    steps = [r.step for r in reports if r.phase == "training"]
+    assert reports[0].phase == "preparing" and reports[0].step == 6
+    assert steps[0] > 6 and reports[-1].step == 10
     history = json.loads((run.run_dir / "metrics.json").read_text())["history"]
-    assert [h["step"] for h in history] == [3, 6, 9]
+    assert [h["step"] for h in history] == [3, 6, 9, 10]  # and a validation at the last step
     assert load_model(run.run_dir / "checkpoints" / "final.ckpt").step == 10
 
 
@@ -91,7 +104,11 @@ def test_stop_from_another_thread_is_quick_and_leaves_a_checkpoint(tmp_path, em_
     assert reports[-1].done and reports[-1].message == "stopped"
     loaded = load_model(run.run_dir)
     assert loaded.step == reports[-1].step < 100_000
-    assert not (run.run_dir / "metrics.json").exists()  # the validation Lightning adds on stop is not recorded
+    # the validation Lightning adds on stop is not recorded, but the step reached is
+    metrics = json.loads((run.run_dir / "metrics.json").read_text())
+    assert metrics["history"] == [] and metrics["steps"] == reports[-1].step
+    summary = load_run(run.run_dir)
+    assert summary.steps == reports[-1].step and summary.best_metric is None and summary.best_metric_name is None
 
 
 def test_training_errors_end_the_run_with_one_sentence(tmp_path, em_crop, tiny_config):

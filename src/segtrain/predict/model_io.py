@@ -10,9 +10,7 @@ import torch
 from segtrain.config import Config, config_from_dict
 from segtrain.errors import ConfigError, SegtrainError
 from segtrain.models import SegmentationModel, build_model
-from segtrain.predict.tune import apply_postprocess_file
-
-CHECKPOINT_PREFERENCE = ("best.ckpt", "final.ckpt", "last.ckpt")
+from segtrain.runs import RunFolder
 
 
 @dataclass
@@ -25,27 +23,32 @@ class LoadedModel:
     step: int
 
     @property
+    def folder(self) -> RunFolder | None:
+        """The run folder the checkpoint lies in, if any."""
+        return RunFolder.of_checkpoint(self.checkpoint)
+
+    @property
     def run_dir(self) -> Path | None:
-        parent = self.checkpoint.parent
-        return parent.parent if parent.name == "checkpoints" else None
+        folder = self.folder
+        return None if folder is None else folder.path
+
+    def describe(self) -> str:
+        """``run my-run-..., final.ckpt (step 1500)``."""
+        where = f"run {self.folder.name}, " if self.folder is not None else ""
+        return f"{where}{self.checkpoint.name} (step {self.step})"
 
 
-def find_checkpoint(path: str | Path) -> Path:
-    """The checkpoint a path names: the file itself, or the best (else final, else last, else
-    newest) checkpoint of a run folder."""
+def find_checkpoint(path: str | Path, which: str = "newest") -> Path:
+    """The checkpoint a path names: the file itself, or a run folder's checkpoint chosen by
+    :meth:`RunFolder.model_checkpoint` (``newest`` readable by default, or ``best``, or a file name)."""
     path = Path(path)
     if not path.exists():
         raise SegtrainError(f"No checkpoint or run folder at {path}; check the path or train a model first.")
     if path.is_file():
         return path
-    folder = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-    for name in CHECKPOINT_PREFERENCE:
-        if (folder / name).is_file():
-            return folder / name
-    found = sorted(folder.glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise SegtrainError(f"Run folder {path} has no checkpoints (checkpoints/*.ckpt); train it first or pick another run.")
-    return found[-1]
+    if path.name == "checkpoints" and RunFolder.is_run(path.parent):
+        path = path.parent
+    return RunFolder(path).model_checkpoint(which).path
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -65,12 +68,13 @@ def config_of_checkpoint(checkpoint: dict, path: Path) -> Config:
         raise SegtrainError(f"{path} was made by an incompatible version of segtrain ({error})") from None
 
 
-def load_model(path: str | Path, device: str | torch.device | None = None) -> LoadedModel:
-    """Load a run folder (its best checkpoint) or a checkpoint file for inference.
+def load_model(path: str | Path, device: str | torch.device | None = None, which: str = "newest") -> LoadedModel:
+    """Load a run folder's checkpoint (``which``: newest readable, ``best``, or a file name) or a
+    checkpoint file for inference.
 
     Segment settings that `segtrain tune` stored in the run folder (``postprocess.yaml``) are
     applied to the returned config."""
-    ckpt_path = find_checkpoint(path)
+    ckpt_path = find_checkpoint(path, which)
     checkpoint = read_checkpoint(ckpt_path)
     config = config_of_checkpoint(checkpoint, ckpt_path)
     build_config = config.copy()
@@ -86,8 +90,19 @@ def load_model(path: str | Path, device: str | torch.device | None = None) -> Lo
             f"({config.model.architecture}, task {config.task}); it comes from an incompatible model or version."
         ) from None
     if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = default_device()
     model.to(device).eval()
     loaded = LoadedModel(model, config, ckpt_path, int(checkpoint.get("global_step", 0)))
-    apply_postprocess_file(config, loaded.run_dir)  # settings chosen by `segtrain tune`
+    if loaded.folder is not None:
+        loaded.folder.apply_postprocess(config)  # settings chosen by `segtrain tune`
     return loaded
+
+
+def default_device() -> str:
+    """``cuda`` when a CUDA GPU is there, else ``mps`` on Apple silicon, else ``cpu``."""
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"

@@ -18,13 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from segtrain.config import Config
 from segtrain.errors import InputError
-from segtrain.io.atomic import atomic_path
-
-POSTPROCESS_FILE = "postprocess.yaml"
+from segtrain.runs import RunFolder
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 SEED_BOUNDARY = (0.2, 0.3, 0.4, 0.5, 0.6)
@@ -143,31 +140,8 @@ def _plain(value):
 
 
 def save_postprocess(run_dir: str | Path, result: TuneResult, tuned_on: Sequence[str] = ()) -> Path:
-    """Write ``<run_dir>/postprocess.yaml`` (atomically, replacing an older one)."""
-    path = Path(run_dir) / POSTPROCESS_FILE
-    values = {**result.to_dict(), "tuned_on": [str(t) for t in tuned_on]}
-    with atomic_path(path, overwrite=True) as tmp:
-        tmp.write_text(yaml.safe_dump(values, sort_keys=False))
-    return path
-
-
-def apply_postprocess_file(config: Config, run_dir: str | Path | None) -> Config:
-    """``config`` with the segment settings of ``<run_dir>/postprocess.yaml`` applied, if there is one."""
-    if run_dir is None:
-        return config
-    path = Path(run_dir) / POSTPROCESS_FILE
-    if not path.exists():
-        return config
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-        segment = dict(values.get("segment") or {})
-    except (yaml.YAMLError, AttributeError, TypeError, ValueError):
-        raise InputError(f"{path} is not a valid post-processing file; delete it or run `segtrain tune` again.") from None
-    for key, value in segment.items():
-        if not hasattr(config.segment, key):
-            raise InputError(f"{path} names an unknown segment setting {key!r}; delete it or run `segtrain tune` again.")
-        setattr(config.segment, key, value)
-    return config
+    """Write the run's ``postprocess.yaml`` (atomically, replacing an older one)."""
+    return RunFolder(run_dir).save_postprocess({**result.to_dict(), "tuned_on": [str(t) for t in tuned_on]})
 
 
 def tune_run(model_or_path, entries=None, split: str = "train", save: bool = True,

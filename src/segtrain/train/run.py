@@ -6,9 +6,11 @@ it owns and yields :class:`ProgressReport` s at a bounded rate (one per
 ``stop()`` may be called from any thread: it sets ``trainer.should_stop``; the run ends after the
 current step and saves ``checkpoints/final.ckpt``.
 
-Run folder ``<runs_root>/<name>-<timestamp>/``: ``config.yaml`` (full snapshot), ``metrics.json``
-and ``metrics.csv`` (one row per validation), ``checkpoints/`` (``best.ckpt`` by the monitored
-validation metric, ``last.ckpt``, periodic ``step-N.ckpt``, ``final.ckpt``), ``tensorboard/``.
+The run folder's layout belongs to :class:`segtrain.runs.RunFolder`. Every run (also a resumed
+one) validates at its last step, so metrics and ``best.ckpt`` always cover the weights it ends with;
+a stopped run skips that validation to stop at once. Checkpoints: ``best.ckpt`` (weights only, best
+monitored metric), ``final.ckpt`` (full state, end of each run segment), the newest
+``train.keep_checkpoints`` periodic ``step-N.ckpt`` (``last.ckpt`` links the newest).
 
 Several devices or machines (``train.devices``, ``train.num_nodes``, ``train.strategy``) run
 Lightning DDP, one process per device. With ``multiprocess=True`` (the ``segtrain train`` CLI)
@@ -22,10 +24,8 @@ seed); every rank validates on all validation data, so the monitored metric is t
 
 from __future__ import annotations
 
-import csv
 import gc
 import io
-import json
 import logging
 import math
 import os
@@ -35,15 +35,15 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from segtrain.config import Config, load_config, monitor_metric, save_config
+from segtrain.config import Config, load_config, monitor_metric
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
+from segtrain.runs import RunFolder, checkpoint_step
 from segtrain.train.sources import ArraySource, Source, sources_from_config, whole_volume
 
 
@@ -60,6 +60,8 @@ class ProgressReport:
     checkpoint: Path | None = None  # newest best/final checkpoint
     done: bool = False
     message: str = ""
+    phase: str = "training"  # preparing | training | validating | done (message says stopped/finished/...)
+    run_dir: Path | None = None
     elapsed: float = 0.0
     steps_per_second: float = 0.0
 
@@ -126,11 +128,16 @@ def _callbacks(run: TrainingRun):
             rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
             report = ProgressReport(step=step, max_steps=t.max_steps, losses=dict(self.smoothed),
                                     metrics=dict(module.last_metrics), lr=self._lr(trainer), elapsed=elapsed,
-                                    steps_per_second=rate, **extra)
+                                    steps_per_second=rate, run_dir=run.run_dir, **extra)
             run._push(report, important)
             self.last_time = now
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            step = int(trainer.global_step)
+            if step >= t.max_steps and step % t.val_every:
+                # every run validates at its last step (should_stop makes Lightning validate now),
+                # so its metrics and best.ckpt cover the weights it ends with
+                trainer.should_stop = True
             for k, v in module.last_losses.items():
                 self.smoothed[k] = v if k not in self.smoothed else 0.9 * self.smoothed[k] + 0.1 * v
             run._losses = dict(self.smoothed)
@@ -145,6 +152,10 @@ def _callbacks(run: TrainingRun):
                 trainer.should_stop = True
             if time.monotonic() - self.last_time >= t.report_interval:
                 self._report(trainer, module, important=False)
+
+        def on_validation_start(self, trainer, module):
+            if not trainer.sanity_checking and not run._stop.is_set():
+                self._report(trainer, module, important=True, phase="validating")
 
         def on_validation_end(self, trainer, module):
             if trainer.sanity_checking or run._stop.is_set():
@@ -168,18 +179,24 @@ def _callbacks(run: TrainingRun):
                 ranks = [None] * trainer.world_size
                 torch.distributed.all_gather_object(ranks, mine)
             run._ranks = ranks
-            if trainer.is_global_zero and run._records:
-                run._write_summary()
+            if trainer.is_global_zero:
+                run._write_summary(int(trainer.global_step))
 
     callbacks = [
         Reporter(),
+        # best: for inference only, so weights only (a third of a full checkpoint with Adam's state)
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-                        save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+                        save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False,
                         save_on_train_epoch_end=False),
-        ModelCheckpoint(dirpath=ckpt_dir, filename="step-{step}", every_n_train_steps=t.checkpoint_every,
-                        save_top_k=-1, auto_insert_metric_name=False, enable_version_counter=False),
         LearningRateMonitor(logging_interval="step"),
     ]
+    if t.keep_checkpoints > 0:
+        # the newest keep_checkpoints periodic ones ("step" is the largest for the newest), last.ckpt
+        # links the newest: the point a crashed run resumes from
+        callbacks.insert(2, ModelCheckpoint(
+            dirpath=ckpt_dir, filename="step-{step}", every_n_train_steps=t.checkpoint_every, monitor="step",
+            mode="max", save_top_k=t.keep_checkpoints, save_last="link", auto_insert_metric_name=False,
+            enable_version_counter=False))
     if t.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
                                        min_delta=t.early_stopping_min_delta, check_on_train_epoch_end=False, check_finite=False))
@@ -258,34 +275,31 @@ def _shared_run_dir_needed(config: Config) -> bool:
             or _env_int("SLURM_NTASKS", 1) > 1)
 
 
-def _timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-
-
-def resolve_resume(resume: str | Path) -> tuple[Path, Path]:
-    """``(run_dir, checkpoint)`` to continue from: a run folder (its newest of final/last) or a
-    checkpoint file inside one."""
+def resolve_resume(resume: str | Path) -> tuple[RunFolder, Path, str]:
+    """``(run folder, checkpoint, note)`` to continue from: a run folder (its newest readable
+    full-state checkpoint, see :meth:`RunFolder.resume_checkpoint`) or a checkpoint file inside one.
+    ``note`` says which newer checkpoints were unreadable and skipped ("" when none)."""
     path = Path(resume)
     if not path.exists():
         raise SegtrainError(f"Cannot resume: {path} does not exist; give a run folder or a checkpoint file.")
     if path.is_file():
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-        return run_dir, path
-    candidates = [path / "checkpoints" / n for n in ("final.ckpt", "last.ckpt")]
-    candidates = [c for c in candidates if c.is_file()]
-    if not candidates:
-        candidates = sorted((path / "checkpoints").glob("*.ckpt"))
-    if not candidates:
-        raise SegtrainError(f"Cannot resume: run folder {path} has no checkpoints; start a new run instead.")
-    newest = max(candidates, key=lambda p: (_checkpoint_step(p), p.stat().st_mtime))
-    return path, newest
+        folder = RunFolder.of_checkpoint(path) or RunFolder(path.parent)
+        if checkpoint_step(path) is None:
+            raise SegtrainError(f"Cannot resume from {path}: it cannot be read (truncated or corrupt); "
+                                f"resume from the run folder {folder.path} to take its newest readable checkpoint.")
+        return folder, path, ""
+    folder = RunFolder(path)
+    chosen, skipped = folder.resume_plan()
+    note = ""
+    if skipped:
+        note = (f"{', '.join(i.name for i in skipped)} cannot be read (truncated or corrupt); "
+                f"resuming from {chosen.describe()}.")
+    return folder, chosen.path, note
 
 
 def _checkpoint_step(path: Path) -> int:
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=False).get("global_step", 0))
-    except Exception:
-        return -1
+    step = checkpoint_step(path)
+    return -1 if step is None else step
 
 
 def split_source(source: Source, fraction: float = 0.2) -> tuple[Source, Source]:
@@ -328,12 +342,15 @@ class TrainingRun:
         (``train.devices`` > 1): the ``segtrain train`` CLI passes True. False (the napari GUI, or
         Python code not meant to be re-run) trains on one device and rejects several devices with a
         :class:`ConfigError`. Processes started by a launcher (torchrun, SLURM) need not set it.
+    stop_event
+        A :class:`threading.Event` that asks the run to stop when set (as :meth:`stop` does); lets a
+        GUI ask for a stop before the run object exists.
     """
 
     def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
                  val_sources: Sequence[Source] | None = None, runs_root: str | Path = "runs",
                  name: str | None = None, resume: str | Path | None = None, run_dir: str | Path | None = None,
-                 multiprocess: bool = False):
+                 multiprocess: bool = False, stop_event: threading.Event | None = None):
         if not isinstance(config, Config):
             config = load_config(config)
         self.config = config.copy().validate()
@@ -356,19 +373,13 @@ class TrainingRun:
         self.train_sources = train_sources
         self.val_sources = list(val_sources)
         handed_down = os.environ.get(RUN_DIR_ENV)
+        self.resume_note = ""
         if resume is not None:
-            self.run_dir, self.resume_checkpoint = resolve_resume(resume)
+            self.folder, self.resume_checkpoint, self.resume_note = resolve_resume(resume)
         elif run_dir is not None:
-            run_dir = Path(run_dir)
-            if any((run_dir / "checkpoints").glob("*.ckpt")):
-                raise ConfigError(
-                    f"Run folder {run_dir} already holds checkpoints; name a new folder, or continue it with --resume {run_dir}."
-                )
-            run_dir.mkdir(parents=True, exist_ok=True)
-            self.run_dir = run_dir
+            self.folder = RunFolder.at(run_dir, create=True)
         elif handed_down:
-            self.run_dir = Path(handed_down)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.folder = RunFolder(handed_down)
         elif _shared_run_dir_needed(self.config):
             job = os.environ.get("SLURM_JOB_ID")
             if not job:
@@ -376,26 +387,18 @@ class TrainingRun:
                     "The processes of this multi-machine or torchrun run cannot agree on a new run folder; "
                     "give the same --run-dir DIR (on a shared file system) to every process."
                 )
-            self.run_dir = Path(runs_root) / f"{self.config.name}-slurm{job}"
-            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.folder = RunFolder(Path(runs_root) / f"{self.config.name}-slurm{job}")
         else:
-            root = Path(runs_root)
-            root.mkdir(parents=True, exist_ok=True)
-            base = f"{self.config.name}-{_timestamp()}"
-            run_dir = root / base
-            k = 1
-            while run_dir.exists():
-                k += 1
-                run_dir = root / f"{base}-{k}"
-            run_dir.mkdir()
-            self.run_dir = run_dir
-        (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            self.folder = RunFolder.create(runs_root, self.config.name)
+        self.run_dir = self.folder.path
+        self.folder.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         if self.rank_zero:
-            save_config(self.config, self.run_dir / "config.yaml")
-        self._stop = threading.Event()
+            self.folder.save_config(self.config)
+        self._stop = stop_event if stop_event is not None else threading.Event()
         self._queue: queue.Queue = queue.Queue(maxsize=512)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
+        self.start_step = 0 if self.resume_checkpoint is None else max(0, _checkpoint_step(self.resume_checkpoint))
         self._records: list[dict] = self._load_records()
         self.trainer = None
         self.final_checkpoint: Path | None = None
@@ -458,13 +461,9 @@ class TrainingRun:
             pass  # a consumer that does not keep up misses intermediate reports
 
     def _load_records(self) -> list[dict]:
-        path = self.run_dir / "metrics.json"
-        if not path.exists():
-            return []
-        records = json.loads(path.read_text()).get("history", [])
+        records = self.folder.history()
         if self.resume_checkpoint is not None:
-            step = _checkpoint_step(self.resume_checkpoint)
-            records = [r for r in records if r.get("step", 0) <= step]
+            records = [r for r in records if r.get("step", 0) <= self.start_step]
         return records
 
     def _record(self, record: dict, write: bool = True) -> None:
@@ -472,29 +471,27 @@ class TrainingRun:
         if write:
             self._write_summary()
 
-    def _write_summary(self) -> None:
-        """Write metrics.json and metrics.csv (on global rank 0 only)."""
-        record = self._records[-1]
+    def _write_summary(self, step: int | None = None) -> None:
+        """Write metrics.json and metrics.csv (on global rank 0 only); ``step`` = the step reached
+        (default: that of the newest validation)."""
         monitor, mode = monitor_metric(self.config)
         values = [(r[monitor], r["step"]) for r in self._records if monitor in r and math.isfinite(r[monitor])]
         best = (min if mode == "min" else max)(values) if values else None
+        if step is None:
+            step = self._records[-1]["step"] if self._records else 0
         summary = {"name": self.run_dir.name, "preset": self.config.preset, "task": self.config.task,
                    "monitor": monitor, "mode": mode, "best": None if best is None else best[0],
                    "best_step": None if best is None else best[1],
-                   "steps": record["step"], "max_steps": self.config.train.max_steps,
-                   "world_size": self.world_size, "history": self._records}
+                   "steps": int(step), "max_steps": self.config.train.max_steps,
+                   "world_size": self.world_size}
         if self._ranks:
             summary["ranks"] = self._ranks
-        with atomic_path(self.run_dir / "metrics.json", overwrite=True) as tmp:
-            tmp.write_text(json.dumps(summary, indent=1, default=float))
-        keys = []
-        for r in self._records:
-            keys += [k for k in r if k not in keys]
-        with atomic_path(self.run_dir / "metrics.csv", overwrite=True) as tmp:
-            with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=keys)
-                writer.writeheader()
-                writer.writerows(self._records)
+        self.folder.write_metrics(summary, self._records)
+
+    def _preparing(self, message: str) -> None:
+        """A report of what the run is doing before its first step (GUI status)."""
+        self._push(ProgressReport(step=self.start_step, max_steps=self.config.train.max_steps, phase="preparing",
+                                  message=message, run_dir=self.run_dir), important=False)
 
     def _best_checkpoint(self) -> Path | None:
         best = self.run_dir / "checkpoints" / "best.ckpt"
@@ -533,10 +530,12 @@ class TrainingRun:
                 torch.set_num_threads(t.threads)
             pl.seed_everything(t.seed, workers=True, verbose=False)
             precision, accelerator = _precision_and_accelerator(config)
+            self._preparing("preparing the data")
             prepare_sources(self.val_sources, config)
             train_data = PatchStream(self.train_sources, config, seed=t.seed)  # + rank, once DDP is set up
             self._train_data = train_data
             val_data = FixedPatches(self.val_sources, config, n=config.data.val_patches, seed=t.seed + 1)
+            self._preparing("building the model")
             module = SegtrainModule(config.to_dict())
             module.val_volumes = self._val_volumes()
             module.stop_requested = self._stop.is_set
@@ -570,6 +569,8 @@ class TrainingRun:
             hand_down = self.world_size > 1 and not launched_externally()
             if hand_down:  # Lightning's children run the same command line: same folder for them
                 os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
+            self._preparing("first training step" if self.resume_checkpoint is None
+                            else f"loading {self.resume_checkpoint.name}")
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # metrics equal on all ranks
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -593,7 +594,8 @@ class TrainingRun:
                                       losses=dict(self._losses), metrics=dict(module.last_metrics),
                                       lr=float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0,
                                       preview=module.last_preview, checkpoint=self._best_checkpoint() or final,
-                                      done=True, message=message), important=True)
+                                      done=True, message=message, phase="done", run_dir=self.run_dir),
+                       important=True)
         except BaseException as error:  # hand every failure to the consumer
             self._error = self._user_error(error)
         finally:
