@@ -23,7 +23,7 @@ import numpy as np
 
 from segtrain.predict import load_model, predict_array
 from segtrain.predict.model_io import config_of_checkpoint, read_checkpoint
-from segtrain.predict.postprocess import validation_scores
+from segtrain.postprocess import OutputSpec, validation_scores
 from segtrain.train.sources import sources_from_config
 
 
@@ -60,10 +60,9 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         outputs.append((predict_array(loaded, raw), np.asarray(source._labels), time.perf_counter() - t0))
     for name, overrides in variants.items():
-        variant = config.copy()
-        for key, value in overrides.items():
-            setattr(variant.segment, key, value)
-        scores = [validation_scores(out, gt, variant) for out, gt, _ in outputs]
+        variant = dataclasses.replace(config.segment, **overrides)
+        scores = [validation_scores(out, gt, variant, OutputSpec.of(config), voxel_size=config.data.voxel_size)
+                  for out, gt, _ in outputs]
         mean = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
         results["variants"][name] = mean
         print(f"{name:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in mean.items()), flush=True)

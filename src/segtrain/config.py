@@ -184,6 +184,9 @@ class SegmentConfig(_Checked):
     per_slice: bool = False
     scoring: str = "hist_quant_50"
     thresholds: list[float] | None = None  # sweep thresholds; None = the sweep's default
+    # affinities: the merge threshold, chosen on validation data (the run's validation sweep at the
+    # loaded checkpoint's step, or `segtrain tune`); None = not chosen yet (there is no blind default)
+    threshold: float | None = None
     probability_threshold: float = 0.5  # masks / instances: foreground where probability > this
     instance_method: Literal["components", "watershed"] = "watershed"
     # instances (foreground + boundary): seeds are foreground pixels whose boundary probability is
@@ -417,6 +420,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "train.plateau_factor": _plateau_factor_check,
     "segment.boundary_threshold": _unit_interval,
     "segment.probability_threshold": _unit_interval,
+    "segment.threshold": _unit_interval,
     "segment.seed_boundary_max": _unit_interval,
     "segment.min_size": _at_least(0),
     "segment.seed_min_size": _at_least(0),
@@ -440,7 +444,7 @@ def update_section(config: Config, section: str, values: dict) -> Config:
 
 def validate_config(config: Config) -> Config:
     """Raise :class:`ConfigError` for impossible values; return the config unchanged."""
-    d, m, t = config.data, config.model, config.train
+    d, m = config.data, config.model
     for where, check in FIELD_CHECKS.items():
         section, name = where.split(".")
         value = getattr(getattr(config, section), name)

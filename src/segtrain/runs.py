@@ -23,7 +23,9 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import re
+import zipfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -65,13 +67,43 @@ class CheckpointInfo:
         return f"{self.name} (step {self.step})" if self.readable else f"{self.name} (unreadable)"
 
 
+class _Anything:
+    """Stands in for every object a checkpoint's pickle names outside the standard library
+    (tensors, numpy arrays, Lightning's enums): called, indexed or given state, it stays itself."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __setstate__(self, state):
+        pass
+
+
+class _StepUnpickler(pickle.Unpickler):
+    SAFE = ("builtins", "collections", "datetime", "pathlib", "copyreg", "_codecs")
+
+    def find_class(self, module: str, name: str):
+        if module.split(".")[0] in self.SAFE:
+            return super().find_class(module, name)
+        return _Anything
+
+    def persistent_load(self, pid):  # tensor storages: not read
+        return _Anything()
+
+
 def checkpoint_step(path: str | Path) -> int | None:
     """The training step a checkpoint was saved at, or None when it cannot be read (truncated,
-    not a checkpoint). Memory-mapped: the tensors are not read."""
-    import torch
-
+    not a checkpoint). Reads only the checkpoint's small pickle (``data.pkl`` of torch's zip
+    format), never its tensors and without PyTorch: milliseconds, in any thread."""
     try:
-        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False, mmap=True)
+        with zipfile.ZipFile(Path(path)) as archive:
+            name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
+            with archive.open(name) as f:
+                checkpoint = _StepUnpickler(f).load()
+            if archive.testzip() is not None:  # a damaged member (e.g. overwritten bytes)
+                return None
         return int(checkpoint.get("global_step", 0))
     except Exception:  # noqa: BLE001 - any unreadable file is "not good"
         return None
@@ -240,9 +272,10 @@ class RunFolder:
 
     # --- checkpoints ----------------------------------------------------------------------------
     def checkpoint_files(self) -> list[Path]:
+        """The checkpoint files (last.ckpt, a link to the newest full-state one, is not listed)."""
         if not self.checkpoints_dir.is_dir():
             return []
-        return sorted(p for p in self.checkpoints_dir.glob("*.ckpt") if p.is_file())
+        return sorted(p for p in self.checkpoints_dir.glob("*.ckpt") if p.is_file() and not p.is_symlink())
 
     def checkpoints(self) -> list[CheckpointInfo]:
         """Every checkpoint with its step, newest (highest step, then latest written) first;
@@ -317,12 +350,25 @@ class RunFolder:
             tmp.write_text(yaml.safe_dump(values, sort_keys=False))
         return self.postprocess_path
 
-    def apply_postprocess(self, config):
-        """``config`` with the segment settings of postprocess.yaml applied (checked like a config
-        file's), if there are any; returns ``config``."""
+    def segment_settings(self, step: int | None = None) -> dict:
+        """Segment settings chosen on validation data: the merge threshold the run's validation
+        sweep chose at ``step`` (``val/threshold`` of that step's record), overridden by those of
+        postprocess.yaml (``segtrain tune``)."""
+        settings: dict = {}
+        if step is not None:
+            for record in self.history():
+                threshold = record.get("val/threshold")
+                if record.get("step") == step and threshold is not None and math.isfinite(threshold):
+                    settings["threshold"] = float(threshold)
+        settings.update(self.postprocess().get("segment") or {})
+        return settings
+
+    def apply_postprocess(self, config, step: int | None = None):
+        """``config`` with :meth:`segment_settings` applied (checked like a config file's);
+        returns ``config``."""
         from segtrain.config import ConfigError, update_section
 
-        segment = self.postprocess().get("segment") or {}
+        segment = self.segment_settings(step)
         try:
             update_section(config, "segment", segment)
         except ConfigError as error:

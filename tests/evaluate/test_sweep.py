@@ -5,7 +5,7 @@ import pytest
 from helpers.engine_data import em3d_gt, isbi_gt, noisy
 
 from segtrain.errors import InputError
-from segtrain.evaluate import apply_threshold, sweep, voi
+from segtrain.evaluate import sweep, voi
 from segtrain.segment import MergeTree, fragments_watershed
 from segtrain.segment._waterz import agglomerate, as_waterz_affinities
 from segtrain.targets import affinities
@@ -91,7 +91,8 @@ def test_sweep_outputs_and_transfer(em3d_dir, tmp_path):
     assert (tmp_path / "sweep.csv").read_text().startswith("threshold,voi_split")
     # the threshold chosen on one volume, applied to another
     other_affs, _ = affinities(other)
-    seg = apply_threshold(noisy(other_affs, 0.3, seed=14), result.best_threshold, scoring="hist_quant_50")
+    other_tree = MergeTree.build(noisy(other_affs, 0.3, seed=14), None, scoring="hist_quant_50")
+    seg = other_tree.segmentation(result.best_threshold)
     assert seg.shape == other.shape
     assert voi(seg, other)["voi"] < 1.0
     with pytest.raises(InputError):

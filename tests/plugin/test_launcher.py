@@ -1,4 +1,4 @@
-"""`segtrain gui`: napari with the six segtrain dock widgets and the sample volume."""
+"""`segtrain gui`: napari with the six segtrain panels and the sample volume, fitting the window."""
 
 from __future__ import annotations
 
@@ -11,12 +11,39 @@ def test_open_viewer_has_docks_and_sample(qtbot):
     viewer = open_viewer(load_sample=True, show=False)
     try:
         names = widget_names()
-        assert names == ["Data & annotation", "Train", "Predict", "Segment", "Export", "Runs"]
+        assert names == ["Data", "Train", "Predict", "Segment", "Export", "Runs"]
         docks = viewer.window.dock_widgets
         for name in names:
             assert f"{name} (napari-segtrain)" in docks, sorted(docks)
         assert [layer.name for layer in viewer.layers] == ["em raw", "em labels"]
         assert isinstance(viewer.layers["em labels"], napari.layers.Labels)
+    finally:
+        viewer.close()
+
+
+def test_panels_fit_the_window_with_readable_tabs(qtbot):
+    """The dock leaves the canvas most of the width; every tab shows its whole (short) name."""
+    from qtpy.QtWidgets import QTabBar
+
+    viewer = open_viewer(load_sample=True, show=True)
+    try:
+        qtbot.wait(200)
+        window = viewer.window._qt_window
+        panels = list(viewer.window.dock_widgets.values())
+        dock_width = max(p.parent().width() for p in panels)
+        canvas = viewer.window._qt_viewer.canvas.native.width()
+        assert dock_width <= 340 and canvas >= 1.5 * dock_width, (dock_width, canvas, window.width())
+        for panel in panels:
+            assert panel.minimumSizeHint().width() <= 320, (type(panel).__name__, panel.minimumSizeHint())
+        tabs = [bar for bar in window.findChildren(QTabBar) if bar.count() == 6]
+        assert tabs, "the six panels are not tabbed together"
+        bar = tabs[0]
+        texts = [bar.tabText(i) for i in range(6)]
+        assert texts == ["Data", "Train", "Predict", "Segment", "Export", "Runs"]
+        metrics = bar.fontMetrics()
+        for i, text in enumerate(texts):  # vertical tabs: the name runs along the height
+            assert bar.tabRect(i).height() >= metrics.horizontalAdvance(text), text
+            assert "&" not in text
     finally:
         viewer.close()
 

@@ -1,75 +1,190 @@
-"""SegmentWidget: merge tree in a worker, the live slider relabels the displayed slice."""
+"""Segment panel, driven by clicks and typing: the merge tree in a worker with the prediction's
+settings and voxel size, the slider relabels only the displayed slice, probability maps get their
+own controls and background instances, warnings where a result is probably wrong."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from helpers.gui import displayed_slice
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets.predict import prediction_layer_args
 from segtrain.plugin.widgets.segment import SegmentWidget
 
 
-def test_segment_without_predictions_notifies(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    widget = SegmentWidget(viewer)
-    qtbot.addWidget(widget)
+def _affinities_layer(viewer, synthetic, scale=(2, 1, 1), noise=0.1, settings=None):
+    labels = synthetic["blocks_labels"]()
+    raw = viewer.add_image(labels.astype(np.float32), name="raw", scale=scale)
+    info = L.LayerInfo("affinities", task="affinities", model_ndim=3,
+                       settings=settings or L.segment_config({"min_seed_distance": 3, "min_size": 5}))
+    data, kwargs = prediction_layer_args(synthetic["noisy_affinities"](labels, noise=noise), raw,
+                                         "raw affinities", "affinities", info=info)
+    viewer.add_image(data, **kwargs)
+    viewer.add_labels(labels, name="gt", scale=scale)
+    return labels
+
+
+def test_build_without_predictions_notifies(docked, gui, error_messages):
+    viewer, dock = docked
+    segment = SegmentWidget(viewer)
+    dock(segment)
     viewer.add_image(np.zeros((4, 8, 8)), name="raw")  # an image, but no predictions
-    widget.build()
-    assert "Predict" in widget.status.text()
+    gui.click(segment.build_button)
+    assert "Predict" in segment.status.text() and segment.seg_layer is None
+    assert error_messages() == [segment.status.text()]
 
 
-def test_segment_slider_follows_tree(make_napari_viewer, qtbot, synthetic):
-    blocks_labels, noisy_affinities = synthetic["blocks_labels"], synthetic["noisy_affinities"]
-    viewer = make_napari_viewer()
-    labels = blocks_labels()
-    raw = viewer.add_image(labels.astype(np.float32), name="raw", scale=(2, 1, 1))
-    data, kwargs = prediction_layer_args(noisy_affinities(labels), raw, "raw affinities",
-                                         "affinities")
-    viewer.add_image(data, **kwargs)
-    viewer.add_labels(labels, name="gt", scale=(2, 1, 1))
-    widget = SegmentWidget(viewer)
-    qtbot.addWidget(widget)
-    widget.gt_combo.set_layer("gt")
-    widget.seed_spin.setValue(3)
-    widget.size_spin.setValue(5)
-    assert widget.pred_combo.layer().name == "raw affinities"
-    widget.build()
-    qtbot.waitUntil(lambda: widget.tree is not None, timeout=60000)
-    layer = widget.seg_layer
-    assert tuple(layer.scale) == (2, 1, 1)
-    assert isinstance(layer.data, L.LookupLabels)
-    tree = widget.tree
-    for t in (0.1, 0.5, 0.9):
-        widget.set_threshold(t)
+def test_merge_tree_slider_relabels_the_displayed_slice(docked, gui, synthetic):
+    from segtrain.postprocess import segment_affinities
+
+    viewer, dock = docked
+    _affinities_layer(viewer, synthetic)
+    segment = SegmentWidget(viewer)
+    dock(segment)
+    gui.choose(segment.gt_combo, "gt")
+    assert segment.pred_combo.currentText() == "raw affinities"
+    assert segment.affinity_box.isVisible() and segment.build_button.text() == "Build merge tree"
+    assert segment.seed_spin.value() == 3 and segment.size_spin.value() == 5  # the run's settings
+    gui.click(segment.build_button)
+    assert not segment.build_button.isEnabled()
+    gui.wait_until(lambda: segment.tree is not None and segment.build_button.isEnabled(), timeout=60)
+    layer = segment.seg_layer
+    assert tuple(layer.scale) == (2, 1, 1) and isinstance(layer.data, L.LookupLabels)
+    # the same tree the core makes with these settings and this voxel size
+    info = L.layer_info(viewer.layers["raw affinities"])
+    expected = segment_affinities(info.array, info.settings, voxel_size=(2, 1, 1), model_ndim=3)
+    np.testing.assert_array_equal(segment.tree.fragments, expected.fragments)
+    tree = segment.tree
+    calls = []
+    original = tree.relabel
+    tree.relabel = lambda region, t: calls.append(np.shape(region)) or original(region, t)
+    for t in ("0.1", "0.5", "0.9"):
+        calls.clear()
+        gui.type(segment.threshold_spin, t)
+        assert segment.threshold() == pytest.approx(float(t))
         z = viewer.dims.current_step[0]
-        np.testing.assert_array_equal(np.asarray(layer._slice.image.raw),
-                                      tree.segmentation(t)[z])
-        assert str(tree.n_segments(t)) in widget.segments_label.text().replace(",", "")
-    assert widget.sweep is not None and widget.best_button.isEnabled()
-    assert widget.canvas.isVisible() or not widget.isVisible()
-    widget.use_best()
-    assert abs(widget.threshold() - float(widget.sweep.best_threshold)) <= 1e-3
-    assert "VOI split" in widget.scores_label.text() and "ARAND" in widget.scores_label.text()
+        np.testing.assert_array_equal(displayed_slice(layer), tree.segmentation(float(t))[z])
+        assert calls and all(len(shape) == 2 or shape[0] == 1 for shape in calls), calls  # one slice only
+        assert f"segments: {tree.n_segments(float(t)):,}" == segment.segments_label.text()
+    assert segment.sweep is not None and segment.best_button.isEnabled() and segment.canvas.isVisible()
+    gui.click(segment.best_button)
+    assert segment.threshold() == pytest.approx(segment.sweep.best_threshold, abs=1e-3)
+    assert "VOI split" in segment.scores_label.text() and "ARAND" in segment.scores_label.text()
+    assert L.layer_info(layer).threshold == pytest.approx(segment.threshold())
 
 
-def test_mask_probability_slider(make_napari_viewer, qtbot):
-    viewer = make_napari_viewer()
-    rng = np.random.default_rng(0)
-    prob = rng.random((32, 40)).astype(np.float32)
-    image = viewer.add_image(prob, name="img", scale=(2, 2))
-    data, kwargs = prediction_layer_args(prob[None], image, "img probabilities", "probabilities",
-                                         channel=0)
-    kwargs["metadata"][L.META]["task"] = "masks"
+def test_the_slider_starts_at_the_threshold_validation_chose(docked, gui, synthetic):
+    viewer, dock = docked
+    _affinities_layer(viewer, synthetic, settings=L.segment_config({"min_seed_distance": 3, "threshold": 0.42}))
+    segment = SegmentWidget(viewer)
+    dock(segment)
+    gui.click(segment.build_button)
+    gui.wait_until(lambda: segment.tree is not None, timeout=60)
+    assert segment.threshold() == pytest.approx(0.42)
+    assert "chosen by the run's validation" in segment.status.text()
+
+
+def test_best_threshold_that_merges_everything_warns(docked, gui, warning_messages):
+    """Affinities that separate nothing (an untrained network): 'best' is one segment, and the
+    panel says so instead of applying it silently."""
+    viewer, dock = docked
+    labels = np.zeros((4, 24, 24), np.uint64)
+    labels[:, :, :12], labels[:, :, 12:] = 1, 2
+    raw = viewer.add_image(labels.astype(np.float32), name="raw")
+    info = L.LayerInfo("affinities", task="affinities", model_ndim=3, settings=L.segment_config({"fragments": "waterz"}))
+    data, kwargs = prediction_layer_args(np.full((3, 4, 24, 24), 0.9, np.float32), raw, "raw affinities",
+                                         "affinities", info=info)
     viewer.add_image(data, **kwargs)
-    viewer.add_labels((prob > 0.6).astype(np.uint32), name="gt")
-    widget = SegmentWidget(viewer)
-    qtbot.addWidget(widget)
-    widget.gt_combo.set_layer("gt")
-    widget.pred_combo.set_layer("img probabilities")
-    assert widget.build_button.text() == "Segment probabilities"
-    widget.build()
-    assert isinstance(widget.seg_layer.data, L.LookupLabels)
-    assert tuple(widget.seg_layer.scale) == (2, 2)
-    widget.set_threshold(0.6)
-    np.testing.assert_array_equal(np.asarray(widget.seg_layer.data), (prob >= 0.6).astype(np.uint32))
-    qtbot.waitUntil(lambda: "Dice" in widget.scores_label.text(), timeout=3000)
+    viewer.add_labels(labels, name="gt")
+    segment = SegmentWidget(viewer)
+    dock(segment)
+    gui.choose(segment.gt_combo, "gt")
+    gui.click(segment.build_button)
+    gui.wait_until(lambda: segment.tree is not None, timeout=60)
+    gui.click(segment.best_button)
+    assert any("gives one segment covering everything" in m for m in warning_messages())
+    assert "train it longer" in segment.status.text()
+
+
+def _probability_layer(viewer, prob, task, gt, boundary=None):
+    image = viewer.add_image(prob, name="img", scale=(2, 2))
+    array = prob[None] if boundary is None else np.stack([prob, boundary])
+    info = L.LayerInfo("probabilities", task=task, model_ndim=2,
+                       settings=L.segment_config({"probability_threshold": 0.5, "min_size": 0}))
+    data, kwargs = prediction_layer_args(array, image, "img probabilities", "probabilities", channel=0, info=info)
+    viewer.add_image(data, **kwargs)
+    viewer.add_labels(gt, name="gt", scale=(2, 2))
+
+
+def test_mask_slider_hides_affinity_controls_and_scores_in_the_background(docked, gui):
+    viewer, dock = docked
+    prob = np.random.default_rng(0).random((32, 40)).astype(np.float32)
+    _probability_layer(viewer, prob, "masks", (prob > 0.6).astype(np.uint32))
+    segment = SegmentWidget(viewer)
+    dock(segment)
+    gui.choose(segment.gt_combo, "gt")
+    gui.choose(segment.pred_combo, "img probabilities")
+    assert segment.build_button.text() == "Segment probabilities"
+    assert not segment.affinity_box.isVisible()  # fragments, method, scoring: affinities only
+    gui.click(segment.build_button)
+    assert isinstance(segment.seg_layer.data, L.LookupLabels) and tuple(segment.seg_layer.scale) == (2, 2)
+    gui.type(segment.threshold_spin, "0.6")
+    np.testing.assert_array_equal(np.asarray(segment.seg_layer.data), (prob >= 0.6).astype(np.uint32))
+    gui.wait_until(lambda: not segment.busy() and "Dice 1.000" in segment.scores_label.text(), timeout=10)
+
+
+def _cells(n=6, size=64):
+    """Touching square cells with a foreground and a boundary probability map."""
+    from segtrain.targets import boundaries
+
+    gt = np.zeros((size, size), np.uint32)
+    k = 1
+    for y in range(0, size, size // 2):
+        for x in range(0, size, size // 3):
+            gt[y + 2:y + size // 2 - 2, x + 2:x + size // 3 - 2] = k
+            k += 1
+    fg = (gt > 0).astype(np.float32) * 0.9 + 0.05
+    bd = boundaries(gt.astype(np.uint64), mode="inner").astype(np.float32)
+    return gt, fg, bd
+
+
+def test_instance_slider_computes_off_the_gui_thread_with_the_core(docked, gui):
+    from segtrain.postprocess import OutputSpec, instances
+
+    viewer, dock = docked
+    gt, fg, bd = _cells()
+    _probability_layer(viewer, fg, "instances", gt, boundary=bd)
+    segment = SegmentWidget(viewer)
+    dock(segment)
+    gui.choose(segment.gt_combo, "gt")
+    gui.click(segment.build_button)
+    for t in ("0.3", "0.7", "0.5"):
+        gui.type(segment.threshold_spin, t)
+    # typed faster than computed: only the newest position is computed once the worker is free
+    gui.wait_until(lambda: not segment.busy(), timeout=30)
+    settings = L.layer_info(segment.seg_layer).settings
+    assert settings.probability_threshold == pytest.approx(0.5)
+    np.testing.assert_array_equal(np.asarray(segment.seg_layer.data),
+                                  instances(np.stack([fg, bd]), settings, OutputSpec("instances", 2)))
+    assert segment.scores_label.text().startswith("F1 1.000")
+    gui.click(segment.best_button)
+    gui.wait_until(lambda: "Tuned on the ground truth" in segment.status.text() and not segment.busy(), timeout=60)
+    assert "-> 1.000" in segment.status.text()
+
+
+def test_f1_that_stays_zero_warns(docked, gui, warning_messages):
+    viewer, dock = docked
+    gt, fg, bd = _cells()
+    wrong = np.roll(gt, 32, axis=1) * 0  # a ground truth with no objects where the cells are
+    wrong[:4, :4] = 1
+    _probability_layer(viewer, fg, "instances", wrong, boundary=bd)
+    segment = SegmentWidget(viewer)
+    dock(segment)
+    gui.choose(segment.gt_combo, "gt")
+    gui.click(segment.build_button)
+    gui.wait_until(lambda: not segment.busy() and "F1" in segment.scores_label.text(), timeout=30)
+    assert "no object matches the ground truth" in segment.scores_label.text()
+    gui.click(segment.best_button)
+    gui.wait_until(lambda: not segment.busy() and segment.best_button.isEnabled(), timeout=60)
+    assert any("F1 stays 0" in m for m in warning_messages())

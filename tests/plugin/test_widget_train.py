@@ -1,109 +1,183 @@
-"""TrainWidget: the config form, YAML round trip, and bad actions that must notify."""
+"""Train panel, driven by clicks and typing: Start/Stop/Resume with visible states, the plot's
+history across Resume, validation capped by the steps, the task chosen from the data, errors as
+one sentence."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
 from segtrain.plugin.widgets.data import DataWidget
+from segtrain.plugin.widgets.predict import PredictWidget
+from segtrain.plugin.widgets.runs import RunsWidget
 from segtrain.plugin.widgets.train import TrainWidget
 
 
-def test_train_without_image_notifies(make_napari_viewer, qtbot, error_messages):
-    viewer = make_napari_viewer()
-    widget = TrainWidget(viewer)
-    qtbot.addWidget(widget)
-    widget.start()
-    assert widget.run is None and not widget.is_running()
-    assert "No image layer" in widget.status.text()
-    assert any("No image layer" in m for m in error_messages())
+def _well(viewer, shape=(96, 96)):
+    from segtrain.synthetic import make_well_image
+
+    image, labels = make_well_image(shape=shape, n_spheroids=4, seed=2)
+    viewer.add_image(image, name="well")
+    viewer.add_labels(labels.astype(np.uint32), name="gt")
+    return image, labels
 
 
-def test_train_with_labels_of_other_shape_notifies(make_napari_viewer, qtbot, error_messages):
-    viewer = make_napari_viewer()
+def _small_run_form(gui, train, tmp_path, steps: int):
+    gui.type(train.steps_spin, str(steps))
+    gui.type(train.batch_spin, "1")
+    gui.type(train.patch_edit, "64, 64")
+    gui.type(train.runs_root_edit, str(tmp_path / "runs"))
+
+
+def test_start_click_without_image_is_one_sentence(docked, qtbot, gui, error_messages):
+    viewer, dock = docked
+    train = TrainWidget(viewer)
+    dock(train)
+    gui.click(train.start_button)
+    assert not train.is_running() and train.start_button.isEnabled()
+    assert train.status.text().startswith("No image layer")
+    assert error_messages() == [train.status.text()]
+
+
+def test_start_click_with_labels_of_other_shape_is_one_sentence(docked, gui, error_messages):
+    viewer, dock = docked
     viewer.add_image(np.zeros((8, 32, 32), np.uint8), name="raw")
     viewer.add_labels(np.ones((8, 16, 16), np.uint32), name="gt")
-    data = DataWidget(viewer)
-    qtbot.addWidget(data)
-    data.gt_combo.set_layer("gt")
-    widget = TrainWidget(viewer)
-    qtbot.addWidget(widget)
-    widget.start()
-    assert widget.run is None
-    assert "shape" in widget.status.text()
+    data, train = DataWidget(viewer), TrainWidget(viewer)
+    dock(data, train)
+    gui.choose(data.gt_combo, "gt")
+    gui.click(train.start_button)
+    assert not train.is_running()
+    assert "has shape (8, 16, 16)" in train.status.text() and "\n" not in train.status.text()
     assert any("has shape (8, 16, 16)" in m for m in error_messages())
 
 
-def test_config_form_yaml_round_trip(make_napari_viewer, qtbot, tmp_path):
-    viewer = make_napari_viewer()
-    widget = TrainWidget(viewer)
-    qtbot.addWidget(widget)
-    widget.preset_combo.setCurrentText("em3d_quick")
-    widget.steps_spin.setValue(123)
-    widget.lr_spin.setValue(0.0005)
-    widget.patch_edit.setText("16, 64, 64")
-    widget.save_yaml(tmp_path / "c.yaml")
-    widget.preset_combo.setCurrentText("wells2d_quick")
-    assert widget.steps_spin.value() != 123
-    widget.load_yaml(tmp_path / "c.yaml")
-    config = widget.current_config()
+def test_config_form_yaml_round_trip_by_typing(docked, gui, tmp_path):
+    viewer, dock = docked
+    train = TrainWidget(viewer)
+    dock(train)
+    gui.choose(train.preset_combo, "em3d_quick")
+    gui.type(train.steps_spin, "123")
+    gui.type(train.lr_spin, "0.0005")
+    gui.type(train.patch_edit, "16, 64, 64")
+    train.save_yaml(tmp_path / "c.yaml")  # the file dialog's result
+    gui.choose(train.preset_combo, "wells2d_quick")
+    assert train.steps_spin.value() != 123
+    train.load_yaml(tmp_path / "c.yaml")
+    config = train.current_config()
     assert config.train.max_steps == 123 and config.data.patch_shape == [16, 64, 64]
     assert abs(config.train.lr - 0.0005) < 1e-9
-    widget.patch_edit.setText("sixteen")
-    widget.save_yaml(tmp_path / "bad.yaml")
-    assert "not a list of numbers" in widget.status.text()
+    gui.type(train.patch_edit, "sixteen")
+    train.save_yaml(tmp_path / "bad.yaml")
+    assert "not a list of numbers" in train.status.text()
 
 
-def _well_viewer(make_napari_viewer, qtbot, tmp_path):
-    from segtrain.synthetic import make_well_image
-
-    viewer = make_napari_viewer()
-    image, labels = make_well_image(shape=(96, 96), n_spheroids=4, seed=2)
-    viewer.add_image(image, name="well")
-    viewer.add_labels(labels.astype(np.uint32), name="gt")
-    data = DataWidget(viewer)
-    qtbot.addWidget(data)
-    data.gt_combo.set_layer("gt")
-    widget = TrainWidget(viewer)
-    qtbot.addWidget(widget)
-    widget.preset_combo.setCurrentText("wells2d_quick")
-    widget.batch_spin.setValue(1)
-    widget.patch_edit.setText("64, 64")
-    widget.runs_root_edit.setText(str(tmp_path / "runs"))
-    return viewer, widget
+def test_validation_interval_is_capped_by_the_steps(docked, gui):
+    viewer, dock = docked
+    train = TrainWidget(viewer)
+    dock(train)
+    gui.choose(train.preset_combo, "wells2d_quick")
+    assert train.val_every_spin.value() == 250
+    gui.type(train.steps_spin, "15")
+    assert train.val_every_spin.value() == 15
+    assert train.current_config().train.val_every == 15
 
 
-def test_stop_then_resume(training_api, make_napari_viewer, qtbot, tmp_path):
-    import time
-    from pathlib import Path
-
-    viewer, widget = _well_viewer(make_napari_viewer, qtbot, tmp_path)
-    widget.steps_spin.setValue(100000)
-    widget.val_every_spin.setValue(100000)
-    widget.start()
-    assert widget.is_running() and widget.stop_button.isEnabled()
-    qtbot.waitUntil(lambda: widget.last_report is not None and widget.last_report.step > 0,
-                    timeout=120000)
-    t0 = time.perf_counter()
-    widget.stop()
-    qtbot.waitUntil(lambda: not widget.is_running(), timeout=60000)
-    assert time.perf_counter() - t0 < 30
-    first = widget.last_report
-    assert first.done and widget.session.checkpoint is not None
-    assert Path(widget.session.checkpoint).exists()
-    run_dir = widget.run.run_dir
-    assert widget.resume_button.isEnabled()
-
-    widget.resume()
-    assert widget.is_running() and widget.run.run_dir == run_dir
-    qtbot.waitUntil(lambda: widget.last_report is not None and widget.last_report.step > first.step,
-                    timeout=120000)
-    widget.stop()
-    qtbot.waitUntil(lambda: not widget.is_running(), timeout=60000)
-    assert widget.start_button.isEnabled()
+def test_task_and_preset_follow_the_ground_truth(docked, gui):
+    """A 2D image with instance ground truth is an instances task (not masks); changing the task
+    changes the preset."""
+    viewer, dock = docked
+    _well(viewer)
+    data, train = DataWidget(viewer), TrainWidget(viewer)
+    dock(data, train)
+    gui.choose(data.gt_combo, "gt")
+    assert data.task() == "instances"
+    assert train.preset_combo.currentText() == "wells2d_quick"
+    assert "instances" in train.task_label.text() and "2D" in train.task_label.text()
+    gui.choose(data.task_combo, data.task_combo.itemText(data.task_combo.findData("affinities")))
+    assert train.preset_combo.currentText() == "isbi2d_quick"
+    assert "affinities" in train.task_label.text()
+    assert train.current_config().task == "affinities"
+    mask = (viewer.layers["gt"].data > 0).astype(np.uint32)
+    viewer.add_labels(mask, name="mask gt")
+    gui.choose(data.gt_combo, "mask gt")
+    assert data.task() == "masks" and train.current_config().task == "masks"
 
 
-def test_training_error_becomes_a_notification(training_api, make_napari_viewer, qtbot, tmp_path,
-                                               error_messages, monkeypatch):
+def test_start_stop_resume_states_history_and_newest_checkpoint(docked, gui, tmp_path):
+    """Start (a real click) -> preparing -> step N -> Stop -> stopped at N -> Resume with more
+    steps -> finished; the plot keeps the first part; Predict offers the newest checkpoint."""
+    viewer, dock = docked
+    _well(viewer)
+    data, train, predict, runs = DataWidget(viewer), TrainWidget(viewer), PredictWidget(viewer), RunsWidget(viewer)
+    dock(data, train, predict, runs)
+    gui.choose(data.gt_combo, "gt")
+    _small_run_form(gui, train, tmp_path, steps=100000)
+    gui.type(train.val_every_spin, "3")
+    gui.click(train.start_button)
+    assert train.is_running() and train.state_label.text().startswith("preparing")
+    assert not train.start_button.isEnabled() and train.stop_button.isEnabled()
+    assert not train.resume_button.isEnabled()
+    gui.wait_until(lambda: train.state == "training" and train.last_report.step >= 4, what="step 4")
+    assert train.state_label.text().startswith("step ")
+    gui.click(train.stop_button)
+    assert train.state_label.text() == "stopping" and not train.stop_button.isEnabled()
+    gui.wait_until(lambda: not train.is_running(), timeout=60, what="the stop")
+    stopped = train.last_report.step
+    assert train.state_label.text() == f"stopped at step {stopped} / 100000"
+    assert train.start_button.isEnabled() and train.resume_button.isEnabled()
+    before = {k: list(v) for k, v in train.history.items()}
+    assert before["val loss"], before
+
+    gui.type(train.steps_spin, str(stopped + 4))
+    gui.click(train.resume_button)
+    gui.wait_until(lambda: not train.is_running(), what="the resumed run")
+    end = stopped + 4
+    assert train.state_label.text() == f"finished at step {end} / {end}"
+    for key, points in before.items():  # the plot kept its history across Resume
+        assert train.history[key][:len(points)] == points, key
+    val_steps = [s for s, _ in train.history["val loss"]]
+    assert val_steps[-1] == end  # a validation at the end of the run
+    metrics = json.loads((train.run_dir / "metrics.json").read_text())
+    assert metrics["history"][-1]["step"] == end and metrics["steps"] == end
+
+    # Predict is handed the run and offers its newest checkpoint, with its step
+    assert Path(predict.checkpoint_edit.text()) == train.run_dir
+    newest = f"newest: final.ckpt (step {end})"
+    gui.wait_until(lambda: predict.which_combo.itemText(0) == newest, timeout=30, what="the checkpoint list")
+    # the Runs panel shows the steps reached and the run's size
+    gui.click(runs.refresh_button)
+    row = [runs.table.item(0, c).text() for c in range(runs.table.columnCount())]
+    assert row[3] == f"{end} / {end}" and float(row[6]) > 0
+
+
+def test_a_short_run_keeps_few_checkpoints_and_validates_at_its_end(docked, gui, tmp_path):
+    viewer, dock = docked
+    _well(viewer)
+    data, train = DataWidget(viewer), TrainWidget(viewer)
+    dock(data, train)
+    gui.choose(data.gt_combo, "gt")
+    _small_run_form(gui, train, tmp_path, steps=5)
+    gui.click(train.start_button)
+    gui.wait_until(lambda: not train.is_running(), what="the run")
+    assert train.state_label.text() == "finished at step 5 / 5"
+    assert train.preview is not None and train.preview_label.pixmap() is not None
+    checkpoints = train.run_dir / "checkpoints"
+    files = sorted(p.name for p in checkpoints.iterdir() if not p.is_symlink())
+    assert files == ["best.ckpt", "final.ckpt"]  # no periodic ones in 5 steps, no duplicates
+    assert (checkpoints / "last.ckpt").resolve() == (checkpoints / "final.ckpt").resolve()
+    size = train.run_dir.stat().st_size + sum(p.stat().st_size for p in train.run_dir.rglob("*")
+                                              if p.is_file() and not p.is_symlink())
+    from segtrain.runs import RunFolder
+
+    assert RunFolder(train.run_dir).size_on_disk() <= size
+    metrics = json.loads((train.run_dir / "metrics.json").read_text())
+    assert [h["step"] for h in metrics["history"]] == [5] and metrics["best_step"] == 5
+
+
+def test_training_error_becomes_a_notification(docked, gui, tmp_path, error_messages, monkeypatch):
     import torch
 
     from segtrain.train import module
@@ -112,12 +186,31 @@ def test_training_error_becomes_a_notification(training_api, make_napari_viewer,
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(module.SegtrainModule, "training_step", out_of_memory)
-    viewer, widget = _well_viewer(make_napari_viewer, qtbot, tmp_path)
-    widget.steps_spin.setValue(5)
-    widget.start()
-    qtbot.waitUntil(lambda: not widget.is_running(), timeout=120000)
+    viewer, dock = docked
+    _well(viewer)
+    data, train = DataWidget(viewer), TrainWidget(viewer)
+    dock(data, train)
+    gui.choose(data.gt_combo, "gt")
+    _small_run_form(gui, train, tmp_path, steps=5)
+    gui.click(train.start_button)
+    gui.wait_until(lambda: not train.is_running(), what="the failed run")
     messages = error_messages()
-    assert messages, widget.status.text()
-    assert "memory" in messages[-1], messages
+    assert messages and "memory" in messages[-1], messages
     assert "\n" not in messages[-1] and "Traceback" not in messages[-1]
-    assert widget.start_button.isEnabled()
+    assert train.state_label.text().startswith("failed: ") and train.start_button.isEnabled()
+
+
+def test_resume_needs_more_steps_than_reached(docked, gui, tmp_path, error_messages):
+    viewer, dock = docked
+    _well(viewer)
+    data, train = DataWidget(viewer), TrainWidget(viewer)
+    dock(data, train)
+    gui.choose(data.gt_combo, "gt")
+    _small_run_form(gui, train, tmp_path, steps=5)
+    gui.click(train.start_button)
+    gui.wait_until(lambda: not train.is_running(), what="the run")
+    gui.click(train.resume_button)  # Steps still 5: nothing to continue
+    gui.wait_until(lambda: not train.is_running(), what="the refusal")
+    message = "The run already reached step 5; set Steps above 5 to continue it, then press Resume."
+    assert error_messages()[-1] == message
+    assert train.state_label.text() == f"failed: {message}" and train.resume_button.isEnabled()

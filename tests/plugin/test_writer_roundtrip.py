@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -29,7 +31,7 @@ def test_labels_round_trip(make_napari_viewer, tmp_path, suffix):
     assert back.data.dtype == labels.dtype
     np.testing.assert_allclose(back.scale, layer.scale)
     np.testing.assert_allclose(back.translate, layer.translate)
-    assert back.metadata == settings
+    assert back.metadata == {**settings, "voxel_size_in_file": True}  # the reader says where the scale came from
 
 
 def test_image_round_trip_and_no_silent_overwrite(make_napari_viewer, tmp_path):
@@ -39,7 +41,7 @@ def test_image_round_trip_and_no_silent_overwrite(make_napari_viewer, tmp_path):
     path = tmp_path / "prob.zarr"
     layer.save(str(path), plugin=PLUGIN)
     (back,) = viewer.open(str(path), plugin=PLUGIN)
-    assert type(back).__name__ == "Image" and back.metadata == {"model": "unet"}
+    assert type(back).__name__ == "Image" and back.metadata == {"model": "unet", "voxel_size_in_file": True}
     np.testing.assert_array_equal(np.asarray(back.data), image)
     np.testing.assert_allclose(back.scale, (2, 3))
     with pytest.raises(WriteError, match="already exists; choose another name"):
@@ -62,19 +64,19 @@ def test_writer_functions_directly(tmp_path):
 
 def test_save_layers_and_export_panel_keep_the_same_attrs(make_napari_viewer, qtbot, tmp_path):
     """File > Save Layers and the Export panel build the Volume with one function: the same
-    geometry and the same attributes (JSON-able metadata, the widgets' entry lifted to top level,
-    arrays left out); the panel adds only what the session knows (the task)."""
+    geometry and the same attributes (JSON-able metadata, the panels' LayerInfo lifted to top
+    level, arrays left out), and reopening gives the LayerInfo back."""
     from segtrain.io import read_volume
-    from segtrain.plugin.layers import META
+    from segtrain.plugin.layers import META, LayerInfo, layer_info, segment_config
     from segtrain.plugin.widgets.export import ExportWidget
 
     viewer = make_napari_viewer()
     labels = np.zeros((4, 10, 12), np.uint32)
     labels[1:3, 2:7, 3:9] = 5
-    settings = {"scoring": "hist_quant_50", "min_seed_distance": 3}
+    settings = segment_config({"scoring": "hist_quant_50", "min_seed_distance": 3})
     metadata = {"note": "curated", "count": np.int64(2),
-                META: {"threshold": 0.4, "source": "segment", "settings": settings,
-                       "fragments": np.arange(labels.size).reshape(labels.shape)}}
+                META: LayerInfo("segmentation", task="affinities", threshold=0.4, source="affs", settings=settings,
+                                fragments=np.arange(labels.size).reshape(labels.shape))}
     layer = viewer.add_labels(labels, name="seg", scale=(40, 4, 4), translate=(80, 8, 0), metadata=metadata)
     layer.save(str(tmp_path / "saved.zarr"), plugin=PLUGIN)
 
@@ -88,9 +90,13 @@ def test_save_layers_and_export_panel_keep_the_same_attrs(make_napari_viewer, qt
 
     saved = read_volume(tmp_path / "saved.zarr")
     exported = read_volume(tmp_path / "export" / "segmentation.zarr")
-    expected = {"note": "curated", "count": 2, "threshold": 0.4, "source": "segment", "settings": settings}
+    expected = {"note": "curated", "count": 2, "kind": "segmentation", "task": "affinities", "threshold": 0.4,
+                "source": "affs", "settings": dataclasses.asdict(settings)}
     assert saved.attrs == expected
-    assert exported.attrs == {**expected, "task": widget.session.task}
+    assert exported.attrs == expected
+    (back,) = viewer.open(str(tmp_path / "export" / "segmentation.zarr"), plugin=PLUGIN)
+    info = layer_info(back)
+    assert info.kind == "segmentation" and info.threshold == 0.4 and info.settings == settings
     for volume in (saved, exported):
         assert volume.is_labels and volume.voxel_size == (40, 4, 4) and volume.offset == (80, 8, 0)
         np.testing.assert_array_equal(np.asarray(volume.data), labels)

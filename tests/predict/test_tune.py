@@ -11,8 +11,8 @@ from segtrain.cli import main
 from segtrain.config import preset
 from segtrain.errors import InputError
 from segtrain.predict import load_model
-from segtrain.predict.postprocess import validation_scores
-from segtrain.predict.tune import default_grid, median_object_size, tune_postprocessing
+from segtrain.postprocess import OutputSpec, validation_scores
+from segtrain.postprocess.tune import default_grid, median_object_size, tune_postprocessing
 
 
 def cells_gt(cells_dir, name):
@@ -46,14 +46,15 @@ def test_tuning_raises_instance_f1_and_its_score_is_the_validation_score(cells_p
     config = preset("wells2d_quick")
     config.segment.probability_threshold = 0.3  # takes the false specks in
     config.segment.min_size = 0
-    result = tune_postprocessing(probabilities, gts, config)
+    result = tune_postprocessing(probabilities, gts, config.segment, OutputSpec.of(config))
     assert result.f1 > result.start_f1 + 0.1
     assert result.start_settings["probability_threshold"] == 0.3
-    grid = default_grid(config, median_object_size(gts))
+    grid = default_grid(config.segment, OutputSpec.of(config), median_object_size(gts))
     assert set(result.settings) == set(grid)
     assert all(result.settings[k] in values for k, values in grid.items())
-    tuned = result.apply(config)
-    again = np.mean([validation_scores({"probabilities": p}, gt, tuned)["f1"] for p, gt in zip(probabilities, gts)])
+    tuned = result.apply(config.segment)
+    again = np.mean([validation_scores({"probabilities": p}, gt, tuned, OutputSpec.of(config))["f1"]
+                     for p, gt in zip(probabilities, gts)])
     assert again == pytest.approx(result.f1)
     assert config.segment.probability_threshold == 0.3  # apply() returns a copy
     assert len(result.rows) > 10 and max(r["f1"] for r in result.rows) == pytest.approx(result.f1)
@@ -62,9 +63,10 @@ def test_tuning_raises_instance_f1_and_its_score_is_the_validation_score(cells_p
 def test_tuning_needs_labels_and_a_mask_model(cells_probabilities):
     probabilities, gts = cells_probabilities
     with pytest.raises(InputError, match="affinity models"):
-        tune_postprocessing(probabilities, gts, preset("em3d_quick"))
+        tune_postprocessing(probabilities, gts, preset("em3d_quick").segment, OutputSpec.of(preset("em3d_quick")))
     with pytest.raises(InputError, match="no objects"):
-        tune_postprocessing(probabilities, [np.zeros_like(g) for g in gts], preset("wells2d_quick"))
+        tune_postprocessing(probabilities, [np.zeros_like(g) for g in gts], preset("wells2d_quick").segment,
+                            OutputSpec.of(preset("wells2d_quick")))
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def test_cli_tune_stores_settings_that_load_model_applies(cells_run, capsys):
 
 
 def test_tuning_refuses_images_too_large_to_hold(cells_run):
-    from segtrain.predict.tune import tune_run
+    from segtrain.tuning import tune_run
 
     loaded = load_model(cells_run)
     loaded.config.data.val_max_voxels = 1000

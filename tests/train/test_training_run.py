@@ -40,10 +40,11 @@ def test_loss_decreases_and_run_folder_is_complete(tmp_path, em_crop, tiny_confi
                  "checkpoints/last.ckpt", "checkpoints/final.ckpt"):
         assert (run.run_dir / name).exists(), name
     # periodic checkpoints every 6 steps: only the newest train.keep_checkpoints (2) are kept, and
-    # last.ckpt links the newest
+    # at the end last.ckpt links final.ckpt (no second copy of the same state)
     checkpoints = run.run_dir / "checkpoints"
     assert sorted(p.name for p in checkpoints.glob("step-*.ckpt")) == ["step-30.ckpt", "step-36.ckpt"]
-    assert (checkpoints / "last.ckpt").resolve() == (checkpoints / "step-36.ckpt").resolve()
+    assert (checkpoints / "last.ckpt").is_symlink()
+    assert (checkpoints / "last.ckpt").resolve() == (checkpoints / "final.ckpt").resolve()
     # best.ckpt is for inference: weights without the optimizer state
     import torch
 
@@ -62,7 +63,12 @@ def test_checkpoint_round_trip_and_resume_continues(tmp_path, em_crop, tiny_conf
     run = TrainingRun(tiny_config(max_steps=6, val_every=3), train, val, runs_root=tmp_path)
     run.run()
     loaded = load_model(run.run_dir / "checkpoints" / "final.ckpt")
-    assert loaded.step == 6 and loaded.config == run.config
+    # the run's config, with the merge threshold its validation chose at step 6
+    history = json.loads((run.run_dir / "metrics.json").read_text())["history"]
+    chosen = [h["val/threshold"] for h in history if h["step"] == 6]
+    assert loaded.step == 6 and chosen and loaded.config.segment.threshold == chosen[0]
+    loaded.config.segment.threshold = None
+    assert loaded.config == run.config
     again = load_model(run.run_dir / "checkpoints" / "final.ckpt")
     x = em_crop[2]
     a, b = predict_array(loaded, x), predict_array(again, x)

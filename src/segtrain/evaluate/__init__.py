@@ -12,7 +12,7 @@ from segtrain.evaluate.metrics import (
     segmentation_scores,
     voi,
 )
-from segtrain.evaluate.sweep import SweepResult, apply_threshold, default_thresholds, sweep
+from segtrain.evaluate.sweep import SweepResult, default_thresholds, sweep
 
 __all__ = [
     "Contingency",
@@ -26,7 +26,6 @@ __all__ = [
     "segmentation_scores",
     "voi",
     "SweepResult",
-    "apply_threshold",
     "default_thresholds",
     "sweep",
 ]

@@ -236,15 +236,3 @@ def sweep(
         scoring=getattr(tree, "scoring", ""),
     )
 
-
-def apply_threshold(
-    affs,
-    threshold: float,
-    fragments=None,
-    scoring: str = "hist_quant_50",
-) -> np.ndarray:
-    """Segment another volume at a threshold chosen by a sweep (same scoring function)."""
-    from segtrain.segment import MergeTree
-
-    tree = MergeTree.build(affs, fragments, scoring=scoring, max_threshold=float(threshold))
-    return tree.segmentation(threshold)

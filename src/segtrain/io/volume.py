@@ -46,6 +46,7 @@ class Volume:
     attrs: dict = field(default_factory=dict)
     source: str | None = None  # file or folder it came from
     dataset: str | None = None  # array path inside that file (HDF5 dataset, zarr/n5 array)
+    voxel_size_given: bool = field(default=False, init=False)  # False: none was given, 1s assumed
 
     def __post_init__(self) -> None:
         if not self.axes:
@@ -57,6 +58,7 @@ class Volume:
                 f"{self.axes}; give one name per dimension."
             )
         n = self.ndim_spatial
+        self.voxel_size_given = len(self.voxel_size or ()) > 0
         self.voxel_size = _fit(self.voxel_size, n, 1.0)
         self.offset = _fit(self.offset, n, 0.0)
 

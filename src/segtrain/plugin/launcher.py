@@ -42,8 +42,26 @@ def open_viewer(load_sample: bool = True, show: bool = True, paths: Sequence[str
             show_error(f"The segtrain panel '{name}' could not be opened: "
                        f"{type(error).__name__}: {error}")
             continue
+        dock.setWindowTitle(name)  # the tab shows "Train", not "Train (napari-segtrain)"
         first = first or dock
     if first is not None:
         first.show()
         first.raise_()
+        # six tabs side by side would be cut to "Tr..." in a narrow dock: put them on its edge
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QTabWidget
+
+        viewer.window._qt_window.setTabPosition(Qt.RightDockWidgetArea, QTabWidget.East)
+    _fit_screen(viewer)
     return viewer
+
+
+def _fit_screen(viewer, width: int = 1400, height: int = 900) -> None:
+    """Give the window a size that leaves the canvas most of the width (napari's first-time size
+    is its layout's size hint, which squeezes the canvas beside the docks), within the screen."""
+    window = viewer.window._qt_window
+    screen = window.screen() if hasattr(window, "screen") else None
+    if screen is not None:
+        available = screen.availableGeometry()
+        width, height = min(width, available.width()), min(height, available.height())
+    window.resize(max(width, window.width()), max(height, window.height()))

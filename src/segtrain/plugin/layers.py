@@ -12,6 +12,7 @@ Annotation layer convention (the "Data & annotation" widget creates such a layer
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,14 +24,105 @@ from psygnal import Signal
 BACKGROUND_LABEL = 65534
 IGNORE_LABEL = 65535
 
-#: key in ``layer.metadata`` under which the widgets keep what they know about a layer
+#: key in ``layer.metadata`` under which the widgets keep what they know about a layer (a LayerInfo)
 META = "segtrain"
 
+LAYER_KINDS = ("affinities", "lsds", "probabilities", "segmentation", "annotation")
+
+
+@dataclass
+class LayerInfo:
+    """What the panels know about a layer they made, kept as ``layer.metadata['segtrain']`` and
+    exchanged between Predict, Segment and Export.
+
+    ``kind``: affinities | lsds | probabilities (predictions), segmentation, annotation.
+    ``task`` / ``model_ndim``: what the model that made it predicts (a 2D model's stack of images
+    is 3D data with ``model_ndim`` 2). ``settings``: the segment settings that turn the prediction
+    into a segmentation (the run's, tuned ones included) or that made the segmentation.
+    ``threshold``: the segmentation's merge or probability threshold. ``run`` / ``checkpoint``:
+    where the model came from. ``source``: the layer it was made from. ``array`` (a prediction's
+    channel-first array), ``channel(s)`` (what is displayed) and ``fragments`` (a merge-tree
+    segmentation's fragments) live only in memory; :meth:`to_attrs` is what a saved file keeps.
+    """
+
+    kind: str
+    task: str | None = None
+    model_ndim: int | None = None
+    settings: Any = None  # a segtrain.config.SegmentConfig
+    threshold: float | None = None
+    run: str | None = None
+    checkpoint: str | None = None
+    source: str | None = None
+    array: Any = field(default=None, repr=False)
+    channel: int | None = None
+    channels: tuple[int, ...] | None = None
+    fragments: Any = field(default=None, repr=False)
+
+    SAVED = ("kind", "task", "model_ndim", "threshold", "run", "checkpoint", "source")
+
+    def to_attrs(self) -> dict:
+        """The JSON-able part (settings as a mapping; no arrays)."""
+        attrs = {k: getattr(self, k) for k in self.SAVED if getattr(self, k) is not None}
+        if self.settings is not None:
+            attrs["settings"] = dataclasses.asdict(self.settings)
+        return attrs
+
+    @classmethod
+    def from_attrs(cls, attrs: dict) -> LayerInfo | None:
+        """The info a file written from a layer kept (its attributes), or None if it has none."""
+        kind = attrs.get("kind")
+        if kind not in LAYER_KINDS:
+            return None
+        settings = attrs.get("settings")
+        if isinstance(settings, dict):
+            try:
+                settings = segment_config(settings)
+            except Exception:  # noqa: BLE001 - settings of another version: keep the rest
+                settings = None
+        else:
+            settings = None
+        return cls(kind=kind, settings=settings, **{k: attrs.get(k) for k in cls.SAVED if k != "kind"})
+
+
+def segment_config(values: dict | None = None):
+    """A :class:`~segtrain.config.SegmentConfig` from a mapping (unknown keys are an error, values
+    are checked); the defaults when None."""
+    from segtrain.config import ConfigError, SegmentConfig
+
+    settings = SegmentConfig()
+    names = {f.name for f in dataclasses.fields(SegmentConfig)}
+    for key, value in (values or {}).items():
+        if key not in names:
+            raise ConfigError(f"Unknown setting segment.{key}; valid settings in segment are: {', '.join(sorted(names))}.")
+        setattr(settings, key, value)
+    return settings
+
+
+def layer_info(layer: Any) -> LayerInfo | None:
+    """The :class:`LayerInfo` of a layer the panels made, or of a layer read from a file they
+    wrote (its attributes); None for other layers."""
+    metadata = getattr(layer, "metadata", None) or {}
+    info = metadata.get(META)
+    if isinstance(info, LayerInfo):
+        return info
+    return LayerInfo.from_attrs(metadata)
+
 TASKS = {
-    "affinities": "3D affinities + LSDs (EM neurons)",
-    "masks": "2D masks (foreground probability)",
-    "instances": "2D instances (cells, spheroids)",
+    "affinities": "affinities + LSDs (EM)",
+    "masks": "masks (foreground)",
+    "instances": "instances (cells)",
 }
+
+
+def task_from_labels(labels: np.ndarray, ndim: int) -> str:
+    """The task ground truth suggests: 3D volumes -> affinities; 2D images -> instances when the
+    labels hold several object ids, masks when they hold one foreground value (0/1, 0/255)."""
+    if ndim == 3:
+        return "affinities"
+    data = np.asarray(labels)
+    step = max(1, int(np.ceil((data.size / 1_000_000) ** 0.5)))  # a subsample is enough
+    values = np.unique(data[tuple(slice(None, None, step) for _ in data.shape)])
+    return "instances" if np.count_nonzero(values) > 1 else "masks"
 
 
 def training_arrays(annotation: np.ndarray, sparse: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -93,8 +185,11 @@ def layer_attrs(metadata: dict | None) -> dict:
 
     metadata = dict(metadata or {})
     own = metadata.pop(META, None)
+    metadata.pop("voxel_size_in_file", None)  # what the reader knew, not an attribute of the data
     attrs = jsonable(_drop_arrays(metadata))
-    if isinstance(own, dict):
+    if isinstance(own, LayerInfo):
+        attrs.update(jsonable(own.to_attrs()))
+    elif isinstance(own, dict):
         attrs.update(jsonable(_drop_arrays(own)))
     return attrs
 
@@ -127,14 +222,14 @@ def volume_from_layer_data(data: Any, meta: dict, layer_type: str):
     )
 
 
-def aligned_kwargs(layer: Any, name: str, **metadata: Any) -> dict:
-    """kwargs for a new layer aligned (scale/translate) with ``layer``."""
-    n = layer.ndim
+def aligned_kwargs(layer: Any, name: str, info: LayerInfo, ndim: int | None = None) -> dict:
+    """kwargs for a new layer aligned (scale/translate of the last ``ndim`` axes) with ``layer``."""
+    n = ndim or layer.ndim
     return {
         "name": name,
         "scale": tuple(layer.scale[-n:]),
         "translate": tuple(layer.translate[-n:]),
-        "metadata": {META: metadata},
+        "metadata": {META: info},
     }
 
 
@@ -158,6 +253,9 @@ def upsert_layer(viewer: Any, kind: str, data: Any, name: str, **kwargs: Any):
         if same:
             layer.data = data
             for key in ("scale", "translate", "contrast_limits"):
+                if key in kwargs:
+                    setattr(layer, key, kwargs[key])
+            for key in ("blending", "opacity"):
                 if key in kwargs:
                     setattr(layer, key, kwargs[key])
             if "metadata" in kwargs:

@@ -28,7 +28,8 @@ def layer_data(volume: Volume, name: str | None = None) -> LayerData:
         "name": name or volume.name,
         "scale": tuple(volume.voxel_size),
         "translate": tuple(volume.offset),
-        "metadata": dict(volume.attrs),
+        # the Data panel says whether the voxel size came from the file or is an assumed 1
+        "metadata": {**volume.attrs, "voxel_size_in_file": bool(volume.voxel_size_given)},
     }
     if volume.is_labels:
         if data.dtype == bool:

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
-from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QCoreApplication, QObject, QTimer, Signal
+from napari.utils.notifications import show_error, show_info, show_warning
+from qtpy.QtCore import QCoreApplication, QObject, QThread, QThreadPool, QTimer, Signal
 
 from segtrain.errors import SegtrainError
 from segtrain.plugin._compat import avoid_triton_llvm_clash
@@ -78,6 +78,16 @@ def notify_info(message: str, status: Any = None) -> None:
         except RuntimeError:
             pass
     show_info(message)
+
+
+def notify_warning(message: str, status: Any = None) -> None:
+    """A result that is probably wrong: a napari warning (and the status QLabel, if given)."""
+    if status is not None:
+        try:
+            status.setText(message)
+        except RuntimeError:
+            pass
+    show_warning(message)
 
 
 def release_gpu_memory() -> None:
@@ -216,6 +226,7 @@ def start_worker(
         passed to napari as ``_progress`` (a progress bar in the viewer's activity dock).
     """
     avoid_triton_llvm_clash()  # before any worker can import torch
+    _keep_pool_threads_free()
     worker = create_worker(
         func, *args, _start_thread=False, _ignore_errors=True, _progress=progress or None, **kwargs
     )
@@ -230,6 +241,8 @@ def start_worker(
         worker.returned.connect(on_return)
 
     def _errored(error: BaseException) -> None:
+        if throttle is not None:
+            throttle.flush()  # what was yielded before the error, then the error
         message = error_message(error, action)
         logger.info("%s", message, exc_info=error)
         notify_error(message, status)
@@ -250,6 +263,76 @@ def start_worker(
     if start:
         worker.start()
     return worker
+
+
+class LatestOnly:
+    """Runs ``func(*args)`` in a worker for the newest request only: a request made while one runs
+    waits, and a newer request replaces it (a slider moved faster than the work it triggers).
+    ``on_return`` gets, in the GUI thread, the result of a request no newer one has replaced."""
+
+    def __init__(self, func: Callable, on_return: Callable[[Any], None], action: str, status: Any = None):
+        self.func = func
+        self.on_return = on_return
+        self.action = action
+        self.status = status
+        self.worker = None
+        self._pending: tuple | None = None
+
+    def submit(self, *args: Any) -> None:
+        if self.worker is not None:
+            self._pending = args
+            return
+        self.worker = start_worker(self.func, *args, on_return=self._returned, on_finish=self._finished,
+                                   action=self.action, status=self.status)
+
+    def _returned(self, result: Any) -> None:
+        if self._pending is None:  # else already out of date
+            self.on_return(result)
+
+    def _finished(self) -> None:
+        self.worker = None
+        if self._pending is not None:
+            args, self._pending = self._pending, None
+            self.submit(*args)
+
+    def busy(self) -> bool:
+        return self.worker is not None or self._pending is not None
+
+
+def _import_heavy() -> None:
+    """Thread body: import PyTorch, Lightning and segtrain's training and prediction code."""
+    lower_thread_priority()
+    try:
+        import segtrain.predict  # noqa: F401 - the import is the work
+        import segtrain.train  # noqa: F401
+    except Exception:  # noqa: BLE001 - the real import later reports any problem
+        logger.debug("warming up the imports failed", exc_info=True)
+
+
+_WARM_UP: list[threading.Thread] = []
+
+
+def warm_up_imports() -> None:
+    """Import PyTorch and Lightning in a background thread, once per process, so that the first
+    Start or Predict does not wait seconds for them (nor stall the GUI thread importing them). A
+    plain daemon thread: it touches no Qt object, so closing the app early is harmless."""
+    if _WARM_UP or "segtrain.train.run" in sys.modules:
+        return
+    avoid_triton_llvm_clash()  # before torch is imported
+    thread = threading.Thread(target=_import_heavy, name="segtrain-warm-up", daemon=True)
+    _WARM_UP.append(thread)
+    thread.start()
+
+
+def _keep_pool_threads_free() -> None:
+    """napari's workers run in Qt's global thread pool, which Qt also uses for its own short jobs
+    (e.g. converting an image while painting the window) and waits for while holding the GIL. With
+    every pool thread busy with a Python worker that waits for the GIL, that wait never ends (seen
+    on 2-core machines: a frozen window). Keep as many threads free as the machine has cores."""
+    pool = QThreadPool.globalInstance()
+    needed = len(_ACTIVE) + 1 + max(2, QThread.idealThreadCount())
+    if pool.maxThreadCount() < needed:
+        pool.setMaxThreadCount(needed)
 
 
 def stop_worker(worker: FunctionWorker | GeneratorWorker | None) -> None:

@@ -14,12 +14,12 @@ from segtrain.config import divisor
 from segtrain.errors import InputError, SegtrainError
 from segtrain.predict.model_io import LoadedModel, load_model
 from segtrain.predict.tiling import Tile, make_tiles
-from segtrain.train.sources import intensity_range, normalize
+from segtrain.io.normalize import intensity_range, normalize
 
 Progress = Callable[[int, int], None]
 
 
-def _as_loaded(model_or_path) -> LoadedModel:
+def as_loaded(model_or_path) -> LoadedModel:
     if isinstance(model_or_path, LoadedModel):
         return model_or_path
     return load_model(model_or_path)
@@ -135,7 +135,7 @@ def _run_batch(model, device, autocast, array, batch: list[Tile], shape: tuple, 
 
 
 def _prepare(model_or_path, array, tile_shape, margin):
-    loaded = _as_loaded(model_or_path)
+    loaded = as_loaded(model_or_path)
     shape = tuple(int(s) for s in array.shape)
     has_channels, is_stack = _layout(shape, loaded)
     spatial = shape[1:] if (has_channels or is_stack) else shape

@@ -72,8 +72,9 @@ def load_model(path: str | Path, device: str | torch.device | None = None, which
     """Load a run folder's checkpoint (``which``: newest readable, ``best``, or a file name) or a
     checkpoint file for inference.
 
-    Segment settings that `segtrain tune` stored in the run folder (``postprocess.yaml``) are
-    applied to the returned config."""
+    The run's segment settings chosen on validation data are applied to the returned config: the
+    merge threshold its validation chose at the checkpoint's step, and what `segtrain tune` stored
+    (``postprocess.yaml``)."""
     ckpt_path = find_checkpoint(path, which)
     checkpoint = read_checkpoint(ckpt_path)
     config = config_of_checkpoint(checkpoint, ckpt_path)
@@ -93,8 +94,8 @@ def load_model(path: str | Path, device: str | torch.device | None = None, which
         device = default_device()
     model.to(device).eval()
     loaded = LoadedModel(model, config, ckpt_path, int(checkpoint.get("global_step", 0)))
-    if loaded.folder is not None:
-        loaded.folder.apply_postprocess(config)  # settings chosen by `segtrain tune`
+    if loaded.folder is not None:  # the threshold validation chose at this step; `segtrain tune`'s settings
+        loaded.folder.apply_postprocess(config, loaded.step)
     return loaded
 
 

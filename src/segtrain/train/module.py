@@ -106,9 +106,9 @@ class SegtrainModule(pl.LightningModule):
         """Scores of whole-volume predictions on the validation volumes (mean over volumes)."""
         if not self.val_volumes or self.stop_requested():
             return {}
+        from segtrain.postprocess import OutputSpec, validation_scores
         from segtrain.predict.infer import predict_array
         from segtrain.predict.model_io import LoadedModel
-        from segtrain.predict.postprocess import validation_scores
 
         was_training = self.model.training
         self.model.eval()
@@ -119,7 +119,9 @@ class SegtrainModule(pl.LightningModule):
                 outputs = predict_array(loaded, volume["raw"])
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    values = validation_scores(outputs, volume["labels"], self.cfg, volume.get("known"))
+                    values = validation_scores(outputs, volume["labels"], self.cfg.segment, OutputSpec.of(self.cfg),
+                                               voxel_size=volume.get("voxel_size") or self.cfg.data.voxel_size,
+                                               known=volume.get("known"))
                 for k, v in values.items():
                     scores.setdefault(k, []).append(float(v))
         finally:

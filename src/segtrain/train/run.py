@@ -203,6 +203,19 @@ def _callbacks(run: TrainingRun):
     return callbacks
 
 
+def _link_last(final: Path) -> None:
+    """Point last.ckpt at final.ckpt (Lightning may have written a full copy of the same state at
+    the end); where links are impossible, last.ckpt stays what it is."""
+    last = final.parent / "last.ckpt"
+    tmp = final.parent / f".last.ckpt.tmp-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        os.symlink(final.name, tmp)
+        os.replace(tmp, last)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
 def _precision_and_accelerator(config: Config) -> tuple[str, str]:
     t = config.train
     cuda = torch.cuda.is_available() and t.accelerator != "cpu"
@@ -586,6 +599,8 @@ class TrainingRun:
             final = self.run_dir / "checkpoints" / "final.ckpt"
             trainer.save_checkpoint(str(final))  # every rank calls it; rank 0 writes
             self.final_checkpoint = final
+            if trainer.is_global_zero:
+                _link_last(final)
             if hand_down:
                 self._wait_for_children(trainer)
             stopped = self._stop.is_set()

@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from segtrain.errors import InputError
+from segtrain.io.normalize import intensity_range, normalize  # noqa: F401 - also used by the sources below
 
 
 @dataclass
@@ -33,36 +34,6 @@ class Sample:
     labels: np.ndarray  # (*patch) int64; 0 = background
     known: np.ndarray  # (*patch) bool; False = not annotated / ignored (no loss)
     weights: np.ndarray | None = None  # (*patch) float32 per-voxel loss weights (pseudo-labels)
-
-
-# ----------------------------------------------------------------------------------------------
-# normalisation (shared with prediction)
-
-
-def intensity_range(array, mode: str = "percentile") -> tuple[float, float]:
-    """``(low, high)`` that :func:`normalize` maps to 0 and 1.
-
-    ``percentile``: 1st and 99.8th percentile of (a strided subsample of) the array;
-    ``dtype``: 0 and the integer type's maximum (1 for floats); ``none``: 0 and 1.
-    """
-    if mode == "none":
-        return 0.0, 1.0
-    dtype = np.dtype(array.dtype)
-    if mode == "dtype":
-        return (0.0, float(np.iinfo(dtype).max)) if np.issubdtype(dtype, np.integer) else (0.0, 1.0)
-    size = int(np.prod(array.shape))
-    step = max(1, int(round((size / 2_000_000) ** (1 / max(1, len(array.shape))))))
-    sub = np.asarray(array[tuple(slice(None, None, step) for _ in array.shape)], dtype=np.float32)
-    if sub.size == 0:
-        return 0.0, 1.0
-    low, high = np.percentile(sub, [1.0, 99.8])
-    if high <= low:
-        high = low + 1.0
-    return float(low), float(high)
-
-
-def normalize(array: np.ndarray, low: float, high: float) -> np.ndarray:
-    return ((np.asarray(array, dtype=np.float32) - low) / (high - low)).astype(np.float32, copy=False)
 
 
 def labels_from_mask(mask: np.ndarray, per_slice: bool) -> np.ndarray:
@@ -340,8 +311,9 @@ def sources_from_config(entries, data_config) -> list[Source]:
 
 def whole_volume(source: ArraySource, in_channels: int = 1) -> dict:
     """A prepared source as whole arrays: ``raw`` (spatial, or channels first when
-    ``in_channels > 1``), ``labels`` (int64, ignored voxels set to 0) and ``known`` (bool mask of
-    annotated voxels, or None when every voxel is annotated). For validation and tuning."""
+    ``in_channels > 1``), ``labels`` (int64, ignored voxels set to 0), ``known`` (bool mask of
+    annotated voxels, or None when every voxel is annotated) and ``voxel_size`` (or None). For
+    validation and tuning."""
     known = None if source._known is None else np.asarray(source._known).astype(bool)
     labels = np.asarray(source._labels).astype(np.int64)
     if source._ignore is not None:
@@ -349,4 +321,6 @@ def whole_volume(source: ArraySource, in_channels: int = 1) -> dict:
         known = ~ignored if known is None else known & ~ignored
         labels = np.where(ignored, 0, labels)
     raw = np.asarray(source._raw)
-    return {"raw": raw[0] if in_channels == 1 else raw, "labels": labels, "known": known}
+    voxel_size = getattr(source, "voxel_size", None)
+    return {"raw": raw[0] if in_channels == 1 else raw, "labels": labels, "known": known,
+            "voxel_size": None if voxel_size is None else tuple(voxel_size)}

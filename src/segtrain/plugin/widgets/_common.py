@@ -6,11 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import QSize, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QFormLayout,
     QLabel,
     QLineEdit,
     QSizePolicy,
@@ -21,12 +22,34 @@ from qtpy.QtWidgets import (
 )
 
 NONE_TEXT = "(none)"
+PANEL_WIDTH = 300  # px a panel asks for: napari's default window keeps most of its width for the canvas
+
+
+class Panel(QWidget):
+    """Base of the dock panels: narrow enough for napari's default window. Call :meth:`fit` at the
+    end of ``__init__``: lists shrink to a few characters (their entries stay readable when
+    opened), long texts wrap, and the panel asks for :data:`PANEL_WIDTH` pixels."""
+
+    def fit(self) -> None:
+        for combo in self.findChildren(QComboBox):
+            combo.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(min(combo.minimumContentsLength() or 10, 10))
+        for label in self.findChildren(QLabel):
+            label.setWordWrap(True)
+        for edit in self.findChildren(QLineEdit):
+            edit.setMinimumWidth(60)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt name
+        hint = super().sizeHint()
+        return QSize(min(hint.width(), PANEL_WIDTH), hint.height())
 
 
 class LayerCombo(QComboBox):
     """A combo box of the viewer's layers of some types, kept in sync with ``viewer.layers``.
 
     ``layer_changed`` is emitted with the chosen layer (or None) whenever the choice changes.
+    With ``prefer``, the newest layer it accepts is chosen when nothing is, and a newly added one
+    it accepts is chosen at once (e.g. the newest segmentation, never the ground truth).
     """
 
     layer_changed = Signal(object)
@@ -38,12 +61,14 @@ class LayerCombo(QComboBox):
         allow_none: bool = False,
         predicate: Callable[[Any], bool] | None = None,
         parent: QWidget | None = None,
+        prefer: Callable[[Any], bool] | None = None,
     ):
         super().__init__(parent)
         self.viewer = viewer
         self.types = types
         self.allow_none = allow_none
         self.predicate = predicate
+        self.prefer = prefer
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
         self._last: str | None = None
@@ -61,6 +86,8 @@ class LayerCombo(QComboBox):
         if layer is not None:
             layer.events.name.connect(self.refresh)
         self.refresh()
+        if layer is not None and self.prefer is not None and self.accepts(layer) and self.prefer(layer):
+            self.setCurrentText(layer.name)
 
     def accepts(self, layer: Any) -> bool:
         if layer.__class__.__name__ not in self.types:
@@ -75,8 +102,12 @@ class LayerCombo(QComboBox):
         self.blockSignals(True)
         self.clear()
         self.addItems(names)
-        if current in names:
+        preferred = [layer.name for layer in self.viewer.layers
+                     if self.prefer is not None and self.accepts(layer) and self.prefer(layer)]
+        if current in names and not (current == NONE_TEXT and preferred):
             self.setCurrentText(current)
+        elif preferred:
+            self.setCurrentText(preferred[-1])  # the newest preferred layer
         elif names and not self.allow_none:
             self.setCurrentIndex(len(names) - 1)  # the newest matching layer
         self.blockSignals(False)
@@ -99,6 +130,14 @@ class LayerCombo(QComboBox):
         index = self.findText(name)
         if index >= 0:
             self.setCurrentIndex(index)
+
+
+def compact(form: QFormLayout) -> QFormLayout:
+    """A form that fits a narrow dock: fields grow, a row too long for the width wraps its field
+    under its label."""
+    form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+    form.setRowWrapPolicy(QFormLayout.WrapLongRows)
+    return form
 
 
 def status_label() -> QLabel:

@@ -1,5 +1,7 @@
 """Data & annotation dock widget: choose the image, ground truth and annotation layers, create an
-annotation layer to paint on, choose the task and voxel size, and see how much is annotated."""
+annotation layer and paint objects, background or ignore with one click each, choose the task (the
+ground truth suggests it) and voxel size (read from the file when it has one), and see how much is
+annotated."""
 
 from __future__ import annotations
 
@@ -14,18 +16,17 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import LayerCombo, parse_floats, status_label
+from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, parse_floats, status_label
 from segtrain.plugin.workers import notify_error, notify_info
 
 
 GT_WORDS = ("gt", "ground", "truth", "label", "instances", "ids")
 
 
-class DataWidget(QWidget):
+class DataWidget(Panel):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -39,7 +40,15 @@ class DataWidget(QWidget):
             "A Labels layer with the image's shape, scale and offset to paint on: "
             f"1.. = objects, {L.BACKGROUND_LABEL} = background, {L.IGNORE_LABEL} = ignore."
         )
-        self.sparse_check = QCheckBox("Unpainted voxels are unknown (sparse annotation)")
+        self.object_button = QPushButton("New object")
+        self.object_button.setToolTip("Paint a new object: the next unused id.")
+        self.background_button = QPushButton("Background")
+        self.background_button.setToolTip(f"Paint background ({L.BACKGROUND_LABEL}).")
+        self.ignore_button = QPushButton("Ignore")
+        self.ignore_button.setToolTip(f"Paint regions the loss ignores ({L.IGNORE_LABEL}).")
+        self.sparse_check = QCheckBox("Sparse: unpainted = unknown")
+        self.sparse_check.setToolTip("Checked: only painted voxels train the network. Unchecked: "
+                                     "unpainted voxels are background (dense annotation).")
         self.sparse_check.setChecked(True)
         self.task_combo = QComboBox()
         for key, text in L.TASKS.items():
@@ -47,27 +56,28 @@ class DataWidget(QWidget):
         self.voxel_edit = QLineEdit()
         self.voxel_edit.setPlaceholderText("e.g. 40, 4, 4 (z, y, x)")
         self.voxel_button = QPushButton("Apply")
+        self.voxel_note = QLabel("")
+        self.voxel_note.setWordWrap(True)
         self.annotated_label = QLabel("annotated: -")
         self.status = status_label()
 
-        legend = QLabel(
-            f"Paint 1, 2, ... for objects, {L.BACKGROUND_LABEL} for background and "
-            f"{L.IGNORE_LABEL} for regions to ignore."
-        )
-        legend.setWordWrap(True)
+        brushes = QHBoxLayout()
+        for button in (self.object_button, self.background_button, self.ignore_button):
+            brushes.addWidget(button)
 
-        form = QFormLayout()
+        form = compact(QFormLayout())
         form.addRow("Image", self.image_combo)
         form.addRow("Ground truth", self.gt_combo)
         form.addRow("Annotation", self.annotation_combo)
         form.addRow(self.create_button)
-        form.addRow(legend)
+        form.addRow("Paint", brushes)
         form.addRow(self.sparse_check)
         form.addRow("Task", self.task_combo)
         voxel_row = QHBoxLayout()
         voxel_row.addWidget(self.voxel_edit)
         voxel_row.addWidget(self.voxel_button)
         form.addRow("Voxel size", voxel_row)
+        form.addRow(self.voxel_note)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.annotated_label)
@@ -83,10 +93,14 @@ class DataWidget(QWidget):
         self.image_combo.layer_changed.connect(self._image_changed)
         self.gt_combo.layer_changed.connect(self._gt_changed)
         self.annotation_combo.layer_changed.connect(self._annotation_changed)
-        self.create_button.clicked.connect(self.create_annotation_layer)
+        # clicked(bool) must not reach a slot that takes an argument: a real click passes False
+        self.create_button.clicked.connect(lambda: self.create_annotation_layer())
+        self.object_button.clicked.connect(lambda: self.paint_label(None))
+        self.background_button.clicked.connect(lambda: self.paint_label(L.BACKGROUND_LABEL))
+        self.ignore_button.clicked.connect(lambda: self.paint_label(L.IGNORE_LABEL))
         self.sparse_check.toggled.connect(self._sparse_changed)
         self.task_combo.currentIndexChanged.connect(self._task_changed)
-        self.voxel_button.clicked.connect(self.apply_voxel_size)
+        self.voxel_button.clicked.connect(lambda: self.apply_voxel_size())
         self.voxel_edit.returnPressed.connect(self.apply_voxel_size)
 
         napari_viewer.layers.events.inserted.connect(self._layer_inserted)
@@ -95,6 +109,7 @@ class DataWidget(QWidget):
             self._guess_gt(layer)
         self._gt_changed(self.gt_combo.layer())
         self._annotation_changed(self.annotation_combo.layer())
+        self.fit()
 
     # --- choices -------------------------------------------------------------------------------
     def _image_changed(self, layer) -> None:
@@ -103,12 +118,27 @@ class DataWidget(QWidget):
             return
         self.voxel_edit.setText(", ".join(f"{s:g}" for s in L.spatial_scale(layer)))
         self.session.set(voxel_size=L.spatial_scale(layer))
-        if L.spatial_ndim(layer) == 2 and self.task() == "affinities":
-            self.task_combo.setCurrentIndex(self.task_combo.findData("masks"))
-        elif L.spatial_ndim(layer) == 3 and self.task() != "affinities":
-            self.task_combo.setCurrentIndex(self.task_combo.findData("affinities"))
+        in_file = layer.metadata.get("voxel_size_in_file")
+        self.voxel_note.setText(
+            "" if in_file is None else "from the file" if in_file else
+            "the file stores no voxel size: 1 per axis is assumed; enter the real one (e.g. nm)")
+        self._suggest_task()
         self.check_shapes()
         self.update_count()
+
+    def _suggest_task(self) -> None:
+        """The task the image and ground truth suggest: 3D -> affinities; 2D -> instances or masks
+        by the ground truth's ids (masks without ground truth); the user may change it."""
+        image = self.image_combo.layer()
+        if image is None:
+            return
+        ndim = L.spatial_ndim(image)
+        gt = self.gt_combo.layer()
+        if gt is not None and tuple(gt.data.shape) == L.spatial_shape(image):
+            task = L.task_from_labels(gt.data, ndim)
+        else:
+            task = "affinities" if ndim == 3 else ("masks" if self.task() == "affinities" else self.task())
+        self.set_task(task)
 
     def _layer_inserted(self, event) -> None:
         self._guess_gt(event.value)
@@ -128,6 +158,7 @@ class DataWidget(QWidget):
 
     def _gt_changed(self, layer) -> None:
         self.session.set(gt_layer=layer.name if layer is not None else None)
+        self._suggest_task()
         self.check_shapes()
 
     def _annotation_changed(self, layer) -> None:
@@ -185,7 +216,7 @@ class DataWidget(QWidget):
                          self.status)
             return None
         name = L.unique_name(self.viewer, f"{image.name} annotation")
-        kwargs = L.aligned_kwargs(image, name, role="annotation", image=image.name)
+        kwargs = L.aligned_kwargs(image, name, L.LayerInfo("annotation", source=image.name))
         layer = self.viewer.add_labels(np.zeros(L.spatial_shape(image), dtype=np.uint32), **kwargs)
         self.annotation_combo.set_layer(layer)
         self.viewer.layers.selection.active = layer
@@ -194,6 +225,23 @@ class DataWidget(QWidget):
         notify_info(f"Created '{name}': paint objects 1, 2, ...; {L.BACKGROUND_LABEL} = background, "
                     f"{L.IGNORE_LABEL} = ignore.", self.status)
         return layer
+
+    def paint_label(self, value: int | None) -> None:
+        """Put the annotation layer in paint mode with ``value`` (None: the next unused object id)."""
+        layer = self.annotation_combo.layer()
+        if layer is None:
+            layer = self.create_annotation_layer()
+            if layer is None:
+                return
+        if value is None:
+            data = np.asarray(layer.data)
+            objects = data[(data != L.BACKGROUND_LABEL) & (data != L.IGNORE_LABEL)]
+            value = int(objects.max()) + 1 if objects.size else 1
+        self.viewer.layers.selection.active = layer
+        layer.mode = "paint"
+        layer.selected_label = int(value)
+        what = {L.BACKGROUND_LABEL: "background", L.IGNORE_LABEL: "ignore"}.get(value, f"object {value}")
+        self.status.setText(f"Painting {what} on '{layer.name}'.")
 
     def apply_voxel_size(self) -> None:
         image = self.image_combo.layer()
@@ -216,6 +264,7 @@ class DataWidget(QWidget):
             if layer is not None:
                 layer.scale = values
         self.session.set(voxel_size=values)
+        self.voxel_note.setText("set here")
 
     def _schedule_count(self, *_):
         self._count_timer.start()

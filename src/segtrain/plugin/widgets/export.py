@@ -5,7 +5,6 @@ for the whole volume blockwise (``segtrain.scale.relabel_lazy``, a dask array) a
 
 from __future__ import annotations
 
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,11 +19,10 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import LayerCombo, status_label
+from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
 
 FORMATS = {"zarr": ".zarr", "TIFF": ".tif"}
@@ -65,7 +63,12 @@ def export_items(items: list[tuple[str, Any]], folder: Path, base: str, suffix: 
     return written
 
 
-class ExportWidget(QWidget):
+def _is_segmentation(layer) -> bool:
+    info = L.layer_info(layer)
+    return info is not None and info.kind == "segmentation"
+
+
+class ExportWidget(Panel):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -73,7 +76,8 @@ class ExportWidget(QWidget):
         self.worker = None
         self.written: list[Path] = []
 
-        self.seg_combo = LayerCombo(napari_viewer, ("Labels",))
+        # the newest segmentation of the session by default, never the ground truth
+        self.seg_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True, prefer=_is_segmentation)
         self.folder_edit = QLineEdit(str(Path.cwd() / "export"))
         self.browse_button = QPushButton("Browse...")
         self.name_edit = QLineEdit("segmentation")
@@ -89,10 +93,10 @@ class ExportWidget(QWidget):
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder_edit, 1)
         folder_row.addWidget(self.browse_button)
-        extras = QHBoxLayout()
+        extras = QVBoxLayout()
         for check in (self.fragments_check, self.tree_check, self.predictions_check):
             extras.addWidget(check)
-        form = QFormLayout()
+        form = compact(QFormLayout())
         form.addRow("Segmentation", self.seg_combo)
         form.addRow("Folder", folder_row)
         form.addRow("Name", self.name_edit)
@@ -105,8 +109,10 @@ class ExportWidget(QWidget):
         layout.addWidget(self.status)
         layout.addStretch(1)
 
-        self.browse_button.clicked.connect(self._browse)
-        self.export_button.clicked.connect(self.export)
+        # clicked(bool) must not reach a slot that takes an argument: a real click passes False
+        self.browse_button.clicked.connect(lambda: self._browse())
+        self.export_button.clicked.connect(lambda: self.export())
+        self.fit()
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Export folder", self.folder_edit.text())
@@ -117,38 +123,33 @@ class ExportWidget(QWidget):
         """What to write: (name, Volume or MergeTree), with metadata attrs."""
         from segtrain.io import Volume
 
-        meta = layer.metadata.get(L.META, {})
-        tree = self.session.merge_tree if meta.get("source") == "fragments" else None
-        threshold = meta.get("threshold", self.session.threshold)
-        attrs = {"threshold": threshold, "source": meta.get("source"),
-                 "run": str(self.session.run_dir) if self.session.run_dir else None,
-                 "task": self.session.task, "settings": meta.get("settings")}
-        attrs = {k: v for k, v in attrs.items() if v is not None}
+        info = L.layer_info(layer)
+        tree = self.session.merge_tree if info is not None and info.fragments is not None else None
         data = layer.data
         if tree is not None and isinstance(data, L.LookupLabels):
             from segtrain.scale import relabel_lazy
 
-            data = relabel_lazy(np.asarray(tree.fragments), tree, float(threshold))
+            data = relabel_lazy(np.asarray(tree.fragments), tree, float(info.threshold))
         _, state, layer_type = layer.as_layer_data_tuple()
-        volume = L.volume_from_layer_data(data, state, layer_type)
-        volume.attrs.update(attrs)
+        volume = L.volume_from_layer_data(data, state, layer_type)  # the LayerInfo's attrs included
         items: list[tuple[str, Any]] = [("segmentation", volume)]
-        if self.fragments_check.isChecked() and meta.get("fragments") is not None:
-            items.append(("fragments", L.volume_from_layer_data(meta["fragments"], {**state, "name": "fragments"},
+        if self.fragments_check.isChecked() and info is not None and info.fragments is not None:
+            items.append(("fragments", L.volume_from_layer_data(info.fragments, {**state, "name": "fragments"},
                                                                 layer_type)))
         if self.tree_check.isChecked() and tree is not None:
             items.append(("merge_tree", tree))
         if self.predictions_check.isChecked():
             for other in self.viewer.layers:
-                ometa = other.metadata.get(L.META, {})
-                if ometa.get("kind") in ("affinities", "lsds", "probabilities"):
-                    array = ometa["array"]
+                oinfo = L.layer_info(other)
+                if oinfo is not None and oinfo.kind in ("affinities", "lsds", "probabilities") \
+                        and oinfo.array is not None and (oinfo.channel or 0) == 0:
+                    array = oinfo.array
                     n = min(other.ndim, 3)  # spatial dims (an RGB layer's ndim has no channel)
-                    items.append((ometa["kind"], Volume(
+                    items.append((oinfo.kind, Volume(
                         data=array, voxel_size=tuple(float(s) for s in other.scale[-n:]),
                         offset=tuple(float(t) for t in other.translate[-n:]),
                         axes=(("c",) if array.ndim > n else ()) + ("z", "y", "x")[-n:],
-                        name=ometa["kind"], is_labels=False, attrs={"kind": ometa["kind"]})))
+                        name=oinfo.kind, is_labels=False, attrs=oinfo.to_attrs())))
         return items
 
     def export(self) -> None:

@@ -1,6 +1,7 @@
-"""Predict dock widget: choose a run/checkpoint and an image layer, predict in the background with
-progress, and show affinities (RGB), LSDs (RGB of chosen channels) and probabilities (images)
-aligned with the input."""
+"""Predict dock widget: choose a run (and which of its checkpoints: the newest readable one unless
+told otherwise, with its step) and an image layer, predict in the background with progress, and
+show affinities (RGB), LSDs (RGB of chosen channels, hidden at first) and probabilities (images)
+aligned with the input, half transparent over it."""
 
 from __future__ import annotations
 
@@ -10,19 +11,30 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QComboBox,
     QFileDialog,
+    QLabel,
     QFormLayout,
     QHBoxLayout,
     QLineEdit,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
-    QWidget,
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import LayerCombo, status_label
-from segtrain.plugin.workers import ProgressRelay, notify_error, notify_info, start_worker
+from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
+from segtrain.plugin.workers import (
+    LatestOnly,
+    ProgressRelay,
+    notify_error,
+    notify_info,
+    notify_warning,
+    start_worker,
+)
+
+PREDICTION_OPACITY = 0.5  # predictions over the image, which stays visible (normal blending)
+FEW_STEPS_FRACTION = 0.1  # a model trained for less than this share of its preset's steps is warned about
 
 
 def _spatial_kwargs(image: Any, ndim: int) -> dict:
@@ -32,19 +44,21 @@ def _spatial_kwargs(image: Any, ndim: int) -> dict:
 
 
 def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
-                          channels: tuple[int, ...] = (0, 1, 2),
-                          channel: int | None = None) -> tuple[np.ndarray, dict]:
+                          channels: tuple[int, ...] = (0, 1, 2), channel: int | None = None,
+                          info: L.LayerInfo | None = None) -> tuple[np.ndarray, dict]:
     """(data, add_image kwargs) to show a channel-first prediction aligned with ``image``.
 
     Affinities / LSDs with >= 3 channels become an RGB image of ``channels`` (channels last, a
-    view); ``channel`` picks one channel as a grey image (probabilities); the full array is kept
-    in the layer metadata (``metadata['segtrain']['array']``) for the Segment and Export widgets.
+    view); ``channel`` picks one channel as a grey image (probabilities). The layer's
+    :class:`~segtrain.plugin.layers.LayerInfo` (a copy of ``info``, which carries what the model
+    is and the run's segment settings) keeps the full array for the Segment and Export panels.
     """
     array = np.asarray(array)
     spatial_ndim = image.ndim if image is not None else (array.ndim - 1 if array.ndim > 2 else 2)
-    meta = {"kind": kind, "array": array, "image": getattr(image, "name", None)}
+    meta = dataclasses.replace(info or L.LayerInfo(kind), kind=kind, array=array,
+                               source=getattr(image, "name", None))
     kwargs = {"name": name, "metadata": {L.META: meta}}
-    grey = {"colormap": "magma", "contrast_limits": (0.0, 1.0), "blending": "additive"}
+    grey = {"colormap": "magma", "contrast_limits": (0.0, 1.0)}
     if array.ndim == spatial_ndim:  # no channel axis
         data = array
         kwargs.update(grey)
@@ -52,7 +66,7 @@ def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
         channel = channel or 0
         data = array[channel]
         kwargs.update(grey)
-        meta["channel"] = channel
+        meta.channel = channel
     else:
         picked = [c for c in channels if c < array.shape[0]][:3]
         while len(picked) < 3:
@@ -61,8 +75,9 @@ def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
         if data.dtype != np.uint8:
             data = np.clip(data, 0.0, 1.0).astype(np.float32, copy=False)
         kwargs.update(rgb=True, contrast_limits=(0.0, 1.0))
-        meta["channels"] = tuple(picked)
+        meta.channels = tuple(picked)
     kwargs.update(_spatial_kwargs(image, spatial_ndim))
+    kwargs.update(blending="translucent", opacity=PREDICTION_OPACITY, visible=kind != "lsds")
     return data, kwargs
 
 
@@ -75,20 +90,55 @@ def probability_layers(array: np.ndarray, task: str) -> list[tuple[str, int]]:
     return [("probabilities", 0)]
 
 
-def run_prediction(checkpoint: str, raw, voxel_size, progress):
-    """Worker body: load the model, tiled prediction; (outputs, the run's config)."""
+def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress):
+    """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
+    prediction; returns (outputs, the run's config, the checkpoint file, what was loaded, a warning
+    or "")."""
     from segtrain.predict import load_model, predict_array
 
     from segtrain.plugin.workers import release_gpu_memory
 
     try:
-        loaded = load_model(checkpoint)
-        return predict_array(loaded, raw, voxel_size=voxel_size, progress=progress), loaded.config
+        loaded = load_model(checkpoint, which=which)
+        outputs = predict_array(loaded, raw, voxel_size=voxel_size, progress=progress)
+        return (outputs, loaded.config, str(loaded.checkpoint), loaded.describe(),
+                few_steps_warning(loaded.config, loaded.step))
     finally:
         release_gpu_memory()
 
 
-class PredictWidget(QWidget):
+def few_steps_warning(config, step: int) -> str:
+    """A sentence when a model was trained for a small share of its preset's steps, else ""."""
+    from segtrain.config import PRESETS
+
+    if config.preset not in PRESETS:
+        return ""
+    planned = PRESETS[config.preset]().train.max_steps
+    if step >= FEW_STEPS_FRACTION * planned:
+        return ""
+    return (f"This model was trained for only {step} steps (the {config.preset} preset plans {planned}); "
+            "its predictions are probably poor: train longer before trusting them.")
+
+
+def checkpoint_choices(path: str) -> list[tuple[str, str]]:
+    """Worker body: ``(label, which)`` for each checkpoint of a run folder, newest readable first
+    (``which`` is what :func:`segtrain.predict.load_model` takes); a file gives itself."""
+    from segtrain.runs import RunFolder
+
+    if Path(path).is_file():
+        return [(Path(path).name, "newest")]
+    folder = RunFolder(path)
+    choices = []
+    for info in folder.checkpoints():
+        if info.readable:
+            choices.append((info.describe(), info.name))
+    if choices:
+        label, _ = choices[0]
+        choices[0] = (f"newest: {label}", "newest")
+    return choices
+
+
+class PredictWidget(Panel):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -101,7 +151,11 @@ class PredictWidget(QWidget):
         self.checkpoint_edit.setPlaceholderText("run folder or checkpoint file")
         self.browse_button = QPushButton("Browse...")
         self.image_combo = LayerCombo(napari_viewer, ("Image",),
-                                      predicate=lambda layer: L.META not in layer.metadata)
+                                      predicate=lambda layer: L.layer_info(layer) is None)
+        self.which_combo = QComboBox()
+        self.which_combo.setToolTip("Which checkpoint of the run: the newest readable one by default.")
+        self.model_label = QLabel("model: -")
+        self.model_label.setWordWrap(True)
         self.lsd_channels = [QSpinBox(minimum=0, maximum=9) for _ in range(3)]
         for i, spin in enumerate(self.lsd_channels):
             spin.setValue(i)
@@ -114,24 +168,31 @@ class PredictWidget(QWidget):
         channel_row = QHBoxLayout()
         for spin in self.lsd_channels:
             channel_row.addWidget(spin)
-        form = QFormLayout()
-        form.addRow("Run / checkpoint", checkpoint_row)
+        form = compact(QFormLayout())
+        form.addRow("Run", checkpoint_row)
+        form.addRow("Checkpoint", self.which_combo)
         form.addRow("Image", self.image_combo)
-        form.addRow("LSD channels (RGB)", channel_row)
+        form.addRow("LSD channels", channel_row)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.predict_button)
+        layout.addWidget(self.model_label)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
-        self.browse_button.clicked.connect(self._browse)
-        self.predict_button.clicked.connect(self.predict)
+        # clicked(bool) must not reach a slot that takes an argument: a real click passes False
+        self.choices_job = LatestOnly(checkpoint_choices, self._show_choices, "Reading the run's checkpoints",
+                                      self.status)
+        self.browse_button.clicked.connect(lambda: self._browse())
+        self.predict_button.clicked.connect(lambda: self.predict())
+        self.checkpoint_edit.editingFinished.connect(lambda: self.refresh_checkpoints())
         for spin in self.lsd_channels:
             spin.valueChanged.connect(self._update_lsd_channels)
         self.session.changed.connect(self._session_changed)
         if self.session.image_layer:
             self.image_combo.set_layer(self.session.image_layer)
         self._session_changed("checkpoint")
+        self.fit()
 
     def _session_changed(self, key: str) -> None:
         if key in ("checkpoint", "run_dir"):
@@ -143,6 +204,22 @@ class PredictWidget(QWidget):
 
     def set_checkpoint(self, path: str | Path) -> None:
         self.checkpoint_edit.setText(str(path))
+        self.refresh_checkpoints()
+
+    def refresh_checkpoints(self) -> None:
+        """List the run's checkpoints with their steps (read in the background)."""
+        path = self.checkpoint_edit.text().strip()
+        if not path or not Path(path).exists():
+            self.which_combo.clear()
+            return
+        self.choices_job.submit(path)
+
+    def _show_choices(self, choices: list[tuple[str, str]]) -> None:
+        self.which_combo.clear()
+        for label, which in choices:
+            self.which_combo.addItem(label, which)
+        if not choices:
+            self.model_label.setText("model: this run has no readable checkpoint yet")
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Run folder", str(self.session.runs_root))
@@ -170,8 +247,9 @@ class PredictWidget(QWidget):
         self.status.setText("Predicting ...")
         self.relay = ProgressRelay("Predicting")
         self._image = image
+        which = self.which_combo.currentData() or "newest"
         self.worker = start_worker(
-            run_prediction, checkpoint, image.data, L.spatial_scale(image), self.relay,
+            run_prediction, checkpoint, which, image.data, L.spatial_scale(image), self.relay,
             on_return=self.show_predictions, on_finish=self._finished,
             action="Prediction", status=self.status,
         )
@@ -184,11 +262,15 @@ class PredictWidget(QWidget):
         self.predict_button.setEnabled(True)
 
     def show_predictions(self, result) -> None:
-        outputs, config = result
+        outputs, config, checkpoint, loaded, warning = result
+        self.model_label.setText(f"model: {loaded}")
         task = config.task
         # the run's segmentation settings travel with its predictions (Segment starts from them)
-        extra = {"task": task, "segment": dataclasses.asdict(config.segment), "model_ndim": config.ndim,
-                 "checkpoint": self.checkpoint_edit.text().strip()}
+        from segtrain.runs import RunFolder
+
+        folder = RunFolder.of_checkpoint(checkpoint)
+        info = L.LayerInfo("prediction", task=task, model_ndim=config.ndim, settings=config.segment,
+                           run=None if folder is None else str(folder.path), checkpoint=checkpoint)
         image = self._image
         self.result_layers = {}
         for kind in ("lsds", "probabilities", "affinities"):  # affinities last = on top, active
@@ -198,24 +280,25 @@ class PredictWidget(QWidget):
             if kind == "probabilities":
                 for suffix, channel in probability_layers(array, task):
                     data, kwargs = prediction_layer_args(array, image, f"{image.name} {suffix}",
-                                                         kind, channel=channel)
-                    kwargs["metadata"][L.META].update(extra)
+                                                         kind, channel=channel, info=info)
                     layer = L.upsert_layer(self.viewer, "image", data, **kwargs)
                     self.result_layers.setdefault(kind, layer)
                 continue
             channels = tuple(s.value() for s in self.lsd_channels) if kind == "lsds" else (0, 1, 2)
             data, kwargs = prediction_layer_args(array, image, f"{image.name} {kind}", kind,
-                                                 channels)
-            kwargs["metadata"][L.META].update(extra)
+                                                 channels, info=info)
             self.result_layers[kind] = L.upsert_layer(self.viewer, "image", data, **kwargs)
-        notify_info(f"Predicted {', '.join(self.result_layers)} for '{image.name}'.", self.status)
+        if warning:
+            notify_warning(warning, self.status)
+        else:
+            notify_info(f"Predicted {', '.join(self.result_layers)} for '{image.name}' with {loaded}.", self.status)
 
     def _update_lsd_channels(self, *_: Any) -> None:
         layer = self.result_layers.get("lsds")
         if layer is None or layer not in self.viewer.layers:
             return
-        array = layer.metadata[L.META]["array"]
+        info = L.layer_info(layer)
         channels = tuple(s.value() for s in self.lsd_channels)
-        data, _ = prediction_layer_args(array, self._image, layer.name, "lsds", channels)
+        data, kwargs = prediction_layer_args(info.array, self._image, layer.name, "lsds", channels, info=info)
         layer.data = data
-        layer.metadata[L.META]["channels"] = channels
+        layer.metadata[L.META] = kwargs["metadata"][L.META]

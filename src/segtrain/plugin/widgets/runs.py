@@ -1,5 +1,5 @@
-"""Runs dock widget: a sortable table of the training runs in a runs folder, to compare them side
-by side and load a run's checkpoint into the Predict widget."""
+"""Runs dock widget: a sortable table of the training runs in a runs folder (steps reached, best
+validation metric, size on disk), to compare them side by side and hand a run to Predict."""
 
 from __future__ import annotations
 
@@ -16,14 +16,13 @@ from qtpy.QtWidgets import (
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
-    QWidget,
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import status_label
+from segtrain.plugin.widgets._common import Panel, status_label
 from segtrain.plugin.workers import notify_error, notify_info
 
-COLUMNS = ["name", "preset", "task", "steps", "best metric", "value", "date"]
+COLUMNS = ["name", "preset", "task", "steps", "best metric", "value", "size (MB)", "date"]
 
 
 def _item(value: Any) -> QTableWidgetItem:
@@ -37,7 +36,7 @@ def _item(value: Any) -> QTableWidgetItem:
     return item
 
 
-class RunsWidget(QWidget):
+class RunsWidget(Panel):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
@@ -53,7 +52,7 @@ class RunsWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
-        self.load_button = QPushButton("Load checkpoint")
+        self.load_button = QPushButton("Use in Predict")
         self.status = status_label()
 
         row = QHBoxLayout()
@@ -65,12 +64,14 @@ class RunsWidget(QWidget):
         layout.addWidget(self.load_button)
         layout.addWidget(self.status)
 
-        self.refresh_button.clicked.connect(self.refresh)
+        # clicked(bool) must not reach a slot that takes an argument: a real click passes False
+        self.refresh_button.clicked.connect(lambda: self.refresh())
         self.root_edit.returnPressed.connect(self.refresh)
-        self.load_button.clicked.connect(self.load_selected)
+        self.load_button.clicked.connect(lambda: self.load_selected())
         self.table.doubleClicked.connect(lambda *_: self.load_selected())
         self.session.changed.connect(self._session_changed)
         self.refresh()
+        self.fit()
 
     def _session_changed(self, key: str) -> None:
         if key == "runs_root":
@@ -95,8 +96,11 @@ class RunsWidget(QWidget):
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             created = getattr(run, "created", None)
-            values = [run.name, run.preset, run.task, run.steps, run.best_metric_name,
-                      run.best_metric, str(created)[:19] if created is not None else ""]
+            steps = f"{run.steps} / {run.max_steps}" if run.max_steps else run.steps
+            metric = (run.best_metric_name or "-").removeprefix("val/")
+            values = [run.name, run.preset, run.task, steps, metric,
+                      "-" if run.best_metric is None else round(run.best_metric, 4),
+                      round(run.size / 1e6, 1), str(created)[:19] if created is not None else ""]
             for col, value in enumerate(values):
                 item = _item(value)
                 if col == 0:
@@ -117,4 +121,4 @@ class RunsWidget(QWidget):
             notify_error("Select a run in the table first, then load its checkpoint.", self.status)
             return
         self.session.set(run_dir=path, checkpoint=path)  # Predict takes the run folder
-        notify_info(f"Loaded run {path.name} into Predict.", self.status)
+        notify_info(f"Run {path.name} is in Predict (its newest checkpoint).", self.status)

@@ -1,18 +1,26 @@
-"""Segment dock widget: fragments + merge tree in the background, then a live threshold slider.
+"""Segment dock widget: predictions -> segmentation with a live threshold slider.
 
-The segmentation layer's data is a :class:`segtrain.plugin.layers.LookupLabels` over the fragments:
-napari asks it only for the displayed slice, so moving the slider relabels one slice (via
-``MergeTree.relabel``), never the whole volume. With a ground-truth layer the widget shows VOI
-split / merge / total and ARAND from the sweep, plots the sweep with the current threshold marked
-and offers "Use best". For 2D probability maps the same slider sets the probability threshold.
+Affinities: fragments + waterz merge tree are built in the background with the run's segment
+settings (:func:`segtrain.postprocess.segment_affinities`, the same call validation and
+``segtrain segment`` make, with the layer's voxel size). The segmentation layer's data is a
+:class:`segtrain.plugin.layers.LookupLabels` over the fragments: napari asks it only for the
+displayed slice, so moving the slider relabels one slice, never the whole volume. With a
+ground-truth layer: VOI split / merge / total and ARAND from the sweep, the sweep plot and "Use
+best". The slider starts at the threshold the run's validation chose.
+
+Probabilities (masks / instances): the slider sets the probability threshold; instances
+(:func:`segtrain.postprocess.instances`, both channels and the run's settings) and their scores are
+computed in the background for the newest slider position only. Controls that only apply to
+affinities are hidden. "Use best" tunes threshold, seeds and sizes on the ground truth.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Qt, QTimer
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -28,8 +36,8 @@ from qtpy.QtWidgets import (
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import Foldable, LayerCombo, mpl_canvas, status_label
-from segtrain.plugin.workers import Throttle, notify_error, start_worker
+from segtrain.plugin.widgets._common import Foldable, LayerCombo, Panel, compact, mpl_canvas, status_label
+from segtrain.plugin.workers import LatestOnly, Throttle, notify_error, notify_warning, start_worker
 
 SLIDER_STEPS = 1000
 DEFAULT_SCORING = ["hist_quant_50", "hist_quant_75", "hist_quant_25", "mean"]
@@ -37,15 +45,15 @@ DEFAULT_SCORING = ["hist_quant_50", "hist_quant_75", "hist_quant_25", "mean"]
 
 def prediction_kind(layer: Any) -> str | None:
     """'affinities' / 'probabilities' / 'lsds' for a prediction layer, None for other images."""
-    meta = layer.metadata.get(L.META, {}) if hasattr(layer, "metadata") else {}
-    return meta.get("kind")
+    info = L.layer_info(layer) if layer is not None else None
+    return None if info is None else info.kind
 
 
 def prediction_array(layer: Any) -> np.ndarray:
-    """The channel-first prediction array behind a layer (its metadata, else its data)."""
-    meta = layer.metadata.get(L.META, {})
-    if meta.get("array") is not None:
-        return meta["array"]
+    """The channel-first prediction array behind a layer (its LayerInfo, else its data)."""
+    info = L.layer_info(layer)
+    if info is not None and info.array is not None:
+        return info.array
     data = np.asarray(layer.data)
     if getattr(layer, "rgb", False):
         return np.moveaxis(data, -1, 0)
@@ -54,88 +62,91 @@ def prediction_array(layer: Any) -> np.ndarray:
 
 def prediction_spatial_shape(layer: Any) -> tuple[int, ...]:
     """The spatial shape of a prediction layer (without its channel axis)."""
-    if L.META in layer.metadata or getattr(layer, "rgb", False):
+    if L.layer_info(layer) is not None or getattr(layer, "rgb", False):
         return L.spatial_shape(layer)  # the displayed data has the spatial shape
     shape = tuple(layer.data.shape)
     return shape[1:] if len(shape) == 4 else shape
 
 
 def _is_prediction(layer: Any) -> bool:
-    meta = layer.metadata.get(L.META, {})
-    if meta.get("kind") == "probabilities":
-        return meta.get("channel", 0) == 0 or meta.get("task") == "classes"
-    return meta.get("kind") == "affinities" or layer.ndim == 4
-
-
-INSTANCE_SETTINGS = ("instance_method", "min_size", "min_seed_distance", "seed_boundary_max", "seed_min_size")
-
-
-def instance_config(task: str, segment: dict, model_ndim: int):
-    """A config that turns probabilities into instances the way a run with these ``segment``
-    settings does (the Segment panel's probability path)."""
-    from segtrain.config import config_from_dict
-
-    known = {k: v for k, v in segment.items() if k in INSTANCE_SETTINGS or k == "probability_threshold"}
-    architecture = "smp" if int(model_ndim) == 2 else "unet3d"
-    return config_from_dict({"model": {"task": task, "architecture": architecture}, "segment": known,
-                             "data": {"patch_shape": [64] * int(model_ndim)}})
+    info = L.layer_info(layer)
+    if info is None:
+        return layer.ndim == 4  # channel-first affinities opened from a file
+    if info.kind == "probabilities":
+        return (info.channel or 0) == 0 or info.task == "classes"
+    return info.kind == "affinities"
 
 
 def _scoring_names() -> list[str]:
-    try:
-        from segtrain.segment import SCORING_FUNCTIONS
+    from segtrain.segment import SCORING_FUNCTIONS
 
-        names = list(SCORING_FUNCTIONS)
-        return sorted(names, key=lambda n: (n != "hist_quant_50", n))
-    except Exception:  # noqa: BLE001 - the engine is not there yet
-        return DEFAULT_SCORING
+    return sorted(SCORING_FUNCTIONS, key=lambda n: (n != "hist_quant_50", n))
 
 
-def build_tree(affs, fragments, method: str, params: dict, scoring: str, gt=None):
-    """Worker body (core calls only): fragments if needed, the merge tree, the sweep."""
-    from segtrain import segment
+# --- worker bodies (core calls only) -------------------------------------------------------------
+def merge_tree_and_sweep(affs, fragments, settings, voxel_size, model_ndim, gt):
+    """Fragments and merge tree with ``settings``; the sweep against ``gt`` when given."""
+    from segtrain import evaluate
+    from segtrain.postprocess import segment_affinities
 
-    affs = np.ascontiguousarray(affs, dtype=np.float32)
-    if fragments is None:
-        fragments = segment.make_fragments(affs, method, **params)
-    tree = segment.MergeTree.build(affs, np.asarray(fragments, dtype=np.uint64), scoring=scoring)
-    sweep = None
+    tree = segment_affinities(affs, settings, voxel_size=voxel_size, model_ndim=model_ndim, fragments=fragments)
+    return tree, None if gt is None else evaluate.sweep(tree, np.asarray(gt), thresholds=settings.thresholds)
+
+
+def instances_and_scores(outputs, settings, spec, gt):
+    """Instance labels of ``outputs`` with ``settings``; F1 against ``gt`` when given."""
+    from segtrain import evaluate
+    from segtrain.postprocess import instances
+
+    labels = instances(outputs, settings, spec)
+    return labels, None if gt is None else evaluate.instance_scores(labels, np.asarray(gt))
+
+
+def mask_scores(probability, threshold: float, gt):
+    """Share of foreground, and Dice / IoU against ``gt`` when given, at ``threshold``."""
+    from segtrain import evaluate
+
+    mask = np.asarray(probability) >= threshold
+    scores = {"foreground": float(mask.mean()) if mask.size else 0.0}
     if gt is not None:
-        from segtrain import evaluate
-
-        sweep = evaluate.sweep(tree, np.asarray(gt))
-    return tree, sweep
+        scores.update(evaluate.mask_scores(mask, np.asarray(gt) > 0))
+    return scores
 
 
-class SegmentWidget(QWidget):
+def tune_instances(outputs, gt, settings, spec):
+    from segtrain.postprocess.tune import tune_postprocessing
+
+    return tune_postprocessing([outputs], [np.asarray(gt)], settings, spec)
+
+
+class SegmentWidget(Panel):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = L.session(napari_viewer)
         self.tree = None
         self.sweep = None
-        self.probabilities = None
         self.seg_layer = None
         self.worker = None
+        self.source_info: L.LayerInfo | None = None  # of the prediction being segmented
+        self.settings = None  # the SegmentConfig in use
+        self.spec = None  # OutputSpec of the prediction
+        self.outputs = None  # probabilities path: every channel
+        self.probabilities = None  # probabilities path: the foreground channel
+        self.scores: dict = {}
         self._source_layer = None
-        self._prob_task = "masks"
-        self._settings: dict = {}
-        self.instance_outputs = None  # all probability channels of the prediction
-        self.instance_config = None  # the run's segment settings as a Config
 
         self.pred_combo = LayerCombo(napari_viewer, ("Image",), predicate=_is_prediction)
-        self.fragments_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
-        self.gt_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
+        self.gt_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True,
+                                   predicate=lambda layer: L.layer_info(layer) is None)
         if self.session.gt_layer:
             self.gt_combo.set_layer(self.session.gt_layer)
+        self.fragments_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
         self.method_combo = QComboBox()
         self.method_combo.addItems(["watershed", "waterz"])
         self.boundary_spin = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=1.0, singleStep=0.05)
-        self.boundary_spin.setValue(0.5)
         self.seed_spin = QSpinBox(minimum=0, maximum=100)
-        self.seed_spin.setValue(10)
         self.size_spin = QSpinBox(minimum=0, maximum=10**7)
-        self.size_spin.setValue(20)
         self.per_slice_check = QCheckBox("per slice (anisotropic data)")
         self.scoring_combo = QComboBox()
         self.scoring_combo.addItems(_scoring_names())
@@ -151,32 +162,37 @@ class SegmentWidget(QWidget):
         self.scores_label.setWordWrap(True)
         self.best_button = QPushButton("Use best")
         self.best_button.setEnabled(False)
-        self.canvas, self.figure = mpl_canvas(2.4)
+        self.canvas, self.figure = mpl_canvas(2.2)
         self.axes = self.figure.add_subplot(111)
         self._marker = None
         self.canvas.setVisible(False)
         self.status = status_label()
 
         params = QWidget()
-        pform = QFormLayout(params)
+        pform = compact(QFormLayout(params))
         pform.setContentsMargins(0, 0, 0, 0)
         pform.addRow("Boundary threshold", self.boundary_spin)
         pform.addRow("Min seed distance", self.seed_spin)
         pform.addRow("Min fragment size", self.size_spin)
         pform.addRow(self.per_slice_check)
 
-        form = QFormLayout()
+        self.affinity_box = QWidget()  # controls that only apply to affinities
+        aform = compact(QFormLayout(self.affinity_box))
+        aform.setContentsMargins(0, 0, 0, 0)
+        aform.addRow("Fragments", self.fragments_combo)
+        aform.addRow("Fragment method", self.method_combo)
+        aform.addRow(Foldable("Fragment parameters", params))
+        aform.addRow("Scoring", self.scoring_combo)
+
+        form = compact(QFormLayout())
         form.addRow("Predictions", self.pred_combo)
-        form.addRow("Fragments", self.fragments_combo)
         form.addRow("Ground truth", self.gt_combo)
-        form.addRow("Fragment method", self.method_combo)
-        form.addRow(Foldable("Fragment parameters", params))
-        form.addRow("Scoring", self.scoring_combo)
         slider_row = QHBoxLayout()
         slider_row.addWidget(self.slider, 1)
         slider_row.addWidget(self.threshold_spin)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.affinity_box)
         layout.addWidget(self.build_button)
         layout.addWidget(QLabel("Threshold"))
         layout.addLayout(slider_row)
@@ -190,58 +206,61 @@ class SegmentWidget(QWidget):
         layout.addStretch(1)
 
         self._redraw = Throttle(lambda _: self.canvas.draw_idle(), 150, self)
-        self._scores_timer = QTimer(self)
-        self._scores_timer.setSingleShot(True)
-        self._scores_timer.setInterval(150)
-        self._scores_timer.timeout.connect(self._update_mask_scores)
-        self._instances_timer = QTimer(self)
-        self._instances_timer.setSingleShot(True)
-        self._instances_timer.setInterval(60)
-        self._instances_timer.timeout.connect(self._update_instances)
+        self.instance_job = LatestOnly(instances_and_scores, self._instances_ready, "Segmenting instances",
+                                       self.status)
+        self.mask_job = LatestOnly(mask_scores, self._mask_scores_ready, "Scoring the mask", self.status)
 
-        self.build_button.clicked.connect(self.build)
+        # clicked(bool) must not reach a slot that takes an argument: a real click passes False
+        self.build_button.clicked.connect(lambda: self.build())
+        self.best_button.clicked.connect(lambda: self.use_best())
         self.slider.valueChanged.connect(self._slider_moved)
-        self.threshold_spin.editingFinished.connect(
-            lambda: self.set_threshold(self.threshold_spin.value()))
-        self.best_button.clicked.connect(self.use_best)
+        self.threshold_spin.editingFinished.connect(lambda: self.set_threshold(self.threshold_spin.value()))
         self.pred_combo.layer_changed.connect(self._prediction_changed)
         self.gt_combo.layer_changed.connect(self._update_best_button)
+        self.apply_settings(L.segment_config())
         self._prediction_changed(self.pred_combo.layer())
+        self.fit()
 
     # --- state ---------------------------------------------------------------------------------
-    @property
-    def instance_kwargs(self) -> dict:
-        """The instance settings in use (recorded with exports), read from ``instance_config``."""
-        if self.instance_config is None:
-            return {}
-        return {k: getattr(self.instance_config.segment, k) for k in INSTANCE_SETTINGS}
-
     def threshold(self) -> float:
         return self.slider.value() / SLIDER_STEPS
 
     def set_threshold(self, value: float) -> None:
         self.slider.setValue(int(round(float(value) * SLIDER_STEPS)))
 
-    def _prediction_changed(self, layer) -> None:
-        kind = prediction_kind(layer) if layer is not None else None
-        self.build_button.setText(
-            "Segment probabilities" if kind == "probabilities" else "Build merge tree")
-        settings = layer.metadata.get(L.META, {}).get("segment") if layer is not None else None
-        if settings:
-            self.apply_settings(settings)
+    def busy(self) -> bool:
+        """Whether background work for this panel is running or waiting."""
+        return self.worker is not None or self.instance_job.busy() or self.mask_job.busy()
 
-    def apply_settings(self, settings: dict) -> None:
-        """Fragment method/parameters and scoring from a run's ``segment`` config section."""
-        if settings.get("fragments") in ("watershed", "waterz"):
-            self.method_combo.setCurrentText(settings["fragments"])
-        for key, spin in (("boundary_threshold", self.boundary_spin),
-                          ("min_seed_distance", self.seed_spin), ("min_size", self.size_spin)):
-            if settings.get(key) is not None:
-                spin.setValue(settings[key])
-        if settings.get("per_slice") is not None:
-            self.per_slice_check.setChecked(bool(settings["per_slice"]))
-        if self.scoring_combo.findText(str(settings.get("scoring"))) >= 0:
-            self.scoring_combo.setCurrentText(settings["scoring"])
+    def _prediction_changed(self, layer) -> None:
+        info = L.layer_info(layer) if layer is not None else None
+        probabilities = info is not None and info.kind == "probabilities"
+        self.build_button.setText("Segment probabilities" if probabilities else "Build merge tree")
+        self.affinity_box.setVisible(not probabilities)
+        if info is not None and info.settings is not None:
+            self.apply_settings(info.settings)
+
+    def apply_settings(self, settings) -> None:
+        """Show a SegmentConfig's fragment method/parameters and scoring in the controls."""
+        self.method_combo.setCurrentText(settings.fragments)
+        self.boundary_spin.setValue(settings.boundary_threshold)
+        self.seed_spin.setValue(settings.min_seed_distance)
+        self.size_spin.setValue(settings.min_size)
+        self.per_slice_check.setChecked(bool(settings.per_slice))
+        if self.scoring_combo.findText(settings.scoring) >= 0:
+            self.scoring_combo.setCurrentText(settings.scoring)
+
+    def current_settings(self):
+        """The prediction's settings (the run's) with the controls' values: what Build uses."""
+        base = self.source_info.settings if self.source_info is not None and self.source_info.settings else None
+        settings = dataclasses.replace(base) if base is not None else L.segment_config()
+        settings.fragments = self.method_combo.currentText()
+        settings.boundary_threshold = self.boundary_spin.value()
+        settings.min_seed_distance = self.seed_spin.value()
+        settings.min_size = self.size_spin.value()
+        settings.per_slice = self.per_slice_check.isChecked()
+        settings.scoring = self.scoring_combo.currentText()
+        return settings
 
     # --- actions -------------------------------------------------------------------------------
     def build(self) -> None:
@@ -249,6 +268,9 @@ class SegmentWidget(QWidget):
         if layer is None:
             notify_error("No predictions to segment: run Predict first (or open an affinities "
                          "layer), then build the merge tree.", self.status)
+            return
+        if self.worker is not None:
+            notify_error("A segmentation is being built; wait for it to finish.", self.status)
             return
         gt_layer = self.gt_combo.layer()
         spatial = prediction_spatial_shape(layer)
@@ -258,8 +280,14 @@ class SegmentWidget(QWidget):
                          self.status)
             return
         self._source_layer = layer
-        if prediction_kind(layer) == "probabilities":
-            self._start_probability_path(layer)
+        self.source_info = L.layer_info(layer) or L.LayerInfo("affinities", task="affinities")
+        try:
+            settings = self.current_settings()
+        except ValueError as error:
+            notify_error(str(error), self.status)
+            return
+        if self.source_info.kind == "probabilities":
+            self._start_probability_path(layer, settings)
             return
         array = prediction_array(layer)
         if array.ndim not in (3, 4):
@@ -268,81 +296,89 @@ class SegmentWidget(QWidget):
             return
         fragments_layer = self.fragments_combo.layer()
         fragments = None if fragments_layer is None else np.asarray(fragments_layer.data)
-        params = {
-            "boundary_threshold": self.boundary_spin.value(),
-            "min_seed_distance": self.seed_spin.value(),
-            "min_size": self.size_spin.value(),
-            "per_slice": self.per_slice_check.isChecked(),
-        }
         gt = None if gt_layer is None else np.asarray(gt_layer.data)
-        self._settings = {"fragments": self.method_combo.currentText()
-                          if fragments_layer is None else f"layer {fragments_layer.name}",
-                          **params, "scoring": self.scoring_combo.currentText(),
-                          "predictions": layer.name,
-                          "checkpoint": layer.metadata.get(L.META, {}).get("checkpoint")}
+        self.settings = settings
         self.build_button.setEnabled(False)
         self.status.setText("Building fragments and merge tree ...")
         self.worker = start_worker(
-            build_tree, array, fragments, self.method_combo.currentText(), params,
-            self.scoring_combo.currentText(), gt,
-            on_return=self._tree_ready, on_finish=lambda: self.build_button.setEnabled(True),
-            action="Building the merge tree", status=self.status,
-            progress={"desc": "Building merge tree"},
+            merge_tree_and_sweep, array, fragments, settings, L.spatial_scale(layer),
+            self.source_info.model_ndim, gt,
+            on_return=self._tree_ready, on_finish=self._build_finished,
+            action="Building the merge tree", status=self.status, progress={"desc": "Building merge tree"},
         )
+
+    def _build_finished(self) -> None:
+        self.worker = None
+        self.build_button.setEnabled(True)
+
+    def _segmentation_info(self, task: str, fragments=None) -> L.LayerInfo:
+        source = self.source_info
+        return L.LayerInfo("segmentation", task=task, model_ndim=source.model_ndim, settings=self.settings,
+                           threshold=self.threshold(), run=source.run, checkpoint=source.checkpoint,
+                           source=self._source_layer.name, fragments=fragments)
 
     def _tree_ready(self, result) -> None:
         tree, sweep = result
-        self.tree, self.sweep, self.probabilities = tree, sweep, None
+        self.tree, self.sweep, self.probabilities, self.outputs = tree, sweep, None, None
         self.session.set(merge_tree=tree)
         fragments = np.asarray(tree.fragments)
-        data = L.LookupLabels(fragments, self._relabel_function(self._initial_threshold()))
-        self._show_segmentation(data, "fragments", fragments)
+        start, why = self._initial_threshold()
+        self.slider.blockSignals(True)
+        self.set_threshold(start)
+        self.slider.blockSignals(False)
+        data = L.LookupLabels(fragments, self._relabel_function(self.threshold()))
+        self._show_segmentation(data, self._segmentation_info("affinities", fragments))
         self._enable_slider()
-        self.set_threshold(self._initial_threshold())
         self._slider_moved(self.slider.value())
         self._plot_sweep()
-        self.status.setText(
-            f"Merge tree built ({int(fragments.max()) if fragments.size else 0} fragments). "
-            + ("" if sweep is not None else
-               "No ground truth: the threshold is not validated; pick it by eye or add GT.")
-        )
+        self.status.setText(f"Merge tree built ({tree.n_present:,} fragments); threshold {start:.3f} {why}.")
+        self._warn_if_one_segment()
 
-    def _initial_threshold(self) -> float:
+    def _initial_threshold(self) -> tuple[float, str]:
+        settings = self.settings
+        if settings is not None and settings.threshold is not None:
+            return float(settings.threshold), "chosen by the run's validation"
         if self.sweep is not None:
-            return float(self.sweep.best_threshold)
-        return 0.5
+            return float(self.sweep.best_threshold), "best on the ground truth"
+        return 0.5, "(not validated: no threshold was chosen on validation data; add ground truth)"
+
+    def _warn_if_one_segment(self) -> None:
+        """A best threshold that merges everything means the network separates nothing yet."""
+        if self.sweep is None:
+            return
+        best = self.sweep.best
+        if best["n_segments"] <= 1:
+            notify_warning(
+                f"The best threshold on the ground truth ({best['threshold']:.3f}) gives one segment "
+                f"covering everything (VOI {best['voi']:.3f}): the network does not separate objects yet; "
+                "train it longer (or check the ground truth) before trusting this segmentation.",
+                self.status)
 
     def _relabel_function(self, threshold: float):
         tree = self.tree
         return lambda region: tree.relabel(region, threshold)
 
-    def _start_probability_path(self, layer) -> None:
-        meta = layer.metadata.get(L.META, {})
+    def _start_probability_path(self, layer, settings) -> None:
+        from segtrain.postprocess import OutputSpec
+
+        info = self.source_info
+        self.settings = settings
+        self.outputs = np.asarray(prediction_array(layer), dtype=np.float32)
         prob = np.asarray(layer.data, dtype=np.float32)  # the displayed (foreground) channel
-        self._prob_task = meta.get("task", self.session.task)
-        run_settings = meta.get("segment") or {}
-        # instances use every channel (foreground, boundary) with the run's settings, as its
-        # validation did; `segtrain tune` may have chosen them
-        self.instance_outputs = np.asarray(prediction_array(layer), dtype=np.float32)
-        if self.instance_outputs.ndim == prob.ndim:
-            self.instance_outputs = self.instance_outputs[None]
-        self.instance_config = instance_config(self._prob_task, run_settings,
-                                               meta.get("model_ndim", prob.ndim))
-        self._settings = {"predictions": layer.name, "task": self._prob_task,
-                          "checkpoint": meta.get("checkpoint"),
-                          **({"instances": self.instance_kwargs}
-                             if self._prob_task == "instances" else {})}
-        self.tree, self.sweep = None, None
+        if self.outputs.ndim == prob.ndim:
+            self.outputs = self.outputs[None]
+        task = info.task or self.session.task
+        self.spec = OutputSpec("masks" if task == "classes" else task, info.model_ndim or prob.ndim)
+        self.tree, self.sweep, self.scores = None, None, {}
         self.probabilities = prob
-        start = float(run_settings.get("probability_threshold", 0.5))
         self.slider.blockSignals(True)
-        self.set_threshold(start)
+        self.set_threshold(settings.probability_threshold)
         self.slider.blockSignals(False)
-        if self._prob_task == "instances":
-            data = self._instances()
+        if self.spec.task == "instances":
+            data = np.zeros(prob.shape, np.uint32)  # filled by the background job
         else:
-            data = L.LookupLabels(prob, self._probability_function(start), dtype=np.uint32)
-        self._show_segmentation(data, "probabilities", None)
+            data = L.LookupLabels(prob, self._probability_function(self.threshold()), dtype=np.uint32)
+        self._show_segmentation(data, self._segmentation_info(self.spec.task))
         self._enable_slider()
         self._slider_moved(self.slider.value())
         self.canvas.setVisible(False)
@@ -352,33 +388,14 @@ class SegmentWidget(QWidget):
         """Masks: threshold the displayed region lazily (a LookupLabels relabel function)."""
         return lambda region: (region >= threshold).astype(np.uint32)
 
-    def _instances(self) -> np.ndarray:
-        """Instances at the slider's threshold (the whole 2D image: seeds need it all)."""
-        from segtrain.predict.postprocess import instances_from_outputs
-
-        config = self.instance_config.copy()
-        config.segment.probability_threshold = self.threshold()
-        return instances_from_outputs(self.instance_outputs, config)
-
-    def _update_instances(self) -> None:
-        if self.seg_layer is not None and self.probabilities is not None:
-            self.seg_layer.data = self._instances()
-            self._update_mask_scores()
-
-    def _show_segmentation(self, data, source: str, fragments) -> None:
+    def _show_segmentation(self, data, info: L.LayerInfo) -> None:
         layer = self._source_layer
         name = f"{layer.name} segmentation"
-        kwargs = L.aligned_kwargs(layer, name, role="segmentation", source=source)
-        if layer.ndim > data.ndim:  # e.g. a 4D (C, z, y, x) affinities image
-            kwargs["scale"] = kwargs["scale"][-data.ndim:]
-            kwargs["translate"] = kwargs["translate"][-data.ndim:]
+        kwargs = L.aligned_kwargs(layer, name, info, ndim=data.ndim)
         if name in self.viewer.layers:
             self.viewer.layers.remove(name)
         self.seg_layer = self.viewer.add_labels(data, **kwargs)
         self.seg_layer.editable = False
-        self.seg_layer.metadata[L.META]["fragments"] = fragments
-        self.seg_layer.metadata[L.META]["settings"] = {
-            k: v for k, v in self._settings.items() if v is not None}
 
     def _enable_slider(self) -> None:
         self.slider.setEnabled(True)
@@ -386,9 +403,9 @@ class SegmentWidget(QWidget):
         self._update_best_button()
 
     def _update_best_button(self, *_: Any) -> None:
-        """"Use best": the sweep's threshold, or tuning instance settings on a ground-truth layer."""
+        """"Use best": the sweep's threshold, or tuning mask/instance settings on a ground-truth layer."""
         self.best_button.setEnabled(self.sweep is not None or (
-            self.probabilities is not None and self._prob_task == "instances" and self.gt_combo.layer() is not None))
+            self.outputs is not None and self.gt_combo.layer() is not None))
 
     # --- the live slider -----------------------------------------------------------------------
     def _slider_moved(self, value: int) -> None:
@@ -398,19 +415,44 @@ class SegmentWidget(QWidget):
         self.threshold_spin.blockSignals(False)
         if self.seg_layer is None or self.seg_layer not in self.viewer.layers:
             return
+        info = L.layer_info(self.seg_layer)
+        info.threshold = t
+        gt_layer = self.gt_combo.layer()
+        gt = None if gt_layer is None else gt_layer.data
         data = self.seg_layer.data
         if self.tree is not None:
             data.set_relabel(self._relabel_function(t))
             self.segments_label.setText(f"segments: {self.tree.n_segments(t):,}")
             self._update_tree_scores(t)
-        elif self.probabilities is not None and isinstance(data, L.LookupLabels):
-            data.set_relabel(self._probability_function(t))
-            self._scores_timer.start()
+        elif self.spec is not None and self.spec.task == "instances":
+            settings = dataclasses.replace(self.settings, probability_threshold=t)
+            info.settings = settings
+            self.instance_job.submit(self.outputs, settings, self.spec, gt)
         elif self.probabilities is not None:
-            self._instances_timer.start()  # debounced: recomputed when the slider rests 60 ms
-        self.seg_layer.metadata[L.META]["threshold"] = t
+            data.set_relabel(self._probability_function(t))
+            info.settings = dataclasses.replace(self.settings, probability_threshold=t)
+            self.mask_job.submit(self.probabilities, t, gt)
         self.session.set(threshold=t)
         self.seg_layer.refresh()
+
+    def _instances_ready(self, result) -> None:
+        labels, scores = result
+        if self.seg_layer is None or self.seg_layer not in self.viewer.layers:
+            return
+        self.seg_layer.data = labels
+        self.segments_label.setText(f"objects: {int(labels.max()) if labels.size else 0:,}")
+        self.scores = scores or {}
+        if scores is not None:
+            text = f"F1 {scores['f1']:.3f}, precision {scores['precision']:.3f}, recall {scores['recall']:.3f}"
+            if scores["f1"] == 0:
+                text += " (no object matches the ground truth by IoU 0.5)"
+            self.scores_label.setText(text)
+
+    def _mask_scores_ready(self, scores: dict) -> None:
+        self.scores = scores
+        self.segments_label.setText(f"foreground: {100.0 * scores['foreground']:.1f} %")
+        if "dice" in scores:
+            self.scores_label.setText(f"Dice {scores['dice']:.3f}, IoU {scores['iou']:.3f}")
 
     def _update_tree_scores(self, t: float) -> None:
         if self.sweep is None:
@@ -426,28 +468,6 @@ class SegmentWidget(QWidget):
         if self._marker is not None:
             self._marker.set_xdata([t, t])
             self._redraw.push(None)  # a matplotlib draw per tick would slow the slider
-
-    def _update_mask_scores(self) -> None:
-        if self.seg_layer is None:
-            return
-        seg = np.asarray(self.seg_layer.data)
-        if self._prob_task == "instances":
-            self.segments_label.setText(f"objects: {len(np.unique(seg)) - (seg == 0).any():,}")
-        else:
-            self.segments_label.setText(f"foreground: {100.0 * np.count_nonzero(seg) / seg.size:.1f} %")
-        gt_layer = self.gt_combo.layer()
-        if gt_layer is None:
-            return
-        from segtrain import evaluate
-
-        gt = np.asarray(gt_layer.data)
-        if self._prob_task == "instances":
-            s = evaluate.instance_scores(seg, gt)
-            self.scores_label.setText(
-                f"F1 {s['f1']:.3f}, precision {s['precision']:.3f}, recall {s['recall']:.3f}")
-        else:
-            s = evaluate.mask_scores(seg > 0, gt > 0)
-            self.scores_label.setText(f"Dice {s['dice']:.3f}, IoU {s['iou']:.3f}")
 
     def _plot_sweep(self) -> None:
         self.axes.clear()
@@ -469,30 +489,39 @@ class SegmentWidget(QWidget):
         self.canvas.draw_idle()
 
     def use_best(self) -> None:
-        """Affinities: the sweep's best threshold. Instances: tune threshold, seeds and sizes on
-        the ground-truth layer in the background (``segtrain.predict.tune``), then show them."""
+        """Affinities: the sweep's best threshold (with a warning when it merges everything).
+        Masks / instances: tune threshold, seeds and sizes on the ground-truth layer in the
+        background (:mod:`segtrain.postprocess.tune`), then show them."""
         if self.sweep is not None:
             self.set_threshold(float(self.sweep.best_threshold))
+            self._warn_if_one_segment()
             return
         gt_layer = self.gt_combo.layer()
-        if self.probabilities is None or self._prob_task != "instances" or gt_layer is None:
+        if self.outputs is None or gt_layer is None:
             return
-        from segtrain.predict.tune import tune_postprocessing
-
         self.best_button.setEnabled(False)
         self.status.setText("Tuning threshold, seeds and sizes on the ground truth ...")
         self.worker = start_worker(
-            tune_postprocessing, [self.instance_outputs], [np.asarray(gt_layer.data)], self.instance_config,
-            on_return=self._tuned, on_finish=lambda: self.best_button.setEnabled(True),
+            tune_instances, self.outputs, np.asarray(gt_layer.data), self.settings, self.spec,
+            on_return=self._tuned, on_finish=self._tune_finished,
             action="Tuning the instance settings", status=self.status,
         )
 
+    def _tune_finished(self) -> None:
+        self.worker = None
+        self._update_best_button()
+
     def _tuned(self, result) -> None:
-        self.instance_config = result.apply(self.instance_config)
-        self._settings["instances"] = self.instance_kwargs
-        if self.seg_layer is not None:
-            self.seg_layer.metadata[L.META]["settings"]["instances"] = self.instance_kwargs
+        self.settings = result.apply(self.settings)
         self.set_threshold(float(result.settings["probability_threshold"]))
-        self._update_instances()
+        self._slider_moved(self.slider.value())
         settings = ", ".join(f"{k} {v}" for k, v in result.settings.items())
-        self.status.setText(f"Tuned on the ground truth: F1 {result.start_f1:.3f} -> {result.f1:.3f} ({settings}).")
+        text = f"Tuned on the ground truth: F1 {result.start_f1:.3f} -> {result.f1:.3f} ({settings})."
+        if result.f1 == 0:
+            steps = ""
+            notify_warning(
+                "F1 stays 0 for every setting: no predicted object overlaps a ground-truth object by IoU 0.5. "
+                f"Check that '{self.gt_combo.currentText()}' belongs to this image, or train the model longer"
+                f"{steps}.", self.status)
+        else:
+            self.status.setText(text)

@@ -1,17 +1,26 @@
-"""Train dock widget: the config as a form, Start / Stop / Resume, progress, a live loss plot and a
-preview prediction layer. The run is a ``segtrain.train.TrainingRun`` consumed in a background
-worker through its ``reports()`` generator; Stop calls ``run.stop()``."""
+"""Train dock widget: the config as a form, Start / Stop / Resume with visible states, a live loss
+plot that keeps its history across Resume, and a preview strip (raw | target | prediction).
+
+Start only reads the form and the layers in the GUI thread; importing PyTorch, building the run and
+training happen in a background worker (:func:`training_reports`) whose reports the panel draws.
+States: ``not started`` -> ``preparing: ...`` -> ``step N / M`` (``validating at step N``) ->
+``stopping ...`` -> ``finished at step M`` / ``stopped at step N`` / ``failed: ...``.
+"""
 
 from __future__ import annotations
 
 import gc
 import os
 import shlex
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from napari.utils import progress
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -31,6 +40,8 @@ from qtpy.QtWidgets import (
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import (
     Foldable,
+    Panel,
+    compact,
     mpl_canvas,
     set_widget_value,
     status_label,
@@ -38,15 +49,18 @@ from segtrain.plugin.widgets._common import (
 )
 from segtrain.plugin.workers import (
     Throttle,
-    error_message,
     lower_thread_priority,
     notify_error,
     notify_info,
     release_gpu_memory,
     start_worker,
+    warm_up_imports,
 )
 
-TASK_PRESET = {"affinities": "em3d_quick", "masks": "wells2d_quick", "instances": "wells2d_quick"}
+#: the preset a task starts from, by (task, spatial dimensions of the image)
+TASK_PRESETS = {("affinities", 3): "em3d_quick", ("affinities", 2): "isbi2d_quick",
+                ("masks", 2): "wells2d_quick", ("instances", 2): "wells2d_quick",
+                ("masks", 3): "em3d_quick", ("instances", 3): "em3d_quick"}
 
 
 def preset_names() -> list[str]:
@@ -55,47 +69,105 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-def run_reports(run):
-    """Worker body: every report of a training run; GPU memory released at the end.
+@dataclass
+class TrainingJob:
+    """What Start hands to the background worker: the config (None to continue ``resume`` with
+    its own config and ``max_steps``), the arrays and a stop flag."""
 
-    The worker thread lowers its own CPU priority first: the training thread and torch's
-    threads it starts inherit it, so napari's GUI thread wins when the CPU is contended."""
+    config: Any
+    raw: np.ndarray
+    labels: np.ndarray
+    known: np.ndarray | None
+    val_labels: np.ndarray | None
+    voxel_size: tuple[float, ...]
+    runs_root: Path
+    name: str | None = None
+    resume: Path | None = None
+    max_steps: int | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def resume_config(run_dir: Path, max_steps: int):
+    """The run's own config with ``max_steps``, which must exceed the step it reached."""
+    from segtrain.errors import InputError
+    from segtrain.runs import RunFolder
+
+    folder = RunFolder(run_dir)
+    config = folder.config()
+    reached = folder.resume_checkpoint().step or 0
+    if max_steps <= reached:
+        raise InputError(f"The run already reached step {reached}; set Steps above {reached} to "
+                         "continue it, then press Resume.")
+    config.train.max_steps = max_steps
+    config.train.val_every = min(config.train.val_every, max_steps)
+    return config.validate()
+
+
+def training_reports(job: TrainingJob):
+    """Worker body: imports PyTorch, builds the run and yields its reports; a ``str`` is a
+    "preparing" message from before the run exists. GPU memory is released at the end.
+
+    The worker thread lowers its own CPU priority first: the training thread and torch's threads
+    it starts inherit it, so napari's GUI thread wins when the CPU is contended."""
     lower_thread_priority()
+    yield "loading PyTorch"
+    from segtrain.train import ArraySource, TrainingRun
+
+    if job.config is None:
+        yield f"reading run {job.resume.name}"
+        job.config = resume_config(job.resume, job.max_steps)
+    yield "reading the layers"
+    train = [ArraySource(job.raw, job.labels, known=job.known, voxel_size=job.voxel_size)]
+    val = None if job.val_labels is None else [ArraySource(job.raw, job.val_labels, voxel_size=job.voxel_size)]
+    run = TrainingRun(job.config, train, val_sources=val, runs_root=job.runs_root, name=job.name,
+                      resume=job.resume, stop_event=job.stop)
+    if run.resume_note:
+        yield run.resume_note
     try:
         yield from run.reports()
     finally:
         release_gpu_memory()
 
 
-class TrainWidget(QWidget):
+def array_to_pixmap(image: np.ndarray, height: int) -> QPixmap:
+    """A grey QPixmap of a 2D float array in [0, 1], scaled to ``height`` pixels."""
+    data = np.ascontiguousarray(np.clip(np.asarray(image, np.float32), 0, 1) * 255, dtype=np.uint8)
+    qimage = QImage(data.data, data.shape[1], data.shape[0], data.strides[0], QImage.Format_Grayscale8)
+    return QPixmap.fromImage(qimage.copy()).scaledToHeight(height, Qt.SmoothTransformation)
+
+
+class TrainWidget(Panel):
+    PREVIEW_HEIGHT = 96
+
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.session = L.session(napari_viewer)
-        self.run = None
+        self.job: TrainingJob | None = None
         self.worker = None
         self.progress = None
         self.history: dict[str, list[tuple[int, float]]] = {}
-        self._failed = False
+        self.state = "not started"
+        self.run_dir: Path | None = None
         self._last_metrics: dict[str, float] = {}
         self._monitor = "loss"
         self.last_report = None
-        self._last_preview_step = -(10**9)
+        self.preview: np.ndarray | None = None
         self.config = None
 
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(preset_names())
+        self.task_label = QLabel("")
         self.name_edit = QLineEdit()
-        self.name_edit.setPlaceholderText("run name (default: preset + time)")
+        self.name_edit.setPlaceholderText("default: preset + time")
         self.runs_root_edit = QLineEdit(str(self.session.runs_root))
         self.steps_spin = QSpinBox(minimum=1, maximum=10**8)
+        self.steps_spin.setKeyboardTracking(False)  # "15" typed is 15, not 1 then 15
         self.batch_spin = QSpinBox(minimum=1, maximum=1024)
         self.lr_spin = QDoubleSpinBox(decimals=6, minimum=1e-7, maximum=1.0, singleStep=1e-5)
         self.patch_edit = QLineEdit()
         self.val_every_spin = QSpinBox(minimum=1, maximum=10**8)
-        self.preview_spin = QSpinBox(minimum=1, maximum=10**8)
-        self.preview_spin.setValue(10)
-        self.preview_spin.setToolTip("Refresh the preview layer at most every N steps.")
+        self.val_every_spin.setToolTip("Validate every N steps (and always at the last step).")
 
         # advanced (folded)
         self.fmaps_spin = QSpinBox(minimum=1, maximum=1024)
@@ -106,6 +178,8 @@ class TrainWidget(QWidget):
         self.patience_spin = QSpinBox(minimum=0, maximum=10**6)
         self.patience_spin.setSpecialValueText("off")
         self.checkpoint_spin = QSpinBox(minimum=1, maximum=10**8)
+        self.keep_spin = QSpinBox(minimum=0, maximum=1000)
+        self.keep_spin.setToolTip("Periodic checkpoints kept (the newest); best and final are always kept.")
         self.accelerator_combo = QComboBox()
         self.accelerator_combo.addItems(["auto", "cpu", "gpu"])
         self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1)
@@ -117,38 +191,43 @@ class TrainWidget(QWidget):
         self.resume_button = QPushButton("Resume")
         self.stop_button.setEnabled(False)
         self.resume_button.setEnabled(False)
-        self.step_label = QLabel("not started")
+        self.state_label = QLabel(self.state)
+        self.state_label.setObjectName("state")
         self.run_dir_label = QLabel("run folder: -")
         self.run_dir_label.setWordWrap(True)
         self.tensorboard_button = QPushButton("Copy TensorBoard command")
         self.tensorboard_button.setEnabled(False)
-        self.canvas, self.figure = mpl_canvas(2.6)
+        self.canvas, self.figure = mpl_canvas(2.2)
         self.loss_axes = self.figure.add_subplot(111)
         self.metric_axes = self.loss_axes.twinx()
+        self.preview_label = QLabel("preview: raw | target | prediction (after the first validation)")
+        self.preview_label.setWordWrap(True)
+        self.preview_label.setAlignment(Qt.AlignCenter)
         self.status = status_label()
 
         advanced = QWidget()
-        aform = QFormLayout(advanced)
+        aform = compact(QFormLayout(advanced))
         aform.setContentsMargins(0, 0, 0, 0)
         aform.addRow("Feature maps", self.fmaps_spin)
         aform.addRow(self.lsds_check)
-        aform.addRow("LSD sigma (world units)", self.lsd_sigma_spin)
+        aform.addRow("LSD sigma", self.lsd_sigma_spin)
         aform.addRow("LR schedule", self.scheduler_combo)
-        aform.addRow("Early-stopping patience", self.patience_spin)
-        aform.addRow("Checkpoint every (steps)", self.checkpoint_spin)
+        aform.addRow("Patience", self.patience_spin)
+        aform.addRow("Checkpoint every", self.checkpoint_spin)
+        aform.addRow("Keep periodic", self.keep_spin)
         aform.addRow("Accelerator", self.accelerator_combo)
         aform.addRow("Seed", self.seed_spin)
 
-        form = QFormLayout()
+        form = compact(QFormLayout())
         form.addRow("Preset", self.preset_combo)
+        form.addRow("Task", self.task_label)
         form.addRow("Run name", self.name_edit)
         form.addRow("Runs folder", self.runs_root_edit)
         form.addRow("Steps", self.steps_spin)
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("Patch shape", self.patch_edit)
-        form.addRow("Validate every (steps)", self.val_every_spin)
-        form.addRow("Preview every (steps)", self.preview_spin)
+        form.addRow("Validate every", self.val_every_spin)
         form.addRow(Foldable("Advanced", advanced))
         yaml_row = QHBoxLayout()
         yaml_row.addWidget(self.load_button)
@@ -161,36 +240,58 @@ class TrainWidget(QWidget):
         layout.addLayout(form)
         layout.addLayout(yaml_row)
         layout.addLayout(buttons)
-        layout.addWidget(self.step_label)
+        layout.addWidget(self.state_label)
         layout.addWidget(self.canvas)
+        layout.addWidget(self.preview_label)
         layout.addWidget(self.run_dir_label)
         layout.addWidget(self.tensorboard_button)
         layout.addWidget(self.status)
         layout.addStretch(1)
 
         self.preset_combo.currentTextChanged.connect(self.load_preset)
-        self.load_button.clicked.connect(self._load_yaml_dialog)
-        self.save_button.clicked.connect(self._save_yaml_dialog)
-        self.start_button.clicked.connect(self.start)
-        self.stop_button.clicked.connect(self.stop)
-        self.resume_button.clicked.connect(self.resume)
-        self.tensorboard_button.clicked.connect(self.copy_tensorboard_command)
+        self.steps_spin.valueChanged.connect(self._steps_changed)
+        # clicked(bool) must not reach a slot that takes an argument: a real click passes False
+        self.load_button.clicked.connect(lambda: self._load_yaml_dialog())
+        self.save_button.clicked.connect(lambda: self._save_yaml_dialog())
+        self.start_button.clicked.connect(lambda: self.start())
+        self.stop_button.clicked.connect(lambda: self.stop())
+        self.resume_button.clicked.connect(lambda: self.resume())
+        self.tensorboard_button.clicked.connect(lambda: self.copy_tensorboard_command())
         self.session.changed.connect(self._session_changed)
 
-        preset = TASK_PRESET.get(self.session.task, self.preset_combo.currentText())
-        if self.preset_combo.findText(preset) >= 0:
-            self.preset_combo.setCurrentText(preset)
-        self.load_preset(self.preset_combo.currentText())
         self._lines: dict = {}
         self._draw_throttle = Throttle(lambda _: self.canvas.draw_idle(), 1000, self)
         self._clear_plot()
+        self.preset_combo.setCurrentText(self.task_preset() or self.preset_combo.currentText())
+        self.load_preset(self.preset_combo.currentText())
+        self._show_task()
+        self.fit()
+        warm_up_imports()  # PyTorch loads in the background now, not on the first Start
 
     # --- config <-> form -----------------------------------------------------------------------
+    def image_ndim(self) -> int | None:
+        image = self._layer(self.session.image_layer)
+        return None if image is None else L.spatial_ndim(image)
+
+    def task_preset(self) -> str | None:
+        """The preset for the task chosen in Data & annotation and the image's dimensions."""
+        return TASK_PRESETS.get((self.session.task, self.image_ndim() or 3))
+
     def _session_changed(self, key: str) -> None:
-        if key == "task" and not self.is_running():
-            preset = TASK_PRESET.get(self.session.task)
+        if key in ("task", "image_layer") and not self.is_running():
+            preset = self.task_preset()
             if preset and self.preset_combo.findText(preset) >= 0:
                 self.preset_combo.setCurrentText(preset)
+            self._show_task()
+        elif key == "runs_root" and not self.is_running():
+            self.runs_root_edit.setText(str(self.session.runs_root))
+        elif key == "run_dir" and not self.is_running():
+            self._set_buttons()
+
+    def _show_task(self) -> None:
+        ndim = self.image_ndim()
+        text = L.TASKS.get(self.session.task, self.session.task)
+        self.task_label.setText(f"{text}{'' if ndim is None else f', {ndim}D'} (from Data)")
 
     def load_preset(self, name: str) -> None:
         from segtrain.config import preset
@@ -199,6 +300,11 @@ class TrainWidget(QWidget):
             self.set_config(preset(name))
         except Exception as error:  # noqa: BLE001
             notify_error(f"Preset '{name}' could not be loaded: {error}", self.status)
+
+    def _steps_changed(self, steps: int) -> None:
+        """Validation never waits longer than the run: its interval is capped by the steps."""
+        if self.val_every_spin.value() > steps:
+            self.val_every_spin.setValue(steps)
 
     def _fields(self) -> list[tuple[str, Any]]:
         """(config section.attribute, form widget) pairs: the form <-> Config mapping."""
@@ -210,6 +316,7 @@ class TrainWidget(QWidget):
             ("train.scheduler", self.scheduler_combo),
             ("train.early_stopping_patience", self.patience_spin),  # 0 shows "off" = None
             ("train.checkpoint_every", self.checkpoint_spin),
+            ("train.keep_checkpoints", self.keep_spin),
             ("train.accelerator", self.accelerator_combo), ("train.seed", self.seed_spin),
         ]
 
@@ -218,6 +325,8 @@ class TrainWidget(QWidget):
         for path, widget in self._fields():
             section, name = path.split(".")
             set_widget_value(widget, getattr(getattr(config, section), name))
+        self.lsds_check.setVisible(config.task == "affinities")
+        self.lsd_sigma_spin.setEnabled(config.task == "affinities")
 
     def current_config(self):
         """The form as a validated Config (raises ConfigError/ValueError with a readable message)."""
@@ -226,10 +335,11 @@ class TrainWidget(QWidget):
             section, name = path.split(".")
             setattr(getattr(config, section), name, widget_value(widget))
         t, m, d = config.train, config.model, config.data
+        t.val_every = min(t.val_every, t.max_steps)
         if t.threads is None and t.accelerator != "gpu":
             # leave one CPU core to the GUI: torch on every core starves napari's event loop
             t.threads = max(1, (os.cpu_count() or 2) - 1)
-        if self.session.task in ("masks", "instances") and config.ndim == 2:
+        if self.session.task in ("masks", "instances", "affinities") and self.image_ndim() in (None, config.ndim):
             m.task = self.session.task  # the task chosen in Data & annotation
         if self.session.voxel_size and len(self.session.voxel_size) == config.ndim:
             d.voxel_size = list(self.session.voxel_size)
@@ -272,107 +382,108 @@ class TrainWidget(QWidget):
     def _layer(self, name: str | None):
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
 
-    def training_sources(self):
-        """(train_sources, val_sources) from the layers chosen in Data & annotation."""
+    def training_arrays(self) -> dict:
+        """raw, labels, known, val_labels and voxel_size from the layers chosen in Data &
+        annotation (the annotation trains; the ground truth validates, or trains when there is no
+        annotation); ValueError with one sentence when something is missing."""
         image = self._layer(self.session.image_layer)
         if image is None:
             raise ValueError("No image layer to train on: open an image and choose it in "
                              "Data & annotation, then start training.")
         annotation = self._layer(self.session.annotation_layer)
         gt = self._layer(self.session.gt_layer)
-        raw = np.asarray(image.data)
         shape = L.spatial_shape(image)
-        voxel_size = self.session.voxel_size or L.spatial_scale(image)
         for role, layer in (("annotation", annotation), ("ground-truth", gt)):
             if layer is not None and tuple(layer.data.shape) != shape:
                 raise ValueError(f"The {role} layer '{layer.name}' has shape "
                                  f"{tuple(layer.data.shape)} but the image has shape {shape}; "
                                  "choose labels of the image's shape.")
-        from segtrain.train import ArraySource
-
-        val = None
+        out = {"raw": np.asarray(image.data), "voxel_size": self.session.voxel_size or L.spatial_scale(image),
+               "known": None, "val_labels": None}
         if annotation is not None:
             labels, known = L.training_arrays(np.asarray(annotation.data), self.session.sparse)
             if not known.any():
                 raise ValueError(f"The annotation layer '{annotation.name}' is empty: paint some "
                                  "objects (and background) first, or choose a ground-truth layer.")
-            train = [ArraySource(raw, labels, known=known, voxel_size=voxel_size)]
+            out.update(labels=labels, known=known)
             if gt is not None:
-                val = [ArraySource(raw, np.asarray(gt.data), voxel_size=voxel_size)]
+                out["val_labels"] = np.asarray(gt.data)
         elif gt is not None:
-            train = [ArraySource(raw, np.asarray(gt.data), voxel_size=voxel_size)]
+            out["labels"] = np.asarray(gt.data)
         else:
             raise ValueError("No labels to train on: create and paint an annotation layer (or "
                              "choose a ground-truth layer) in Data & annotation.")
-        return train, val
+        return out
 
     # --- run control ---------------------------------------------------------------------------
     def is_running(self) -> bool:
         return self.worker is not None
 
     def start(self, resume: str | Path | None = None) -> None:
+        """Start a new run (or continue ``resume``) from the form and the chosen layers."""
         if self.is_running():
-            notify_error("A training run is already going: stop it before starting another.",
-                         self.status)
+            notify_error("A training run is already going: stop it before starting another.", self.status)
             return
         try:
-            config = self.current_config()
-            train, val = self.training_sources()
-            from segtrain.train import TrainingRun
-
-            root = Path(self.runs_root_edit.text().strip() or "runs")
-            self.run = TrainingRun(config, train, val_sources=val, runs_root=root,
-                                   name=config.name if self.name_edit.text().strip() else None,
-                                   resume=resume)
-        except Exception as error:  # noqa: BLE001 - any problem before the run is a message
-            message = str(error) if isinstance(error, ValueError) else error_message(
-                error, "Starting training")
-            notify_error(message, self.status)
+            config = self.current_config() if resume is None else None
+            arrays = self.training_arrays()
+        except Exception as error:  # noqa: BLE001 - any problem before the run is one sentence
+            notify_error(str(error).strip().splitlines()[0] if str(error).strip() else
+                         f"Starting training failed: {type(error).__name__}.", self.status)
             return
-        self.session.set(runs_root=root, run_dir=Path(self.run.run_dir))
-        self.history = {}
-        self._last_metrics = {}
+        root = Path(self.runs_root_edit.text().strip() or "runs")
+        self.job = TrainingJob(config, arrays["raw"], arrays["labels"], arrays["known"], arrays["val_labels"],
+                               tuple(arrays["voxel_size"]), root,
+                               name=config.name if config is not None and self.name_edit.text().strip() else None,
+                               resume=None if resume is None else Path(resume), max_steps=self.steps_spin.value())
         from segtrain.config import monitor_metric
 
-        self._monitor = monitor_metric(config)[0].removeprefix("val/")
-        self._clear_plot()
+        if config is not None:
+            self._monitor = monitor_metric(config)[0].removeprefix("val/")
+        if resume is None or not self.history:
+            self.history = {}
+            self._last_metrics = {}
+            self._clear_plot()
+            if resume is not None:
+                self._history_from_run(Path(resume))
         self.last_report = None
-        self._last_preview_step = -(10**9)
-        self.run_dir_label.setText(f"run folder: {self.run.run_dir}")
-        self.tensorboard_button.setEnabled(True)
-        self._set_running(True)
-        self.progress = progress(total=int(config.train.max_steps), desc="Training")
-        self.show_preview(np.zeros((8, 24), np.float32))  # placeholder until the first preview
-        self.status.setText("Training ...")
-        self._failed = False
-        # Python's full garbage collections scan every object (napari's, torch's: seconds of
-        # them on a small machine) and stall the GUI whichever thread triggers them. Collect
-        # once now, on the click, and freeze what exists so later collections scan new objects
-        # (unfrozen when the run ends).
-        gc.collect()
+        self.session.set(runs_root=root)
+        self.progress = progress(total=self.steps_spin.value(), desc="Training")
+        self._set_state("preparing")
+        self.status.setText("")
+        # Python's full garbage collections scan every object (napari's, torch's: seconds of them on
+        # a small machine) and stall the GUI whichever thread triggers them. Freeze what exists so
+        # later collections scan only new objects (unfrozen when the run ends); no collection here,
+        # it would stall this click.
         gc.freeze()
         self.worker = start_worker(
-            run_reports, self.run, on_yield=self.on_report, on_finish=self._finished,
-            on_error=self._on_error,
-            action="Training", status=self.status, throttle_ms=200,
+            training_reports, self.job, on_yield=self.on_report, on_finish=self._finished,
+            on_error=self._on_error, action="Training", status=self.status, throttle_ms=200,
         )
+        self._set_buttons()
 
     def stop(self) -> None:
-        if self.run is not None:
-            self.status.setText("Stopping (writing a checkpoint) ...")
-            self.run.stop()
+        if self.job is not None and self.is_running():
+            self.job.stop.set()
+            self._set_state("stopping")
+            self._set_buttons()
 
     def resume(self) -> None:
-        run_dir = self.session.run_dir
+        run_dir = self.run_dir or self.session.run_dir
         if run_dir is None:
             notify_error("No run to resume: start a run first or load one in Runs.", self.status)
             return
         self.start(resume=run_dir)
 
-    def _set_running(self, running: bool) -> None:
+    def _set_buttons(self) -> None:
+        running = self.is_running()
         self.start_button.setEnabled(not running)
-        self.resume_button.setEnabled(not running and self.session.run_dir is not None)
-        self.stop_button.setEnabled(running)
+        self.resume_button.setEnabled(not running and (self.run_dir or self.session.run_dir) is not None)
+        self.stop_button.setEnabled(running and self.state != "stopping")
+
+    def _set_state(self, state: str, text: str | None = None) -> None:
+        self.state = state
+        self.state_label.setText(text or state)
 
     def _finished(self) -> None:
         self.worker = None
@@ -381,25 +492,45 @@ class TrainWidget(QWidget):
             self.progress.close()
             self.progress = None
         report = self.last_report
-        if report is not None and getattr(report, "checkpoint", None):
-            self.session.set(checkpoint=Path(report.checkpoint))
-        self._set_running(False)
-        if report is not None and not self._failed:
-            notify_info(f"Training ended at step {report.step} of {report.max_steps}; "
-                        f"run folder {self.run.run_dir}.", self.status)
+        if self.state != "failed":
+            if report is not None and report.done:
+                verb = {"stopped": "stopped", "early stopping": "stopped early"}.get(report.message, "finished")
+                self._set_state(verb, f"{verb} at step {report.step} / {report.max_steps}")
+                notify_info(f"Training {verb} at step {report.step} of {report.max_steps}; run folder "
+                            f"{self.run_dir}.", self.status)
+            else:
+                self._set_state("stopped", "stopped before the first step")
+        if self.run_dir is not None:
+            self.session.set(run_dir=self.run_dir, checkpoint=self.run_dir)
+        self._set_buttons()
 
     def _on_error(self, message: str) -> None:
-        self._failed = True
+        self._set_state("failed", f"failed: {message}")
 
     def on_report(self, report) -> None:
-        """Update progress, the loss plot and the preview (GUI thread, throttled)."""
+        """Show a report: state, progress, the loss plot and the preview (GUI thread, throttled)."""
+        if isinstance(report, str):  # before the run exists
+            if self.state != "stopping":
+                self._set_state("preparing", f"preparing: {report}")
+            return
+        if report.run_dir is not None and report.run_dir != self.run_dir:
+            self.run_dir = Path(report.run_dir)
+            self.run_dir_label.setText(f"run folder: {self.run_dir}")
+            self.tensorboard_button.setEnabled(True)
+            self.session.set(run_dir=self.run_dir)
+        if report.phase == "preparing":
+            if self.state != "stopping":
+                self._set_state("preparing", f"preparing: {report.message}")
+            return
         self.last_report = report
         step = int(report.step)
         if self.progress is not None:
             self.progress.total = int(report.max_steps)
             self.progress.update(max(0, step - self.progress.n))
         text = f"step {step} / {report.max_steps}"
-        if "loss" in report.losses:
+        if report.phase == "validating":
+            text = f"validating at step {step} / {report.max_steps}"
+        if "loss" in report.losses and report.phase == "training":
             self._record("train loss", step, report.losses["loss"])
             text += f"  loss {report.losses['loss']:.4g}"
         metrics = dict(report.metrics)
@@ -411,12 +542,9 @@ class TrainWidget(QWidget):
                 self._record(f"val {self._monitor}", step, metrics[self._monitor])
         if self._monitor in self._last_metrics:
             text += f"  val {self._monitor} {self._last_metrics[self._monitor]:.4g}"
-        self.step_label.setText(text)
-        if getattr(report, "checkpoint", None):
-            self.session.set(checkpoint=Path(report.checkpoint))
-        if report.preview is not None and (step - self._last_preview_step >= self.preview_spin.value()
-                                           or report.done):
-            self._last_preview_step = step
+        if self.state != "stopping" and not report.done:
+            self._set_state("training" if report.phase == "training" else report.phase, text)
+        if report.preview is not None:
             self.show_preview(np.asarray(report.preview))
         self.plot()
 
@@ -424,23 +552,25 @@ class TrainWidget(QWidget):
         points = self.history.setdefault(key, [])
         if points and points[-1][0] == step:
             points[-1] = (step, float(value))
-        else:
+        elif not points or points[-1][0] < step:
             points.append((step, float(value)))
 
-    PREVIEW_NAME = "training preview (raw | target | prediction)"
+    def _history_from_run(self, run_dir: Path) -> None:
+        """The validation records of a run this panel did not train (Resume after loading it)."""
+        from segtrain.runs import RunFolder
+
+        for record in RunFolder(run_dir).history():
+            step = int(record.get("step", 0))
+            for key, name in (("train/loss", "train loss"), ("val/loss", "val loss"),
+                              (f"val/{self._monitor}", f"val {self._monitor}")):
+                if key in record and np.isfinite(record[key]):
+                    self._record(name, step, record[key])
 
     def show_preview(self, preview: np.ndarray) -> None:
-        """The run's preview (a 2D ``raw | target | prediction`` strip) as an image layer placed
-        beside the training image, updated in place (the layer is made when the run starts, so
-        a preview arriving mid-run costs a data update, not a new layer)."""
-        kwargs: dict = {"name": self.PREVIEW_NAME, "colormap": "gray",
-                        "contrast_limits": (0.0, 1.0), "metadata": {L.META: {"kind": "preview"}}}
-        image = self._layer(self.session.image_layer)
-        if image is not None and preview.ndim == 2:
-            scale = L.spatial_scale(image)[-2:]
-            right = image.translate[-1] + scale[-1] * L.spatial_shape(image)[-1]
-            kwargs.update(scale=scale, translate=(image.translate[-2], right + 10 * scale[-1]))
-        L.upsert_layer(self.viewer, "image", preview, **kwargs)
+        """The run's preview (a 2D ``raw | target | prediction`` strip) in the panel."""
+        self.preview = preview
+        self.preview_label.setPixmap(array_to_pixmap(preview, self.PREVIEW_HEIGHT))
+        self.preview_label.setToolTip("raw | target | prediction (validation patch)")
 
     def plot(self) -> None:
         """Update the loss plot's lines in place; the canvas redraws at most once a second."""
@@ -482,7 +612,7 @@ class TrainWidget(QWidget):
         self.canvas.draw_idle()
 
     def tensorboard_command(self) -> str:
-        run_dir = self.session.run_dir or Path(self.runs_root_edit.text() or "runs")
+        run_dir = self.run_dir or self.session.run_dir or Path(self.runs_root_edit.text() or "runs")
         return f"tensorboard --logdir {shlex.quote(str(Path(run_dir).resolve()))}"
 
     def copy_tensorboard_command(self) -> None:

@@ -1,0 +1,83 @@
+"""Affinities -> fragments -> waterz merge tree, with the settings of a SegmentConfig."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from segtrain.config import SegmentConfig
+from segtrain.errors import InputError
+from segtrain.segment import MergeTree, make_fragments
+
+
+def check_affinities(affs) -> np.ndarray:
+    """``affs`` as a float32 array if it can be affinities, else one sentence saying what was
+    expected: floating point in [0, 1] (or uint8 0-255 as written by some tools), channels first,
+    at least 2 channels (2D) or 3 (3D)."""
+    if hasattr(affs, "compute") and not isinstance(affs, np.ndarray):
+        affs = affs.compute()
+    affs = np.asarray(affs)
+    if affs.ndim not in (3, 4):
+        raise InputError(
+            f"Affinities have channels first, (channels, z, y, x) or (channels, y, x); this array has shape "
+            f"{affs.shape}: give the affinities output of `segtrain predict`."
+        )
+    need = 3 if affs.ndim == 4 else 2
+    if affs.shape[0] < need or affs.shape[0] > 64:
+        raise InputError(
+            f"Affinities of a {affs.ndim - 1}D volume have at least {need} channels first, this array has "
+            f"shape {affs.shape}: give the affinities output of `segtrain predict`, not an image."
+        )
+    if affs.dtype == np.uint8:
+        return affs.astype(np.float32) / 255.0
+    if not np.issubdtype(affs.dtype, np.floating):
+        raise InputError(
+            f"Affinities are floating point in [0, 1], not {affs.dtype}: this looks like an image or labels; "
+            "give the affinities output of `segtrain predict`."
+        )
+    lo, hi = float(np.nanmin(affs)), float(np.nanmax(affs))
+    if not np.isfinite([lo, hi]).all() or lo < -1e-3 or hi > 1 + 1e-3:
+        raise InputError(
+            f"Affinities lie in [0, 1], these span [{lo:.3g}, {hi:.3g}]: give the affinities output of "
+            "`segtrain predict` (probabilities, after the sigmoid)."
+        )
+    return affs.astype(np.float32, copy=False)
+
+
+def _stack_as_3d(affs: np.ndarray) -> np.ndarray:
+    """2D affinities of a stack ``(2+, N, y, x)`` as 3D ``(3, N, y, x)`` with no z-affinity."""
+    return np.concatenate([np.zeros_like(affs[:1]), affs[:2]], axis=0)
+
+
+def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
+                       model_ndim: int | None = None, fragments=None) -> MergeTree:
+    """The merge tree of ``affs`` made with ``settings``: fragments (``settings.fragments``:
+    seeded watershed with ``boundary_threshold``, ``min_seed_distance``, ``min_size``,
+    ``per_slice``, on the distance transform in world units of ``voxel_size``; or waterz's own),
+    then waterz agglomeration with ``settings.scoring`` run once to threshold 1.
+
+    ``affs`` is ``(C, z, y, x)`` or ``(C, y, x)``; a 2D model's prediction of a stack
+    (``model_ndim == 2`` and 4D affinities) is cut slice by slice. ``fragments`` (same spatial
+    shape) replaces the fragment step. The tree's ``attrs`` record the settings and voxel size.
+    """
+    affs = check_affinities(affs)
+    per_slice = bool(settings.per_slice)
+    if affs.ndim == 4 and model_ndim == 2:  # a stack of 2D images
+        affs = _stack_as_3d(affs)
+        per_slice = True
+    affs = np.ascontiguousarray(affs[: 3 if affs.ndim == 4 else 2])
+    spatial = affs.ndim - 1
+    if voxel_size is not None:
+        voxel_size = tuple(float(v) for v in voxel_size)[-spatial:]
+        if len(voxel_size) != spatial:
+            raise InputError(f"Give one voxel size per spatial axis ({spatial}), not {voxel_size}.")
+    if fragments is None:
+        fragments = make_fragments(affs, settings.fragments, boundary_threshold=settings.boundary_threshold,
+                                   min_seed_distance=settings.min_seed_distance, min_size=settings.min_size,
+                                   per_slice=per_slice, voxel_size=voxel_size)
+    tree = MergeTree.build(affs, np.asarray(fragments), scoring=settings.scoring)
+    tree.attrs.update(settings=dataclasses.asdict(settings),
+                      voxel_size=None if voxel_size is None else list(voxel_size))
+    return tree

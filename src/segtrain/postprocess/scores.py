@@ -1,0 +1,57 @@
+"""Segmentation quality of network outputs against ground truth, the way validation, tuning, the
+sweep and the quality script all score it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from segtrain.config import SegmentConfig
+from segtrain.postprocess.affinities import segment_affinities
+from segtrain.postprocess.masks import foreground, instances
+from segtrain.postprocess.spec import OutputSpec
+
+
+def affinity_scores(affs, gt, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
+                    model_ndim: int | None = None) -> dict[str, float]:
+    """The best VOI (split, merge), ARAND and the threshold the sweep (``settings.thresholds``)
+    chose, for the merge tree :func:`segment_affinities` makes; ground truth 0 is ignored."""
+    from segtrain.evaluate import sweep
+
+    tree = segment_affinities(affs, settings, voxel_size=voxel_size, model_ndim=model_ndim)
+    result = sweep(tree, np.asarray(gt).astype(np.uint32), thresholds=settings.thresholds)
+    best = result.best
+    return {"voi": best["voi"], "voi_split": best["voi_split"], "voi_merge": best["voi_merge"],
+            "arand": best["arand"], "threshold": best["threshold"]}
+
+
+def validation_scores(outputs: dict[str, np.ndarray], gt, settings: SegmentConfig, spec: OutputSpec,
+                      voxel_size: Sequence[float] | None = None, known=None) -> dict[str, float]:
+    """Scores of ``outputs`` (the model's heads by name) against ground-truth labels ``gt``:
+    affinities -> VOI, ARAND and the chosen threshold; masks / instances -> Dice, IoU and instance
+    F1 (precision, recall) at IoU 0.5; classes -> mean IoU and Dice. ``known`` False voxels are
+    left out (gt set to 0, which every score ignores where it can)."""
+    from segtrain.evaluate import class_iou, instance_scores, mask_scores
+
+    gt = np.asarray(gt).astype(np.int64)
+    if spec.task == "affinities":
+        if known is not None:
+            gt = np.where(known, gt, 0)
+        return affinity_scores(outputs["affinities"], gt, settings, voxel_size=voxel_size, model_ndim=spec.ndim)
+    probabilities = outputs["probabilities"]
+    if spec.task in ("masks", "instances"):
+        keep = np.ones(gt.shape, bool) if known is None else known
+        scores = mask_scores(foreground(probabilities, settings)[keep], gt[keep] > 0)
+        labels = instances(probabilities, settings, spec)
+        inst = instance_scores(np.where(keep, labels, 0), np.where(keep, gt, 0), iou_threshold=0.5)
+        return {"dice": scores["dice"], "iou": scores["iou"], "f1": inst["f1"],
+                "precision": inst["precision"], "recall": inst["recall"]}
+    pred = np.asarray(probabilities).argmax(axis=0)
+    ignore = None
+    if known is not None:
+        gt = np.where(known, gt, -1)
+        ignore = -1
+    result = class_iou(pred, np.clip(gt, -1, spec.n_classes - 1), n_classes=spec.n_classes, ignore_index=ignore)
+    miou = float(result.get("miou", result.get("mean_iou", np.nan)))
+    return {"iou": miou, "dice": 2 * miou / (1 + miou) if miou == miou else float("nan")}

@@ -1,0 +1,58 @@
+"""`segtrain tune` on a run: predict its annotated images, choose the post-processing settings on
+them (:mod:`segtrain.postprocess.tune`) and store them in the run folder (``postprocess.yaml``),
+which :func:`segtrain.predict.load_model` then applies. Above both prediction and training (it
+predicts the run's training or validation sources)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from segtrain.errors import InputError
+from segtrain.postprocess import OutputSpec
+from segtrain.postprocess.tune import TuneResult, tune_postprocessing
+from segtrain.predict.infer import as_loaded, predict_array
+from segtrain.runs import RunFolder
+from segtrain.train.sources import sources_from_config, whole_volume
+
+
+def save_postprocess(run_dir: str | Path, result: TuneResult, tuned_on: Sequence[str] = ()) -> Path:
+    """Write the run's ``postprocess.yaml`` (atomically, replacing an older one)."""
+    return RunFolder(run_dir).save_postprocess({**result.to_dict(), "tuned_on": [str(t) for t in tuned_on]})
+
+
+def tune_run(model_or_path, entries=None, split: str = "train", save: bool = True,
+             progress: Callable[[int, int], None] | None = None) -> tuple[TuneResult, Path | None]:
+    """Predict the annotated images of a run (its ``data.train`` or ``data.val`` entries, or the
+    given :class:`~segtrain.config.SourceConfig` entries), tune on them and, with ``save``, store
+    the result in the run folder. Returns the result and the file written (or None)."""
+    loaded = as_loaded(model_or_path)
+    config = loaded.config
+    if entries is None:
+        if split not in ("train", "val"):
+            raise InputError(f"Tune on 'train' or 'val' images, not {split!r}.")
+        entries = getattr(config.data, split)
+        if not entries:
+            raise InputError(f"The run's config has no data.{split} images to tune on; name annotated images.")
+    probabilities, labels, known = [], [], []
+    for source in sources_from_config(entries, config.data):
+        source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
+        if int(np.prod(source.shape)) > config.data.val_max_voxels:
+            raise InputError(
+                f"{source.name} has {int(np.prod(source.shape)):,} voxels, more than data.val_max_voxels "
+                f"({config.data.val_max_voxels:,}) that tuning holds in memory; tune on a crop of it."
+            )
+        volume = whole_volume(source, config.data.in_channels)
+        probabilities.append(predict_array(loaded, volume["raw"])["probabilities"])
+        labels.append(volume["labels"])
+        known.append(volume["known"])
+    result = tune_postprocessing(probabilities, labels, config.segment, OutputSpec.of(config), known,
+                                 progress=progress)
+    written = None
+    if save:
+        if loaded.run_dir is None:
+            raise InputError(f"{loaded.checkpoint} is not inside a run folder; there is nowhere to store the settings.")
+        written = save_postprocess(loaded.run_dir, result, [e.raw for e in entries])
+    return result, written

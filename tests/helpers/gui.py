@@ -1,0 +1,77 @@
+"""Drive the panels the way a person does: mouse clicks on buttons, typing into fields, picking
+entries from lists, never calling a panel's slots. Built on QTest (no pytest needed), so the
+benchmarks drive the GUI with the same code as the tests."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from qtpy.QtCore import QCoreApplication, Qt
+from qtpy.QtTest import QTest
+from qtpy.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QWidget
+
+
+class GUI:
+    """Clicks, typing and waiting on real widgets (they must be shown: docked in a shown viewer)."""
+
+    def click(self, button: QAbstractButton) -> None:
+        """A left click in the middle of ``button``, which must be visible and enabled."""
+        assert button.isVisible(), f"the button '{button.text()}' is not visible"
+        assert button.isEnabled(), f"the button '{button.text()}' is disabled"
+        QTest.mouseClick(button, Qt.LeftButton, Qt.NoModifier, button.rect().center())
+        self.process()
+
+    def type(self, widget: QWidget, text: str, enter: bool = True) -> None:
+        """Select what ``widget`` (a line edit or spin box) holds, type ``text`` and press Enter."""
+        assert widget.isVisible() and widget.isEnabled(), f"{widget!r} cannot take typing"
+        widget.setFocus()
+        if isinstance(widget, (QLineEdit, QAbstractSpinBox)):
+            widget.selectAll()
+        QTest.keyClicks(widget, text)
+        if enter:
+            QTest.keyClick(widget, Qt.Key_Return)
+        if isinstance(widget, QAbstractSpinBox):
+            widget.clearFocus()  # leaving the field commits it, as a tab or click elsewhere does
+        self.process()
+
+    def choose(self, combo: QComboBox, text: str) -> None:
+        """Pick the entry ``text`` from a drop-down (which must offer it)."""
+        assert combo.isVisible() and combo.isEnabled(), f"the list with '{combo.currentText()}' cannot be used"
+        options = [combo.itemText(i) for i in range(combo.count())]
+        assert text in options, f"'{text}' is not offered; the list has {options}"
+        combo.setCurrentIndex(options.index(text))
+        self.process()
+
+    @staticmethod
+    def process() -> None:
+        app = QCoreApplication.instance()
+        if app is not None:
+            app.processEvents()
+
+    def wait_until(self, condition, timeout: float = 300.0, what: str = "") -> None:
+        """Process events until ``condition()`` holds; fail after ``timeout`` seconds."""
+        end = time.perf_counter() + timeout
+        while not condition():
+            if time.perf_counter() > end:
+                raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or condition}")
+            self.process()
+            time.sleep(0.005)
+
+    def wait(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            self.process()
+            time.sleep(0.005)
+
+
+def displayed_slice(layer) -> np.ndarray:
+    """What napari shows of a layer now (the data of its current slice)."""
+    return np.asarray(layer._slice.image.raw)
+
+
+def dock(viewer, *widgets) -> None:
+    """Dock each panel in the viewer (one dock each, all visible), as Plugins > segtrain does."""
+    for widget in widgets:
+        viewer.window.add_dock_widget(widget, area="right", name=type(widget).__name__)
+    GUI.process()
