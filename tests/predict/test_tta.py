@@ -12,7 +12,7 @@ import torch
 from segtrain.config import config_from_dict
 from segtrain.errors import ConfigError, InputError
 from segtrain.models.build import HeadSpec
-from segtrain.predict import LoadedModel, predict_array, predict_to_zarr
+from segtrain.predict import LoadedModel, load_model, predict_array, predict_to_zarr
 from segtrain.predict.tta import (TestTimeAugmentation, affinity_sources, lsd_sources, map_back, tta_counts,
                                   tta_transforms)
 from segtrain.synthetic import make_em_volume
@@ -179,7 +179,7 @@ def test_cli_predict_tta(tmp_path, capsys):
     assert main([*args, str(tmp_path / "tta.zarr"), "--tta", "16"]) == 0
     plain, averaged = (zarr.open_group(str(tmp_path / f"{n}.zarr"), mode="r") for n in ("plain", "tta"))
     assert averaged["lsds"].shape == plain["lsds"].shape == (10, 8, 24, 24)
-    expected = predict_array(LoadedModel(model.eval(), config, checkpoint, 0), raw, tta=16)
+    expected = predict_array(load_model(checkpoint), raw, tta=16)  # same device and precision as the CLI
     np.testing.assert_allclose(averaged["affinities"][:], expected["affinities"], atol=1e-5)
     assert not np.allclose(averaged["affinities"][:], plain["affinities"][:])
     capsys.readouterr()

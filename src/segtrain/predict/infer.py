@@ -185,13 +185,13 @@ def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progre
     ``(C, N, y, x)``).
     """
     loaded, has_channels, spatial, leads, tiles, low, high = _prepare(model_or_path, array, tile_shape, margin)
+    augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size)
     outputs = {h.name: np.zeros(_out_shape(h.channels, spatial, leads), np.float32) for h in loaded.model.heads}
 
     def write(name, tile, value, lead):
         target = outputs[name] if lead is None else outputs[name][:, lead]
         target[(slice(None), *tile.write)] = value
 
-    augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size)
     _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress, augment)
     return outputs
 

@@ -22,6 +22,8 @@ transformed input is an axis of the original, possibly reversed):
   axis pair, size): mean offsets along a reversed axis mirror around 0.5 (``v -> 1 - v``),
   correlations of pairs with exactly one reversed axis mirror likewise (``(r + 1) / 2``, so
   ``r -> -r``), variances and size keep their values; a transpose swaps the y and x channels.
+  Background voxels (LSDs 0 in the targets) therefore average towards 0.5 in the mirrored
+  channels; nothing downstream reads LSDs there.
 
 The average is per voxel and channel over the transforms that contributed (the identity always
 does). Everything runs with torch on the tensors' own device (CPU or CUDA).
@@ -63,18 +65,19 @@ class Transform:
     def is_identity(self) -> bool:
         return not self.flips and not self.transpose
 
-    def _perm(self, axis: int) -> int:
+    def source_axis(self, axis: int) -> int:
         """The original axis that transformed axis ``axis`` comes from (and vice versa)."""
         if self.transpose and axis >= self.ndim - 2:
             return 2 * self.ndim - 3 - axis
         return axis
 
-    def _sign(self, axis: int) -> int:
+    def sign(self, axis: int) -> int:
+        """-1 where the transform reverses (original) axis ``axis``, else 1."""
         return -1 if axis in self.flips else 1
 
     def map_vector(self, vector: Sequence[int]) -> tuple[int, ...]:
         """``M v``: a displacement ``v`` in the transformed input's grid, in the original grid."""
-        return tuple(self._sign(d) * int(vector[self._perm(d)]) for d in range(self.ndim))
+        return tuple(self.sign(d) * int(vector[self.source_axis(d)]) for d in range(self.ndim))
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:
         """The transformed batch ``(N, C, *spatial)``."""
@@ -139,11 +142,11 @@ def lsd_sources(transform: Transform) -> list[ChannelSource]:
     """Channel mapping of LSDs (mean offsets, variances, correlations, size) back from ``transform``."""
     ndim = transform.ndim
     pairs = [(i, j) for i in range(ndim) for j in range(i + 1, ndim)]
-    perm, sign = transform._perm, transform._sign
-    sources = [ChannelSource(d, perm(d), mirror=sign(d) < 0) for d in range(ndim)]
-    sources += [ChannelSource(ndim + d, ndim + perm(d)) for d in range(ndim)]
+    source_axis, sign = transform.source_axis, transform.sign
+    sources = [ChannelSource(d, source_axis(d), mirror=sign(d) < 0) for d in range(ndim)]
+    sources += [ChannelSource(ndim + d, ndim + source_axis(d)) for d in range(ndim)]
     for p, (i, j) in enumerate(pairs):
-        source = pairs.index(tuple(sorted((perm(i), perm(j)))))
+        source = pairs.index(tuple(sorted((source_axis(i), source_axis(j)))))
         sources.append(ChannelSource(2 * ndim + p, 2 * ndim + source, mirror=sign(i) * sign(j) < 0))
     size = 2 * ndim + len(pairs)
     sources.append(ChannelSource(size, size))
@@ -161,23 +164,27 @@ def _moved(shape: Sequence[int], shift: Sequence[int]) -> tuple[tuple[slice, ...
     return tuple(here), tuple(there)
 
 
+def add_back(sums: torch.Tensor, counts: torch.Tensor, back: torch.Tensor, sources: list[ChannelSource]) -> None:
+    """Add the channels of the inverse-transformed output ``back`` ``(N, C, *spatial)`` that
+    ``sources`` map into ``sums`` (same shape), in place, and count them in ``counts`` ``(C, *spatial)``."""
+    spatial = back.shape[2:]
+    for s in sources:
+        here, there = _moved(spatial, s.shift or (0,) * len(spatial))
+        source = back[(slice(None), s.source, *there)]
+        target = sums[(slice(None), s.target, *here)]
+        if s.mirror:
+            target.sub_(source).add_(1.0)
+        else:
+            target.add_(source)
+        counts[(s.target, *here)] += 1.0
+
+
 def map_back(back: torch.Tensor, sources: list[ChannelSource]) -> tuple[torch.Tensor, torch.Tensor]:
     """``(values, weights)`` of one head from its inverse-transformed output ``back`` ``(N, C, *spatial)``:
     weights ``(C, *spatial)`` are 1 where a value was filled in, 0 elsewhere."""
     values = torch.zeros_like(back)
     weights = torch.zeros(back.shape[1:], dtype=back.dtype, device=back.device)
-    spatial = back.shape[2:]
-    for s in sources:
-        channel = back[:, s.source]
-        if s.mirror:
-            channel = 1.0 - channel
-        if s.shift is None or not any(s.shift):
-            values[:, s.target] = channel
-            weights[s.target] = 1.0
-        else:
-            here, there = _moved(spatial, s.shift)
-            values[(slice(None), s.target, *here)] = channel[(slice(None), *there)]
-            weights[(s.target, *here)] = 1.0
+    add_back(values, weights, back, sources)
     return values, weights
 
 
@@ -219,20 +226,18 @@ class TestTimeAugmentation:
             out = forward(transform.apply(x))
             for name, value in out.items():
                 back = transform.invert(value.float())
-                sources = self._sources(transform, name, back.shape[1])
-                values, weights = map_back(back, sources)
-                if name in sums:
-                    sums[name] += values
-                    counts[name] += weights
-                else:
-                    sums[name], counts[name] = values, weights
-        return {name: sums[name] / counts[name].clamp(min=1.0) for name in sums}
+                if name not in sums:
+                    sums[name] = torch.zeros_like(back)
+                    counts[name] = torch.zeros(back.shape[1:], dtype=back.dtype, device=back.device)
+                add_back(sums[name], counts[name], back, self._sources(transform, name, back.shape[1]))
+            del out
+        return {name: sums[name].div_(counts[name].clamp_(min=1.0)) for name in sums}
 
 
 def model_tta(config: Config, n: int, voxel_size: Sequence[float] | None = None) -> TestTimeAugmentation:
     """Test-time augmentation with ``n`` transforms for a model built from ``config``; the voxel
     size (else ``config.data.voxel_size``) decides whether in-plane transposes are allowed."""
-    if voxel_size is None:
+    if voxel_size is None or len(voxel_size) == 0:
         voxel_size = config.data.voxel_size
     n = int(n)
     if n < 1:
