@@ -48,8 +48,18 @@ def test_transform_list_rule():
         tta_transforms(3, 3)
 
 
-def test_flipped_affinities_map_back_onto_the_right_voxel():
-    labels = labels_3d()
+@pytest.fixture(params=["synthetic", "em3d-fibsem"])
+def labels(request) -> np.ndarray:
+    """Synthetic cells, and a crop of the real em3d-fibsem ground truth (skipped without the data)."""
+    if request.param == "synthetic":
+        return labels_3d()
+    from segtrain.io import read_volume
+
+    em3d_dir = request.getfixturevalue("em3d_dir")
+    return np.asarray(read_volume(em3d_dir / "train-gt.lzf.h5").data)[:12, :40, :48].astype(np.int64)
+
+
+def test_flipped_affinities_map_back_onto_the_right_voxel(labels):
     expected, _ = affinities(labels, OFFSETS_3D)
     for transform in tta_transforms(16, 3):
         affs_t, _ = affinities(transformed(labels, transform), OFFSETS_3D)
