@@ -203,6 +203,9 @@ class PredictConfig(_Checked):
     tile_shape: list[int] | None = None  # None = the whole array when it is small, else model default
     margin: list[int] | None = None  # context per side at inner tile borders; None = model default
     batch_size: int = 1
+    # test-time augmentation: average over the first tta of identity, the flips of each axis and their
+    # combinations, then the same with y and x swapped (equal y/x voxel sizes): 1 (off), 2, 4, ... 2**(ndim+1)
+    tta: int = 1
 
 
 @dataclass
@@ -515,6 +518,10 @@ def validate_config(config: Config) -> Config:
         v = getattr(p, name)
         if v is not None and len(v) != ndim:
             raise ConfigError(f"predict.{name} must have {ndim} entries like data.patch_shape, not {v}.")
+    tta_counts = [2**k for k in range(ndim + 1 + (d.voxel_size is None or d.voxel_size[-1] == d.voxel_size[-2]))]
+    if p.tta not in tta_counts:
+        raise ConfigError(f"predict.tta must be one of {', '.join(map(str, tta_counts))} (transforms averaged, 1 = off), "
+                          f"not {p.tta}.")
     monitor_metric(config)  # raises for an unknown metric
     return config
 

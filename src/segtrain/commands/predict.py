@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--margin", type=int, nargs="+", metavar="N", help="context per inner tile side")
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--tta", type=int, default=None, metavar="N",
+                        help="test-time augmentation: average N flipped/transposed predictions (1 = off, 2, 4, 8, "
+                             "16 in 3D; default: the run's predict.tta)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.errors import InputError
     from segtrain.io import read_volume
     from segtrain.predict import load_model, predict_to_zarr
+    from segtrain.predict.tta import model_tta
 
     output = Path(args.output)
     if output.suffix != ".zarr":
@@ -37,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
 
         data = np.moveaxis(np.asarray(data), volume.axes.index("c"), 0)
     spatial = len([a for a in volume.axes if a != "c"])
+    if args.tta is not None:
+        model_tta(model.config, args.tta, volume.voxel_size[-spatial:])  # a wrong --tta fails before the progress bar
     with tqdm(unit="tile", dynamic_ncols=True) as bar:
         def progress(done, total):
             bar.total = total
@@ -44,6 +50,6 @@ def run(args: argparse.Namespace) -> int:
 
         predict_to_zarr(model, data, output, voxel_size=volume.voxel_size[-spatial:], offset=volume.offset[-spatial:],
                         tile_shape=args.tile, margin=args.margin, progress=progress, overwrite=args.overwrite,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, tta=args.tta)
     print(f"wrote {', '.join(h.name for h in model.model.heads)} to {output}")
     return 0

@@ -12,9 +12,10 @@ import torch
 
 from segtrain.config import divisor
 from segtrain.errors import InputError, SegtrainError
+from segtrain.io.normalize import intensity_range, normalize
 from segtrain.predict.model_io import LoadedModel, load_model
 from segtrain.predict.tiling import Tile, make_tiles
-from segtrain.io.normalize import intensity_range, normalize
+from segtrain.predict.tta import TestTimeAugmentation, model_tta
 
 Progress = Callable[[int, int], None]
 
@@ -83,10 +84,11 @@ def _oom(error: BaseException) -> bool:
 
 def _run_tiles(loaded: LoadedModel, array, tiles: list[Tile], has_channels: bool, low: float, high: float,
                write: Callable[[str, Tile, np.ndarray, int | None], None], leads: list[int | None],
-               batch_size: int | None, progress: Progress | None) -> None:
+               batch_size: int | None, progress: Progress | None,
+               augment: TestTimeAugmentation | None = None) -> None:
     """Predict every tile of every stack slice in ``leads`` (``[None]``: a single image or volume)
     and hand each output crop to ``write(name, tile, value, lead)``; ``progress(done, total)``
-    counts tiles over all slices."""
+    counts tiles over all slices; ``augment`` averages each batch over test-time transforms."""
     model = loaded.model
     batch_size = batch_size or loaded.config.predict.batch_size
     device = next(model.parameters()).device
@@ -100,14 +102,16 @@ def _run_tiles(loaded: LoadedModel, array, tiles: list[Tile], has_channels: bool
         for shape, group in groups.items():
             for start in range(0, len(group), batch_size):
                 batch = group[start:start + batch_size]
-                _run_batch(model, device, autocast, array, batch, shape, has_channels, low, high, write, lead)
+                _run_batch(model, device, autocast, array, batch, shape, has_channels, low, high, write, lead,
+                           augment)
                 done += len(batch)
                 if progress is not None:
                     progress(done, total)
 
 
 def _run_batch(model, device, autocast, array, batch: list[Tile], shape: tuple, has_channels: bool, low: float,
-               high: float, write: Callable[[str, Tile, np.ndarray, int | None], None], lead: int | None) -> None:
+               high: float, write: Callable[[str, Tile, np.ndarray, int | None], None], lead: int | None,
+               augment: TestTimeAugmentation | None = None) -> None:
     inputs = []
     for tile in batch:
         index = ((lead,) if lead is not None else ()) + ((slice(None),) if has_channels else ()) + tile.read
@@ -116,7 +120,8 @@ def _run_batch(model, device, autocast, array, batch: list[Tile], shape: tuple, 
     x = torch.from_numpy(np.stack(inputs)).to(device)
     try:
         with torch.inference_mode(), autocast:
-            out = model.activate(model(x))
+            out = (model.activate(model(x)) if augment is None
+                   else augment(lambda batch: model.activate(model(batch)), x))
     except (RuntimeError, torch.cuda.OutOfMemoryError) as error:
         if _oom(error):
             del x
@@ -152,7 +157,7 @@ def _out_shape(channels: int, spatial, leads: list[int | None]) -> tuple[int, ..
 
 
 def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progress: Progress | None = None,
-                  margin=None, batch_size: int | None = None) -> dict[str, np.ndarray]:
+                  margin=None, batch_size: int | None = None, tta: int | None = None) -> dict[str, np.ndarray]:
     """Predict every output of a trained model over ``array``, tile by tile.
 
     Parameters
@@ -163,12 +168,16 @@ def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progre
         ``(*spatial)``, ``(C, *spatial)`` or, for 2D models, a stack ``(N, y, x)``; numpy, dask
         or zarr (read tile by tile).
     voxel_size
-        Accepted for symmetry with volumes (the output has the input's voxel grid).
+        The output has the input's voxel grid; only decides whether test-time augmentation may
+        transpose y and x (equal voxel sizes; default the config's ``data.voxel_size``).
     tile_shape, margin
         Spatial tile size and context per inner side (default: the config's ``predict`` section,
         else the whole array in one tile).
     progress
         ``callable(done_tiles, total_tiles)``.
+    tta
+        Number of test-time transforms averaged (1 = off; None = the config's ``predict.tta``);
+        see :mod:`segtrain.predict.tta`.
 
     Returns
     -------
@@ -176,13 +185,14 @@ def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progre
     ``(C, N, y, x)``).
     """
     loaded, has_channels, spatial, leads, tiles, low, high = _prepare(model_or_path, array, tile_shape, margin)
+    augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size)
     outputs = {h.name: np.zeros(_out_shape(h.channels, spatial, leads), np.float32) for h in loaded.model.heads}
 
     def write(name, tile, value, lead):
         target = outputs[name] if lead is None else outputs[name][:, lead]
         target[(slice(None), *tile.write)] = value
 
-    _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress)
+    _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress, augment)
     return outputs
 
 
@@ -201,12 +211,13 @@ def predict_volume(model_or_path, volume, **kwargs) -> dict:
 
 def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, offset=None, tile_shape=None,
                     margin=None, progress: Progress | None = None, overwrite: bool = False,
-                    batch_size: int | None = None, chunks=None) -> Path:
+                    batch_size: int | None = None, chunks=None, tta: int | None = None) -> Path:
     """Predict tile by tile straight into a zarr group (one float32 array per output, zarr format 2,
     the geometry attributes ``segtrain.io`` writes on zarr: ``resolution``/``offset``/``axes``/``layer_type``),
     written atomically; for inputs too big for memory.
 
-    ``array`` may be a path (read lazily with :func:`segtrain.io.read_volume`) or an array.
+    ``array`` may be a path (read lazily with :func:`segtrain.io.read_volume`) or an array;
+    ``tta`` as in :func:`predict_array`.
     """
     import zarr
 
@@ -218,6 +229,7 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
         volume = read_volume(array)
         array, voxel_size, offset, axes = volume.data, volume.voxel_size, volume.offset, volume.axes
     loaded, has_channels, spatial, leads, tiles, low, high = _prepare(model_or_path, array, tile_shape, margin)
+    augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size)
     ndim_out = len(spatial) + (leads != [None])
     spatial_axes = [a for a in (axes or ("z", "y", "x")[-ndim_out:]) if a != "c"]
     output = Path(output)
@@ -238,6 +250,6 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
             index = (slice(None), *((lead,) if lead is not None else ()), *tile.write)
             arrays[name][index] = value
 
-        _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress)
+        _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress, augment)
         group.attrs.update({"checkpoint": str(loaded.checkpoint), "task": loaded.config.task})
     return output
