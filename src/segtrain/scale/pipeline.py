@@ -116,7 +116,7 @@ def create_job(folder: str | Path, *, block_shape: Sequence[int], affinities: st
         if any(b % d for b, d in zip(block_shape, div)):
             raise InputError(f"The block shape {tuple(block_shape)} must be a multiple of the model's "
                              f"downsampling factors {div}.")
-        affs_spec = ArraySpec(str(folder / "volumes.zarr"), "affinities", "zarr")
+        affs_spec = ArraySpec(str(folder / "volumes.zarr"), "affinities", "zarr", channel_axis=0)
     else:
         affs_spec, volume = describe_input(affinities, affinities_dataset)
         if affs_spec.channel_axis is None or volume.data.shape[affs_spec.channel_axis] < 3:
