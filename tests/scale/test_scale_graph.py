@@ -8,7 +8,7 @@ import pytest
 from segtrain.errors import InputError
 from segtrain.scale import ScoredGraph, join_scores, open_graph_db, read_graph, region_graph, touching_pairs
 from segtrain.scale.geometry import BlockGrid
-from segtrain.scale.graph_db import write_edges, write_nodes
+from segtrain.scale.graph_db import open_graph_writer, write_edges, write_nodes
 from segtrain.segment import MergeTree
 from segtrain.targets import affinities
 
@@ -74,10 +74,17 @@ def test_graph_round_trips_through_sqlite_and_a_crop_reads_its_part(tmp_path):
     scores = rng.random(len(u)).astype(np.float32)
     db_path = tmp_path / "graph.sqlite"
     open_graph_db(db_path, mode="w").close()
+    # the workers' writer (sqlite3) for half of the rows, funlib's for the other half
+    half = n // 2
+    writer = open_graph_writer(db_path)
+    writer.write_nodes(ids[:half], positions[:half], sizes[:half])
+    writer.write_edges(u[::2], v[::2], scores[::2])
+    writer.write_edges(u[::2], v[::2], scores[::2])  # a retried block writes again: no duplicates
+    writer.close()
     db = open_graph_db(db_path)
-    write_nodes(db, ids, positions, sizes)
-    write_edges(db, u, v, scores)
-    write_edges(db, u, v, scores)  # a retried block writes its rows again: no duplicates
+    write_nodes(db, ids[half:], positions[half:], sizes[half:])
+    write_edges(db, u[1::2], v[1::2], scores[1::2])
+    write_edges(db, u[1::2], v[1::2], scores[1::2])
     db.close()
     graph = read_graph(db_path)
     np.testing.assert_array_equal(graph.ids, ids)

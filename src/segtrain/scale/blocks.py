@@ -81,7 +81,7 @@ def centres_and_sizes(local: np.ndarray, n: int, begin) -> tuple[np.ndarray, np.
 
 
 def fragments_block(job_dir: str, block) -> None:
-    from segtrain.scale.graph_db import open_graph_db, write_nodes
+    from segtrain.scale.graph_db import open_graph_writer
     from segtrain.segment import make_fragments, relabel_consecutive
 
     job = load_job(job_dir)
@@ -101,9 +101,9 @@ def fragments_block(job_dir: str, block) -> None:
     write = tuple(slice(b, b + e.stop - e.start) for b, e in zip(begin, inner))
     open_array(job.fragments, write=True)[write] = out
     centres, sizes = centres_and_sizes(local, n, begin)
-    db = open_graph_db(job.db)
+    db = open_graph_writer(job.db)
     try:
-        write_nodes(db, np.arange(1, n + 1, dtype=np.uint64) + offset, centres, sizes)
+        db.write_nodes(np.arange(1, n + 1, dtype=np.uint64) + offset, centres, sizes)
     finally:
         db.close()
 
@@ -138,7 +138,7 @@ def block_edges(job: ScaleJob, affs: np.ndarray, fragments: np.ndarray, index: i
 
 
 def agglomerate_block(job_dir: str, block) -> None:
-    from segtrain.scale.graph_db import open_graph_db, write_edges
+    from segtrain.scale.graph_db import open_graph_writer
 
     job = load_job(job_dir)
     s = job.settings
@@ -146,9 +146,9 @@ def agglomerate_block(job_dir: str, block) -> None:
     affs = read_spatial(s.affinities, read)
     fragments = np.asarray(open_array(job.fragments)[read], dtype=np.uint64)
     u, v, scores = block_edges(job, affs, fragments, job.grid.index(begin))
-    db = open_graph_db(job.db)
+    db = open_graph_writer(job.db)
     try:
-        write_edges(db, u, v, scores)
+        db.write_edges(u, v, scores)
     finally:
         db.close()
 

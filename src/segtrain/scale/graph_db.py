@@ -77,6 +77,62 @@ def open_graph_db(location: str | Path, mode: str = "r+"):
     return db
 
 
+class _SQLiteWriter:
+    """Adds rows to a graph database funlib created, with the standard library's sqlite3.
+
+    What each worker uses for SQLite: funlib.persistence itself would add about 70 MB and a
+    second of imports (xarray, pandas, dask) to every worker process. Columns follow funlib's
+    layout for SQLite (a vector attribute ``position`` is stored as ``position_0..2``).
+    """
+
+    def __init__(self, path: Path):
+        import sqlite3
+
+        if not Path(path).exists():
+            raise InputError(f"No graph database at {path}; run the fragments step first.")
+        self.con = sqlite3.connect(str(path), timeout=120)
+
+    def write_nodes(self, ids, positions, sizes) -> None:
+        rows = [(int(i), float(p[0]), float(p[1]), float(p[2]), int(s))
+                for i, p, s in zip(np.asarray(ids).tolist(), np.asarray(positions).tolist(),
+                                   np.asarray(sizes).tolist())]
+        with self.con:
+            self.con.executemany("INSERT OR IGNORE INTO nodes (id, position_0, position_1, position_2, "
+                                 "size) VALUES (?, ?, ?, ?, ?)", rows)
+
+    def write_edges(self, u, v, scores) -> None:
+        rows = list(zip(np.asarray(u).tolist(), np.asarray(v).tolist(),
+                        np.asarray(scores, dtype=np.float32).tolist()))
+        with self.con:
+            self.con.executemany(f"INSERT OR IGNORE INTO edges (u, v, {EDGE_SCORE}) VALUES (?, ?, ?)",
+                                 rows)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+class _FunlibWriter:
+    """Adds rows through funlib.persistence (PostgreSQL)."""
+
+    def __init__(self, location: str):
+        self.db = open_graph_db(location)
+
+    def write_nodes(self, ids, positions, sizes) -> None:
+        write_nodes(self.db, ids, positions, sizes)
+
+    def write_edges(self, u, v, scores) -> None:
+        write_edges(self.db, u, v, scores)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def open_graph_writer(location: str | Path):
+    """What a worker writes its block's nodes and edges with (``write_nodes``, ``write_edges``,
+    ``close``); inserts are idempotent."""
+    return _FunlibWriter(str(location)) if is_url(str(location)) else _SQLiteWriter(Path(location))
+
+
 def write_nodes(db, ids: np.ndarray, positions: np.ndarray, sizes: np.ndarray) -> None:
     """Add fragments (ids, centres of mass (n, 3) in voxels, sizes)."""
     import networkx as nx
