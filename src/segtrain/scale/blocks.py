@@ -17,6 +17,9 @@ from segtrain.scale.geometry import block_regions
 from segtrain.scale.job import ScaleJob, load_job
 from segtrain.scale.volumes import open_array, read_spatial
 
+#: The channels fragments and waterz use: the z, y, x nearest-neighbour affinities.
+NEAREST = slice(0, 3)
+
 
 # --- predict ------------------------------------------------------------------------------------
 
@@ -88,7 +91,7 @@ def fragments_block(job_dir: str, block) -> None:
     s = job.settings
     seg = s.segment
     read, inner, begin = block_regions(block, s.shape)
-    affs = read_spatial(s.affinities, read)
+    affs = read_spatial(s.affinities, read, NEAREST)
     voxel_size = None if seg["per_slice"] else tuple(s.voxel_size)
     frags = make_fragments(affs, seg["fragments"], boundary_threshold=seg["boundary_threshold"],
                            min_seed_distance=seg["min_seed_distance"], min_size=seg["min_size"],
@@ -143,7 +146,7 @@ def agglomerate_block(job_dir: str, block) -> None:
     job = load_job(job_dir)
     s = job.settings
     read, _, begin = block_regions(block, s.shape)
-    affs = read_spatial(s.affinities, read)
+    affs = read_spatial(s.affinities, read, NEAREST)
     fragments = np.asarray(open_array(job.fragments)[read], dtype=np.uint64)
     u, v, scores = block_edges(job, affs, fragments, job.grid.index(begin))
     db = open_graph_writer(job.db)

@@ -124,13 +124,14 @@ class _Squeezed:
         return np.asarray(self.array[(0,) * self.n + index])
 
 
-def read_spatial(spec: ArraySpec, region: tuple[slice, ...]) -> np.ndarray:
-    """The region (z, y, x slices) of an input, channels first when it has channels."""
+def read_spatial(spec: ArraySpec, region: tuple[slice, ...], channels: slice = slice(None)) -> np.ndarray:
+    """The region (z, y, x slices) of an input, channels first when it has channels (only
+    ``channels`` of them: e.g. the 3 nearest-neighbour affinities of a long-range output)."""
     array = open_array(spec)
     if spec.channel_axis is None:
         return np.asarray(array[region])
     index = list(region)
-    index.insert(spec.channel_axis, slice(None))
+    index.insert(spec.channel_axis, channels)
     data = np.asarray(array[tuple(index)])
     data = data.compute() if hasattr(data, "compute") else data
     return np.moveaxis(data, spec.channel_axis, 0) if spec.channel_axis else data
