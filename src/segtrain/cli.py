@@ -13,7 +13,8 @@ import sys
 
 from segtrain.errors import SegtrainError
 
-SUBCOMMANDS = ["gui", "train", "predict", "tune", "segment", "sweep", "evaluate", "export", "runs"]
+SUBCOMMANDS = ["gui", "train", "predict", "tune", "segment", "sweep", "evaluate", "export", "runs",
+               "scale"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,197 @@
+"""What one worker does with one block, per step (module-level functions, so daisy's worker
+processes import them by reference).
+
+Every function reads its block grown by the job's context (clipped to the volume), computes, and
+writes only its own block: a zarr/N5 region or database rows. Re-running a block writes the same
+values again, so a block retried after a crash leaves the same result.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from segtrain.scale.geometry import block_regions
+from segtrain.scale.job import ScaleJob, load_job
+from segtrain.scale.volumes import open_array, read_spatial
+
+#: The channels fragments and waterz use: the z, y, x nearest-neighbour affinities.
+NEAREST = slice(0, 3)
+
+
+# --- predict ------------------------------------------------------------------------------------
+
+
+def _device() -> str | None:
+    """This worker's GPU (worker id modulo the GPUs it sees), or None for the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    worker = 0
+    try:
+        import daisy
+
+        worker = max(0, int(daisy.Context.from_env()["worker_id"]))
+    except Exception:  # noqa: BLE001 - not under daisy (serial run): the first GPU
+        pass
+    return f"cuda:{worker % torch.cuda.device_count()}"
+
+
+@functools.lru_cache(maxsize=1)
+def _model(path: str):
+    """The model, loaded once per worker process; it is given normalised input."""
+    from segtrain.predict import load_model
+
+    loaded = load_model(path, device=_device())
+    loaded.config.data.normalize = "none"
+    return loaded
+
+
+def predict_block(job_dir: str, block) -> None:
+    from segtrain.predict import predict_array
+    from segtrain.train.sources import normalize
+
+    job = load_job(job_dir)
+    s = job.settings
+    read, inner, _ = block_regions(block, s.shape)
+    raw = read_spatial(s.raw, read)
+    low, high = s.intensity or (0.0, 1.0)
+    out = predict_array(_model(s.model), normalize(raw, low, high))["affinities"]
+    target = open_array(s.affinities, write=True)
+    write = tuple(slice(r.start + i.start, r.start + i.stop) for r, i in zip(read, inner))
+    target[(slice(None), *write)] = out[(slice(None), *inner)]
+
+
+# --- fragments ----------------------------------------------------------------------------------
+
+
+def centres_and_sizes(local: np.ndarray, n: int, begin) -> tuple[np.ndarray, np.ndarray]:
+    """Centre of mass (voxels, global z, y, x) and size of local ids 1..n."""
+    flat = local.reshape(-1).astype(np.int64)
+    sizes = np.bincount(flat, minlength=n + 1)[1:]
+    centres = np.zeros((n, 3), dtype=np.float64)
+    for axis in range(3):
+        shape = [1, 1, 1]
+        shape[axis] = local.shape[axis]
+        coord = np.broadcast_to(np.arange(local.shape[axis], dtype=np.float32).reshape(shape),
+                                local.shape).reshape(-1)
+        sums = np.bincount(flat, weights=coord, minlength=n + 1)[1:]
+        centres[:, axis] = sums / np.maximum(sizes, 1) + begin[axis]
+    return centres, sizes
+
+
+def fragments_block(job_dir: str, block) -> None:
+    from segtrain.scale.graph_db import open_graph_writer
+    from segtrain.segment import make_fragments, relabel_consecutive
+
+    job = load_job(job_dir)
+    s = job.settings
+    seg = s.segment
+    read, inner, begin = block_regions(block, s.shape)
+    affs = read_spatial(s.affinities, read, NEAREST)
+    voxel_size = None if seg["per_slice"] else tuple(s.voxel_size)
+    frags = make_fragments(affs, seg["fragments"], boundary_threshold=seg["boundary_threshold"],
+                           min_seed_distance=seg["min_seed_distance"], min_size=seg["min_size"],
+                           per_slice=seg["per_slice"], voxel_size=voxel_size)
+    local = relabel_consecutive(frags[inner])
+    n = int(local.max()) if local.size else 0
+    out = local.copy()
+    offset = np.uint64(job.grid.id_offset(begin))
+    out[out != 0] += offset
+    write = tuple(slice(b, b + e.stop - e.start) for b, e in zip(begin, inner))
+    open_array(job.fragments, write=True)[write] = out
+    centres, sizes = centres_and_sizes(local, n, begin)
+    db = open_graph_writer(job.db)
+    try:
+        db.write_nodes(np.arange(1, n + 1, dtype=np.uint64) + offset, centres, sizes)
+    finally:
+        db.close()
+
+
+# --- agglomerate --------------------------------------------------------------------------------
+
+
+def block_edges(job: ScaleJob, affs: np.ndarray, fragments: np.ndarray, index: int):
+    """Edges owned by block ``index`` among ``fragments`` (its block grown by the context), with
+    the merge score waterz gives them on this region: ``(u, v, scores)``."""
+    from segtrain.scale.graph import join_scores, touching_pairs
+    from segtrain.segment import MergeTree
+
+    ids, local = np.unique(fragments, return_inverse=True)
+    local = local.reshape(fragments.shape).astype(np.uint64)
+    if ids.size and ids[0] != 0:
+        ids = np.concatenate([[0], ids]).astype(np.uint64)
+        local += np.uint64(1)
+    n = len(ids) - 1
+    empty = np.zeros(0, np.uint64)
+    if n < 1:
+        return empty, empty, np.zeros(0, np.float32)
+    lu, lv = touching_pairs(local)
+    gu, gv = ids[lu.astype(np.int64)], ids[lv.astype(np.int64)]  # ids sorted: lu < lv -> gu < gv
+    own = job.grid.owner(gu) == index
+    if not own.any():
+        return empty, empty, np.zeros(0, np.float32)
+    tree = MergeTree.build(affs, local, scoring=job.settings.segment["scoring"],
+                           max_threshold=job.settings.max_threshold)
+    scores = join_scores(n, tree.merges_a, tree.merges_b, tree.running_max, lu[own], lv[own])
+    return gu[own], gv[own], scores
+
+
+def agglomerate_block(job_dir: str, block) -> None:
+    from segtrain.scale.graph_db import open_graph_writer
+
+    job = load_job(job_dir)
+    s = job.settings
+    read, _, begin = block_regions(block, s.shape)
+    affs = read_spatial(s.affinities, read, NEAREST)
+    fragments = np.asarray(open_array(job.fragments)[read], dtype=np.uint64)
+    u, v, scores = block_edges(job, affs, fragments, job.grid.index(begin))
+    db = open_graph_writer(job.db)
+    try:
+        db.write_edges(u, v, scores)
+    finally:
+        db.close()
+
+
+# --- relabel ------------------------------------------------------------------------------------
+
+
+def lut_files(job: ScaleJob, key: str):
+    return job.luts / f"{key}.ids.npy", job.luts / f"{key}.segments.npy"
+
+
+def relabel_block(job_dir: str, key: str, output, block) -> None:
+    """Apply the lookup table ``key`` to the block's fragments and write it to ``output``.
+
+    Only the part of the (memory-mapped) table for this block's id range is read.
+    """
+    from segtrain.scale.relabel import _apply_sparse
+
+    job = load_job(job_dir)
+    read, _, _ = block_regions(block, job.settings.shape)
+    frags = np.asarray(open_array(job.fragments)[read], dtype=np.uint64)
+    ids_file, segs_file = lut_files(job, key)
+    ids = np.load(ids_file, mmap_mode="r")
+    segs = np.load(segs_file, mmap_mode="r")
+    nz = frags[frags != 0]
+    if nz.size:
+        lo, hi = np.searchsorted(ids, [nz.min(), nz.max()], side="left")
+        hi = min(int(hi) + 1, len(ids))
+        part_ids, part_segs = np.asarray(ids[lo:hi]), np.asarray(segs[lo:hi])
+    else:
+        part_ids = part_segs = np.zeros(0, np.uint64)
+    open_array(output, write=True)[read] = _apply_sparse(frags, part_ids, part_segs)
+
+
+def block_function(job_dir: str, task_id: str, output=None):
+    """The function daisy calls per block for a task id (``predict``, ``fragments``,
+    ``agglomerate``, ``relabel-<key>``)."""
+    job_dir = os.fspath(job_dir)
+    if task_id.startswith("relabel-"):
+        return functools.partial(relabel_block, job_dir, task_id.removeprefix("relabel-"), output)
+    functions = {"predict": predict_block, "fragments": fragments_block,
+                 "agglomerate": agglomerate_block}
+    return functools.partial(functions[task_id], job_dir)

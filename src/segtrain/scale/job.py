@@ -1,0 +1,180 @@
+"""A blockwise job: one folder holding its settings, outputs, graph, block tracking and logs.
+
+    JOB/job.json          settings (inputs, block grid, contexts, segment settings, database)
+    JOB/volumes.zarr      affinities (when predicted), fragments, segmentation_<threshold>
+    JOB/graph.sqlite      the region graph (unless a PostgreSQL URL was given)
+    JOB/luts/             fragment -> segment tables per threshold (.npy, memory-mapped by workers)
+    JOB/tracking/<task>   daisy's record of finished and failed blocks (what a re-run skips)
+    JOB/logs/<task>       each worker's stdout/stderr
+
+A job is created once and reopened by every later run; a re-run with other settings is refused
+(its finished blocks would not fit them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segtrain.errors import InputError
+from segtrain.scale.geometry import BlockGrid, as_shape
+from segtrain.scale.volumes import ArraySpec
+
+JOB_FILE = "job.json"
+FORMAT_VERSION = 1
+
+#: SegmentConfig fields the blockwise pipeline uses.
+SEGMENT_KEYS = ("fragments", "boundary_threshold", "min_seed_distance", "min_size", "per_slice",
+                "scoring")
+
+
+@dataclass
+class JobSettings:
+    """Everything that decides what a block computes (saved as ``job.json``)."""
+
+    shape: tuple[int, int, int]
+    block_shape: tuple[int, int, int]
+    context: tuple[int, int, int]
+    voxel_size: tuple[float, ...]
+    offset: tuple[float, ...]
+    affinities: ArraySpec
+    segment: dict
+    max_threshold: float = 1.0
+    db: str = ""
+    raw: ArraySpec | None = None
+    model: str | None = None
+    predict_context: tuple[int, int, int] = (0, 0, 0)
+    intensity: tuple[float, float] | None = None
+    format_version: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, values: dict) -> JobSettings:
+        values = dict(values)
+        for key in ("affinities", "raw"):
+            if values.get(key) is not None:
+                values[key] = ArraySpec(**values[key])
+        for key in ("shape", "block_shape", "context", "predict_context", "voxel_size", "offset"):
+            values[key] = tuple(values[key])
+        if values.get("intensity") is not None:
+            values["intensity"] = tuple(values["intensity"])
+        return cls(**values)
+
+
+@dataclass
+class ScaleJob:
+    """A job folder and its settings."""
+
+    folder: Path
+    settings: JobSettings
+    _grid: BlockGrid | None = field(default=None, repr=False)
+
+    @property
+    def grid(self) -> BlockGrid:
+        if self._grid is None:
+            self._grid = BlockGrid(self.settings.shape, self.settings.block_shape)
+        return self._grid
+
+    @property
+    def volumes(self) -> Path:
+        return self.folder / "volumes.zarr"
+
+    @property
+    def fragments(self) -> ArraySpec:
+        return ArraySpec(str(self.volumes), "fragments", "zarr")
+
+    @property
+    def db(self) -> str:
+        return self.settings.db or str(self.folder / "graph.sqlite")
+
+    @property
+    def tracking(self) -> Path:
+        return self.folder / "tracking"
+
+    @property
+    def logs(self) -> Path:
+        return self.folder / "logs"
+
+    @property
+    def luts(self) -> Path:
+        return self.folder / "luts"
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps this job runs, in order."""
+        return (("predict",) if self.settings.raw is not None else ()) + ("fragments", "agglomerate")
+
+    @classmethod
+    def open(cls, folder: str | Path) -> ScaleJob:
+        folder = Path(folder)
+        file = folder / JOB_FILE
+        if not file.is_file():
+            raise InputError(f"{folder} is not a segtrain scale job folder (no {JOB_FILE}); "
+                             "start one with `segtrain scale run`.")
+        try:
+            settings = JobSettings.from_dict(json.loads(file.read_text()))
+        except (ValueError, TypeError, KeyError) as error:
+            raise InputError(f"{file} is not a job file this version reads ({error}).") from None
+        return cls(folder, settings)
+
+    @classmethod
+    def create(cls, folder: str | Path, settings: JobSettings) -> ScaleJob:
+        """Write ``job.json`` (or reopen the job when it holds the same settings)."""
+        from segtrain.io.atomic import atomic_path
+
+        folder = Path(folder)
+        file = folder / JOB_FILE
+        if file.exists():
+            job = cls.open(folder)
+            old, new = job.settings.to_dict(), settings.to_dict()
+            changed = [k for k in new if old.get(k) != new[k]]
+            if changed:
+                raise InputError(f"Job folder {folder} was made with other settings ({', '.join(changed)}); "
+                                 "use a new folder, or delete this one to start over.")
+            return job
+        if not folder.parent.exists():
+            raise InputError(f"Folder {folder.parent} does not exist; create it first.")
+        folder.mkdir(exist_ok=True)
+        with atomic_path(file) as tmp:
+            tmp.write_text(json.dumps(settings.to_dict(), indent=2))
+        return cls(folder, settings)
+
+
+@functools.lru_cache(maxsize=4)
+def load_job(folder: str) -> ScaleJob:
+    """The job of a folder, read once per worker process."""
+    return ScaleJob.open(folder)
+
+
+def check_segment_settings(segment: dict) -> dict:
+    """The segment settings the pipeline uses, checked; InputError names what is wrong."""
+    from segtrain.segment import FRAGMENT_METHODS
+    from segtrain.segment._waterz import check_threshold, scoring_type
+
+    missing = [k for k in SEGMENT_KEYS if k not in segment]
+    if missing:
+        raise InputError(f"Segment settings lack {', '.join(missing)}.")
+    out = {k: segment[k] for k in SEGMENT_KEYS}
+    if out["fragments"] not in FRAGMENT_METHODS:
+        raise InputError(f"Unknown fragment method {out['fragments']!r}; choose one of "
+                         f"{', '.join(FRAGMENT_METHODS)}.")
+    scoring_type(out["scoring"])
+    out["boundary_threshold"] = check_threshold(out["boundary_threshold"], "boundary threshold")
+    out["min_seed_distance"] = int(out["min_seed_distance"])
+    out["min_size"] = int(out["min_size"])
+    out["per_slice"] = bool(out["per_slice"])
+    if out["min_seed_distance"] < 0 or out["min_size"] < 0:
+        raise InputError("min_seed_distance and min_size must not be negative.")
+    return out
+
+
+def grid_settings(shape, block_shape, context) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    shape = as_shape(shape, "volume shape")
+    block_shape = as_shape(block_shape, "block shape")
+    context = as_shape(context, "context", minimum=0)
+    return shape, block_shape, context
