@@ -119,7 +119,7 @@ def test_lsds_match_direct_sums():
     for p in [(5, 10, 13), (2, 3, 20), (9, 17, 7)]:
         mean, cov, size = _direct_lsd(labels, p, sigma, vs)
         got = lsd[:, p[0], p[1], p[2]]
-        np.testing.assert_allclose(got[0:3], np.clip(0.5 + mean / (4 * np.array(sigma)), 0, 1),
+        np.testing.assert_allclose(got[0:3], np.clip(0.5 + mean / (2 * np.array(sigma)), 0, 1),
                                    atol=2e-3)
         np.testing.assert_allclose(got[3:6], np.clip(np.diag(cov) / np.array(sigma) ** 2, 0, 1),
                                    atol=2e-3)

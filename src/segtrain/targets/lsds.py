@@ -8,8 +8,11 @@ window around the voxel (sigma in world units):
 - Pearson correlation (3 channels in 3D: zy, zx, yx; 1 in 2D: yx),
 - size (1 channel): the windowed mass of the object relative to a full window.
 
-10 channels in 3D, 6 in 2D, all scaled into [0, 1]: offsets as ``0.5 + offset / (4 sigma)``,
-variances as ``variance / sigma**2``, correlations as ``(r + 1) / 2``; background voxels are 0.
+10 channels in 3D, 6 in 2D, all scaled into [0, 1] as the reference ``lsd`` package does it
+(``lsd/train/local_shape_descriptor.py``, gaussian mode): offsets as ``0.5 + offset / (2 sigma)``
+(offset divided by ``max_distance = sigma``, times 0.5, plus 0.5), variances as
+``variance / sigma**2``, correlations as ``(r + 1) / 2``; background voxels are 0.
+tests/targets/test_lsd_reference.py compares them with values the reference package computed.
 """
 
 from __future__ import annotations
@@ -155,7 +158,7 @@ def local_shape_descriptors(
         ch = 0
         for d in range(ndim):
             offset = means[d][cpos] - world[d]
-            out[ch][target] = 0.5 + offset / (4.0 * sigma_w[d])
+            out[ch][target] = 0.5 + offset / (2.0 * sigma_w[d])
             ch += 1
         for d in range(ndim):
             out[ch][target] = second[(d, d)][cpos] / sigma_w[d] ** 2
