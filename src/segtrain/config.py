@@ -433,6 +433,16 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
 :func:`validate_config`; checks that relate several fields live in :func:`validate_config`."""
 
 
+def segment_config(values: dict | None = None, where: str = "segment") -> SegmentConfig:
+    """A :class:`SegmentConfig` from a mapping (e.g. a prediction's attributes): the defaults for
+    the settings it does not name; an unknown key or a bad value raises :class:`ConfigError`."""
+    if values is None:
+        return SegmentConfig()
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of segment settings, not {values!r}.")
+    return _dataclass_from_dict(SegmentConfig, values, where)
+
+
 def update_section(config: Config, section: str, values: dict) -> Config:
     """Set ``config.<section>.<key> = value`` for each item (converted and checked like a config
     file's values), then check the whole config; raises :class:`ConfigError` with one sentence."""

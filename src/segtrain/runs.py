@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from segtrain.config import load_config, save_config, update_section
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
 
@@ -206,15 +207,16 @@ class RunFolder:
 
     # --- config and metrics ---------------------------------------------------------------------
     def save_config(self, config) -> Path:
-        from segtrain.config import save_config
-
         return save_config(config, self.config_path)
 
     def config(self):
         """The run's config (with the post-processing settings of ``postprocess.yaml`` applied)."""
-        from segtrain.config import load_config
-
         return self.apply_postprocess(load_config(self.config_path))
+
+    def model_config(self, which: str = "newest"):
+        """The config a model loaded from this run (``which`` checkpoint) has, without loading it:
+        the run's config with the segment settings chosen on validation data for that checkpoint."""
+        return self.apply_postprocess(load_config(self.config_path), self.model_checkpoint(which).step)
 
     def raw_config(self) -> dict:
         """config.yaml as a plain mapping ({} when unreadable): cheap, for tables."""
@@ -366,8 +368,6 @@ class RunFolder:
     def apply_postprocess(self, config, step: int | None = None):
         """``config`` with :meth:`segment_settings` applied (checked like a config file's);
         returns ``config``."""
-        from segtrain.config import ConfigError, update_section
-
         segment = self.segment_settings(step)
         try:
             update_section(config, "segment", segment)

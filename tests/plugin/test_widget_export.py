@@ -12,7 +12,6 @@ import pytest
 
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets.export import ExportWidget
-from segtrain.plugin.widgets.predict import prediction_layer_args
 from segtrain.plugin.widgets.segment import SegmentWidget
 
 
@@ -34,7 +33,7 @@ def segmented(docked, gui, synthetic):
     viewer.add_labels(labels, name="gt", scale=(4, 2, 2), translate=(8, 0, 0))  # before any segmentation
     info = L.LayerInfo("affinities", task="affinities", model_ndim=3, run="runs/blocks-1",
                        settings=L.segment_config({"min_seed_distance": 3}))
-    data, kwargs = prediction_layer_args(synthetic["noisy_affinities"](labels), raw, "raw affinities",
+    data, kwargs = L.prediction_layer_args(synthetic["noisy_affinities"](labels), raw, "raw affinities",
                                          "affinities", info=info)
     viewer.add_image(data, **kwargs)
     segment, export = SegmentWidget(viewer), ExportWidget(viewer)

@@ -9,7 +9,6 @@ import pytest
 
 from helpers.gui import displayed_slice
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets.predict import prediction_layer_args
 from segtrain.plugin.widgets.segment import SegmentWidget
 
 
@@ -18,7 +17,7 @@ def _affinities_layer(viewer, synthetic, scale=(2, 1, 1), noise=0.1, settings=No
     raw = viewer.add_image(labels.astype(np.float32), name="raw", scale=scale)
     info = L.LayerInfo("affinities", task="affinities", model_ndim=3,
                        settings=settings or L.segment_config({"min_seed_distance": 3, "min_size": 5}))
-    data, kwargs = prediction_layer_args(synthetic["noisy_affinities"](labels, noise=noise), raw,
+    data, kwargs = L.prediction_layer_args(synthetic["noisy_affinities"](labels, noise=noise), raw,
                                          "raw affinities", "affinities", info=info)
     viewer.add_image(data, **kwargs)
     viewer.add_labels(labels, name="gt", scale=scale)
@@ -93,7 +92,7 @@ def test_best_threshold_that_merges_everything_warns(docked, gui, warning_messag
     labels[:, :, :12], labels[:, :, 12:] = 1, 2
     raw = viewer.add_image(labels.astype(np.float32), name="raw")
     info = L.LayerInfo("affinities", task="affinities", model_ndim=3, settings=L.segment_config({"fragments": "waterz"}))
-    data, kwargs = prediction_layer_args(np.full((3, 4, 24, 24), 0.9, np.float32), raw, "raw affinities",
+    data, kwargs = L.prediction_layer_args(np.full((3, 4, 24, 24), 0.9, np.float32), raw, "raw affinities",
                                          "affinities", info=info)
     viewer.add_image(data, **kwargs)
     viewer.add_labels(labels, name="gt")
@@ -112,7 +111,7 @@ def _probability_layer(viewer, prob, task, gt, boundary=None):
     array = prob[None] if boundary is None else np.stack([prob, boundary])
     info = L.LayerInfo("probabilities", task=task, model_ndim=2,
                        settings=L.segment_config({"probability_threshold": 0.5, "min_size": 0}))
-    data, kwargs = prediction_layer_args(array, image, "img probabilities", "probabilities", channel=0, info=info)
+    data, kwargs = L.prediction_layer_args(array, image, "img probabilities", "probabilities", channel=0, info=info)
     viewer.add_image(data, **kwargs)
     viewer.add_labels(gt, name="gt", scale=(2, 2))
 

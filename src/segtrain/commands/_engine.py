@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -117,3 +118,104 @@ def output_dir(path: str, overwrite: bool) -> Path:
         raise InputError(f"Folder {out.parent} does not exist; create it first.")
     out.mkdir(exist_ok=True)
     return out
+
+
+# --- predictions and the settings that segment them -------------------------------------------
+
+#: command-line options that override segment settings: (option dest, SegmentConfig field)
+SETTING_OPTIONS = (("fragments_method", "fragments"), ("boundary_threshold", "boundary_threshold"),
+                   ("min_seed_distance", "min_seed_distance"), ("min_size", "min_size"),
+                   ("per_slice", "per_slice"), ("scoring", "scoring"), ("threshold", "threshold"),
+                   ("probability_threshold", "probability_threshold"), ("seed_boundary_max", "seed_boundary_max"),
+                   ("seed_min_size", "seed_min_size"), ("instance_method", "instance_method"))
+
+
+def add_setting_options(parser, probabilities: bool = True) -> None:
+    """Options that override the segment settings a prediction (or ``--run``) carries; unset ones
+    keep those (there is one set of defaults: :class:`segtrain.config.SegmentConfig`)."""
+    import argparse
+
+    parser.add_argument("--run", metavar="RUN", help="take the segment settings of this run (default: the "
+                        "ones `segtrain predict` recorded in the prediction, else the defaults)")
+    group = parser.add_argument_group("segment settings (override the run's)")
+    group.add_argument("--fragments-method", choices=["watershed", "waterz"], default=None,
+                       help="seeded watershed on the distance transform, or waterz's own")
+    group.add_argument("--boundary-threshold", type=float, default=None)
+    group.add_argument("--min-seed-distance", type=int, default=None)
+    group.add_argument("--min-size", type=int, default=None, help="smallest fragment / object in voxels")
+    group.add_argument("--per-slice", action=argparse.BooleanOptionalAction, default=None,
+                       help="fragments slice by slice (anisotropic data)")
+    group.add_argument("--scoring", default=None, help="mean or hist_quant_10 ... hist_quant_95")
+    group.add_argument("--threshold", type=float, default=None,
+                       help="merge threshold (default: the one the run's validation chose; no blind default)")
+    if probabilities:
+        group.add_argument("--probability-threshold", type=float, default=None)
+        group.add_argument("--seed-boundary-max", type=float, default=None)
+        group.add_argument("--seed-min-size", type=int, default=None)
+        group.add_argument("--instance-method", choices=["components", "watershed"], default=None)
+
+
+@dataclass
+class Prediction:
+    """A prediction read from a file, with the settings that segment it and where they came from."""
+
+    array: np.ndarray  # channels first
+    volume: object  # the segtrain.io.Volume it came from
+    kind: str  # affinities | probabilities
+    settings: object  # SegmentConfig
+    spec: object  # OutputSpec
+    origin: str  # "the prediction", "run X", "the defaults"
+
+
+def read_prediction(path: str, dataset: str | None, args) -> Prediction:
+    """The affinities or probabilities in ``path`` (a `segtrain predict` output holds several
+    arrays: the one the task needs is taken) and their segment settings: ``--run``'s, else those
+    the prediction recorded, else the defaults; then the options given on the command line."""
+    from segtrain.config import ConfigError, segment_config
+    from segtrain.io import read_volumes
+    from segtrain.postprocess import OutputSpec
+    from segtrain.runs import RunFolder
+
+    volumes = read_volumes(path, dataset)
+    if len(volumes) > 1:
+        task = next((v.attrs.get("task") for v in volumes if v.attrs.get("task")), None)
+        wanted = "affinities" if task == "affinities" else "probabilities"
+        chosen = [v for v in volumes if v.attrs.get("kind") == wanted] if task else []
+        if len(chosen) != 1:
+            names = ", ".join(v.dataset or v.name for v in volumes)
+            raise InputError(f"{path} holds {len(volumes)} arrays ({names}) and says nothing of which to segment; "
+                             "name it with --dataset (e.g. --dataset affinities).")
+        volumes = chosen
+    volume = volumes[0]
+    attrs = volume.attrs
+    array = np.asarray(volume.data.compute() if hasattr(volume.data, "compute") else volume.data)
+    axes = tuple(volume.axes)
+    if "c" in axes and axes.index("c") != 0:
+        array = np.moveaxis(array, axes.index("c"), 0)
+    kind = attrs.get("kind") or ("probabilities" if attrs.get("task") in ("masks", "instances", "classes")
+                                 else "affinities")
+    task, ndim = attrs.get("task"), attrs.get("model_ndim")
+    try:
+        if getattr(args, "run", None):
+            folder = RunFolder(args.run)
+            if not folder.is_run(folder.path):
+                raise InputError(f"{args.run} is not a segtrain run folder (no config.yaml); give a run folder.")
+            config = folder.model_config()
+            settings, task, ndim, origin = config.segment, config.task, config.ndim, f"run {folder.name}"
+        elif isinstance(attrs.get("settings"), dict):
+            settings, origin = segment_config(attrs["settings"], "the prediction's settings"), "the prediction"
+        else:
+            settings, origin = segment_config(), "the defaults"
+        overridden = []
+        for dest, name in SETTING_OPTIONS:
+            value = getattr(args, dest, None)
+            if value is not None:
+                setattr(settings, name, value)
+                overridden.append(name)
+    except ConfigError as error:
+        raise InputError(str(error)) from None
+    if overridden:
+        origin += f" with {', '.join(overridden)} from the command line"
+    task = task or ("affinities" if kind == "affinities" else "masks")
+    ndim = ndim or (array.ndim - 1 if kind == "affinities" else array.ndim)
+    return Prediction(array, volume, kind, settings, OutputSpec(task, min(max(int(ndim), 2), 3)), origin)

@@ -10,18 +10,17 @@ HELP = "score every merge threshold against ground truth (VOI, ARAND): table, be
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from segtrain.commands._engine import add_setting_options
+
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--tree", help="merge tree (.npz) written by `segtrain segment`")
-    source.add_argument("--affs", help="affinities to segment first (fragments + merge tree)")
+    source.add_argument("--affs", help="a prediction (affinities) to segment first, with the run's settings "
+                        "as `segtrain segment` does")
     parser.add_argument("--gt", required=True, help="ground-truth labels (0 = ignored)")
     parser.add_argument("--gt-dataset", help="dataset inside the ground-truth file")
-    parser.add_argument("--affs-dataset", help="dataset inside the affinity file")
+    parser.add_argument("--affs-dataset", help="array inside the prediction file")
     parser.add_argument("--fragments", help="fragments, if the merge tree was saved without them")
-    parser.add_argument("--fragments-method", choices=["watershed", "waterz"], default="watershed")
-    parser.add_argument("--per-slice", action="store_true")
-    parser.add_argument("--min-seed-distance", type=int, default=10)
-    parser.add_argument("--scoring", default="hist_quant_50",
-                        help="with --affs: mean or hist_quant_10 ... hist_quant_95")
+    add_setting_options(parser, probabilities=False)
     parser.add_argument("--thresholds", default=None,
                         help="start:stop:step (stop included) or a list 0.1,0.2; default 0:1:0.02")
     parser.add_argument("--out-dir", default=None,
@@ -29,11 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segtrain.commands._engine import Step, log, output_dir, parse_thresholds, read_affinities, \
-        read_array, tqdm_progress
+    from segtrain.commands._engine import Step, log, output_dir, parse_thresholds, read_array, read_prediction, \
+        tqdm_progress
     from segtrain.errors import InputError
     from segtrain.evaluate import sweep
-    from segtrain.segment import MergeTree, make_fragments
+    from segtrain.postprocess import segment_affinities
+    from segtrain.segment import MergeTree
     from segtrain.segment._waterz import check_threshold
 
     thresholds = parse_thresholds(args.thresholds)
@@ -49,13 +49,14 @@ def run(args: argparse.Namespace) -> int:
             raise InputError(f"{args.tree} holds no fragments; pass them with --fragments.")
     else:
         with Step(f"reading {args.affs}"):
-            affs, _ = read_affinities(args.affs, args.affs_dataset)
-        with Step("fragments"):
-            fragments = make_fragments(affs, args.fragments_method,
-                                       min_seed_distance=args.min_seed_distance,
-                                       per_slice=args.per_slice)
-        with Step(f"merge tree ({args.scoring})"):
-            tree = MergeTree.build(affs, fragments, scoring=args.scoring)
+            prediction = read_prediction(args.affs, args.affs_dataset, args)
+        if prediction.kind != "affinities":
+            raise InputError(f"{args.affs} holds probabilities, not affinities; sweep merge thresholds of "
+                             "affinity predictions (masks and instances: `segtrain tune`).")
+        log(f"segment settings from {prediction.origin}")
+        with Step(f"fragments ({prediction.settings.fragments}) and merge tree ({prediction.settings.scoring})"):
+            tree = segment_affinities(prediction.array, prediction.settings,
+                                      voxel_size=tuple(prediction.volume.voxel_size), model_ndim=prediction.spec.ndim)
     gt, _ = read_array(args.gt, args.gt_dataset)
     if gt.shape != tree.fragments.shape and gt.squeeze().shape == tree.fragments.shape:
         gt = gt.squeeze()
@@ -72,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
             plot=str(result.plot(Path(out) / "sweep.png")),
         )
         if args.affs:
-            summary["outputs"]["merge_tree"] = str(tree.save(Path(out) / "merge_tree.npz",
-                                                             overwrite=True))
+            summary["outputs"]["merge_tree"] = str(tree.save(Path(out) / "merge_tree.npz", overwrite=True))
     else:
         summary["table"] = result.rows()
     print(json.dumps(summary, indent=2))

@@ -21,6 +21,10 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
+from segtrain.config import segment_config  # noqa: F401 - also for the panels
+from segtrain.io import Volume
+from segtrain.io.volume import DEFAULT_AXES, jsonable
+
 BACKGROUND_LABEL = 65534
 IGNORE_LABEL = 65535
 
@@ -28,6 +32,7 @@ IGNORE_LABEL = 65535
 META = "segtrain"
 
 LAYER_KINDS = ("affinities", "lsds", "probabilities", "segmentation", "annotation")
+
 
 
 @dataclass
@@ -82,20 +87,6 @@ class LayerInfo:
         else:
             settings = None
         return cls(kind=kind, settings=settings, **{k: attrs.get(k) for k in cls.SAVED if k != "kind"})
-
-
-def segment_config(values: dict | None = None):
-    """A :class:`~segtrain.config.SegmentConfig` from a mapping (unknown keys are an error, values
-    are checked); the defaults when None."""
-    from segtrain.config import ConfigError, SegmentConfig
-
-    settings = SegmentConfig()
-    names = {f.name for f in dataclasses.fields(SegmentConfig)}
-    for key, value in (values or {}).items():
-        if key not in names:
-            raise ConfigError(f"Unknown setting segment.{key}; valid settings in segment are: {', '.join(sorted(names))}.")
-        setattr(settings, key, value)
-    return settings
 
 
 def layer_info(layer: Any) -> LayerInfo | None:
@@ -181,8 +172,6 @@ def layer_attrs(metadata: dict | None) -> dict:
     """The attributes a saved layer keeps from its metadata: every JSON-able entry, arrays dropped;
     the widgets' own entry (``metadata['segtrain']``: threshold, source, settings, kind ...)
     contributes its JSON-able items at top level (where the reader puts them back)."""
-    from segtrain.io.volume import jsonable
-
     metadata = dict(metadata or {})
     own = metadata.pop(META, None)
     metadata.pop("voxel_size_in_file", None)  # what the reader knew, not an attribute of the data
@@ -199,9 +188,6 @@ def volume_from_layer_data(data: Any, meta: dict, layer_type: str):
     ``scale``, ``translate``, ``metadata``, ``rgb``, ``multiscale``; what a napari writer is given,
     or ``layer.as_layer_data_tuple()``): voxel size from the scale, offset from the translate,
     ``is_labels`` from the layer type, attributes from :func:`layer_attrs`."""
-    from segtrain.io import Volume
-    from segtrain.io.volume import DEFAULT_AXES
-
     if meta.get("multiscale") and isinstance(data, (list, tuple)):
         data = data[0]  # highest resolution
     if isinstance(data, LookupLabels) or not hasattr(data, "dtype"):
@@ -231,6 +217,62 @@ def aligned_kwargs(layer: Any, name: str, info: LayerInfo, ndim: int | None = No
         "translate": tuple(layer.translate[-n:]),
         "metadata": {META: info},
     }
+
+
+PREDICTION_OPACITY = 0.5  # predictions over the image, which stays visible (normal blending)
+
+
+def _spatial_kwargs(image: Any, ndim: int) -> dict:
+    if image is None:
+        return {}
+    return {"scale": tuple(image.scale[-ndim:]), "translate": tuple(image.translate[-ndim:])}
+
+
+def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
+                          channels: tuple[int, ...] = (0, 1, 2), channel: int | None = None,
+                          info: LayerInfo | None = None) -> tuple[np.ndarray, dict]:
+    """(data, add_image kwargs) to show a channel-first prediction aligned with ``image``.
+
+    Affinities / LSDs with >= 3 channels become an RGB image of ``channels`` (channels last, a
+    view); ``channel`` picks one channel as a grey image (probabilities). The layer's
+    :class:`~segtrain.plugin.layers.LayerInfo` (a copy of ``info``, which carries what the model
+    is and the run's segment settings) keeps the full array for the Segment and Export panels.
+    """
+    array = np.asarray(array)
+    spatial_ndim = image.ndim if image is not None else (array.ndim - 1 if array.ndim > 2 else 2)
+    meta = dataclasses.replace(info or LayerInfo(kind), kind=kind, array=array,
+                               source=getattr(image, "name", None))
+    kwargs = {"name": name, "metadata": {META: meta}}
+    grey = {"colormap": "magma", "contrast_limits": (0.0, 1.0)}
+    if array.ndim == spatial_ndim:  # no channel axis
+        data = array
+        kwargs.update(grey)
+    elif channel is not None or array.shape[0] < 3:
+        channel = channel or 0
+        data = array[channel]
+        kwargs.update(grey)
+        meta.channel = channel
+    else:
+        picked = [c for c in channels if c < array.shape[0]][:3]
+        while len(picked) < 3:
+            picked.append(picked[-1])
+        data = np.moveaxis(array[list(picked)], 0, -1)
+        if data.dtype != np.uint8:
+            data = np.clip(data, 0.0, 1.0).astype(np.float32, copy=False)
+        kwargs.update(rgb=True, contrast_limits=(0.0, 1.0))
+        meta.channels = tuple(picked)
+    kwargs.update(_spatial_kwargs(image, spatial_ndim))
+    kwargs.update(blending="translucent", opacity=PREDICTION_OPACITY, visible=kind != "lsds")
+    return data, kwargs
+
+
+def probability_layers(array: np.ndarray, task: str) -> list[tuple[str, int]]:
+    """(layer suffix, channel) for each probability channel worth its own image layer."""
+    if task == "instances" and array.shape[0] == 2:
+        return [("probabilities", 0), ("boundary", 1)]  # foreground, boundary (sigmoid)
+    if task == "classes":
+        return [(f"class {c}", c) for c in range(1, array.shape[0])]
+    return [("probabilities", 0)]
 
 
 def unique_name(viewer: Any, base: str) -> str:

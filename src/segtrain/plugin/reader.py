@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from segtrain.io import Volume, is_readable_path, read_volumes
+from segtrain.plugin.layers import LayerInfo, prediction_layer_args
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,13 @@ def layer_data(volume: Volume, name: str | None = None) -> LayerData:
         if data.dtype == bool:
             data = data.astype(np.uint8)
         return data, kwargs, "labels"
+    info = LayerInfo.from_attrs(volume.attrs)
+    if info is not None and info.kind in ("affinities", "lsds", "probabilities") and not volume.is_lazy \
+            and "c" in volume.axes and volume.axes.index("c") == 0:
+        # a `segtrain predict` output: shown as the Predict panel shows it, the run's settings kept
+        data, pkwargs = prediction_layer_args(np.asarray(data), None, kwargs["name"], info.kind, info=info)
+        pkwargs.update(scale=kwargs["scale"], translate=kwargs["translate"])
+        return data, pkwargs, "image"
     if "c" in volume.axes:
         axis = volume.axes.index("c")
         if axis == data.ndim - 1 and data.shape[axis] in (3, 4):

@@ -6,13 +6,18 @@ whose defaults are the only defaults) and the voxel size: the Segment panel and 
 quality script. So a threshold chosen in one place means the same thing in every other.
 
 - :class:`OutputSpec`: what a model predicts (task, spatial dimensions, classes).
-- :func:`segment_affinities`: affinities -> fragments -> waterz :class:`~segtrain.segment.MergeTree`.
+- :func:`segment_affinities`: affinities -> fragments (:func:`fragments_of`) -> waterz
+  :class:`~segtrain.segment.MergeTree`.
 - :func:`instances`, :func:`foreground`: probabilities -> instance labels / a mask.
 - :func:`affinity_scores`, :func:`validation_scores`: scores against ground truth (the sweep's best
   threshold for affinities).
 """
 
-from segtrain.postprocess.affinities import check_affinities, segment_affinities
+from segtrain.postprocess.affinities import (
+    check_affinities,
+    fragments_of,
+    segment_affinities,
+)
 from segtrain.postprocess.masks import foreground, instances
 from segtrain.postprocess.scores import affinity_scores, validation_scores
 from segtrain.postprocess.spec import OutputSpec
@@ -22,6 +27,7 @@ __all__ = [
     "affinity_scores",
     "check_affinities",
     "foreground",
+    "fragments_of",
     "instances",
     "segment_affinities",
     "validation_scores",

@@ -11,11 +11,13 @@ from segtrain.config import SegmentConfig
 from segtrain.errors import InputError
 from segtrain.segment import MergeTree, make_fragments
 
+MAX_CHANNELS = 32  # nearest and long-range offsets; more channels are not affinities
+
 
 def check_affinities(affs) -> np.ndarray:
     """``affs`` as a float32 array if it can be affinities, else one sentence saying what was
-    expected: floating point in [0, 1] (or uint8 0-255 as written by some tools), channels first,
-    at least 2 channels (2D) or 3 (3D)."""
+    expected: floating point in [0, 1], channels first, 2 (2D) or 3 (3D) to
+    :data:`MAX_CHANNELS` channels (an EM volume or labels are refused, not segmented)."""
     if hasattr(affs, "compute") and not isinstance(affs, np.ndarray):
         affs = affs.compute()
     affs = np.asarray(affs)
@@ -25,13 +27,11 @@ def check_affinities(affs) -> np.ndarray:
             f"{affs.shape}: give the affinities output of `segtrain predict`."
         )
     need = 3 if affs.ndim == 4 else 2
-    if affs.shape[0] < need or affs.shape[0] > 64:
+    if affs.shape[0] < need or affs.shape[0] > MAX_CHANNELS:
         raise InputError(
             f"Affinities of a {affs.ndim - 1}D volume have at least {need} channels first, this array has "
             f"shape {affs.shape}: give the affinities output of `segtrain predict`, not an image."
         )
-    if affs.dtype == np.uint8:
-        return affs.astype(np.float32) / 255.0
     if not np.issubdtype(affs.dtype, np.floating):
         raise InputError(
             f"Affinities are floating point in [0, 1], not {affs.dtype}: this looks like an image or labels; "
@@ -49,6 +49,16 @@ def check_affinities(affs) -> np.ndarray:
 def _stack_as_3d(affs: np.ndarray) -> np.ndarray:
     """2D affinities of a stack ``(2+, N, y, x)`` as 3D ``(3, N, y, x)`` with no z-affinity."""
     return np.concatenate([np.zeros_like(affs[:1]), affs[:2]], axis=0)
+
+
+def fragments_of(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
+                 per_slice: bool | None = None) -> np.ndarray:
+    """Fragments of affinities ``(C, z, y, x)`` / ``(C, y, x)`` with ``settings`` (method,
+    boundary_threshold, min_seed_distance, min_size, per_slice unless given): uint64, 0 = boundary."""
+    return make_fragments(affs, settings.fragments, boundary_threshold=settings.boundary_threshold,
+                          min_seed_distance=settings.min_seed_distance, min_size=settings.min_size,
+                          per_slice=settings.per_slice if per_slice is None else per_slice,
+                          voxel_size=voxel_size)
 
 
 def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
@@ -73,11 +83,8 @@ def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float
         voxel_size = tuple(float(v) for v in voxel_size)[-spatial:]
         if len(voxel_size) != spatial:
             raise InputError(f"Give one voxel size per spatial axis ({spatial}), not {voxel_size}.")
-    if fragments is None:
-        fragments = make_fragments(affs, settings.fragments, boundary_threshold=settings.boundary_threshold,
-                                   min_seed_distance=settings.min_seed_distance, min_size=settings.min_size,
-                                   per_slice=per_slice, voxel_size=voxel_size)
-    tree = MergeTree.build(affs, np.asarray(fragments), scoring=settings.scoring)
+    frags = fragments if fragments is not None else fragments_of(affs, settings, voxel_size, per_slice)
+    tree = MergeTree.build(affs, np.asarray(frags), scoring=settings.scoring)
     tree.attrs.update(settings=dataclasses.asdict(settings),
                       voxel_size=None if voxel_size is None else list(voxel_size))
     return tree

@@ -7,7 +7,10 @@ import numpy as np
 from segtrain.config import SegmentConfig
 from segtrain.errors import InputError
 from segtrain.postprocess.spec import OutputSpec
-from segtrain.segment import instances_from_foreground_boundary, instances_from_probabilities
+from segtrain.segment import (
+    instances_from_foreground_boundary,
+    instances_from_probabilities,
+)
 
 
 def _channels(probabilities) -> np.ndarray:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segtrain.config import SegmentConfig
+from segtrain.evaluate import class_iou, instance_scores, mask_scores, sweep
 from segtrain.postprocess.affinities import segment_affinities
 from segtrain.postprocess.masks import foreground, instances
 from segtrain.postprocess.spec import OutputSpec
@@ -17,8 +18,6 @@ def affinity_scores(affs, gt, settings: SegmentConfig, voxel_size: Sequence[floa
                     model_ndim: int | None = None) -> dict[str, float]:
     """The best VOI (split, merge), ARAND and the threshold the sweep (``settings.thresholds``)
     chose, for the merge tree :func:`segment_affinities` makes; ground truth 0 is ignored."""
-    from segtrain.evaluate import sweep
-
     tree = segment_affinities(affs, settings, voxel_size=voxel_size, model_ndim=model_ndim)
     result = sweep(tree, np.asarray(gt).astype(np.uint32), thresholds=settings.thresholds)
     best = result.best
@@ -32,8 +31,6 @@ def validation_scores(outputs: dict[str, np.ndarray], gt, settings: SegmentConfi
     affinities -> VOI, ARAND and the chosen threshold; masks / instances -> Dice, IoU and instance
     F1 (precision, recall) at IoU 0.5; classes -> mean IoU and Dice. ``known`` False voxels are
     left out (gt set to 0, which every score ignores where it can)."""
-    from segtrain.evaluate import class_iou, instance_scores, mask_scores
-
     gt = np.asarray(gt).astype(np.int64)
     if spec.task == "affinities":
         if known is not None:

@@ -251,5 +251,9 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
             arrays[name][index] = value
 
         _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress, augment)
-        group.attrs.update({"checkpoint": str(loaded.checkpoint), "task": loaded.config.task})
+        # the run's segment settings travel with its predictions (segtrain segment uses them)
+        model = {k: v for k, v in loaded.output_attrs().items() if v is not None}
+        for name, array in arrays.items():
+            array.attrs.update({"kind": name, **model})
+        group.attrs.update(model)
     return output

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -31,6 +31,15 @@ class LoadedModel:
     def run_dir(self) -> Path | None:
         folder = self.folder
         return None if folder is None else folder.path
+
+    def output_attrs(self) -> dict:
+        """What a prediction records about the model that made it (the panels' LayerInfo keys):
+        task, model_ndim, the run's segment ``settings`` (the threshold its validation chose and
+        `segtrain tune`'s settings included), run, checkpoint and step."""
+        folder = self.folder
+        return {"task": self.config.task, "model_ndim": self.config.ndim, "settings": asdict(self.config.segment),
+                "run": None if folder is None else str(folder.path), "checkpoint": str(self.checkpoint),
+                "step": self.step}
 
     def describe(self) -> str:
         """``run my-run-..., final.ckpt (step 1500)``."""

@@ -84,18 +84,17 @@ def centres_and_sizes(local: np.ndarray, n: int, begin) -> tuple[np.ndarray, np.
 
 
 def fragments_block(job_dir: str, block) -> None:
+    from segtrain.config import segment_config
+    from segtrain.postprocess import fragments_of
     from segtrain.scale.graph_db import open_graph_writer
-    from segtrain.segment import make_fragments, relabel_consecutive
+    from segtrain.segment import relabel_consecutive
 
     job = load_job(job_dir)
     s = job.settings
-    seg = s.segment
+    settings = segment_config(s.segment)
     read, inner, begin = block_regions(block, s.shape)
     affs = read_spatial(s.affinities, read, NEAREST)
-    voxel_size = None if seg["per_slice"] else tuple(s.voxel_size)
-    frags = make_fragments(affs, seg["fragments"], boundary_threshold=seg["boundary_threshold"],
-                           min_seed_distance=seg["min_seed_distance"], min_size=seg["min_size"],
-                           per_slice=seg["per_slice"], voxel_size=voxel_size)
+    frags = fragments_of(affs, settings, voxel_size=tuple(s.voxel_size))
     local = relabel_consecutive(frags[inner])
     n = int(local.max()) if local.size else 0
     out = local.copy()

@@ -5,11 +5,9 @@ aligned with the input, half transparent over it."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -33,67 +31,13 @@ from segtrain.plugin.workers import (
     start_worker,
 )
 
-PREDICTION_OPACITY = 0.5  # predictions over the image, which stays visible (normal blending)
 FEW_STEPS_FRACTION = 0.1  # a model trained for less than this share of its preset's steps is warned about
-
-
-def _spatial_kwargs(image: Any, ndim: int) -> dict:
-    if image is None:
-        return {}
-    return {"scale": tuple(image.scale[-ndim:]), "translate": tuple(image.translate[-ndim:])}
-
-
-def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
-                          channels: tuple[int, ...] = (0, 1, 2), channel: int | None = None,
-                          info: L.LayerInfo | None = None) -> tuple[np.ndarray, dict]:
-    """(data, add_image kwargs) to show a channel-first prediction aligned with ``image``.
-
-    Affinities / LSDs with >= 3 channels become an RGB image of ``channels`` (channels last, a
-    view); ``channel`` picks one channel as a grey image (probabilities). The layer's
-    :class:`~segtrain.plugin.layers.LayerInfo` (a copy of ``info``, which carries what the model
-    is and the run's segment settings) keeps the full array for the Segment and Export panels.
-    """
-    array = np.asarray(array)
-    spatial_ndim = image.ndim if image is not None else (array.ndim - 1 if array.ndim > 2 else 2)
-    meta = dataclasses.replace(info or L.LayerInfo(kind), kind=kind, array=array,
-                               source=getattr(image, "name", None))
-    kwargs = {"name": name, "metadata": {L.META: meta}}
-    grey = {"colormap": "magma", "contrast_limits": (0.0, 1.0)}
-    if array.ndim == spatial_ndim:  # no channel axis
-        data = array
-        kwargs.update(grey)
-    elif channel is not None or array.shape[0] < 3:
-        channel = channel or 0
-        data = array[channel]
-        kwargs.update(grey)
-        meta.channel = channel
-    else:
-        picked = [c for c in channels if c < array.shape[0]][:3]
-        while len(picked) < 3:
-            picked.append(picked[-1])
-        data = np.moveaxis(array[list(picked)], 0, -1)
-        if data.dtype != np.uint8:
-            data = np.clip(data, 0.0, 1.0).astype(np.float32, copy=False)
-        kwargs.update(rgb=True, contrast_limits=(0.0, 1.0))
-        meta.channels = tuple(picked)
-    kwargs.update(_spatial_kwargs(image, spatial_ndim))
-    kwargs.update(blending="translucent", opacity=PREDICTION_OPACITY, visible=kind != "lsds")
-    return data, kwargs
-
-
-def probability_layers(array: np.ndarray, task: str) -> list[tuple[str, int]]:
-    """(layer suffix, channel) for each probability channel worth its own image layer."""
-    if task == "instances" and array.shape[0] == 2:
-        return [("probabilities", 0), ("boundary", 1)]  # foreground, boundary (sigmoid)
-    if task == "classes":
-        return [(f"class {c}", c) for c in range(1, array.shape[0])]
-    return [("probabilities", 0)]
 
 
 def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress):
     """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
-    prediction; returns (outputs, the run's config, the checkpoint file, what was loaded, a warning
-    or "")."""
+    prediction; returns (outputs, what they record about the model (``LoadedModel.output_attrs``),
+    what was loaded, a warning or "")."""
     from segtrain.predict import load_model, predict_array
 
     from segtrain.plugin.workers import release_gpu_memory
@@ -101,8 +45,7 @@ def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress):
     try:
         loaded = load_model(checkpoint, which=which)
         outputs = predict_array(loaded, raw, voxel_size=voxel_size, progress=progress)
-        return (outputs, loaded.config, str(loaded.checkpoint), loaded.describe(),
-                few_steps_warning(loaded.config, loaded.step))
+        return outputs, loaded.output_attrs(), loaded.describe(), few_steps_warning(loaded.config, loaded.step)
     finally:
         release_gpu_memory()
 
@@ -262,15 +205,12 @@ class PredictWidget(Panel):
         self.predict_button.setEnabled(True)
 
     def show_predictions(self, result) -> None:
-        outputs, config, checkpoint, loaded, warning = result
+        outputs, attrs, loaded, warning = result
         self.model_label.setText(f"model: {loaded}")
-        task = config.task
-        # the run's segmentation settings travel with its predictions (Segment starts from them)
-        from segtrain.runs import RunFolder
-
-        folder = RunFolder.of_checkpoint(checkpoint)
-        info = L.LayerInfo("prediction", task=task, model_ndim=config.ndim, settings=config.segment,
-                           run=None if folder is None else str(folder.path), checkpoint=checkpoint)
+        task = attrs["task"]
+        # the run's segmentation settings travel with its predictions (Segment starts from them),
+        # recorded as `segtrain predict` records them in its files
+        info = L.LayerInfo.from_attrs({**attrs, "kind": "affinities"})
         image = self._image
         self.result_layers = {}
         for kind in ("lsds", "probabilities", "affinities"):  # affinities last = on top, active
@@ -278,14 +218,14 @@ class PredictWidget(Panel):
                 continue
             array = outputs[kind]
             if kind == "probabilities":
-                for suffix, channel in probability_layers(array, task):
-                    data, kwargs = prediction_layer_args(array, image, f"{image.name} {suffix}",
+                for suffix, channel in L.probability_layers(array, task):
+                    data, kwargs = L.prediction_layer_args(array, image, f"{image.name} {suffix}",
                                                          kind, channel=channel, info=info)
                     layer = L.upsert_layer(self.viewer, "image", data, **kwargs)
                     self.result_layers.setdefault(kind, layer)
                 continue
             channels = tuple(s.value() for s in self.lsd_channels) if kind == "lsds" else (0, 1, 2)
-            data, kwargs = prediction_layer_args(array, image, f"{image.name} {kind}", kind,
+            data, kwargs = L.prediction_layer_args(array, image, f"{image.name} {kind}", kind,
                                                  channels, info=info)
             self.result_layers[kind] = L.upsert_layer(self.viewer, "image", data, **kwargs)
         if warning:
@@ -299,6 +239,6 @@ class PredictWidget(Panel):
             return
         info = L.layer_info(layer)
         channels = tuple(s.value() for s in self.lsd_channels)
-        data, kwargs = prediction_layer_args(info.array, self._image, layer.name, "lsds", channels, info=info)
+        data, kwargs = L.prediction_layer_args(info.array, self._image, layer.name, "lsds", channels, info=info)
         layer.data = data
         layer.metadata[L.META] = kwargs["metadata"][L.META]

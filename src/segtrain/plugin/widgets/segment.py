@@ -35,9 +35,26 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from segtrain import evaluate
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import Foldable, LayerCombo, Panel, compact, mpl_canvas, status_label
-from segtrain.plugin.workers import LatestOnly, Throttle, notify_error, notify_warning, start_worker
+from segtrain.plugin.widgets._common import (
+    Foldable,
+    LayerCombo,
+    Panel,
+    compact,
+    mpl_canvas,
+    status_label,
+)
+from segtrain.plugin.workers import (
+    LatestOnly,
+    Throttle,
+    notify_error,
+    notify_warning,
+    start_worker,
+)
+from segtrain.postprocess import OutputSpec, instances, segment_affinities
+from segtrain.postprocess.tune import tune_postprocessing
+from segtrain.segment import SCORING_FUNCTIONS
 
 SLIDER_STEPS = 1000
 DEFAULT_SCORING = ["hist_quant_50", "hist_quant_75", "hist_quant_25", "mean"]
@@ -78,34 +95,24 @@ def _is_prediction(layer: Any) -> bool:
 
 
 def _scoring_names() -> list[str]:
-    from segtrain.segment import SCORING_FUNCTIONS
-
     return sorted(SCORING_FUNCTIONS, key=lambda n: (n != "hist_quant_50", n))
 
 
 # --- worker bodies (core calls only) -------------------------------------------------------------
 def merge_tree_and_sweep(affs, fragments, settings, voxel_size, model_ndim, gt):
     """Fragments and merge tree with ``settings``; the sweep against ``gt`` when given."""
-    from segtrain import evaluate
-    from segtrain.postprocess import segment_affinities
-
     tree = segment_affinities(affs, settings, voxel_size=voxel_size, model_ndim=model_ndim, fragments=fragments)
     return tree, None if gt is None else evaluate.sweep(tree, np.asarray(gt), thresholds=settings.thresholds)
 
 
 def instances_and_scores(outputs, settings, spec, gt):
     """Instance labels of ``outputs`` with ``settings``; F1 against ``gt`` when given."""
-    from segtrain import evaluate
-    from segtrain.postprocess import instances
-
     labels = instances(outputs, settings, spec)
     return labels, None if gt is None else evaluate.instance_scores(labels, np.asarray(gt))
 
 
 def mask_scores(probability, threshold: float, gt):
     """Share of foreground, and Dice / IoU against ``gt`` when given, at ``threshold``."""
-    from segtrain import evaluate
-
     mask = np.asarray(probability) >= threshold
     scores = {"foreground": float(mask.mean()) if mask.size else 0.0}
     if gt is not None:
@@ -114,8 +121,6 @@ def mask_scores(probability, threshold: float, gt):
 
 
 def tune_instances(outputs, gt, settings, spec):
-    from segtrain.postprocess.tune import tune_postprocessing
-
     return tune_postprocessing([outputs], [np.asarray(gt)], settings, spec)
 
 
@@ -359,8 +364,6 @@ class SegmentWidget(Panel):
         return lambda region: tree.relabel(region, threshold)
 
     def _start_probability_path(self, layer, settings) -> None:
-        from segtrain.postprocess import OutputSpec
-
         info = self.source_info
         self.settings = settings
         self.outputs = np.asarray(prediction_array(layer), dtype=np.float32)
