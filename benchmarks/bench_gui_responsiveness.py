@@ -103,7 +103,7 @@ def bench_training(viewer, app, seconds: float, runs_root: Path, shape) -> dict:
     scrolling = percentiles(probe.lateness)  # the cost of rendering alone (software GL here)
 
     train.start()
-    if train.run is None:
+    if not train.is_running():
         raise SystemExit(f"training did not start: {train.status.text()}")
     wait(app, 120.0, until=lambda: train.last_report is not None)  # past model start-up
     first_step = train.last_report.step if train.last_report else None
@@ -140,6 +140,7 @@ def bench_slider(viewer, app, shape=(100, 512, 512), block=(4, 8, 8), ticks=50) 
     """Slider latency on a fragments volume of ``shape`` with a synthetic merge history."""
     from segtrain.segment import MergeTree
 
+    from segtrain.plugin import layers as L
     from segtrain.plugin.widgets.segment import SLIDER_STEPS, SegmentWidget
 
     grid = tuple(s // b for s, b in zip(shape, block))
@@ -156,6 +157,8 @@ def bench_slider(viewer, app, shape=(100, 512, 512), block=(4, 8, 8), ticks=50) 
     image = viewer.add_image(np.zeros(shape, np.uint8), name="image")
     widget = SegmentWidget(viewer)
     widget._source_layer = image
+    widget.source_info = L.LayerInfo("affinities", task="affinities", model_ndim=3)
+    widget.settings = L.segment_config()
     widget._tree_ready((tree, None))
     layer = widget.seg_layer
     viewer.dims.set_current_step(0, shape[0] // 2)

@@ -31,8 +31,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="run folder or checkpoint")
     parser.add_argument("--json", help="also write the scores here")
+    parser.add_argument("--checkpoint", default="newest",
+                        help="which checkpoint of the run: newest (the default everywhere), best, or a file name")
     args = parser.parse_args(argv)
-    loaded = load_model(args.run)
+    loaded = load_model(args.run, which=args.checkpoint)
     config = loaded.config
     sources = sources_from_config(config.data.val, config.data)
     variants = {"run settings": {}}

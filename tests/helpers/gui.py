@@ -4,6 +4,7 @@ benchmarks drive the GUI with the same code as the tests."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
@@ -13,7 +14,23 @@ from qtpy.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEd
 
 
 class GUI:
-    """Clicks, typing and waiting on real widgets (they must be shown: docked in a shown viewer)."""
+    """Clicks, typing and waiting on real widgets (they must be shown: docked in a shown viewer).
+
+    ``observer`` (optional) is told when the driver checks results itself (``with gui.checking():``),
+    so that a GUI-responsiveness probe leaves the driver's own work out."""
+
+    def __init__(self, observer=None):
+        self.observer = observer
+
+    @contextlib.contextmanager
+    def checking(self):
+        if self.observer is not None:
+            self.observer.pause()
+        try:
+            yield
+        finally:
+            if self.observer is not None:
+                self.observer.resume()
 
     def click(self, button: QAbstractButton) -> None:
         """A left click in the middle of ``button``, which must be visible and enabled."""

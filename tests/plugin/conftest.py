@@ -34,18 +34,29 @@ def synthetic():
     return {"blocks_labels": blocks_labels, "noisy_affinities": noisy_affinities}
 
 
-@pytest.fixture
-def error_messages():
-    """A function returning the napari error notifications shown since the test started."""
+def _notifications(severity: str):
+    """A function returning the napari notifications of ``severity`` shown since it was made."""
     from napari.utils.notifications import NotificationSeverity, notification_manager
 
     start = len(notification_manager.records)
+    wanted = getattr(NotificationSeverity, severity)
 
     def messages() -> list[str]:
-        return [str(r.message) for r in notification_manager.records[start:]
-                if r.severity == NotificationSeverity.ERROR]
+        return [str(r.message) for r in notification_manager.records[start:] if r.severity == wanted]
 
     return messages
+
+
+@pytest.fixture
+def error_messages():
+    """The napari error notifications shown since the test started."""
+    return _notifications("ERROR")
+
+
+@pytest.fixture
+def warning_messages():
+    """The napari warning notifications shown since the test started."""
+    return _notifications("WARNING")
 
 
 @pytest.fixture(autouse=True)
@@ -54,20 +65,6 @@ def _stop_workers():
     from segtrain.plugin.workers import stop_all
 
     stop_all()
-
-
-@pytest.fixture
-def warning_messages():
-    """A function returning the napari warning notifications shown since the test started."""
-    from napari.utils.notifications import NotificationSeverity, notification_manager
-
-    start = len(notification_manager.records)
-
-    def messages() -> list[str]:
-        return [str(r.message) for r in notification_manager.records[start:]
-                if r.severity == NotificationSeverity.WARNING]
-
-    return messages
 
 
 @pytest.fixture

@@ -31,6 +31,17 @@ def _small_run_form(gui, train, tmp_path, steps: int):
     gui.type(train.runs_root_edit, str(tmp_path / "runs"))
 
 
+def _well_panels(docked, gui, tmp_path, steps: int):
+    """A well image with ground truth, the Data and Train panels docked, a small run filled in."""
+    viewer, dock = docked
+    _well(viewer)
+    data, train = DataWidget(viewer), TrainWidget(viewer)
+    dock(data, train)
+    gui.choose(data.gt_combo, "gt")
+    _small_run_form(gui, train, tmp_path, steps=steps)
+    return viewer, train
+
+
 def test_start_click_without_image_is_one_sentence(docked, qtbot, gui, error_messages):
     viewer, dock = docked
     train = TrainWidget(viewer)
@@ -154,12 +165,7 @@ def test_start_stop_resume_states_history_and_newest_checkpoint(docked, gui, tmp
 
 
 def test_a_short_run_keeps_few_checkpoints_and_validates_at_its_end(docked, gui, tmp_path):
-    viewer, dock = docked
-    _well(viewer)
-    data, train = DataWidget(viewer), TrainWidget(viewer)
-    dock(data, train)
-    gui.choose(data.gt_combo, "gt")
-    _small_run_form(gui, train, tmp_path, steps=5)
+    viewer, train = _well_panels(docked, gui, tmp_path, steps=5)
     gui.click(train.start_button)
     gui.wait_until(lambda: not train.is_running(), what="the run")
     assert train.state_label.text() == "finished at step 5 / 5"
@@ -186,12 +192,7 @@ def test_training_error_becomes_a_notification(docked, gui, tmp_path, error_mess
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     monkeypatch.setattr(module.SegtrainModule, "training_step", out_of_memory)
-    viewer, dock = docked
-    _well(viewer)
-    data, train = DataWidget(viewer), TrainWidget(viewer)
-    dock(data, train)
-    gui.choose(data.gt_combo, "gt")
-    _small_run_form(gui, train, tmp_path, steps=5)
+    viewer, train = _well_panels(docked, gui, tmp_path, steps=5)
     gui.click(train.start_button)
     gui.wait_until(lambda: not train.is_running(), what="the failed run")
     messages = error_messages()
@@ -201,12 +202,7 @@ def test_training_error_becomes_a_notification(docked, gui, tmp_path, error_mess
 
 
 def test_resume_needs_more_steps_than_reached(docked, gui, tmp_path, error_messages):
-    viewer, dock = docked
-    _well(viewer)
-    data, train = DataWidget(viewer), TrainWidget(viewer)
-    dock(data, train)
-    gui.choose(data.gt_combo, "gt")
-    _small_run_form(gui, train, tmp_path, steps=5)
+    viewer, train = _well_panels(docked, gui, tmp_path, steps=5)
     gui.click(train.start_button)
     gui.wait_until(lambda: not train.is_running(), what="the run")
     gui.click(train.resume_button)  # Steps still 5: nothing to continue

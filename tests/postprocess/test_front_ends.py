@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from helpers.engine_data import em3d_gt, noisy
-from helpers.tiny import em_crop, tiny_config  # noqa: F401 - fixtures
 from segtrain.cli import main
 from segtrain.config import segment_config
 from segtrain.io import Volume, read_volume, write_volume

@@ -10,6 +10,9 @@ HELP = "predict affinities/LSDs/probabilities with a trained run, tile by tile, 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", required=True, metavar="RUN", help="run folder or checkpoint file")
+    parser.add_argument("--checkpoint", default="newest", metavar="WHICH",
+                        help="which checkpoint of the run: newest (default: the newest readable one), best (by the "
+                        "validation metric), or a file name in its checkpoints/ folder")
     parser.add_argument("input", help="image or volume (any format segtrain reads)")
     parser.add_argument("output", help="output .zarr (one float32 array per output)")
     parser.add_argument("--dataset", help="dataset inside the input file (e.g. volumes/raw)")
@@ -33,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix != ".zarr":
         raise InputError(f"Output {output} must be a .zarr folder; name it e.g. {output.with_suffix('.zarr')}.")
-    model = load_model(args.run)
+    model = load_model(args.run, which=args.checkpoint)
     volume = read_volume(args.input, args.dataset)
     data = volume.data
     if "c" in volume.axes and volume.axes.index("c") != 0:
@@ -51,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
         predict_to_zarr(model, data, output, voxel_size=volume.voxel_size[-spatial:], offset=volume.offset[-spatial:],
                         tile_shape=args.tile, margin=args.margin, progress=progress, overwrite=args.overwrite,
                         batch_size=args.batch_size, tta=args.tta)
-    print(f"wrote {', '.join(h.name for h in model.model.heads)} to {output}")
+    print(f"wrote {', '.join(h.name for h in model.model.heads)} to {output} with {model.describe()}")
     return 0

@@ -61,33 +61,27 @@ def error_message(error: BaseException, action: str = "The operation") -> str:
     return f"{action} failed: {name}: {text}" if text else f"{action} failed: {name}."
 
 
-def notify_error(message: str, status: Any = None) -> None:
-    """Show ``message`` as a napari error notification (and on a status QLabel, if given)."""
+def _notify(show: Callable[[str], None], message: str, status: Any) -> None:
     if status is not None:
         try:
             status.setText(message)
         except RuntimeError:  # the label was deleted with its widget
             pass
-    show_error(message)
+    show(message)
+
+
+def notify_error(message: str, status: Any = None) -> None:
+    """Show ``message`` as a napari error notification (and on a status QLabel, if given)."""
+    _notify(show_error, message, status)
 
 
 def notify_info(message: str, status: Any = None) -> None:
-    if status is not None:
-        try:
-            status.setText(message)
-        except RuntimeError:
-            pass
-    show_info(message)
+    _notify(show_info, message, status)
 
 
 def notify_warning(message: str, status: Any = None) -> None:
     """A result that is probably wrong: a napari warning (and the status QLabel, if given)."""
-    if status is not None:
-        try:
-            status.setText(message)
-        except RuntimeError:
-            pass
-    show_warning(message)
+    _notify(show_warning, message, status)
 
 
 def release_gpu_memory() -> None:
@@ -333,6 +327,11 @@ def _keep_pool_threads_free() -> None:
     needed = len(_ACTIVE) + 1 + max(2, QThread.idealThreadCount())
     if pool.maxThreadCount() < needed:
         pool.setMaxThreadCount(needed)
+
+
+def warm_up_done() -> bool:
+    """Whether the background import :func:`warm_up_imports` started has finished."""
+    return not any(thread.is_alive() for thread in _WARM_UP)
 
 
 def stop_worker(worker: FunctionWorker | GeneratorWorker | None) -> None:

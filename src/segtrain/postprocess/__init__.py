@@ -19,7 +19,7 @@ from segtrain.postprocess.affinities import (
     segment_affinities,
 )
 from segtrain.postprocess.masks import foreground, instances
-from segtrain.postprocess.scores import affinity_scores, validation_scores
+from segtrain.postprocess.scores import affinity_scores, merge_tree_and_sweep, validation_scores
 from segtrain.postprocess.spec import OutputSpec
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "foreground",
     "fragments_of",
     "instances",
+    "merge_tree_and_sweep",
     "segment_affinities",
     "validation_scores",
 ]

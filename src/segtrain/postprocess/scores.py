@@ -25,6 +25,14 @@ def affinity_scores(affs, gt, settings: SegmentConfig, voxel_size: Sequence[floa
             "arand": best["arand"], "threshold": best["threshold"]}
 
 
+def merge_tree_and_sweep(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
+                         model_ndim: int | None = None, fragments=None, gt=None):
+    """``(merge tree, sweep against gt or None)``: what the Segment panel builds (waterz holds the
+    GIL while it agglomerates, so the panel runs this in another process)."""
+    tree = segment_affinities(affs, settings, voxel_size=voxel_size, model_ndim=model_ndim, fragments=fragments)
+    return tree, None if gt is None else sweep(tree, np.asarray(gt), thresholds=settings.thresholds)
+
+
 def validation_scores(outputs: dict[str, np.ndarray], gt, settings: SegmentConfig, spec: OutputSpec,
                       voxel_size: Sequence[float] | None = None, known=None) -> dict[str, float]:
     """Scores of ``outputs`` (the model's heads by name) against ground-truth labels ``gt``:

@@ -120,6 +120,18 @@ class MergeTree:
         self._lock = threading.RLock()  # the GUI thread and a worker may ask at once
         self._fragments_checked = None  # the fragment array known to hold only ids <= n
 
+    def __getstate__(self) -> dict:
+        """Picklable (to and from another process): without the lock and the table cache."""
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state["_luts"] = OrderedDict()
+        state["_fragments_checked"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     # --- construction ----------------------------------------------------------------------
 
     @classmethod

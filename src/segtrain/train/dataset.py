@@ -16,7 +16,6 @@ from segtrain.train.augment import augment
 from segtrain.train.sources import Source
 from segtrain.train.targets import targets_for
 
-
 FINGERPRINTS = 16  # training patches per process whose image hash is kept (to show ranks differ)
 
 

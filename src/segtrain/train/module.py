@@ -48,6 +48,7 @@ class SegtrainModule(pl.LightningModule):
         self.last_losses: dict[str, float] = {}
         self._val_losses: list[float] = []
         self.stop_requested = lambda: False  # set by TrainingRun: skip slow metrics when stopping
+        self.score_in_process = False  # set by TrainingRun: waterz in a helper process (a GUI stays responsive)
 
     def forward(self, x):
         return self.model(x)
@@ -106,6 +107,7 @@ class SegtrainModule(pl.LightningModule):
         """Scores of whole-volume predictions on the validation volumes (mean over volumes)."""
         if not self.val_volumes or self.stop_requested():
             return {}
+        from segtrain.parallel import in_process
         from segtrain.postprocess import OutputSpec, validation_scores
         from segtrain.predict.infer import predict_array
         from segtrain.predict.model_io import LoadedModel
@@ -117,11 +119,15 @@ class SegtrainModule(pl.LightningModule):
         try:
             for volume in self.val_volumes:
                 outputs = predict_array(loaded, volume["raw"])
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    values = validation_scores(outputs, volume["labels"], self.cfg.segment, OutputSpec.of(self.cfg),
-                                               voxel_size=volume.get("voxel_size") or self.cfg.data.voxel_size,
-                                               known=volume.get("known"))
+                args = (outputs, volume["labels"], self.cfg.segment, OutputSpec.of(self.cfg))
+                kwargs = {"voxel_size": volume.get("voxel_size") or self.cfg.data.voxel_size,
+                          "known": volume.get("known")}
+                if self.score_in_process and self.cfg.task == "affinities":
+                    values = in_process(validation_scores, *args, **kwargs)
+                else:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        values = validation_scores(*args, **kwargs)
                 for k, v in values.items():
                     scores.setdefault(k, []).append(float(v))
         finally:

@@ -44,7 +44,12 @@ from segtrain.config import Config, load_config, monitor_metric
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
 from segtrain.runs import RunFolder, checkpoint_step
-from segtrain.train.sources import ArraySource, Source, sources_from_config, whole_volume
+from segtrain.train.sources import (
+    ArraySource,
+    Source,
+    sources_from_config,
+    whole_volume,
+)
 
 
 @dataclass
@@ -97,7 +102,11 @@ def _metric_value(value) -> float:
 
 def _callbacks(run: TrainingRun):
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+    from lightning.pytorch.callbacks import (
+        EarlyStopping,
+        LearningRateMonitor,
+        ModelCheckpoint,
+    )
 
     config = run.config
     t = config.train
@@ -358,12 +367,16 @@ class TrainingRun:
     stop_event
         A :class:`threading.Event` that asks the run to stop when set (as :meth:`stop` does); lets a
         GUI ask for a stop before the run object exists.
+    score_in_process
+        Score affinity validation (waterz, which holds the GIL) in a helper process
+        (:mod:`segtrain.parallel`), so that a GUI in this process stays responsive.
     """
 
     def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
                  val_sources: Sequence[Source] | None = None, runs_root: str | Path = "runs",
                  name: str | None = None, resume: str | Path | None = None, run_dir: str | Path | None = None,
-                 multiprocess: bool = False, stop_event: threading.Event | None = None):
+                 multiprocess: bool = False, stop_event: threading.Event | None = None,
+                 score_in_process: bool = False):
         if not isinstance(config, Config):
             config = load_config(config)
         self.config = config.copy().validate()
@@ -408,6 +421,7 @@ class TrainingRun:
         if self.rank_zero:
             self.folder.save_config(self.config)
         self._stop = stop_event if stop_event is not None else threading.Event()
+        self.score_in_process = score_in_process
         self._queue: queue.Queue = queue.Queue(maxsize=512)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -532,7 +546,11 @@ class TrainingRun:
             from lightning.pytorch.loggers import TensorBoardLogger
             from torch.utils.data import DataLoader
 
-            from segtrain.train.dataset import FixedPatches, PatchStream, prepare_sources
+            from segtrain.train.dataset import (
+                FixedPatches,
+                PatchStream,
+                prepare_sources,
+            )
             from segtrain.train.module import SegtrainModule
 
             logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -552,6 +570,7 @@ class TrainingRun:
             module = SegtrainModule(config.to_dict())
             module.val_volumes = self._val_volumes()
             module.stop_requested = self._stop.is_set
+            module.score_in_process = self.score_in_process
             trainer = pl.Trainer(
                 default_root_dir=str(self.run_dir),
                 max_steps=t.max_steps,

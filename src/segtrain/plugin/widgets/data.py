@@ -19,9 +19,14 @@ from qtpy.QtWidgets import (
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, parse_floats, status_label
+from segtrain.plugin.widgets._common import (
+    LayerCombo,
+    Panel,
+    compact,
+    parse_floats,
+    status_label,
+)
 from segtrain.plugin.workers import notify_error, notify_info
-
 
 GT_WORDS = ("gt", "ground", "truth", "label", "instances", "ids")
 

@@ -11,9 +11,9 @@ from typing import Any
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QLabel,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QSpinBox,
@@ -38,9 +38,8 @@ def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress):
     """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
     prediction; returns (outputs, what they record about the model (``LoadedModel.output_attrs``),
     what was loaded, a warning or "")."""
-    from segtrain.predict import load_model, predict_array
-
     from segtrain.plugin.workers import release_gpu_memory
+    from segtrain.predict import load_model, predict_array
 
     try:
         loaded = load_model(checkpoint, which=which)

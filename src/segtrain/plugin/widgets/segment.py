@@ -45,6 +45,7 @@ from segtrain.plugin.widgets._common import (
     mpl_canvas,
     status_label,
 )
+from segtrain.parallel import in_process
 from segtrain.plugin.workers import (
     LatestOnly,
     Throttle,
@@ -52,7 +53,7 @@ from segtrain.plugin.workers import (
     notify_warning,
     start_worker,
 )
-from segtrain.postprocess import OutputSpec, instances, segment_affinities
+from segtrain.postprocess import OutputSpec, instances, merge_tree_and_sweep
 from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.segment import SCORING_FUNCTIONS
 
@@ -99,12 +100,6 @@ def _scoring_names() -> list[str]:
 
 
 # --- worker bodies (core calls only) -------------------------------------------------------------
-def merge_tree_and_sweep(affs, fragments, settings, voxel_size, model_ndim, gt):
-    """Fragments and merge tree with ``settings``; the sweep against ``gt`` when given."""
-    tree = segment_affinities(affs, settings, voxel_size=voxel_size, model_ndim=model_ndim, fragments=fragments)
-    return tree, None if gt is None else evaluate.sweep(tree, np.asarray(gt), thresholds=settings.thresholds)
-
-
 def instances_and_scores(outputs, settings, spec, gt):
     """Instance labels of ``outputs`` with ``settings``; F1 against ``gt`` when given."""
     labels = instances(outputs, settings, spec)
@@ -305,9 +300,9 @@ class SegmentWidget(Panel):
         self.settings = settings
         self.build_button.setEnabled(False)
         self.status.setText("Building fragments and merge tree ...")
-        self.worker = start_worker(
-            merge_tree_and_sweep, array, fragments, settings, L.spatial_scale(layer),
-            self.source_info.model_ndim, gt,
+        self.worker = start_worker(  # in another process: waterz holds the GIL while it works
+            in_process, merge_tree_and_sweep, array, settings, L.spatial_scale(layer),
+            self.source_info.model_ndim, fragments, gt,
             on_return=self._tree_ready, on_finish=self._build_finished,
             action="Building the merge tree", status=self.status, progress={"desc": "Building merge tree"},
         )

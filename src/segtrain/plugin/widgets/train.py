@@ -120,7 +120,7 @@ def training_reports(job: TrainingJob):
     train = [ArraySource(job.raw, job.labels, known=job.known, voxel_size=job.voxel_size)]
     val = None if job.val_labels is None else [ArraySource(job.raw, job.val_labels, voxel_size=job.voxel_size)]
     run = TrainingRun(job.config, train, val_sources=val, runs_root=job.runs_root, name=job.name,
-                      resume=job.resume, stop_event=job.stop)
+                      resume=job.resume, stop_event=job.stop, score_in_process=True)
     if run.resume_note:
         yield run.resume_note
     try:
