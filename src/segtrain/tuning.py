@@ -12,7 +12,7 @@ import numpy as np
 
 from segtrain.errors import InputError
 from segtrain.postprocess import OutputSpec
-from segtrain.postprocess.tune import TuneResult, tune_postprocessing
+from segtrain.postprocess.tune import TuneResult, tune_affinities, tune_postprocessing
 from segtrain.predict.infer import as_loaded, predict_array
 from segtrain.runs import RunFolder
 from segtrain.train.sources import sources_from_config, whole_volume
@@ -23,20 +23,29 @@ def save_postprocess(run_dir: str | Path, result: TuneResult, tuned_on: Sequence
     return RunFolder(run_dir).save_postprocess({**result.to_dict(), "tuned_on": [str(t) for t in tuned_on]})
 
 
-def tune_run(model_or_path, entries=None, split: str = "train", save: bool = True,
+def tune_run(model_or_path, entries=None, split: str = "auto", save: bool = True,
              progress: Callable[[int, int], None] | None = None) -> tuple[TuneResult, Path | None]:
     """Predict the annotated images of a run (its ``data.train`` or ``data.val`` entries, or the
     given :class:`~segtrain.config.SourceConfig` entries), tune on them and, with ``save``, store
-    the result in the run folder. Returns the result and the file written (or None)."""
+    the result in the run folder. Returns the result and the file written (or None).
+
+    Affinity runs choose fragments, scoring and merge threshold together
+    (:func:`~segtrain.postprocess.tune.tune_affinities`), on the validation data by default (where
+    their threshold is chosen anyway); mask and instance runs choose threshold, seeds and sizes
+    (:func:`~segtrain.postprocess.tune.tune_postprocessing`) on the training data by default, which
+    keeps their validation scores honest."""
     loaded = as_loaded(model_or_path)
     config = loaded.config
     if entries is None:
+        if split == "auto":
+            split = "val" if config.task == "affinities" else "train"
         if split not in ("train", "val"):
             raise InputError(f"Tune on 'train' or 'val' images, not {split!r}.")
         entries = getattr(config.data, split)
         if not entries:
             raise InputError(f"The run's config has no data.{split} images to tune on; name annotated images.")
-    probabilities, labels, known = [], [], []
+    outputs, labels, known, voxel_sizes = [], [], [], []
+    head = "affinities" if config.task == "affinities" else "probabilities"
     for source in sources_from_config(entries, config.data):
         source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
         if int(np.prod(source.shape)) > config.data.val_max_voxels:
@@ -45,11 +54,16 @@ def tune_run(model_or_path, entries=None, split: str = "train", save: bool = Tru
                 f"({config.data.val_max_voxels:,}) that tuning holds in memory; tune on a crop of it."
             )
         volume = whole_volume(source, config.data.in_channels)
-        probabilities.append(predict_array(loaded, volume["raw"])["probabilities"])
+        outputs.append(predict_array(loaded, volume["raw"])[head])
         labels.append(volume["labels"])
         known.append(volume["known"])
-    result = tune_postprocessing(probabilities, labels, config.segment, OutputSpec.of(config), known,
+        voxel_sizes.append(volume["voxel_size"] or config.data.voxel_size)
+    if config.task == "affinities":
+        result = tune_affinities(outputs, labels, config.segment, OutputSpec.of(config), voxel_sizes, known,
                                  progress=progress)
+    else:
+        result = tune_postprocessing(outputs, labels, config.segment, OutputSpec.of(config), known,
+                                     progress=progress)
     written = None
     if save:
         if loaded.run_dir is None:

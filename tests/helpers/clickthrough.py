@@ -104,17 +104,22 @@ def train_run(app: App, preset: str, steps: int, patch: str, batch: int | None =
     assert train.run_dir.parent == Path("runs")
 
 
-def predict_image(app: App, image: str, steps: int) -> None:
+def predict_image(app: App, image: str, steps: int, tta: int | None = None) -> None:
+    """Predict ``image`` with the run's newest checkpoint (``tta``: tick test-time augmentation,
+    which then averages that many transforms)."""
     gui, predict = app.gui, app.tab("Predict")
     train = app.panels["Train"]
     assert Path(predict.checkpoint_edit.text()) == train.run_dir
     newest = f"newest: final.ckpt (step {steps})"
     gui.wait_until(lambda: predict.which_combo.itemText(0) == newest, timeout=60, what="the checkpoint list")
     assert predict.image_combo.currentText() == image
+    if tta:
+        gui.click(predict.tta_check)
     gui.click(predict.predict_button)
     assert not predict.predict_button.isEnabled()
     gui.wait_until(lambda: predict.worker is None, what="the prediction")
-    assert predict.model_label.text() == f"model: run {train.run_dir.name}, final.ckpt (step {steps})"
+    model = f"model: run {train.run_dir.name}, final.ckpt (step {steps})"
+    assert predict.model_label.text() == model + (f", test-time augmentation x{tta}" if tta else "")
     # a model trained for a few steps: the panel says its predictions are probably poor
     assert f"trained for only {steps} steps" in predict.status.text()
     for layer in predict.result_layers.values():

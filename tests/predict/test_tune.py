@@ -47,7 +47,7 @@ def test_tuning_raises_instance_f1_and_its_score_is_the_validation_score(cells_p
     config.segment.probability_threshold = 0.3  # takes the false specks in
     config.segment.min_size = 0
     result = tune_postprocessing(probabilities, gts, config.segment, OutputSpec.of(config))
-    assert result.f1 > result.start_f1 + 0.1
+    assert result.score > result.start_score + 0.1 and result.metric == "f1"
     assert result.start_settings["probability_threshold"] == 0.3
     grid = default_grid(config.segment, OutputSpec.of(config), median_object_size(gts))
     assert set(result.settings) == set(grid)
@@ -55,9 +55,9 @@ def test_tuning_raises_instance_f1_and_its_score_is_the_validation_score(cells_p
     tuned = result.apply(config.segment)
     again = np.mean([validation_scores({"probabilities": p}, gt, tuned, OutputSpec.of(config))["f1"]
                      for p, gt in zip(probabilities, gts)])
-    assert again == pytest.approx(result.f1)
+    assert again == pytest.approx(result.score)
     assert config.segment.probability_threshold == 0.3  # apply() returns a copy
-    assert len(result.rows) > 10 and max(r["f1"] for r in result.rows) == pytest.approx(result.f1)
+    assert len(result.rows) > 10 and max(r["f1"] for r in result.rows) == pytest.approx(result.score)
 
 
 def test_tuning_needs_labels_and_a_mask_model(cells_probabilities):

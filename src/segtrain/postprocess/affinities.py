@@ -54,11 +54,34 @@ def _stack_as_3d(affs: np.ndarray) -> np.ndarray:
 def fragments_of(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
                  per_slice: bool | None = None) -> np.ndarray:
     """Fragments of affinities ``(C, z, y, x)`` / ``(C, y, x)`` with ``settings`` (method,
-    boundary_threshold, min_seed_distance, min_size, per_slice unless given): uint64, 0 = boundary."""
+    boundary_threshold, min_seed_distance, min_size, per_slice unless given): uint64, 0 = boundary.
+    The distance transform of the watershed works in world units of ``voxel_size``."""
     return make_fragments(affs, settings.fragments, boundary_threshold=settings.boundary_threshold,
                           min_seed_distance=settings.min_seed_distance, min_size=settings.min_size,
                           per_slice=settings.per_slice if per_slice is None else per_slice,
-                          voxel_size=voxel_size)
+                          voxel_size=spatial_voxel_size(voxel_size, np.ndim(affs) - 1))
+
+
+def spatial_voxel_size(voxel_size: Sequence[float] | None, spatial: int) -> tuple[float, ...] | None:
+    """The last ``spatial`` entries of ``voxel_size`` as floats (None stays None)."""
+    if voxel_size is None:
+        return None
+    values = tuple(float(v) for v in voxel_size)[-spatial:]
+    if len(values) != spatial:
+        raise InputError(f"Give one voxel size per spatial axis ({spatial}), not {tuple(voxel_size)}.")
+    return values
+
+
+def prepared_affinities(affs, settings: SegmentConfig, model_ndim: int | None = None) -> tuple[np.ndarray, bool]:
+    """``(nearest-neighbour affinities, per_slice)`` as the fragments and waterz take them: checked,
+    float32, the first 3 (3D) or 2 (2D) channels; a 2D model's prediction of a stack becomes 3D
+    affinities with no z-affinity, cut slice by slice."""
+    affs = check_affinities(affs)
+    per_slice = bool(settings.per_slice)
+    if affs.ndim == 4 and model_ndim == 2:  # a stack of 2D images
+        affs = _stack_as_3d(affs)
+        per_slice = True
+    return np.ascontiguousarray(affs[: 3 if affs.ndim == 4 else 2]), per_slice
 
 
 def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
@@ -72,17 +95,8 @@ def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float
     (``model_ndim == 2`` and 4D affinities) is cut slice by slice. ``fragments`` (same spatial
     shape) replaces the fragment step. The tree's ``attrs`` record the settings and voxel size.
     """
-    affs = check_affinities(affs)
-    per_slice = bool(settings.per_slice)
-    if affs.ndim == 4 and model_ndim == 2:  # a stack of 2D images
-        affs = _stack_as_3d(affs)
-        per_slice = True
-    affs = np.ascontiguousarray(affs[: 3 if affs.ndim == 4 else 2])
-    spatial = affs.ndim - 1
-    if voxel_size is not None:
-        voxel_size = tuple(float(v) for v in voxel_size)[-spatial:]
-        if len(voxel_size) != spatial:
-            raise InputError(f"Give one voxel size per spatial axis ({spatial}), not {voxel_size}.")
+    affs, per_slice = prepared_affinities(affs, settings, model_ndim)
+    voxel_size = spatial_voxel_size(voxel_size, affs.ndim - 1)
     frags = fragments if fragments is not None else fragments_of(affs, settings, voxel_size, per_slice)
     tree = MergeTree.build(affs, np.asarray(frags), scoring=settings.scoring)
     tree.attrs.update(settings=dataclasses.asdict(settings),

@@ -21,6 +21,8 @@ import numpy as np
 
 from segtrain.config import SegmentConfig
 from segtrain.errors import InputError
+from segtrain.evaluate import sweep
+from segtrain.postprocess.affinities import fragments_of, prepared_affinities, segment_affinities
 from segtrain.postprocess.scores import validation_scores
 from segtrain.postprocess.spec import OutputSpec
 
@@ -33,22 +35,31 @@ SEED_DISTANCES = (3, 5, 8, 12, 16)  # masks model with instance_method "watershe
 
 @dataclass
 class TuneResult:
-    """The chosen settings, their score and every setting tried."""
+    """The chosen settings, their score (``metric``: mean instance F1, higher is better, or mean
+    VOI, lower is better), the score of the settings the search started from, and every setting
+    tried."""
 
-    settings: dict[str, float | int]
-    f1: float
-    start_f1: float  # with the settings the search started from
-    start_settings: dict[str, float | int]
+    settings: dict[str, float | int | str]
+    score: float
+    start_score: float  # with the settings the search started from
+    start_settings: dict[str, float | int | str]
     rows: list[dict] = field(default_factory=list)  # one per setting tried: settings + scores
     n_images: int = 0
+    metric: str = "f1"
 
     def apply(self, settings: SegmentConfig) -> SegmentConfig:
         """A copy of ``settings`` with the chosen ones."""
         return dataclasses.replace(settings, **self.settings)
 
+    def describe(self) -> str:
+        """``instance F1 0.74 -> 0.88`` / ``VOI 1.20 -> 0.61``."""
+        name = "instance F1" if self.metric == "f1" else "VOI"
+        return f"{name} {self.start_score:.4f} -> {self.score:.4f}"
+
     def to_dict(self) -> dict:
-        return {"segment": dict(self.settings), "f1": self.f1, "start_f1": self.start_f1,
-                "start_segment": dict(self.start_settings), "n_images": self.n_images}
+        return {"segment": dict(self.settings), "metric": self.metric, self.metric: self.score,
+                f"start_{self.metric}": self.start_score, "start_segment": dict(self.start_settings),
+                "n_images": self.n_images}
 
 
 def default_grid(settings: SegmentConfig, spec: OutputSpec, median_size: float) -> dict[str, tuple]:
@@ -125,10 +136,89 @@ def tune_postprocessing(
                     best, current, changed = row, {**current, name: value}, True
         if not changed:
             break
-    return TuneResult(settings={k: _plain(current[k]) for k in grid}, f1=best["f1"], start_f1=start["f1"],
+    return TuneResult(settings={k: _plain(current[k]) for k in grid}, score=best["f1"], start_score=start["f1"],
                       start_settings={k: _plain(start[k]) for k in grid}, rows=list(cache.values()),
                       n_images=len(labels))
 
 
 def _plain(value):
+    if isinstance(value, str):
+        return value
     return int(value) if isinstance(value, (int, np.integer)) else float(value)
+
+
+# --- affinities: fragments, scoring and threshold together --------------------------------------
+
+FRAGMENT_VARIANTS = (
+    {"fragments": "waterz"},
+    *({"fragments": "watershed", "boundary_threshold": b, "min_seed_distance": d}
+      for b in (0.3, 0.5, 0.7) for d in (3, 6, 10)),
+)
+SCORINGS = ("hist_quant_25", "hist_quant_50", "hist_quant_75", "mean")
+
+
+def tune_affinities(
+    affinities: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray],
+    settings: SegmentConfig,
+    spec: OutputSpec,
+    voxel_sizes: Sequence[Sequence[float] | None] | None = None,
+    known: Sequence[np.ndarray | None] | None = None,
+    fragment_variants: Sequence[dict] = FRAGMENT_VARIANTS,
+    scorings: Sequence[str] = SCORINGS,
+    progress: Callable[[int, int], None] | None = None,
+) -> TuneResult:
+    """Choose the fragment method (and its parameters), the scoring function and the merge
+    threshold together, for the lowest mean VOI of ``affinities`` (one ``(C, *spatial)`` array per
+    volume) against ``labels`` (ground truth 0 and ``known`` False are ignored). Every combination
+    is tried; for each, one threshold for all volumes is taken from a sweep of
+    ``settings.thresholds`` (the mean VOI over the volumes at each threshold)."""
+    if spec.task != "affinities":
+        raise InputError(f"tune_affinities is for affinity models, not {spec.task!r}.")
+    if len(affinities) == 0 or len(affinities) != len(labels):
+        raise InputError("Tuning needs one ground-truth volume per prediction, and at least one of each.")
+    voxel_sizes = list(voxel_sizes) if voxel_sizes is not None else [None] * len(labels)
+    known = list(known) if known is not None else [None] * len(labels)
+    gts = [np.where(k, np.asarray(g), 0) if k is not None else np.asarray(g) for g, k in zip(labels, known)]
+    start_variant = ({"fragments": "waterz"} if settings.fragments == "waterz" else
+                     {"fragments": "watershed", "boundary_threshold": settings.boundary_threshold,
+                      "min_seed_distance": settings.min_seed_distance})
+    variants = [dict(v) for v in fragment_variants]
+    if start_variant not in variants:
+        variants.insert(0, start_variant)
+    scorings = list(dict.fromkeys([settings.scoring, *scorings]))
+    rows, total = [], len(variants) * len(scorings)
+    for variant in variants:
+        trial = dataclasses.replace(settings, **variant)
+        frags = []
+        for affs, voxel_size in zip(affinities, voxel_sizes):  # once per variant, for every scoring
+            prepared, per_slice = prepared_affinities(affs, trial, spec.ndim)
+            frags.append(fragments_of(prepared, trial, voxel_size, per_slice))
+        for scoring in scorings:
+            trial = dataclasses.replace(settings, **variant, scoring=scoring)
+            results = [sweep(segment_affinities(a, trial, voxel_size=v, model_ndim=spec.ndim, fragments=f), g,
+                             thresholds=settings.thresholds)
+                       for a, v, f, g in zip(affinities, voxel_sizes, frags, gts)]
+            voi = np.mean([r.voi for r in results], axis=0)
+            i = int(np.argmin(voi))
+            rows.append({**variant, "scoring": scoring, "threshold": float(results[0].thresholds[i]),
+                         "voi": float(voi[i]),
+                         "voi_split": float(np.mean([r.voi_split[i] for r in results])),
+                         "voi_merge": float(np.mean([r.voi_merge[i] for r in results])),
+                         "voi_by_threshold": [float(v) for v in voi],
+                         "thresholds": [float(t) for t in results[0].thresholds]})
+            if progress is not None:
+                progress(len(rows), total)
+    best = min(rows, key=lambda r: r["voi"])
+    start = next(r for r in rows if r["scoring"] == settings.scoring and all(r[k] == v for k, v in start_variant.items()))
+    start_voi = start["voi"]
+    if settings.threshold is not None:  # the start is scored at its own threshold, not the best one
+        thresholds = np.asarray(start["thresholds"])
+        start_voi = start["voi_by_threshold"][int(np.argmin(np.abs(thresholds - settings.threshold)))]
+    keys = ("fragments", "boundary_threshold", "min_seed_distance", "scoring", "threshold")
+    chosen = {k: _plain(best[k]) for k in keys if k in best}
+    return TuneResult(settings=chosen, score=best["voi"], start_score=start_voi,
+                      start_settings={k: _plain(v) for k, v in {**start_variant, "scoring": settings.scoring,
+                                                               "threshold": settings.threshold}.items()
+                                      if v is not None},
+                      rows=rows, n_images=len(labels), metric="voi")

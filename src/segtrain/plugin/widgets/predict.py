@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -34,17 +35,22 @@ from segtrain.plugin.workers import (
 FEW_STEPS_FRACTION = 0.1  # a model trained for less than this share of its preset's steps is warned about
 
 
-def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress):
+def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augment: bool = False):
     """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
-    prediction; returns (outputs, what they record about the model (``LoadedModel.output_attrs``),
-    what was loaded, a warning or "")."""
+    prediction (with ``augment``: averaged over every test-time transform the voxel size allows);
+    returns (outputs, what they record about the model (``LoadedModel.output_attrs``), what was
+    loaded, a warning or "")."""
     from segtrain.plugin.workers import release_gpu_memory
     from segtrain.predict import load_model, predict_array
+    from segtrain.predict.tta import tta_counts
 
     try:
         loaded = load_model(checkpoint, which=which)
-        outputs = predict_array(loaded, raw, voxel_size=voxel_size, progress=progress)
-        return outputs, loaded.output_attrs(), loaded.describe(), few_steps_warning(loaded.config, loaded.step)
+        tta = max(tta_counts(loaded.config.ndim, voxel_size)) if augment else None
+        outputs = predict_array(loaded, raw, voxel_size=voxel_size, progress=progress, tta=tta)
+        attrs = {**loaded.output_attrs(), "tta": tta or loaded.config.predict.tta}
+        described = loaded.describe() + (f", test-time augmentation x{tta}" if tta else "")
+        return outputs, attrs, described, few_steps_warning(loaded.config, loaded.step)
     finally:
         release_gpu_memory()
 
@@ -94,6 +100,9 @@ class PredictWidget(Panel):
         self.browse_button = QPushButton("Browse...")
         self.image_combo = LayerCombo(napari_viewer, ("Image",),
                                       predicate=lambda layer: L.layer_info(layer) is None)
+        self.tta_check = QCheckBox("Test-time augmentation")
+        self.tta_check.setToolTip("Average the predictions of the image's flips (and in-plane transposes where "
+                                  "the voxel size allows): better, and as many times slower as transforms.")
         self.which_combo = QComboBox()
         self.which_combo.setToolTip("Which checkpoint of the run: the newest readable one by default.")
         self.model_label = QLabel("model: -")
@@ -113,6 +122,7 @@ class PredictWidget(Panel):
         form = compact(QFormLayout())
         form.addRow("Run", checkpoint_row)
         form.addRow("Checkpoint", self.which_combo)
+        form.addRow(self.tta_check)
         form.addRow("Image", self.image_combo)
         form.addRow("LSD channels", channel_row)
         layout = QVBoxLayout(self)
@@ -192,6 +202,7 @@ class PredictWidget(Panel):
         which = self.which_combo.currentData() or "newest"
         self.worker = start_worker(
             run_prediction, checkpoint, which, image.data, L.spatial_scale(image), self.relay,
+            self.tta_check.isChecked(),
             on_return=self.show_predictions, on_finish=self._finished,
             action="Prediction", status=self.status,
         )

@@ -514,8 +514,8 @@ class SegmentWidget(Panel):
         self.set_threshold(float(result.settings["probability_threshold"]))
         self._slider_moved(self.slider.value())
         settings = ", ".join(f"{k} {v}" for k, v in result.settings.items())
-        text = f"Tuned on the ground truth: F1 {result.start_f1:.3f} -> {result.f1:.3f} ({settings})."
-        if result.f1 == 0:
+        text = f"Tuned on the ground truth: F1 {result.start_score:.3f} -> {result.score:.3f} ({settings})."
+        if result.score == 0:
             steps = ""
             notify_warning(
                 "F1 stays 0 for every setting: no predicted object overlaps a ground-truth object by IoU 0.5. "

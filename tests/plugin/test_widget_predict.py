@@ -1,0 +1,49 @@
+"""Predict panel, driven by clicks: a checkpoint file, test-time augmentation ticked, layers half
+transparent over the image and carrying what the model recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from segtrain.config import config_from_dict
+from segtrain.plugin import layers as L
+from segtrain.plugin.widgets.predict import PredictWidget
+
+
+def _random_checkpoint(path):
+    from segtrain.models import build_model
+
+    torch.manual_seed(0)
+    config = config_from_dict({"preset": "em3d_quick", "data": {"patch_shape": [8, 16, 16]},
+                               "model": {"num_fmaps": 2, "fmap_inc_factor": 2, "lsd_sigma": 2.0}})
+    model = build_model(config)
+    torch.save({"hyper_parameters": {"config": config.to_dict()}, "global_step": 7,
+                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, path)
+    return path
+
+
+def test_predict_with_test_time_augmentation(docked, gui, tmp_path, warning_messages):
+    from segtrain.predict import load_model, predict_array
+    from segtrain.synthetic import make_em_volume
+
+    checkpoint = _random_checkpoint(tmp_path / "random.ckpt")
+    viewer, dock = docked
+    raw = make_em_volume((8, 24, 24), n_cells=4, seed=1)[0]
+    viewer.add_image(raw, name="raw")
+    predict = PredictWidget(viewer)
+    dock(predict)
+    gui.type(predict.checkpoint_edit, str(checkpoint))
+    gui.wait_until(lambda: predict.which_combo.count() == 1, timeout=30, what="the checkpoint")
+    gui.click(predict.tta_check)
+    gui.click(predict.predict_button)
+    gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
+    assert predict.model_label.text() == "model: random.ckpt (step 7), test-time augmentation x16"
+    assert "trained for only 7 steps" in warning_messages()[-1]
+    layer = predict.result_layers["affinities"]
+    info = L.layer_info(layer)
+    expected = predict_array(load_model(checkpoint), raw, tta=16)["affinities"]
+    np.testing.assert_allclose(info.array, expected, atol=1e-5)
+    assert info.task == "affinities" and info.checkpoint == str(checkpoint) and info.settings is not None
+    assert layer.blending == "translucent" and layer.opacity == L.PREDICTION_OPACITY
+    assert not predict.result_layers["lsds"].visible and viewer.layers["raw"].visible
