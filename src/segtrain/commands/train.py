@@ -42,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
     quiet = not env_rank_zero()  # other ranks of a multi-process run: rank 0 speaks for all
     if not quiet:
         print(f"run folder: {training.run_dir}")
+        if training.resume_note:
+            print(training.resume_note)
     last = None
+    interrupted = False
     with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True, disable=quiet) as bar:
         try:
             for last in training.reports():
@@ -53,12 +56,14 @@ def run(args: argparse.Namespace) -> int:
                 if last.metrics and last.checkpoint is not None and not last.done and not quiet:
                     bar.write(f"step {last.step}: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
         except KeyboardInterrupt:
+            interrupted = True
             if not quiet:
                 bar.write("stopping: saving a final checkpoint...")
             training.stop()
     final = training.final_checkpoint
+    code = 130 if interrupted else 0  # the shell's code for Ctrl-C; the run ended with final.ckpt
     if quiet:
-        return 0
+        return code
     status = last.message if last is not None and last.done else "stopped"
     print(f"{status} at step {last.step if last else 0}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
           + (f" (final: {final.name})" if final else ""))
@@ -67,4 +72,4 @@ def run(args: argparse.Namespace) -> int:
     if config.task in ("masks", "instances"):
         print(f"next: `segtrain tune {training.run_dir}` chooses the threshold, seed and size settings "
               "for the best instance F1 (validation above used the config's settings)")
-    return 0
+    return code

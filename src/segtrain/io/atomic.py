@@ -10,6 +10,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -57,5 +58,19 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
         else:
             os.replace(tmp, target)
     finally:
-        if tmp.exists() or tmp.is_symlink():
+        _remove_settled(tmp)
+
+
+def _remove_settled(tmp: Path, wait_s: float = 2.0) -> None:
+    """Remove ``tmp``, again while writers still in flight recreate it: a store written by several
+    threads (zarr writes chunks concurrently) may still be writing chunks when a failed write
+    reaches here."""
+    deadline = time.monotonic() + wait_s
+    while tmp.exists() or tmp.is_symlink():
+        try:
             _remove(tmp)
+        except OSError:  # a writer added a file while the folder was being removed: again
+            pass
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)

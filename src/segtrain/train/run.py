@@ -24,6 +24,7 @@ seed); every rank validates on all validation data, so the monitored metric is t
 
 from __future__ import annotations
 
+import errno
 import gc
 import io
 import logging
@@ -663,6 +664,11 @@ class TrainingRun:
 
     def _user_error(self, error: BaseException) -> BaseException:
         text = str(error).lower()
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+            return SegtrainError(
+                f"Writing to the run folder {self.run_dir} failed: the disk is full (or the file too large); the "
+                f"checkpoints written before are intact: free some space and continue with --resume {self.run_dir}."
+            )
         if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text:
             return SegtrainError(
                 f"Training ran out of {'GPU ' if torch.cuda.is_available() else ''}memory with batch size "
