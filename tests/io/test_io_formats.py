@@ -138,7 +138,10 @@ def test_write_read_round_trip(tmp_path, labels, suffix):
     assert back.attrs == settings
     with pytest.raises(io.InputError, match="already exists"):
         write_volume(path, volume)
-    write_volume(path, volume, overwrite=True)
+    np.testing.assert_array_equal(np.asarray(read_volume(path).data), labels)  # refused: the first is kept
+    changed = Volume(labels + 1, voxel_size=(40, 4, 4), offset=(80, 8, 0), name="seg", is_labels=True, attrs=settings)
+    write_volume(path, changed, overwrite=True)
+    np.testing.assert_array_equal(np.asarray(read_volume(path).data), labels + 1)  # asked for: replaced
 
 
 def test_write_dask_blockwise_and_into_group(tmp_path, raw, labels):

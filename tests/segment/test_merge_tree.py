@@ -57,6 +57,8 @@ def test_merge_tree_equals_waterz_synthetic(scoring, fragment_method):
         assert got.dtype == np.uint64
         np.testing.assert_array_equal(got, expected, err_msg=f"threshold {t}")
         assert tree.n_segments(t) == len(np.unique(expected[expected != 0]))
+        if frags is None:  # waterz's own fragments: the same as waterz run from scratch at t
+            np.testing.assert_array_equal(got, waterz_at(affs, None, t, scoring), err_msg=f"threshold {t}")
 
 
 @pytest.mark.shared_data
