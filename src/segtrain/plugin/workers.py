@@ -221,6 +221,7 @@ def start_worker(
     """
     avoid_triton_llvm_clash()  # before any worker can import torch
     _keep_pool_threads_free()
+    _share_one_dask_pool()
     worker = create_worker(
         func, *args, _start_thread=False, _ignore_errors=True, _progress=progress or None, **kwargs
     )
@@ -316,6 +317,22 @@ def warm_up_imports() -> None:
     thread = threading.Thread(target=_import_heavy, name="segtrain-warm-up", daemon=True)
     _WARM_UP.append(thread)
     thread.start()
+
+
+_DASK_POOL: list = []
+
+
+def _share_one_dask_pool() -> None:
+    """dask's threaded scheduler keeps a thread pool per calling thread; Qt's pool threads come
+    and go, so every export made a new pool of threads that stayed (a leak over a long session).
+    The GUI process gives dask one pool for all."""
+    if _DASK_POOL:
+        return
+    import dask
+    from concurrent.futures import ThreadPoolExecutor
+
+    _DASK_POOL.append(ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="segtrain-dask"))
+    dask.config.set(pool=_DASK_POOL[0])
 
 
 def _keep_pool_threads_free() -> None:
