@@ -57,14 +57,16 @@ def training_speed(name: str, steps: int) -> dict:
         source, val = ArraySource(raw, gt), ArraySource(raw[:256], gt[:256])
     with tempfile.TemporaryDirectory() as root:
         run = TrainingRun(config, [source], [val], runs_root=root)
-        rates = []
-        start = None
+        start = stepped = None
         for report in run.reports():
-            if report.step == 2 and start is None:
+            if report.phase != "training":  # preparing, and the validation every run ends with
+                continue
+            if report.step >= 2 and start is None:
                 start = (time.perf_counter(), report.step)  # skip warm-up steps
+            stepped = (time.perf_counter(), report.step)
             last = report
-        end = time.perf_counter()
-    measured = (last.step - start[1]) / (end - start[0]) if start else last.steps_per_second
+    measured = (stepped[1] - start[1]) / (stepped[0] - start[0]) if start and stepped[1] > start[1] \
+        else last.steps_per_second
     return {"preset": name, "steps": last.step, "batch_size": config.train.batch_size,
             "patch_shape": config.data.patch_shape, "steps_per_second": round(measured, 3),
             "voxels_per_second": round(measured * config.train.batch_size * int(np.prod(config.data.patch_shape)))}

@@ -31,6 +31,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="run folder or checkpoint")
     parser.add_argument("--json", help="also write the scores here")
+    parser.add_argument("--tta", type=int, default=None, help="test-time augmentation: transforms averaged "
+                        "(default: the run's predict.tta)")
     parser.add_argument("--checkpoint", default="newest",
                         help="which checkpoint of the run: newest (the default everywhere), best, or a file name")
     args = parser.parse_args(argv)
@@ -54,13 +56,14 @@ def main(argv=None) -> int:
             "probability threshold 0.4": {"probability_threshold": 0.4},
             "probability threshold 0.6": {"probability_threshold": 0.6},
         })
-    results = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "task": config.task, "variants": {}}
+    results = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "task": config.task, "tta": args.tta,
+               "variants": {}}
     outputs = []
     for source in sources:
         source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
         raw = np.asarray(source._raw)[0] if config.data.in_channels == 1 else np.asarray(source._raw)
         t0 = time.perf_counter()
-        outputs.append((predict_array(loaded, raw), np.asarray(source._labels), time.perf_counter() - t0))
+        outputs.append((predict_array(loaded, raw, tta=args.tta), np.asarray(source._labels), time.perf_counter() - t0))
     for name, overrides in variants.items():
         variant = dataclasses.replace(config.segment, **overrides)
         scores = [validation_scores(out, gt, variant, OutputSpec.of(config), voxel_size=config.data.voxel_size)

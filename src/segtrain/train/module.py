@@ -66,6 +66,7 @@ class SegtrainModule(pl.LightningModule):
     def on_validation_epoch_start(self):
         self._val_losses = []
         self._preview_batch = None
+        self._preview_content = -1.0
 
     def validation_step(self, batch, batch_idx):
         if self.stop_requested():  # Lightning validates once more when stopped: keep that instant
@@ -74,8 +75,14 @@ class SegtrainModule(pl.LightningModule):
         loss, _ = task_loss(outputs, batch, self.cfg)
         self._val_losses.append(float(loss))
         self.log("val/loss", loss, batch_size=batch["raw"].shape[0])
-        if batch_idx == 0:
+        # preview the validation patch with the most foreground in its target (a patch of empty
+        # background would show a black target and teach the user nothing)
+        head = self.model.heads[0].name
+        target = batch[head if head in batch else "classes"][:1]
+        content = float((target > 0).float().mean())
+        if self._preview_batch is None or content > self._preview_content:
             self._preview_batch = (batch, self.model.activate(outputs))
+            self._preview_content = content
 
     def on_validation_epoch_end(self):
         metrics = {"loss": float(np.mean(self._val_losses)) if self._val_losses else float("nan")}
