@@ -101,6 +101,8 @@ def train_run(app: App, preset: str, steps: int, patch: str, batch: int | None =
     assert train.state_label.text() == f"finished at step {steps} / {steps}", train.state_label.text()
     assert train.start_button.isEnabled() and train.resume_button.isEnabled() and not train.stop_button.isEnabled()
     assert train.history["val loss"][-1][0] == steps and train.preview is not None
+    third = train.preview.shape[1] // 3  # raw | target | prediction: the target shows objects
+    assert train.preview[:, third:2 * third].std() > 0.05, "the preview's target is blank"
     assert train.run_dir.parent == Path("runs")
 
 

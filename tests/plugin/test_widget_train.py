@@ -170,8 +170,6 @@ def test_a_short_run_keeps_few_checkpoints_and_validates_at_its_end(docked, gui,
     gui.wait_until(lambda: not train.is_running(), what="the run")
     assert train.state_label.text() == "finished at step 5 / 5"
     assert train.preview is not None and train.preview_label.pixmap() is not None
-    third = train.preview.shape[1] // 3  # raw | target | prediction: the target shows objects
-    assert (train.preview[:, third:2 * third] > 0.5).mean() > 0.05
     checkpoints = train.run_dir / "checkpoints"
     files = sorted(p.name for p in checkpoints.iterdir() if not p.is_symlink())
     assert files == ["best.ckpt", "final.ckpt"]  # no periodic ones in 5 steps, no duplicates
