@@ -32,8 +32,6 @@ class App:
         self.viewer = open_viewer(load_sample=False, show=True, paths=paths)
         self.panels = {name: self.viewer.window.dock_widgets[f"{name} (napari-segtrain)"] for name in PANELS}
         self.screenshots = screenshots
-        if hasattr(gui.observer, "watch_drawing"):  # a responsiveness probe (benchmarks)
-            gui.observer.watch_drawing(self.viewer)
         from segtrain.plugin.workers import warm_up_done
 
         # the app loads PyTorch in the background when it opens; a person looks at the window first
