@@ -13,6 +13,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, metavar="FILE",
                         help="YAML config naming the data files (may start from a preset: 'preset: em3d_quick')")
     parser.add_argument("--resume", metavar="RUN", help="run folder or checkpoint to continue from")
+    parser.add_argument("--init-from", metavar="RUN",
+                        help="start a new run from this run folder's (or checkpoint's) weights: fine-tuning, "
+                        "e.g. on corrections; the new run records it as its parent")
     parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
     parser.add_argument("--name", help="run name (default: the config's name)")
     parser.add_argument("--max-steps", type=int, metavar="N", help="override train.max_steps")
@@ -38,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     # this process's command line is `segtrain train ...` (not when main() is called from other code)
     multiprocess = sys.argv[1:2] == ["train"]
     training = TrainingRun(config, runs_root=args.runs_root, name=args.name, resume=args.resume,
-                           run_dir=args.run_dir, multiprocess=multiprocess)
+                           run_dir=args.run_dir, multiprocess=multiprocess,
+                           init_from=args.init_from)
     quiet = not env_rank_zero()  # other ranks of a multi-process run: rank 0 speaks for all
     if not quiet:
         print(f"run folder: {training.run_dir}")

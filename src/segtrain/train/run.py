@@ -320,6 +320,50 @@ def resolve_resume(resume: str | Path) -> tuple[RunFolder, Path, str]:
     return folder, chosen.path, note
 
 
+def resolve_init_from(source: str | Path) -> tuple[Path, Path]:
+    """``(parent run folder, checkpoint)`` whose weights a fine-tuning run starts from: a run folder
+    (its newest readable checkpoint) or a checkpoint file."""
+    path = Path(source)
+    if not path.exists():
+        raise SegtrainError(f"Cannot fine-tune from {path}: it does not exist; give a run folder or a checkpoint file.")
+    if path.is_file():
+        if checkpoint_step(path) is None:
+            raise SegtrainError(f"Cannot fine-tune from {path}: it cannot be read (truncated or corrupt); "
+                                "give its run folder to take the newest readable checkpoint.")
+        folder = RunFolder.of_checkpoint(path)
+        return (folder.path if folder is not None else path.parent), path
+    if path.name == "checkpoints" and RunFolder.is_run(path.parent):
+        path = path.parent
+    if not RunFolder.is_run(path):
+        raise SegtrainError(f"Cannot fine-tune from {path}: it is not a run folder (no config.yaml); "
+                            "give a run folder or a checkpoint file.")
+    return path, RunFolder(path).model_checkpoint("newest").path
+
+
+def load_initial_weights(module, checkpoint: Path, config: Config) -> None:
+    """Copy a checkpoint's network weights into ``module`` (a fine-tuning run's start); one
+    sentence when the checkpoint's model is not the one ``config`` describes."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    values = ((state.get("hyper_parameters") or {}).get("config") or {}).get("model")
+    ours = config.to_dict()["model"]
+    if values is not None:
+        differ = sorted(k for k in set(values) | set(ours)
+                        if k != "encoder_weights" and values.get(k) != ours.get(k))
+        if differ:
+            raise ConfigError(
+                f"Cannot fine-tune from {checkpoint}: its model differs from this config's in "
+                f"{', '.join(f'model.{k}' for k in differ)}; use the parent run's model settings.")
+    weights = {k: v for k, v in state.get("state_dict", {}).items() if k.startswith("model.")}
+    try:
+        result = module.load_state_dict(weights, strict=False)
+        missing = [k for k in result.missing_keys if k.startswith("model.")]
+    except RuntimeError:
+        missing = ["(shapes differ)"]
+    if missing or not weights:
+        raise ConfigError(f"Cannot fine-tune from {checkpoint}: its weights do not fit this config's model; "
+                          "use the parent run's model settings.")
+
+
 def _checkpoint_step(path: Path) -> int:
     step = checkpoint_step(path)
     return -1 if step is None else step
@@ -368,6 +412,9 @@ class TrainingRun:
     stop_event
         A :class:`threading.Event` that asks the run to stop when set (as :meth:`stop` does); lets a
         GUI ask for a stop before the run object exists.
+    init_from
+        A run folder or checkpoint whose network weights this new run starts from (fine-tuning;
+        the optimizer and the step count start afresh). The run records it as its parent.
     score_in_process
         Score affinity validation (waterz, which holds the GIL) in a helper process
         (:mod:`segtrain.parallel`), so that a GUI in this process stays responsive.
@@ -377,7 +424,7 @@ class TrainingRun:
                  val_sources: Sequence[Source] | None = None, runs_root: str | Path = "runs",
                  name: str | None = None, resume: str | Path | None = None, run_dir: str | Path | None = None,
                  multiprocess: bool = False, stop_event: threading.Event | None = None,
-                 score_in_process: bool = False):
+                 score_in_process: bool = False, init_from: str | Path | None = None):
         if not isinstance(config, Config):
             config = load_config(config)
         self.config = config.copy().validate()
@@ -401,6 +448,9 @@ class TrainingRun:
         self.val_sources = list(val_sources)
         handed_down = os.environ.get(RUN_DIR_ENV)
         self.resume_note = ""
+        if resume is not None and init_from is not None:
+            raise InputError("Give either a run to resume or one to fine-tune from (--init-from), not both.")
+        self.parent_dir, self.init_checkpoint = (None, None) if init_from is None else resolve_init_from(init_from)
         if resume is not None:
             self.folder, self.resume_checkpoint, self.resume_note = resolve_resume(resume)
         elif run_dir is not None:
@@ -421,6 +471,9 @@ class TrainingRun:
         self.folder.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         if self.rank_zero:
             self.folder.save_config(self.config)
+            if self.init_checkpoint is not None:
+                self.folder.set_info(parent=str(self.parent_dir.resolve()),
+                                     init_checkpoint=str(self.init_checkpoint.resolve()))
         self._stop = stop_event if stop_event is not None else threading.Event()
         self.score_in_process = score_in_process
         self._queue: queue.Queue = queue.Queue(maxsize=512)
@@ -569,6 +622,9 @@ class TrainingRun:
             val_data = FixedPatches(self.val_sources, config, n=config.data.val_patches, seed=t.seed + 1)
             self._preparing("building the model")
             module = SegtrainModule(config.to_dict())
+            if self.init_checkpoint is not None and self.resume_checkpoint is None:
+                self._preparing(f"loading the weights of {self.parent_dir.name}")
+                load_initial_weights(module, self.init_checkpoint, config)
             module.val_volumes = self._val_volumes()
             module.stop_requested = self._stop.is_set
             module.score_in_process = self.score_in_process
