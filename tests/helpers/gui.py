@@ -60,6 +60,25 @@ class GUI:
         combo.setCurrentIndex(options.index(text))
         self.process()
 
+    def click_canvas(self, viewer, layer, point, button=Qt.LeftButton) -> None:
+        """A mouse click on the viewer's canvas where ``layer`` shows the data point ``point``
+        (its slice is displayed first, as moving the dims slider would)."""
+        from qtpy.QtCore import QPoint
+
+        point = [float(c) for c in point]
+        world = layer.data_to_world(point)
+        displayed = list(viewer.dims.displayed)
+        for axis in range(len(world)):
+            if axis not in displayed:
+                viewer.dims.set_point(axis, world[axis])
+        self.process()
+        canvas = viewer.window._qt_viewer.canvas
+        node = canvas.layer_to_visual[layer].node
+        data_xy = [point[d] + 0.5 for d in reversed(displayed[-2:])]  # vispy: x (columns) first; pixel centres
+        x, y = node.get_transform(map_from="visual", map_to="canvas").map(data_xy)[:2]
+        QTest.mouseClick(canvas.native, button, Qt.NoModifier, QPoint(round(x), round(y)))
+        self.process()
+
     @staticmethod
     def process() -> None:
         app = QCoreApplication.instance()

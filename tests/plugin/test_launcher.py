@@ -11,7 +11,7 @@ def test_open_viewer_has_docks_and_sample(qtbot):
     viewer = open_viewer(load_sample=True, show=False)
     try:
         names = widget_names()
-        assert names == ["Data", "Train", "Predict", "Segment", "Export", "Runs"]
+        assert names == ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs"]
         docks = viewer.window.dock_widgets
         for name in names:
             assert f"{name} (napari-segtrain)" in docks, sorted(docks)
@@ -35,11 +35,11 @@ def test_panels_fit_the_window_with_readable_tabs(qtbot):
         assert dock_width <= 340 and canvas >= 1.5 * dock_width, (dock_width, canvas, window.width())
         for panel in panels:
             assert panel.minimumSizeHint().width() <= 320, (type(panel).__name__, panel.minimumSizeHint())
-        tabs = [bar for bar in window.findChildren(QTabBar) if bar.count() == 6]
-        assert tabs, "the six panels are not tabbed together"
+        tabs = [bar for bar in window.findChildren(QTabBar) if bar.count() == 7]
+        assert tabs, "the seven panels are not tabbed together"
         bar = tabs[0]
-        texts = [bar.tabText(i) for i in range(6)]
-        assert texts == ["Data", "Train", "Predict", "Segment", "Export", "Runs"]
+        texts = [bar.tabText(i) for i in range(7)]
+        assert texts == ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs"]
         metrics = bar.fontMetrics()
         for i, text in enumerate(texts):  # vertical tabs: the name runs along the height
             assert bar.tabRect(i).height() >= metrics.horizontalAdvance(text), text

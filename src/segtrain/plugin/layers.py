@@ -47,7 +47,8 @@ class LayerInfo:
     ``threshold``: the segmentation's merge or probability threshold. ``run`` / ``checkpoint``:
     where the model came from. ``source``: the layer it was made from. ``array`` (a prediction's
     channel-first array), ``channel(s)`` (what is displayed) and ``fragments`` (a merge-tree
-    segmentation's fragments) live only in memory; :meth:`to_attrs` is what a saved file keeps.
+    segmentation's fragments) and ``proofreader`` (the segmentation's edits, see
+    :mod:`segtrain.proofread`) live only in memory; :meth:`to_attrs` is what a saved file keeps.
     """
 
     kind: str
@@ -62,6 +63,7 @@ class LayerInfo:
     channel: int | None = None
     channels: tuple[int, ...] | None = None
     fragments: Any = field(default=None, repr=False)
+    proofreader: Any = field(default=None, repr=False)  # a segtrain.proofread.Proofreader: edits on top
 
     SAVED = ("kind", "task", "model_ndim", "threshold", "run", "checkpoint", "source")
 

@@ -130,6 +130,7 @@ class Proofreader:
         self.next_id = top + 1  # new fragment and segment ids are drawn from here, never reused
         self.edits: list[Edit] = []
         self.redo_stack: list[Edit] = []
+        self.attrs: dict = {}  # saved with the log (e.g. the layer's scale and name)
         self._boxes: list | None = None  # bounding box of every fragment (computed when first needed)
         self._lut = self._build_lut()
 
@@ -389,7 +390,7 @@ class Proofreader:
                 "tree": None if self.tree is None else {
                     "n_fragments": self.tree.n_fragments, "scoring": self.tree.scoring,
                     "max_threshold": self.tree.max_threshold, "attrs": self.tree.attrs},
-                "edits": self.log(), "redo": [e.record() for e in self.redo_stack]}
+                "attrs": self.attrs, "edits": self.log(), "redo": [e.record() for e in self.redo_stack]}
         with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
             np.savez_compressed(handle, meta=np.array(json.dumps(meta, default=str)), **arrays)
         return path
@@ -417,6 +418,7 @@ class Proofreader:
                              attrs=t["attrs"])
         reader = cls(fragments, tree, meta["threshold"], boundary)
         reader.next_id = int(meta["next_id"])
+        reader.attrs = dict(meta.get("attrs") or {})
         reader._own_fragments = True
 
         def edits_of(name: str) -> list[Edit]:

@@ -5,6 +5,8 @@ for the whole volume blockwise (``segtrain.scale.relabel_lazy``, a dask array) a
 
 from __future__ import annotations
 
+import json
+
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from segtrain.io.atomic import atomic_path
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
@@ -57,6 +60,15 @@ def export_items(items: list[tuple[str, Any]], folder: Path, base: str, suffix: 
             path = folder / f"{base}_merge_tree.npz"
             item.save(path, overwrite=overwrite)
             written.append(path)
+            continue
+        if name == "proofreading":  # the edited fragments, the tree and the edit log, to open again
+            path = folder / f"{base}_proofreading.npz"
+            item.save(path, overwrite=overwrite)
+            written.append(path)
+            log = folder / f"{base}_edit_log.json"
+            with atomic_path(log, overwrite=overwrite) as tmp:
+                tmp.write_text(json.dumps({"threshold": item.threshold, "edits": item.log()}, indent=1))
+            written.append(log)
             continue
         path = folder / (f"{base}{suffix}" if name == "segmentation" else f"{base}_{name}{suffix}")
         written.append(Path(write_volume(path, item, overwrite=overwrite)))
@@ -125,8 +137,14 @@ class ExportWidget(Panel):
 
         info = L.layer_info(layer)
         tree = self.session.merge_tree if info is not None and info.fragments is not None else None
+        reader = None if info is None else info.proofreader
         data = layer.data
-        if tree is not None and isinstance(data, L.LookupLabels):
+        if reader is not None and isinstance(data, L.LookupLabels):  # edits on top of the tree
+            from segtrain.scale import relabel_lazy
+
+            data = relabel_lazy(np.asarray(reader.fragments), reader.lut)
+            tree = reader.tree
+        elif tree is not None and isinstance(data, L.LookupLabels):
             from segtrain.scale import relabel_lazy
 
             data = relabel_lazy(np.asarray(tree.fragments), tree, float(info.threshold))
@@ -138,6 +156,10 @@ class ExportWidget(Panel):
                                                                 layer_type)))
         if self.tree_check.isChecked() and tree is not None:
             items.append(("merge_tree", tree))
+        if reader is not None and reader.edits:
+            reader.attrs["layer"] = {"name": layer.name, "scale": [float(v) for v in layer.scale],
+                                     "translate": [float(v) for v in layer.translate]}
+            items.append(("proofreading", reader))
         if self.predictions_check.isChecked():
             for other in self.viewer.layers:
                 oinfo = L.layer_info(other)

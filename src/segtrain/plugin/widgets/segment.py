@@ -55,6 +55,7 @@ from segtrain.plugin.workers import (
 )
 from segtrain.postprocess import OutputSpec, instances, merge_tree_and_sweep
 from segtrain.postprocess.tune import tune_postprocessing
+from segtrain.proofread import Proofreader
 from segtrain.segment import SCORING_FUNCTIONS
 
 SLIDER_STEPS = 1000
@@ -125,6 +126,7 @@ class SegmentWidget(Panel):
         self.viewer = napari_viewer
         self.session = L.session(napari_viewer)
         self.tree = None
+        self.proofreader = None  # the merge tree's segmentation with its edits (segtrain.proofread)
         self.sweep = None
         self.seg_layer = None
         self.worker = None
@@ -326,8 +328,11 @@ class SegmentWidget(Panel):
         self.slider.blockSignals(True)
         self.set_threshold(start)
         self.slider.blockSignals(False)
+        self.proofreader = Proofreader(fragments, tree, self.threshold())  # edits go on top (Proofread)
         data = L.LookupLabels(fragments, self._relabel_function(self.threshold()))
-        self._show_segmentation(data, self._segmentation_info("affinities", fragments))
+        info = self._segmentation_info("affinities", fragments)
+        info.proofreader = self.proofreader
+        self._show_segmentation(data, info)
         self._enable_slider()
         self._slider_moved(self.slider.value())
         self._plot_sweep()
@@ -355,8 +360,10 @@ class SegmentWidget(Panel):
                 self.status)
 
     def _relabel_function(self, threshold: float):
-        tree = self.tree
-        return lambda region: tree.relabel(region, threshold)
+        """The tree cut at ``threshold`` with the proofreading edits on top, for the displayed region."""
+        reader = self.proofreader
+        reader.set_threshold(threshold)
+        return lambda region: reader.relabel(region)
 
     def _start_probability_path(self, layer, settings) -> None:
         info = self.source_info
@@ -414,6 +421,16 @@ class SegmentWidget(Panel):
         if self.seg_layer is None or self.seg_layer not in self.viewer.layers:
             return
         info = L.layer_info(self.seg_layer)
+        if self.tree is None and info.proofreader is not None:  # instances / masks being proofread
+            if info.proofreader.edits:
+                self.status.setText(
+                    f"The segmentation has {len(info.proofreader.edits)} edits made at threshold "
+                    f"{info.threshold:.2f}; undo them in Proofread to move the threshold.")
+                return
+            info.proofreader = None  # no edits left: back to the live threshold
+            if self.spec is not None and self.spec.task != "instances":
+                self.seg_layer.data = L.LookupLabels(self.probabilities, self._probability_function(t),
+                                                     dtype=np.uint32)
         info.threshold = t
         gt_layer = self.gt_combo.layer()
         gt = None if gt_layer is None else gt_layer.data
@@ -436,6 +453,9 @@ class SegmentWidget(Panel):
     def _instances_ready(self, result) -> None:
         labels, scores = result
         if self.seg_layer is None or self.seg_layer not in self.viewer.layers:
+            return
+        info = L.layer_info(self.seg_layer)
+        if info.proofreader is not None:  # proofreading began while these were computed: keep its edits
             return
         self.seg_layer.data = labels
         self.segments_label.setText(f"objects: {int(labels.max()) if labels.size else 0:,}")

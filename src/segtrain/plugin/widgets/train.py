@@ -84,6 +84,7 @@ class TrainingJob:
     name: str | None = None
     resume: Path | None = None
     max_steps: int | None = None
+    init_from: Path | None = None  # fine-tuning: the parent run (or checkpoint) whose weights start the run
     stop: threading.Event = field(default_factory=threading.Event)
 
 
@@ -103,6 +104,34 @@ def resume_config(run_dir: Path, max_steps: int):
     return config.validate()
 
 
+def fine_tune_config(parent: Path, max_steps: int):
+    """The parent run's own config (same model), ``max_steps`` of fine-tuning, named after it."""
+    from segtrain.runs import RunFolder
+
+    folder = RunFolder.of_checkpoint(parent) if Path(parent).is_file() else RunFolder(parent)
+    if folder is None or not folder.config_path.exists():
+        raise ValueError(f"{parent} is not a run (no config.yaml beside it); pick a run in Runs to fine-tune.")
+    config = folder.config()
+    config.name = f"{folder.name.split('-20')[0]}-ft"
+    config.train.max_steps = max_steps
+    config.train.val_every = min(config.train.val_every, max_steps)
+    config.train.checkpoint_every = min(config.train.checkpoint_every, max_steps)
+    return config.validate()
+
+
+def parent_sources(config) -> tuple[list, str]:
+    """The training files the parent run named (its old annotations), when they can still be read;
+    ``(sources, note)``."""
+    from segtrain.train.sources import sources_from_config
+
+    if not config.data.train:
+        return [], ""
+    try:
+        return list(sources_from_config(config.data.train, config.data)), "with the parent run's training files"
+    except Exception:  # noqa: BLE001 - moved or deleted files: train on the layers alone, and say so
+        return [], "the parent run's training files cannot be read; fine-tuning on the layers alone"
+
+
 def training_reports(job: TrainingJob):
     """Worker body: imports PyTorch, builds the run and yields its reports; a ``str`` is a
     "preparing" message from before the run exists. GPU memory is released at the end.
@@ -118,9 +147,14 @@ def training_reports(job: TrainingJob):
         job.config = resume_config(job.resume, job.max_steps)
     yield "reading the layers"
     train = [ArraySource(job.raw, job.labels, known=job.known, voxel_size=job.voxel_size)]
+    if job.init_from is not None:
+        old, note = parent_sources(job.config)
+        train += old
+        if note:
+            yield note
     val = None if job.val_labels is None else [ArraySource(job.raw, job.val_labels, voxel_size=job.voxel_size)]
     run = TrainingRun(job.config, train, val_sources=val, runs_root=job.runs_root, name=job.name,
-                      resume=job.resume, stop_event=job.stop, score_in_process=True)
+                      resume=job.resume, stop_event=job.stop, score_in_process=True, init_from=job.init_from)
     if run.resume_note:
         yield run.resume_note
     try:
@@ -189,6 +223,11 @@ class TrainWidget(Panel):
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.resume_button = QPushButton("Resume")
+        self.finetune_button = QPushButton("Fine-tune")
+        self.finetune_button.setToolTip("A new run from the current model's weights (the one Predict uses) on the "
+                                        "annotation layer, e.g. corrections from Proofread, and the run's own "
+                                        "training files.")
+        self.finetune_button.setEnabled(False)
         self.stop_button.setEnabled(False)
         self.resume_button.setEnabled(False)
         self.state_label = QLabel(self.state)
@@ -240,6 +279,7 @@ class TrainWidget(Panel):
         layout.addLayout(form)
         layout.addLayout(yaml_row)
         layout.addLayout(buttons)
+        layout.addWidget(self.finetune_button)
         layout.addWidget(self.state_label)
         layout.addWidget(self.canvas)
         layout.addWidget(self.preview_label)
@@ -256,6 +296,7 @@ class TrainWidget(Panel):
         self.start_button.clicked.connect(lambda: self.start())
         self.stop_button.clicked.connect(lambda: self.stop())
         self.resume_button.clicked.connect(lambda: self.resume())
+        self.finetune_button.clicked.connect(lambda: self.fine_tune())
         self.tensorboard_button.clicked.connect(lambda: self.copy_tensorboard_command())
         self.session.changed.connect(self._session_changed)
 
@@ -265,6 +306,7 @@ class TrainWidget(Panel):
         self.preset_combo.setCurrentText(self.task_preset() or self.preset_combo.currentText())
         self.load_preset(self.preset_combo.currentText())
         self._show_task()
+        self._set_buttons()
         self.fit()
         warm_up_imports()  # PyTorch loads in the background now, not on the first Start
 
@@ -285,7 +327,7 @@ class TrainWidget(Panel):
             self._show_task()
         elif key == "runs_root" and not self.is_running():
             self.runs_root_edit.setText(str(self.session.runs_root))
-        elif key == "run_dir" and not self.is_running():
+        elif key in ("run_dir", "checkpoint") and not self.is_running():
             self._set_buttons()
 
     def _show_task(self) -> None:
@@ -419,13 +461,17 @@ class TrainWidget(Panel):
     def is_running(self) -> bool:
         return self.worker is not None
 
-    def start(self, resume: str | Path | None = None) -> None:
-        """Start a new run (or continue ``resume``) from the form and the chosen layers."""
+    def start(self, resume: str | Path | None = None, init_from: str | Path | None = None) -> None:
+        """Start a new run (or continue ``resume``, or fine-tune ``init_from``'s weights) from the
+        form and the chosen layers."""
         if self.is_running():
             notify_error("A training run is already going: stop it before starting another.", self.status)
             return
         try:
-            config = self.current_config() if resume is None else None
+            if init_from is not None:
+                config = fine_tune_config(Path(init_from), self.steps_spin.value())
+            else:
+                config = self.current_config() if resume is None else None
             arrays = self.training_arrays()
         except Exception as error:  # noqa: BLE001 - any problem before the run is one sentence
             notify_error(str(error).strip().splitlines()[0] if str(error).strip() else
@@ -435,7 +481,10 @@ class TrainWidget(Panel):
         self.job = TrainingJob(config, arrays["raw"], arrays["labels"], arrays["known"], arrays["val_labels"],
                                tuple(arrays["voxel_size"]), root,
                                name=config.name if config is not None and self.name_edit.text().strip() else None,
-                               resume=None if resume is None else Path(resume), max_steps=self.steps_spin.value())
+                               resume=None if resume is None else Path(resume), max_steps=self.steps_spin.value(),
+                               init_from=None if init_from is None else Path(init_from))
+        if init_from is not None:
+            self.job.name = config.name
         from segtrain.config import monitor_metric
 
         if config is not None:
@@ -475,8 +524,17 @@ class TrainWidget(Panel):
             return
         self.start(resume=run_dir)
 
+    def fine_tune(self) -> None:
+        """A new run from the current model's weights (Predict's) on the annotation layer."""
+        parent = self.session.checkpoint or self.session.run_dir
+        if parent is None:
+            notify_error("No model to fine-tune: train one, or pick a run in Runs (Use in Predict).", self.status)
+            return
+        self.start(init_from=parent)
+
     def _set_buttons(self) -> None:
         running = self.is_running()
+        self.finetune_button.setEnabled(not running and (self.session.checkpoint or self.session.run_dir) is not None)
         self.start_button.setEnabled(not running)
         self.resume_button.setEnabled(not running and (self.run_dir or self.session.run_dir) is not None)
         self.stop_button.setEnabled(running and self.state != "stopping")

@@ -1,0 +1,416 @@
+"""Proofread dock widget: fix the segmentation in a few clicks, then teach the model.
+
+Pick a tool and click segments in the viewer (2D or 3D, any slice): *Merge* (click two segments),
+*Split* (the segment falls back into its merge-tree children one level down), *Seeds* (click a
+seed in each part, then *Split at seeds*: a seeded watershed on the predictions' boundaries,
+restricted to the segment), *Delete*, *Paint* (paint the missing object in the scratch layer,
+then *Add painted object*). Undo / Redo; the edit log is listed and travels with the
+segmentation: a merge-tree segmentation keeps its edits on top when the Segment slider moves,
+Export writes the edited segmentation with the log (``*_proofreading.npz``), *Open* reads one back.
+
+*Use corrections as annotation* turns the edited objects (or the whole segmentation) into
+annotation (unknown elsewhere) in the annotation layer; Train's *Fine-tune* then continues from
+the model's weights on it. Every edit runs in a worker (:mod:`segtrain.plugin.workers`); the core
+is :mod:`segtrain.proofread`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from segtrain.plugin import layers as L
+from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
+from segtrain.plugin.workers import notify_error, notify_info, start_worker
+from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
+
+TOOLS = ("Navigate", "Merge", "Split", "Seeds", "Delete", "Paint")
+SEEDS_LAYER = "split seeds"
+PAINT_LAYER = "missing object"
+SCOPES = {"edited objects": "edited", "whole segmentation": "all"}
+
+
+def _proofreadable(layer: Any) -> bool:
+    """Labels that can be proofread: segmentations, labels read from files (not the scratch layers
+    nor annotation)."""
+    info = L.layer_info(layer)
+    return layer.name != PAINT_LAYER and (info is None or info.kind == "segmentation")
+
+
+def _is_segmentation(layer: Any) -> bool:
+    info = L.layer_info(layer)
+    return info is not None and info.kind == "segmentation"
+
+
+# --- worker bodies (core calls only) -------------------------------------------------------------
+def apply_edit(reader: Proofreader, op: str, *args):
+    """Run one edit (``op`` is a Proofreader method name); returns the edit (or None)."""
+    return getattr(reader, op)(*args)
+
+
+def seeded_split(reader: Proofreader, seeds, source_array, source_kind):
+    if reader.boundary is None and source_array is not None and source_kind in ("affinities", "probabilities"):
+        boundary = boundary_map(source_array, source_kind)
+        if boundary.shape == tuple(reader.fragments.shape):
+            reader.boundary = boundary
+    return reader.split_with_seeds(seeds)
+
+
+class ProofreadWidget(Panel):
+    def __init__(self, napari_viewer, parent=None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.session = L.session(napari_viewer)
+        self.worker = None
+        self.picked: list = []  # merge: the first segment's point
+        self.layer = None  # the segmentation being proofread
+
+        self.seg_combo = LayerCombo(napari_viewer, ("Labels",), predicate=_proofreadable, prefer=_is_segmentation)
+        self.tool_group = QButtonGroup(self)
+        self.tool_buttons: dict[str, QPushButton] = {}
+        grid = QGridLayout()
+        grid.setSpacing(2)
+        for i, name in enumerate(TOOLS):
+            button = QPushButton(name)
+            button.setCheckable(True)
+            self.tool_group.addButton(button)
+            self.tool_buttons[name] = button
+            grid.addWidget(button, i // 3, i % 3)
+        self.tool_buttons["Navigate"].setChecked(True)
+        self.seeds_button = QPushButton("Split at seeds")
+        self.paint_button = QPushButton("Add painted object")
+        self.undo_button = QPushButton("Undo")
+        self.redo_button = QPushButton("Redo")
+        self.log_list = QListWidget()
+        self.log_list.setMaximumHeight(110)
+        self.scope_combo = QComboBox()
+        self.scope_combo.addItems(list(SCOPES))
+        self.annotate_button = QPushButton("Use corrections as annotation")
+        self.open_edit = QLineEdit()
+        self.open_edit.setPlaceholderText("*_proofreading.npz")
+        self.open_button = QPushButton("Open")
+        self.status = status_label()
+
+        form = compact(QFormLayout())
+        form.addRow("Segmentation", self.seg_combo)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("Tool (then click in the viewer)"))
+        layout.addLayout(grid)
+        row = QHBoxLayout()
+        row.addWidget(self.seeds_button)
+        row.addWidget(self.paint_button)
+        layout.addLayout(row)
+        row = QHBoxLayout()
+        row.addWidget(self.undo_button)
+        row.addWidget(self.redo_button)
+        layout.addLayout(row)
+        layout.addWidget(QLabel("Edits"))
+        layout.addWidget(self.log_list)
+        aform = compact(QFormLayout())
+        aform.addRow("Learn from", self.scope_combo)
+        layout.addLayout(aform)
+        layout.addWidget(self.annotate_button)
+        row = QHBoxLayout()
+        row.addWidget(self.open_edit, 1)
+        row.addWidget(self.open_button)
+        layout.addLayout(row)
+        layout.addWidget(self.status)
+        layout.addStretch(1)
+
+        self.tool_group.buttonClicked.connect(lambda button: self._tool_changed(button.text()))
+        self.seeds_button.clicked.connect(lambda: self.split_at_seeds())
+        self.paint_button.clicked.connect(lambda: self.add_painted())
+        self.undo_button.clicked.connect(lambda: self.undo())
+        self.redo_button.clicked.connect(lambda: self.redo())
+        self.annotate_button.clicked.connect(lambda: self.use_as_annotation())
+        self.open_button.clicked.connect(lambda: self.open(self.open_edit.text()))
+        self.open_edit.returnPressed.connect(lambda: self.open(self.open_edit.text()))
+        self.seg_combo.layer_changed.connect(lambda _: self._refresh_controls())
+        self.viewer.mouse_drag_callbacks.append(self._on_mouse)
+        self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self._on_mouse))
+        self._refresh_controls()
+        self.fit()
+
+    @staticmethod
+    def _disconnect(viewer, callback) -> None:
+        if callback in viewer.mouse_drag_callbacks:
+            viewer.mouse_drag_callbacks.remove(callback)
+
+    # --- state ---------------------------------------------------------------------------------
+    def tool(self) -> str:
+        button = self.tool_group.checkedButton()
+        return button.text() if button is not None else "Navigate"
+
+    def reader(self, create: bool = False) -> Proofreader | None:
+        """The chosen segmentation's Proofreader; with ``create``, one is made for a segmentation
+        without a merge tree (instances, masks, labels from a file) and the layer shows it."""
+        layer = self.seg_combo.layer()
+        if layer is None:
+            return None
+        info = L.layer_info(layer)
+        if info is not None and info.proofreader is not None:
+            return info.proofreader
+        if not create:
+            return None
+        labels = np.asarray(layer.data)
+        reader = Proofreader(labels)
+        if info is None or not isinstance(layer.metadata.get(L.META), L.LayerInfo):
+            info = info or L.LayerInfo("segmentation")
+            layer.metadata[L.META] = info
+        info.proofreader = reader
+        info.fragments = reader.fragments
+        layer.data = L.LookupLabels(reader.fragments, reader.relabel, dtype=labels.dtype)
+        return reader
+
+    def busy(self) -> bool:
+        return self.worker is not None
+
+    def _refresh_controls(self) -> None:
+        reader = self.reader()
+        self.undo_button.setEnabled(bool(reader and reader.edits))
+        self.redo_button.setEnabled(bool(reader and reader.redo_stack))
+        self.seeds_button.setVisible(self.tool() == "Seeds")
+        self.paint_button.setVisible(self.tool() == "Paint")
+        self.annotate_button.setEnabled(reader is not None)
+        self.log_list.clear()
+        if reader is not None:
+            for n, edit in enumerate(reader.edits, start=1):
+                self.log_list.addItem(f"{n}. {edit.describe()}")
+
+    def _tool_changed(self, name: str) -> None:
+        self.picked = []
+        layer = self.seg_combo.layer()
+        if name == "Seeds" and layer is not None:
+            self._scratch_points(layer)
+        if name == "Paint" and layer is not None:
+            scratch = self._scratch_labels(layer)
+            self.viewer.layers.selection.active = scratch
+            scratch.mode = "paint"
+            scratch.selected_label = 1
+        elif layer is not None and layer in self.viewer.layers:
+            self.viewer.layers.selection.active = layer
+        hints = {"Navigate": "", "Merge": "Click the two segments to merge.",
+                 "Split": "Click a segment to split it one level down the merge tree.",
+                 "Seeds": "Click a seed in each part of one segment, then Split at seeds.",
+                 "Delete": "Click a segment to delete it.",
+                 "Paint": f"Paint the missing object in '{PAINT_LAYER}', then Add painted object."}
+        self.status.setText(hints[name])
+        self._refresh_controls()
+
+    def _scratch_points(self, layer):
+        if SEEDS_LAYER in self.viewer.layers:
+            points = self.viewer.layers[SEEDS_LAYER]
+            points.data = np.zeros((0, layer.ndim))
+            return points
+        return self.viewer.add_points(np.zeros((0, layer.ndim)), name=SEEDS_LAYER, size=4, face_color="yellow",
+                                      scale=layer.scale, translate=layer.translate)
+
+    def _scratch_labels(self, layer):
+        if PAINT_LAYER in self.viewer.layers:
+            return self.viewer.layers[PAINT_LAYER]
+        return self.viewer.add_labels(np.zeros(layer.data.shape, np.uint8), name=PAINT_LAYER,
+                                      scale=layer.scale, translate=layer.translate)
+
+    # --- clicks in the viewer ------------------------------------------------------------------
+    def _on_mouse(self, viewer, event):
+        tool = self.tool()
+        if tool in ("Navigate", "Paint") or event.button != 1:
+            return
+        layer = self.seg_combo.layer()
+        if layer is None or layer not in viewer.layers:
+            return
+        point = [float(c) for c in layer.world_to_data(event.position)]
+        self.click(tool, point)
+
+    def click(self, tool: str, point) -> None:
+        """What a click at ``point`` (data coordinates) does with ``tool``."""
+        if self.busy():
+            self.status.setText("An edit is being applied; click again when it is done.")
+            return
+        reader = self.reader(create=True)
+        if reader is None:
+            notify_error("No segmentation to proofread: build one in Segment (or open labels) first.", self.status)
+            return
+        try:
+            segment = reader.segment_at(point)
+        except Exception as error:  # noqa: BLE001 - outside the volume: one sentence
+            notify_error(str(error), self.status)
+            return
+        if tool == "Seeds":
+            points = self._scratch_points_layer()
+            points.add(np.asarray(point)[None])
+            self.status.setText(f"{len(points.data)} seeds in segment {segment}; add one per part, then "
+                                "Split at seeds.")
+            return
+        if tool == "Merge":
+            if not self.picked:
+                if segment == 0:
+                    notify_error("That is background; click a segment to merge.", self.status)
+                    return
+                self.picked = [point]
+                self.status.setText(f"Segment {segment} picked; click the segment to merge it with.")
+                return
+            points, self.picked = [*self.picked, point], []
+            self._run(apply_edit, reader, "merge", points)
+        elif tool == "Split":
+            self._run(apply_edit, reader, "split", point)
+        elif tool == "Delete":
+            self._run(apply_edit, reader, "delete", point)
+
+    def _scratch_points_layer(self):
+        if SEEDS_LAYER not in self.viewer.layers:
+            return self._scratch_points(self.seg_combo.layer())
+        return self.viewer.layers[SEEDS_LAYER]
+
+    # --- edits ---------------------------------------------------------------------------------
+    def _run(self, func, *args) -> None:
+        self.status.setText("Applying the edit ...")
+        self.worker = start_worker(func, *args, on_return=self._edited, on_finish=self._edit_finished,
+                                   action="The edit", status=self.status)
+
+    def _edit_finished(self) -> None:
+        self.worker = None
+        self._refresh_controls()
+
+    def _edited(self, edit) -> None:
+        self._show()
+        if edit is not None:
+            reader = self.reader()
+            self.status.setText(f"{edit.describe().capitalize()}; {reader.summary()}.")
+
+    def _show(self) -> None:
+        """Redraw the segmentation from its proofreader (the fragments may have been copied)."""
+        layer = self.seg_combo.layer()
+        reader = self.reader()
+        if layer is None or reader is None:
+            return
+        info = L.layer_info(layer)
+        if isinstance(layer.data, L.LookupLabels):
+            layer.data.fragments = reader.fragments
+        info.fragments = reader.fragments
+        layer.refresh()
+        self._refresh_controls()
+
+    def split_at_seeds(self) -> None:
+        if self.busy():
+            return
+        reader = self.reader(create=True)
+        points = self.viewer.layers[SEEDS_LAYER] if SEEDS_LAYER in self.viewer.layers else None
+        if reader is None or points is None or len(points.data) < 2:
+            notify_error("Put at least two seeds in the segment to split (one in each part) with the Seeds tool.",
+                         self.status)
+            return
+        layer = self.seg_combo.layer()
+        seeds = [list(layer.world_to_data(points.data_to_world(p))) for p in points.data]
+        source = self._source_layer(layer)
+        info = L.layer_info(source) if source is not None else None
+        array = None if info is None else info.array
+        points.data = np.zeros((0, layer.ndim))
+        self._run(seeded_split, reader, seeds, array, None if info is None else info.kind)
+
+    def _source_layer(self, layer):
+        info = L.layer_info(layer)
+        name = None if info is None else info.source
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def add_painted(self) -> None:
+        if self.busy():
+            return
+        reader = self.reader(create=True)
+        if reader is None or PAINT_LAYER not in self.viewer.layers:
+            notify_error("Choose the Paint tool and paint the missing object first.", self.status)
+            return
+        scratch = self.viewer.layers[PAINT_LAYER]
+        mask = np.asarray(scratch.data) > 0
+        scratch.data = np.zeros_like(scratch.data)
+        self._run(apply_edit, reader, "paint", mask)
+
+    def undo(self) -> None:
+        reader = self.reader()
+        if reader is None or self.busy():
+            return
+        edit = reader.undo()
+        self._show()
+        if edit is not None:
+            self.status.setText(f"Undone: {edit.describe()}; {reader.summary()}.")
+
+    def redo(self) -> None:
+        reader = self.reader()
+        if reader is None or self.busy():
+            return
+        edit = reader.redo()
+        self._show()
+        if edit is not None:
+            self.status.setText(f"Redone: {edit.describe()}; {reader.summary()}.")
+
+    # --- corrections -> annotation -------------------------------------------------------------
+    def use_as_annotation(self) -> None:
+        reader = self.reader()
+        layer = self.seg_combo.layer()
+        if reader is None or layer is None:
+            notify_error("No edits to learn from: proofread the segmentation first.", self.status)
+            return
+        existing_layer = None
+        name = self.session.annotation_layer
+        if name and name in self.viewer.layers and tuple(self.viewer.layers[name].data.shape) == tuple(
+                reader.fragments.shape):
+            existing_layer = self.viewer.layers[name]
+        existing = None if existing_layer is None else np.asarray(existing_layer.data)
+        try:
+            annotation = corrections_annotation(reader, SCOPES[self.scope_combo.currentText()], existing=existing,
+                                                background=L.BACKGROUND_LABEL, ignore=L.IGNORE_LABEL)
+        except Exception as error:  # noqa: BLE001 - one sentence
+            notify_error(str(error), self.status)
+            return
+        if existing_layer is not None:
+            existing_layer.data = annotation
+        else:
+            info = L.LayerInfo("annotation")
+            existing_layer = self.viewer.add_labels(annotation, name=f"{layer.name} corrections",
+                                                    scale=layer.scale, translate=layer.translate,
+                                                    metadata={L.META: info})
+            self.session.set(annotation_layer=existing_layer.name)
+        objects = int(len(np.unique(annotation[(annotation > 0) & (annotation < L.BACKGROUND_LABEL)])))
+        known = int(np.count_nonzero(annotation))
+        notify_info(f"'{existing_layer.name}' now holds {objects} corrected objects ({known:,} annotated voxels); "
+                    "press Fine-tune in Train to teach the model.", self.status)
+
+    # --- the log on disk -----------------------------------------------------------------------
+    def open(self, path: str) -> None:
+        """Add the segmentation and edit log an Export wrote (``*_proofreading.npz``) as a layer."""
+        path = Path(path.strip()).expanduser()
+        if not path.is_file():
+            notify_error(f"No proofreading file at {path}; give a *_proofreading.npz written by Export.", self.status)
+            return
+        try:
+            reader = Proofreader.load(path)
+        except Exception as error:  # noqa: BLE001 - one sentence
+            notify_error(str(error), self.status)
+            return
+        layer_attrs = reader.attrs.get("layer", {})
+        info = L.LayerInfo("segmentation", threshold=reader.threshold, fragments=reader.fragments)
+        info.proofreader = reader
+        name = path.name.removesuffix(".npz")
+        layer = self.viewer.add_labels(L.LookupLabels(reader.fragments, reader.relabel), name=name,
+                                       scale=layer_attrs.get("scale"), translate=layer_attrs.get("translate"),
+                                       metadata={L.META: info})
+        self.seg_combo.set_layer(layer)
+        if reader.tree is not None:
+            self.session.set(merge_tree=reader.tree)
+        self._refresh_controls()
+        self.status.setText(f"Opened {path.name}: {reader.summary()}.")
