@@ -10,7 +10,13 @@ import time
 import numpy as np
 from qtpy.QtCore import QCoreApplication, Qt
 from qtpy.QtTest import QTest
-from qtpy.QtWidgets import QAbstractButton, QAbstractSpinBox, QComboBox, QLineEdit, QWidget
+from qtpy.QtWidgets import (
+    QAbstractButton,
+    QAbstractSpinBox,
+    QComboBox,
+    QLineEdit,
+    QWidget,
+)
 
 
 class GUI:

@@ -6,7 +6,6 @@ for the whole volume blockwise (``segtrain.scale.relabel_lazy``, a dask array) a
 from __future__ import annotations
 
 import json
-
 import tempfile
 from pathlib import Path
 from typing import Any

@@ -385,7 +385,7 @@ class ProofreadWidget(Panel):
                                                     scale=layer.scale, translate=layer.translate,
                                                     metadata={L.META: info})
             self.session.set(annotation_layer=existing_layer.name)
-        objects = int(len(np.unique(annotation[(annotation > 0) & (annotation < L.BACKGROUND_LABEL)])))
+        objects = len(np.unique(annotation[(annotation > 0) & (annotation < L.BACKGROUND_LABEL)]))
         known = int(np.count_nonzero(annotation))
         notify_info(f"'{existing_layer.name}' now holds {objects} corrected objects ({known:,} annotated voxels); "
                     "press Fine-tune in Train to teach the model.", self.status)

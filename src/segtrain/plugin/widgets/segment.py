@@ -36,6 +36,7 @@ from qtpy.QtWidgets import (
 )
 
 from segtrain import evaluate
+from segtrain.parallel import in_process
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import (
     Foldable,
@@ -45,7 +46,6 @@ from segtrain.plugin.widgets._common import (
     mpl_canvas,
     status_label,
 )
-from segtrain.parallel import in_process
 from segtrain.plugin.workers import (
     LatestOnly,
     Throttle,
