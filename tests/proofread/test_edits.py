@@ -195,3 +195,34 @@ def test_instances_without_a_tree_and_corrections_as_annotation(cells_dir):
     assert (whole[50:, :] == 0).all() and (whole[:50, :50] > 0).all()
     with pytest.raises(InputError, match="No edits"):
         corrections_annotation(Proofreader(labels))
+
+
+def test_the_oracle_improves_voi_and_f1_edit_by_edit(em, cells_dir):
+    """The benchmark's oracle user: each edit it picks from the ground truth puts voxels right."""
+    import imageio.v3 as iio
+
+    from segtrain import evaluate
+    from segtrain.proofread.oracle import apply_choice, best_edit
+
+    gt, affs, tree = em
+    reader = Proofreader(tree.fragments, tree, 0.6, boundary=boundary_map(affs, "affinities"))  # over-merged
+    vois = [evaluate.voi(reader.segmentation(), gt)["voi"]]
+    for _ in range(6):
+        choice = best_edit(reader, gt)
+        apply_choice(reader, choice, gt)
+        vois.append(evaluate.voi(reader.segmentation(), gt)["voi"])
+    assert vois[-1] < vois[0] - 0.2, vois
+    labels = np.asarray(iio.imread(cells_dir / "set01" / "instances_ids.png")).astype(np.uint32)[:300, :300]
+    wrong = labels.copy()
+    ids = np.unique(labels[labels > 0])
+    wrong[labels == ids[1]] = ids[0]  # a merge error
+    wrong[labels == ids[2]] = 0  # a missed cell
+    wrong[:20, :20] = 250  # a false object
+    reader = Proofreader(wrong)
+    f1 = [evaluate.instance_scores(reader.segmentation(), labels)["f1"]]
+    ops = []
+    for _ in range(3):
+        choice = best_edit(reader, labels, background=True)
+        ops.append(apply_choice(reader, choice, labels).op)
+        f1.append(evaluate.instance_scores(reader.segmentation(), labels)["f1"])
+    assert sorted(ops) == ["delete", "paint", "split_seeds"] and f1[-1] == 1.0 and f1[0] < 1.0, (ops, f1)
