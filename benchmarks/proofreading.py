@@ -1,0 +1,183 @@
+"""Proofreading with an oracle user: quality after 0, 10, 25 and 50 edits, and the time per edit.
+
+    python benchmarks/proofreading.py --em-run RUN_EM3D --cells-run RUN_CELLS [--edits 50] [--json OUT]
+    python benchmarks/proofreading.py --speed          # edits on a 100 x 512 x 512 segmentation
+
+The oracle (:mod:`segtrain.proofread.oracle`) makes, at each step, the edit that puts most voxels
+right by the ground truth, with the same Proofreader calls the panel makes (merge, split at
+seeds, delete, paint). em3d-fibsem: the run's prediction of z 35-49, fragments + merge tree with
+the run's settings at the run's threshold, VOI after N edits. cells2d-phase: the run's instances
+of set09 and set10 with its (tuned) settings, instance F1 at IoU 0.5 after N edits per image.
+``--speed``: merge, delete, tree split, undo, redo and seeded split on a 100 x 512 x 512 volume
+of 40,000 fragments with a random merge tree; the time each takes (the panel's worker adds a
+few ms to show it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from segtrain import evaluate
+from segtrain.postprocess import OutputSpec, instances, segment_affinities
+from segtrain.proofread import Proofreader, boundary_map
+from segtrain.proofread.oracle import apply_choice, best_edit
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+MARKS = (0, 10, 25, 50)
+
+
+def oracle_session(reader: Proofreader, gt: np.ndarray, score, n_edits: int, background: bool) -> dict:
+    scores = {0: score(reader.segmentation())}
+    times, ops = [], []
+    for n in range(1, n_edits + 1):
+        choice = best_edit(reader, gt, background=background)
+        if choice is None:
+            break
+        start = time.perf_counter()
+        edit = apply_choice(reader, choice, gt)
+        times.append(time.perf_counter() - start)
+        ops.append(edit.op)
+        if n in MARKS or n == n_edits:
+            scores[n] = score(reader.segmentation())
+    done = len(ops)
+    for mark in MARKS:
+        if mark > done and mark <= n_edits:
+            scores[mark] = scores.get(done, score(reader.segmentation()))
+    return {"scores": scores, "ops": {op: ops.count(op) for op in set(ops)}, "edits": done,
+            "ms_per_edit": {"median": 1000 * float(np.median(times)) if times else None,
+                            "max": 1000 * float(np.max(times)) if times else None}}
+
+
+def em3d(run: str, n_edits: int) -> dict:
+    import h5py
+
+    from segtrain.predict import load_model, predict_array
+
+    loaded = load_model(run)
+    with h5py.File(DATA / "em3d-fibsem" / "train-image.h5", "r") as f:
+        raw = f["stack"][35:50]
+    with h5py.File(DATA / "em3d-fibsem" / "train-gt.lzf.h5", "r") as f:
+        gt = f["stack"][35:50].astype(np.uint64)
+    affs = predict_array(loaded, raw)["affinities"]
+    settings = loaded.config.segment
+    tree = segment_affinities(affs, settings, voxel_size=loaded.config.data.voxel_size)
+    threshold = settings.threshold if settings.threshold is not None else 0.5
+    reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
+    result = oracle_session(reader, gt, lambda seg: evaluate.voi(seg, gt)["voi"], n_edits, background=False)
+    result.update(threshold=threshold, checkpoint=str(loaded.checkpoint), step=loaded.step)
+    return result
+
+
+def cells(run: str, n_edits: int) -> dict:
+    import imageio.v3 as iio
+
+    from segtrain.predict import load_model, predict_array
+
+    loaded = load_model(run)
+    spec = OutputSpec.of(loaded.config)
+    out = {}
+    for name in ("set09", "set10"):
+        raw = np.asarray(iio.imread(DATA / "cells2d-phase" / name / "raw.tif"))
+        gt = np.asarray(iio.imread(DATA / "cells2d-phase" / name / "instances_ids.png")).astype(np.uint32)
+        probabilities = predict_array(loaded, raw)["probabilities"]
+        labels = instances(probabilities, loaded.config.segment, spec)
+        reader = Proofreader(labels, boundary=boundary_map(probabilities, "probabilities"))
+        out[name] = oracle_session(reader, gt, lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"],
+                                   n_edits, background=True)
+    return out
+
+
+def speed(repeats: int = 20) -> dict:
+    """Edit times on a 100 x 512 x 512 segmentation of 40,000 fragments with a random merge tree."""
+    from segtrain.segment import MergeTree
+
+    rng = np.random.default_rng(0)
+    shape = (100, 512, 512)
+    cells = np.arange(1, 40_001, dtype=np.uint64).reshape(10, 40, 100)  # 10 x 40 x 100 grid of boxes
+    fragments = np.repeat(np.repeat(np.repeat(cells, 10, 0), 13, 1)[:, :512], 6, 2)[:, :, :512]
+    fragments = np.ascontiguousarray(np.pad(fragments, ((0, 0), (0, 512 - fragments.shape[1]), (0, 0)), mode="edge"))
+    assert fragments.shape == shape
+    n = int(fragments.max())
+    roots = list(range(1, n + 1))
+    a, b = [], []
+    rng.shuffle(roots)
+    while len(roots) > 1:  # a random binary forest: merge random pairs of roots
+        x, y = roots.pop(), roots.pop()
+        a.append(x)
+        b.append(y)
+        roots.insert(int(rng.integers(0, len(roots) + 1)), x)
+    scores = np.sort(rng.uniform(0, 1, len(a))).astype(np.float32)
+    tree = MergeTree(fragments, np.array(a), np.array(b), scores, n)
+    reader = Proofreader(fragments, tree, 0.9)
+    seg_slice = reader.segmentation((50,))
+    times: dict[str, list[float]] = {k: [] for k in ("merge", "delete", "split", "undo", "redo", "split_seeds",
+                                                     "threshold")}
+
+    def timed(key, fn, *args):
+        start = time.perf_counter()
+        fn(*args)
+        times[key].append(1000 * (time.perf_counter() - start))
+
+    for _ in range(repeats):
+        ys, xs = rng.integers(0, 512, 2), rng.integers(0, 512, 2)
+        p1, p2 = (50, int(ys[0]), int(xs[0])), (50, int(ys[1]), int(xs[1]))
+        if reader.segment_at(p1) == reader.segment_at(p2) or 0 in (reader.segment_at(p1), reader.segment_at(p2)):
+            continue
+        timed("merge", reader.merge, [p1, p2])
+        timed("undo", reader.undo)
+        timed("redo", reader.redo)
+        timed("split", reader.split, p1)
+        timed("delete", reader.delete, p2)
+        timed("threshold", reader.set_threshold, float(rng.uniform(0.5, 0.95)))
+    # seeded splits of a mid-sized segment (the cost grows with the segment's box)
+    reader.set_threshold(0.3)
+    seg_slice = reader.segmentation((50,))
+    ids, counts = np.unique(seg_slice, return_counts=True)
+    for s in ids[np.argsort(counts)][-repeats // 4:]:
+        where = np.argwhere(seg_slice == s)
+        if len(where) > 2:
+            box, mask = reader.mask_of(int(s))
+            start = time.perf_counter()
+            reader.split_with_seeds([(50, *where[0]), (50, *where[-1])])
+            times["split_seeds"].append(1000 * (time.perf_counter() - start))
+            times.setdefault("split_seeds_voxels", []).append(int(mask.sum()))
+    return {k: {"median_ms": float(np.median(v)), "max_ms": float(np.max(v)), "n": len(v)} if v and "voxels" not in k
+            else {"median": float(np.median(v))} for k, v in times.items() if v}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--em-run")
+    parser.add_argument("--cells-run")
+    parser.add_argument("--edits", type=int, default=50)
+    parser.add_argument("--speed", action="store_true")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    results = {}
+    if args.speed:
+        results["speed_100x512x512"] = speed()
+        for op, value in results["speed_100x512x512"].items():
+            print(f"{op:>20}: {value}")
+    if args.em_run:
+        results["em3d"] = r = em3d(args.em_run, args.edits)
+        print("em3d-fibsem z 35-49, VOI after N oracle edits:",
+              ", ".join(f"{n}: {v:.3f}" for n, v in sorted(r["scores"].items())), "| ops", r["ops"],
+              "| ms per edit", r["ms_per_edit"])
+    if args.cells_run:
+        results["cells"] = r = cells(args.cells_run, args.edits)
+        for name, one in r.items():
+            print(f"cells {name}, F1 after N oracle edits:",
+                  ", ".join(f"{n}: {v:.3f}" for n, v in sorted(one["scores"].items())), "| ops", one["ops"],
+                  "| ms per edit", one["ms_per_edit"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
