@@ -83,7 +83,10 @@ def test_table_lists_every_run_with_its_settings_and_metrics(runs_root):
 
 def test_sort_orders_rows_and_puts_missing_values_last(runs_root):
     runs = list_runs(runs_root)
-    names = lambda rs: [r.name[0] for r in rs]  # noqa: E731
+
+    def names(ordered):
+        return [r.name[0] for r in ordered]
+
     assert names(sort_runs(runs, "best")) == ["a", "b", "c"]
     assert names(sort_runs(runs, "best", descending=True)) == ["b", "a", "c"]  # c has no metric: last
     assert names(sort_runs(runs, "iou_class1", descending=True)) == ["a", "b", "c"]
@@ -172,7 +175,7 @@ def test_record_data_hashes_change_with_the_data_and_counts_classes(tmp_path):
 
 
 def test_large_arrays_are_hashed_by_a_strided_sample(monkeypatch):
-    import segtrain.runs as runs
+    from segtrain import runs
 
     monkeypatch.setattr(runs, "HASH_FULL_BYTES", 4096)
     monkeypatch.setattr(runs, "HASH_SAMPLE_ELEMENTS", 1000)
