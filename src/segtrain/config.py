@@ -107,6 +107,11 @@ class DataConfig(_Checked):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     val_patches: int = 8  # fixed validation patches for the validation loss
     val_max_voxels: int = 4_000_000  # whole-volume validation metrics only below this size
+    # class-weighted patch sampling: training patches are centred on a voxel of a class drawn with
+    # probability ~ frequency**0.5 ("inverse_sqrt": each voxel weighted by 1/sqrt(its class's
+    # frequency)) or uniformly over the classes present ("inverse"); classes are the label values
+    # for task classes, background / foreground otherwise; "none" = off
+    class_sampling: Literal["none", "inverse_sqrt", "inverse"] = "none"
 
 
 @dataclass
@@ -161,6 +166,10 @@ class TrainConfig(_Checked):
     loss: Literal["auto", "mse", "bce", "focal", "dice", "focal_dice", "bce_dice", "ce", "ce_dice"] = "auto"
     pos_weight: float = 1.0  # positive-class weight for binary losses
     focal_gamma: float = 2.0
+    # focal loss alpha: a number in [0, 1] weights foreground (background gets 1 - alpha); a list
+    # weights each class (n_classes entries for task classes, [background, foreground] for masks and
+    # instances); None = no alpha (pos_weight alone)
+    focal_alpha: float | list[float] | None = None
     balance: bool = True  # class-balance affinity MSE by the share of positive affinities
     lsd_weight: float = 1.0
     report_interval: float = 0.5  # seconds between progress reports (except validation/end)
@@ -386,6 +395,14 @@ STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
 PRECISIONS = ("auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true")
 
 
+def _focal_alpha_check(value) -> str | None:
+    if isinstance(value, list):
+        if not value or any(v < 0 for v in value) or not any(v > 0 for v in value):
+            return f"must list non-negative weights per class, not all zero, not {value}."
+        return None
+    return _unit_interval(value)
+
+
 def _devices_check(value) -> str | None:
     if isinstance(value, str):
         return None if value == "auto" else f"must be a number of devices (1 or more) or auto, not {value!r}."
@@ -415,6 +432,8 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "train.checkpoint_every": _positive_check,
     "train.keep_checkpoints": _at_least(0),
     "train.pos_weight": _positive_check,
+    "train.focal_gamma": _at_least(0),
+    "train.focal_alpha": _focal_alpha_check,
     "train.early_stopping_patience": _patience_check,
     "train.precision": _one_of(*PRECISIONS),
     "train.devices": _devices_check,
@@ -519,10 +538,19 @@ def validate_config(config: Config) -> Config:
         "affinities": {"mse"},
         "masks": {"bce", "focal", "dice", "focal_dice", "bce_dice"},
         "instances": {"bce", "focal", "dice", "focal_dice", "bce_dice"},
-        "classes": {"ce", "dice", "ce_dice"},
+        "classes": {"ce", "dice", "ce_dice", "focal", "focal_dice"},
     }[m.task]
     if loss not in allowed:
         raise ConfigError(f"train.loss {loss!r} does not fit task {m.task}; use one of {', '.join(sorted(allowed))}.")
+    alpha = config.train.focal_alpha
+    if alpha is not None:
+        if "focal" not in loss:
+            raise ConfigError(f"train.focal_alpha weights focal losses only, but train.loss is {loss!r}; "
+                              "set train.loss to focal or focal_dice, or focal_alpha to null.")
+        want = m.n_classes if m.task == "classes" else 2
+        if isinstance(alpha, list) and len(alpha) != want:
+            what = f"model.n_classes ({want})" if m.task == "classes" else "2 (background, foreground)"
+            raise ConfigError(f"train.focal_alpha lists {len(alpha)} weights; give one per class: {what}.")
     p = config.predict
     for name in ("tile_shape", "margin"):
         v = getattr(p, name)

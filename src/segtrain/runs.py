@@ -10,27 +10,37 @@ A run folder (``<runs_root>/<name>-<UTC timestamp>/``, made by :class:`segtrain.
                          periodic ones) and last.ckpt (a link to the newest periodic one)
     tensorboard/         Lightning's TensorBoard log
     postprocess.yaml     segment settings chosen by ``segtrain tune`` (applied whenever the run is loaded)
-    run.json             where the run came from: its parent run (fine-tuning), if any
+    run.json             where the run came from: its parent run (fine-tuning), if any, and the data it
+                         saw (:meth:`RunFolder.record_data`: per source paths, shapes, dtypes, content
+                         hashes and voxels per class)
 
 Which checkpoint a model is loaded from (:meth:`RunFolder.model_checkpoint`: the newest readable
 one, unless asked for another) and which one a run resumes from
 (:meth:`RunFolder.resume_checkpoint`: the newest readable full-state one) is decided here and
 nowhere else.
+
+:func:`list_runs`, :func:`sort_runs` and :func:`format_runs` (a text table, CSV or Markdown) compare
+runs side by side (``segtrain runs``, the Runs panel).
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
 import math
 import os
 import pickle
 import re
 import zipfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from segtrain.config import load_config, save_config, update_section
@@ -240,8 +250,6 @@ class RunFolder:
 
     def write_metrics(self, summary: dict, records: list[dict]) -> None:
         """Write metrics.json (``summary`` + ``history``) and metrics.csv, each atomically."""
-        import csv
-
         with atomic_path(self.metrics_path, overwrite=True) as tmp:
             tmp.write_text(json.dumps({**summary, "history": records}, indent=1, default=float))
         keys: list[str] = []
@@ -271,6 +279,48 @@ class RunFolder:
         info = {**self.info(), **values}
         with atomic_path(self.run_file, overwrite=True) as tmp:
             tmp.write_text(json.dumps(info, indent=1, default=str))
+
+    def data(self) -> dict:
+        """What :meth:`record_data` recorded ({} when nothing was)."""
+        data = self.info().get("data")
+        return data if isinstance(data, dict) else {}
+
+    def record_data(self, train: Sequence, val: Sequence = (), n_classes: int | None = None,
+                    write: bool = True) -> dict:
+        """Record the data the run trains and validates on in run.json (``"data"``) and return it.
+
+        Per source (a :class:`segtrain.train.sources.Source`): its kind, name, mixing weight and
+        crop, the file paths (and datasets) it was read from where it has them, and for the image
+        and the labels the shape, dtype and a content hash (:func:`array_fingerprint`: the whole
+        array when it is at most :data:`HASH_FULL_BYTES`, else a strided sample of about
+        :data:`HASH_SAMPLE_ELEMENTS` elements plus the shape; ``hashed`` says which), of the region
+        the source covers (its crop). ``class_counts``: voxels per class of the labels (counted on
+        the same full array or sample), classes being the label values up to ``n_classes - 1`` for
+        task classes (default: ``model.n_classes`` of the run's config when its task is classes),
+        else 0 = background and 1 = foreground. Sources made on the fly (synthetic data) have no
+        arrays to hash. Where class-weighted patch sampling is on, the class probabilities.
+
+        ``fingerprint`` is a short hash of all sources' hashes (the "data seen" of the runs table).
+        A resumed run records again; an earlier record that differs is kept in ``earlier_data``.
+        ``write`` False: only return the record (processes other than global rank 0).
+        """
+        if n_classes is None:
+            model = self.raw_config().get("model") or {}
+            if model.get("task") == "classes":
+                n_classes = int(model.get("n_classes") or 2)
+        record = {"train": [_safe_source_record(s, n_classes) for s in train],
+                  "val": [_safe_source_record(s, n_classes) for s in val]}
+        hashes = [part.get("hash", "") for split in ("train", "val") for s in record[split]
+                  for part in (s.get("raw") or {}, s.get("labels") or {})]
+        record["fingerprint"] = hashlib.blake2b("/".join(hashes).encode(), digest_size=4).hexdigest()
+        record["recorded"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        if write:
+            previous = self.data()
+            values: dict[str, Any] = {"data": record}
+            if previous and previous.get("fingerprint") != record["fingerprint"]:
+                values["earlier_data"] = [*(self.info().get("earlier_data") or []), previous]
+            self.set_info(**values)
+        return record
 
     # --- checkpoints ----------------------------------------------------------------------------
     def checkpoint_files(self) -> list[Path]:
@@ -409,6 +459,9 @@ class RunFolder:
         history = metrics.get("history", [])
         last = history[-1] if history else {}
         best = metrics.get("best")
+        monitor = metrics.get("monitor") if history else None
+        final = last.get(monitor) if monitor else None
+        train, data = config.get("train") or {}, self.data()
         return RunSummary(
             name=self.name,
             path=self.path,
@@ -424,6 +477,13 @@ class RunFolder:
             last_metrics={k: v for k, v in last.items() if k.startswith("val/")},
             size=self.size_on_disk(),
             parent=str(self.parent()) if self.parent() else None,
+            model=_model_text(config.get("model") or {}),
+            lr=train.get("lr"),
+            batch_size=train.get("batch_size"),
+            patch=list((config.get("data") or {}).get("patch_shape") or []) or None,
+            final_metric=_finite(final),
+            class_metrics={k.removeprefix("val/"): v for k, v in last.items() if _is_class_metric(k)},
+            data=_data_text(data),
         )
 
 
@@ -443,11 +503,128 @@ class RunSummary:
     last_metrics: dict[str, float] = field(default_factory=dict)
     size: int = 0  # bytes on disk
     parent: str | None = None
+    model: str | None = None  # "smp Unet resnet18", "unet3d 8x2"
+    lr: float | None = None
+    batch_size: int | None = None
+    patch: list[int] | None = None
+    final_metric: float | None = None  # the monitored metric at the last validation
+    class_metrics: dict[str, float] = field(default_factory=dict)  # iou_class<k>, f1_class<k> at the last validation
+    data: str | None = None  # data seen, short: "2+1 sources 3f9a1c2d"
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["path"] = str(self.path)
         return d
+
+
+def _finite(value) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _is_class_metric(key: str) -> bool:
+    return bool(re.fullmatch(r"val/\w+_class\d+", key))
+
+
+def _model_text(model: dict) -> str | None:
+    if model.get("architecture") == "smp":
+        return f"smp {model.get('smp_architecture', 'Unet')} {model.get('encoder', '')}".strip()
+    if model.get("architecture") == "unet3d":
+        return f"unet3d {model.get('num_fmaps')}x{model.get('fmap_inc_factor')}"
+    return model.get("architecture")
+
+
+def _data_text(data: dict) -> str | None:
+    if not data:
+        return None
+    return f"{len(data.get('train') or [])}+{len(data.get('val') or [])} sources {data.get('fingerprint', '')}".strip()
+
+
+# --- the data a run saw ------------------------------------------------------------------------
+
+HASH_FULL_BYTES = 64 * 2**20
+"""Arrays up to this size are hashed whole; larger ones by a strided sample."""
+HASH_SAMPLE_ELEMENTS = 2**20
+"""About this many elements of a larger array are hashed (a regular grid, every s-th along each axis)."""
+
+
+def _sample_slices(shape: Sequence[int], crop: Sequence[Sequence[int]] | None, limit: int):
+    """``(slices, hashed)``: the region ``crop`` covers, every s-th voxel along each axis (s the
+    smallest step giving at most ``limit`` elements), or whole (``hashed`` "full") when it fits."""
+    crop = list(crop or [])
+    bounds = [(int(crop[i][0]), int(crop[i][1])) if i < len(crop) else (0, int(n)) for i, n in enumerate(shape)]
+    sizes = [max(0, b - a) for a, b in bounds]
+    step = 1
+    while math.prod(-(-n // step) for n in sizes) > limit:
+        step += 1
+    return tuple(slice(a, b, step) for a, b in bounds), "full" if step == 1 else f"strided sample (every {step}th)"
+
+
+def array_fingerprint(array, crop: Sequence[Sequence[int]] | None = None) -> tuple[dict, np.ndarray]:
+    """``({"shape", "dtype", "hash", "hashed"}, the values hashed)`` of an array (numpy, dask,
+    zarr, HDF5), restricted to ``crop`` (``[start, stop]`` per leading axis). The hash is a
+    BLAKE2b digest of the shape, dtype and values: of all values when the array (crop) is at most
+    :data:`HASH_FULL_BYTES`, else of a strided sample of about :data:`HASH_SAMPLE_ELEMENTS`
+    elements (a few milliseconds, and no full read of a large file; a change between the sampled
+    voxels goes unnoticed)."""
+    shape = tuple(int(n) for n in array.shape)
+    dtype = np.dtype(array.dtype)
+    crop = list(crop or [])
+    full_shape = [int(crop[i][1]) - int(crop[i][0]) if i < len(crop) else n for i, n in enumerate(shape)]
+    limit = max(1, HASH_FULL_BYTES // dtype.itemsize)
+    if math.prod(full_shape) > limit:
+        limit = HASH_SAMPLE_ELEMENTS
+    index, hashed = _sample_slices(shape, crop, limit)
+    values = np.ascontiguousarray(np.asarray(array[index]))
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(repr((full_shape, dtype.str, hashed)).encode())
+    digest.update(values.tobytes())
+    return {"shape": list(shape), "dtype": dtype.name, "hash": digest.hexdigest(), "hashed": hashed}, values
+
+
+def source_record(source, n_classes: int | None = None) -> dict:
+    """What :meth:`RunFolder.record_data` records of one training source."""
+    record: dict[str, Any] = {"kind": type(source).__name__, "name": getattr(source, "name", None),
+                              "weight": getattr(source, "weight", None)}
+    crop = getattr(source, "crop", None)
+    if crop is not None:
+        record["crop"] = [[int(a), int(b)] for a, b in crop]
+    raw, labels = getattr(source, "raw", None), getattr(source, "labels", None)
+    for part, array in (("raw", raw), ("labels", labels)):
+        if array is None or not hasattr(array, "shape"):
+            continue
+        entry: dict[str, Any] = {}
+        path = getattr(source, f"{part}_path", None)
+        if path:
+            entry["path"] = str(Path(path).resolve())
+            if getattr(source, f"{part}_dataset", None):
+                entry["dataset"] = getattr(source, f"{part}_dataset")
+        part_crop = crop
+        if crop is not None and part == "raw" and labels is not None and array.ndim > labels.ndim:
+            part_crop = [[0, array.shape[0]], *crop]  # channels first
+        fingerprint, values = array_fingerprint(array, part_crop)
+        entry.update(fingerprint)
+        record[part] = entry
+        if part == "labels" and (np.issubdtype(values.dtype, np.integer) or values.dtype == bool):
+            classes = values.astype(np.int64).reshape(-1)
+            classes = np.clip(classes, 0, n_classes - 1) if n_classes else (classes > 0).astype(np.int64)
+            counts = np.bincount(classes, minlength=n_classes or 2)
+            record["class_counts"] = {str(k): int(v) for k, v in enumerate(counts)}
+            record["class_counts_of"] = fingerprint["hashed"]
+    if getattr(source, "class_p", None):
+        record["class_sampling"] = {str(k): round(v, 6) for k, v in source.class_p.items()}
+    return record
+
+
+def _safe_source_record(source, n_classes: int | None) -> dict:
+    """:func:`source_record`, or what is known and the error (a record never stops a run)."""
+    try:
+        return source_record(source, n_classes)
+    except Exception as error:  # noqa: BLE001 - unreadable data shows up in training itself
+        return {"kind": type(source).__name__, "name": getattr(source, "name", None), "error": str(error)}
 
 
 def format_size(size: int) -> str:
@@ -480,18 +657,134 @@ def list_runs(root: str | Path = "runs") -> list[RunSummary]:
     return sorted(runs, key=lambda r: r.created)
 
 
-def format_table(runs: list[RunSummary]) -> str:
+# --- the runs table ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the runs table: ``key`` (for ``--sort``, the CSV header), ``title`` (the text
+    table, Markdown and the Runs panel) and the value of a run (None = missing)."""
+
+    key: str
+    title: str
+    value: Any  # RunSummary -> value (number or text) or None
+
+
+def _patch_text(run: RunSummary) -> str | None:
+    return "x".join(str(p) for p in run.patch) if run.patch else None
+
+
+BASE_COLUMNS = [
+    Column("name", "name", lambda r: r.name),
+    Column("preset", "preset", lambda r: r.preset),
+    Column("task", "task", lambda r: r.task),
+    Column("model", "model", lambda r: r.model),
+    Column("steps", "steps", lambda r: r.steps),
+    Column("max_steps", "planned", lambda r: r.max_steps),
+    Column("lr", "lr", lambda r: r.lr),
+    Column("batch", "batch", lambda r: r.batch_size),
+    Column("patch", "patch", _patch_text),
+    Column("metric", "metric", lambda r: (r.best_metric_name or "").removeprefix("val/") or None),
+    Column("best", "best", lambda r: r.best_metric),
+    Column("best_step", "at step", lambda r: r.best_step),
+    Column("final", "final", lambda r: r.final_metric),
+]
+TAIL_COLUMNS = [
+    Column("parent", "parent", lambda r: Path(r.parent).name if r.parent else None),
+    Column("data", "data seen", lambda r: r.data),
+    Column("size", "size", lambda r: r.size),
+    Column("created", "date", lambda r: r.created),
+]
+
+
+def _class_key(key: str) -> tuple:
+    metric, _, k = key.rpartition("_class")
+    return (int(k), metric != "iou", metric)
+
+
+def run_columns(runs: Sequence[RunSummary]) -> list[Column]:
+    """The columns of the runs table: the base ones, a column per per-class metric some run has
+    (``iou_class1``, ``f1_class1``: its last validation), then parent, data seen, size and date."""
+    keys = sorted({k for r in runs for k in r.class_metrics}, key=_class_key)
+    per_class = [Column(k, k, lambda r, k=k: _finite(r.class_metrics.get(k))) for k in keys]
+    return BASE_COLUMNS + per_class + TAIL_COLUMNS
+
+
+def sort_runs(runs: Sequence[RunSummary], key: str, descending: bool = False) -> list[RunSummary]:
+    """``runs`` ordered by the column ``key`` (numbers as numbers); runs without a value come last
+    in either direction. An unknown key raises :class:`InputError` naming the valid ones."""
+    columns = {c.key: c for c in run_columns(runs)}
+    if key not in columns:
+        raise InputError(f"Unknown sort key {key!r}; valid keys are: {', '.join(columns)}.")
+    value = columns[key].value
+    present = [r for r in runs if value(r) is not None]
+    missing = [r for r in runs if value(r) is None]
+    numeric = all(isinstance(value(r), (int, float)) for r in present)
+    sort_key = (lambda r: value(r)) if numeric else (lambda r: str(value(r)).lower())
+    return sorted(present, key=sort_key, reverse=descending) + missing
+
+
+def _cell(column: Column, run: RunSummary) -> str:
+    """A value as the text table and Markdown show it."""
+    value = column.value(run)
+    if value is None:
+        return "-"
+    if column.key == "size":
+        return format_size(value)
+    if column.key == "lr":
+        return f"{value:.3g}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def format_table(runs: Sequence[RunSummary]) -> str:
     """A plain-text table to compare runs side by side."""
     if not runs:
         return "no runs"
-    header = ["name", "preset", "task", "steps", "best metric", "best", "at step", "size", "created"]
-    rows = []
-    for r in runs:
-        steps = f"{r.steps}/{r.max_steps}" if r.max_steps else str(r.steps)
-        best = "-" if r.best_metric is None else f"{r.best_metric:.4g}"
-        rows.append([r.name, r.preset or "-", r.task or "-", steps, (r.best_metric_name or "-").removeprefix("val/"),
-                     best, "-" if r.best_step is None else str(r.best_step), format_size(r.size), r.created])
+    columns = run_columns(runs)
+    header = [c.title for c in columns]
+    rows = [[_cell(c, r) for c in columns] for r in runs]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def format_csv(runs: Sequence[RunSummary]) -> str:
+    """The runs as CSV: a header of column keys, full-precision numbers, sizes in bytes, empty
+    cells for missing values, parent as its full path."""
+    columns = run_columns(runs)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([c.key for c in columns])
+    for r in runs:
+        writer.writerow([(r.parent or "") if c.key == "parent" else _csv_cell(c.value(r)) for c in columns])
+    return out.getvalue()
+
+
+def format_markdown(runs: Sequence[RunSummary]) -> str:
+    """The runs as a Markdown table: header row, separator, one line per run."""
+    columns = run_columns(runs)
+
+    def line(cells):
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    lines = [line(c.title for c in columns), "|" + "|".join("---" for _ in columns) + "|"]
+    lines += [line(_cell(c, r) for c in columns) for r in runs]
+    return "\n".join(lines) + "\n"
+
+
+FORMATS = {"table": format_table, "csv": format_csv, "markdown": format_markdown}
+
+
+def format_runs(runs: Sequence[RunSummary], fmt: str = "table") -> str:
+    """``runs`` as a text table, CSV or Markdown (``fmt``)."""
+    if fmt not in FORMATS:
+        raise InputError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
+    return FORMATS[fmt](runs)

@@ -51,6 +51,16 @@ def test_train_resume_predict_and_list(tmp_path, crop_files, capsys):
     assert main(["runs", str(runs)]) == 0
     table = capsys.readouterr().out
     assert run_dir.name in table and "voi" in table
+    # the data it saw: files, crops, content hashes (the same data when resumed: one record)
+    import json
+
+    info = json.loads((run_dir / "run.json").read_text())
+    train, val = info["data"]["train"][0], info["data"]["val"][0]
+    assert train["raw"]["path"] == str(crop_files["raw"].resolve()) and train["crop"] == [[0, 12]]
+    assert train["labels"]["shape"] == [16, 40, 40] and train["labels"]["hashed"] == "full"
+    assert val["crop"] == [[12, 16]] and val["raw"]["hash"] != train["raw"]["hash"]
+    assert sum(train["class_counts"].values()) == 12 * 40 * 40 and "earlier_data" not in info
+    assert info["data"]["fingerprint"] in table
 
 
 def test_cli_errors_are_one_line(tmp_path, crop_files, capsys):

@@ -190,7 +190,9 @@ def cells_clickthrough(cells_dir: Path, gui: GUI, screenshots: Path | None = Non
         step("runs")
         runs = app.tab("Runs")
         gui.click(runs.refresh_button)
-        assert runs.table.rowCount() == 1 and runs.table.item(0, 3).text() == "4 / 4"
+        titles = [runs.table.horizontalHeaderItem(c).text() for c in range(runs.table.columnCount())]
+        row = {title: runs.table.item(0, c).text() for c, title in enumerate(titles)}
+        assert runs.table.rowCount() == 1 and (row["steps"], row["planned"]) == ("4", "4")
         app.screenshot("runs")
         app.window_screenshot("screenshot_cells.png")
         return app

@@ -37,7 +37,8 @@ def validation_scores(outputs: dict[str, np.ndarray], gt, settings: SegmentConfi
                       voxel_size: Sequence[float] | None = None, known=None) -> dict[str, float]:
     """Scores of ``outputs`` (the model's heads by name) against ground-truth labels ``gt``:
     affinities -> VOI, ARAND and the chosen threshold; masks / instances -> Dice, IoU and instance
-    F1 (precision, recall) at IoU 0.5; classes -> mean IoU and Dice. ``known`` False voxels are
+    F1 (precision, recall) at IoU 0.5; classes -> mean IoU and Dice, and per class IoU and F1
+    (:func:`per_class_scores`). ``known`` False voxels are
     left out (gt set to 0, which every score ignores where it can)."""
     gt = np.asarray(gt).astype(np.int64)
     if spec.task == "affinities":
@@ -59,4 +60,17 @@ def validation_scores(outputs: dict[str, np.ndarray], gt, settings: SegmentConfi
         ignore = -1
     result = class_iou(pred, np.clip(gt, -1, spec.n_classes - 1), n_classes=spec.n_classes, ignore_index=ignore)
     miou = float(result.get("miou", result.get("mean_iou", np.nan)))
-    return {"iou": miou, "dice": 2 * miou / (1 + miou) if miou == miou else float("nan")}
+    scores = {"iou": miou, "dice": 2 * miou / (1 + miou) if miou == miou else float("nan")}
+    scores.update(per_class_scores(result["per_class"]))
+    return scores
+
+
+def per_class_scores(iou: Sequence[float]) -> dict[str, float]:
+    """``iou_class<k>`` and ``f1_class<k>`` (F1 = Dice = 2 IoU / (1 + IoU) of class k against the
+    rest) for every class; NaN where the class is in neither prediction nor ground truth."""
+    scores = {}
+    for k, value in enumerate(iou):
+        value = float(value)
+        scores[f"iou_class{k}"] = value
+        scores[f"f1_class{k}"] = 2 * value / (1 + value) if not np.isnan(value) else float("nan")
+    return scores

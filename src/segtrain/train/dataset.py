@@ -44,12 +44,19 @@ def _voxel_size(source: Source, config: Config):
 
 
 class PatchStream(IterableDataset):
-    """Endless augmented training patches; each from a source chosen with probability ~ weight."""
+    """Endless augmented training patches; each from a source chosen with probability ~ weight.
+    ``augmented`` streams (training) centre patches on classes as ``data.class_sampling`` says
+    (sources that hold arrays; see :meth:`ArraySource.use_class_sampling`)."""
 
     def __init__(self, sources: Sequence[Source], config: Config, seed: int = 0, augmented: bool = True):
         if not sources:
             raise InputError("No training data: give at least one image with labels.")
         self.sources = prepare_sources(sources, config)
+        if augmented and config.data.class_sampling != "none":
+            n_classes = config.model.n_classes if config.task == "classes" else None
+            for source in self.sources:
+                if hasattr(source, "use_class_sampling"):
+                    source.use_class_sampling(config.data.class_sampling, n_classes)
         weights = np.array([s.weight for s in self.sources], dtype=float)
         if weights.sum() <= 0:
             raise InputError("All training sources have weight 0; give at least one a positive weight.")

@@ -3,8 +3,13 @@
 - :func:`weighted_mse`: affinities and LSDs, weighted by the known mask (and optionally by class
   balance, so that rare boundary affinities count as much as the many affine ones).
 - :func:`binary_loss`: BCE / focal / Dice / focal+Dice / BCE+Dice for masks, with a positive-class
-  weight and ignore mask (weight 0 = no loss).
-- :func:`multiclass_loss`: cross-entropy / Dice / CE+Dice for class maps, with ignore mask.
+  weight, focal gamma and alpha, and ignore mask (weight 0 = no loss).
+- :func:`multiclass_loss`: cross-entropy / focal / Dice / CE+Dice / focal+Dice for class maps, with
+  per-class focal alpha and ignore mask.
+
+Focal alpha (``train.focal_alpha``): a number ``a`` weights foreground voxels by ``a`` and
+background voxels by ``1 - a`` (as in Lin et al.'s focal loss); a list gives one weight per class
+(``[background, foreground]`` for binary losses).
 """
 
 from __future__ import annotations
@@ -41,9 +46,23 @@ def _dice(prob: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, eps: f
     return (1 - (2 * inter + eps) / (denom + eps)).mean()
 
 
+def class_alpha(alpha: float | list[float] | None, n_classes: int) -> list[float] | None:
+    """Per-class focal weights from ``train.focal_alpha``: a number ``a`` gives background
+    ``1 - a`` and every other class ``a``; a list is taken as it is."""
+    if alpha is None:
+        return None
+    if isinstance(alpha, (list, tuple)):
+        if len(alpha) != n_classes:
+            raise ValueError(f"focal alpha lists {len(alpha)} weights for {n_classes} classes")
+        return [float(a) for a in alpha]
+    return [1.0 - float(alpha)] + [float(alpha)] * (n_classes - 1)
+
+
 def binary_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "focal_dice",
-                pos_weight: float = 1.0, gamma: float = 2.0) -> torch.Tensor:
-    """Binary losses on logits; ``weight`` 0 marks ignored voxels."""
+                pos_weight: float = 1.0, gamma: float = 2.0,
+                alpha: float | list[float] | None = None) -> torch.Tensor:
+    """Binary losses on logits; ``weight`` 0 marks ignored voxels; ``alpha`` (focal terms only)
+    see :func:`class_alpha`."""
     logits = logits.float()
     total = weight.sum().clamp_min(1e-6)
     pw = torch.tensor(pos_weight, device=logits.device, dtype=logits.dtype)
@@ -55,23 +74,36 @@ def binary_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor
     if kind in ("focal", "focal_dice"):
         bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
         p_t = prob * target + (1 - prob) * (1 - target)
-        alpha = target * pos_weight + (1 - target)
-        focal = alpha * (1 - p_t) ** gamma * bce
+        factor = target * pos_weight + (1 - target)
+        per_class = class_alpha(alpha, 2)
+        if per_class is not None:
+            factor = factor * (target * per_class[1] + (1 - target) * per_class[0])
+        focal = factor * (1 - p_t) ** gamma * bce
         parts.append((focal * weight).sum() / total)
     if kind in ("dice", "focal_dice", "bce_dice"):
         parts.append(_dice(prob, target, weight))
     return sum(parts)
 
 
-def multiclass_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "ce_dice") -> torch.Tensor:
-    """Multi-class losses on logits ``(N, K, ...)`` with int targets ``(N, ...)``; weight 0 = ignore."""
+def multiclass_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str = "ce_dice",
+                    gamma: float = 2.0, alpha: float | list[float] | None = None) -> torch.Tensor:
+    """Multi-class losses on logits ``(N, K, ...)`` with int targets ``(N, ...)``; weight 0 = ignore.
+    Focal: ``alpha_c (1 - p_t) ** gamma * CE`` per voxel (``alpha`` see :func:`class_alpha`)."""
     logits = logits.float()
     total = weight.sum().clamp_min(1e-6)
     parts = []
     if kind in ("ce", "ce_dice"):
         ce = F.cross_entropy(logits, target, reduction="none")
         parts.append((ce * weight).sum() / total)
-    if kind in ("dice", "ce_dice"):
+    if kind in ("focal", "focal_dice"):
+        log_p = torch.log_softmax(logits, dim=1)
+        log_p_t = log_p.gather(1, target.unsqueeze(1)).squeeze(1)
+        focal = -((1 - log_p_t.exp()) ** gamma) * log_p_t
+        per_class = class_alpha(alpha, logits.shape[1])
+        if per_class is not None:
+            focal = focal * torch.tensor(per_class, device=logits.device, dtype=logits.dtype)[target]
+        parts.append((focal * weight).sum() / total)
+    if kind in ("dice", "ce_dice", "focal_dice"):
         prob = torch.softmax(logits, dim=1)
         onehot = F.one_hot(target, logits.shape[1]).movedim(-1, 1).float()
         parts.append(_dice(prob, onehot, weight.unsqueeze(1)))
@@ -93,8 +125,10 @@ def task_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], 
             parts["lsds"] = t.lsd_weight * weighted_mse(lsds, batch["lsds"], batch["lsds_weight"])
     elif config.model.task in ("masks", "instances"):
         parts["probabilities"] = binary_loss(outputs["probabilities"], batch["probabilities"],
-                                             batch["probabilities_weight"], kind, t.pos_weight, t.focal_gamma)
+                                             batch["probabilities_weight"], kind, t.pos_weight, t.focal_gamma,
+                                             t.focal_alpha)
     else:
-        parts["classes"] = multiclass_loss(outputs["probabilities"], batch["classes"], batch["classes_weight"], kind)
+        parts["classes"] = multiclass_loss(outputs["probabilities"], batch["classes"], batch["classes_weight"], kind,
+                                           t.focal_gamma, t.focal_alpha)
     total = sum(parts.values())
     return total, {k: float(v.detach()) for k, v in parts.items()}

@@ -34,6 +34,14 @@ def preview_image(raw: np.ndarray, target: np.ndarray, prediction: np.ndarray) -
     return np.concatenate(parts, axis=1)
 
 
+def _mean(values: list[float], skip_nan: bool = False) -> float:
+    if skip_nan:
+        values = [v for v in values if not math.isnan(v)]
+        if not values:
+            return float("nan")
+    return float(np.mean(values))
+
+
 class SegtrainModule(pl.LightningModule):
     """Training logic; ``config`` is the plain dict of a :class:`Config` (saved in checkpoints)."""
 
@@ -139,7 +147,8 @@ class SegtrainModule(pl.LightningModule):
                     scores.setdefault(k, []).append(float(v))
         finally:
             self.model.train(was_training)
-        return {k: float(np.mean(v)) for k, v in scores.items()}
+        # per-class scores are NaN in a volume without the class: averaged over the volumes that have it
+        return {k: _mean(v, skip_nan="_class" in k) for k, v in scores.items()}
 
     def configure_optimizers(self):
         t = self.cfg.train

@@ -620,6 +620,7 @@ class TrainingRun:
             train_data = PatchStream(self.train_sources, config, seed=t.seed)  # + rank, once DDP is set up
             self._train_data = train_data
             val_data = FixedPatches(self.val_sources, config, n=config.data.val_patches, seed=t.seed + 1)
+            self.folder.record_data(self.train_sources, self.val_sources, write=self.rank_zero)  # run.json "data"
             self._preparing("building the model")
             module = SegtrainModule(config.to_dict())
             if self.init_checkpoint is not None and self.resume_checkpoint is None:

@@ -50,6 +50,27 @@ def labels_from_mask(mask: np.ndarray, per_slice: bool) -> np.ndarray:
     return ndimage.label(mask)[0].astype(np.int64)
 
 
+CLASS_SAMPLING_VOXELS = 4_000_000  # class frequencies from a random sample of this many voxels, when larger
+CLASS_COORDS = 100_000  # centres kept per class
+
+
+def class_sampling_probabilities(counts: Sequence[int], mode: str) -> np.ndarray:
+    """Probability of centring a patch on each class, from the classes' voxel ``counts``:
+    ``inverse_sqrt`` ~ sqrt(count) (each voxel weighted by 1 / sqrt(its class's frequency)),
+    ``inverse`` uniform over the classes present, ``none`` ~ count (as uniform patch positions)."""
+    counts = np.asarray(counts, dtype=float)
+    if mode == "inverse_sqrt":
+        p = np.sqrt(counts)
+    elif mode == "inverse":
+        p = (counts > 0).astype(float)
+    elif mode == "none":
+        p = counts.copy()
+    else:
+        raise ValueError(f"unknown class sampling {mode!r}")
+    total = p.sum()
+    return p / total if total > 0 else p
+
+
 # ----------------------------------------------------------------------------------------------
 
 
@@ -106,6 +127,10 @@ class ArraySource(Source):
         self.crop = crop
         self.name = name
         self._prepared = None
+        self._class_coords: list[np.ndarray] | None = None  # per class: patch centres (class sampling)
+        self.class_counts: dict[int, int] = {}  # voxels per class (of a sample when large), when class sampling
+        self.class_p: dict[int, float] = {}  # probability of centring a patch on each class
+        self.class_draws: dict[int, int] = {}  # patches centred on each class so far
 
     # -- setup --------------------------------------------------------------------------------
     def prepare(self, ndim: int, in_channels: int, normalize_mode: str, ignore_label: int | None) -> None:
@@ -156,7 +181,49 @@ class ArraySource(Source):
         if 0 in self.shape:
             raise InputError(f"Source {self.name} is empty after cropping ({self.shape}); check its crop.")
         self._known_coords = self._annotated_coordinates()
+        self._class_coords = None
         self._prepared = key
+
+    def use_class_sampling(self, mode: str, n_classes: int | None = None) -> None:
+        """Centre training patches on a class drawn by :func:`class_sampling_probabilities` (every
+        other attempt of :meth:`sample`, the others uniform). Classes are the label values clipped to
+        ``n_classes - 1`` (task classes), or background / foreground when ``n_classes`` is None; only
+        annotated voxels count. Call after :meth:`prepare`; ``mode`` ``none`` turns it off."""
+        if self._prepared is None:
+            raise RuntimeError("prepare() the source before choosing class sampling")
+        if mode == "none":
+            self._class_coords = None
+            return
+        labels = np.asarray(self._labels)
+        known = None if self._known is None else np.asarray(self._known).astype(bool)
+        rng = np.random.default_rng(0)
+        flat = None
+        if labels.size > CLASS_SAMPLING_VOXELS:  # a random sample of voxels stands for the whole
+            flat = rng.integers(0, labels.size, CLASS_SAMPLING_VOXELS)
+            values = labels.reshape(-1)[flat]
+            keep = np.ones(len(flat), bool) if known is None else known.reshape(-1)[flat]
+        else:
+            values = labels.reshape(-1)
+            keep = np.ones(values.shape, bool) if known is None else known.reshape(-1)
+        if self._ignore is not None:
+            keep &= values != self._ignore
+        values = values.astype(np.int64)
+        classes = np.clip(values, 0, n_classes - 1) if n_classes else (values > 0).astype(np.int64)
+        n = n_classes or 2
+        counts = np.bincount(classes[keep], minlength=n)[:n]
+        p = class_sampling_probabilities(counts, mode)
+        coords = []
+        for c in range(n):
+            index = np.flatnonzero(keep & (classes == c))
+            if len(index) > CLASS_COORDS:
+                index = rng.choice(index, CLASS_COORDS, replace=False)
+            if flat is not None:
+                index = flat[index]
+            coords.append(np.stack(np.unravel_index(index, labels.shape), axis=1))
+        self.class_counts = {c: int(counts[c]) for c in range(n)}
+        self.class_p = {c: float(p[c]) for c in range(n)}
+        self.class_draws = {c: 0 for c in range(n)}
+        self._class_coords = coords if p.sum() > 0 else None
 
     def _annotated_coordinates(self) -> np.ndarray | None:
         """Coordinates of (a subsample of) known voxels, to centre patches on sparse annotations."""
@@ -193,6 +260,10 @@ class ArraySource(Source):
             lead = (int(rng.integers(self.shape[0])),)
         starts = []
         coords = self._known_coords
+        if self._class_coords is not None and attempt % 2 == 0:
+            c = int(rng.choice(len(self._class_coords), p=list(self.class_p.values())))
+            coords = self._class_coords[c]
+            self.class_draws[c] += 1
         if coords is not None and len(coords) and attempt % 2 == 0:
             if self.stack:
                 # centre on an annotated voxel of a random annotated image
@@ -251,6 +322,9 @@ class FileSource(ArraySource):
         super().__init__(raw_data, label_data, known=None if known is None else np.asarray(known) != 0,
                          voxel_size=voxel_size, weight=weight, ignore_label=ignore_label, crop=crop,
                          name=Path(raw_path).name)
+        # where the data came from (recorded in the run folder's run.json)
+        self.raw_path, self.raw_dataset = str(raw_path), raw_dataset
+        self.labels_path, self.labels_dataset = str(labels_path), labels_dataset
 
 
 class GeneratorSource(Source):

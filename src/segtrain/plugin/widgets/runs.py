@@ -1,5 +1,7 @@
-"""Runs dock widget: a sortable table of the training runs in a runs folder (steps reached, best
-validation metric, size on disk), to compare them side by side and hand a run to Predict."""
+"""Runs dock widget: a sortable table of the training runs in a runs folder (the columns of
+`segtrain runs`: settings, best and final validation metric, per-class metrics, parent, data seen,
+size), to compare them side by side, plot chosen runs' validation curves together (Compare) and hand
+a run to Predict."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import Any
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QHBoxLayout,
     QHeaderView,
     QLineEdit,
@@ -19,19 +22,32 @@ from qtpy.QtWidgets import (
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import Panel, status_label
+from segtrain.plugin.widgets._common import Panel, mpl_canvas, status_label
 from segtrain.plugin.workers import notify_error, notify_info
 
-COLUMNS = ["name", "preset", "task", "steps", "best metric", "value", "size (MB)", "date"]
+SORT_ROLE = Qt.UserRole + 1
 
 
-def _item(value: Any) -> QTableWidgetItem:
-    """A table item that sorts numbers as numbers."""
-    item = QTableWidgetItem()
-    if isinstance(value, (int, float)) and value is not None:
-        item.setData(Qt.DisplayRole, float(value) if isinstance(value, float) else int(value))
-    else:
-        item.setData(Qt.DisplayRole, "" if value is None else str(value))
+class _Item(QTableWidgetItem):
+    """A table item shown as text and sorted by its value: numbers as numbers, and an empty cell
+    after every value in both directions (as `segtrain runs --sort` orders them)."""
+
+    def __lt__(self, other):
+        a, b = self.data(SORT_ROLE), other.data(SORT_ROLE)
+        if a is None or b is None:
+            table = self.tableWidget()
+            descending = table is not None and table.horizontalHeader().sortIndicatorOrder() == Qt.DescendingOrder
+            if a is None and b is None:
+                return False
+            return (a is None) == descending  # missing: greatest ascending, least descending
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return a < b
+        return str(a).lower() < str(b).lower()
+
+
+def _item(value: Any, text: str) -> QTableWidgetItem:
+    item = _Item(text)
+    item.setData(SORT_ROLE, value)
     item.setFlags(item.flags() & ~Qt.ItemIsEditable)
     return item
 
@@ -45,29 +61,41 @@ class RunsWidget(Panel):
 
         self.root_edit = QLineEdit(str(self.session.runs_root))
         self.refresh_button = QPushButton("Refresh")
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table = QTableWidget(0, 0)
         self.table.setSortingEnabled(True)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SingleSelection)
+        self.table.setSelectionMode(QAbstractItemView.ExtendedSelection)  # Ctrl/Shift-click: runs to compare
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
         self.load_button = QPushButton("Use in Predict")
+        self.metric_combo = QComboBox()
+        self.metric_combo.setToolTip("validation metric to compare (the runs' monitored one by default)")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setToolTip("plot the selected runs' validation curves (metric against step) together")
+        self.canvas, self.figure = mpl_canvas(2.4)
+        self.axes = self.figure.add_subplot(111)
+        self.canvas.setVisible(False)  # until a comparison is drawn
         self.status = status_label()
 
         row = QHBoxLayout()
         row.addWidget(self.root_edit, 1)
         row.addWidget(self.refresh_button)
+        compare = QHBoxLayout()
+        compare.addWidget(self.metric_combo, 1)
+        compare.addWidget(self.compare_button)
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.load_button)
+        layout.addLayout(compare)
+        layout.addWidget(self.canvas)
         layout.addWidget(self.status)
 
         # clicked(bool) must not reach a slot that takes an argument: a real click passes False
         self.refresh_button.clicked.connect(lambda: self.refresh())
         self.root_edit.returnPressed.connect(self.refresh)
         self.load_button.clicked.connect(lambda: self.load_selected())
+        self.compare_button.clicked.connect(lambda: self.compare_selected())
         self.table.doubleClicked.connect(lambda *_: self.load_selected())
         self.session.changed.connect(self._session_changed)
         self.refresh()
@@ -92,22 +120,84 @@ class RunsWidget(Panel):
         except Exception as error:  # noqa: BLE001
             notify_error(f"Could not list the runs in {root}: {error}", self.status)
             self.runs = []
+        from segtrain.runs import format_size, run_columns
+
+        columns = run_columns(self.runs)
         self.table.setSortingEnabled(False)
+        self.table.clearContents()
+        self.table.setColumnCount(len(columns))
+        self.table.setHorizontalHeaderLabels([c.title for c in columns])
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
-            created = getattr(run, "created", None)
-            steps = f"{run.steps} / {run.max_steps}" if run.max_steps else run.steps
-            metric = (run.best_metric_name or "-").removeprefix("val/")
-            values = [run.name, run.preset, run.task, steps, metric,
-                      "-" if run.best_metric is None else round(run.best_metric, 4),
-                      round(run.size / 1e6, 1), str(created)[:19] if created is not None else ""]
-            for col, value in enumerate(values):
-                item = _item(value)
+            for col, column in enumerate(columns):
+                value = column.value(run)
+                if value is None:
+                    text = "-"
+                elif column.key == "size":
+                    text = format_size(value)
+                elif column.key == "lr":
+                    text = f"{value:.3g}"
+                elif isinstance(value, float):
+                    text = f"{value:.4g}"
+                else:
+                    text = str(value)
+                item = _item(value, text)
                 if col == 0:
                     item.setData(Qt.UserRole, str(run.path))
                 self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
+        self._fill_metrics()
         self.status.setText(f"{len(self.runs)} run(s) in {root}")
+
+    def _fill_metrics(self) -> None:
+        """Offer the validation metrics the runs recorded, their monitored one first."""
+        current = self.metric_combo.currentText()
+        monitors = [r.best_metric_name for r in self.runs if r.best_metric_name]
+        names = sorted({k for r in self.runs for k in r.last_metrics})
+        ordered = list(dict.fromkeys([*monitors, *names]))
+        self.metric_combo.blockSignals(True)
+        self.metric_combo.clear()
+        self.metric_combo.addItems([n.removeprefix("val/") for n in ordered])
+        if current and current in [n.removeprefix("val/") for n in ordered]:
+            self.metric_combo.setCurrentText(current)
+        self.metric_combo.blockSignals(False)
+
+    def selected_paths(self) -> list[Path]:
+        """The selected runs' folders, in table order."""
+        rows = sorted(index.row() for index in self.table.selectionModel().selectedRows())
+        return [Path(self.table.item(r, 0).data(Qt.UserRole)) for r in rows]
+
+    def compare_selected(self) -> None:
+        """Plot the selected runs' validation curves (the chosen metric against step) together."""
+        from segtrain.runs import RunFolder
+
+        paths = self.selected_paths()
+        if not paths:
+            notify_error("Select the runs to compare in the table first (Ctrl-click for several).", self.status)
+            return
+        metric = self.metric_combo.currentText()
+        if not metric:
+            notify_error("These runs have no validation metrics yet; compare them after a validation.", self.status)
+            return
+        key = f"val/{metric}"
+        self.axes.clear()
+        plotted = []
+        for path in paths:
+            points = [(r["step"], r[key]) for r in RunFolder(path).history()
+                      if "step" in r and isinstance(r.get(key), (int, float))]
+            if points:
+                steps, values = zip(*points)
+                self.axes.plot(steps, values, marker="o", markersize=3, label=path.name)
+                plotted.append(path.name)
+        self.axes.set_xlabel("step")
+        self.axes.set_ylabel(metric)
+        if plotted:
+            self.axes.legend(fontsize=7, loc="best")
+        self.canvas.setVisible(True)
+        self.canvas.draw_idle()
+        missing = len(paths) - len(plotted)
+        note = f"; {missing} without {metric}" if missing else ""
+        notify_info(f"{metric} of {len(plotted)} run(s) against step{note}.", self.status)
 
     def selected_path(self) -> Path | None:
         rows = self.table.selectionModel().selectedRows()
