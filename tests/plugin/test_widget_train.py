@@ -210,3 +210,44 @@ def test_resume_needs_more_steps_than_reached(docked, gui, tmp_path, error_messa
     message = "The run already reached step 5; set Steps above 5 to continue it, then press Resume."
     assert error_messages()[-1] == message
     assert train.state_label.text() == f"failed: {message}" and train.resume_button.isEnabled()
+
+
+def test_fine_tune_on_corrections_is_a_new_run_with_its_parent(docked, gui, tmp_path):
+    """Train a run; proofread a segmentation (delete a false object by clicking it); use the
+    correction as annotation; Fine-tune: a new run from the run's weights that records its parent."""
+    from segtrain.plugin import layers as L
+    from segtrain.plugin.widgets.proofread import ProofreadWidget
+    from segtrain.runs import RunFolder
+
+    viewer, dock = docked
+    _, labels = _well(viewer)
+    data, train, proofread = DataWidget(viewer), TrainWidget(viewer), ProofreadWidget(viewer)
+    dock(data, train, proofread)
+    gui.choose(data.gt_combo, "gt")
+    _small_run_form(gui, train, tmp_path, steps=3)
+    assert not train.finetune_button.isEnabled()  # no model yet
+    gui.click(train.start_button)
+    gui.wait_until(lambda: not train.is_running(), what="the first run")
+    parent = train.run_dir
+    assert train.finetune_button.isEnabled()
+
+    wrong = labels.astype(np.uint32).copy()
+    wrong[2:10, 2:10] = 99  # a false object on the background
+    seg = viewer.add_labels(wrong, name="segmentation")
+    gui.choose(proofread.seg_combo, "segmentation")
+    gui.click(proofread.tool_buttons["Delete"])
+    gui.click_canvas(viewer, seg, (5, 5))
+    gui.wait_until(lambda: not proofread.busy(), what="the delete")
+    assert (np.asarray(seg.data)[2:10, 2:10] == 0).all()
+    gui.click(proofread.annotate_button)
+    annotation = np.asarray(viewer.layers[L.session(viewer).annotation_layer].data)
+    assert (annotation[2:10, 2:10] == L.BACKGROUND_LABEL).all() and np.count_nonzero(annotation) == 64
+
+    gui.type(train.steps_spin, "2")
+    gui.click(train.finetune_button)
+    gui.wait_until(lambda: not train.is_running(), what="the fine-tuning run")
+    child = train.run_dir
+    assert child != parent and child.name.startswith(parent.name.split("-20")[0] + "-ft")
+    assert train.state_label.text() == "finished at step 2 / 2"
+    assert RunFolder(child).parent() == parent.resolve()
+    assert L.session(viewer).run_dir == child  # Predict now uses the fine-tuned model
