@@ -186,8 +186,7 @@ class Proofreader:
         return np.flatnonzero(self._lut == np.uint64(segment)).astype(np.int64)
 
     def _box_of(self, fragment_ids: np.ndarray) -> tuple[slice, ...]:
-        if self._boxes is None:
-            self._boxes = list(ndimage.find_objects(np.asarray(self.fragments).astype(np.int64, copy=False)))
+        self.prepare()
         starts, stops = [], []
         for f in fragment_ids:
             box = self._boxes[f - 1] if 0 < f <= len(self._boxes) else None
@@ -198,6 +197,15 @@ class Proofreader:
             return tuple(slice(0, 0) for _ in self.fragments.shape)
         lo, hi = np.min(starts, axis=0), np.max(stops, axis=0)
         return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+    def prepare(self) -> None:
+        """Find every fragment's bounding box (one pass over the volume, seconds for 10^7 voxels):
+        seeded splits need them. Done on the first seeded split, or ahead in the background."""
+        if self._boxes is None:
+            frags = np.asarray(self.fragments)
+            if frags.dtype == np.uint64:
+                frags = frags.view(np.int64)  # ids < 2**63: the same values, no copy
+            self._boxes = list(ndimage.find_objects(frags))
 
     def mask_of(self, segment: int) -> tuple[tuple[slice, ...], np.ndarray]:
         """``(box, mask)``: the bounding box of ``segment`` and where it is inside the box."""
