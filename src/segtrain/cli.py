@@ -17,8 +17,15 @@ SUBCOMMANDS = ["gui", "train", "predict", "tune", "segment", "sweep", "evaluate"
                "scale"]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error: the problem and where the help is (no usage block)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="segtrain",
         description="Train segmentation networks on microscopy images and tune the result. "
         "With no subcommand, opens the napari GUI.",

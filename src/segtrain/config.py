@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import functools
 import types
 import typing
@@ -327,8 +328,10 @@ def _dataclass_from_dict(cls: type, values: dict, where: str) -> Any:
     kwargs = {}
     for key, value in values.items():
         if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
             raise ConfigError(
-                f"Unknown setting {where + '.' if where else ''}{key!s}; valid settings"
+                f"Unknown setting {where + '.' if where else ''}{key!s}"
+                f"{f' (did you mean {close[0]}?)' if close else ''}; valid settings"
                 f"{' in ' + where if where else ''} are: {', '.join(names)}."
             )
         kwargs[key] = _convert(value, hints[key], f"{where}.{key}" if where else key)

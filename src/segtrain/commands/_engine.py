@@ -110,12 +110,24 @@ def parse_thresholds(text: str | None):
         ) from None
 
 
-def output_dir(path: str, overwrite: bool) -> Path:
+def output_dir(path: str, overwrite: bool, outputs: tuple[str, ...] = ()) -> Path:
+    """The output folder ``path``, checked before any work and not created yet (:func:`make_dir`
+    creates it when the first output is written, so a failure leaves nothing behind); with
+    ``outputs`` (file names) and no ``overwrite``, one that exists already is refused now."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder; choose a folder for the outputs.")
     if not out.parent.exists():
         raise InputError(f"Folder {out.parent} does not exist; create it first.")
+    if not out.parent.is_dir():
+        raise InputError(f"Cannot create the folder {out.name} in {out.parent}: it is a file; choose a folder.")
+    existing = [name for name in outputs if (out / name).exists()] if not overwrite else []
+    if existing:
+        raise InputError(f"{out / existing[0]} already exists; choose another output folder or pass --overwrite.")
+    return out
+
+
+def make_dir(out: Path) -> Path:
     out.mkdir(exist_ok=True)
     return out
 

@@ -31,22 +31,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segtrain.commands._engine import Step, log, output_dir, read_prediction, write_labels
+    from segtrain.commands._engine import (
+        Step,
+        log,
+        make_dir,
+        output_dir,
+        read_prediction,
+        write_labels,
+    )
     from segtrain.postprocess import check_affinities, instances, segment_affinities
 
+    ext = args.format
+    out = output_dir(args.out, args.overwrite, (f"fragments{ext}", "merge_tree.npz", f"segmentation{ext}"))
     with Step(f"reading {args.prediction}"):
         prediction = read_prediction(args.prediction, args.dataset, args)
     settings, volume = prediction.settings, prediction.volume
     log(f"segment settings from {prediction.origin}")
-    out = output_dir(args.out, args.overwrite)
-    ext = args.format
     summary = {"settings": dataclasses.asdict(settings), "settings_from": prediction.origin, "outputs": {}}
     voxel_size = tuple(volume.voxel_size)
     if prediction.kind == "probabilities":
         with Step(f"instances ({prediction.spec.task})"):
             labels = instances(prediction.array, settings, prediction.spec)
         summary["outputs"]["segmentation"] = str(write_labels(
-            out / f"segmentation{ext}", labels, volume, "segmentation", args.overwrite,
+            make_dir(out) / f"segmentation{ext}", labels, volume, "segmentation", args.overwrite,
             attrs={"kind": "segmentation", "task": prediction.spec.task, "settings": summary["settings"]}))
         summary["objects"] = int(labels.max()) if labels.size else 0
         print(json.dumps(summary, indent=2))
@@ -56,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         tree = segment_affinities(prediction.array, settings, voxel_size=voxel_size,
                                   model_ndim=prediction.spec.ndim)
     tree.attrs.update(source=str(args.prediction))
-    summary["outputs"]["fragments"] = str(write_labels(out / f"fragments{ext}", tree.fragments, volume,
+    summary["outputs"]["fragments"] = str(write_labels(make_dir(out) / f"fragments{ext}", tree.fragments, volume,
                                                        "fragments", args.overwrite))
     summary["outputs"]["merge_tree"] = str(tree.save(out / "merge_tree.npz", overwrite=args.overwrite))
     summary.update(fragments=tree.n_present, merges=int(len(tree.scores)))

@@ -28,8 +28,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from segtrain.commands._engine import Step, log, output_dir, parse_thresholds, read_array, read_prediction, \
-        tqdm_progress
+    from segtrain.commands._engine import (
+        Step,
+        log,
+        make_dir,
+        output_dir,
+        parse_thresholds,
+        read_array,
+        read_prediction,
+        tqdm_progress,
+    )
     from segtrain.errors import InputError
     from segtrain.evaluate import sweep
     from segtrain.postprocess import segment_affinities
@@ -67,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         f"{best['n_segments']} segments")
     summary = dict(best_threshold=result.best_threshold, best=best, scoring=result.scoring)
     if out is not None:
+        make_dir(out)
         summary["outputs"] = dict(
             csv=str(result.write_csv(Path(out) / "sweep.csv")),
             json=str(result.write_json(Path(out) / "sweep.json")),

@@ -38,6 +38,8 @@ def atomic_path(target: str | os.PathLike, overwrite: bool = False) -> Iterator[
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.exists():
         raise InputError(f"Folder {parent} does not exist; create it or choose another location.")
+    if not parent.is_dir():
+        raise InputError(f"Cannot write {target.name} into {parent}: it is a file, not a folder; choose a folder.")
     if not os.access(parent, os.W_OK):
         raise InputError(f"Folder {parent} is not writable; choose a folder you can write to.")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.tmp-", dir=parent)

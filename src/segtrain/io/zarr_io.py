@@ -57,9 +57,14 @@ def read_zarr(path: Path, dataset: str | None = None) -> list[Volume]:
         if node is None:
             raise InputError(f"{path} has no array or group named '{dataset}'.")
         prefix = dataset.strip("/")
-    if isinstance(node, zarr.Array):
-        return [_array_volume(node, path, prefix)]
-    volumes = list(_group_volumes(node, path, prefix))
+    try:
+        volumes = [_array_volume(node, path, prefix)] if isinstance(node, zarr.Array) else \
+            list(_group_volumes(node, path, prefix))
+    except InputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a chunk that does not decode (codecs raise many types)
+        raise InputError(f"{path} has a chunk that cannot be read ({type(error).__name__}): the store is corrupt or "
+                         "was not written completely; write it again.") from None
     if not volumes:
         raise InputError(f"{path} is a zarr group that contains no arrays.")
     return volumes

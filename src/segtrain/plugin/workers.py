@@ -49,6 +49,9 @@ def error_message(error: BaseException, action: str = "The operation") -> str:
             f"{action} ran out of memory; reduce the batch size or patch size "
             "(or close other programs) and try again."
         )
+    if isinstance(error, (NotADirectoryError, FileExistsError)):
+        where = getattr(error, "filename", None) or text
+        return f"{action} failed: a file is in the way of the folder {where}; choose another folder."
     if isinstance(error, FileNotFoundError):
         return f"{action} failed: file not found ({error.filename or text})."
     if isinstance(error, PermissionError):

@@ -142,6 +142,8 @@ def _run_batch(model, device, autocast, array, batch: list[Tile], shape: tuple, 
 def _prepare(model_or_path, array, tile_shape, margin):
     loaded = as_loaded(model_or_path)
     shape = tuple(int(s) for s in array.shape)
+    if np.dtype(array.dtype) == bool:
+        raise InputError(f"The input of shape {shape} is boolean (a mask, not an image); predict on the raw image.")
     has_channels, is_stack = _layout(shape, loaded)
     spatial = shape[1:] if (has_channels or is_stack) else shape
     if 0 in spatial:

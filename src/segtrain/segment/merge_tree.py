@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import zipfile
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -340,8 +341,9 @@ class MergeTree:
                     n_present=meta.get("n_present"),
                     attrs=meta.get("attrs"),
                 )
-        except (KeyError, ValueError, OSError) as error:
-            raise InputError(f"{path} is not a merge tree written by segtrain ({error}).") from None
+        except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+            raise InputError(f"{path} is not a merge tree written by segtrain ({type(error).__name__}); give the "
+                             "merge_tree.npz that `segtrain segment` wrote.") from None
         return tree
 
     def __repr__(self) -> str:

@@ -171,6 +171,12 @@ class ArraySource(Source):
             weights = self.weights[sl] if self.weights is not None else None
         else:
             known, weights = self.known, self.weights
+        if np.dtype(raw.dtype) == bool:
+            raise InputError(f"Source {self.name}: the image is boolean (a mask, not an image); give the raw image.")
+        if isinstance(labels, np.ndarray) and np.issubdtype(labels.dtype, np.floating) \
+                and not np.array_equal(labels, np.round(labels)):
+            raise InputError(f"Source {self.name}: the labels are {labels.dtype} with fractions (a probability map?); "
+                             "labels are whole object ids, 0 = background.")
         self._raw = raw if in_channels > 1 else raw[None]
         self._labels = labels
         self._known = known

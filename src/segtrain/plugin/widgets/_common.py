@@ -223,7 +223,7 @@ def parse_floats(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(p) for p in parts)
     except ValueError:
-        raise ValueError(f"'{text}' is not a list of numbers (e.g. 40, 4, 4)") from None
+        raise ValueError(f"'{text}' is not a list of numbers (e.g. 40, 4, 4).") from None
     if any(v <= 0 for v in values):
         raise ValueError(f"voxel sizes must be positive, got '{text}'")
     return values

@@ -180,12 +180,16 @@ class ExportWidget(Panel):
                          self.status)
             return
         folder = Path(self.folder_edit.text().strip() or ".").expanduser()
+        base = self.name_edit.text().strip() or "segmentation"
+        suffix = FORMATS[self.format_combo.currentText()]
+        if (folder / f"{base}{suffix}").exists() and not self.overwrite_check.isChecked():
+            notify_error(f"{folder / f'{base}{suffix}'} already exists; choose another name or tick "
+                         "'overwrite existing files'.", self.status)
+            return
         problem = folder_problem(folder)
         if problem:
             notify_error(problem, self.status)
             return
-        base = self.name_edit.text().strip() or "segmentation"
-        suffix = FORMATS[self.format_combo.currentText()]
         try:
             items = self.items(layer)
         except Exception as error:  # noqa: BLE001

@@ -35,17 +35,27 @@ from segtrain.plugin.workers import (
 FEW_STEPS_FRACTION = 0.1  # a model trained for less than this share of its preset's steps is warned about
 
 
-def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augment: bool = False):
+def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augment: bool = False,
+                   rgb: bool = False):
     """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
     prediction (with ``augment``: averaged over every test-time transform the voxel size allows);
     returns (outputs, what they record about the model (``LoadedModel.output_attrs``), what was
     loaded, a warning or "")."""
+    import numpy as np
+
+    from segtrain.errors import InputError
     from segtrain.plugin.workers import release_gpu_memory
     from segtrain.predict import load_model, predict_array
     from segtrain.predict.tta import tta_counts
 
     try:
         loaded = load_model(checkpoint, which=which)
+        if rgb:  # napari's RGB(A) images have their channels last
+            channels = loaded.config.data.in_channels
+            if channels != raw.shape[-1]:
+                raise InputError(f"The image is RGB{'A' if raw.shape[-1] == 4 else ''} but the model takes {channels} "
+                                 f"channel{'s' if channels > 1 else ''}; convert the image to grayscale first.")
+            raw = np.moveaxis(np.asarray(raw), -1, 0)
         tta = max(tta_counts(loaded.config.ndim, voxel_size)) if augment else None
         outputs = predict_array(loaded, raw, voxel_size=voxel_size, progress=progress, tta=tta)
         attrs = {**loaded.output_attrs(), "tta": tta or loaded.config.predict.tta}
@@ -202,7 +212,7 @@ class PredictWidget(Panel):
         which = self.which_combo.currentData() or "newest"
         self.worker = start_worker(
             run_prediction, checkpoint, which, image.data, L.spatial_scale(image), self.relay,
-            self.tta_check.isChecked(),
+            self.tta_check.isChecked(), bool(getattr(image, "rgb", False)),
             on_return=self.show_predictions, on_finish=self._finished,
             action="Prediction", status=self.status,
         )

@@ -375,7 +375,11 @@ class TrainWidget(Panel):
         config = self.config.copy()
         for path, widget in self._fields():
             section, name = path.split(".")
-            setattr(getattr(config, section), name, widget_value(widget))
+            try:
+                value = widget_value(widget)
+            except ValueError as error:  # e.g. letters typed as the patch shape: name the field
+                raise ValueError(f"{path}: {error}") from None
+            setattr(getattr(config, section), name, value)
         t, m, d = config.train, config.model, config.data
         t.val_every = min(t.val_every, t.max_steps)
         if t.threads is None and t.accelerator != "gpu":
@@ -478,6 +482,11 @@ class TrainWidget(Panel):
                          f"Starting training failed: {type(error).__name__}.", self.status)
             return
         root = Path(self.runs_root_edit.text().strip() or "runs")
+        blocking = next((p for p in (root, *root.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            notify_error(f"The runs folder {root} cannot be made: {blocking} is a file; choose another runs folder.",
+                         self.status)
+            return
         self.job = TrainingJob(config, arrays["raw"], arrays["labels"], arrays["known"], arrays["val_labels"],
                                tuple(arrays["voxel_size"]), root,
                                name=config.name if config is not None and self.name_edit.text().strip() else None,
