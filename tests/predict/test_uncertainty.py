@@ -217,6 +217,12 @@ def test_cli_predict_writes_the_uncertainty_array(tmp_path, capsys):
     np.testing.assert_allclose(group["uncertainty"][:], expected["uncertainty"], atol=1e-5)
     np.testing.assert_allclose(group["affinities"][:], expected["affinities"], atol=1e-5)
     assert group["uncertainty"][:].max() > 0
+    # opened in napari: one magma layer, not a channel stack
+    from segtrain.plugin.reader import read_layers
+
+    (data, kwargs, _), = [layer for layer in read_layers(str(tmp_path / "u.zarr")) if layer[1]["name"] == "uncertainty"]
+    assert np.shape(data) == (8, 24, 24) and kwargs["colormap"] == "magma"
+    assert kwargs["metadata"]["segtrain"].kind == "uncertainty"
     assert main([*args, str(tmp_path / "bad.zarr"), "--uncertainty"]) == 2  # the run predicts without TTA
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--uncertainty needs test-time augmentation" in err and "--tta 8" in err
