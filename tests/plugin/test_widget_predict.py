@@ -47,3 +47,42 @@ def test_predict_with_test_time_augmentation(docked, gui, tmp_path, warning_mess
     assert info.task == "affinities" and info.checkpoint == str(checkpoint) and info.settings is not None
     assert layer.blending == "translucent" and layer.opacity == L.PREDICTION_OPACITY
     assert not predict.result_layers["lsds"].visible and viewer.layers["raw"].visible
+
+
+def test_uncertainty_checkbox_turns_on_tta_and_adds_the_uncertainty_layer(docked, gui, tmp_path):
+    from segtrain.predict import load_model, predict_array
+    from segtrain.synthetic import make_em_volume
+
+    checkpoint = _random_checkpoint(tmp_path / "random.ckpt")
+    viewer, dock = docked
+    raw = make_em_volume((8, 24, 24), n_cells=4, seed=1)[0]
+    viewer.add_image(raw, name="raw", scale=(2.0, 1.0, 1.0))
+    predict = PredictWidget(viewer)
+    dock(predict)
+    gui.type(predict.checkpoint_edit, str(checkpoint))
+    gui.wait_until(lambda: predict.which_combo.count() == 1, timeout=30, what="the checkpoint")
+    assert not predict.tta_check.isChecked()
+    gui.click(predict.uncertainty_check)
+    assert predict.uncertainty_check.isChecked() and predict.tta_check.isChecked()  # uncertainty needs TTA
+    gui.click(predict.tta_check)  # TTA off: no uncertainty either
+    assert not predict.uncertainty_check.isChecked() and not predict.tta_check.isChecked()
+    gui.click(predict.uncertainty_check)
+    gui.click(predict.predict_button)
+    gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
+    layer = predict.result_layers["uncertainty"]
+    assert layer is viewer.layers["raw uncertainty"]
+    info = L.layer_info(layer)
+    assert info.kind == "uncertainty" and info.checkpoint == str(checkpoint) and info.source == "raw"
+    expected = predict_array(load_model(checkpoint), raw, voxel_size=(2.0, 1.0, 1.0), tta=16,
+                             uncertainty=True)["uncertainty"][0]
+    np.testing.assert_allclose(layer.data, expected, atol=1e-5)
+    assert layer.data.max() > 0
+    assert layer.colormap.name == "magma" and layer.blending == "additive" and not layer.visible
+    assert tuple(layer.scale) == (2.0, 1.0, 1.0)
+    assert viewer.layers.selection.active is predict.result_layers["affinities"]
+    assert predict.model_label.text().endswith("test-time augmentation x16")
+    # predicting again without uncertainty leaves no stale uncertainty of the previous prediction
+    gui.click(predict.tta_check)
+    gui.click(predict.predict_button)
+    gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
+    assert "uncertainty" not in predict.result_layers and "raw uncertainty" not in viewer.layers

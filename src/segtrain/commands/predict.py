@@ -23,6 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", type=int, default=None, metavar="N",
                         help="test-time augmentation: average N flipped/transposed predictions (1 = off, 2, 4, 8, "
                              "16 in 3D; default: the run's predict.tta)")
+    parser.add_argument("--uncertainty", action="store_true",
+                        help="also write 'uncertainty': the disagreement (standard deviation) between the test-time "
+                             "augmented predictions, from the same pass (needs --tta 2 or more, or a run whose "
+                             "predict.tta is)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,8 +48,13 @@ def run(args: argparse.Namespace) -> int:
 
         data = np.moveaxis(np.asarray(data), volume.axes.index("c"), 0)
     spatial = len([a for a in volume.axes if a != "c"])
-    if args.tta is not None:
-        model_tta(model.config, args.tta, volume.voxel_size[-spatial:])  # a wrong --tta fails before the progress bar
+    tta = model.config.predict.tta if args.tta is None else args.tta
+    if args.uncertainty and tta < 2:
+        raise InputError(f"--uncertainty needs test-time augmentation (this run predicts with tta {tta}); "
+                         f"add --tta {2 ** spatial} (every flip) or another count of 2 or more.")
+    if args.tta is not None or args.uncertainty:
+        # a wrong --tta fails before the progress bar
+        model_tta(model.config, tta, volume.voxel_size[-spatial:], args.uncertainty)
     with tqdm(unit="tile", dynamic_ncols=True) as bar:
         def progress(done, total):
             bar.total = total
@@ -53,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
         predict_to_zarr(model, data, output, voxel_size=volume.voxel_size[-spatial:], offset=volume.offset[-spatial:],
                         tile_shape=args.tile, margin=args.margin, progress=progress, overwrite=args.overwrite,
-                        batch_size=args.batch_size, tta=args.tta)
-    print(f"wrote {', '.join(h.name for h in model.model.heads)} to {output} with {model.describe()}")
+                        batch_size=args.batch_size, tta=args.tta, uncertainty=args.uncertainty)
+    written = [h.name for h in model.model.heads] + (["uncertainty"] if args.uncertainty else [])
+    print(f"wrote {', '.join(written)} to {output} with {model.describe()}")
     return 0

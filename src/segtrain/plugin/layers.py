@@ -31,7 +31,7 @@ IGNORE_LABEL = 65535
 #: key in ``layer.metadata`` under which the widgets keep what they know about a layer (a LayerInfo)
 META = "segtrain"
 
-LAYER_KINDS = ("affinities", "lsds", "probabilities", "segmentation", "annotation")
+LAYER_KINDS = ("affinities", "lsds", "probabilities", "segmentation", "annotation", "uncertainty")
 
 
 
@@ -40,7 +40,8 @@ class LayerInfo:
     """What the panels know about a layer they made, kept as ``layer.metadata['segtrain']`` and
     exchanged between Predict, Segment and Export.
 
-    ``kind``: affinities | lsds | probabilities (predictions), segmentation, annotation.
+    ``kind``: affinities | lsds | probabilities (predictions), segmentation, annotation,
+    uncertainty (the disagreement between test-time augmented predictions).
     ``task`` / ``model_ndim``: what the model that made it predicts (a 2D model's stack of images
     is 3D data with ``model_ndim`` 2). ``settings``: the segment settings that turn the prediction
     into a segmentation (the run's, tuned ones included) or that made the segmentation.
@@ -265,6 +266,24 @@ def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
         meta.channels = tuple(picked)
     kwargs.update(_spatial_kwargs(image, spatial_ndim))
     kwargs.update(blending="translucent", opacity=PREDICTION_OPACITY, visible=kind != "lsds")
+    return data, kwargs
+
+
+def uncertainty_layer_args(array: np.ndarray, image: Any, name: str,
+                           info: LayerInfo | None = None) -> tuple[np.ndarray, dict]:
+    """(data, add_image kwargs) for the uncertainty map (``(1, *spatial)`` or ``(*spatial)``) of a
+    prediction: hidden at first, colormap magma, added onto what lies below it (dark = sure adds
+    nothing), contrast up to its 99.9th percentile; its :class:`LayerInfo` has kind
+    ``uncertainty`` and keeps the full array."""
+    array = np.asarray(array, dtype=np.float32)
+    spatial_ndim = image.ndim if image is not None else array.ndim - (array.shape[0] == 1)
+    data = array[0] if array.ndim > spatial_ndim else array
+    meta = dataclasses.replace(info or LayerInfo("uncertainty"), kind="uncertainty", array=data,
+                               source=getattr(image, "name", None), channel=None, channels=None)
+    high = float(np.percentile(data, 99.9)) if data.size else 0.0
+    kwargs = {"name": name, "metadata": {META: meta}, "colormap": "magma",
+              "contrast_limits": (0.0, high if high > 0 else 1.0), "blending": "additive", "opacity": 1.0,
+              "visible": False, **_spatial_kwargs(image, spatial_ndim)}
     return data, kwargs
 
 

@@ -14,7 +14,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from segtrain.io import Volume, is_readable_path, read_volumes
-from segtrain.plugin.layers import LayerInfo, prediction_layer_args
+from segtrain.plugin.layers import (
+    LayerInfo,
+    prediction_layer_args,
+    uncertainty_layer_args,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +46,11 @@ def layer_data(volume: Volume, name: str | None = None) -> LayerData:
         # a `segtrain predict` output: shown as the Predict panel shows it, the run's settings kept
         data, pkwargs = prediction_layer_args(np.asarray(data), None, kwargs["name"], info.kind, info=info)
         pkwargs.update(scale=kwargs["scale"], translate=kwargs["translate"])
+        return data, pkwargs, "image"
+    if info is not None and info.kind == "uncertainty" and not volume.is_lazy and volume.axes[:1] == ("c",):
+        # `segtrain predict --uncertainty`: magma, added onto the image (shown: the file was asked for)
+        data, pkwargs = uncertainty_layer_args(np.asarray(data), None, kwargs["name"], info=info)
+        pkwargs.update(scale=kwargs["scale"], translate=kwargs["translate"], visible=True)
         return data, pkwargs, "image"
     if "c" in volume.axes:
         axis = volume.axes.index("c")

@@ -16,6 +16,7 @@ from segtrain.io.normalize import intensity_range, normalize
 from segtrain.predict.model_io import LoadedModel, load_model
 from segtrain.predict.tiling import Tile, make_tiles
 from segtrain.predict.tta import TestTimeAugmentation, model_tta
+from segtrain.predict.uncertainty import UNCERTAINTY
 
 Progress = Callable[[int, int], None]
 
@@ -158,8 +159,17 @@ def _out_shape(channels: int, spatial, leads: list[int | None]) -> tuple[int, ..
     return (channels, *spatial) if leads == [None] else (channels, len(leads), *spatial)
 
 
+def _out_channels(loaded: LoadedModel, augment: TestTimeAugmentation) -> dict[str, int]:
+    """Channels of every output: the model's heads, and ``uncertainty`` (1) when asked for."""
+    channels = {h.name: h.channels for h in loaded.model.heads}
+    if augment.uncertainty:
+        channels[UNCERTAINTY] = 1
+    return channels
+
+
 def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progress: Progress | None = None,
-                  margin=None, batch_size: int | None = None, tta: int | None = None) -> dict[str, np.ndarray]:
+                  margin=None, batch_size: int | None = None, tta: int | None = None,
+                  uncertainty: bool = False) -> dict[str, np.ndarray]:
     """Predict every output of a trained model over ``array``, tile by tile.
 
     Parameters
@@ -180,15 +190,20 @@ def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progre
     tta
         Number of test-time transforms averaged (1 = off; None = the config's ``predict.tta``);
         see :mod:`segtrain.predict.tta`.
+    uncertainty
+        Also return ``uncertainty`` ``(1, *spatial)``: the disagreement between the test-time
+        transforms' predictions, from the same pass (needs ``tta`` >= 2); see
+        :mod:`segtrain.predict.uncertainty`.
 
     Returns
     -------
     ``{"affinities": (C, *spatial), "lsds": ..., "probabilities": ...}`` float32 (a stack gives
-    ``(C, N, y, x)``).
+    ``(C, N, y, x)``), plus ``"uncertainty"`` when asked for.
     """
     loaded, has_channels, spatial, leads, tiles, low, high = _prepare(model_or_path, array, tile_shape, margin)
-    augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size)
-    outputs = {h.name: np.zeros(_out_shape(h.channels, spatial, leads), np.float32) for h in loaded.model.heads}
+    augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size, uncertainty)
+    outputs = {name: np.zeros(_out_shape(channels, spatial, leads), np.float32)
+               for name, channels in _out_channels(loaded, augment).items()}
 
     def write(name, tile, value, lead):
         target = outputs[name] if lead is None else outputs[name][:, lead]
@@ -213,13 +228,14 @@ def predict_volume(model_or_path, volume, **kwargs) -> dict:
 
 def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, offset=None, tile_shape=None,
                     margin=None, progress: Progress | None = None, overwrite: bool = False,
-                    batch_size: int | None = None, chunks=None, tta: int | None = None) -> Path:
+                    batch_size: int | None = None, chunks=None, tta: int | None = None,
+                    uncertainty: bool = False) -> Path:
     """Predict tile by tile straight into a zarr group (one float32 array per output, zarr format 2,
     the geometry attributes ``segtrain.io`` writes on zarr: ``resolution``/``offset``/``axes``/``layer_type``),
     written atomically; for inputs too big for memory.
 
     ``array`` may be a path (read lazily with :func:`segtrain.io.read_volume`) or an array;
-    ``tta`` as in :func:`predict_array`.
+    ``tta`` and ``uncertainty`` (an ``uncertainty`` array beside the others) as in :func:`predict_array`.
     """
     import zarr
 
@@ -231,22 +247,21 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
         volume = read_volume(array)
         array, voxel_size, offset, axes = volume.data, volume.voxel_size, volume.offset, volume.axes
     loaded, has_channels, spatial, leads, tiles, low, high = _prepare(model_or_path, array, tile_shape, margin)
-    augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size)
+    augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size, uncertainty)
     ndim_out = len(spatial) + (leads != [None])
     spatial_axes = [a for a in (axes or ("z", "y", "x")[-ndim_out:]) if a != "c"]
     output = Path(output)
     with atomic_path(output, overwrite=overwrite) as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         arrays = {}
-        for head in loaded.model.heads:
-            out_shape = _out_shape(head.channels, spatial, leads)
+        for name, channels in _out_channels(loaded, augment).items():
+            out_shape = _out_shape(channels, spatial, leads)
             chunk = chunks or (1, *[min(s, 64 if len(out_shape) == 4 else 512) for s in out_shape[1:]])
-            arrays[head.name] = group.create_array(head.name, shape=out_shape, chunks=chunk, dtype="float32",
-                                                   fill_value=0.0)
-            arrays[head.name].attrs.update(zarr_attrs(Volume(
-                data=arrays[head.name], voxel_size=() if voxel_size is None else tuple(voxel_size),
+            arrays[name] = group.create_array(name, shape=out_shape, chunks=chunk, dtype="float32", fill_value=0.0)
+            arrays[name].attrs.update(zarr_attrs(Volume(
+                data=arrays[name], voxel_size=() if voxel_size is None else tuple(voxel_size),
                 offset=() if offset is None else tuple(offset),
-                axes=("c", *spatial_axes), name=head.name)))
+                axes=("c", *spatial_axes), name=name)))
 
         def write(name, tile, value, lead):
             index = (slice(None), *((lead,) if lead is not None else ()), *tile.write)
@@ -257,5 +272,7 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
         model = {k: v for k, v in loaded.output_attrs().items() if v is not None}
         for name, array in arrays.items():
             array.attrs.update({"kind": name, **model})
+        if UNCERTAINTY in arrays:
+            arrays[UNCERTAINTY].attrs["tta"] = len(augment)
         group.attrs.update(model)
     return output

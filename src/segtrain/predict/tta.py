@@ -26,7 +26,9 @@ transformed input is an axis of the original, possibly reversed):
   channels; nothing downstream reads LSDs there.
 
 The average is per voxel and channel over the transforms that contributed (the identity always
-does). Everything runs with torch on the tensors' own device (CPU or CUDA).
+does). With ``uncertainty``, the same pass also keeps the members' running variance of the main
+head and adds the output ``uncertainty`` (:mod:`segtrain.predict.uncertainty`). Everything runs
+with torch on the tensors' own device (CPU or CUDA).
 """
 
 from __future__ import annotations
@@ -40,6 +42,12 @@ import torch
 from segtrain.config import Config
 from segtrain.errors import InputError
 from segtrain.models.build import offsets_for
+from segtrain.predict.uncertainty import (
+    UNCERTAINTY,
+    channel_spread,
+    spread_head,
+    welford_update,
+)
 
 Forward = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -198,13 +206,22 @@ class TestTimeAugmentation:
     offsets
         The affinity offsets, in channel order. The head named ``affinities`` is mapped back with
         them, ``lsds`` as LSDs, any other head (probabilities) only spatially.
+    uncertainty
+        Also return ``uncertainty`` ``(N, 1, *spatial)``: the members' standard deviation of the
+        affinities (else probabilities), averaged over channels, from a running (Welford) variance
+        in the same pass; needs two or more transforms.
     """
 
     __test__ = False  # not a pytest class
 
-    def __init__(self, transforms: list[Transform], offsets: Sequence[Sequence[int]] | None = None):
+    def __init__(self, transforms: list[Transform], offsets: Sequence[Sequence[int]] | None = None,
+                 uncertainty: bool = False):
+        if uncertainty and len(transforms) < 2:
+            raise InputError("Uncertainty is the disagreement between test-time augmented predictions: "
+                             "use test-time augmentation with 2 or more transforms (e.g. 8).")
         self.transforms = transforms
         self.offsets = [tuple(o) for o in offsets or []]
+        self.uncertainty = bool(uncertainty)
 
     def __len__(self) -> int:
         return len(self.transforms)
@@ -222,21 +239,41 @@ class TestTimeAugmentation:
             return forward(x)
         sums: dict[str, torch.Tensor] = {}
         counts: dict[str, torch.Tensor] = {}
+        m2: torch.Tensor | None = None
+        spread = None
         for transform in self.transforms:
             out = forward(transform.apply(x))
+            if self.uncertainty and spread is None:
+                spread = spread_head(list(out))
+                if spread is None:
+                    raise InputError(f"Uncertainty needs an affinities or probabilities output; this model has "
+                                     f"{', '.join(out)}.")
             for name, value in out.items():
                 back = transform.invert(value.float())
                 if name not in sums:
                     sums[name] = torch.zeros_like(back)
                     counts[name] = torch.zeros(back.shape[1:], dtype=back.dtype, device=back.device)
-                add_back(sums[name], counts[name], back, self._sources(transform, name, back.shape[1]))
+                sources = self._sources(transform, name, back.shape[1])
+                if name == spread:
+                    if m2 is None:
+                        m2 = torch.zeros_like(back)
+                    welford_update(sums[name], counts[name], m2, *map_back(back, sources))
+                else:
+                    add_back(sums[name], counts[name], back, sources)
             del out
-        return {name: sums[name].div_(counts[name].clamp_(min=1.0)) for name in sums}
+        result = {}
+        if spread is not None:
+            result[UNCERTAINTY] = channel_spread(m2, counts[spread])
+            del m2
+        result.update({name: sums[name].div_(counts[name].clamp_(min=1.0)) for name in sums})
+        return result
 
 
-def model_tta(config: Config, n: int, voxel_size: Sequence[float] | None = None) -> TestTimeAugmentation:
+def model_tta(config: Config, n: int, voxel_size: Sequence[float] | None = None,
+              uncertainty: bool = False) -> TestTimeAugmentation:
     """Test-time augmentation with ``n`` transforms for a model built from ``config``; the voxel
-    size (else ``config.data.voxel_size``) decides whether in-plane transposes are allowed."""
+    size (else ``config.data.voxel_size``) decides whether in-plane transposes are allowed;
+    ``uncertainty`` adds the members' disagreement (see :class:`TestTimeAugmentation`)."""
     if voxel_size is None or len(voxel_size) == 0:
         voxel_size = config.data.voxel_size
     n = int(n)
@@ -244,4 +281,4 @@ def model_tta(config: Config, n: int, voxel_size: Sequence[float] | None = None)
         raise InputError(f"TTA needs 1 or more transforms (1 = off), not {n}.")
     transforms = tta_transforms(n, config.ndim, voxel_size)
     offsets = offsets_for(config) if config.task == "affinities" else None
-    return TestTimeAugmentation(transforms, offsets)
+    return TestTimeAugmentation(transforms, offsets, uncertainty=uncertainty)

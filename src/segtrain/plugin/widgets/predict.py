@@ -1,7 +1,8 @@
 """Predict dock widget: choose a run (and which of its checkpoints: the newest readable one unless
 told otherwise, with its step) and an image layer, predict in the background with progress, and
 show affinities (RGB), LSDs (RGB of chosen channels, hidden at first) and probabilities (images)
-aligned with the input, half transparent over it."""
+aligned with the input, half transparent over it; with "Uncertainty" (which needs test-time
+augmentation) also the disagreement between the augmented predictions (hidden at first)."""
 
 from __future__ import annotations
 
@@ -36,11 +37,12 @@ FEW_STEPS_FRACTION = 0.1  # a model trained for less than this share of its pres
 
 
 def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augment: bool = False,
-                   rgb: bool = False):
+                   rgb: bool = False, uncertainty: bool = False):
     """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
-    prediction (with ``augment``: averaged over every test-time transform the voxel size allows);
-    returns (outputs, what they record about the model (``LoadedModel.output_attrs``), what was
-    loaded, a warning or "")."""
+    prediction (with ``augment``: averaged over every test-time transform the voxel size allows;
+    with ``uncertainty`` too, which needs ``augment``: also the ``uncertainty`` output); returns
+    (outputs, what they record about the model (``LoadedModel.output_attrs``), what was loaded, a
+    warning or "")."""
     import numpy as np
 
     from segtrain.errors import InputError
@@ -57,7 +59,8 @@ def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augme
                                  f"channel{'s' if channels > 1 else ''}; convert the image to grayscale first.")
             raw = np.moveaxis(np.asarray(raw), -1, 0)
         tta = max(tta_counts(loaded.config.ndim, voxel_size)) if augment else None
-        outputs = predict_array(loaded, raw, voxel_size=voxel_size, progress=progress, tta=tta)
+        outputs = predict_array(loaded, raw, voxel_size=voxel_size, progress=progress, tta=tta,
+                                uncertainty=uncertainty)
         attrs = {**loaded.output_attrs(), "tta": tta or loaded.config.predict.tta}
         described = loaded.describe() + (f", test-time augmentation x{tta}" if tta else "")
         return outputs, attrs, described, few_steps_warning(loaded.config, loaded.step)
@@ -113,6 +116,10 @@ class PredictWidget(Panel):
         self.tta_check = QCheckBox("Test-time augmentation")
         self.tta_check.setToolTip("Average the predictions of the image's flips (and in-plane transposes where "
                                   "the voxel size allows): better, and as many times slower as transforms.")
+        self.uncertainty_check = QCheckBox("Uncertainty")
+        self.uncertainty_check.setToolTip(
+            "Also show where the augmented predictions disagree (their standard deviation; bright = unsure): "
+            "the places to check or annotate next. Needs test-time augmentation, which ticking this turns on.")
         self.which_combo = QComboBox()
         self.which_combo.setToolTip("Which checkpoint of the run: the newest readable one by default.")
         self.model_label = QLabel("model: -")
@@ -132,7 +139,11 @@ class PredictWidget(Panel):
         form = compact(QFormLayout())
         form.addRow("Run", checkpoint_row)
         form.addRow("Checkpoint", self.which_combo)
-        form.addRow(self.tta_check)
+        tta_row = QHBoxLayout()
+        tta_row.addWidget(self.tta_check)
+        tta_row.addWidget(self.uncertainty_check)
+        tta_row.addStretch(1)
+        form.addRow(tta_row)
         form.addRow("Image", self.image_combo)
         form.addRow("LSD channels", channel_row)
         layout = QVBoxLayout(self)
@@ -147,6 +158,9 @@ class PredictWidget(Panel):
                                       self.status)
         self.browse_button.clicked.connect(lambda: self._browse())
         self.predict_button.clicked.connect(lambda: self.predict())
+        # uncertainty is the disagreement between augmented predictions: one needs the other
+        self.uncertainty_check.toggled.connect(lambda on: on and self.tta_check.setChecked(True))
+        self.tta_check.toggled.connect(lambda on: on or self.uncertainty_check.setChecked(False))
         self.checkpoint_edit.editingFinished.connect(lambda: self.refresh_checkpoints())
         for spin in self.lsd_channels:
             spin.valueChanged.connect(self._update_lsd_channels)
@@ -212,7 +226,7 @@ class PredictWidget(Panel):
         which = self.which_combo.currentData() or "newest"
         self.worker = start_worker(
             run_prediction, checkpoint, which, image.data, L.spatial_scale(image), self.relay,
-            self.tta_check.isChecked(), bool(getattr(image, "rgb", False)),
+            self.tta_check.isChecked(), bool(getattr(image, "rgb", False)), self.uncertainty_check.isChecked(),
             on_return=self.show_predictions, on_finish=self._finished,
             action="Prediction", status=self.status,
         )
@@ -248,6 +262,17 @@ class PredictWidget(Panel):
             data, kwargs = L.prediction_layer_args(array, image, f"{image.name} {kind}", kind,
                                                  channels, info=info)
             self.result_layers[kind] = L.upsert_layer(self.viewer, "image", data, **kwargs)
+        if outputs.get("uncertainty") is not None:
+            active = self.viewer.layers.selection.active  # the prediction stays the active layer
+            data, kwargs = L.uncertainty_layer_args(outputs["uncertainty"], image, f"{image.name} uncertainty",
+                                                    info=info)
+            self.result_layers["uncertainty"] = L.upsert_layer(self.viewer, "image", data, **kwargs)
+            self.viewer.layers.selection.active = active
+        else:
+            name = f"{image.name} uncertainty"
+            if name in self.viewer.layers and getattr(L.layer_info(self.viewer.layers[name]), "kind", None) \
+                    == "uncertainty":
+                self.viewer.layers.remove(name)  # it belonged to the previous prediction
         if warning:
             notify_warning(warning, self.status)
         else:
