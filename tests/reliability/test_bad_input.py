@@ -153,12 +153,6 @@ def _affs_argv(command: str, kind: str) -> Callable[[Files], list]:
 
 # --- the command-line cases ----------------------------------------------------------------------
 
-#: what `segtrain train` leaves when its data turn out bad: TrainingRun creates the run folder before
-#: the sources are checked (the fix belongs in segtrain/train/run.py, see docs/bad_input.md)
-RUN_FOLDER_LEFT = "an empty run folder (config.yaml, checkpoints/)"
-#: `segtrain train --resume RUN` with a config of another model: TrainingRun saves the new config over the
-#: run's own before Lightning finds that the checkpoint does not fit it (fix in segtrain/train/run.py)
-CONFIG_REPLACED = "the run's config.yaml replaced by the mismatched config, and a TensorBoard event file in the run"
 
 
 def _eval(bad: Callable[[Files], str]) -> Callable[[Files], list]:
@@ -253,18 +247,18 @@ CLI_CASES = [
     Case("train-labels-float", "segtrain train", "a config whose labels are fractions (a probability map)",
          "... the labels are float32 with fractions ...; labels are whole object ids ...", r"float32 with fractions",
          lambda f: ["train", "--config", f.train_config(labels=f.h5("lf.h5", np.random.default_rng(0).random(
-             (8, 32, 32), np.float32))), "--runs-root", f / "runs"], leaves=RUN_FOLDER_LEFT),
+             (8, 32, 32), np.float32))), "--runs-root", f / "runs"]),
     Case("train-raw-bool", "segtrain train", "a config whose image is boolean", "... the image is boolean ...",
          r"boolean", lambda f: ["train", "--config", f.train_config(raw=f.h5("rb.h5", np.ones((8, 32, 32), bool))),
-                                "--runs-root", f / "runs"], leaves=RUN_FOLDER_LEFT),
+                                "--runs-root", f / "runs"]),
     Case("train-shapes", "segtrain train", "a config whose raw and labels differ in shape",
          "... raw ... shape ... labels ...", r"\(8, 32, 32\).*\(8, 32, 24\)|\(8, 32, 24\).*\(8, 32, 32\)",
          lambda f: ["train", "--config", f.train_config(labels=f.h5("l2.h5", labels((8, 32, 24)))),
-                    "--runs-root", f / "runs"], leaves=RUN_FOLDER_LEFT),
+                    "--runs-root", f / "runs"]),
     Case("train-2d-into-3d", "segtrain train", "2D images with a 3D preset", "... 2D ... 3D ...", r"2D|3D",
          lambda f: ["train", "--config", f.train_config(raw=f.h5("r2.h5", np.zeros((32, 32), np.uint8)),
                                                         labels=f.h5("l2d.h5", labels((32, 32)))),
-                    "--runs-root", f / "runs"], leaves=RUN_FOLDER_LEFT),
+                    "--runs-root", f / "runs"]),
     Case("train-data-missing", "segtrain train", "a config naming a file that does not exist",
          "... does not exist ...", r"nowhere\.h5",
          lambda f: ["train", "--config", f.train_config(raw=str(f / "nowhere.h5")), "--runs-root", f / "runs"]),
@@ -356,7 +350,7 @@ CLI_CASES = [
          "Cannot resume from ...: its model differs from the one this config describes ...",
          r"Cannot resume from .*em3d.*its model differs",
          lambda f: ["train", "--config", f.train_config(num_fmaps=4), "--resume", f.runs["em3d-resume"],
-                    "--runs-root", f / "runs"], leaves=CONFIG_REPLACED),
+                    "--runs-root", f / "runs"]),
     Case("resume-not-a-run", "segtrain train", "--resume of a folder that is no run", "... is not a ... run ...",
          r"notarun", lambda f: ["train", "--config", f.train_config(), "--resume", f.folder("notarun"),
                                 "--runs-root", f / "runs"]),
@@ -548,7 +542,7 @@ GUI_CASES = [
          "No labels to train on ...", r"[Nn]o labels", _train_case(lambda p: (p.image().name,))),
     Case("train-2d-into-3d-preset", "Train panel", "a 2D image with its labels and the 3D preset chosen",
          "Source ...: labels of shape (32, 32) do not fit a 3D model; give 3D arrays.", r"\(32, 32\).*3D model",
-         lambda p: _train_2d_with_3d_preset(p), leaves=RUN_FOLDER_LEFT),
+         lambda p: _train_2d_with_3d_preset(p)),
     Case("train-patch-shape", "Train panel", "a patch shape typed as letters",
          "data.patch_shape: 'abc' is not a list of numbers (e.g. 40, 4, 4).", r"patch_shape: 'abc'", lambda p: _train_patch(p, "abc")),
     Case("train-runs-folder-under-a-file", "Train panel", "a runs folder inside a file (not writable)",

@@ -120,12 +120,11 @@ def test_stop_from_another_thread_is_quick_and_leaves_a_checkpoint(tmp_path, em_
     assert summary.steps == reports[-1].step and summary.best_metric is None and summary.best_metric_name is None
 
 
-def test_training_errors_end_the_run_with_one_sentence(tmp_path, em_crop, tiny_config):
+def test_bad_training_data_is_one_sentence_before_any_run_folder(tmp_path, em_crop, tiny_config):
     raw, gt, _, _ = em_crop
-    run = TrainingRun(tiny_config(), [ArraySource(raw[:, :, :10], gt)], [ArraySource(raw, gt)],
-                      runs_root=tmp_path)
     with pytest.raises(InputError, match="differ"):
-        list(run.reports())
+        TrainingRun(tiny_config(), [ArraySource(raw[:, :, :10], gt)], [ArraySource(raw, gt)], runs_root=tmp_path)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_out_of_memory_becomes_a_clear_message(tmp_path, em_crop, tiny_config, monkeypatch):

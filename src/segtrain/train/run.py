@@ -446,6 +446,9 @@ class TrainingRun:
             val_sources = [p[1] for p in pairs]
         self.train_sources = train_sources
         self.val_sources = list(val_sources)
+        d = self.config.data
+        for source in [*self.train_sources, *self.val_sources]:  # bad data: one sentence, no run folder left
+            source.prepare(self.config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
         handed_down = os.environ.get(RUN_DIR_ENV)
         self.resume_note = ""
         if resume is not None and init_from is not None:
@@ -453,6 +456,9 @@ class TrainingRun:
         self.parent_dir, self.init_checkpoint = (None, None) if init_from is None else resolve_init_from(init_from)
         if resume is not None:
             self.folder, self.resume_checkpoint, self.resume_note = resolve_resume(resume)
+            if self.folder.config_path.exists() and self.folder.config().model != self.config.model:
+                raise ConfigError(f"Cannot resume from {self.folder.path}: its model differs from the one this config "
+                                  f"describes; resume with the run's own {self.folder.config_path}.")
         elif run_dir is not None:
             self.folder = RunFolder.at(run_dir, create=True)
         elif handed_down:
