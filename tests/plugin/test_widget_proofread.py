@@ -199,3 +199,30 @@ def test_cells_proofread_paint_and_corrections_as_annotation(docked, gui, cells_
     untouched = ~merged & (labels != c) & ~painted
     assert (annotation[untouched] == 0).all()
     assert "corrected objects" in proofread.status.text()
+
+
+def test_next_uncertain_region_moves_the_view(docked, gui, error_messages):
+    viewer, dock = docked
+    raw = viewer.add_image(np.zeros((20, 128, 128), np.float32), name="raw")
+    viewer.add_labels(np.ones((20, 128, 128), np.uint32), name="segmentation")
+    proofread = ProofreadWidget(viewer)
+    dock(proofread)
+    gui.click(proofread.next_button)
+    assert "Uncertainty ticked" in proofread.status.text() and error_messages()
+    uncertainty = np.zeros((20, 128, 128), np.float32)
+    uncertainty[12:18, 70:100, 20:50] = 0.5  # the most uncertain place
+    uncertainty[2:6, 10:40, 90:120] = 0.2  # the next one
+    data, kwargs = L.uncertainty_layer_args(uncertainty, raw, "raw uncertainty")
+    viewer.add_image(data, **kwargs)
+    assert proofread.uncertainty_combo.currentText() == "raw uncertainty"
+    gui.click(proofread.next_button)
+    gui.wait_until(lambda: proofread.regions, timeout=30, what="the ranking")
+    first = proofread.regions[0].center
+    assert 12 <= first[0] < 18 and 70 <= first[1] < 100 and 20 <= first[2] < 50
+    assert viewer.dims.point[0] == pytest.approx(first[0], abs=1)
+    assert np.allclose(viewer.camera.center[-2:], first[1:], atol=1)
+    assert proofread.status.text().startswith("Region 1 of")
+    gui.click(proofread.next_button)
+    second = proofread.regions[1].center
+    assert 2 <= second[0] < 6 and viewer.dims.point[0] == pytest.approx(second[0], abs=1)
+    assert proofread.status.text().startswith("Region 2 of")

@@ -62,6 +62,19 @@ def apply_edit(reader: Proofreader, op: str, *args):
     return getattr(reader, op)(*args)
 
 
+def uncertain_regions(uncertainty: np.ndarray, n: int = 20):
+    """The ``n`` most uncertain non-overlapping regions of a map: 64 x 64 pixels (8 slices deep in 3D)."""
+    from segtrain.predict.uncertainty import rank_patches  # beside PyTorch: imported in the worker
+
+    patch = (8, 64, 64)[-uncertainty.ndim:]
+    return rank_patches(uncertainty, patch, n=n)
+
+
+def _is_uncertainty(layer: Any) -> bool:
+    info = L.layer_info(layer)
+    return info is not None and info.kind == "uncertainty"
+
+
 def seeded_split(reader: Proofreader, seeds, source_array, source_kind):
     if reader.boundary is None and source_array is not None and source_kind in ("affinities", "probabilities"):
         boundary = boundary_map(source_array, source_kind)
@@ -100,6 +113,14 @@ class ProofreadWidget(Panel):
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
         self.annotate_button = QPushButton("Use corrections as annotation")
+        self.uncertainty_combo = LayerCombo(napari_viewer, ("Image",), allow_none=True, predicate=_is_uncertainty,
+                                            prefer=_is_uncertainty)
+        self.next_button = QPushButton("Next uncertain region")
+        self.next_button.setToolTip("Where to look next: the regions where the test-time augmented predictions "
+                                    "disagree most (Predict with Uncertainty ticked), most uncertain first.")
+        self.regions: list = []  # ranked regions of the uncertainty layer
+        self._regions_of = None  # the layer they were ranked for
+        self.region_index = -1
         self.open_edit = QLineEdit()
         self.open_edit.setPlaceholderText("*_proofreading.npz")
         self.open_button = QPushButton("Open")
@@ -125,6 +146,10 @@ class ProofreadWidget(Panel):
         aform.addRow("Learn from", self.scope_combo)
         layout.addLayout(aform)
         layout.addWidget(self.annotate_button)
+        nform = compact(QFormLayout())
+        nform.addRow("Uncertainty", self.uncertainty_combo)
+        layout.addLayout(nform)
+        layout.addWidget(self.next_button)
         row = QHBoxLayout()
         row.addWidget(self.open_edit, 1)
         row.addWidget(self.open_button)
@@ -139,6 +164,7 @@ class ProofreadWidget(Panel):
         self.redo_button.clicked.connect(lambda: self.redo())
         self.annotate_button.clicked.connect(lambda: self.use_as_annotation())
         self.open_button.clicked.connect(lambda: self.open(self.open_edit.text()))
+        self.next_button.clicked.connect(lambda: self.next_region())
         self.open_edit.returnPressed.connect(lambda: self.open(self.open_edit.text()))
         self.seg_combo.layer_changed.connect(lambda _: self._refresh_controls())
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
@@ -389,6 +415,46 @@ class ProofreadWidget(Panel):
         known = int(np.count_nonzero(annotation))
         notify_info(f"'{existing_layer.name}' now holds {objects} corrected objects ({known:,} annotated voxels); "
                     "press Fine-tune in Train to teach the model.", self.status)
+
+    # --- where to look next -------------------------------------------------------------------
+    def next_region(self) -> None:
+        """Move the view to the next most uncertain region (ranked in a worker the first time)."""
+        layer = self.uncertainty_combo.layer()
+        if layer is None:
+            notify_error("No uncertainty layer: predict with Uncertainty ticked (Predict panel), then ask again.",
+                         self.status)
+            return
+        if self._regions_of is not layer:
+            if self.busy():
+                return
+            info = L.layer_info(layer)
+            array = np.asarray(info.array if info.array is not None else layer.data, dtype=np.float32)
+            self.status.setText("Ranking the uncertain regions ...")
+            self.worker = start_worker(uncertain_regions, array, on_return=lambda regions: self._ranked(layer, regions),
+                                       on_finish=self._edit_finished, action="Ranking the regions", status=self.status)
+            return
+        self._go_to_next()
+
+    def _ranked(self, layer, regions) -> None:
+        self.regions, self._regions_of, self.region_index = list(regions), layer, -1
+        self._go_to_next()
+
+    def _go_to_next(self) -> None:
+        if not self.regions:
+            self.status.setText("The uncertainty layer is empty: nothing to look at.")
+            return
+        self.region_index = (self.region_index + 1) % len(self.regions)
+        region = self.regions[self.region_index]
+        layer = self._regions_of
+        world = layer.data_to_world([float(c) for c in region.center])
+        displayed = list(self.viewer.dims.displayed)
+        for axis in range(len(world)):
+            if axis not in displayed:
+                self.viewer.dims.set_point(axis, world[axis])
+        self.viewer.camera.center = tuple(world[a] for a in displayed)
+        where = ", ".join(f"{s.start}-{s.stop}" for s in region.box)
+        self.status.setText(f"Region {self.region_index + 1} of {len(self.regions)} (mean uncertainty "
+                            f"{region.score:.3f}): {where}.")
 
     # --- the log on disk -----------------------------------------------------------------------
     def open(self, path: str) -> None:
