@@ -25,29 +25,28 @@ import numpy as np
 from segtrain import evaluate
 from segtrain.postprocess import OutputSpec, instances, segment_affinities
 from segtrain.proofread import Proofreader, boundary_map
-from segtrain.proofread.oracle import apply_choice, best_edit
+from segtrain.proofread.oracle import oracle_step
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MARKS = (0, 10, 25, 50)
 
 
-def oracle_session(reader: Proofreader, gt: np.ndarray, score, n_edits: int, background: bool) -> dict:
+def oracle_session(reader: Proofreader, gt: np.ndarray, score, n_edits: int, background: bool,
+                   lower_is_better: bool) -> dict:
     scores = {0: score(reader.segmentation())}
     times, ops = [], []
     for n in range(1, n_edits + 1):
-        choice = best_edit(reader, gt, background=background)
-        if choice is None:
+        edit, value, seconds = oracle_step(reader, gt, score, background=background, lower_is_better=lower_is_better)
+        if edit is None:
             break
-        start = time.perf_counter()
-        edit = apply_choice(reader, choice, gt)
-        times.append(time.perf_counter() - start)
+        times.append(seconds)
         ops.append(edit.op)
         if n in MARKS or n == n_edits:
-            scores[n] = score(reader.segmentation())
+            scores[n] = value
     done = len(ops)
     for mark in MARKS:
-        if mark > done and mark <= n_edits:
-            scores[mark] = scores.get(done, score(reader.segmentation()))
+        if done < mark <= n_edits:
+            scores[mark] = score(reader.segmentation())  # no edit left that helps: as after the last one
     return {"scores": scores, "ops": {op: ops.count(op) for op in set(ops)}, "edits": done,
             "ms_per_edit": {"median": 1000 * float(np.median(times)) if times else None,
                             "max": 1000 * float(np.max(times)) if times else None}}
@@ -68,7 +67,8 @@ def em3d(run: str, n_edits: int) -> dict:
     tree = segment_affinities(affs, settings, voxel_size=loaded.config.data.voxel_size)
     threshold = settings.threshold if settings.threshold is not None else 0.5
     reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
-    result = oracle_session(reader, gt, lambda seg: evaluate.voi(seg, gt)["voi"], n_edits, background=False)
+    result = oracle_session(reader, gt, lambda seg: evaluate.voi(seg, gt)["voi"], n_edits, background=False,
+                            lower_is_better=True)
     result.update(threshold=threshold, checkpoint=str(loaded.checkpoint), step=loaded.step)
     return result
 
@@ -88,7 +88,7 @@ def cells(run: str, n_edits: int) -> dict:
         labels = instances(probabilities, loaded.config.segment, spec)
         reader = Proofreader(labels, boundary=boundary_map(probabilities, "probabilities"))
         out[name] = oracle_session(reader, gt, lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"],
-                                   n_edits, background=True)
+                                   n_edits, background=True, lower_is_better=False)
     return out
 
 

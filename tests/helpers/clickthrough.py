@@ -19,11 +19,11 @@ from qtpy.QtWidgets import QTabBar
 from helpers.gui import GUI, displayed_slice
 
 PLUGIN = "napari-segtrain"
-PANELS = ["Data", "Train", "Predict", "Segment", "Export", "Runs"]
+PANELS = ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs"]
 
 
 class App:
-    """``segtrain gui FILES`` under test: the viewer, its six panels and tab switching."""
+    """``segtrain gui FILES`` under test: the viewer, its panels and tab switching."""
 
     def __init__(self, paths: list[str], gui: GUI, screenshots: Path | None = None):
         from segtrain.plugin.launcher import open_viewer
@@ -44,7 +44,7 @@ class App:
         raise AttributeError(name)
 
     def tab(self, name: str):
-        """Click the panel's tab (the six panels share one dock) and return the panel."""
+        """Click the panel's tab (the panels share one dock) and return the panel."""
         bars = [b for b in self.viewer.window._qt_window.findChildren(QTabBar)
                 if [b.tabText(i) for i in range(b.count())] == PANELS]
         assert bars, "the panels' tabs are not there"
@@ -152,6 +152,37 @@ def export_and_reopen(app: App, fmt: str) -> None:
     assert back_info.settings == info.settings and back_info.run == info.run
 
 
+def proofread_merge_and_delete(app: App) -> None:
+    """In Proofread: merge the two largest segments of the displayed slice by clicking them, delete
+    a third, undo the delete; the layer and the edit log show it."""
+    from segtrain.plugin import layers as L
+
+    gui, proofread = app.gui, app.tab("Proofread")
+    layer = app.panels["Segment"].seg_layer
+    assert proofread.seg_combo.currentText() == layer.name  # the plugin's viewer hands out proxies: names
+    with gui.checking():
+        z = app.viewer.dims.current_step[0]
+        seg = np.asarray(layer.data)
+        ids, counts = np.unique(seg[z][seg[z] > 0], return_counts=True)
+        a, b, c = ids[np.argsort(counts)[::-1][:3]]
+        points = [(z, *np.argwhere(seg[z] == s)[len(np.argwhere(seg[z] == s)) // 2]) for s in (a, b, c)]
+    gui.click(proofread.tool_buttons["Merge"])
+    for p in points[:2]:
+        gui.click_canvas(app.viewer, layer, p)
+    gui.wait_until(lambda: not proofread.busy(), what="the merge")
+    gui.click(proofread.tool_buttons["Delete"])
+    gui.click_canvas(app.viewer, layer, points[2])
+    gui.wait_until(lambda: not proofread.busy(), what="the delete")
+    gui.click(proofread.undo_button)
+    gui.click(proofread.tool_buttons["Navigate"])
+    with gui.checking():
+        edited = np.asarray(layer.data)
+        assert edited[points[0]] == edited[points[1]] != 0 and edited[points[2]] != 0
+        assert [e.op for e in L.layer_info(layer).proofreader.edits] == ["merge"]
+    assert proofread.log_list.count() == 1 and proofread.redo_button.isEnabled()
+    app.screenshot("proofread")
+
+
 def cells_clickthrough(cells_dir: Path, gui: GUI, screenshots: Path | None = None,
                        step: Callable[[str], None] = lambda _: None) -> App:
     """Light microscopy: a phase-contrast image with instance ground truth (set01), 2D instances."""
@@ -241,6 +272,9 @@ def em_clickthrough(em3d_dir: Path, gui: GUI, screenshots: Path | None = None,
         if best["n_segments"] <= 1:  # an untrained network: the panel must say so
             assert "one segment covering everything" in segment.status.text()
         app.screenshot("segment")
+        step("proofread")
+        gui.type(segment.threshold_spin, "0.1")  # many segments, even from a barely trained network
+        proofread_merge_and_delete(app)
         step("export")
         export_and_reopen(app, "zarr")
         app.window_screenshot("screenshot_main.png")

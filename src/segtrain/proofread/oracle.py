@@ -16,6 +16,7 @@ Ground-truth 0 is otherwise "unknown" (EM boundaries): ignored.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,6 +49,38 @@ def _inside_point(mask: np.ndarray) -> tuple[int, ...]:
 
 def best_edit(reader: Proofreader, gt: np.ndarray, background: bool = False, min_gain: int = 1) -> Choice | None:
     """The edit that puts most voxels right (see the module), or None when none gains ``min_gain``."""
+    found = candidates(reader, gt, background, min_gain)
+    return found[0] if found else None
+
+
+def oracle_step(reader: Proofreader, gt: np.ndarray, score, background: bool = False, top: int = 5,
+                lower_is_better: bool = False) -> tuple[Edit | None, float, float]:
+    """Try the ``top`` candidate edits of each kind, keep the one that improves ``score(segmentation)`` most (the
+    user sees the result and keeps a good edit): ``(edit, score, seconds the edit took)``;
+    ``(None, score now, 0)`` when none improves it."""
+    now = score(reader.segmentation())
+    best = (None, now)
+    found = candidates(reader, gt, background)
+    tried = [c for op in ("merge", "split_with_seeds", "delete", "paint") for c in [x for x in found if x.op == op][:top]]
+    for choice in tried:
+        try:
+            apply_choice(reader, choice, gt)
+        except Exception:  # noqa: BLE001 - e.g. seeds the watershed cannot separate: not an edit to make
+            continue
+        value = score(reader.segmentation())
+        reader.undo()
+        better = value < best[1] if lower_is_better else value > best[1]
+        if better:
+            best = (choice, value)
+    if best[0] is None:
+        return None, now, 0.0
+    start = time.perf_counter()
+    edit = apply_choice(reader, best[0], gt)
+    return edit, best[1], time.perf_counter() - start
+
+
+def candidates(reader: Proofreader, gt: np.ndarray, background: bool = False, min_gain: int = 1) -> list[Choice]:
+    """Every candidate edit (see the module), most voxels put right first."""
     seg = reader.segmentation()
     gt = np.asarray(gt)
     s_ids, g_ids, counts = _table(seg, gt)
@@ -66,10 +99,9 @@ def best_edit(reader: Proofreader, gt: np.ndarray, background: bool = False, min
     for g, pieces in by_gt.items():
         if len(pieces) > 1:
             pieces.sort(reverse=True)
-            (c1, s1), (c2, s2) = pieces[:2]
-            p1 = tuple(np.argwhere((seg == s1) & (gt == g))[0])
-            p2 = tuple(np.argwhere((seg == s2) & (gt == g))[0])
-            choices.append(Choice("merge", ([p1, p2],), int(c2)))
+            s1 = pieces[0][1]
+            for c2, s2 in pieces[1:]:  # the largest piece with each other one
+                choices.append(Choice("merge", (s1, s2, g), int(c2)))
     # split: a segment over two objects
     second = np.r_[False, (s_fg[1:] == s_fg[:-1]) & first[:-1]]
     for s, g2, c2 in zip(s_fg[second].tolist(), g_fg[second].tolist(), c_fg[second].tolist()):
@@ -92,17 +124,15 @@ def best_edit(reader: Proofreader, gt: np.ndarray, background: bool = False, min
                     best_iou, best = iou, int(c)
             if best_iou < 0.5:
                 choices.append(Choice("paint", (int(g),), int(size - best)))
-    choices = [c for c in choices if c.gain >= min_gain]
-    if not choices:
-        return None
-    return max(choices, key=lambda c: c.gain)
+    return sorted((c for c in choices if c.gain >= min_gain), key=lambda c: -c.gain)
 
 
 def apply_choice(reader: Proofreader, choice: Choice, gt: np.ndarray) -> Edit:
     """Make the oracle's edit with the proofreader, as a user would (points, seeds, a painted mask)."""
-    seg = reader.segmentation() if choice.op in ("split_with_seeds", "delete") else None
+    seg = reader.segmentation() if choice.op != "paint" else None
     if choice.op == "merge":
-        return reader.merge(*choice.args)
+        s1, s2, g = choice.args
+        return reader.merge([tuple(np.argwhere((seg == s) & (gt == g))[0]) for s in (s1, s2)])
     if choice.op == "split_with_seeds":
         s, g1, g2 = choice.args
         seeds = [_inside_point((seg == s) & (gt == g1)), _inside_point((seg == s) & (gt == g2))]

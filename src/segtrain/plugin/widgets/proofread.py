@@ -119,7 +119,8 @@ class ProofreadWidget(Panel):
         self.next_button.setToolTip("Where to look next: the regions where the test-time augmented predictions "
                                     "disagree most (Predict with Uncertainty ticked), most uncertain first.")
         self.regions: list = []  # ranked regions of the uncertainty layer
-        self._regions_of = None  # the layer they were ranked for
+        self._regions_of = None  # the uncertainty array they were ranked for
+        self._regions_layer = None
         self.region_index = -1
         self.open_edit = QLineEdit()
         self.open_edit.setPlaceholderText("*_proofreading.npz")
@@ -424,19 +425,21 @@ class ProofreadWidget(Panel):
             notify_error("No uncertainty layer: predict with Uncertainty ticked (Predict panel), then ask again.",
                          self.status)
             return
-        if self._regions_of is not layer:
+        info = L.layer_info(layer)
+        source = info.array if info.array is not None else layer.data
+        if self._regions_of is not source:  # (napari hands plugins proxies of layers: compare the data)
             if self.busy():
                 return
-            info = L.layer_info(layer)
-            array = np.asarray(info.array if info.array is not None else layer.data, dtype=np.float32)
+            array = np.asarray(source, dtype=np.float32)
             self.status.setText("Ranking the uncertain regions ...")
-            self.worker = start_worker(uncertain_regions, array, on_return=lambda regions: self._ranked(layer, regions),
+            self.worker = start_worker(uncertain_regions, array, on_return=lambda regions: self._ranked(layer, source, regions),
                                        on_finish=self._edit_finished, action="Ranking the regions", status=self.status)
             return
         self._go_to_next()
 
-    def _ranked(self, layer, regions) -> None:
-        self.regions, self._regions_of, self.region_index = list(regions), layer, -1
+    def _ranked(self, layer, source, regions) -> None:
+        self.regions, self._regions_of, self.region_index = list(regions), source, -1
+        self._regions_layer = layer
         self._go_to_next()
 
     def _go_to_next(self) -> None:
@@ -445,7 +448,7 @@ class ProofreadWidget(Panel):
             return
         self.region_index = (self.region_index + 1) % len(self.regions)
         region = self.regions[self.region_index]
-        layer = self._regions_of
+        layer = self._regions_layer
         world = layer.data_to_world([float(c) for c in region.center])
         displayed = list(self.viewer.dims.displayed)
         for axis in range(len(world)):
