@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 
 def one_round(app, gui, k: int) -> None:
+    from helpers.clickthrough import proofread_merge_and_delete
+
     train, predict, segment, export = (app.panels[n] for n in ("Train", "Predict", "Segment", "Export"))
     app.tab("Train")
     gui.type(train.steps_spin, "3")
@@ -41,8 +43,9 @@ def one_round(app, gui, k: int) -> None:
     gui.choose(segment.gt_combo, "train-gt")
     gui.click(segment.build_button)
     gui.wait_until(lambda: segment.worker is None and segment.tree is not None, what="merge tree")
-    for t in ("0.3", "0.6"):
+    for t in ("0.3", "0.6", "0.1"):
         gui.type(segment.threshold_spin, t)
+    proofread_merge_and_delete(app)  # merge, delete and undo by clicking the canvas
     app.tab("Export")
     gui.type(export.folder_edit, "export")
     gui.type(export.name_edit, f"round{k}")
