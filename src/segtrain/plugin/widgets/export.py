@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
 from segtrain.io.atomic import atomic_path
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
+from segtrain.plugin.widgets.export_blockwise import add_to as add_blockwise_section
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
 
 FORMATS = {"zarr": ".zarr", "TIFF": ".tif"}
@@ -118,6 +119,7 @@ class ExportWidget(Panel):
         layout.addLayout(form)
         layout.addWidget(self.export_button)
         layout.addWidget(self.status)
+        self.blockwise = add_blockwise_section(self, layout)  # the whole volume on disk, segtrain scale
         layout.addStretch(1)
 
         # clicked(bool) must not reach a slot that takes an argument: a real click passes False
