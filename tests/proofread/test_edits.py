@@ -228,3 +228,15 @@ def test_the_oracle_improves_voi_and_f1_edit_by_edit(em, cells_dir):
         ops.append(apply_choice(reader, choice, labels).op)
         f1.append(evaluate.instance_scores(reader.segmentation(), labels)["f1"])
     assert sorted(ops) == ["delete", "paint", "split_seeds"] and f1[-1] == 1.0 and f1[0] < 1.0, (ops, f1)
+
+
+def test_sparse_huge_ids_are_numbered_without_a_huge_table():
+    labels = np.zeros((4, 8, 8), np.uint64)
+    labels[:, :4] = 2**40 + 7
+    labels[:, 4:] = 2**50 + 3
+    reader = Proofreader(labels)
+    assert reader.lut.size < 10  # not 2**50 entries
+    seg = reader.segmentation()
+    assert len(np.unique(seg[:, :4])) == 1 and len(np.unique(seg[:, 4:])) == 1 and seg[0, 0, 0] != seg[0, 5, 0]
+    reader.merge([(0, 0, 0), (0, 5, 0)])
+    assert len(np.unique(reader.segmentation())) == 1

@@ -87,6 +87,31 @@ def test_metrics_postprocess_merge_tree_and_export_survive_a_failed_write(tmp_pa
     np.testing.assert_array_equal(np.asarray(read_volume(tmp_path / "seg.zarr").data), labels)
 
 
+def test_proofreading_edit_logs_survive_a_failed_write(tmp_path):
+    """The proofreading file (edited fragments, tree, log) and the Export panel's JSON edit log."""
+    from segtrain.plugin.widgets.export import export_items
+    from segtrain.proofread import Proofreader
+
+    labels = np.repeat(np.arange(1, 9).reshape(2, 2, 2), 8, axis=0).repeat(8, 1).repeat(8, 2).astype(np.uint32)
+    reader = Proofreader(labels)
+    reader.merge([(0, 0, 0), (0, 0, 9)])
+    export_items([("proofreading", reader)], tmp_path, "seg", ".zarr", overwrite=False)
+    files = [tmp_path / "seg_proofreading.npz", tmp_path / "seg_edit_log.json"]
+    before = {p: digest(p) for p in files}
+    big = np.random.default_rng(0).integers(1, 200_000, (64, 64, 64)).astype(np.uint32)  # hardly compressible
+    bigger = Proofreader(big)
+    for _ in range(300):  # a long log: the JSON alone outgrows the limit
+        bigger.delete((0, 0, 0)) if bigger.segment_at((0, 0, 0)) else bigger.undo()
+    with file_size_limit(2000):
+        with pytest.raises(OSError):
+            export_items([("proofreading", bigger)], tmp_path, "seg", ".zarr", overwrite=True)
+        with pytest.raises(OSError):
+            bigger.save(tmp_path / "seg_proofreading.npz", overwrite=True)
+    assert {p: digest(p) for p in files} == before and leftovers(tmp_path) == []
+    assert Proofreader.load(files[0]).log() == reader.log()
+    assert json.loads(files[1].read_text())["edits"] == reader.log()
+
+
 @pytest.mark.slow
 def test_checkpoints_go_through_the_atomic_writer_and_survive_a_full_disk(em_crop, tiny_config, tmp_path,
                                                                          monkeypatch):

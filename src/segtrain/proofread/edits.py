@@ -116,8 +116,14 @@ class Proofreader:
         fragments = np.asarray(fragments)
         if not np.issubdtype(fragments.dtype, np.integer):
             raise InputError(f"A segmentation to proofread holds integer ids, not {fragments.dtype}.")
-        self.fragments = fragments
         self._own_fragments = False
+        if tree is None and fragments.size and int(fragments.max()) > 4 * fragments.size + 1_000_000:
+            # sparse, huge ids (e.g. hashed ids from another tool): the lookup table is dense, so
+            # number the segments 1..n first (same segments, other ids)
+            ids, inverse = np.unique(fragments, return_inverse=True)
+            fragments = (inverse.reshape(fragments.shape) + (0 if ids[0] == 0 else 1)).astype(np.uint64)
+            self._own_fragments = True
+        self.fragments = fragments
         self.tree = tree
         self.threshold = float(threshold)
         if boundary is not None and tuple(np.shape(boundary)) != tuple(fragments.shape):
