@@ -13,7 +13,7 @@ import sys
 
 from segtrain.errors import SegtrainError
 
-SUBCOMMANDS = ["gui", "train", "predict", "tune", "segment", "sweep", "evaluate", "export", "runs",
+SUBCOMMANDS = ["gui", "train", "selftrain", "predict", "tune", "segment", "sweep", "evaluate", "export", "runs",
                "scale"]
 
 

@@ -94,6 +94,18 @@ class AugmentConfig(_Checked):
 
 
 @dataclass
+class SyntheticConfig(_Checked):
+    """A synthetic training source mixed with the real ones (co-training): a generator of
+    :mod:`segtrain.synthetic` (:data:`SYNTHETIC_GENERATORS`) and its parameters."""
+
+    _where: ClassVar[str] = "data.synthetic entry"
+
+    generator: str = "well_image"  # well_image (2D) or em_volume (3D, or 2D with a 2-entry shape)
+    params: dict[str, Any] = field(default_factory=dict)  # the generator's arguments, e.g. {shape: [128, 128]}
+    weight: float = 1.0  # mixing weight among the training sources (see data.synthetic_ratio)
+
+
+@dataclass
 class DataConfig(_Checked):
     _where: ClassVar[str] = "data"
 
@@ -113,6 +125,11 @@ class DataConfig(_Checked):
     # frequency)) or uniformly over the classes present ("inverse"); classes are the label values
     # for task classes, background / foreground otherwise; "none" = off
     class_sampling: Literal["none", "inverse_sqrt", "inverse"] = "none"
+    # synthetic co-training: generated images with exact labels, mixed into the training patches
+    synthetic: list[SyntheticConfig] = field(default_factory=list)
+    # patches from synthetic sources per patch from real ones (2.0 = 2:1); the synthetic entries' weights
+    # then share that part among themselves; None = every source mixed by its own weight
+    synthetic_ratio: float | None = None
 
 
 @dataclass
@@ -219,12 +236,37 @@ class PredictConfig(_Checked):
 
 
 @dataclass
+class SelfTrainConfig(_Checked):
+    """Self-training: iteration 0 trains on the labelled data; each further iteration predicts the
+    unlabelled images, keeps the confident pixels as pseudo-labels (the others carry no loss) and
+    trains again on labelled + pseudo-labelled data (``segtrain selftrain``)."""
+
+    _where: ClassVar[str] = "selftrain"
+
+    iterations: int = 0  # self-training iterations after the supervised iteration 0; 0 = off
+    unlabelled: list[str] = field(default_factory=list)  # image files to pseudo-label
+    # confidence a pixel's predicted class needs to become a pseudo-label: one number, or one per class
+    # (masks/instances: [background, foreground]; classes: model.n_classes; affinities: [boundary, object]),
+    # moved from threshold_start (iteration 1) to threshold_end (the last iteration) by the schedule
+    threshold_start: float | list[float] = 0.95
+    threshold_end: float | list[float] = 0.91
+    schedule: Literal["linear", "constant"] = "linear"
+    pseudo_weight: float = 0.5  # loss weight of a confident pseudo-labelled pixel (a labelled one has 1)
+    pseudo_fraction: float = 0.5  # share of training patches drawn from the pseudo-labelled images
+    steps: int | None = None  # training steps per iteration; None = train.max_steps
+    from_previous: bool = True  # each iteration starts from the previous one's weights (else from scratch)
+    mean_teacher: bool = False  # pseudo-labels from an exponential moving average of the weights
+    ema_decay: float = 0.99  # per training step, for mean_teacher
+
+
+@dataclass
 class Config(_Checked):
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     segment: SegmentConfig = field(default_factory=SegmentConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
+    selftrain: SelfTrainConfig = field(default_factory=SelfTrainConfig)
     name: str = "run"
     preset: str | None = None
 
@@ -260,6 +302,8 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is dict:
+        return "a mapping"
     if origin is list:
         (inner,) = typing.get_args(tp) or (Any,)
         return f"a list of {_type_name(inner)}"
@@ -288,6 +332,10 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
         return value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{where} must be a mapping of names to values, not {value!r}.")
+        return dict(value)
     if origin is list:
         (inner,) = typing.get_args(tp) or (Any,)
         if isinstance(value, tuple):
@@ -420,6 +468,13 @@ def _plateau_factor_check(value) -> str | None:
     return None if 0 < value < 1 else f"must be between 0 and 1, not {value}."
 
 
+def _threshold_check(value) -> str | None:
+    values = value if isinstance(value, list) else [value]
+    if not values or any(not 0.5 <= v <= 1 for v in values):
+        return f"must be a confidence between 0.5 and 1 (or one per class), not {value}."
+    return None
+
+
 FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "data.patch_shape": _all_positive,
     "data.voxel_size": _all_positive,
@@ -450,6 +505,14 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "segment.min_size": _at_least(0),
     "segment.seed_min_size": _at_least(0),
     "segment.min_seed_distance": _at_least(0),
+    "data.synthetic_ratio": _at_least(0),
+    "selftrain.iterations": _at_least(0),
+    "selftrain.threshold_start": _threshold_check,
+    "selftrain.threshold_end": _threshold_check,
+    "selftrain.pseudo_weight": _unit_interval,
+    "selftrain.pseudo_fraction": _plateau_factor_check,  # 0 < share < 1
+    "selftrain.steps": _positive_check,
+    "selftrain.ema_decay": _plateau_factor_check,
 }
 """One-field checks (``"section.field"`` -> message or None), run on every assignment and by
 :func:`validate_config`; checks that relate several fields live in :func:`validate_config`."""
@@ -554,6 +617,8 @@ def validate_config(config: Config) -> Config:
         if isinstance(alpha, list) and len(alpha) != want:
             what = f"model.n_classes ({want})" if m.task == "classes" else "2 (background, foreground)"
             raise ConfigError(f"train.focal_alpha lists {len(alpha)} weights; give one per class: {what}.")
+    _validate_synthetic(config)
+    _validate_selftrain(config)
     p = config.predict
     for name in ("tile_shape", "margin"):
         v = getattr(p, name)
@@ -565,6 +630,55 @@ def validate_config(config: Config) -> Config:
                           f"not {p.tta}.")
     monitor_metric(config)  # raises for an unknown metric
     return config
+
+
+def _validate_synthetic(config: Config) -> None:
+    """Synthetic sources name a known generator, its own parameters and the model's dimensions."""
+    if not config.data.synthetic:
+        return
+    import inspect
+
+    from segtrain.synthetic import GENERATOR_NDIM, GENERATORS
+
+    ndim = len(config.data.patch_shape)
+    for i, entry in enumerate(config.data.synthetic):
+        where = f"data.synthetic[{i}]"
+        if entry.generator not in GENERATORS:
+            raise ConfigError(f"{where}.generator {entry.generator!r} is not a synthetic generator; "
+                              f"use one of {', '.join(GENERATORS)}.")
+        accepted = [n for n in inspect.signature(GENERATORS[entry.generator]).parameters if n != "seed"]
+        unknown = [k for k in entry.params if k not in accepted]
+        if unknown:
+            raise ConfigError(f"{where}.params names {', '.join(unknown)}, which {entry.generator} does not take; "
+                              f"its parameters are: {', '.join(accepted)}.")
+        if entry.weight < 0:
+            raise ConfigError(f"{where}.weight must not be negative, not {entry.weight}.")
+        shape = entry.params.get("shape")
+        made = len(shape) if isinstance(shape, (list, tuple)) else GENERATOR_NDIM[entry.generator]
+        if made != ndim:
+            raise ConfigError(f"{where} makes {made}D images but data.patch_shape is {ndim}D; "
+                              f"use a {ndim}D generator or give params.shape {ndim} entries.")
+        if isinstance(shape, (list, tuple)) and any(not isinstance(v, int) or v < p
+                                                     for v, p in zip(shape, config.data.patch_shape)):
+            raise ConfigError(f"{where}.params.shape {list(shape)} must be whole numbers at least data.patch_shape "
+                              f"{config.data.patch_shape}.")
+
+
+def selftrain_classes(config: Config) -> int:
+    """Classes a self-training threshold list has one entry for: model.n_classes for task classes,
+    else 2 (background / foreground, or boundary / object for affinities)."""
+    return config.model.n_classes if config.task == "classes" else 2
+
+
+def _validate_selftrain(config: Config) -> None:
+    s = config.selftrain
+    n = selftrain_classes(config)
+    for name in ("threshold_start", "threshold_end"):
+        value = getattr(s, name)
+        if isinstance(value, list) and len(value) != n:
+            raise ConfigError(f"selftrain.{name} lists {len(value)} thresholds; give one number or one per class ({n}).")
+    if s.iterations and (config.train.devices not in (1, "auto") or config.train.num_nodes > 1):
+        raise ConfigError("Self-training runs on one device; set train.devices and train.num_nodes to 1.")
 
 
 def divisor(config: Config) -> tuple[int, ...]:
@@ -628,6 +742,8 @@ def load_config(path: str | Path) -> Config:
             value = getattr(src, attr)
             if value and not Path(value).is_absolute():
                 setattr(src, attr, str((path.parent / value).resolve()))
+    config.selftrain.unlabelled = [v if Path(v).is_absolute() else str((path.parent / v).resolve())
+                                   for v in config.selftrain.unlabelled]
     return config
 
 

@@ -13,6 +13,14 @@ A run folder (``<runs_root>/<name>-<UTC timestamp>/``, made by :class:`segtrain.
     run.json             where the run came from: its parent run (fine-tuning), if any, and the data it
                          saw (:meth:`RunFolder.record_data`: per source paths, shapes, dtypes, content
                          hashes and voxels per class)
+    selftrain.json       self-training runs: one record per iteration (thresholds, pixels kept per
+                         class, metrics, checkpoint); ``checkpoints/`` then holds the last iteration's
+                         model (a hard link, or a copy)
+    iterations/NN/       self-training runs: iteration NN's own run folder (config, metrics,
+                         checkpoints) plus pseudo_labels.json (the thresholds and the pixels kept per
+                         class of the pseudo-labels it trained on), figure.png (a validation image |
+                         ground truth | prediction | pseudo-label) and, with a mean teacher,
+                         teacher.pt (the averaged weights that made the next pseudo-labels)
 
 Which checkpoint a model is loaded from (:meth:`RunFolder.model_checkpoint`: the newest readable
 one, unless asked for another) and which one a run resumes from
@@ -53,6 +61,11 @@ METRICS_CSV = "metrics.csv"
 CHECKPOINTS = "checkpoints"
 POSTPROCESS_FILE = "postprocess.yaml"
 RUN_FILE = "run.json"
+SELFTRAIN_FILE = "selftrain.json"
+ITERATIONS = "iterations"
+PSEUDO_LABELS_FILE = "pseudo_labels.json"
+FIGURE_FILE = "figure.png"
+TEACHER_FILE = "teacher.pt"
 FULL_STATE = ("final.ckpt", "last.ckpt")  # written with optimizer state: a run can resume from them
 WEIGHTS_ONLY = ("best.ckpt",)
 
@@ -214,6 +227,75 @@ class RunFolder:
     @property
     def run_file(self) -> Path:
         return self.path / RUN_FILE
+
+    # --- self-training --------------------------------------------------------------------------
+    def iteration(self, index: int) -> RunFolder:
+        """Self-training iteration ``index``'s own run folder (``iterations/NN``)."""
+        return RunFolder(self.path / ITERATIONS / f"{int(index):02d}")
+
+    def iterations(self) -> list[RunFolder]:
+        """The self-training iterations' folders that exist, in order."""
+        folder = self.path / ITERATIONS
+        if not folder.is_dir():
+            return []
+        return [RunFolder(p) for p in sorted(folder.iterdir()) if p.is_dir() and p.name.isdigit()]
+
+    @property
+    def pseudo_labels_path(self) -> Path:
+        return self.path / PSEUDO_LABELS_FILE
+
+    @property
+    def figure_path(self) -> Path:
+        return self.path / FIGURE_FILE
+
+    @property
+    def teacher_path(self) -> Path:
+        return self.path / TEACHER_FILE
+
+    @property
+    def selftrain_path(self) -> Path:
+        return self.path / SELFTRAIN_FILE
+
+    def _read_json(self, path: Path) -> dict:
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return {}
+        return values if isinstance(values, dict) else {}
+
+    def _write_json(self, path: Path, values: dict) -> None:
+        with atomic_path(path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(values, indent=1, default=float))
+
+    def pseudo_labels(self) -> dict:
+        """An iteration's pseudo_labels.json ({} when missing)."""
+        return self._read_json(self.pseudo_labels_path)
+
+    def write_pseudo_labels(self, record: dict) -> None:
+        self._write_json(self.pseudo_labels_path, record)
+
+    def selftrain(self) -> dict:
+        """A self-training run's selftrain.json ({} when missing)."""
+        return self._read_json(self.selftrain_path)
+
+    def write_selftrain(self, record: dict) -> None:
+        self._write_json(self.selftrain_path, record)
+
+    def adopt_checkpoint(self, checkpoint: Path, name: str = "final.ckpt") -> Path:
+        """Put ``checkpoint`` (e.g. the last self-training iteration's) into this run's checkpoints
+        as ``name``: a hard link where the file system allows, else a copy (atomically)."""
+        import shutil
+
+        self.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+        target = self.checkpoints_dir / name
+        tmp = self.checkpoints_dir / f".{name}.tmp-{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(Path(checkpoint).resolve(), tmp)
+        except OSError:
+            shutil.copyfile(checkpoint, tmp)
+        os.replace(tmp, target)
+        return target
 
     # --- config and metrics ---------------------------------------------------------------------
     def save_config(self, config) -> Path:

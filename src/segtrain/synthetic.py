@@ -192,3 +192,9 @@ def make_well_image(
     image = image * light + rng.normal(0, noise, shape).astype(np.float32)
     image = np.clip(image, 0, 1.2) / 1.2
     return (image * 60000 + 2000).astype(np.uint16), labels
+
+
+#: the generators a config's ``data.synthetic`` entries name, and the dimensions of what each makes
+#: by default (``make_em_volume`` makes 2D images when given a 2-entry ``shape``)
+GENERATORS = {"well_image": make_well_image, "em_volume": make_em_volume}
+GENERATOR_NDIM = {"well_image": 2, "em_volume": 3}

@@ -251,3 +251,28 @@ def test_fine_tune_on_corrections_is_a_new_run_with_its_parent(docked, gui, tmp_
     assert train.state_label.text() == "finished at step 2 / 2"
     assert RunFolder(child).parent() == parent.resolve()
     assert L.session(viewer).run_dir == child  # Predict now uses the fine-tuned model
+
+
+def test_self_training_group_runs_iterations_with_progress(docked, gui, tmp_path):
+    """The Self-training group: 2 iterations x 2 steps on a small well image; the state names the
+    iteration, the run writes one folder per iteration with the pixels kept per class."""
+    viewer, train = _well_panels(docked, gui, tmp_path, steps=2)
+    gui.click(train.selftrain_group.button)
+    assert train.selftrain_spin.isVisible()
+    gui.type(train.selftrain_spin, "2")
+    gui.type(train.threshold_start_spin, "0.6")
+    gui.type(train.threshold_end_spin, "0.55")
+    config = train.current_config()
+    assert config.selftrain.iterations == 2 and config.selftrain.threshold_end == 0.55
+    seen = []
+    train.state_label.setText = lambda text, set_text=train.state_label.setText: (seen.append(text), set_text(text))
+    gui.click(train.start_button)
+    gui.wait_until(lambda: not train.is_running(), what="the self-training run")
+    assert train.state_label.text() == "finished iteration 2/2 at step 2 / 2", train.state_label.text()
+    assert any(t.startswith("iteration 1/2: ") for t in seen), seen
+    assert "iteration 2/2: kept class 0 " in train.status.text(), train.status.text()
+    root = train.run_dir.parents[1]  # <run>/iterations/02
+    assert train.run_dir.name == "02" and sorted(p.name for p in (root / "iterations").iterdir()) == ["00", "01", "02"]
+    record = json.loads((root / "iterations" / "02" / "pseudo_labels.json").read_text())
+    assert record["thresholds"] == [0.55, 0.55] and sum(record["predicted"].values()) == 96 * 96
+    assert [p[0] for p in train.history["train loss"]][-1] > 4  # the plot counts all iterations' steps

@@ -33,6 +33,14 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.train.run import env_rank_zero
 
     config = load_config(args.config)
+    if config.selftrain.iterations and args.resume is None and args.init_from is None and args.run_dir is None:
+        from segtrain.commands import selftrain
+
+        print(f"the config has a selftrain section ({config.selftrain.iterations} iterations): self-training "
+              "(as `segtrain selftrain`)")
+        if args.max_steps is not None:
+            args.steps = args.max_steps
+        return selftrain.run(args)
     if args.max_steps is not None:
         if args.max_steps < 1:
             raise ConfigError(f"--max-steps must be positive, not {args.max_steps}.")

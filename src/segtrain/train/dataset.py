@@ -67,9 +67,12 @@ class PatchStream(IterableDataset):
         self.drawn = 0  # streams started (one per epoch/iteration start)
         self.patches = 0  # patches drawn by this process (num_workers=0)
         self.fingerprints: list[str] = []  # short hashes of the first training patches' images
+        self.source_draws = [0] * len(self.sources)  # patches drawn from each source
 
     def draw(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        source = self.sources[int(rng.choice(len(self.sources), p=self.p))]
+        index = int(rng.choice(len(self.sources), p=self.p))
+        self.source_draws[index] += 1
+        source = self.sources[index]
         sample = source.sample(rng, self.config.data.patch_shape, self.config.data.min_annotated_fraction)
         if self.augmented:
             sample = augment(sample, self.config.data.augment, rng)

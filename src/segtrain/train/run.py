@@ -48,7 +48,9 @@ from segtrain.runs import RunFolder, checkpoint_step
 from segtrain.train.sources import (
     ArraySource,
     Source,
+    mix_synthetic,
     sources_from_config,
+    synthetic_sources,
     whole_volume,
 )
 
@@ -70,6 +72,7 @@ class ProgressReport:
     run_dir: Path | None = None
     elapsed: float = 0.0
     steps_per_second: float = 0.0
+    iteration: tuple[int, int] | None = None  # self-training: (this iteration, the last one)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,13 +421,19 @@ class TrainingRun:
     score_in_process
         Score affinity validation (waterz, which holds the GIL) in a helper process
         (:mod:`segtrain.parallel`), so that a GUI in this process stays responsive.
+    callbacks
+        More Lightning callbacks (e.g. self-training's mean teacher).
+
+    The config's ``data.synthetic`` sources join the training sources, mixed as
+    ``data.synthetic_ratio`` says (:func:`~segtrain.train.sources.mix_synthetic`).
     """
 
     def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
                  val_sources: Sequence[Source] | None = None, runs_root: str | Path = "runs",
                  name: str | None = None, resume: str | Path | None = None, run_dir: str | Path | None = None,
                  multiprocess: bool = False, stop_event: threading.Event | None = None,
-                 score_in_process: bool = False, init_from: str | Path | None = None):
+                 score_in_process: bool = False, init_from: str | Path | None = None,
+                 callbacks: Sequence = ()):
         if not isinstance(config, Config):
             config = load_config(config)
         self.config = config.copy().validate()
@@ -444,6 +453,10 @@ class TrainingRun:
             pairs = [split_source(s) for s in train_sources]
             train_sources = [p[0] for p in pairs]
             val_sources = [p[1] for p in pairs]
+        if self.config.data.synthetic:
+            train_sources = mix_synthetic(train_sources, synthetic_sources(self.config.data),
+                                          self.config.data.synthetic_ratio)
+        self.extra_callbacks = list(callbacks)
         self.train_sources = train_sources
         self.val_sources = list(val_sources)
         d = self.config.data
@@ -651,7 +664,7 @@ class TrainingRun:
                 # best-checkpoint, early-stopping and plateau decisions in step (no DistributedSampler)
                 use_distributed_sampler=False,
                 logger=TensorBoardLogger(str(self.run_dir), name="tensorboard", version="", default_hp_metric=False),
-                callbacks=_callbacks(self),
+                callbacks=[*_callbacks(self), *self.extra_callbacks],
                 plugins=[_atomic_checkpoint_io()],
                 enable_progress_bar=False,
                 enable_model_summary=False,

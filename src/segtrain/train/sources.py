@@ -364,18 +364,54 @@ class GeneratorSource(Source):
 
 
 class SyntheticSource(GeneratorSource):
-    """Synthetic EM volumes or well images from :mod:`segtrain.synthetic`, for co-training."""
+    """Synthetic EM volumes or well images from :mod:`segtrain.synthetic`, for co-training.
+
+    ``kind``: ``em`` / ``em_volume`` (:func:`~segtrain.synthetic.make_em_volume`) or ``well`` /
+    ``well_image`` (:func:`~segtrain.synthetic.make_well_image`); ``kwargs`` are the generator's
+    parameters (each generated pair gets a fresh seed)."""
 
     def __init__(self, kind: str = "em", shape=None, weight: float = 1.0, reuse: int = 8, **kwargs):
+        em = kind in ("em", "em_volume")
+        if not em and kind not in ("well", "well_image"):
+            raise InputError(f"Unknown synthetic generator {kind!r}; use em_volume or well_image.")
+
         def generate(rng):
             from segtrain import synthetic
 
             seed = int(rng.integers(2**31))
-            if kind == "em":
+            if em:
                 return synthetic.make_em_volume(shape=shape or (32, 128, 128), seed=seed, **kwargs)
             return synthetic.make_well_image(shape=shape or (256, 256), seed=seed, **kwargs)
 
-        super().__init__(generate, weight=weight, reuse=reuse, name=f"synthetic-{kind}")
+        super().__init__(generate, weight=weight, reuse=reuse, name=f"synthetic-{'em' if em else 'well'}")
+
+
+def synthetic_sources(data_config) -> list[SyntheticSource]:
+    """The ``data.synthetic`` entries of a config as sources (their own weights)."""
+    out = []
+    for entry in data_config.synthetic:
+        params = dict(entry.params)
+        shape = params.pop("shape", None)
+        out.append(SyntheticSource(entry.generator, shape=None if shape is None else tuple(shape),
+                                   weight=entry.weight, **params))
+    return out
+
+
+def mix_synthetic(real: Sequence[Source], synthetic: Sequence[Source], ratio: float | None) -> list[Source]:
+    """``real + synthetic``; with ``ratio`` (synthetic patches per real patch, e.g. 2.0 for 2:1) the
+    synthetic sources' weights are scaled so that together they weigh ``ratio`` times the real ones
+    (their own weights share that among them; the real sources' weights are kept)."""
+    synthetic = list(synthetic)
+    if ratio is not None and synthetic:
+        real_total = sum(s.weight for s in real)
+        syn_total = sum(s.weight for s in synthetic)
+        if syn_total <= 0:
+            raise InputError("Every data.synthetic entry has weight 0; give at least one a positive weight.")
+        if real_total <= 0 and ratio > 0:
+            raise InputError("data.synthetic_ratio needs real training sources with a positive weight.")
+        for source in synthetic:
+            source.weight = source.weight / syn_total * ratio * real_total
+    return [*real, *synthetic]
 
 
 def sources_from_config(entries, data_config) -> list[Source]:

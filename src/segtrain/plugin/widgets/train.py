@@ -142,6 +142,10 @@ def training_reports(job: TrainingJob):
     yield "loading PyTorch"
     from segtrain.train import ArraySource, TrainingRun
 
+    if job.config is not None and job.config.selftrain.iterations and job.resume is None and job.init_from is None:
+        yield from selftraining_reports(job)
+        return
+
     if job.config is None:
         yield f"reading run {job.resume.name}"
         job.config = resume_config(job.resume, job.max_steps)
@@ -157,6 +161,25 @@ def training_reports(job: TrainingJob):
                       resume=job.resume, stop_event=job.stop, score_in_process=True, init_from=job.init_from)
     if run.resume_note:
         yield run.resume_note
+    try:
+        yield from run.reports()
+    finally:
+        release_gpu_memory()
+
+
+def selftraining_reports(job: TrainingJob):
+    """Worker body of a self-training run (the config's selftrain section): the layers are the
+    labelled data; the unlabelled images are the files of ``selftrain.unlabelled``, else the image
+    itself (its pseudo-labels fill what the annotation leaves out)."""
+    from segtrain.train import ArraySource
+    from segtrain.train.selftrain import SelfTraining
+
+    yield "reading the layers"
+    train = [ArraySource(job.raw, job.labels, known=job.known, voxel_size=job.voxel_size)]
+    val = None if job.val_labels is None else [ArraySource(job.raw, job.val_labels, voxel_size=job.voxel_size)]
+    unlabelled = None if job.config.selftrain.unlabelled else [job.raw]
+    run = SelfTraining(job.config, train, val, unlabelled=unlabelled, runs_root=job.runs_root, name=job.name,
+                       stop_event=job.stop, score_in_process=True, voxel_size=job.voxel_size)
     try:
         yield from run.reports()
     finally:
@@ -188,6 +211,7 @@ class TrainWidget(Panel):
         self.last_report = None
         self.preview: np.ndarray | None = None
         self.config = None
+        self._iteration_text = ""  # the newest self-training iteration's result
 
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(preset_names())
@@ -217,6 +241,17 @@ class TrainWidget(Panel):
         self.accelerator_combo = QComboBox()
         self.accelerator_combo.addItems(["auto", "cpu", "gpu"])
         self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1)
+
+        # self-training (folded): iterations of pseudo-labelling after the supervised iteration 0
+        self.selftrain_spin = QSpinBox(minimum=0, maximum=1000)
+        self.selftrain_spin.setSpecialValueText("off")
+        self.selftrain_spin.setToolTip("Self-training iterations after training on the labels: each predicts the "
+                                       "unlabelled images (the config's selftrain.unlabelled, else this image), keeps "
+                                       "the confident pixels as pseudo-labels and trains again.")
+        self.threshold_start_spin = QDoubleSpinBox(decimals=3, minimum=0.5, maximum=1.0, singleStep=0.01)
+        self.threshold_end_spin = QDoubleSpinBox(decimals=3, minimum=0.5, maximum=1.0, singleStep=0.01)
+        self.threshold_start_spin.setToolTip("Confidence a pixel needs to become a pseudo-label at the first iteration.")
+        self.threshold_end_spin.setToolTip("... relaxed linearly to this at the last iteration.")
 
         self.load_button = QPushButton("Load YAML...")
         self.save_button = QPushButton("Save YAML...")
@@ -257,6 +292,14 @@ class TrainWidget(Panel):
         aform.addRow("Accelerator", self.accelerator_combo)
         aform.addRow("Seed", self.seed_spin)
 
+        selftrain = QWidget()
+        sform = compact(QFormLayout(selftrain))
+        sform.setContentsMargins(0, 0, 0, 0)
+        sform.addRow("Iterations", self.selftrain_spin)
+        sform.addRow("Threshold start", self.threshold_start_spin)
+        sform.addRow("Threshold end", self.threshold_end_spin)
+        self.selftrain_group = Foldable("Self-training", selftrain)
+
         form = compact(QFormLayout())
         form.addRow("Preset", self.preset_combo)
         form.addRow("Task", self.task_label)
@@ -268,6 +311,7 @@ class TrainWidget(Panel):
         form.addRow("Patch shape", self.patch_edit)
         form.addRow("Validate every", self.val_every_spin)
         form.addRow(Foldable("Advanced", advanced))
+        form.addRow(self.selftrain_group)
         yaml_row = QHBoxLayout()
         yaml_row.addWidget(self.load_button)
         yaml_row.addWidget(self.save_button)
@@ -369,6 +413,23 @@ class TrainWidget(Panel):
             set_widget_value(widget, getattr(getattr(config, section), name))
         self.lsds_check.setVisible(config.task == "affinities")
         self.lsd_sigma_spin.setEnabled(config.task == "affinities")
+        self._show_selftrain(config)
+
+    def _show_selftrain(self, config) -> None:
+        """The Self-training group from the config (the first class's thresholds when it lists several)."""
+        s = config.selftrain
+        self.selftrain_spin.setValue(s.iterations)
+        for spin, value in ((self.threshold_start_spin, s.threshold_start), (self.threshold_end_spin, s.threshold_end)):
+            spin.setValue(value[0] if isinstance(value, list) else value)
+
+    def _apply_selftrain(self, config) -> None:
+        """The Self-training group into ``config`` (thresholds that list classes stay unless edited)."""
+        s = config.selftrain
+        s.iterations = self.selftrain_spin.value()
+        for name, spin in (("threshold_start", self.threshold_start_spin), ("threshold_end", self.threshold_end_spin)):
+            old = getattr(s, name)
+            if not isinstance(old, list) or abs(old[0] - spin.value()) > 1e-9:
+                setattr(s, name, spin.value())
 
     def current_config(self):
         """The form as a validated Config (raises ConfigError/ValueError with a readable message)."""
@@ -391,6 +452,7 @@ class TrainWidget(Panel):
             d.voxel_size = list(self.session.voxel_size)
         if self.name_edit.text().strip():
             config.name = self.name_edit.text().strip()
+        self._apply_selftrain(config)
         return config.validate()
 
     def load_yaml(self, path: str | Path) -> None:
@@ -505,6 +567,7 @@ class TrainWidget(Panel):
             if resume is not None:
                 self._history_from_run(Path(resume))
         self.last_report = None
+        self._iteration_text = ""
         self.session.set(runs_root=root)
         self.progress = progress(total=self.steps_spin.value(), desc="Training")
         self._set_state("preparing")
@@ -562,9 +625,11 @@ class TrainWidget(Panel):
         if self.state != "failed":
             if report is not None and report.done:
                 verb = {"stopped": "stopped", "early stopping": "stopped early"}.get(report.message, "finished")
-                self._set_state(verb, f"{verb} at step {report.step} / {report.max_steps}")
-                notify_info(f"Training {verb} at step {report.step} of {report.max_steps}; run folder "
-                            f"{self.run_dir}.", self.status)
+                where = "" if report.iteration is None else f" iteration {report.iteration[0]}/{report.iteration[1]}"
+                self._set_state(verb, f"{verb}{where} at step {report.step} / {report.max_steps}")
+                last_iteration = f" ({self._iteration_text})" if report.iteration and self._iteration_text else ""
+                notify_info(f"Training {verb}{where} at step {report.step} of {report.max_steps}{last_iteration}; "
+                            f"run folder {self.run_dir}.", self.status)
             else:
                 self._set_state("stopped", "stopped before the first step")
         if self.run_dir is not None:
@@ -580,6 +645,10 @@ class TrainWidget(Panel):
             if self.state != "stopping":
                 self._set_state("preparing", f"preparing: {report}")
             return
+        if hasattr(report, "kept"):  # a self-training iteration ended
+            self._iteration_text = report.describe()
+            self.status.setText(self._iteration_text)
+            return
         if report.run_dir is not None and report.run_dir != self.run_dir:
             self.run_dir = Path(report.run_dir)
             self.run_dir_label.setText(f"run folder: {self.run_dir}")
@@ -591,12 +660,18 @@ class TrainWidget(Panel):
             return
         self.last_report = report
         step = int(report.step)
+        # self-training: iterations train one after another; the plot and the bar count all their steps
+        index, last = report.iteration or (0, 0)
+        offset = index * int(report.max_steps)
         if self.progress is not None:
-            self.progress.total = int(report.max_steps)
-            self.progress.update(max(0, step - self.progress.n))
+            self.progress.total = int(report.max_steps) * (last + 1)
+            self.progress.update(max(0, offset + step - self.progress.n))
         text = f"step {step} / {report.max_steps}"
         if report.phase == "validating":
             text = f"validating at step {step} / {report.max_steps}"
+        if report.iteration is not None:
+            text = f"iteration {index}/{last}: {text}"
+        step += offset
         if "loss" in report.losses and report.phase == "training":
             self._record("train loss", step, report.losses["loss"])
             text += f"  loss {report.losses['loss']:.4g}"

@@ -1,0 +1,64 @@
+"""`segtrain selftrain`: self-training from a YAML config with a ``selftrain`` section."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "self-train: train, pseudo-label the unlabelled images, retrain (the config's selftrain section)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", required=True, metavar="FILE",
+                        help="YAML config naming the labelled data (data.train) and the unlabelled images "
+                        "(selftrain.unlabelled)")
+    parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
+    parser.add_argument("--name", help="run name (default: the config's name)")
+    parser.add_argument("--iterations", type=int, metavar="N", help="override selftrain.iterations")
+    parser.add_argument("--steps", type=int, metavar="N", help="override the training steps per iteration")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from segtrain.config import load_config
+    from segtrain.errors import ConfigError
+    from segtrain.train.selftrain import IterationResult, SelfTraining
+
+    config = load_config(args.config)
+    iterations, steps = getattr(args, "iterations", None), getattr(args, "steps", None)
+    if iterations is not None:
+        config.selftrain.iterations = iterations
+    if steps is not None:
+        if steps < 1:
+            raise ConfigError(f"--steps must be positive, not {steps}.")
+        config.selftrain.steps = steps
+    training = SelfTraining(config, runs_root=args.runs_root, name=args.name)
+    print(f"run folder: {training.run_dir}")
+    n = config.selftrain.iterations
+    bar = None
+    interrupted = False
+    try:
+        for item in training.reports():
+            if isinstance(item, IterationResult):
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                print(item.describe(), flush=True)
+                continue
+            if bar is None:
+                index = item.iteration[0] if item.iteration else 0
+                bar = tqdm(total=training.steps, unit="step", dynamic_ncols=True,
+                           desc=f"iteration {index}/{n}", leave=False)
+            bar.update(max(0, item.step - bar.n))
+            if "loss" in item.losses:
+                bar.set_postfix({"loss": f"{item.losses['loss']:.4f}"}, refresh=False)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("stopping: the current iteration saves a final checkpoint...")
+        training.stop()
+    finally:
+        if bar is not None:
+            bar.close()
+    done = [r for r in training.results if not r.stopped]
+    print(f"{len(done)} of {n + 1} iterations done; iteration folders in {training.run_dir / 'iterations'}")
+    return 130 if interrupted else 0

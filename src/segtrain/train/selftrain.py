@@ -1,0 +1,452 @@
+"""Self-training: learn from unlabelled images with the network's own confident predictions.
+
+Iteration 0 trains on the labelled data alone. Each iteration ``i`` = 1 .. ``selftrain.iterations``
+predicts the unlabelled images with the previous iteration's model (or, with a mean teacher, with
+the moving average of its weights), keeps the pixels whose predicted class is at least as probable
+as that class's threshold (:func:`thresholds_for`: ``threshold_start`` at iteration 1 moved linearly
+to ``threshold_end`` at the last) and trains again on the labelled data plus these pseudo-labels.
+
+How unconfident pixels are ignored: a pseudo-labelled image is an :class:`ArraySource` whose
+``known`` mask is the confident pixels and whose per-pixel ``weights`` are ``selftrain.pseudo_weight``.
+:func:`segtrain.train.targets.targets_for` multiplies the two into the loss weight of every target
+(``known * weights``; an affinity is known only where both its pixels are), and every loss of
+:mod:`segtrain.train.losses` multiplies each pixel's term by its weight: an unconfident pixel has
+weight 0 and adds nothing to the loss nor to its normalisation.
+
+Each iteration is a run folder ``iterations/NN`` of the self-training run (:class:`RunFolder`): its
+config, metrics and checkpoints, ``pseudo_labels.json`` (thresholds, pixels predicted and kept per
+class), ``figure.png`` (a validation image | ground truth | prediction | pseudo-label). The run's
+``selftrain.json`` lists the iterations; its ``checkpoints/`` holds the last iteration's model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from segtrain.config import Config, load_config, monitor_metric, selftrain_classes
+from segtrain.errors import InputError
+from segtrain.runs import RunFolder
+from segtrain.train.run import ProgressReport, TrainingRun, split_source
+from segtrain.train.sources import (
+    ArraySource,
+    Source,
+    labels_from_mask,
+    sources_from_config,
+    whole_volume,
+)
+
+
+def _per_class(value, n: int) -> list[float]:
+    return [float(v) for v in value] if isinstance(value, list) else [float(value)] * n
+
+
+def thresholds_for(config: Config, iteration: int) -> list[float]:
+    """Per-class confidence thresholds of self-training ``iteration`` (1 .. ``selftrain.iterations``):
+    ``threshold_start`` at iteration 1, ``threshold_end`` at the last, linear in between
+    (``schedule: constant`` keeps ``threshold_start``)."""
+    s = config.selftrain
+    n = selftrain_classes(config)
+    start, end = _per_class(s.threshold_start, n), _per_class(s.threshold_end, n)
+    if s.schedule == "constant" or s.iterations <= 1:
+        return start
+    f = min(max((iteration - 1) / (s.iterations - 1), 0.0), 1.0)
+    return [a + (b - a) * f for a, b in zip(start, end)]
+
+
+@dataclass
+class PseudoLabels:
+    """Pseudo-labels of one image: ``labels`` (int64; instances, or class ids for task classes),
+    ``known`` (bool: the confident pixels, the only ones with a loss), ``classes`` (the predicted
+    class per pixel), pixels ``predicted`` and ``kept`` per class."""
+
+    labels: np.ndarray
+    known: np.ndarray
+    classes: np.ndarray
+    predicted: dict[int, int]
+    kept: dict[int, int]
+
+
+def _components(mask: np.ndarray, stack: bool) -> np.ndarray:
+    return labels_from_mask(mask, per_slice=stack)
+
+
+def pseudo_labels(outputs: dict[str, np.ndarray], config: Config, thresholds: Sequence[float],
+                  stack: bool = False) -> PseudoLabels:
+    """Pseudo-labels from a model's ``outputs`` (:func:`segtrain.predict.predict_array`).
+
+    Each pixel's class and its probability: task classes the most probable class; masks and
+    instances background / foreground from the foreground probability ``p`` (probabilities ``1 - p``
+    and ``p``); affinities boundary / object from the smallest nearest-neighbour affinity ``a``
+    (probabilities ``1 - a`` and ``a``). A pixel is kept where that probability reaches its class's
+    threshold. Labels: the class ids (classes), the instances of the segment settings
+    (instances), connected components of the foreground or objects (masks, affinities; per image
+    for a stack of 2D images). A kept pixel whose label disagrees with its class is dropped.
+    """
+    task = config.task
+    thresholds = np.asarray(thresholds, dtype=np.float32)
+    if task == "classes":
+        probs = np.asarray(outputs["probabilities"])
+        classes = probs.argmax(axis=0)
+        confidence = probs.max(axis=0)
+        labels = classes.astype(np.int64)
+    else:
+        if task == "affinities":
+            from segtrain.models.build import offsets_for
+
+            nearest = [i for i, o in enumerate(offsets_for(config)) if sum(abs(v) for v in o) == 1]
+            p = np.asarray(outputs["affinities"])[nearest].min(axis=0)
+        else:
+            p = np.asarray(outputs["probabilities"])[0]
+        classes = (p >= 0.5).astype(np.int64)
+        confidence = np.where(classes == 1, p, 1 - p)
+        if task == "instances":
+            from segtrain.postprocess import OutputSpec, instances
+
+            labels = np.asarray(instances(outputs["probabilities"], config.segment, OutputSpec.of(config)),
+                                dtype=np.int64)
+        else:
+            labels = _components(classes == 1, stack)
+    known = confidence >= thresholds[classes]
+    if task != "classes":
+        known &= (labels != 0) == (classes == 1)
+    n = len(thresholds)
+    predicted = np.bincount(classes.reshape(-1), minlength=n)
+    kept = np.bincount(classes[known].reshape(-1), minlength=n)
+    return PseudoLabels(labels, known, classes, {c: int(predicted[c]) for c in range(n)},
+                        {c: int(kept[c]) for c in range(n)})
+
+
+def pseudo_source(raw, pseudo: PseudoLabels, weight: float, pseudo_weight: float, name: str,
+                  voxel_size=None) -> ArraySource:
+    """A training source of pseudo-labels: only the confident pixels are known (the others have
+    loss weight 0), each with loss weight ``pseudo_weight``."""
+    weights = np.full(pseudo.labels.shape, pseudo_weight, np.float32)
+    return ArraySource(raw, pseudo.labels, known=pseudo.known, weights=weights, weight=weight, name=name,
+                       voxel_size=voxel_size)
+
+
+@dataclass
+class IterationResult:
+    """What one self-training iteration did (also in its ``pseudo_labels.json`` and ``selftrain.json``)."""
+
+    iteration: int
+    iterations: int
+    folder: Path
+    thresholds: list[float] | None  # of the pseudo-labels it trained on; None for iteration 0
+    predicted: dict[int, int] = field(default_factory=dict)  # pixels per predicted class (unlabelled images)
+    kept: dict[int, int] = field(default_factory=dict)  # confident pixels per class: its pseudo-labels
+    metrics: dict[str, float] = field(default_factory=dict)  # its last validation
+    steps: int = 0
+    stopped: bool = False
+
+    def describe(self) -> str:
+        """``iteration 1/2: kept class 0 9,120 / 9,500 (96.0 %), class 1 ... ; dice 0.81``."""
+        text = f"iteration {self.iteration}/{self.iterations}"
+        if self.thresholds is None:
+            text += ": labelled data only"
+        else:
+            parts = []
+            for c, kept in self.kept.items():
+                total = self.predicted.get(c, 0)
+                share = f" ({100 * kept / total:.1f} %)" if total else ""
+                parts.append(f"class {c} {kept:,} / {total:,}{share} at {self.thresholds[c]:.3f}")
+            text += ": kept " + ", ".join(parts)
+        if self.metrics:
+            text += "; " + ", ".join(f"{k} {v:.4g}" for k, v in self.metrics.items()
+                                     if k in ("loss", "dice", "f1", "voi", "iou"))
+        return text
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["folder"] = str(self.folder)
+        d["predicted"] = {str(k): v for k, v in self.predicted.items()}
+        d["kept"] = {str(k): v for k, v in self.kept.items()}
+        return d
+
+
+def _mean_teacher_callback(decay: float, path: Path):
+    """A Lightning callback keeping an exponential moving average of the network's weights (updated
+    after every step: ``ema = decay * ema + (1 - decay) * weights``), saved to ``path`` at the end."""
+    import lightning.pytorch as pl
+    import torch
+
+    class MeanTeacher(pl.Callback):
+        def __init__(self):
+            self.ema: dict[str, torch.Tensor] = {}
+
+        def on_train_start(self, trainer, module):
+            self.ema = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+
+        @torch.no_grad()
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            for k, v in module.model.state_dict().items():
+                if v.dtype.is_floating_point:
+                    self.ema[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+                else:
+                    self.ema[k].copy_(v)
+
+        def on_train_end(self, trainer, module):
+            from segtrain.io.atomic import atomic_path
+
+            if trainer.is_global_zero and self.ema:
+                with atomic_path(path, overwrite=True) as tmp:
+                    torch.save({k: v.cpu() for k, v in self.ema.items()}, tmp)
+
+    return MeanTeacher()
+
+
+def _read_unlabelled(paths: Sequence[str | Path]) -> list:
+    from segtrain.io import read_volume
+
+    out = []
+    for path in paths:
+        volume = read_volume(path)
+        out.append(np.asarray(volume.data))
+    return out
+
+
+def _figure(path: Path, volume: dict, outputs: dict, pseudo: PseudoLabels, config: Config, title: str) -> None:
+    """image | ground truth | prediction | pseudo-label (grey = ignored) as a PNG (matplotlib Agg)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from segtrain.io.atomic import atomic_path
+
+    def middle(a):
+        a = np.asarray(a)
+        return a[a.shape[0] // 2] if a.ndim == 3 else a
+
+    raw = np.asarray(volume["raw"])
+    if raw.ndim == config.ndim + 1 and config.data.in_channels > 1:
+        raw = raw[0]
+    head = "affinities" if config.task == "affinities" else "probabilities"
+    prediction = np.asarray(outputs[head])
+    if config.task == "classes":
+        prediction = prediction.argmax(axis=0).astype(np.float32)
+    elif config.task == "affinities":
+        prediction = prediction[:config.ndim].mean(axis=0)
+    else:
+        prediction = prediction[0]
+    gt = volume["labels"]
+    if config.task != "classes":
+        gt = (np.asarray(gt) != 0).astype(np.float32)
+    shown = np.where(pseudo.known, pseudo.classes, np.nan).astype(np.float32)
+    figure = Figure(figsize=(12, 3.4), dpi=80)
+    FigureCanvasAgg(figure)
+    vmax = max(1, selftrain_classes(config) - 1)
+    panels = [("image", middle(raw), "gray", None), ("ground truth", middle(gt), "viridis", (0, vmax)),
+              ("prediction", middle(prediction), "viridis", (0, vmax if config.task == "classes" else 1)),
+              ("pseudo-label (grey: ignored)", middle(shown), "viridis", (0, vmax))]
+    for i, (name, image, cmap, limits) in enumerate(panels):
+        ax = figure.add_subplot(1, 4, i + 1)
+        ax.set_facecolor("0.5")
+        ax.imshow(image, cmap=cmap, vmin=None if limits is None else limits[0],
+                  vmax=None if limits is None else limits[1], interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    figure.suptitle(title, fontsize=10)
+    with atomic_path(path, overwrite=True) as tmp:
+        figure.savefig(tmp, format="png")
+
+
+class SelfTraining:
+    """A self-training run (see the module's description).
+
+    Parameters
+    ----------
+    config
+        The config (or a YAML path); its ``selftrain`` section says how many iterations, the
+        thresholds and the weights.
+    train_sources, val_sources
+        Labelled sources (default: the config's ``data.train`` / ``data.val`` files); without
+        validation data the last 20 % of each training source is held out, once for all iterations.
+    unlabelled
+        Images to pseudo-label (arrays, ``(*spatial)`` or a stack of 2D images); default: the files
+        of ``selftrain.unlabelled``.
+    runs_root, name
+        The run folder is ``<runs_root>/<name>-<timestamp>``.
+    stop_event
+        Set it to stop: the current iteration stops as a training run does, and no further one starts.
+    """
+
+    def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
+                 val_sources: Sequence[Source] | None = None, unlabelled: Sequence | None = None,
+                 runs_root: str | Path = "runs", name: str | None = None,
+                 stop_event: threading.Event | None = None, score_in_process: bool = False,
+                 voxel_size=None):
+        if not isinstance(config, Config):
+            config = load_config(config)
+        self.config = config.copy().validate()
+        if name:
+            self.config.name = name
+        s = self.config.selftrain
+        if s.iterations < 1:
+            raise InputError("selftrain.iterations is 0: set it to the number of self-training iterations (1 or more).")
+        if unlabelled is None:
+            if not s.unlabelled:
+                raise InputError("No unlabelled images to self-train on: list image files in selftrain.unlabelled.")
+            unlabelled = _read_unlabelled(s.unlabelled)
+        self.unlabelled = list(unlabelled)
+        if not self.unlabelled:
+            raise InputError("No unlabelled images to self-train on: give at least one image.")
+        if train_sources is None:
+            train_sources = sources_from_config(self.config.data.train, self.config.data)
+        train_sources = list(train_sources)
+        if not train_sources:
+            raise InputError("No labelled data: name image and label files in data.train or pass sources.")
+        if val_sources is None and self.config.data.val:
+            val_sources = sources_from_config(self.config.data.val, self.config.data)
+        if not val_sources:
+            pairs = [split_source(src) for src in train_sources]
+            train_sources, val_sources = [p[0] for p in pairs], [p[1] for p in pairs]
+        self.train_sources = train_sources
+        self.val_sources = list(val_sources)
+        self.voxel_size = voxel_size
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
+        self.score_in_process = score_in_process
+        self.folder = RunFolder.create(runs_root, self.config.name)
+        self.run_dir = self.folder.path
+        self.folder.save_config(self.config)
+        self.results: list[IterationResult] = []
+        self._pseudo: list[PseudoLabels] = []
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    @property
+    def steps(self) -> int:
+        return self.config.selftrain.steps or self.config.train.max_steps
+
+    def iteration_config(self, index: int) -> Config:
+        config = self.config.copy()
+        steps = self.steps
+        config.name = f"{self.config.name}-it{index:02d}"
+        config.train.max_steps = steps
+        config.train.val_every = min(config.train.val_every, steps)
+        config.train.checkpoint_every = min(config.train.checkpoint_every, steps)
+        config.train.seed = self.config.train.seed + index
+        return config.validate()
+
+    def _pseudo_sources(self) -> list[Source]:
+        s = self.config.selftrain
+        labelled = sum(src.weight for src in self.train_sources)
+        usable = [(k, p) for k, p in enumerate(self._pseudo) if p.known.any()]
+        if not usable:
+            return []
+        each = labelled * s.pseudo_fraction / (1 - s.pseudo_fraction) / len(usable)
+        return [pseudo_source(self.unlabelled[k], p, each, s.pseudo_weight, f"pseudo-{k}", self.voxel_size)
+                for k, p in usable]
+
+    def reports(self) -> Iterator[ProgressReport | IterationResult]:
+        """Run every iteration; yields the training runs' :class:`ProgressReport` s (with
+        ``iteration`` set) and an :class:`IterationResult` after each iteration."""
+        s = self.config.selftrain
+        n = s.iterations
+        previous: RunFolder | None = None
+        for index in range(n + 1):
+            if self.stop_event.is_set():
+                break
+            folder = self.folder.iteration(index)
+            config = self.iteration_config(index)
+            thresholds = None if index == 0 else thresholds_for(self.config, index)
+            result = IterationResult(index, n, folder.path, thresholds)
+            if index > 0:
+                for c in range(len(thresholds)):
+                    result.predicted[c] = sum(p.predicted[c] for p in self._pseudo)
+                    result.kept[c] = sum(p.kept[c] for p in self._pseudo)
+            train = [*self.train_sources, *(self._pseudo_sources() if index > 0 else [])]
+            callbacks = [_mean_teacher_callback(s.ema_decay, folder.teacher_path)] if s.mean_teacher else []
+            init_from = previous.path if (previous is not None and s.from_previous) else None
+            run = TrainingRun(config, train, self.val_sources, run_dir=folder.path, stop_event=self.stop_event,
+                              score_in_process=self.score_in_process, init_from=init_from, callbacks=callbacks)
+            folder.write_pseudo_labels({"iteration": index, "thresholds": thresholds,
+                                        "predicted": {str(k): v for k, v in result.predicted.items()},
+                                        "kept": {str(k): v for k, v in result.kept.items()},
+                                        "pseudo_weight": s.pseudo_weight if index else None,
+                                        "images": len(self.unlabelled) if index else 0})
+            last = None
+            for last in run.reports():
+                yield dataclasses.replace(last, iteration=(index, n))
+            result.steps = int(last.step) if last is not None else 0
+            result.metrics = dict(last.metrics) if last is not None else {}
+            result.stopped = self.stop_event.is_set()
+            previous = folder
+            if not result.stopped:
+                self._after_training(index, folder, config)
+            self.results.append(result)
+            self._write_summary()
+            yield result
+        if previous is not None and previous.checkpoint_files():
+            self.folder.adopt_checkpoint(previous.model_checkpoint("newest").path)
+
+    def _teacher(self, folder: RunFolder):
+        """The model that makes the next pseudo-labels: the iteration's newest checkpoint, or its
+        moving average (mean teacher)."""
+        import torch
+
+        from segtrain.predict import load_model
+
+        loaded = load_model(folder.path)
+        if self.config.selftrain.mean_teacher and folder.teacher_path.exists():
+            state = torch.load(folder.teacher_path, map_location="cpu")
+            loaded.model.load_state_dict(state)
+        return loaded
+
+    def _after_training(self, index: int, folder: RunFolder, config: Config) -> None:
+        """Pseudo-label the unlabelled images for the next iteration and draw the figure."""
+        from segtrain.predict import predict_array
+
+        loaded = self._teacher(folder)
+        n = self.config.selftrain.iterations
+        thresholds = thresholds_for(self.config, min(index + 1, n))
+        stack = self.config.ndim == 2
+        if index < n:
+            self._pseudo = []
+            for image in self.unlabelled:
+                outputs = predict_array(loaded, image, voxel_size=self.voxel_size, tta=1)
+                self._pseudo.append(pseudo_labels(outputs, self.config, thresholds,
+                                                  stack=stack and np.ndim(image) == 3))
+        source = next((v for v in self.val_sources if isinstance(v, ArraySource)), None)
+        if source is not None:
+            volume = whole_volume(source, self.config.data.in_channels)
+            outputs = predict_array(loaded, volume["raw"], voxel_size=self.voxel_size, tta=1)
+            pseudo = pseudo_labels(outputs, self.config, thresholds, stack=stack and np.ndim(volume["raw"]) == 3)
+            _figure(folder.figure_path, volume, outputs, pseudo, self.config,
+                    f"iteration {index}: validation image, pseudo-label at thresholds "
+                    + ", ".join(f"{t:.3f}" for t in thresholds))
+
+    def _write_summary(self) -> None:
+        monitor, mode = monitor_metric(self.config)
+        key = monitor.removeprefix("val/")
+        history, step = [], 0
+        for r in self.results:
+            step += r.steps
+            history.append({"step": step, "iteration": r.iteration,
+                            **{f"val/{k}": v for k, v in r.metrics.items()}})
+        values = [(h[monitor], h["step"]) for h in history if isinstance(h.get(monitor), float)
+                  and math.isfinite(h[monitor])]
+        best = (min if mode == "min" else max)(values) if values else None
+        self.folder.write_metrics({"name": self.run_dir.name, "preset": self.config.preset, "task": self.config.task,
+                                   "monitor": monitor, "mode": mode, "best": None if best is None else best[0],
+                                   "best_step": None if best is None else best[1], "steps": step,
+                                   "max_steps": self.steps * (self.config.selftrain.iterations + 1),
+                                   "selftrain": True}, history)
+        self.folder.write_selftrain({"iterations": [r.to_dict() for r in self.results], "monitor": key})
+
+    def run(self) -> list[IterationResult]:
+        """Every iteration, blocking; the iterations' results."""
+        for _ in self.reports():
+            pass
+        return self.results
+
+
+def run_selftraining(config: Config | str | Path, **kwargs) -> list[IterationResult]:
+    """Self-train as ``config.selftrain`` says (arguments of :class:`SelfTraining`); blocking."""
+    return SelfTraining(config, **kwargs).run()
