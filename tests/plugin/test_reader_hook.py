@@ -68,5 +68,5 @@ def test_manifest_valid_and_plugin_discovered():
     manager.discover()
     manifest = manager.get_manifest("napari-segtrain")
     assert manifest.display_name == "segtrain"
-    assert len(manifest.contributions.widgets) == 6
+    assert len(manifest.contributions.widgets) == 7
     assert any(r.command == "napari-segtrain.get_reader" for r in manifest.contributions.readers)

@@ -175,8 +175,12 @@ class ProofreadWidget(Panel):
 
     @staticmethod
     def _disconnect(viewer, callback) -> None:
-        if callback in viewer.mouse_drag_callbacks:
-            viewer.mouse_drag_callbacks.remove(callback)
+        try:
+            callbacks = viewer.mouse_drag_callbacks
+        except (AttributeError, RuntimeError):  # the viewer is closing: nothing left to disconnect
+            return
+        if callback in callbacks:
+            callbacks.remove(callback)
 
     # --- state ---------------------------------------------------------------------------------
     def tool(self) -> str:
