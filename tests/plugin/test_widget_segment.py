@@ -188,3 +188,20 @@ def test_f1_that_stays_zero_warns(docked, gui, warning_messages):
     gui.click(segment.best_button)
     gui.wait_until(lambda: not segment.busy() and segment.best_button.isEnabled(), timeout=60)
     assert any("F1 stays 0" in m for m in warning_messages())
+
+
+def test_a_removed_segmentation_gives_its_arrays_back(docked, gui, synthetic):
+    """napari may keep a removed layer object alive: the panels' layers drop their big arrays."""
+    viewer, dock = docked
+    _affinities_layer(viewer, synthetic)
+    segment = SegmentWidget(viewer)
+    dock(segment)
+    gui.click(segment.build_button)
+    gui.wait_until(lambda: segment.tree is not None and segment.build_button.isEnabled(), timeout=60)
+    layer, affs = segment.seg_layer, viewer.layers["raw affinities"]
+    info, affs_info = L.layer_info(layer), L.layer_info(affs)
+    assert info.proofreader is not None and affs_info.array is not None
+    viewer.layers.remove(layer)
+    viewer.layers.remove(affs)
+    assert info.proofreader is None and info.fragments is None and affs_info.array is None
+    assert np.asarray(layer.data).size == 1 and np.asarray(affs.data).size <= 3

@@ -387,12 +387,28 @@ class Session:
 _SESSIONS: "weakref.WeakKeyDictionary[Any, Session]" = weakref.WeakKeyDictionary()
 
 
+def release_removed_layer(event: Any) -> None:
+    """A layer the panels made gives its large arrays back when it leaves the viewer. napari (or
+    Qt objects it deletes later) can keep a removed layer object alive for a while; its data
+    (predictions, fragments, the proofreading state) must not stay alive with it."""
+    layer = event.value
+    info = (getattr(layer, "metadata", None) or {}).get(META)
+    if not isinstance(info, LayerInfo):
+        return
+    info.array = info.fragments = info.proofreader = None
+    data = layer.data
+    if getattr(data, "ndim", 0) and not isinstance(data, list):
+        tail = (data.shape[-1],) if getattr(layer, "rgb", False) else ()
+        layer.data = np.zeros((1,) * (data.ndim - len(tail)) + tail, dtype=getattr(data, "dtype", np.float32))
+
+
 def session(viewer: Any) -> Session:
     """The :class:`Session` shared by all segtrain widgets docked in ``viewer``."""
     try:
         return _SESSIONS[viewer]
     except KeyError:
         _SESSIONS[viewer] = s = Session()
+        viewer.layers.events.removed.connect(release_removed_layer)
         return s
     except TypeError:  # not weak-referenceable: keep it on the object
         if not hasattr(viewer, "_segtrain_session"):
