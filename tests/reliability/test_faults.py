@@ -99,14 +99,19 @@ def test_proofreading_edit_logs_survive_a_failed_write(tmp_path):
     files = [tmp_path / "seg_proofreading.npz", tmp_path / "seg_edit_log.json"]
     before = {p: digest(p) for p in files}
     big = np.random.default_rng(0).integers(1, 200_000, (64, 64, 64)).astype(np.uint32)  # hardly compressible
-    bigger = Proofreader(big)
-    for _ in range(300):  # a long log: the JSON alone outgrows the limit
-        bigger.delete((0, 0, 0)) if bigger.segment_at((0, 0, 0)) else bigger.undo()
-    with file_size_limit(2000):
-        with pytest.raises(OSError):
-            export_items([("proofreading", bigger)], tmp_path, "seg", ".zarr", overwrite=True)
-        with pytest.raises(OSError):
-            bigger.save(tmp_path / "seg_proofreading.npz", overwrite=True)
+    with file_size_limit(2000), pytest.raises(OSError):
+        Proofreader(big).save(tmp_path / "seg_proofreading.npz", overwrite=True)
+    # a long log: the proofreading file compresses small, its readable JSON log does not
+    blocks = (np.arange(16 * 16 * 16) // 32 + 1).reshape(16, 16, 16).astype(np.uint32)
+    longer = Proofreader(blocks)
+    points = [tuple(np.argwhere(blocks == i)[0]) for i in range(1, 102)]
+    for point in points[1:]:
+        longer.merge([points[0], point])
+    export_items([("proofreading", longer)], tmp_path / "sizes", "seg", ".zarr", overwrite=False)
+    npz, log = (tmp_path / "sizes" / "seg_proofreading.npz").stat().st_size, (tmp_path / "sizes" / "seg_edit_log.json").stat().st_size
+    assert npz * 2 < log
+    with file_size_limit((npz + log) // 2), pytest.raises(OSError):
+        export_items([("proofreading", longer)], tmp_path, "seg", ".zarr", overwrite=True)
     assert {p: digest(p) for p in files} == before and leftovers(tmp_path) == []
     assert Proofreader.load(files[0]).log() == reader.log()
     assert json.loads(files[1].read_text())["edits"] == reader.log()

@@ -20,6 +20,7 @@ move edits between the log and a redo stack.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 from dataclasses import dataclass, field
@@ -385,9 +386,10 @@ class Proofreader:
     def log(self) -> list[dict]:
         return [edit.record() for edit in self.edits]
 
-    def save(self, path, overwrite: bool = False) -> Path:
+    def save(self, path, overwrite: bool = False, log_path=None) -> Path:
         """Write the proofreading state (fragments as edited, the merge tree, the threshold, the log
-        with its voxel changes, the redo stack) to an ``.npz`` file, atomically."""
+        with its voxel changes, the redo stack) to an ``.npz`` file, atomically; with ``log_path``
+        also the log as readable JSON, both files in place or neither."""
         from segtrain.io.atomic import atomic_path
 
         path = Path(path)
@@ -405,8 +407,12 @@ class Proofreader:
                     "n_fragments": self.tree.n_fragments, "scoring": self.tree.scoring,
                     "max_threshold": self.tree.max_threshold, "attrs": self.tree.attrs},
                 "attrs": self.attrs, "edits": self.log(), "redo": [e.record() for e in self.redo_stack]}
-        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as handle:
-            np.savez_compressed(handle, meta=np.array(json.dumps(meta, default=str)), **arrays)
+        with atomic_path(path, overwrite=overwrite) as tmp, contextlib.ExitStack() as also:
+            with open(tmp, "wb") as handle:
+                np.savez_compressed(handle, meta=np.array(json.dumps(meta, default=str)), **arrays)
+            if log_path is not None:  # the readable log, moved in place with the file or not at all
+                with also.enter_context(atomic_path(log_path, overwrite=overwrite)).open("w") as handle:
+                    json.dump({"threshold": self.threshold, "edits": self.log()}, handle, indent=1)
         return path
 
     @classmethod

@@ -5,7 +5,6 @@ for the whole volume blockwise (``segtrain.scale.relabel_lazy``, a dask array) a
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from segtrain.io.atomic import atomic_path
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
 from segtrain.plugin.widgets.export_blockwise import add_to as add_blockwise_section
@@ -62,13 +60,9 @@ def export_items(items: list[tuple[str, Any]], folder: Path, base: str, suffix: 
             written.append(path)
             continue
         if name == "proofreading":  # the edited fragments, the tree and the edit log, to open again
-            path = folder / f"{base}_proofreading.npz"
-            item.save(path, overwrite=overwrite)
-            written.append(path)
-            log = folder / f"{base}_edit_log.json"
-            with atomic_path(log, overwrite=overwrite) as tmp:
-                tmp.write_text(json.dumps({"threshold": item.threshold, "edits": item.log()}, indent=1))
-            written.append(log)
+            path, log = folder / f"{base}_proofreading.npz", folder / f"{base}_edit_log.json"
+            item.save(path, overwrite=overwrite, log_path=log)
+            written += [path, log]
             continue
         path = folder / (f"{base}{suffix}" if name == "segmentation" else f"{base}_{name}{suffix}")
         written.append(Path(write_volume(path, item, overwrite=overwrite)))
