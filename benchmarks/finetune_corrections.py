@@ -75,11 +75,23 @@ def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: 
             "ops": {op: ops.count(op) for op in sorted(set(ops))}}
 
 
-def annotation_summary(annotation: np.ndarray) -> dict:
+def annotation_summary(annotation: np.ndarray, gt: np.ndarray) -> dict:
+    """How much the corrections annotate, and how right it is by the ground truth: ``purity``, the
+    fraction of object voxels (on ground-truth objects) that belong to their object's main
+    ground-truth object (1 = no annotated object joins two true ones); ``objects_on_gt_0``, the
+    fraction of object voxels on ground-truth 0; ``background_right``, of annotated background."""
     objects = (annotation > 0) & (annotation < BACKGROUND)
+    obj, g = annotation[objects].astype(np.int64), np.asarray(gt)[objects].astype(np.int64)
+    fg = g > 0
+    keys, counts = np.unique(obj[fg] * (int(g.max(initial=0)) + 1) + g[fg], return_counts=True)
+    owner = keys // (int(g.max(initial=0)) + 1)
+    main = sum(int(counts[owner == o].max()) for o in np.unique(owner))
+    bg = annotation == BACKGROUND
     return {"voxels_annotated": int(np.count_nonzero(annotation)), "voxels_objects": int(objects.sum()),
-            "voxels_background": int(np.count_nonzero(annotation == BACKGROUND)),
-            "objects": len(np.unique(annotation[objects])), "fraction_of_image": float(np.mean(annotation > 0))}
+            "voxels_background": int(np.count_nonzero(bg)),
+            "objects": len(np.unique(annotation[objects])), "fraction_of_image": float(np.mean(annotation > 0)),
+            "purity": float(main / max(1, int(fg.sum()))), "objects_on_gt_0": float(1 - fg.mean()) if fg.size else 0.0,
+            "background_right": float(np.mean(np.asarray(gt)[bg] == 0)) if bg.any() else None}
 
 
 def train(config, sources, val, runs_root, init_from=None) -> tuple[Path, float]:
@@ -120,7 +132,8 @@ def cells(args) -> dict:
     out: dict = {"task": "cells", "edits_per_image": args.edits, "validation": "set08 (monitoring only; final "
                  "checkpoints used)", "tuning": "instance settings tuned on set01 per model"}
     print("P: set01 only", flush=True)
-    parent, seconds = train(config(args.parent_steps, "ft-cells-P"), [labelled()], val(), args.runs_root)
+    parent, seconds = (Path(args.parent), None) if args.parent else \
+        train(config(args.parent_steps, "ft-cells-P"), [labelled()], val(), args.runs_root)
     out["P"] = {"run": str(parent), "steps": args.parent_steps, "seconds": seconds}
     loaded = load_model(parent)
     spec = OutputSpec.of(loaded.config)
@@ -136,13 +149,15 @@ def cells(args) -> dict:
         oracle[name] = oracle_edits(reader, gt, args.edits, True,
                                     lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"])
         annotation = corrections_annotation(reader, scope="edited", background=BACKGROUND, ignore=IGNORE)
-        oracle[name]["annotation"] = annotation_summary(annotation)
+        oracle[name]["annotation"] = annotation_summary(annotation, gt)
         labels, known = training_arrays(annotation)
         corrections.append(ArraySource(raw, labels, known=known, weight=1 / 3, name=f"{name}-corrections"))
         print(f"  {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
               f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}",
               flush=True)
     out["oracle"] = oracle
+    if args.corrections_only:
+        return out
     print("F: set01 + corrections", flush=True)
     fine, seconds = train(config(args.steps, "ft-cells-F"), [labelled(), *corrections], val(), args.runs_root,
                           init_from=parent)
@@ -170,7 +185,7 @@ def cells(args) -> dict:
     for key in ("P", "F", "B"):
         r = out[key]
         cols = "".join(f"{r['f1'][n]:>7.3f} ({r['f1_untuned'][n]:.3f})" for n in ("set09", "set10", "mean"))
-        print(f"{labels[key]:<28}{r['steps']:>7}{r['seconds']:>9.0f}{cols}")
+        print(f"{labels[key]:<28}{r['steps']:>7}{r['seconds'] or float('nan'):>9.0f}{cols}")
     return out
 
 
@@ -208,7 +223,8 @@ def em3d(args) -> dict:
         return s["threshold"], s["voi"]
 
     print("P: z 0-9 only", flush=True)
-    parent, seconds = train(config(args.parent_steps, "ft-em3d-P"), [labelled()], val(), args.runs_root)
+    parent, seconds = (Path(args.parent), None) if args.parent else \
+        train(config(args.parent_steps, "ft-em3d-P"), [labelled()], val(), args.runs_root)
     out["P"] = {"run": str(parent), "steps": args.parent_steps, "seconds": seconds}
     loaded = load_model(parent)
     threshold, val_voi = threshold_on_val(loaded)
@@ -221,12 +237,14 @@ def em3d(args) -> dict:
     reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
     oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"])
     annotation = corrections_annotation(reader, scope="edited", background=BACKGROUND, ignore=IGNORE)
-    oracle["annotation"] = annotation_summary(annotation)
+    oracle["annotation"] = annotation_summary(annotation, slab_gt)
     out["oracle"] = oracle
     print(f"  z 10-34: VOI {oracle['before']:.3f} -> {oracle['after']:.3f} after {oracle['edits']} edits "
           f"{oracle['ops']}; annotated {oracle['annotation']}", flush=True)
     labels, known = training_arrays(annotation)
     corrections = ArraySource(slab_raw, labels, known=known, name="z10-34-corrections")
+    if args.corrections_only:
+        return out
     print("F: z 0-9 + corrections", flush=True)
     fine, seconds = train(config(args.steps, "ft-em3d-F"), [labelled(), corrections], val(), args.runs_root,
                           init_from=parent)
@@ -253,7 +271,7 @@ def em3d(args) -> dict:
     names = {"P": "P (z 0-9)", "F": "F = P + z 0-9 + corrections", "B": "B = P + z 0-9 (control)"}
     for key in ("P", "F", "B"):
         r = out[key]
-        print(f"{names[key]:<30}{r['steps']:>7}{r['seconds']:>9.0f}{r['threshold']:>6.2f}{r['voi']:>8.3f}"
+        print(f"{names[key]:<30}{r['steps']:>7}{r['seconds'] or float('nan'):>9.0f}{r['threshold']:>6.2f}{r['voi']:>8.3f}"
               f"{r['voi_split']:>8.3f}{r['voi_merge']:>8.3f}{r['best_voi']:>10.3f}{r['best_threshold']:>6.2f}")
     return out
 
@@ -267,6 +285,9 @@ def main(argv=None) -> int:
     parser.add_argument("--tta", type=int, default=1, help="em3d: test-time transforms in every prediction")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads while training")
     parser.add_argument("--runs-root", default="runs/finetune_corrections")
+    parser.add_argument("--parent", help="reuse this run as P instead of training it")
+    parser.add_argument("--corrections-only", action="store_true",
+                        help="stop after the oracle's corrections (with --parent: their statistics only)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     defaults = {"cells": (600, 300), "em3d": (400, 200)}[args.task]
