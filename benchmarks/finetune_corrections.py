@@ -1,0 +1,307 @@
+"""Fine-tuning from proofreading corrections, against the same training time without them.
+
+    python benchmarks/finetune_corrections.py --task cells [--parent-steps 600 --steps 300] [--json OUT]
+    python benchmarks/finetune_corrections.py --task em3d  [--parent-steps 400 --steps 200] [--json OUT]
+
+For each task:
+
+1. **P** (parent): trained on the labelled data only. cells2d-phase: set01, validated on set08;
+   em3d-fibsem: z 0-9, x 0-149, validated on z 0-9, x 150-199 (a held-out piece of the labelled
+   slab, which no model of this script trains on). Every model is used at its final checkpoint
+   (one cosine schedule), so validation chooses no checkpoint.
+2. P predicts the unlabelled data (cells: set02-04; em3d: z 10-34) and segments it with its own
+   settings (cells: instance settings tuned on set01 with :func:`tune_postprocessing`, the
+   function ``segtrain tune`` uses; em3d: the merge threshold a sweep on the held-out piece of the
+   slab chooses, as the run's validation does). The oracle (:mod:`segtrain.proofread.oracle`) makes
+   ``--edits`` edits per image / volume against the ground truth, and
+   ``corrections_annotation(scope="edited")`` turns them into annotation (unknown elsewhere).
+3. **F**: fine-tuned from P (``init_from``) on the labelled data (full labels) + the corrections
+   (known = annotated), ``--steps`` steps.
+4. **B** (control): the same ``--steps`` steps from P on the labelled data alone.
+5. P, F, B scored on held-out data: cells instance F1 at IoU 0.5 on set09 and set10, each model's
+   instance settings tuned on set01 only; em3d VOI on z 35-49 at the threshold chosen on the
+   held-out piece of the labelled slab, and the best-in-hindsight VOI of the sweep on z 35-49.
+
+One seed; the differences are to be read against that noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from segtrain import evaluate
+from segtrain.config import config_from_dict
+from segtrain.evaluate import sweep
+from segtrain.postprocess import (
+    OutputSpec,
+    affinity_scores,
+    instances,
+    segment_affinities,
+)
+from segtrain.postprocess.tune import tune_postprocessing
+from segtrain.predict import load_model, predict_array
+from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
+from segtrain.proofread.oracle import apply_choice, best_edit
+from segtrain.train import ArraySource, TrainingRun
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BACKGROUND, IGNORE = 65534, 65535
+
+
+def training_arrays(annotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (0 = background) and known mask of a sparse annotation (as the plugin's
+    ``layers.training_arrays(annotation, sparse=True)``; copied so that no Qt is imported)."""
+    known = (annotation != IGNORE) & (annotation != 0)
+    labels = np.where((annotation == BACKGROUND) | (annotation == IGNORE), 0, annotation)
+    return labels.astype(np.uint64, copy=False), known
+
+
+def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score) -> dict:
+    """``n_edits`` oracle edits (fewer when none gains anything); the score before and after."""
+    before = score(reader.segmentation())
+    ops = []
+    for _ in range(n_edits):
+        choice = best_edit(reader, gt, background=background)
+        if choice is None:
+            break
+        ops.append(apply_choice(reader, choice, gt).op)
+    return {"before": before, "after": score(reader.segmentation()), "edits": len(ops),
+            "ops": {op: ops.count(op) for op in sorted(set(ops))}}
+
+
+def annotation_summary(annotation: np.ndarray, gt: np.ndarray) -> dict:
+    """How much the corrections annotate, and how right it is by the ground truth: ``purity``, the
+    fraction of object voxels (on ground-truth objects) that belong to their object's main
+    ground-truth object (1 = no annotated object joins two true ones); ``objects_on_gt_0``, the
+    fraction of object voxels on ground-truth 0; ``background_right``, of annotated background."""
+    objects = (annotation > 0) & (annotation < BACKGROUND)
+    obj, g = annotation[objects].astype(np.int64), np.asarray(gt)[objects].astype(np.int64)
+    fg = g > 0
+    keys, counts = np.unique(obj[fg] * (int(g.max(initial=0)) + 1) + g[fg], return_counts=True)
+    owner = keys // (int(g.max(initial=0)) + 1)
+    main = sum(int(counts[owner == o].max()) for o in np.unique(owner))
+    bg = annotation == BACKGROUND
+    return {"voxels_annotated": int(np.count_nonzero(annotation)), "voxels_objects": int(objects.sum()),
+            "voxels_background": int(np.count_nonzero(bg)),
+            "objects": len(np.unique(annotation[objects])), "fraction_of_image": float(np.mean(annotation > 0)),
+            "purity": float(main / max(1, int(fg.sum()))), "objects_on_gt_0": float(1 - fg.mean()) if fg.size else 0.0,
+            "background_right": float(np.mean(np.asarray(gt)[bg] == 0)) if bg.any() else None}
+
+
+def train(config, sources, val, runs_root, init_from=None) -> tuple[Path, float]:
+    start = time.perf_counter()
+    run = TrainingRun(config, sources, val, runs_root=runs_root, init_from=init_from)
+    last = run.run()
+    seconds = time.perf_counter() - start
+    print(f"  trained {run.run_dir.name}: {last.step} steps in {seconds:.0f} s", flush=True)
+    return run.run_dir, seconds
+
+
+# --- cells2d-phase --------------------------------------------------------------------------------
+
+def _cells_image(name: str) -> tuple[np.ndarray, np.ndarray]:
+    import imageio.v3 as iio
+
+    raw = np.asarray(iio.imread(DATA / "cells2d-phase" / name / "raw.tif"))
+    gt = np.asarray(iio.imread(DATA / "cells2d-phase" / name / "instances_ids.png")).astype(np.uint32)
+    return raw, gt
+
+
+def _tuned_settings(loaded, raw, gt, spec):
+    """The model's instance settings tuned on one annotated image (set01), as ``segtrain tune`` does."""
+    probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
+    result = tune_postprocessing([probabilities], [gt], loaded.config.segment, spec)
+    return result.apply(loaded.config.segment), result
+
+
+def cells(args) -> dict:
+    def config(steps, name):
+        return config_from_dict({"preset": "wells2d_quick", "name": name, "predict": {"tta": 1},
+                                 "train": {"max_steps": steps, "val_every": steps, "checkpoint_every": steps,
+                                           "threads": args.threads}})
+
+    images = {n: _cells_image(n) for n in ("set01", "set02", "set03", "set04", "set08", "set09", "set10")}
+    labelled = lambda: ArraySource(*images["set01"], name="set01")
+    val = lambda: [ArraySource(*images["set08"], name="set08")]
+    out: dict = {"task": "cells", "edits_per_image": args.edits, "validation": "set08 (monitoring only; final "
+                 "checkpoints used)", "tuning": "instance settings tuned on set01 per model"}
+    print("P: set01 only", flush=True)
+    parent, seconds = (Path(args.parent), None) if args.parent else \
+        train(config(args.parent_steps, "ft-cells-P"), [labelled()], val(), args.runs_root)
+    out["P"] = {"run": str(parent), "steps": args.parent_steps, "seconds": seconds}
+    loaded = load_model(parent)
+    spec = OutputSpec.of(loaded.config)
+    settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
+    out["P"]["tuned_on_set01"] = tuned.to_dict()
+    print(f"  P tuned on set01: {tuned.describe()} {tuned.settings}", flush=True)
+    corrections, oracle = [], {}
+    for name in ("set02", "set03", "set04"):
+        raw, gt = images[name]
+        probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
+        reader = Proofreader(instances(probabilities, settings, spec),
+                             boundary=boundary_map(probabilities, "probabilities"))
+        oracle[name] = oracle_edits(reader, gt, args.edits, True,
+                                    lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"])
+        annotation = corrections_annotation(reader, scope="edited", background=BACKGROUND, ignore=IGNORE)
+        oracle[name]["annotation"] = annotation_summary(annotation, gt)
+        labels, known = training_arrays(annotation)
+        corrections.append(ArraySource(raw, labels, known=known, weight=1 / 3, name=f"{name}-corrections"))
+        print(f"  {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
+              f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}",
+              flush=True)
+    out["oracle"] = oracle
+    if args.corrections_only:
+        return out
+    print("F: set01 + corrections", flush=True)
+    fine, seconds = train(config(args.steps, "ft-cells-F"), [labelled(), *corrections], val(), args.runs_root,
+                          init_from=parent)
+    out["F"] = {"run": str(fine), "steps": args.steps, "seconds": seconds,
+                "sources": "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each"}
+    print("B: set01 only (control)", flush=True)
+    control, seconds = train(config(args.steps, "ft-cells-B"), [labelled()], val(), args.runs_root,
+                             init_from=parent)
+    out["B"] = {"run": str(control), "steps": args.steps, "seconds": seconds}
+    for key, run in (("P", parent), ("F", fine), ("B", control)):
+        loaded = load_model(run)
+        settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
+        out[key].update(tuned_on_set01=tuned.to_dict(), f1={}, f1_untuned={})
+        for name in ("set09", "set10"):
+            raw, gt = images[name]
+            probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
+            out[key]["f1"][name] = evaluate.instance_scores(instances(probabilities, settings, spec), gt)["f1"]
+            out[key]["f1_untuned"][name] = evaluate.instance_scores(
+                instances(probabilities, loaded.config.segment, spec), gt)["f1"]
+        for k in ("f1", "f1_untuned"):
+            out[key][k]["mean"] = float(np.mean([out[key][k][n] for n in ("set09", "set10")]))
+    print("\ncells2d-phase, instance F1 at IoU 0.5 (settings tuned on set01; untuned in brackets)")
+    print(f"{'model':<28}{'steps':>7}{'train s':>9}{'set09':>14}{'set10':>14}{'mean':>14}")
+    labels = {"P": "P (set01)", "F": "F = P + set01 + corrections", "B": "B = P + set01 (control)"}
+    for key in ("P", "F", "B"):
+        r = out[key]
+        cols = "".join(f"{r['f1'][n]:>7.3f} ({r['f1_untuned'][n]:.3f})" for n in ("set09", "set10", "mean"))
+        print(f"{labels[key]:<28}{r['steps']:>7}{r['seconds'] or float('nan'):>9.0f}{cols}")
+    return out
+
+
+# --- em3d-fibsem ----------------------------------------------------------------------------------
+
+def em3d(args) -> dict:
+    import h5py
+
+    with h5py.File(DATA / "em3d-fibsem" / "train-image.h5", "r") as f:
+        raw = f["stack"][:]
+    with h5py.File(DATA / "em3d-fibsem" / "train-gt.lzf.h5", "r") as f:
+        gt = f["stack"][:].astype(np.uint64)
+
+    def config(steps, name):
+        return config_from_dict({"preset": "em3d_quick", "name": name, "predict": {"tta": args.tta},
+                                 "data": {"patch_shape": [8, 64, 64]},
+                                 "train": {"max_steps": steps, "val_every": steps, "checkpoint_every": steps,
+                                           "warmup_steps": min(100, steps // 4), "threads": args.threads}})
+
+    def labelled():  # z 0-9, x 0-149
+        return ArraySource(raw[:10, :, :150], gt[:10, :, :150], name="z0-9,x0-149")
+
+    val_raw, val_gt = raw[:10, :, 150:], gt[:10, :, 150:]
+
+    def val():  # z 0-9, x 150-199: held out of every model's training
+        return [ArraySource(val_raw, val_gt, name="z0-9,x150-199")]
+
+    out: dict = {"task": "em3d", "edits": args.edits, "tta": args.tta,
+                 "labelled": "z 0-9, x 0-149", "validation": "z 0-9, x 150-199 (threshold choice; final "
+                 "checkpoints used)", "corrections": "z 10-34", "test": "z 35-49"}
+
+    def threshold_on_val(loaded) -> tuple[float, float]:
+        affs = predict_array(loaded, val_raw)["affinities"]
+        s = affinity_scores(affs, val_gt, loaded.config.segment, voxel_size=loaded.config.data.voxel_size)
+        return s["threshold"], s["voi"]
+
+    print("P: z 0-9 only", flush=True)
+    parent, seconds = (Path(args.parent), None) if args.parent else \
+        train(config(args.parent_steps, "ft-em3d-P"), [labelled()], val(), args.runs_root)
+    out["P"] = {"run": str(parent), "steps": args.parent_steps, "seconds": seconds}
+    loaded = load_model(parent)
+    threshold, val_voi = threshold_on_val(loaded)
+    settings = dataclasses.replace(loaded.config.segment, threshold=threshold)
+    print(f"  P: threshold {threshold} on the held-out piece (VOI {val_voi:.3f}); the run's own: "
+          f"{loaded.config.segment.threshold}", flush=True)
+    slab_raw, slab_gt = raw[10:35], gt[10:35]
+    affs = predict_array(loaded, slab_raw)["affinities"]
+    tree = segment_affinities(affs, settings, voxel_size=loaded.config.data.voxel_size)
+    reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
+    oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"])
+    annotation = corrections_annotation(reader, scope="edited", background=BACKGROUND, ignore=IGNORE)
+    oracle["annotation"] = annotation_summary(annotation, slab_gt)
+    out["oracle"] = oracle
+    print(f"  z 10-34: VOI {oracle['before']:.3f} -> {oracle['after']:.3f} after {oracle['edits']} edits "
+          f"{oracle['ops']}; annotated {oracle['annotation']}", flush=True)
+    labels, known = training_arrays(annotation)
+    corrections = ArraySource(slab_raw, labels, known=known, name="z10-34-corrections")
+    if args.corrections_only:
+        return out
+    print("F: z 0-9 + corrections", flush=True)
+    fine, seconds = train(config(args.steps, "ft-em3d-F"), [labelled(), corrections], val(), args.runs_root,
+                          init_from=parent)
+    out["F"] = {"run": str(fine), "steps": args.steps, "seconds": seconds,
+                "sources": "z 0-9 (weight 1) + z 10-34 corrections (weight 1): half the patches each"}
+    print("B: z 0-9 only (control)", flush=True)
+    control, seconds = train(config(args.steps, "ft-em3d-B"), [labelled()], val(), args.runs_root,
+                             init_from=parent)
+    out["B"] = {"run": str(control), "steps": args.steps, "seconds": seconds}
+    test_raw, test_gt = raw[35:50], gt[35:50].astype(np.uint32)
+    for key, run in (("P", parent), ("F", fine), ("B", control)):
+        loaded = load_model(run)
+        threshold, val_voi = threshold_on_val(loaded)
+        affs = predict_array(loaded, test_raw)["affinities"]
+        tree = segment_affinities(affs, loaded.config.segment, voxel_size=loaded.config.data.voxel_size)
+        result = sweep(tree, test_gt, thresholds=loaded.config.segment.thresholds)
+        i = int(np.argmin(np.abs(np.asarray(result.thresholds) - threshold)))
+        out[key].update(threshold=threshold, val_voi=val_voi, voi=float(result.voi[i]),
+                        voi_split=float(result.voi_split[i]), voi_merge=float(result.voi_merge[i]),
+                        best_voi=float(result.best["voi"]), best_threshold=float(result.best["threshold"]))
+    print(f"\nem3d-fibsem, VOI on z 35-49 (tta {args.tta}; threshold chosen on z 0-9, x 150-199)")
+    print(f"{'model':<30}{'steps':>7}{'train s':>9}{'thr':>6}{'VOI':>8}{'split':>8}{'merge':>8}"
+          f"{'best VOI':>10}{'at':>6}")
+    names = {"P": "P (z 0-9)", "F": "F = P + z 0-9 + corrections", "B": "B = P + z 0-9 (control)"}
+    for key in ("P", "F", "B"):
+        r = out[key]
+        print(f"{names[key]:<30}{r['steps']:>7}{r['seconds'] or float('nan'):>9.0f}{r['threshold']:>6.2f}{r['voi']:>8.3f}"
+              f"{r['voi_split']:>8.3f}{r['voi_merge']:>8.3f}{r['best_voi']:>10.3f}{r['best_threshold']:>6.2f}")
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=("cells", "em3d"), required=True)
+    parser.add_argument("--parent-steps", type=int, help="steps of P (cells 600, em3d 400)")
+    parser.add_argument("--steps", type=int, help="steps of F and of B (cells 300, em3d 200)")
+    parser.add_argument("--edits", type=int, default=25, help="oracle edits per image / volume")
+    parser.add_argument("--tta", type=int, default=1, help="em3d: test-time transforms in every prediction")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads while training")
+    parser.add_argument("--runs-root", default="runs/finetune_corrections")
+    parser.add_argument("--parent", help="reuse this run as P instead of training it")
+    parser.add_argument("--corrections-only", action="store_true",
+                        help="stop after the oracle's corrections (with --parent: their statistics only)")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    defaults = {"cells": (600, 300), "em3d": (400, 200)}[args.task]
+    args.parent_steps = args.parent_steps or defaults[0]
+    args.steps = args.steps or defaults[1]
+    start = time.perf_counter()
+    results = cells(args) if args.task == "cells" else em3d(args)
+    results["total_seconds"] = time.perf_counter() - start
+    results["command"] = "python benchmarks/finetune_corrections.py " + " ".join(argv or __import__("sys").argv[1:])
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
