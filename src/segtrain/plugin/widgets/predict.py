@@ -139,8 +139,11 @@ class PredictWidget(Panel):
         form = compact(QFormLayout())
         form.addRow("Run", checkpoint_row)
         form.addRow("Checkpoint", self.which_combo)
-        form.addRow(self.tta_check)
-        form.addRow(self.uncertainty_check)
+        for check in (self.tta_check, self.uncertainty_check):  # one a row, as wide as its text
+            row = QHBoxLayout()
+            row.addWidget(check)
+            row.addStretch(1)
+            form.addRow(row)
         form.addRow("Image", self.image_combo)
         form.addRow("LSD channels", channel_row)
         layout = QVBoxLayout(self)
