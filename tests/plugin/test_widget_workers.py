@@ -71,3 +71,35 @@ def test_lower_thread_priority_only_affects_the_calling_thread():
     thread.join()
     assert seen["ok"] and seen["nice"] == target
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+def test_a_finished_worker_lets_go_of_its_arguments_and_result(qtbot):
+    """A finished worker, with what it was given and what it returned, is garbage: nothing in the
+    worker module (its slots, the progress bar, the set of running workers) keeps it."""
+    import gc
+    import weakref
+
+    from segtrain.plugin.workers import active_workers
+
+    class Payload:
+        pass
+
+    arg = Payload()
+    arg_ref = weakref.ref(arg)
+    made, got = [], []
+
+    def body(value):
+        out = Payload()
+        made.append(weakref.ref(out))
+        return out
+
+    worker = start_worker(body, arg, on_return=lambda r: got.append(type(r).__name__), on_finish=lambda: got.append("done"),
+                          progress={"desc": "Working"})  # a progress bar in the activity dock, as the panels show
+    worker_ref = weakref.ref(worker)
+    del arg, worker
+    qtbot.waitUntil(lambda: "done" in got and not active_workers(), timeout=10_000)
+    qtbot.wait(50)
+    gc.collect()
+    assert got == ["Payload", "done"]
+    result_ref = made[0]
+    assert worker_ref() is None and arg_ref() is None and result_ref() is None
