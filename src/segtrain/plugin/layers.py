@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,17 @@ def layer_info(layer: Any) -> LayerInfo | None:
     if isinstance(info, LayerInfo):
         return info
     return LayerInfo.from_attrs(metadata)
+
+
+def layer_kind(layer: Any) -> str | None:
+    """The kind (:class:`LayerInfo`) of a layer the panels made or wrote, None for other layers."""
+    info = layer_info(layer) if layer is not None else None
+    return None if info is None else info.kind
+
+
+def kind_is(kind: str) -> Callable[[Any], bool]:
+    """A predicate for layer lists: the layers of ``kind`` (e.g. ``kind_is("segmentation")``)."""
+    return lambda layer: layer_kind(layer) == kind
 
 TASKS = {
     "affinities": "affinities + LSDs (EM)",

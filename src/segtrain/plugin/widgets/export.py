@@ -69,11 +69,6 @@ def export_items(items: list[tuple[str, Any]], folder: Path, base: str, suffix: 
     return written
 
 
-def _is_segmentation(layer) -> bool:
-    info = L.layer_info(layer)
-    return info is not None and info.kind == "segmentation"
-
-
 class ExportWidget(Panel):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -83,7 +78,7 @@ class ExportWidget(Panel):
         self.written: list[Path] = []
 
         # the newest segmentation of the session by default, never the ground truth
-        self.seg_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True, prefer=_is_segmentation)
+        self.seg_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True, prefer=L.kind_is("segmentation"))
         self.folder_edit = QLineEdit(str(Path.cwd() / "export"))
         self.browse_button = QPushButton("Browse...")
         self.name_edit = QLineEdit("segmentation")

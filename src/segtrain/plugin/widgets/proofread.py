@@ -47,13 +47,7 @@ SCOPES = {"edited objects": "edited", "whole segmentation": "all"}
 def _proofreadable(layer: Any) -> bool:
     """Labels that can be proofread: segmentations, labels read from files (not the scratch layers
     nor annotation)."""
-    info = L.layer_info(layer)
-    return layer.name != PAINT_LAYER and (info is None or info.kind == "segmentation")
-
-
-def _is_segmentation(layer: Any) -> bool:
-    info = L.layer_info(layer)
-    return info is not None and info.kind == "segmentation"
+    return layer.name != PAINT_LAYER and L.layer_kind(layer) in (None, "segmentation")
 
 
 # --- worker bodies (core calls only) -------------------------------------------------------------
@@ -64,15 +58,12 @@ def apply_edit(reader: Proofreader, op: str, *args):
 
 def uncertain_regions(uncertainty: np.ndarray, n: int = 20):
     """The ``n`` most uncertain non-overlapping regions of a map: 64 x 64 pixels (8 slices deep in 3D)."""
-    from segtrain.predict.uncertainty import rank_patches  # beside PyTorch: imported in the worker
+    from segtrain.predict.uncertainty import (
+        rank_patches,  # beside PyTorch: imported in the worker
+    )
 
     patch = (8, 64, 64)[-uncertainty.ndim:]
     return rank_patches(uncertainty, patch, n=n)
-
-
-def _is_uncertainty(layer: Any) -> bool:
-    info = L.layer_info(layer)
-    return info is not None and info.kind == "uncertainty"
 
 
 def seeded_split(reader: Proofreader, seeds, source_array, source_kind):
@@ -92,7 +83,7 @@ class ProofreadWidget(Panel):
         self.picked: list = []  # merge: the first segment's point
         self.layer = None  # the segmentation being proofread
 
-        self.seg_combo = LayerCombo(napari_viewer, ("Labels",), predicate=_proofreadable, prefer=_is_segmentation)
+        self.seg_combo = LayerCombo(napari_viewer, ("Labels",), predicate=_proofreadable, prefer=L.kind_is("segmentation"))
         self.tool_group = QButtonGroup(self)
         self.tool_buttons: dict[str, QPushButton] = {}
         grid = QGridLayout()
@@ -113,8 +104,8 @@ class ProofreadWidget(Panel):
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
         self.annotate_button = QPushButton("Use corrections as annotation")
-        self.uncertainty_combo = LayerCombo(napari_viewer, ("Image",), allow_none=True, predicate=_is_uncertainty,
-                                            prefer=_is_uncertainty)
+        self.uncertainty_combo = LayerCombo(napari_viewer, ("Image",), allow_none=True, predicate=L.kind_is("uncertainty"),
+                                            prefer=L.kind_is("uncertainty"))
         self.next_button = QPushButton("Next uncertain region")
         self.next_button.setToolTip("Where to look next: the regions where the test-time augmented predictions "
                                     "disagree most (Predict with Uncertainty ticked), most uncertain first.")

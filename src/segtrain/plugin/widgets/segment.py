@@ -62,12 +62,6 @@ SLIDER_STEPS = 1000
 DEFAULT_SCORING = ["hist_quant_50", "hist_quant_75", "hist_quant_25", "mean"]
 
 
-def prediction_kind(layer: Any) -> str | None:
-    """'affinities' / 'probabilities' / 'lsds' for a prediction layer, None for other images."""
-    info = L.layer_info(layer) if layer is not None else None
-    return None if info is None else info.kind
-
-
 def prediction_array(layer: Any) -> np.ndarray:
     """The channel-first prediction array behind a layer (its LayerInfo, else its data)."""
     info = L.layer_info(layer)
