@@ -105,6 +105,21 @@ def train(config, sources, val, runs_root, init_from=None) -> tuple[Path, float]
 
 # --- cells2d-phase --------------------------------------------------------------------------------
 
+def fine_and_control(out: dict, args, config, labelled, corrections: list, val, parent, task: str, what: str,
+                     sources: str) -> tuple[Path, Path]:
+    """F (the parent fine-tuned on the labelled data + the corrections) and B (the same steps on the
+    labelled data alone, the control), recorded in ``out``."""
+    print(f"F: {what} + corrections", flush=True)
+    fine, seconds = train(config(args.steps, f"ft-{task}-F"), [labelled(), *corrections], val(), args.runs_root,
+                          init_from=parent)
+    out["F"] = {"run": str(fine), "steps": args.steps, "seconds": seconds, "sources": sources}
+    print(f"B: {what} only (control)", flush=True)
+    control, seconds = train(config(args.steps, f"ft-{task}-B"), [labelled()], val(), args.runs_root,
+                             init_from=parent)
+    out["B"] = {"run": str(control), "steps": args.steps, "seconds": seconds}
+    return fine, control
+
+
 def _cells_image(name: str) -> tuple[np.ndarray, np.ndarray]:
     import imageio.v3 as iio
 
@@ -158,15 +173,8 @@ def cells(args) -> dict:
     out["oracle"] = oracle
     if args.corrections_only:
         return out
-    print("F: set01 + corrections", flush=True)
-    fine, seconds = train(config(args.steps, "ft-cells-F"), [labelled(), *corrections], val(), args.runs_root,
-                          init_from=parent)
-    out["F"] = {"run": str(fine), "steps": args.steps, "seconds": seconds,
-                "sources": "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each"}
-    print("B: set01 only (control)", flush=True)
-    control, seconds = train(config(args.steps, "ft-cells-B"), [labelled()], val(), args.runs_root,
-                             init_from=parent)
-    out["B"] = {"run": str(control), "steps": args.steps, "seconds": seconds}
+    fine, control = fine_and_control(out, args, config, labelled, corrections, val, parent, "cells", "set01",
+                                     "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each")
     for key, run in (("P", parent), ("F", fine), ("B", control)):
         loaded = load_model(run)
         settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
@@ -245,15 +253,8 @@ def em3d(args) -> dict:
     corrections = ArraySource(slab_raw, labels, known=known, name="z10-34-corrections")
     if args.corrections_only:
         return out
-    print("F: z 0-9 + corrections", flush=True)
-    fine, seconds = train(config(args.steps, "ft-em3d-F"), [labelled(), corrections], val(), args.runs_root,
-                          init_from=parent)
-    out["F"] = {"run": str(fine), "steps": args.steps, "seconds": seconds,
-                "sources": "z 0-9 (weight 1) + z 10-34 corrections (weight 1): half the patches each"}
-    print("B: z 0-9 only (control)", flush=True)
-    control, seconds = train(config(args.steps, "ft-em3d-B"), [labelled()], val(), args.runs_root,
-                             init_from=parent)
-    out["B"] = {"run": str(control), "steps": args.steps, "seconds": seconds}
+    fine, control = fine_and_control(out, args, config, labelled, [corrections], val, parent, "em3d", "z 0-9",
+                                     "z 0-9 (weight 1) + z 10-34 corrections (weight 1): half the patches each")
     test_raw, test_gt = raw[35:50], gt[35:50].astype(np.uint32)
     for key, run in (("P", parent), ("F", fine), ("B", control)):
         loaded = load_model(run)
