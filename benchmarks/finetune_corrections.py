@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain import evaluate
+from segtrain.annotation import BACKGROUND_LABEL, training_arrays
 from segtrain.config import config_from_dict
 from segtrain.evaluate import sweep
 from segtrain.postprocess import (
@@ -51,15 +52,6 @@ from segtrain.proofread.oracle import apply_choice, best_edit
 from segtrain.train import ArraySource, TrainingRun
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BACKGROUND, IGNORE = 65534, 65535
-
-
-def training_arrays(annotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (0 = background) and known mask of a sparse annotation (as the plugin's
-    ``layers.training_arrays(annotation, sparse=True)``; copied so that no Qt is imported)."""
-    known = (annotation != IGNORE) & (annotation != 0)
-    labels = np.where((annotation == BACKGROUND) | (annotation == IGNORE), 0, annotation)
-    return labels.astype(np.uint64, copy=False), known
 
 
 def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score) -> dict:
@@ -80,13 +72,13 @@ def annotation_summary(annotation: np.ndarray, gt: np.ndarray) -> dict:
     fraction of object voxels (on ground-truth objects) that belong to their object's main
     ground-truth object (1 = no annotated object joins two true ones); ``objects_on_gt_0``, the
     fraction of object voxels on ground-truth 0; ``background_right``, of annotated background."""
-    objects = (annotation > 0) & (annotation < BACKGROUND)
+    objects = (annotation > 0) & (annotation < BACKGROUND_LABEL)
     obj, g = annotation[objects].astype(np.int64), np.asarray(gt)[objects].astype(np.int64)
     fg = g > 0
     keys, counts = np.unique(obj[fg] * (int(g.max(initial=0)) + 1) + g[fg], return_counts=True)
     owner = keys // (int(g.max(initial=0)) + 1)
     main = sum(int(counts[owner == o].max()) for o in np.unique(owner))
-    bg = annotation == BACKGROUND
+    bg = annotation == BACKGROUND_LABEL
     return {"voxels_annotated": int(np.count_nonzero(annotation)), "voxels_objects": int(objects.sum()),
             "voxels_background": int(np.count_nonzero(bg)),
             "objects": len(np.unique(annotation[objects])), "fraction_of_image": float(np.mean(annotation > 0)),
@@ -163,7 +155,7 @@ def cells(args) -> dict:
                              boundary=boundary_map(probabilities, "probabilities"))
         oracle[name] = oracle_edits(reader, gt, args.edits, True,
                                     lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"])
-        annotation = corrections_annotation(reader, scope="edited", background=BACKGROUND, ignore=IGNORE)
+        annotation = corrections_annotation(reader, scope="edited")
         oracle[name]["annotation"] = annotation_summary(annotation, gt)
         labels, known = training_arrays(annotation)
         corrections.append(ArraySource(raw, labels, known=known, weight=1 / 3, name=f"{name}-corrections"))
@@ -244,7 +236,7 @@ def em3d(args) -> dict:
     tree = segment_affinities(affs, settings, voxel_size=loaded.config.data.voxel_size)
     reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
     oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"])
-    annotation = corrections_annotation(reader, scope="edited", background=BACKGROUND, ignore=IGNORE)
+    annotation = corrections_annotation(reader, scope="edited")
     oracle["annotation"] = annotation_summary(annotation, slab_gt)
     out["oracle"] = oracle
     print(f"  z 10-34: VOI {oracle['before']:.3f} -> {oracle['after']:.3f} after {oracle['edits']} edits "

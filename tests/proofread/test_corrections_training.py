@@ -8,13 +8,12 @@ import json
 
 import numpy as np
 
+from segtrain.annotation import BACKGROUND_LABEL, training_arrays
 from segtrain.config import config_from_dict
 from segtrain.proofread import Proofreader, corrections_annotation
 from segtrain.proofread.oracle import apply_choice, best_edit
 from segtrain.runs import RunFolder
 from segtrain.train import ArraySource, TrainingRun
-
-BACKGROUND, IGNORE = 65534, 65535
 
 
 def tiny_cells_config(steps: int):
@@ -47,13 +46,12 @@ def test_oracle_corrections_train_a_fine_tuned_run(tmp_path, cells_dir):
             break
         ops.append(apply_choice(reader, choice, gt).op)
     assert sorted(ops) == ["delete", "paint", "split_seeds"], ops
-    annotation = corrections_annotation(reader, scope="edited", background=BACKGROUND, ignore=IGNORE)
+    annotation = corrections_annotation(reader, scope="edited")
     # the deleted false object is annotated background; the split pair and the painted object are objects
-    assert np.array_equal(annotation == BACKGROUND, seg == 999)
-    assert len(np.unique(annotation[(annotation > 0) & (annotation < BACKGROUND)])) == 3
+    assert np.array_equal(annotation == BACKGROUND_LABEL, seg == 999)
+    assert len(np.unique(annotation[(annotation > 0) & (annotation < BACKGROUND_LABEL)])) == 3
     # as the Data panel turns an annotation into training arrays (sparse: 0 = not annotated)
-    known = (annotation != 0) & (annotation != IGNORE)
-    labels = np.where((annotation == BACKGROUND) | (annotation == IGNORE), 0, annotation).astype(np.uint64)
+    labels, known = training_arrays(annotation, sparse=True)
     assert 0 < known.sum() < known.size  # only what the edits touched
     corrected = reader.segmentation()
     edited = np.isin(corrected, np.array(sorted(reader.edited_segments()), np.uint64))

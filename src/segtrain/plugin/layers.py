@@ -1,13 +1,8 @@
 """Qt-free glue between napari layers and the core: layer <-> Volume, annotation conventions, the
 per-viewer session the dock widgets share, and lazy label arrays for the live threshold slider.
 
-Annotation layer convention (the "Data & annotation" widget creates such a layer):
-
-- ``0``: not painted. With *sparse* annotation (the default) these voxels are unknown and excluded
-  from the loss; with *dense* annotation they are background.
-- ``1 .. 65533``: objects (one id per object / cell / neuron).
-- ``BACKGROUND_LABEL`` (65534): painted background (membrane, medium), always known.
-- ``IGNORE_LABEL`` (65535): painted "ignore" region, always excluded from the loss.
+The annotation layer convention (0 unknown, objects, ``BACKGROUND_LABEL``, ``IGNORE_LABEL``) is
+:mod:`segtrain.annotation`'s; the "Data & annotation" widget creates such a layer.
 """
 
 from __future__ import annotations
@@ -22,12 +17,15 @@ from typing import Any
 import numpy as np
 from psygnal import Signal
 
+from segtrain.annotation import (  # noqa: F401 - the panels use them from here
+    BACKGROUND_LABEL,
+    IGNORE_LABEL,
+    annotated_count,
+    training_arrays,
+)
 from segtrain.config import segment_config  # noqa: F401 - also for the panels
 from segtrain.io import Volume
 from segtrain.io.volume import DEFAULT_AXES, jsonable
-
-BACKGROUND_LABEL = 65534
-IGNORE_LABEL = 65535
 
 #: key in ``layer.metadata`` under which the widgets keep what they know about a layer (a LayerInfo)
 META = "segtrain"
@@ -129,24 +127,6 @@ def task_from_labels(labels: np.ndarray, ndim: int) -> str:
     step = max(1, int(np.ceil((data.size / 1_000_000) ** 0.5)))  # a subsample is enough
     values = np.unique(data[tuple(slice(None, None, step) for _ in data.shape)])
     return "instances" if np.count_nonzero(values) > 1 else "masks"
-
-
-def training_arrays(annotation: np.ndarray, sparse: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Labels (0 = background, 1.. = objects) and the known mask from an annotation array."""
-    annotation = np.asarray(annotation)
-    known = annotation != IGNORE_LABEL
-    if sparse:
-        known &= annotation != 0
-    labels = np.where((annotation == BACKGROUND_LABEL) | (annotation == IGNORE_LABEL), 0, annotation)
-    return labels.astype(np.uint64, copy=False), known
-
-
-def annotated_count(annotation: np.ndarray, sparse: bool = True) -> int:
-    """Number of voxels that count as annotated (known) for training."""
-    annotation = np.asarray(annotation)
-    if sparse:
-        return int(np.count_nonzero((annotation != 0) & (annotation != IGNORE_LABEL)))
-    return int(annotation.size - np.count_nonzero(annotation == IGNORE_LABEL))
 
 
 def spatial_scale(layer: Any) -> tuple[float, ...]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from segtrain.annotation import BACKGROUND_LABEL, IGNORE_LABEL
 from segtrain.errors import InputError
 from segtrain.proofread.edits import Proofreader
 
 
 def corrections_annotation(reader: Proofreader, scope: str = "edited", box=None, existing=None,
-                           background: int = 65534, ignore: int = 65535) -> np.ndarray:
+                           background: int = BACKGROUND_LABEL, ignore: int = IGNORE_LABEL) -> np.ndarray:
     """Annotation (uint32; 0 = not annotated, ``background``, objects 1..) from a proofread
     segmentation.
 

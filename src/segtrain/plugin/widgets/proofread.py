@@ -394,8 +394,7 @@ class ProofreadWidget(Panel):
             existing_layer = self.viewer.layers[name]
         existing = None if existing_layer is None else np.asarray(existing_layer.data)
         try:
-            annotation = corrections_annotation(reader, SCOPES[self.scope_combo.currentText()], existing=existing,
-                                                background=L.BACKGROUND_LABEL, ignore=L.IGNORE_LABEL)
+            annotation = corrections_annotation(reader, SCOPES[self.scope_combo.currentText()], existing=existing)
         except Exception as error:  # noqa: BLE001 - one sentence
             notify_error(str(error), self.status)
             return
