@@ -118,11 +118,13 @@ class Proofreader:
         if not np.issubdtype(fragments.dtype, np.integer):
             raise InputError(f"A segmentation to proofread holds integer ids, not {fragments.dtype}.")
         self._own_fragments = False
-        if tree is None and fragments.size and int(fragments.max()) > 4 * fragments.size + 1_000_000:
+        top = int(fragments.max()) if fragments.size else 0
+        if tree is None and top > 4 * fragments.size + 1_000_000:
             # sparse, huge ids (e.g. hashed ids from another tool): the lookup table is dense, so
             # number the segments 1..n first (same segments, other ids)
             ids, inverse = np.unique(fragments, return_inverse=True)
             fragments = (inverse.reshape(fragments.shape) + (0 if ids[0] == 0 else 1)).astype(np.uint64)
+            top = int(fragments.max())
             self._own_fragments = True
         self.fragments = fragments
         self.tree = tree
@@ -131,7 +133,6 @@ class Proofreader:
             raise InputError(f"The boundary map has shape {np.shape(boundary)}, the segmentation "
                              f"{fragments.shape}; give predictions of the same image.")
         self.boundary = boundary
-        top = int(fragments.max()) if fragments.size else 0
         if tree is not None:
             top = max(top, int(tree.n_fragments))
         self.next_id = top + 1  # new fragment and segment ids are drawn from here, never reused
@@ -142,16 +143,17 @@ class Proofreader:
         self._lut = self._build_lut()
 
     # --- the table ------------------------------------------------------------------------------
+    @staticmethod
+    def _padded(lut: np.ndarray | None, size: int) -> np.ndarray:
+        """A copy of ``lut`` cut or grown to ``size`` entries; new ids map to themselves."""
+        out = np.arange(size, dtype=np.uint64)
+        if lut is not None:
+            n = min(len(lut), size)
+            out[:n] = lut[:n]
+        return out
+
     def _base_lut(self) -> np.ndarray:
-        size = self.next_id
-        if self.tree is None:
-            return np.arange(size, dtype=np.uint64)
-        tree_lut = self.tree.lut(self.threshold)
-        if len(tree_lut) >= size:
-            return tree_lut[:size].copy()
-        lut = np.arange(size, dtype=np.uint64)
-        lut[: len(tree_lut)] = tree_lut
-        return lut
+        return self._padded(None if self.tree is None else self.tree.lut(self.threshold), self.next_id)
 
     @staticmethod
     def _apply(lut: np.ndarray, edit: Edit) -> None:
@@ -231,9 +233,7 @@ class Proofreader:
         ids = list(range(self.next_id, self.next_id + n))
         self.next_id += n
         if len(self._lut) < self.next_id:  # room for the new ids (identity until an edit maps them)
-            grown = np.arange(self.next_id, dtype=np.uint64)
-            grown[: len(self._lut)] = self._lut
-            self._lut = grown
+            self._lut = self._padded(self._lut, self.next_id)
         return ids
 
     def _commit(self, edit: Edit) -> Edit:
