@@ -126,18 +126,15 @@ class ExportWidget(Panel):
         from segtrain.io import Volume
 
         info = L.layer_info(layer)
-        tree = self.session.merge_tree if info is not None and info.fragments is not None else None
+        # a merge-tree segmentation (and any proofread one) is its Proofreader: fragments, the tree
+        # cut at the threshold, the edits on top
         reader = None if info is None else info.proofreader
+        tree = None if reader is None else reader.tree
         data = layer.data
-        if reader is not None and isinstance(data, L.LookupLabels):  # edits on top of the tree
+        if reader is not None and isinstance(data, L.LookupLabels):
             from segtrain.scale import relabel_lazy
 
-            data = relabel_lazy(np.asarray(reader.fragments), reader.lut)
-            tree = reader.tree
-        elif tree is not None and isinstance(data, L.LookupLabels):
-            from segtrain.scale import relabel_lazy
-
-            data = relabel_lazy(np.asarray(tree.fragments), tree, float(info.threshold))
+            data = relabel_lazy(np.asarray(reader.fragments), reader.lut)  # blockwise, at export
         _, state, layer_type = layer.as_layer_data_tuple()
         volume = L.volume_from_layer_data(data, state, layer_type)  # the LayerInfo's attrs included
         items: list[tuple[str, Any]] = [("segmentation", volume)]
