@@ -354,7 +354,7 @@ class LookupLabels:
 
 @dataclass
 class Session:
-    """What the dock widgets of one viewer share (chosen layers, task, runs, the merge tree)."""
+    """What the dock widgets of one viewer share (chosen layers, task, runs, the threshold)."""
 
     changed = Signal(str)
 
@@ -367,7 +367,6 @@ class Session:
     runs_root: Path = field(default_factory=lambda: Path("runs"))
     run_dir: Path | None = None
     checkpoint: Path | None = None
-    merge_tree: Any = None
     threshold: float | None = None
 
     def set(self, **values: Any) -> None:

@@ -473,7 +473,5 @@ class ProofreadWidget(Panel):
                                        scale=layer_attrs.get("scale"), translate=layer_attrs.get("translate"),
                                        metadata={L.META: info})
         self.seg_combo.set_layer(layer)
-        if reader.tree is not None:
-            self.session.set(merge_tree=reader.tree)
         self._refresh_controls()
         self.status.setText(f"Opened {path.name}: {reader.summary()}.")

@@ -316,7 +316,6 @@ class SegmentWidget(Panel):
     def _tree_ready(self, result) -> None:
         tree, sweep = result
         self.tree, self.sweep, self.probabilities, self.outputs = tree, sweep, None, None
-        self.session.set(merge_tree=tree)
         fragments = np.asarray(tree.fragments)
         start, why = self._initial_threshold()
         self.slider.blockSignals(True)
