@@ -112,7 +112,7 @@ def fine_tune_config(parent: Path, max_steps: int):
     if folder is None or not folder.config_path.exists():
         raise ValueError(f"{parent} is not a run (no config.yaml beside it); pick a run in Runs to fine-tune.")
     config = folder.config()
-    config.name = f"{folder.name.split('-20')[0]}-ft"
+    config.name = f"{config.name}-ft"  # the parent's own name (its folder adds the time)
     config.train.max_steps = max_steps
     config.train.val_every = min(config.train.val_every, max_steps)
     config.train.checkpoint_every = min(config.train.checkpoint_every, max_steps)
