@@ -405,6 +405,14 @@ class RunFolder:
         return record
 
     # --- checkpoints ----------------------------------------------------------------------------
+    def remove_stale_temporaries(self) -> list[str]:
+        """Remove the temporaries an interrupted write left in ``checkpoints/`` (a process killed
+        while it saved: ``.<name>.tmp-<random>``, never taken for a checkpoint); their names."""
+        stale = sorted(p for p in self.checkpoints_dir.glob(".*.tmp-*") if p.is_file())
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return [p.name for p in stale]
+
     def checkpoint_files(self) -> list[Path]:
         """The checkpoint files (last.ckpt, a link to the newest full-state one, is not listed)."""
         if not self.checkpoints_dir.is_dir():

@@ -213,11 +213,15 @@ def test_sigkill_then_resume_loses_at_most_one_checkpoint_interval(em3d_dir, tmp
     folder = RunFolder(run_dir)
     newest = folder.resume_checkpoint()
     assert newest.name.startswith("step-") and newest.step >= 10
-    assert leftovers(run_dir) == []  # the kill left no half-written checkpoint behind
+    # a kill while a checkpoint was written leaves at most its temporary, never a checkpoint, and
+    # resume clears it (plant one, so that the clean-up is checked whenever the kill missed a write)
+    assert all(".tmp-" in name for name in leftovers(run_dir)) and not newest.name.startswith(".")
+    (run_dir / "checkpoints" / ".step-99.ckpt.tmp-planted").write_bytes(b"half a checkpoint")
     # resume to the very step of the newest checkpoint: what is restored is written back as final.ckpt
     resumed = _start(config, "--resume", str(run_dir), "--max-steps", str(newest.step))
     out, err = resumed.communicate(timeout=240)
     assert resumed.returncode == 0, out[-2000:] + err[-2000:]
+    assert leftovers(run_dir) == []  # no temporary left behind once the run has resumed
     weights, optimizer = _state(newest.path)
     final_weights, final_optimizer = _state(run_dir / "checkpoints" / "final.ckpt")
     assert weights.keys() == final_weights.keys()

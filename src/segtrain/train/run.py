@@ -472,6 +472,8 @@ class TrainingRun:
             if self.folder.config_path.exists() and self.folder.config().model != self.config.model:
                 raise ConfigError(f"Cannot resume from {self.folder.path}: its model differs from the one this config "
                                   f"describes; resume with the run's own {self.folder.config_path}.")
+            if self.rank_zero:  # what a killed run was writing when it died
+                self.folder.remove_stale_temporaries()
         elif run_dir is not None:
             self.folder = RunFolder.at(run_dir, create=True)
         elif handed_down:
