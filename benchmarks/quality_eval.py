@@ -1,7 +1,17 @@
-"""Score a trained run on its validation data (the config's data.val) with the run's best
-checkpoint, for the run's own segment settings and a few fragment variants.
+"""Score a trained run on its validation data (the config's data.val), or cross-validate a config.
 
     python benchmarks/quality_eval.py runs/quality/q-em3d-fibsem-<timestamp> [--json OUT]
+    python benchmarks/quality_eval.py --folds 3 --config benchmarks/quality/em3d_fibsem.yaml \
+        --out runs/folds-em3d [--steps N] [--tta 8]
+
+Cross-validation (``--folds K``, :mod:`segtrain.evaluate.folds`): the config's annotated data
+(train + val) is cut into K parts (one volume: slabs along z; several images: groups of whole
+images); per fold a run trains on the other K-1 parts (``OUT/foldI``; a finished one is reused, an
+unfinished one resumed), `segtrain tune` chooses its post-processing on those same parts, and the
+held-out part is scored (1) at the chosen settings, (2) at the best threshold for the chosen
+fragments and scoring (affinities) and (3) at the best settings of the whole search, both chosen
+on the held-out part itself ("best in hindsight"). With ``--tta N`` every fold is also tuned and
+scored on test-time augmented predictions. Figures per fold, mean and spread: OUT/folds.json.
 
 A run that `segtrain tune` has tuned (``postprocess.yaml``) is scored with the tuned settings
 ("run settings") and with the settings it was trained with ("untuned").
@@ -29,13 +39,29 @@ from segtrain.train.sources import sources_from_config
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", help="run folder or checkpoint")
+    parser.add_argument("run", nargs="?", help="run folder or checkpoint")
+    parser.add_argument("--folds", type=int, help="cross-validate --config with this many folds")
+    parser.add_argument("--config", help="config to cross-validate (its data.train + data.val are folded)")
+    parser.add_argument("--out", help="folder for the folds' runs and folds.json")
+    parser.add_argument("--steps", type=int, help="override train.max_steps of every fold's run")
     parser.add_argument("--json", help="also write the scores here")
     parser.add_argument("--tta", type=int, default=None, help="test-time augmentation: transforms averaged "
                         "(default: the run's predict.tta)")
     parser.add_argument("--checkpoint", default="newest",
                         help="which checkpoint of the run: newest (the default everywhere), best, or a file name")
     args = parser.parse_args(argv)
+    if args.folds is not None:
+        if not (args.config and args.out):
+            parser.error("--folds needs --config and --out")
+        from segtrain.crossval import cross_validate
+
+        summary = cross_validate(args.config, args.folds, args.out, steps=args.steps, tta=args.tta)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(summary, f, indent=1)
+        return 0
+    if args.run is None:
+        parser.error("name a run, or --folds K --config FILE --out DIR")
     loaded = load_model(args.run, which=args.checkpoint)
     config = loaded.config
     sources = sources_from_config(config.data.val, config.data)

@@ -1,0 +1,194 @@
+"""Cross-validation of a config: train on K-1 folds, tune on them, score the held-out fold.
+
+Figures that transfer to new data need settings chosen without the data they are scored on. Per
+fold (:mod:`segtrain.evaluate.folds`) this trains a run on the training part (validation during
+training watches part of that same training data, never the held-out part), chooses the
+post-processing with :func:`segtrain.tuning.tune_run` on the training part, and scores the
+held-out part three ways:
+
+- ``chosen``: at the settings chosen on the training part (what a user gets on new data);
+- ``best_threshold`` (affinities): the chosen fragments and scoring at the best threshold for the
+  held-out part (threshold transfer: the gap between the two);
+- ``best``: the best settings of the whole search, chosen on the held-out part itself.
+
+Above training, prediction and tuning, like :mod:`segtrain.tuning`."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from segtrain.config import Config, load_config
+from segtrain.evaluate import sweep
+from segtrain.evaluate.folds import Fold, make_folds
+from segtrain.io.atomic import atomic_path
+from segtrain.postprocess import OutputSpec, validation_scores
+from segtrain.postprocess.affinities import segment_affinities
+from segtrain.postprocess.tune import tune_affinities, tune_postprocessing
+from segtrain.predict import load_model, predict_array
+from segtrain.runs import RunFolder
+from segtrain.train.sources import sources_from_config, whole_volume
+from segtrain.tuning import tune_run
+
+Log = Callable[[str], None]
+
+
+def fold_config(config: Config, fold: Fold, steps: int | None = None) -> Config:
+    """The config of a fold's run: trains on the fold's training part and watches the first two
+    of its sources during training (the held-out part stays unseen)."""
+    config = config.copy()
+    config.data.train = [e for e in fold.train]
+    config.data.val = [e for e in fold.train[:2]]
+    config.name = f"{config.name}-fold{fold.index}"
+    if steps is not None:
+        config.train.max_steps = int(steps)
+    return config.validate()
+
+
+def _volume_length(entry) -> int:
+    from segtrain.io import read_volume
+
+    return int(read_volume(entry.labels, dataset=entry.labels_dataset).data.shape[0])
+
+
+def train_fold(config: Config, run_dir: Path, log: Log = print) -> Path:
+    """Train (or resume, or reuse when finished) the fold's run in ``run_dir``."""
+    from segtrain.train import TrainingRun
+
+    folder = RunFolder(run_dir)
+    final = folder.checkpoints_dir / "final.ckpt"
+    if final.exists() and folder.metrics().get("steps", 0) >= config.train.max_steps:
+        log(f"{run_dir.name}: finished earlier, reused")
+        return run_dir
+    resume = run_dir if folder.checkpoints_dir.exists() and any(folder.checkpoints_dir.glob("*.ckpt")) else None
+    training = TrainingRun(config, run_dir=None if resume else run_dir, resume=resume)
+    t0 = time.perf_counter()
+    logged = set()
+    for report in training.reports():
+        if report.metrics and report.checkpoint is not None and report.step not in logged:
+            logged.add(report.step)
+            log(f"{run_dir.name} step {report.step}: "
+                + ", ".join(f"{k} {v:.4g}" for k, v in report.metrics.items() if k in ("voi", "f1", "loss")))
+    log(f"{run_dir.name}: trained to step {training.start_step} -> {config.train.max_steps} "
+        f"in {time.perf_counter() - t0:.0f} s")
+    return run_dir
+
+
+def _heldout_volumes(config: Config, fold: Fold) -> list[dict]:
+    volumes = []
+    for source in sources_from_config(fold.heldout, config.data):
+        source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
+        volumes.append(whole_volume(source, config.data.in_channels))
+    return volumes
+
+
+def score_heldout(loaded, settings, volumes: list[dict], tta: int) -> dict:
+    """The three scores of the module docstring for predictions with ``tta`` transforms."""
+    config = loaded.config
+    spec = OutputSpec.of(config)
+    t0 = time.perf_counter()
+    outputs = [predict_array(loaded, v["raw"], tta=tta) for v in volumes]
+    predict_s = time.perf_counter() - t0
+    gts = [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
+    voxel_sizes = [v["voxel_size"] or config.data.voxel_size for v in volumes]
+    if spec.task == "affinities":
+        trees = [segment_affinities(o["affinities"], settings, voxel_size=vs, model_ndim=spec.ndim)
+                 for o, vs in zip(outputs, voxel_sizes)]
+        at = [sweep(t, g, thresholds=[settings.threshold]) for t, g in zip(trees, gts)]
+        grid = [sweep(t, g, thresholds=settings.thresholds) for t, g in zip(trees, gts)]
+        voi = np.mean([s.voi for s in grid], axis=0)
+        best_all = tune_affinities([o["affinities"] for o in outputs], gts, settings, spec, voxel_sizes)
+        return {"metric": "voi", "chosen": float(np.mean([s.voi[0] for s in at])),
+                "chosen_split": float(np.mean([s.voi_split[0] for s in at])),
+                "chosen_merge": float(np.mean([s.voi_merge[0] for s in at])),
+                "best_threshold": float(voi.min()),
+                "best_threshold_at": float(np.asarray(grid[0].thresholds)[int(np.argmin(voi))]),
+                "best": best_all.score, "best_settings": best_all.settings, "predict_seconds": round(predict_s, 2)}
+    scores = [validation_scores(o, g, settings, spec, voxel_size=vs) for o, g, vs in zip(outputs, gts, voxel_sizes)]
+    result = {"metric": "f1", **{k: float(np.mean([s[k] for s in scores])) for k in scores[0]},
+              "per_image_f1": [float(s["f1"]) for s in scores]}
+    if spec.task in ("masks", "instances"):
+        best = tune_postprocessing([o["probabilities"] for o in outputs], gts, settings, spec)
+        result.update(chosen=result["f1"], best=best.score, best_settings=best.settings)
+    result["predict_seconds"] = round(predict_s, 2)
+    return result
+
+
+def evaluate_fold(run_dir: Path, config: Config, fold: Fold, tta_values: list[int], log: Log = print) -> dict:
+    """Tune the fold's run on its training part (stored in the run, as `segtrain tune` does, for
+    plain predictions) and score the held-out part, once per TTA setting."""
+    volumes = _heldout_volumes(config, fold)
+    record = {"fold": fold.index, "train": [_entry(e) for e in fold.train],
+              "heldout": [_entry(e) for e in fold.heldout], "run": str(run_dir)}
+    for tta in tta_values:
+        loaded = load_model(run_dir)
+        loaded.config.predict.tta = tta
+        t0 = time.perf_counter()
+        result, _ = tune_run(loaded, split="train", save=tta == 1)
+        settings = result.apply(loaded.config.segment)
+        scores = score_heldout(loaded, settings, volumes, tta)
+        scores.update(tuned=result.settings, tuned_on_train_score=result.score,
+                      seconds=round(time.perf_counter() - t0, 1))
+        record[f"tta{tta}"] = scores
+        log(f"fold {fold.index} tta {tta}: held-out {scores['metric']} {scores['chosen']:.4f} at the settings chosen "
+            f"on training ({result.settings}); best in hindsight {scores['best']:.4f}"
+            + (f", best threshold for the chosen method {scores['best_threshold']:.4f}"
+               if "best_threshold" in scores else ""))
+    return record
+
+
+def _entry(entry) -> str:
+    return f"{entry.raw}" + (f" crop {entry.crop}" if entry.crop else "")
+
+
+def summarise(records: list[dict], tta_values: list[int]) -> dict:
+    """Mean, standard deviation, minimum and maximum over the folds of each score, per TTA setting,
+    and the largest gap between the chosen and the best-in-hindsight score."""
+    summary = {}
+    for tta in tta_values:
+        key = f"tta{tta}"
+        rows = [r[key] for r in records if key in r]
+        if not rows:
+            continue
+        entry = {}
+        for name in ("chosen", "best_threshold", "best"):
+            values = [row[name] for row in rows if name in row]
+            if values:
+                entry[name] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
+                               "min": float(np.min(values)), "max": float(np.max(values)),
+                               "per_fold": [float(v) for v in values]}
+        entry["max_gap_to_best"] = float(max(abs(row["chosen"] - row["best"]) for row in rows))
+        summary[key] = entry
+    return summary
+
+
+def cross_validate(config_path: str | Path, k: int, out: str | Path, steps: int | None = None,
+                   tta: int | None = None, folds: list[int] | None = None, log: Log = print) -> dict:
+    """Run the whole protocol; writes ``OUT/folds.json`` after every fold (atomically) and returns
+    ``{"folds": [...], "summary": {...}}``."""
+    config = load_config(config_path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    all_folds = make_folds([*config.data.train, *config.data.val], k, first_axis_length=_volume_length)
+    tta_values = [1] if not tta or tta <= 1 else [1, int(tta)]
+    records = []
+    for fold in all_folds:
+        if folds is not None and fold.index not in folds:
+            continue
+        log(fold.describe())
+        fconfig = fold_config(config, fold, steps)
+        run_dir = train_fold(fconfig, out / f"fold{fold.index}", log)
+        records.append(evaluate_fold(run_dir, fconfig, fold, tta_values, log))
+        result = {"config": str(config_path), "k": k, "steps": fconfig.train.max_steps, "folds": records,
+                  "summary": summarise(records, tta_values)}
+        with atomic_path(out / "folds.json", overwrite=True) as tmp:
+            tmp.write_text(json.dumps(result, indent=1))
+    for key, entry in result["summary"].items():
+        parts = [f"{name} {v['mean']:.4f} +- {v['std']:.4f} (min {v['min']:.4f}, max {v['max']:.4f})"
+                 for name, v in entry.items() if isinstance(v, dict)]
+        log(f"{key}: " + "; ".join(parts) + f"; largest gap chosen vs best {entry['max_gap_to_best']:.4f}")
+    return result
