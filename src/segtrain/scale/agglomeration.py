@@ -1,0 +1,157 @@
+"""waterz's agglomeration on a region graph given by per-edge statistics, not by a volume.
+
+The same procedure as waterz's ``IterativeRegionMerging`` (``mergeUntil``): a priority queue of
+edges by score; pop the cheapest; a deleted edge is skipped; a stale one (its statistics grew
+since it was scored) is scored again and pushed back; otherwise its two regions merge. On a
+merge, every edge of the absorbed region moves to the other one; where both had an edge to the
+same neighbour, the two edges become one: the statistics of the more expensive one (by the
+scores last computed) are added to the cheaper one, which is marked stale, and the other is
+deleted. Merging stops at the first edge scoring ``>= max_threshold``.
+
+Scores are float32 and computed as waterz computes them (:mod:`segtrain.scale.edge_stats`).
+Ties are broken by edge index (edges sorted by ``(u, v)``), where waterz's queue leaves them to
+its heap; on a graph without ties the merge order, and so every segmentation, is waterz's.
+
+What comes out is a merge history like waterz's; :func:`join_scores` turns it into the score at
+which each edge's two fragments joined (running maximum), which is what the blockwise pipeline
+stores and cuts (:func:`global_merge_scores`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+
+from segtrain.scale.edge_stats import (
+    BINS,
+    EdgeStatistics,
+    histogram_quantile_bin,
+    quantile_score,
+    scoring_quantile,
+)
+from segtrain.scale.graph import join_scores
+
+
+class _MeanScores:
+    """``1 - sum / count`` per edge; merging adds sums and counts."""
+
+    def __init__(self, stats: EdgeStatistics):
+        self.sums = stats.affinity_sum.tolist()
+        self.counts = stats.count.tolist()
+
+    def score(self, e: int) -> float:  # as mean_score, for one edge
+        mean = float(np.float32(self.sums[e] / self.counts[e])) if self.counts[e] else 0.0
+        return float(np.float32(1.0 - mean))
+
+    def merge(self, source: int, target: int) -> None:
+        self.sums[target] += self.sums[source]
+        self.counts[target] += self.counts[source]
+
+
+class _QuantileScores:
+    """``1 - quantile`` of a 256-bin histogram per edge; merging adds histograms."""
+
+    def __init__(self, stats: EdgeStatistics, q: int):
+        self.q = q
+        ptr = stats.hist_ptr.tolist()
+        self.bins = [stats.hist_bins[a:b] for a, b in pairwise(ptr)]
+        self.counts = [stats.hist_counts[a:b] for a, b in pairwise(ptr)]
+
+    def score(self, e: int) -> float:
+        return float(quantile_score(histogram_quantile_bin(self.bins[e], self.counts[e], self.q)))
+
+    def merge(self, source: int, target: int) -> None:
+        dense = np.bincount(np.concatenate([self.bins[source], self.bins[target]]),
+                            weights=np.concatenate([self.counts[source], self.counts[target]]),
+                            minlength=BINS)
+        nonzero = np.flatnonzero(dense)
+        self.bins[target] = nonzero.astype(np.uint8)
+        self.counts[target] = dense[nonzero].astype(np.int64)
+        self.bins[source] = self.counts[source] = None
+
+
+@dataclass
+class MergeHistory:
+    """Merges in order: merge ``i`` joined the regions holding nodes ``a[i]`` and ``b[i]`` (node
+    indices 1..n) at ``scores[i]``."""
+
+    a: np.ndarray
+    b: np.ndarray
+    scores: np.ndarray
+
+    @property
+    def running_max(self) -> np.ndarray:
+        return np.maximum.accumulate(self.scores) if len(self.scores) else self.scores.copy()
+
+
+def merge_history(n: int, u: np.ndarray, v: np.ndarray, stats: EdgeStatistics, scoring: str,
+                  max_threshold: float = 1.0) -> MergeHistory:
+    """Agglomerate nodes 1..n joined by edges ``(u[k], v[k])`` (node indices, one edge per pair,
+    in ``stats``' order) with ``scoring`` (``mean`` or ``hist_quant_Q``) up to ``max_threshold``."""
+    q = scoring_quantile(scoring)
+    scorer = _MeanScores(stats) if q is None else _QuantileScores(stats, q)
+    recorded = stats.initial_scores(scoring).tolist()  # the score each edge was last given
+    limit = float(np.float32(max_threshold))
+    ends = [np.asarray(u, np.int64).tolist(), np.asarray(v, np.int64).tolist()]
+    adjacency: list[dict[int, int] | None] = [{} for _ in range(n + 1)]
+    for e, (x, y) in enumerate(zip(*ends)):
+        adjacency[x][y] = e
+        adjacency[y][x] = e
+    queue = list(zip(recorded, range(len(recorded))))
+    heapq.heapify(queue)
+    stale = bytearray(len(recorded))
+    deleted = bytearray(len(recorded))
+    merged_a, merged_b, merged_s = [], [], []
+    while queue and queue[0][0] < limit:
+        score, e = heapq.heappop(queue)
+        if deleted[e]:
+            continue
+        if stale[e]:
+            stale[e] = 0
+            recorded[e] = scorer.score(e)
+            heapq.heappush(queue, (recorded[e], e))
+            continue
+        keep, gone = ends[0][e], ends[1][e]
+        if len(adjacency[keep]) < len(adjacency[gone]):  # move the smaller neighbourhood
+            keep, gone = gone, keep
+        merged_a.append(keep)
+        merged_b.append(gone)
+        merged_s.append(score)
+        near = adjacency[keep]
+        del near[gone]
+        for neighbour, f in adjacency[gone].items():
+            if neighbour == keep:
+                continue
+            theirs = adjacency[neighbour]
+            del theirs[gone]
+            g = near.get(neighbour)
+            if g is not None:  # parallel edges: the cheaper one stays, with both statistics
+                if (recorded[g], g) < (recorded[f], f):
+                    f, g = g, f
+                scorer.merge(g, f)
+                deleted[g] = 1
+                stale[f] = 1
+            near[neighbour] = f
+            theirs[keep] = f
+            ends[0][f], ends[1][f] = keep, neighbour
+        adjacency[gone] = None
+    return MergeHistory(np.asarray(merged_a, np.int64), np.asarray(merged_b, np.int64),
+                        np.asarray(merged_s, np.float32))
+
+
+def global_merge_scores(stats: EdgeStatistics, scoring: str, max_threshold: float = 1.0) -> np.ndarray:
+    """float32 score at which each edge's two fragments join when the whole graph is
+    agglomerated (1.0 when they never join below ``max_threshold``): connected components of the
+    edges scoring below ``t`` are the regions waterz returns at ``t``."""
+    order = np.lexsort((stats.v, stats.u))
+    stats = stats.take(order)
+    ids = np.unique(np.concatenate([stats.u, stats.v]))
+    u = np.searchsorted(ids, stats.u) + 1
+    v = np.searchsorted(ids, stats.v) + 1
+    history = merge_history(len(ids), u, v, stats, scoring, max_threshold)
+    scores = np.empty(len(order), np.float32)
+    scores[order] = join_scores(len(ids), history.a, history.b, history.running_max, u, v)
+    return scores
