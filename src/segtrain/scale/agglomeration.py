@@ -25,13 +25,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from segtrain.scale.edge_stats import (
-    BINS,
-    EdgeStatistics,
-    histogram_quantile_bin,
-    quantile_score,
-    scoring_quantile,
-)
+from segtrain.scale.edge_stats import BINS, EdgeStatistics, scoring_quantile
 from segtrain.scale.graph import join_scores
 
 
@@ -52,25 +46,50 @@ class _MeanScores:
 
 
 class _QuantileScores:
-    """``1 - quantile`` of a 256-bin histogram per edge; merging adds histograms."""
+    """``1 - quantile`` of a 256-bin histogram per edge; merging adds histograms.
+
+    Histograms are Python lists of (ascending) bins and counts: most have a few bins, where
+    plain Python beats numpy's per-call cost. Merged histograms are added up only when the edge
+    is scored again (most merged edges are merged or deleted again before that): a merge only
+    notes which edges' counts are to be added.
+    """
 
     def __init__(self, stats: EdgeStatistics, q: int):
         self.q = q
         ptr = stats.hist_ptr.tolist()
-        self.bins = [stats.hist_bins[a:b] for a, b in pairwise(ptr)]
-        self.counts = [stats.hist_counts[a:b] for a, b in pairwise(ptr)]
+        bins, counts = stats.hist_bins.tolist(), stats.hist_counts.tolist()
+        self.bins = [bins[a:b] for a, b in pairwise(ptr)]
+        self.counts = [counts[a:b] for a, b in pairwise(ptr)]
+        self.pending: list[list[int] | None] = [None] * len(stats)  # edges whose counts to add
 
     def score(self, e: int) -> float:
-        return float(quantile_score(histogram_quantile_bin(self.bins[e], self.counts[e], self.q)))
+        pending = self.pending[e]
+        if pending:
+            total: dict[int, int] = dict(zip(self.bins[e], self.counts[e]))
+            for k in pending:
+                for b, c in zip(self.bins[k], self.counts[k]):
+                    total[b] = total.get(b, 0) + c
+                self.bins[k] = self.counts[k] = None
+            self.pending[e] = None
+            self.bins[e] = sorted(total)
+            self.counts[e] = [total[b] for b in self.bins[e]]
+        counts = self.counts[e]
+        pivot = self.q * sum(counts) // 100 + 1
+        running = 0
+        for b, c in zip(self.bins[e], counts):
+            running += c
+            if running >= pivot:
+                return 1.0 - (b + 0.5) / BINS  # exact in float32, as quantile_score
+        return 0.0  # no values (not in a region graph); waterz would go past the last bin
 
     def merge(self, source: int, target: int) -> None:
-        dense = np.bincount(np.concatenate([self.bins[source], self.bins[target]]),
-                            weights=np.concatenate([self.counts[source], self.counts[target]]),
-                            minlength=BINS)
-        nonzero = np.flatnonzero(dense)
-        self.bins[target] = nonzero.astype(np.uint8)
-        self.counts[target] = dense[nonzero].astype(np.int64)
-        self.bins[source] = self.counts[source] = None
+        mine, theirs = self.pending[target] or [], self.pending[source] or []
+        if len(mine) < len(theirs):
+            mine, theirs = theirs, mine
+        mine.append(source)
+        mine.extend(theirs)
+        self.pending[target] = mine
+        self.pending[source] = None
 
 
 @dataclass

@@ -155,15 +155,6 @@ def quantile_score(bins) -> np.ndarray:
     return (1.0 - value.astype(np.float64)).astype(np.float32)
 
 
-def histogram_quantile_bin(bins: np.ndarray, counts: np.ndarray, q: int) -> int:
-    """waterz's quantile bin of one histogram (bins ascending, counts > 0)."""
-    total = int(counts.sum())
-    if total == 0:
-        return BINS - 1
-    pivot = q * total // 100 + 1
-    return int(bins[int(np.searchsorted(np.cumsum(counts), pivot, side="left"))])
-
-
 def boundary_values(affs: np.ndarray, fragments: np.ndarray,
                     region: tuple[slice, ...] | None = None):
     """Every voxel pair across a boundary between two non-zero fragments, as waterz counts them:
