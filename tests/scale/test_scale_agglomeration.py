@@ -4,16 +4,27 @@
 - agglomerating them gives the in-memory merge tree's segmentation at every threshold where the
   result changes (``mean`` on continuous affinities; ``hist_quant_Q`` on affinities built so that
   no two edges ever tie, since waterz leaves ties to its heap and this code to edge order),
-- they survive the database round trip, through both writers.
+- they survive the database round trip, through both writers,
+- a job (one block, or eight blocks with two worker processes) gives the merge tree built on its
+  own fragments, at every threshold where the result changes.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import zarr
 
 from segtrain.errors import InputError
-from segtrain.scale import ScoredGraph, open_graph_db, read_graph, region_graph
+from segtrain.scale import (
+    ScoredGraph,
+    create_job,
+    open_graph_db,
+    read_graph,
+    region_graph,
+    run_job,
+    segment_job,
+)
 from segtrain.scale.agglomeration import global_merge_scores
 from segtrain.scale.edge_stats import BINS, EdgeStatistics, edge_statistics
 from segtrain.scale.graph_db import (
@@ -34,12 +45,14 @@ def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def continuous_affinities(seed=0):
-    """Affinities of random blocky cells with Gaussian noise, kept off 0 and 1 (no exact ties),
-    and their watershed fragments."""
+    """Affinities of random blocky cells with noise, squashed into (0, 1) without clipping (no
+    two values equal, so no ties), and their watershed fragments."""
+    from scipy.special import expit
+
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.repeat(rng.integers(1, 6, (10, 9, 9)), 5, 1), 5, 2)
     affs, _ = affinities(labels)
-    affs = np.clip(0.1 + 0.8 * affs + rng.normal(0, 0.15, affs.shape), 0.001, 0.999).astype(np.float32)
+    affs = expit(3 * (2 * affs - 1) + rng.normal(0, 1.0, affs.shape)).astype(np.float32)
     frags = make_fragments(affs, "watershed", boundary_threshold=0.5, min_seed_distance=2, min_size=5)
     return affs, frags.astype(np.uint64)
 
@@ -180,3 +193,99 @@ def test_statistics_and_scores_round_trip_through_sqlite(tmp_path):
     order = np.lexsort((graph.v, graph.u))
     np.testing.assert_array_equal(graph.scores[order], scores)
     assert len(np.unique(scores)) > 10  # scores of many different merges, not one value
+
+
+# --- through the pipeline: per-block statistics, the database, the global step ------------------
+
+
+def write_affinities(path, affs, block):
+    zarr.create_array(store=str(path), shape=affs.shape, chunks=(3, *block), dtype="float32",
+                      zarr_format=2)[:] = affs
+    return str(path)
+
+
+def cut_thresholds(tree: MergeTree, exact: bool) -> list[float]:
+    """Between any two thresholds where the merge tree's result changes, and (``exact``) at them."""
+    changes = tree.thresholds_of_change()
+    bounds = np.concatenate([[0.0], changes, [1.0]])
+    checked = [0.0, 1.0, *((bounds[:-1] + bounds[1:]) / 2).tolist()]
+    if exact:
+        checked += [*changes.tolist(), *np.minimum(np.nextafter(changes, 1), 1).tolist()]
+    return checked
+
+
+def assert_job_is_the_merge_tree(job, affs, scoring, exact):
+    """The job's graph, cut at every threshold that matters, is waterz's merge tree on the job's
+    own fragments; and the segmentation written block by block is too."""
+    frags = zarr.open_array(str(job.volumes), path="fragments", mode="r")[:]
+    tree = MergeTree.build(affs, frags, scoring=scoring)
+    graph = read_graph(job.db)
+    checked = cut_thresholds(tree, exact)
+    assert len(checked) > 40
+    for t in checked:
+        assert same_partition(graph.relabel(frags, t), tree.segmentation(t)), t
+    t = float(np.median(tree.thresholds_of_change()))
+    seg = segment_job(job, t, workers=2)
+    assert seg.step.ok and seg.segments == tree.n_segments(t)
+    assert same_partition(zarr.open_array(str(seg.path), mode="r")[:], tree.segmentation(t))
+    return tree
+
+
+def test_eight_blocks_two_workers_give_the_merge_tree_of_their_fragments_with_mean(tmp_path):
+    affs, _ = continuous_affinities()
+    block = (5, 24, 24)
+    segment = dict(fragments="watershed", boundary_threshold=0.5, min_seed_distance=2, min_size=5,
+                   per_slice=False, scoring="mean")
+    job = create_job(tmp_path / "job", affinities=write_affinities(tmp_path / "a.zarr", affs, block),
+                     block_shape=block, context=(2, 6, 6), segment=segment)
+    results = run_job(job, workers=2)
+    assert [r.task_id for r in results] == ["fragments", "agglomerate", "global"]
+    assert all(r.ok for r in results) and job.grid.n_blocks == 8
+    tree = assert_job_is_the_merge_tree(job, affs, "mean", exact=False)
+    assert len(np.unique(tree.scores)) == len(tree.scores)
+    # edges across block faces are there (owned by one block each) and took part
+    graph = read_graph(job.db)
+    owners = job.grid.owner(graph.u), job.grid.owner(graph.v)
+    assert (owners[0] != owners[1]).sum() > 20
+    # a second run finds everything done, the global step included
+    again = run_job(job, workers=2)
+    assert [r.skipped for r in again] == [8, 8, 1]
+
+
+def job_on_given_fragments(root, affs, frags, block, scoring):
+    """A job whose fragments are ``frags`` (they must not cross blocks), renumbered per block as
+    the fragments step does; then the agglomerate and global steps run on them."""
+    from segtrain.scale.blocks import centres_and_sizes
+    from segtrain.scale.geometry import roi_slices
+    from segtrain.scale.volumes import open_array
+    from segtrain.segment import relabel_consecutive
+
+    segment = dict(fragments="watershed", boundary_threshold=0.5, min_seed_distance=2, min_size=0,
+                   per_slice=False, scoring=scoring)
+    job = create_job(root / "job", affinities=write_affinities(root / "a.zarr", affs, block),
+                     block_shape=block, context=tuple(b // 4 for b in block), segment=segment)
+    out = np.zeros(frags.shape, np.uint64)
+    writer = open_graph_writer(job.db)
+    for loc in np.ndindex(*job.grid.grid):
+        begin = tuple(i * b for i, b in zip(loc, block))
+        region = roi_slices(begin, block)
+        local = relabel_consecutive(frags[region])
+        n = int(local.max())
+        offset = np.uint64(job.grid.id_offset(begin))
+        out[region] = np.where(local > 0, local + offset, 0)
+        writer.write_nodes(np.arange(1, n + 1, dtype=np.uint64) + offset,
+                           *centres_and_sizes(local, n, begin))
+    writer.close()
+    open_array(job.fragments, write=True)[:] = out
+    results = run_job(job, steps=["agglomerate", "global"], workers=2)
+    assert [r.task_id for r in results] == ["agglomerate", "global"] and all(r.ok for r in results)
+    return job
+
+
+@pytest.mark.parametrize("block", [(16, 16, 16), (8, 8, 8)], ids=["one block", "eight blocks"])
+def test_blocks_give_the_merge_tree_with_histogram_quantiles(tmp_path, block):
+    affs, cubes = tie_free_histogram_volume()
+    job = job_on_given_fragments(tmp_path, affs, cubes, block, "hist_quant_50")
+    assert job.grid.n_blocks == (1 if block == (16, 16, 16) else 8)
+    tree = assert_job_is_the_merge_tree(job, affs, "hist_quant_50", exact=True)
+    assert len(tree.scores) == 63 and len(np.unique(tree.scores)) == 63  # no ties: all checked
