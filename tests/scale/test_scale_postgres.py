@@ -15,7 +15,14 @@ import numpy as np
 import pytest
 import zarr
 
-from segtrain.scale import ScoredGraph, create_job, open_graph_db, read_graph, run_job, segment_job
+from segtrain.scale import (
+    ScoredGraph,
+    create_job,
+    open_graph_db,
+    read_graph,
+    run_job,
+    segment_job,
+)
 from segtrain.scale.agglomeration import global_merge_scores
 from segtrain.scale.edge_stats import edge_statistics
 from segtrain.scale.graph_db import (
