@@ -20,6 +20,7 @@ stores and cuts (:func:`global_merge_scores`).
 from __future__ import annotations
 
 import heapq
+import struct
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -106,39 +107,56 @@ class MergeHistory:
         return np.maximum.accumulate(self.scores) if len(self.scores) else self.scores.copy()
 
 
+def _keys(scores: np.ndarray) -> list[int]:
+    """Queue keys of edges ``0..m-1`` with float32 ``scores >= 0``: the score's bits, then the
+    edge index. Integers order as ``(score, edge)`` tuples do, and compare faster."""
+    bits = np.asarray(scores, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((bits << np.uint64(32)) | np.arange(len(bits), dtype=np.uint64)).tolist()
+
+
+_FLOAT32 = struct.Struct("<f")
+_UINT32 = struct.Struct("<I")
+
+
 def merge_history(n: int, u: np.ndarray, v: np.ndarray, stats: EdgeStatistics, scoring: str,
                   max_threshold: float = 1.0) -> MergeHistory:
     """Agglomerate nodes 1..n joined by edges ``(u[k], v[k])`` (node indices, one edge per pair,
     in ``stats``' order) with ``scoring`` (``mean`` or ``hist_quant_Q``) up to ``max_threshold``."""
+    if len(stats) >= 2**32:
+        raise ValueError("more than 2**32 edges")
     q = scoring_quantile(scoring)
     scorer = _MeanScores(stats) if q is None else _QuantileScores(stats, q)
-    recorded = stats.initial_scores(scoring).tolist()  # the score each edge was last given
-    limit = float(np.float32(max_threshold))
+    # each edge's key in the queue: the score it was last given, then its index (the tie-break)
+    recorded = _keys(stats.initial_scores(scoring))
+    limit = _keys(np.array([max_threshold], np.float32))[0]  # scores below it merge
     ends = [np.asarray(u, np.int64).tolist(), np.asarray(v, np.int64).tolist()]
     adjacency: list[dict[int, int] | None] = [{} for _ in range(n + 1)]
     for e, (x, y) in enumerate(zip(*ends)):
         adjacency[x][y] = e
         adjacency[y][x] = e
-    queue = list(zip(recorded, range(len(recorded))))
+    queue = list(recorded)
     heapq.heapify(queue)
     stale = bytearray(len(recorded))
     deleted = bytearray(len(recorded))
-    merged_a, merged_b, merged_s = [], [], []
-    while queue and queue[0][0] < limit:
-        score, e = heapq.heappop(queue)
+    low = 2**32 - 1
+    merged_a, merged_b, merged_keys = [], [], []
+    while queue and queue[0] < limit:
+        key = heapq.heappop(queue)
+        e = key & low
         if deleted[e]:
             continue
         if stale[e]:
             stale[e] = 0
-            recorded[e] = scorer.score(e)
-            heapq.heappush(queue, (recorded[e], e))
+            bits = _UINT32.unpack(_FLOAT32.pack(scorer.score(e)))[0]
+            recorded[e] = (bits << 32) | e
+            heapq.heappush(queue, recorded[e])
             continue
         keep, gone = ends[0][e], ends[1][e]
         if len(adjacency[keep]) < len(adjacency[gone]):  # move the smaller neighbourhood
             keep, gone = gone, keep
         merged_a.append(keep)
         merged_b.append(gone)
-        merged_s.append(score)
+        merged_keys.append(key)
         near = adjacency[keep]
         del near[gone]
         for neighbour, f in adjacency[gone].items():
@@ -148,7 +166,7 @@ def merge_history(n: int, u: np.ndarray, v: np.ndarray, stats: EdgeStatistics, s
             del theirs[gone]
             g = near.get(neighbour)
             if g is not None:  # parallel edges: the cheaper one stays, with both statistics
-                if (recorded[g], g) < (recorded[f], f):
+                if recorded[g] < recorded[f]:
                     f, g = g, f
                 scorer.merge(g, f)
                 deleted[g] = 1
@@ -157,8 +175,8 @@ def merge_history(n: int, u: np.ndarray, v: np.ndarray, stats: EdgeStatistics, s
             theirs[keep] = f
             ends[0][f], ends[1][f] = keep, neighbour
         adjacency[gone] = None
-    return MergeHistory(np.asarray(merged_a, np.int64), np.asarray(merged_b, np.int64),
-                        np.asarray(merged_s, np.float32))
+    scores = (np.array(merged_keys, dtype=np.uint64) >> np.uint64(32)).astype(np.uint32).view(np.float32)
+    return MergeHistory(np.asarray(merged_a, np.int64), np.asarray(merged_b, np.int64), scores)
 
 
 def global_merge_scores(stats: EdgeStatistics, scoring: str, max_threshold: float = 1.0) -> np.ndarray:
