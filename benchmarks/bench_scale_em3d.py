@@ -3,7 +3,7 @@
 Predicts the whole em3d-fibsem volume (50 x 100 x 200) once with RUN (its best checkpoint, on the
 CPU or the first GPU; ``--affinities PATH`` keeps them in a zarr and reuses them on the next
 run), then, for each setting ``fragments:scoring`` (default: watershed:mean,
-watershed:hist_quant_50, waterz:hist_quant_50; the run's other segment settings), compares at
+watershed:hist_quant_50, waterz:hist_quant_50, waterz:mean; the run's other segment settings), compares at
 each threshold
 
 - ``in-memory``: fragments + waterz merge tree on the whole volume (what the GUI shows),
@@ -50,7 +50,7 @@ from segtrain.segment import MergeTree
 
 BLOCK = (25, 50, 100)
 CONTEXT = (12, 25, 50)
-SETTINGS = "watershed:mean,watershed:hist_quant_50,waterz:hist_quant_50"
+SETTINGS = "watershed:mean,watershed:hist_quant_50,waterz:hist_quant_50,waterz:mean"
 
 
 def run_segment_settings(run: str) -> dict:
