@@ -3,8 +3,8 @@
 Predicts the whole em3d-fibsem volume (50 x 100 x 200) once with RUN (its best checkpoint, on the
 CPU or the first GPU; ``--affinities PATH`` keeps them in a zarr and reuses them on the next
 run), then, for each setting ``fragments:scoring`` (default: watershed:mean,
-watershed:hist_quant_50, waterz:hist_quant_50, waterz:mean; the run's other segment settings), compares at
-each threshold
+watershed:hist_quant_50, waterz:hist_quant_50, waterz:mean; the run's other segment settings),
+compares at each threshold
 
 - ``in-memory``: fragments + waterz merge tree on the whole volume (what the GUI shows),
 - ``blockwise``: ``segtrain scale`` with 8 blocks of 25 x 50 x 100, 2 workers, context
