@@ -81,7 +81,7 @@ class _QuantileScores:
             running += c
             if running >= pivot:
                 return 1.0 - (b + 0.5) / BINS  # exact in float32, as quantile_score
-        return 0.0  # no values (not in a region graph); waterz would go past the last bin
+        return 1.0  # no values (never in a region graph): never merged, as initial_scores
 
     def merge(self, source: int, target: int) -> None:
         mine, theirs = self.pending[target] or [], self.pending[source] or []

@@ -136,9 +136,11 @@ class EdgeStatistics:
         totals = base[ends] - base[starts]
         found = totals > 0  # always, for edges of a region graph
         at = np.searchsorted(cumulative, base[starts] + q * totals // 100 + 1, side="left")
-        bins = np.full(len(self), BINS - 1, dtype=np.int64)
+        bins = np.zeros(len(self), dtype=np.int64)
         bins[found] = self.hist_bins[at[found]]
-        return quantile_score(bins)
+        scores = quantile_score(bins)
+        scores[~found] = 1.0  # no values: never merged (as mean_score)
+        return scores
 
 
 def mean_score(affinity_sum, count) -> np.ndarray:
