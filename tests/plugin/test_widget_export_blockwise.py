@@ -53,7 +53,8 @@ def test_full_volume_blockwise_equals_the_cli(tuned, gui, tmp_path, capsys):
     gui.wait_until(lambda: section.worker is None, timeout=240)
     assert section.result is not None, section.progress_label.text()
     # progress showed every step's blocks, the last line says what was written
-    assert section.steps == {"fragments": (8, 8, 0), "agglomerate": (8, 8, 0), "segmentation": (8, 8, 0)}
+    assert section.steps == {"fragments": (8, 8, 0), "agglomerate": (8, 8, 0), "global": (1, 1, 0),
+                             "segmentation": (8, 8, 0)}
     assert "Blockwise segmentation at 0.4" in section.progress_label.text()
     layer = viewer.layers[-1]
     assert layer.name == "segmentation_blockwise (blockwise, 0.4)"

@@ -54,8 +54,8 @@ def test_raw_to_segments_with_a_model_through_launched_workers(tmp_path, capsys)
     out = capsys.readouterr().out
     assert code == 0, out
     summary = json.loads(out)
-    assert [s["task"] for s in summary["steps"]] == ["predict", "fragments", "agglomerate"]
-    assert all(s["completed"] == s["total"] == 8 for s in summary["steps"])
+    assert [s["task"] for s in summary["steps"]] == ["predict", "fragments", "agglomerate", "global"]
+    assert [(s["completed"], s["total"]) for s in summary["steps"]] == [(8, 8)] * 3 + [(1, 1)]
     # the blockwise prediction is the whole-volume prediction (the network sees 16 voxels of
     # context in y and x, 4 in z, beyond each block)
     blockwise = zarr.open_array(str(job / "volumes.zarr"), path="affinities", mode="r")[:]
@@ -74,7 +74,7 @@ def test_raw_to_segments_with_a_model_through_launched_workers(tmp_path, capsys)
     # status, and a second segmentation from the stored graph into the job's own zarr
     assert main(["scale", "status", str(job)]) == 0
     status = json.loads(capsys.readouterr().out)
-    assert status["blocks"] == 8 and status["status"]["agglomerate"]["complete"]
+    assert status["blocks"] == 8 and status["status"]["global"]["complete"]
     assert main(["scale", "segment", str(job), "--threshold", "0.9"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert again["segments"] <= summary["segmentation"]["segments"]

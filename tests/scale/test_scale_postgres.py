@@ -15,8 +15,22 @@ import numpy as np
 import pytest
 import zarr
 
-from segtrain.scale import ScoredGraph, create_job, open_graph_db, read_graph, run_job, segment_job
-from segtrain.scale.graph_db import open_graph_writer
+from segtrain.scale import (
+    ScoredGraph,
+    create_job,
+    open_graph_db,
+    read_graph,
+    run_job,
+    segment_job,
+)
+from segtrain.scale.agglomeration import global_merge_scores
+from segtrain.scale.edge_stats import edge_statistics
+from segtrain.scale.graph_db import (
+    count_unscored_edges,
+    open_graph_writer,
+    read_edge_statistics,
+    write_merge_scores,
+)
 from segtrain.targets import affinities
 
 
@@ -106,6 +120,33 @@ def test_graph_round_trips_through_postgresql(postgres_url):
     np.testing.assert_array_equal(crop.ids, ids[positions[:, 0] < 25])
 
 
+def test_edge_statistics_and_global_scores_round_trip_through_postgresql(postgres_url):
+    rng = np.random.default_rng(4)
+    labels = np.repeat(np.repeat(rng.permutation(100).reshape(4, 5, 5) + 1, 4, 1), 4, 2)
+    affs, _ = affinities(labels.astype(np.uint64))
+    affs = np.clip(affs + rng.normal(0, 0.2, affs.shape), 0, 1).astype(np.float32)
+    frags = labels.astype(np.uint64) + np.uint64(2**40)  # large ids, as blocks far into a volume have
+    stats = edge_statistics(affs, frags, histograms=True)
+    url = postgres_url + "stats"
+    open_graph_db(url, mode="w").close()
+    writer = open_graph_writer(url)
+    writer.write_edges(stats.u, stats.v, block_scores=np.full(len(stats), 0.5, np.float32), stats=stats)
+    writer.close()
+    assert count_unscored_edges(url) == len(stats) > 10
+    back = read_edge_statistics(url)
+    np.testing.assert_array_equal(back.u, stats.u)
+    np.testing.assert_array_equal(back.count, stats.count)
+    np.testing.assert_allclose(back.affinity_sum, stats.affinity_sum, rtol=1e-6)  # float4 column
+    np.testing.assert_array_equal(back.hist_bins, stats.hist_bins)
+    np.testing.assert_array_equal(back.hist_counts, stats.hist_counts)
+    scores = global_merge_scores(back, "hist_quant_50")
+    write_merge_scores(url, back.u, back.v, scores)
+    assert count_unscored_edges(url) == 0
+    graph = read_graph(url)
+    order = np.lexsort((graph.v, graph.u))
+    np.testing.assert_array_equal(graph.scores[order], scores)
+
+
 def test_two_worker_job_with_its_graph_in_postgresql_matches_sqlite(postgres_url, tmp_path):
     rng = np.random.default_rng(0)
     labels = np.repeat(np.repeat(rng.integers(1, 8, (4, 6, 6)), 6, 1), 6, 2).repeat(4, 0)  # 16, 36, 36
@@ -120,7 +161,8 @@ def test_two_worker_job_with_its_graph_in_postgresql_matches_sqlite(postgres_url
     for name, db in (("pg", postgres_url + "job"), ("sqlite", None)):
         job = create_job(tmp_path / name, affinities=str(path), block_shape=(8, 18, 18),
                          context=(4, 9, 9), segment=segment, db=db)
-        assert all(r.ok and r.total == 8 for r in run_job(job, workers=2))
+        steps = run_job(job, workers=2)
+        assert all(r.ok for r in steps) and [r.total for r in steps] == [8, 8, 1]
         seg = segment_job(job, 0.5, workers=2)
         results[name] = (read_graph(job.db), zarr.open_array(str(seg.path), mode="r")[:])
     (pg_graph, pg_seg), (sq_graph, sq_seg) = results["pg"], results["sqlite"]

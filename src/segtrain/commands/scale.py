@@ -2,6 +2,7 @@
 
     segtrain scale run JOB --affinities affs.zarr --block-shape 64,256,256 --workers 8
     segtrain scale run JOB --raw raw.zarr --model runs/my-run --workers 4 --launcher "srun --gres=gpu:1"
+    (steps: [predict,] fragments, agglomerate (edge statistics per block), global (in this process))
     segtrain scale segment JOB --threshold 0.4 --out seg.zarr
     segtrain scale status JOB
 """
@@ -12,8 +13,8 @@ import argparse
 import json
 import sys
 
-HELP = "blockwise predict -> fragments -> waterz-scored region graph -> segments on daisy " \
-       "(resumable, local or cluster workers)"
+HELP = "blockwise predict -> fragments -> region graph with edge statistics -> waterz's " \
+       "agglomeration of the whole graph -> segments on daisy (resumable, local or cluster workers)"
 
 SEGMENT_FLAGS = {
     "fragments_method": "fragments", "boundary_threshold": "boundary_threshold",
@@ -48,8 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      "are the defaults")
     run.add_argument("--block-shape", default="64,256,256", help="voxels per block z,y,x")
     run.add_argument("--context", default=None,
-                     help="voxels fragments/agglomeration see beyond a block, z,y,x "
-                          "(default: a quarter block; more context, closer to the in-memory result)")
+                     help="voxels the fragments step sees beyond a block, z,y,x (default: a quarter "
+                          "block; more context, fragments closer to the in-memory ones)")
     run.add_argument("--predict-context", default=None,
                      help="voxels the network sees beyond a block (default: the model's margin)")
     run.add_argument("--fragments-method", choices=["watershed", "waterz"], default=None)
@@ -63,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--db", default=None,
                      help="postgresql://user:password@host:port/name (default: JOB/graph.sqlite)")
     run.add_argument("--steps", default=None,
-                     help="comma-separated subset of predict,fragments,agglomerate (default: all)")
+                     help="comma-separated subset of predict,fragments,agglomerate,global "
+                          "(default: all)")
     run.add_argument("--threshold", type=float, default=None,
                      help="also write the segmentation at this threshold (choose it with "
                           "`segtrain sweep` on a crop; no blind default)")

@@ -113,30 +113,34 @@ def fragments_block(job_dir: str, block) -> None:
 # --- agglomerate --------------------------------------------------------------------------------
 
 
-def block_edges(job: ScaleJob, affs: np.ndarray, fragments: np.ndarray, index: int):
-    """Edges owned by block ``index`` among ``fragments`` (its block grown by the context), with
-    the merge score waterz gives them on this region: ``(u, v, scores)``."""
-    from segtrain.scale.graph import join_scores, touching_pairs
+def block_edges(job: ScaleJob, affs: np.ndarray, fragments: np.ndarray, index: int,
+                inner: tuple[slice, ...]):
+    """Edges owned by block ``index`` (their smaller id is one of its fragments) among
+    ``fragments`` (its block grown by the context; ``inner`` the block in it): their statistics
+    (:class:`~segtrain.scale.edge_stats.EdgeStatistics`, sorted by ``(u, v)``) and the score at
+    which waterz joins them on this region (float32)."""
+    from segtrain.scale.edge_stats import edge_statistics, scoring_quantile
+    from segtrain.scale.graph import join_scores
     from segtrain.segment import MergeTree
+    from segtrain.segment._waterz import as_waterz_affinities
 
+    scoring = job.settings.segment["scoring"]
+    waffs, _ = as_waterz_affinities(affs)
+    # the owner's fragments lie in the block: their voxel pairs, in the block grown by one voxel
+    near = tuple(slice(max(0, i.start - 1), min(n, i.stop + 1)) for i, n in zip(inner, fragments.shape))
+    stats = edge_statistics(waffs, fragments, histograms=scoring_quantile(scoring) is not None,
+                            region=near, keep=lambda u: job.grid.owner(u) == index)
+    if not len(stats):
+        return stats, np.zeros(0, np.float32)
     ids, local = np.unique(fragments, return_inverse=True)
     local = local.reshape(fragments.shape).astype(np.uint64)
-    if ids.size and ids[0] != 0:
+    if ids[0] != 0:
         ids = np.concatenate([[0], ids]).astype(np.uint64)
         local += np.uint64(1)
-    n = len(ids) - 1
-    empty = np.zeros(0, np.uint64)
-    if n < 1:
-        return empty, empty, np.zeros(0, np.float32)
-    lu, lv = touching_pairs(local)
-    gu, gv = ids[lu.astype(np.int64)], ids[lv.astype(np.int64)]  # ids sorted: lu < lv -> gu < gv
-    own = job.grid.owner(gu) == index
-    if not own.any():
-        return empty, empty, np.zeros(0, np.float32)
-    tree = MergeTree.build(affs, local, scoring=job.settings.segment["scoring"],
-                           max_threshold=job.settings.max_threshold)
-    scores = join_scores(n, tree.merges_a, tree.merges_b, tree.running_max, lu[own], lv[own])
-    return gu[own], gv[own], scores
+    tree = MergeTree.build(waffs, local, scoring=scoring, max_threshold=job.settings.max_threshold)
+    scores = join_scores(len(ids) - 1, tree.merges_a, tree.merges_b, tree.running_max,
+                         np.searchsorted(ids, stats.u), np.searchsorted(ids, stats.v))
+    return stats, scores
 
 
 def agglomerate_block(job_dir: str, block) -> None:
@@ -144,13 +148,13 @@ def agglomerate_block(job_dir: str, block) -> None:
 
     job = load_job(job_dir)
     s = job.settings
-    read, _, begin = block_regions(block, s.shape)
+    read, inner, begin = block_regions(block, s.shape)
     affs = read_spatial(s.affinities, read, NEAREST)
     fragments = np.asarray(open_array(job.fragments)[read], dtype=np.uint64)
-    u, v, scores = block_edges(job, affs, fragments, job.grid.index(begin))
+    stats, block_scores = block_edges(job, affs, fragments, job.grid.index(begin), inner)
     db = open_graph_writer(job.db)
     try:
-        db.write_edges(u, v, scores)
+        db.write_edges(stats.u, stats.v, block_scores=block_scores, stats=stats)
     finally:
         db.close()
 

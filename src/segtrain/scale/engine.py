@@ -82,8 +82,10 @@ def make_task(job: ScaleJob, task_id: str, workers: int = 1, retries: int = 2,
     s = job.settings
     if task_id == "predict":
         context = s.predict_context
-    elif task_id in ("fragments", "agglomerate"):
+    elif task_id == "fragments":
         context = s.context
+    elif task_id == "agglomerate":  # at least the voxel beyond each face (the edges across it)
+        context = tuple(max(1, c) for c in s.context)
     else:
         context = (0, 0, 0)
     if int(workers) < 1:

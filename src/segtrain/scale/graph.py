@@ -1,13 +1,13 @@
-"""A region graph whose edges carry waterz merge scores, and how to cut it at a threshold.
+"""A region graph whose edges carry merge scores, and how to cut it at a threshold.
 
-Per block, waterz agglomerates the block's fragments once with its merge history
-(:class:`segtrain.segment.MergeTree`). Every edge ``(u, v)`` between touching fragments then gets
-the score at which waterz put ``u`` and ``v`` into one region: the running maximum of the merge
-scores at the merge that joined them (1.0 when they were never joined), as the LSD pipeline's
-blockwise agglomeration does. Connected components of the edges scoring below ``t`` are exactly
-the regions waterz returns for ``t`` (on the volume the block saw), so a volume that fits one
-block gives the in-memory merge tree's segmentation, and a larger one the same kind of
-segmentation stitched through the edges across block faces.
+An agglomeration's merge history gives every edge ``(u, v)`` between touching fragments the score
+at which ``u`` and ``v`` were put into one region: the running maximum of the merge scores at the
+merge that joined them (1.0 when they were never joined; :func:`join_scores`). Connected
+components of the edges scoring below ``t`` are then exactly the regions the agglomeration
+returns for ``t``. The blockwise pipeline computes these scores twice: per block from waterz on
+the block plus its context (``block_score``, as the LSD pipeline's blockwise agglomeration does),
+and from the agglomeration of the whole graph (``merge_score``, what it cuts; see
+:mod:`segtrain.scale.agglomeration`).
 """
 
 from __future__ import annotations

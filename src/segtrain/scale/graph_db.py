@@ -2,9 +2,18 @@
 
 An SQLite file by default (``graph.sqlite`` in the job folder), PostgreSQL when the location is a
 ``postgresql://user:password@host:port/dbname`` URL. Nodes are fragments (``id``, ``position`` =
-centre of mass in voxels z, y, x, ``size`` in voxels); edges ``u < v`` carry ``merge_score``
-(see :mod:`segtrain.scale.graph`). Writes are idempotent (insert or ignore), so a retried block
-writes the same rows again without harm.
+centre of mass in voxels z, y, x, ``size`` in voxels). Edges ``u < v`` carry
+
+- ``affinity_sum``, ``affinity_count``, ``histogram``: what waterz scores the edge with (see
+  :mod:`segtrain.scale.edge_stats`; the histogram as text, empty unless the scoring needs it),
+- ``block_score``: the score at which waterz joined the two fragments on the edge's owner block
+  plus its context (see :mod:`segtrain.scale.graph`),
+- ``merge_score``: the score at which they join when the whole graph is agglomerated (the global
+  step, :mod:`segtrain.scale.agglomeration`); NULL until that step ran. This is what a
+  segmentation at a threshold cuts.
+
+Writes are idempotent (insert or ignore), so a retried block writes the same rows again without
+harm.
 """
 
 from __future__ import annotations
@@ -21,12 +30,34 @@ from segtrain.scale.graph import ScoredGraph
 POSITION = "position"
 NODE_ATTRS_SPEC = ("position", "size")
 EDGE_SCORE = "merge_score"
+#: Edge columns after u, v, in the order the writers fill them.
+EDGE_COLUMNS = (EDGE_SCORE, "block_score", "affinity_sum", "affinity_count", "histogram")
 
 
 def _attr_types():
     from funlib.persistence.types import Vec
 
-    return {POSITION: Vec(float, 3), "size": int}, {EDGE_SCORE: float}
+    return ({POSITION: Vec(float, 3), "size": int},
+            {EDGE_SCORE: float, "block_score": float, "affinity_sum": float, "affinity_count": int,
+             "histogram": str})
+
+
+def edge_rows(u, v, scores=None, block_scores=None, stats=None) -> list[tuple]:
+    """Rows ``(u, v, *EDGE_COLUMNS)``; what is not given is NULL (``scores``, ``block_scores``)
+    or no statistics (``stats``: an :class:`~segtrain.scale.edge_stats.EdgeStatistics` over the
+    same edges in the same order)."""
+    n = len(u)
+    none = [None] * n
+    columns = [np.asarray(u).tolist(), np.asarray(v).tolist()]
+    for values in (scores, block_scores):
+        columns.append(none if values is None else np.asarray(values, dtype=np.float32).tolist())
+    if stats is None:
+        columns += [none, none, none]
+    else:
+        if len(stats) != n or not (np.array_equal(stats.u, u) and np.array_equal(stats.v, v)):
+            raise ValueError("edge statistics must be over the edges written")
+        columns += [stats.affinity_sum.tolist(), stats.count.tolist(), stats.histogram_texts()]
+    return list(zip(*columns))
 
 
 def is_url(location: str) -> bool:
@@ -100,12 +131,12 @@ class _SQLiteWriter:
             self.con.executemany("INSERT OR IGNORE INTO nodes (id, position_0, position_1, position_2, "
                                  "size) VALUES (?, ?, ?, ?, ?)", rows)
 
-    def write_edges(self, u, v, scores) -> None:
-        rows = list(zip(np.asarray(u).tolist(), np.asarray(v).tolist(),
-                        np.asarray(scores, dtype=np.float32).tolist()))
+    def write_edges(self, u, v, scores=None, block_scores=None, stats=None) -> None:
+        rows = edge_rows(u, v, scores, block_scores, stats)
+        marks = ", ".join("?" * (2 + len(EDGE_COLUMNS)))
         with self.con:
-            self.con.executemany(f"INSERT OR IGNORE INTO edges (u, v, {EDGE_SCORE}) VALUES (?, ?, ?)",
-                                 rows)
+            self.con.executemany(f"INSERT OR IGNORE INTO edges (u, v, {', '.join(EDGE_COLUMNS)}) "
+                                 f"VALUES ({marks})", rows)
 
     def close(self) -> None:
         self.con.close()
@@ -120,8 +151,8 @@ class _FunlibWriter:
     def write_nodes(self, ids, positions, sizes) -> None:
         write_nodes(self.db, ids, positions, sizes)
 
-    def write_edges(self, u, v, scores) -> None:
-        write_edges(self.db, u, v, scores)
+    def write_edges(self, u, v, scores=None, block_scores=None, stats=None) -> None:
+        write_edges(self.db, u, v, scores, block_scores, stats)
 
     def close(self) -> None:
         self.db.close()
@@ -146,17 +177,16 @@ def write_nodes(db, ids: np.ndarray, positions: np.ndarray, sizes: np.ndarray) -
         db.write_nodes(graph.nodes)
 
 
-def write_edges(db, u: np.ndarray, v: np.ndarray, scores: np.ndarray) -> None:
-    """Add edges ``u < v`` with their merge scores."""
+def write_edges(db, u: np.ndarray, v: np.ndarray, scores=None, block_scores=None,
+                stats=None) -> None:
+    """Add edges ``u < v`` with their merge scores, block scores and statistics (see
+    :func:`edge_rows`)."""
     import networkx as nx
 
     graph = nx.Graph()
-    u_list = np.asarray(u).tolist()
-    graph.add_nodes_from((i, {POSITION: (0.0, 0.0, 0.0)}) for i in set(u_list))
-    graph.add_edges_from(
-        (a, b, {EDGE_SCORE: float(s)})
-        for a, b, s in zip(u_list, np.asarray(v).tolist(), np.asarray(scores, dtype=np.float32).tolist())
-    )
+    graph.add_nodes_from((i, {POSITION: (0.0, 0.0, 0.0)}) for i in set(np.asarray(u).tolist()))
+    graph.add_edges_from((row[0], row[1], dict(zip(EDGE_COLUMNS, row[2:])))
+                         for row in edge_rows(u, v, scores, block_scores, stats))
     if graph.number_of_edges():
         # the positions only serve funlib's ROI filter, which is off (roi=None)
         db.write_edges(graph.nodes, graph.edges)
@@ -174,8 +204,8 @@ def read_graph(location: str | Path, roi: tuple[Sequence[int], Sequence[int]] | 
             begin, end = (tuple(int(v) for v in r) for r in roi)
             funlib_roi = Roi(begin, tuple(e - b for b, e in zip(begin, end)))
         nodes = db.read_nodes(funlib_roi)
-        edges = db.read_edges(roi=funlib_roi, fetch_on_v=True) if funlib_roi is not None \
-            else db.read_edges()
+        edges = db.read_edges(roi=funlib_roi, fetch_on_v=True, read_attrs=[EDGE_SCORE]) \
+            if funlib_roi is not None else db.read_edges(read_attrs=[EDGE_SCORE])
     finally:
         db.close()
     ids = np.fromiter((n["id"] for n in nodes), dtype=np.uint64, count=len(nodes))
@@ -184,6 +214,75 @@ def read_graph(location: str | Path, roi: tuple[Sequence[int], Sequence[int]] | 
     order = np.argsort(ids)
     u = np.fromiter((e["u"] for e in edges), dtype=np.uint64, count=len(edges))
     v = np.fromiter((e["v"] for e in edges), dtype=np.uint64, count=len(edges))
+    if any(e[EDGE_SCORE] is None for e in edges):
+        raise InputError(f"The graph {location} has edges without a merge score; run the global "
+                         "step first (`segtrain scale run JOB`).")
     s = np.fromiter((e[EDGE_SCORE] for e in edges), dtype=np.float32, count=len(edges))
     return ScoredGraph(ids[order], u, v, s, positions[order], sizes[order],
                        attrs={"location": str(location)})
+
+
+# --- the global step: all edges with their statistics out, merge scores in --------------------
+
+
+def _cursor(location: str):
+    """``(connection, cursor, placeholder)`` straight to the database, bypassing funlib (which
+    reads rows as dicts and updates them one statement each)."""
+    if is_url(location):
+        db = open_graph_db(location)
+        return db.connection, db.cur, "%s"
+    import sqlite3
+
+    path = Path(location)
+    if not path.exists():
+        raise InputError(f"No graph database at {path}; run the fragments step first.")
+    con = sqlite3.connect(str(path), timeout=120)
+    return con, con.cursor(), "?"
+
+
+def read_edge_statistics(location: str | Path):
+    """Every edge with its statistics, sorted by ``(u, v)``, as
+    :class:`~segtrain.scale.edge_stats.EdgeStatistics`."""
+    from segtrain.scale.edge_stats import EdgeStatistics
+
+    con, cur, _ = _cursor(str(location))
+    try:
+        cur.execute("SELECT u, v, affinity_sum, affinity_count, histogram FROM edges ORDER BY u, v")
+        rows = cur.fetchall()
+    finally:
+        con.close()
+    if any(r[3] is None for r in rows):
+        raise InputError(f"The graph {location} has edges without statistics (made by an older "
+                         "segtrain?); run the job again in a new folder.")
+    u, v, sums, counts, texts = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
+    return EdgeStatistics.from_texts(np.asarray(u, np.uint64), np.asarray(v, np.uint64), sums,
+                                     counts, texts)
+
+
+def write_merge_scores(location: str | Path, u, v, scores) -> None:
+    """Set the merge score of edges ``(u, v)`` (all in one transaction)."""
+    rows = list(zip(np.asarray(scores, dtype=np.float32).tolist(), np.asarray(u).tolist(),
+                    np.asarray(v).tolist()))
+    con, cur, mark = _cursor(str(location))
+    try:
+        if mark == "?":
+            cur.executemany(f"UPDATE edges SET {EDGE_SCORE} = ? WHERE u = ? AND v = ?", rows)
+        else:  # PostgreSQL: many rows per statement
+            from psycopg2.extras import execute_values
+
+            execute_values(cur, f"UPDATE edges SET {EDGE_SCORE} = data.s FROM (VALUES %s) AS "
+                                "data(s, u, v) WHERE edges.u = data.u AND edges.v = data.v",
+                           rows, page_size=10000)
+        con.commit()
+    finally:
+        con.close()
+
+
+def count_unscored_edges(location: str | Path) -> int:
+    """How many edges have no merge score yet (the global step has not seen them)."""
+    con, cur, _ = _cursor(str(location))
+    try:
+        cur.execute(f"SELECT COUNT(*) FROM edges WHERE {EDGE_SCORE} IS NULL")
+        return int(cur.fetchone()[0])
+    finally:
+        con.close()

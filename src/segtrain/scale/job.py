@@ -24,7 +24,7 @@ from segtrain.scale.geometry import BlockGrid, as_shape
 from segtrain.scale.volumes import ArraySpec
 
 JOB_FILE = "job.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: edges carry statistics, the global step scores them
 
 #: SegmentConfig fields the blockwise pipeline uses.
 SEGMENT_KEYS = ("fragments", "boundary_threshold", "min_seed_distance", "min_size", "per_slice",
@@ -105,9 +105,14 @@ class ScaleJob:
         return self.folder / "luts"
 
     @property
-    def steps(self) -> tuple[str, ...]:
-        """The steps this job runs, in order."""
+    def block_steps(self) -> tuple[str, ...]:
+        """The steps that run block by block on daisy, in order."""
         return (("predict",) if self.settings.raw is not None else ()) + ("fragments", "agglomerate")
+
+    @property
+    def steps(self) -> tuple[str, ...]:
+        """The steps this job runs, in order: the block steps, then ``global`` (in the driver)."""
+        return self.block_steps + ("global",)
 
     @classmethod
     def open(cls, folder: str | Path) -> ScaleJob:
@@ -120,6 +125,10 @@ class ScaleJob:
             settings = JobSettings.from_dict(json.loads(file.read_text()))
         except (ValueError, TypeError, KeyError) as error:
             raise InputError(f"{file} is not a job file this version reads ({error}).") from None
+        if settings.format_version != FORMAT_VERSION:
+            raise InputError(f"Job folder {folder} was made by another version of segtrain (job format "
+                             f"{settings.format_version}, this one reads {FORMAT_VERSION}); start a new "
+                             "job folder.")
         return cls(folder, settings)
 
     @classmethod

@@ -1,7 +1,7 @@
 """The blockwise pipeline from Python: create a job, run its steps, segment at a threshold.
 
     job = create_job("job/", affinities="affs.zarr", block_shape=(64, 256, 256), segment=cfg.segment)
-    run_job(job, workers=8)                      # fragments + agglomerate (+ predict from raw)
+    run_job(job, workers=8)                      # (predict) + fragments + agglomerate + global
     seg = segment_job(job, threshold=0.4)        # graph cut -> lookup -> relabel block by block
     crop = read_graph(job.db, roi=((0, 0, 0), (64, 512, 512)))   # a crop of the graph (GUI slider)
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
-from segtrain.scale.engine import DEFAULT_TIMEOUT_S, Progress, StepResult, make_task, run_tasks
+from segtrain.scale.engine import (
+    DEFAULT_TIMEOUT_S,
+    Progress,
+    StepResult,
+    make_task,
+    run_tasks,
+)
 from segtrain.scale.graph_db import open_graph_db, read_graph
 from segtrain.scale.job import (
     JOB_FILE,
@@ -175,19 +182,56 @@ def run_job(job: ScaleJob, steps: Sequence[str] | None = None, workers: int = 1,
             timeout: float | None = DEFAULT_TIMEOUT_S, launcher: str | None = None,
             host: str | None = None, progress: Progress | None = None, bars: bool = False,
             serial: bool = False) -> list[StepResult]:
-    """Run the job's steps (default: all) block by block; finished blocks are skipped."""
+    """Run the job's steps (default: all): the block steps block by block (finished blocks are
+    skipped), then the global step once the agglomeration of every block is done."""
     steps = list(steps or job.steps)
     unknown = [s for s in steps if s not in job.steps]
     if unknown:
         raise InputError(f"Unknown or unavailable step(s) {', '.join(unknown)}; this job has "
                          f"{', '.join(job.steps)}.")
     steps = [s for s in job.steps if s in steps]
-    tasks = [make_task(job, s, workers, retries, timeout, launcher) for s in steps]
+    tasks = [make_task(job, s, workers, retries, timeout, launcher) for s in steps if s != "global"]
     results = run_tasks(job, tasks, progress=progress, bars=bars, host=host, serial=serial)
     _write_status(job, results)
     if all(r.ok for r in results) and "fragments" in steps:
         set_attrs(job.fragments, {"complete": True})
+    if "global" in steps and all(r.ok for r in results):
+        results.append(run_global_step(job, progress=progress, bars=bars))
     return results
+
+
+GLOBAL = "global"
+
+
+def run_global_step(job: ScaleJob, progress: Progress | None = None, bars: bool = False) -> StepResult:
+    """The global step, in this process: read every edge's statistics, agglomerate the whole
+    region graph as waterz would (:func:`segtrain.scale.agglomeration.global_merge_scores`) and
+    store each edge's merge score. Skipped when it finished before and no edge came since."""
+    from segtrain.scale.agglomeration import global_merge_scores
+    from segtrain.scale.graph_db import (
+        count_unscored_edges,
+        read_edge_statistics,
+        write_merge_scores,
+    )
+
+    if not read_status(job).get("agglomerate", {}).get("complete"):
+        raise InputError(f"The agglomeration of {job.folder} has not finished for every block; "
+                         "run `segtrain scale run` on it (again) first.")
+    if progress is not None:
+        progress(GLOBAL, 0, 1, 0)
+    done = bool(read_status(job).get(GLOBAL, {}).get("complete")) and count_unscored_edges(job.db) == 0
+    if not done:
+        stats = read_edge_statistics(job.db)
+        scores = global_merge_scores(stats, job.settings.segment["scoring"], job.settings.max_threshold)
+        write_merge_scores(job.db, stats.u, stats.v, scores)
+    if progress is not None:
+        progress(GLOBAL, 1, 1, 0)
+    if bars:
+        print(f"{GLOBAL}: " + ("done before" if done else f"{len(stats)} edges agglomerated"),
+              file=sys.stderr)
+    result = StepResult(GLOBAL, 1, 1, int(bool(done)), 0, 0, 0)
+    _write_status(job, [result])
+    return result
 
 
 @dataclass
@@ -235,9 +279,9 @@ def segment_job(job: ScaleJob, threshold: float, out: str | Path | None = None, 
         raise InputError(f"Threshold {threshold} is above the job's maximum threshold "
                          f"{job.settings.max_threshold}.")
     status = read_status(job)
-    if not status.get("agglomerate", {}).get("complete"):
-        raise InputError(f"The agglomeration of {job.folder} has not finished for every block; "
-                         "run `segtrain scale run` on it (again) first.")
+    if not status.get(GLOBAL, {}).get("complete"):
+        raise InputError(f"The agglomeration of {job.folder} has not finished (every block, then "
+                         "the global step); run `segtrain scale run` on it (again) first.")
     out = Path(out) if out is not None else job.volumes / f"segmentation_{threshold:.6g}"
     key = _lut_key(threshold, out)
     graph = read_graph(job.db)

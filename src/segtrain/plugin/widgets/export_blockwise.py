@@ -247,7 +247,8 @@ class BlockwiseSection(QWidget):
     def _show_progress(self, steps: dict[str, tuple[int, int, int]]) -> None:
         self.steps = steps
         self.progress_label.setText("; ".join(
-            f"{name}: {d} / {t} blocks" + (f", {f} failed" if f else "")
+            (f"{name}: {'done' if d else 'running'}" if name == "global" else
+             f"{name}: {d} / {t} blocks" + (f", {f} failed" if f else ""))
             for name, (d, t, f) in self.steps.items()))
 
     def _done(self, result: dict) -> None:

@@ -1,0 +1,212 @@
+"""What waterz scores a region-graph edge with, per edge, so that blocks can gather it and the
+driver can agglomerate the whole graph (:mod:`segtrain.scale.agglomeration`).
+
+waterz's region graph (``region_graph.hpp``): for every voxel ``p`` and axis ``d`` (z, y, x) with
+``p[d] > 0``, the voxel pair ``(p - e_d, p)`` across the boundary between two non-zero fragments
+adds the affinity ``affs[d][p]`` to the edge between them. Its scoring functions summarise these
+values per edge, and merge the summaries of parallel edges when regions merge:
+
+- ``mean`` (``OneMinus<MeanAffinity>``): ``1 - sum / count``; merged edges add sums and counts.
+- ``hist_quant_Q`` (``OneMinus<HistogramQuantileAffinity<.., Q, .., 256, false>>``): a 256-bin
+  histogram of the values (bin ``min(int(a * 256), 255)``, 0 for ``a <= 0``); the score is
+  ``1 - (b + 0.5) / 256`` for the first bin ``b`` whose cumulative count reaches
+  ``Q * total // 100 + 1``; merged edges add histograms.
+
+:class:`EdgeStatistics` holds both for a set of edges ``u < v``: sums and counts, and histograms
+in compressed sparse rows (the non-empty bins of each edge), which is what the database stores.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import pairwise
+
+import numpy as np
+
+from segtrain.errors import InputError
+
+BINS = 256
+
+
+def scoring_quantile(scoring: str) -> int | None:
+    """The quantile ``Q`` of a ``hist_quant_Q`` scoring, None for ``mean`` (short names or
+    waterz's type strings of the precompiled functions)."""
+    from segtrain.segment._waterz import SCORING_FUNCTIONS, scoring_type
+
+    full = scoring_type(scoring)
+    short = next(k for k, v in SCORING_FUNCTIONS.items() if v == full)
+    return None if short == "mean" else int(short.removeprefix("hist_quant_"))
+
+
+def discretize(values: np.ndarray) -> np.ndarray:
+    """waterz's histogram bin of each float32 affinity (``discretize<int>(a, 256)``)."""
+    a = np.asarray(values, dtype=np.float32)
+    bins = np.minimum((a * np.float32(BINS)).astype(np.int64, copy=False), BINS - 1)
+    bins[~(a > 0)] = 0  # also NaN, as waterz
+    return bins
+
+
+@dataclass
+class EdgeStatistics:
+    """Edges ``u < v`` (sorted, unique) with the affinity sum and count of their contact and,
+    when ``hist_ptr`` is given, histograms: edge ``k`` has ``hist_counts[hist_ptr[k]:
+    hist_ptr[k + 1]]`` values in bins ``hist_bins[...]`` (ascending, only non-empty bins)."""
+
+    u: np.ndarray
+    v: np.ndarray
+    affinity_sum: np.ndarray
+    count: np.ndarray
+    hist_ptr: np.ndarray | None = None
+    hist_bins: np.ndarray | None = None
+    hist_counts: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.u = np.asarray(self.u, dtype=np.uint64)
+        self.v = np.asarray(self.v, dtype=np.uint64)
+        self.affinity_sum = np.asarray(self.affinity_sum, dtype=np.float64)
+        self.count = np.asarray(self.count, dtype=np.int64)
+        if not (len(self.u) == len(self.v) == len(self.affinity_sum) == len(self.count)):
+            raise InputError("Edge statistics need one u, v, sum and count per edge.")
+        if self.hist_ptr is not None:
+            self.hist_ptr = np.asarray(self.hist_ptr, dtype=np.int64)
+            self.hist_bins = np.asarray(self.hist_bins, dtype=np.uint8)
+            self.hist_counts = np.asarray(self.hist_counts, dtype=np.int64)
+            if len(self.hist_ptr) != len(self.u) + 1 or len(self.hist_bins) != len(self.hist_counts):
+                raise InputError("Edge histograms need one row per edge.")
+
+    def __len__(self) -> int:
+        return int(len(self.u))
+
+    @property
+    def has_histograms(self) -> bool:
+        return self.hist_ptr is not None
+
+    def take(self, order: np.ndarray) -> EdgeStatistics:
+        """The edges ``order`` (indices), in that order."""
+        order = np.asarray(order, dtype=np.int64)
+        if not self.has_histograms:
+            return EdgeStatistics(self.u[order], self.v[order], self.affinity_sum[order],
+                                  self.count[order])
+        starts, sizes = self.hist_ptr[order], np.diff(self.hist_ptr)[order]
+        ptr = np.concatenate([[0], np.cumsum(sizes)])
+        cells = np.repeat(starts - ptr[:-1], sizes) + np.arange(ptr[-1])
+        return EdgeStatistics(self.u[order], self.v[order], self.affinity_sum[order],
+                              self.count[order], ptr, self.hist_bins[cells], self.hist_counts[cells])
+
+    def histogram(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(bins, counts)`` of edge ``k``."""
+        lo, hi = self.hist_ptr[k], self.hist_ptr[k + 1]
+        return self.hist_bins[lo:hi], self.hist_counts[lo:hi]
+
+    def histogram_texts(self) -> list[str]:
+        """Each edge's histogram as text for the database: base64 of its bins (uint8) followed
+        by their counts (uint32, little endian); empty when there are no histograms."""
+        if not self.has_histograms:
+            return [""] * len(self)
+        bins = self.hist_bins.tobytes()
+        counts = self.hist_counts.astype("<u4").tobytes()
+        ptr = self.hist_ptr.tolist()
+        return [base64.b64encode(bins[a:b] + counts[4 * a:4 * b]).decode("ascii")
+                for a, b in pairwise(ptr)]
+
+    @classmethod
+    def from_texts(cls, u, v, affinity_sum, count, texts) -> EdgeStatistics:
+        """The inverse of :meth:`histogram_texts` (``texts`` None or all empty: no histograms)."""
+        if texts is None or not any(texts):
+            return cls(u, v, affinity_sum, count)
+        raw = [base64.b64decode(t) if t else b"" for t in texts]
+        sizes = np.fromiter((len(r) // 5 for r in raw), dtype=np.int64, count=len(raw))
+        ptr = np.concatenate([[0], np.cumsum(sizes)])
+        bins = np.frombuffer(b"".join(r[:len(r) // 5] for r in raw), dtype=np.uint8)
+        counts = np.frombuffer(b"".join(r[len(r) // 5:] for r in raw), dtype="<u4")
+        return cls(u, v, affinity_sum, count, ptr, bins, counts.astype(np.int64))
+
+    def initial_scores(self, scoring: str) -> np.ndarray:
+        """float32 waterz score of every edge before any merge (vectorised)."""
+        q = scoring_quantile(scoring)
+        if q is None:
+            return mean_score(self.affinity_sum, self.count)
+        if not self.has_histograms:
+            raise InputError(f"Scoring {scoring} needs edge histograms; these statistics have none.")
+        starts, ends = self.hist_ptr[:-1], self.hist_ptr[1:]
+        cumulative = np.cumsum(self.hist_counts)
+        base = np.concatenate([[0], cumulative])
+        totals = base[ends] - base[starts]
+        found = totals > 0  # always, for edges of a region graph
+        at = np.searchsorted(cumulative, base[starts] + q * totals // 100 + 1, side="left")
+        bins = np.zeros(len(self), dtype=np.int64)
+        bins[found] = self.hist_bins[at[found]]
+        scores = quantile_score(bins)
+        scores[~found] = 1.0  # no values: never merged (as mean_score)
+        return scores
+
+
+def mean_score(affinity_sum, count) -> np.ndarray:
+    """``1 - mean affinity`` in float32, as waterz's ``mean`` (an edge without values: 1)."""
+    count = np.asarray(count)
+    mean = (np.asarray(affinity_sum, dtype=np.float64) / np.maximum(count, 1)).astype(np.float32)
+    mean = np.where(count > 0, mean, np.float32(0))
+    return (1.0 - mean.astype(np.float64)).astype(np.float32)
+
+
+def quantile_score(bins) -> np.ndarray:
+    """``1 - (bin + 0.5) / 256`` in float32 (waterz's ``undiscretize`` and ``OneMinus``)."""
+    value = ((np.asarray(bins, dtype=np.float64) + 0.5) / BINS).astype(np.float32)
+    return (1.0 - value.astype(np.float64)).astype(np.float32)
+
+
+def boundary_values(affs: np.ndarray, fragments: np.ndarray,
+                    region: tuple[slice, ...] | None = None):
+    """Every voxel pair across a boundary between two non-zero fragments, as waterz counts them:
+    ``(u, v, axis, affinity)`` with ``u < v`` the two ids and the affinity of the pair's second
+    voxel along that axis. ``region`` (slices of ``fragments``) limits the pairs to those whose
+    both voxels lie in it."""
+    region = region or tuple(slice(0, s) for s in fragments.shape)
+    frags = fragments[region]
+    a = affs[(slice(None), *region)]
+    us, vs, values = [], [], []
+    for d in range(3):
+        here = [slice(None)] * 3
+        prev = [slice(None)] * 3
+        here[d], prev[d] = slice(1, None), slice(0, -1)
+        x = frags[tuple(here)]
+        y = frags[tuple(prev)]
+        keep = (x != y) & (x != 0) & (y != 0)
+        xk, yk = x[keep], y[keep]
+        us.append(np.minimum(xk, yk))
+        vs.append(np.maximum(xk, yk))
+        values.append(a[d][tuple(here)][keep])
+    return (np.concatenate(us).astype(np.uint64), np.concatenate(vs).astype(np.uint64),
+            np.concatenate(values).astype(np.float32))
+
+
+def edge_statistics(affs: np.ndarray, fragments: np.ndarray, *, histograms: bool,
+                    region: tuple[slice, ...] | None = None,
+                    keep: Callable[[np.ndarray], np.ndarray] | None = None) -> EdgeStatistics:
+    """Statistics of the edges among ``fragments`` (uint ids, 0 = background) from float32
+    affinities ``(>=3, z, y, x)`` in [0, 1] (see :func:`segtrain.segment._waterz.as_waterz_affinities`).
+
+    ``region``: only voxel pairs inside it; ``keep(u)``: only edges whose smaller id passes.
+    """
+    u, v, values = boundary_values(affs, fragments, region)
+    if keep is not None:
+        mask = keep(u)
+        u, v, values = u[mask], v[mask], values[mask]
+    ids = np.unique(np.concatenate([u, v]))
+    n = np.uint64(len(ids))
+    key = np.searchsorted(ids, u).astype(np.uint64) * n + np.searchsorted(ids, v).astype(np.uint64)
+    edges, edge_of = np.unique(key, return_inverse=True)
+    edge_of = edge_of.reshape(-1)
+    m = len(edges)
+    eu, ev = ids[(edges // max(n, 1)).astype(np.int64)], ids[(edges % max(n, 1)).astype(np.int64)]
+    sums = np.bincount(edge_of, weights=values.astype(np.float64), minlength=m)
+    counts = np.bincount(edge_of, minlength=m).astype(np.int64)
+    if not histograms:
+        return EdgeStatistics(eu, ev, sums, counts)
+    cells, cell_counts = np.unique(edge_of.astype(np.int64) * BINS + discretize(values),
+                                   return_counts=True)
+    owner = cells // BINS
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=m))])
+    return EdgeStatistics(eu, ev, sums, counts, ptr, (cells % BINS).astype(np.uint8), cell_counts)
