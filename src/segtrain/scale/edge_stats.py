@@ -19,7 +19,7 @@ in compressed sparse rows (the non-empty bins of each edge), which is what the d
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 
@@ -94,6 +94,79 @@ class EdgeStatistics:
         cells = np.repeat(starts - ptr[:-1], sizes) + np.arange(ptr[-1])
         return EdgeStatistics(self.u[order], self.v[order], self.affinity_sum[order],
                               self.count[order], ptr, self.hist_bins[cells], self.hist_counts[cells])
+
+    @classmethod
+    def empty(cls, u, v, histograms: bool) -> EdgeStatistics:
+        """Edges ``(u, v)`` without any value (their fragments do not touch)."""
+        u, v = np.asarray(u, np.uint64), np.asarray(v, np.uint64)
+        zeros = np.zeros(len(u), np.int64)
+        if not histograms:
+            return cls(u, v, zeros, zeros)
+        return cls(u, v, zeros, zeros, np.zeros(len(u) + 1, np.int64), np.zeros(0, np.uint8),
+                   np.zeros(0, np.int64))
+
+    def contains(self, u, v) -> np.ndarray:
+        """For each edge here, whether it is one of the pairs ``(u[k], v[k])``."""
+        u, v = np.asarray(u, np.uint64), np.asarray(v, np.uint64)
+        if not len(u) or not len(self):
+            return np.zeros(len(self), bool)
+        mine = np.stack([self.u, self.v], axis=1)
+        _, code = np.unique(np.concatenate([mine, np.stack([u, v], axis=1)]), axis=0,
+                            return_inverse=True)
+        code = code.reshape(-1)
+        return np.isin(code[:len(self)], code[len(self):])
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[EdgeStatistics]) -> EdgeStatistics:
+        """The edges of all ``parts`` (all with histograms, or none), sorted by ``(u, v)``; an
+        edge in several parts has their statistics added up."""
+        parts = list(parts)
+        histograms = {p.has_histograms for p in parts}
+        if len(histograms) > 1:
+            raise InputError("Edge statistics with and without histograms cannot be combined.")
+        if not histograms or not parts:
+            return cls(np.zeros(0, np.uint64), np.zeros(0, np.uint64), np.zeros(0), np.zeros(0))
+        u = np.concatenate([p.u for p in parts])
+        v = np.concatenate([p.v for p in parts])
+        whole = cls(u, v, np.concatenate([p.affinity_sum for p in parts]),
+                    np.concatenate([p.count for p in parts]))
+        if histograms == {True}:
+            offsets = np.cumsum([0] + [len(p.hist_bins) for p in parts[:-1]])
+            whole.hist_ptr = np.concatenate(
+                [[0]] + [p.hist_ptr[1:] + o for p, o in zip(parts, offsets)]).astype(np.int64)
+            whole.hist_bins = np.concatenate([p.hist_bins for p in parts])
+            whole.hist_counts = np.concatenate([p.hist_counts for p in parts])
+        return whole.added_up(u, v)[0]
+
+    def added_up(self, u: np.ndarray, v: np.ndarray) -> tuple[EdgeStatistics, np.ndarray]:
+        """The statistics of these edges renamed to ``(u[k], v[k])`` (e.g. the regions their
+        fragments belong to): parallel edges become one with their sums, counts and histograms
+        added up (as waterz adds those of edges whose regions merged); an edge whose two ends got
+        one name is dropped. Returns the new statistics (sorted by ``(u, v)``) and, for each edge
+        here, the index of the edge it went into (-1: dropped)."""
+        u, v = np.asarray(u, np.uint64), np.asarray(v, np.uint64)
+        lo, hi = np.minimum(u, v), np.maximum(u, v)
+        kept = np.flatnonzero(lo != hi)
+        pairs, into = np.unique(np.stack([lo[kept], hi[kept]], axis=1).reshape(-1, 2), axis=0,
+                                return_inverse=True)
+        into = into.reshape(-1)
+        m = len(pairs)
+        edge_of = np.full(len(self), -1, np.int64)
+        edge_of[kept] = into
+        sums = np.bincount(into, weights=self.affinity_sum[kept], minlength=m)
+        counts = np.bincount(into, weights=self.count[kept], minlength=m).astype(np.int64)
+        out = EdgeStatistics(pairs[:, 0], pairs[:, 1], sums, counts)
+        if self.has_histograms:
+            sizes = np.diff(self.hist_ptr)
+            cell_edge = np.repeat(edge_of, sizes)
+            keep = cell_edge >= 0
+            cells, at = np.unique(cell_edge[keep] * BINS + self.hist_bins[keep], return_inverse=True)
+            owner = cells // BINS
+            out.hist_ptr = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=m))])
+            out.hist_bins = (cells % BINS).astype(np.uint8)
+            out.hist_counts = np.bincount(at.reshape(-1), weights=self.hist_counts[keep],
+                                          minlength=len(cells)).astype(np.int64)
+        return out, edge_of
 
     def histogram(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``(bins, counts)`` of edge ``k``."""
