@@ -216,14 +216,16 @@ def cut_thresholds(tree: MergeTree, exact: bool) -> list[float]:
 
 def assert_job_is_the_merge_tree(job, affs, scoring, exact):
     """The job's graph, cut at every threshold that matters, is waterz's merge tree on the job's
-    own fragments; and the segmentation written block by block is too."""
-    frags = zarr.open_array(str(job.volumes), path="fragments", mode="r")[:]
-    tree = MergeTree.build(affs, frags, scoring=scoring)
+    own fragments (pieces stitched across block faces made one, what the graph gives at 0); and
+    the segmentation written block by block is too."""
+    pieces = zarr.open_array(str(job.volumes), path="fragments", mode="r")[:]
     graph = read_graph(job.db)
+    frags = graph.relabel(pieces, 0.0)
+    tree = MergeTree.build(affs, frags, scoring=scoring)
     checked = cut_thresholds(tree, exact)
     assert len(checked) > 40
     for t in checked:
-        assert same_partition(graph.relabel(frags, t), tree.segmentation(t)), t
+        assert same_partition(graph.relabel(pieces, t), tree.segmentation(t)), t
     t = float(np.median(tree.thresholds_of_change()))
     seg = segment_job(job, t, workers=2)
     assert seg.step.ok and seg.segments == tree.n_segments(t)

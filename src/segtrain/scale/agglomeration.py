@@ -27,7 +27,7 @@ from itertools import pairwise
 import numpy as np
 
 from segtrain.scale.edge_stats import BINS, EdgeStatistics, scoring_quantile
-from segtrain.scale.graph import join_scores
+from segtrain.scale.graph import STITCHED, join_scores
 
 
 class _MeanScores:
@@ -179,10 +179,18 @@ def merge_history(n: int, u: np.ndarray, v: np.ndarray, stats: EdgeStatistics, s
     return MergeHistory(np.asarray(merged_a, np.int64), np.asarray(merged_b, np.int64), scores)
 
 
-def global_merge_scores(stats: EdgeStatistics, scoring: str, max_threshold: float = 1.0) -> np.ndarray:
+def global_merge_scores(stats: EdgeStatistics, scoring: str, max_threshold: float = 1.0,
+                        stitched: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """float32 score at which each edge's two fragments join when the whole graph is
     agglomerated (1.0 when they never join below ``max_threshold``): connected components of the
-    edges scoring below ``t`` are the regions waterz returns at ``t``."""
+    edges scoring below ``t`` are the regions waterz returns at ``t``.
+
+    ``stitched`` pairs ``(u, v)`` are pieces of one fragment (cut by block faces): they are one
+    node before agglomerating (their edges to a neighbour added up into one, as waterz's region
+    graph of the whole fragment has it), and every edge inside such a fragment scores
+    :data:`~segtrain.scale.graph.STITCHED`."""
+    if stitched is not None and len(stitched[0]):
+        return _stitched_merge_scores(stats, scoring, max_threshold, *stitched)
     order = np.lexsort((stats.v, stats.u))
     stats = stats.take(order)
     ids = np.unique(np.concatenate([stats.u, stats.v]))
@@ -191,4 +199,31 @@ def global_merge_scores(stats: EdgeStatistics, scoring: str, max_threshold: floa
     history = merge_history(len(ids), u, v, stats, scoring, max_threshold)
     scores = np.empty(len(order), np.float32)
     scores[order] = join_scores(len(ids), history.a, history.b, history.running_max, u, v)
+    return scores
+
+
+def fragment_of(ids: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """For each of ``ids`` (sorted, unique), the smallest id of the pieces it is joined with by
+    the pairs ``(u, v)`` (connected components)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(ids)
+    matrix = coo_matrix((np.ones(len(u), np.int8), (np.searchsorted(ids, u), np.searchsorted(ids, v))),
+                        shape=(n, n))
+    _, component = connected_components(matrix, directed=False)
+    smallest = np.full(component.max() + 1 if n else 0, np.iinfo(np.uint64).max, np.uint64)
+    np.minimum.at(smallest, component, ids)
+    return smallest[component]
+
+
+def _stitched_merge_scores(stats: EdgeStatistics, scoring: str, max_threshold: float,
+                           su: np.ndarray, sv: np.ndarray) -> np.ndarray:
+    ids = np.unique(np.concatenate([stats.u, stats.v, su, sv]))
+    whole = fragment_of(ids, np.asarray(su, np.uint64), np.asarray(sv, np.uint64))
+    contracted, edge_of = stats.added_up(whole[np.searchsorted(ids, stats.u)],
+                                         whole[np.searchsorted(ids, stats.v)])
+    scores = np.full(len(stats), STITCHED, np.float32)
+    kept = edge_of >= 0
+    scores[kept] = global_merge_scores(contracted, scoring, max_threshold)[edge_of[kept]]
     return scores

@@ -84,9 +84,12 @@ def centres_and_sizes(local: np.ndarray, n: int, begin) -> tuple[np.ndarray, np.
 
 
 def fragments_block(job_dir: str, block) -> None:
+    """Fragments of the block plus context, cropped to the block (ids offset per block), its
+    views of the neighbours' first planes (for stitching) and its nodes."""
     from segtrain.config import segment_config
     from segtrain.postprocess import fragments_of
     from segtrain.scale.graph_db import open_graph_writer
+    from segtrain.scale.stitch import face_views, save_views
     from segtrain.segment import relabel_consecutive
 
     job = load_job(job_dir)
@@ -102,6 +105,9 @@ def fragments_block(job_dir: str, block) -> None:
     out[out != 0] += offset
     write = tuple(slice(b, b + e.stop - e.start) for b, e in zip(begin, inner))
     open_array(job.fragments, write=True)[write] = out
+    ids = np.unique(frags[inner])
+    save_views(job.face_file(job.grid.index(begin)),
+               face_views(frags, inner, ids[ids != 0], int(offset)))
     centres, sizes = centres_and_sizes(local, n, begin)
     db = open_graph_writer(job.db)
     try:
@@ -114,22 +120,30 @@ def fragments_block(job_dir: str, block) -> None:
 
 
 def block_edges(job: ScaleJob, affs: np.ndarray, fragments: np.ndarray, index: int,
-                inner: tuple[slice, ...]):
+                inner: tuple[slice, ...], extra=None):
     """Edges owned by block ``index`` (their smaller id is one of its fragments) among
     ``fragments`` (its block grown by the context; ``inner`` the block in it): their statistics
     (:class:`~segtrain.scale.edge_stats.EdgeStatistics`, sorted by ``(u, v)``) and the score at
-    which waterz joins them on this region (float32)."""
-    from segtrain.scale.edge_stats import edge_statistics, scoring_quantile
-    from segtrain.scale.graph import join_scores
+    which waterz joins them on this region (float32). ``extra`` pairs ``(u, v)`` are edges too,
+    with no statistics where their fragments do not touch."""
+    from segtrain.scale.edge_stats import (
+        EdgeStatistics,
+        edge_statistics,
+        scoring_quantile,
+    )
+    from segtrain.scale.graph import UNMERGED, join_scores
     from segtrain.segment import MergeTree
     from segtrain.segment._waterz import as_waterz_affinities
 
     scoring = job.settings.segment["scoring"]
     waffs, _ = as_waterz_affinities(affs)
+    histograms = scoring_quantile(scoring) is not None
     # the owner's fragments lie in the block: their voxel pairs, in the block grown by one voxel
     near = tuple(slice(max(0, i.start - 1), min(n, i.stop + 1)) for i, n in zip(inner, fragments.shape))
-    stats = edge_statistics(waffs, fragments, histograms=scoring_quantile(scoring) is not None,
+    stats = edge_statistics(waffs, fragments, histograms=histograms,
                             region=near, keep=lambda u: job.grid.owner(u) == index)
+    if extra is not None and len(extra[0]):
+        stats = EdgeStatistics.concatenate([stats, EdgeStatistics.empty(*extra, histograms)])
     if not len(stats):
         return stats, np.zeros(0, np.float32)
     ids, local = np.unique(fragments, return_inverse=True)
@@ -138,23 +152,66 @@ def block_edges(job: ScaleJob, affs: np.ndarray, fragments: np.ndarray, index: i
         ids = np.concatenate([[0], ids]).astype(np.uint64)
         local += np.uint64(1)
     tree = MergeTree.build(waffs, local, scoring=scoring, max_threshold=job.settings.max_threshold)
-    scores = join_scores(len(ids) - 1, tree.merges_a, tree.merges_b, tree.running_max,
-                         np.searchsorted(ids, stats.u), np.searchsorted(ids, stats.v))
+    # a stitched piece may lie beyond this region: such pairs get UNMERGED
+    at_u = np.minimum(np.searchsorted(ids, stats.u), len(ids) - 1)
+    at_v = np.minimum(np.searchsorted(ids, stats.v), len(ids) - 1)
+    here = (ids[at_u] == stats.u) & (ids[at_v] == stats.v)
+    scores = np.full(len(stats), UNMERGED, np.float32)
+    scores[here] = join_scores(len(ids) - 1, tree.merges_a, tree.merges_b, tree.running_max,
+                               at_u[here], at_v[here])
     return stats, scores
 
 
+def stitched_pairs(job: ScaleJob, fragments: np.ndarray, index: int,
+                   inner: tuple[slice, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Pieces of one basin across the faces block ``index`` shares with its upper neighbours
+    (``(u, v)``, ``u`` in this block): the stored ``fragments`` (the block grown by at least one
+    voxel; ``inner`` the block in it) on the planes either side of each face, against the two
+    blocks' views of them (:mod:`segtrain.scale.stitch`). A face without views stitches nothing."""
+    from segtrain.scale.stitch import load_view, same_basin_pairs
+
+    loc = np.unravel_index(index, job.grid.grid)
+    us, vs = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)]
+    for axis in range(3):
+        if loc[axis] + 1 >= job.grid.grid[axis] or inner[axis].stop >= fragments.shape[axis]:
+            continue
+        up = list(loc)
+        up[axis] += 1
+        neighbour = int(np.ravel_multi_index(up, job.grid.grid))
+        mine, theirs = list(inner), list(inner)
+        mine[axis], theirs[axis] = inner[axis].stop - 1, inner[axis].stop
+        lower, upper = [], []
+        view = load_view(job.face_file(index), axis, +1)  # this block's labels on their plane
+        if view is not None:
+            lower.append(view.reshape(-1))
+            upper.append(fragments[tuple(theirs)].reshape(-1))
+        view = load_view(job.face_file(neighbour), axis, -1)  # theirs on this block's plane
+        if view is not None:
+            lower.append(fragments[tuple(mine)].reshape(-1))
+            upper.append(view.reshape(-1))
+        if lower:
+            u, v = same_basin_pairs(np.concatenate(lower), np.concatenate(upper))
+            us.append(u)
+            vs.append(v)
+    return np.concatenate(us), np.concatenate(vs)
+
+
 def agglomerate_block(job_dir: str, block) -> None:
+    """The block's edges with their statistics, per-block scores and stitched flags."""
     from segtrain.scale.graph_db import open_graph_writer
 
     job = load_job(job_dir)
     s = job.settings
     read, inner, begin = block_regions(block, s.shape)
+    index = job.grid.index(begin)
     affs = read_spatial(s.affinities, read, NEAREST)
     fragments = np.asarray(open_array(job.fragments)[read], dtype=np.uint64)
-    stats, block_scores = block_edges(job, affs, fragments, job.grid.index(begin), inner)
+    su, sv = stitched_pairs(job, fragments, index, inner)
+    stats, block_scores = block_edges(job, affs, fragments, index, inner, extra=(su, sv))
+    stitched = stats.contains(su, sv)
     db = open_graph_writer(job.db)
     try:
-        db.write_edges(stats.u, stats.v, block_scores=block_scores, stats=stats)
+        db.write_edges(stats.u, stats.v, block_scores=block_scores, stats=stats, stitched=stitched)
     finally:
         db.close()
 

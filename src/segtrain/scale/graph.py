@@ -20,6 +20,9 @@ from segtrain.errors import InputError
 
 #: Score of an edge whose fragments waterz never joined (no threshold <= 1 merges it).
 UNMERGED = np.float32(1.0)
+#: Score of an edge between two pieces of one fragment cut by a block face: joined below every
+#: threshold, 0 included (:mod:`segtrain.scale.stitch`).
+STITCHED = np.float32(-1.0)
 
 
 def touching_pairs(fragments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,9 +186,10 @@ class ScoredGraph:
         return int(len(np.unique(segments)))
 
     def thresholds_of_change(self) -> np.ndarray:
-        """Distinct edge scores below 1: the thresholds just above which the result changes."""
+        """Distinct edge scores in [0, 1): the thresholds just above which the result changes
+        (pieces of one fragment, :data:`STITCHED`, are joined at every threshold)."""
         s = np.unique(self.scores)
-        return s[s < UNMERGED]
+        return s[(s >= 0) & (s < UNMERGED)]
 
     def save(self, path, overwrite: bool = False):
         """Write the graph to an ``.npz`` file, atomically."""

@@ -11,6 +11,9 @@ centre of mass in voxels z, y, x, ``size`` in voxels). Edges ``u < v`` carry
 - ``merge_score``: the score at which they join when the whole graph is agglomerated (the global
   step, :mod:`segtrain.scale.agglomeration`); NULL until that step ran. This is what a
   segmentation at a threshold cuts.
+- ``stitched``: 1 when ``u`` and ``v`` are pieces of one watershed basin cut by a block face
+  (:mod:`segtrain.scale.stitch`); the global step treats them as one fragment, and their
+  ``merge_score`` is below every threshold.
 
 Writes are idempotent (insert or ignore), so a retried block writes the same rows again without
 harm.
@@ -31,7 +34,8 @@ POSITION = "position"
 NODE_ATTRS_SPEC = ("position", "size")
 EDGE_SCORE = "merge_score"
 #: Edge columns after u, v, in the order the writers fill them.
-EDGE_COLUMNS = (EDGE_SCORE, "block_score", "affinity_sum", "affinity_count", "histogram")
+EDGE_COLUMNS = (EDGE_SCORE, "block_score", "affinity_sum", "affinity_count", "histogram",
+                "stitched")
 
 
 def _attr_types():
@@ -39,13 +43,13 @@ def _attr_types():
 
     return ({POSITION: Vec(float, 3), "size": int},
             {EDGE_SCORE: float, "block_score": float, "affinity_sum": float, "affinity_count": int,
-             "histogram": str})
+             "histogram": str, "stitched": int})
 
 
-def edge_rows(u, v, scores=None, block_scores=None, stats=None) -> list[tuple]:
-    """Rows ``(u, v, *EDGE_COLUMNS)``; what is not given is NULL (``scores``, ``block_scores``)
-    or no statistics (``stats``: an :class:`~segtrain.scale.edge_stats.EdgeStatistics` over the
-    same edges in the same order)."""
+def edge_rows(u, v, scores=None, block_scores=None, stats=None, stitched=None) -> list[tuple]:
+    """Rows ``(u, v, *EDGE_COLUMNS)``; what is not given is NULL (``scores``, ``block_scores``),
+    no statistics (``stats``: an :class:`~segtrain.scale.edge_stats.EdgeStatistics` over the
+    same edges in the same order) or not stitched (``stitched``: booleans)."""
     n = len(u)
     none = [None] * n
     columns = [np.asarray(u).tolist(), np.asarray(v).tolist()]
@@ -57,6 +61,7 @@ def edge_rows(u, v, scores=None, block_scores=None, stats=None) -> list[tuple]:
         if len(stats) != n or not (np.array_equal(stats.u, u) and np.array_equal(stats.v, v)):
             raise ValueError("edge statistics must be over the edges written")
         columns += [stats.affinity_sum.tolist(), stats.count.tolist(), stats.histogram_texts()]
+    columns.append([0] * n if stitched is None else np.asarray(stitched, dtype=np.int64).tolist())
     return list(zip(*columns))
 
 
@@ -131,8 +136,8 @@ class _SQLiteWriter:
             self.con.executemany("INSERT OR IGNORE INTO nodes (id, position_0, position_1, position_2, "
                                  "size) VALUES (?, ?, ?, ?, ?)", rows)
 
-    def write_edges(self, u, v, scores=None, block_scores=None, stats=None) -> None:
-        rows = edge_rows(u, v, scores, block_scores, stats)
+    def write_edges(self, u, v, scores=None, block_scores=None, stats=None, stitched=None) -> None:
+        rows = edge_rows(u, v, scores, block_scores, stats, stitched)
         marks = ", ".join("?" * (2 + len(EDGE_COLUMNS)))
         with self.con:
             self.con.executemany(f"INSERT OR IGNORE INTO edges (u, v, {', '.join(EDGE_COLUMNS)}) "
@@ -151,8 +156,8 @@ class _FunlibWriter:
     def write_nodes(self, ids, positions, sizes) -> None:
         write_nodes(self.db, ids, positions, sizes)
 
-    def write_edges(self, u, v, scores=None, block_scores=None, stats=None) -> None:
-        write_edges(self.db, u, v, scores, block_scores, stats)
+    def write_edges(self, u, v, scores=None, block_scores=None, stats=None, stitched=None) -> None:
+        write_edges(self.db, u, v, scores, block_scores, stats, stitched)
 
     def close(self) -> None:
         self.db.close()
@@ -178,15 +183,15 @@ def write_nodes(db, ids: np.ndarray, positions: np.ndarray, sizes: np.ndarray) -
 
 
 def write_edges(db, u: np.ndarray, v: np.ndarray, scores=None, block_scores=None,
-                stats=None) -> None:
-    """Add edges ``u < v`` with their merge scores, block scores and statistics (see
-    :func:`edge_rows`)."""
+                stats=None, stitched=None) -> None:
+    """Add edges ``u < v`` with their merge scores, block scores, statistics and stitched flags
+    (see :func:`edge_rows`)."""
     import networkx as nx
 
     graph = nx.Graph()
     graph.add_nodes_from((i, {POSITION: (0.0, 0.0, 0.0)}) for i in set(np.asarray(u).tolist()))
     graph.add_edges_from((row[0], row[1], dict(zip(EDGE_COLUMNS, row[2:])))
-                         for row in edge_rows(u, v, scores, block_scores, stats))
+                         for row in edge_rows(u, v, scores, block_scores, stats, stitched))
     if graph.number_of_edges():
         # the positions only serve funlib's ROI filter, which is off (roi=None)
         db.write_edges(graph.nodes, graph.edges)
@@ -257,6 +262,18 @@ def read_edge_statistics(location: str | Path):
     u, v, sums, counts, texts = (list(c) for c in zip(*rows)) if rows else ([], [], [], [], [])
     return EdgeStatistics.from_texts(np.asarray(u, np.uint64), np.asarray(v, np.uint64), sums,
                                      counts, texts)
+
+
+def read_stitched_pairs(location: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(u, v)`` of the edges between pieces of one basin cut by a block face."""
+    con, cur, _ = _cursor(str(location))
+    try:
+        cur.execute("SELECT u, v FROM edges WHERE stitched = 1 ORDER BY u, v")
+        rows = cur.fetchall()
+    finally:
+        con.close()
+    u, v = (list(c) for c in zip(*rows)) if rows else ([], [])
+    return np.asarray(u, np.uint64), np.asarray(v, np.uint64)
 
 
 def write_merge_scores(location: str | Path, u, v, scores) -> None:

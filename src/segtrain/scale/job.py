@@ -3,6 +3,7 @@
     JOB/job.json          settings (inputs, block grid, contexts, segment settings, database)
     JOB/volumes.zarr      affinities (when predicted), fragments, segmentation_<threshold>
     JOB/graph.sqlite      the region graph (unless a PostgreSQL URL was given)
+    JOB/faces/            each block's views of its neighbours' first planes (stitching, .npz)
     JOB/luts/             fragment -> segment tables per threshold (.npy, memory-mapped by workers)
     JOB/tracking/<task>   daisy's record of finished and failed blocks (what a re-run skips)
     JOB/logs/<task>       each worker's stdout/stderr
@@ -24,7 +25,7 @@ from segtrain.scale.geometry import BlockGrid, as_shape
 from segtrain.scale.volumes import ArraySpec
 
 JOB_FILE = "job.json"
-FORMAT_VERSION = 2  # 2: edges carry statistics, the global step scores them
+FORMAT_VERSION = 3  # 2: edges carry statistics, the global step scores them; 3: face views, stitched edges
 
 #: SegmentConfig fields the blockwise pipeline uses.
 SEGMENT_KEYS = ("fragments", "boundary_threshold", "min_seed_distance", "min_size", "per_slice",
@@ -99,6 +100,10 @@ class ScaleJob:
     @property
     def logs(self) -> Path:
         return self.folder / "logs"
+
+    def face_file(self, index: int) -> Path:
+        """Block ``index``'s views of its neighbours' first planes (:mod:`segtrain.scale.stitch`)."""
+        return self.folder / "faces" / f"{int(index)}.npz"
 
     @property
     def luts(self) -> Path:

@@ -153,6 +153,7 @@ def create_job(folder: str | Path, *, block_shape: Sequence[int], affinities: st
                       (channels, *block_shape), voxel_size, offset, ("c", *axes), False)
     create_output(folder / "volumes.zarr" / "fragments", shape, np.uint64, block_shape,
                   voxel_size, offset, axes, True)
+    (folder / "faces").mkdir(exist_ok=True)
     open_graph_db(job.db, mode="w").close()
     return ScaleJob.create(folder, settings)  # job.json last: its presence means "set up"
 
@@ -211,6 +212,7 @@ def run_global_step(job: ScaleJob, progress: Progress | None = None, bars: bool 
     from segtrain.scale.graph_db import (
         count_unscored_edges,
         read_edge_statistics,
+        read_stitched_pairs,
         write_merge_scores,
     )
 
@@ -222,7 +224,8 @@ def run_global_step(job: ScaleJob, progress: Progress | None = None, bars: bool 
     done = bool(read_status(job).get(GLOBAL, {}).get("complete")) and count_unscored_edges(job.db) == 0
     if not done:
         stats = read_edge_statistics(job.db)
-        scores = global_merge_scores(stats, job.settings.segment["scoring"], job.settings.max_threshold)
+        scores = global_merge_scores(stats, job.settings.segment["scoring"], job.settings.max_threshold,
+                                     stitched=read_stitched_pairs(job.db))
         write_merge_scores(job.db, stats.u, stats.v, scores)
     if progress is not None:
         progress(GLOBAL, 1, 1, 0)
