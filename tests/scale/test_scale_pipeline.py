@@ -201,6 +201,8 @@ def test_rerun_after_an_interrupt_skips_finished_blocks_and_gives_the_same_resul
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()[-2000:]
     assert "interrupted" in err.decode()
+    stopped = err.decode().split("stopped: ")[1].split(" blocks done")[0]  # fragments + agglomerate
+    assert 1 <= int(stopped.split(" / ")[0]) < int(stopped.split(" / ")[1]) == 16
     job = ScaleJob.open(folder)
     results = run_job(job, workers=2)
     fragments, agglomerate, global_step = results

@@ -162,14 +162,22 @@ def run(args: argparse.Namespace) -> int:
             segment=_segment_overrides(args), max_threshold=args.max_threshold, db=args.db,
         )
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
-    results = run_job(job, steps, **_engine_kwargs(args))
-    ok = _report(results)
-    summary = dict(job=str(job.folder), blocks=job.grid.n_blocks, database=job.db,
-                   steps=[r.to_dict() for r in results])
-    if ok and args.threshold is not None:
-        seg = segment_job(job, args.threshold, args.out, **_engine_kwargs(args))
-        ok = _report([seg.step])
-        summary["segmentation"] = dict(output=str(seg.path), threshold=seg.threshold,
-                                       segments=seg.segments, complete=seg.step.ok)
+    try:
+        results = run_job(job, steps, **_engine_kwargs(args))
+        ok = _report(results)
+        summary = dict(job=str(job.folder), blocks=job.grid.n_blocks, database=job.db,
+                       steps=[r.to_dict() for r in results])
+        if ok and args.threshold is not None:
+            seg = segment_job(job, args.threshold, args.out, **_engine_kwargs(args))
+            ok = _report([seg.step])
+            summary["segmentation"] = dict(output=str(seg.path), threshold=seg.threshold,
+                                           segments=seg.segments, complete=seg.step.ok)
+    except KeyboardInterrupt:  # Ctrl-C: daisy hands out no more blocks; the finished ones stay done
+        from segtrain.scale.pipeline import blocks_done
+
+        done, total = blocks_done(job, args.threshold, args.out)
+        print(f"segtrain scale: stopped: {done} / {total} blocks done; run `segtrain scale run "
+              f"{job.folder}` again to resume.", file=sys.stderr)
+        raise
     print(json.dumps(summary, indent=2))
     return 0 if ok else 1

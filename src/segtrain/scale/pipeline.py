@@ -255,6 +255,30 @@ def _lut_key(threshold: float, output: Path) -> str:
     return f"{threshold:.6g}-{digest}"
 
 
+def _segmentation_output(job: ScaleJob, threshold: float, out: str | Path | None) -> Path:
+    return Path(out) if out is not None else job.volumes / f"segmentation_{threshold:.6g}"
+
+
+def blocks_done(job: ScaleJob, threshold: float | None = None,
+                out: str | Path | None = None) -> tuple[int, int]:
+    """``(done, total)`` blocks of the job's block steps (and of its segmentation at
+    ``threshold`` into ``out``, when given) as daisy recorded them: what a resume skips."""
+    import zarr
+
+    from segtrain.segment._waterz import check_threshold
+
+    steps = list(job.block_steps)
+    if threshold is not None:
+        threshold = check_threshold(threshold)
+        steps.append(f"relabel-{_lut_key(threshold, _segmentation_output(job, threshold, out))}")
+    done = 0
+    for step in steps:
+        marks = job.tracking / step / "done"
+        if marks.exists():
+            done += int(np.count_nonzero(zarr.open_array(str(marks), mode="r")[:]))
+    return done, job.grid.n_blocks * len(steps)
+
+
 def save_lookup(job: ScaleJob, key: str, ids: np.ndarray, segments: np.ndarray) -> None:
     """Write a lookup table as two .npy files (sorted ids, segments) that workers memory-map."""
     from segtrain.io.atomic import atomic_path
@@ -285,7 +309,7 @@ def segment_job(job: ScaleJob, threshold: float, out: str | Path | None = None, 
     if not status.get(GLOBAL, {}).get("complete"):
         raise InputError(f"The agglomeration of {job.folder} has not finished (every block, then "
                          "the global step); run `segtrain scale run` on it (again) first.")
-    out = Path(out) if out is not None else job.volumes / f"segmentation_{threshold:.6g}"
+    out = _segmentation_output(job, threshold, out)
     key = _lut_key(threshold, out)
     graph = read_graph(job.db)
     ids, segments = graph.lookup(threshold)

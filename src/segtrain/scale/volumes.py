@@ -238,3 +238,19 @@ def set_attrs(spec: ArraySpec, attrs: dict) -> None:
         meta = json.loads(file.read_text())
         meta.update(attrs)
         file.write_text(json.dumps(meta))
+
+
+def read_attrs(path: str | Path) -> dict:
+    """The attributes of an output array at ``path`` (as :func:`create_output` takes it);
+    ``complete`` is true once every block was written."""
+    parts = Path(path).parts
+    container_i = next((i for i, p in enumerate(parts) if p.endswith((".zarr", ".n5"))), None)
+    if container_i is None:
+        raise InputError(f"{path}: blockwise outputs are .zarr or .n5 (e.g. out.zarr/segmentation).")
+    container = Path(*parts[: container_i + 1])
+    inner = "/".join(parts[container_i + 1:]) or None
+    if container.suffix == ".n5":
+        return json.loads((container / (inner or "data") / "attributes.json").read_text())
+    import zarr
+
+    return dict(zarr.open_array(store=str(container), path=inner or "", mode="r").attrs)
