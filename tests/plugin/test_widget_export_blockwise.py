@@ -100,3 +100,107 @@ def test_bad_input_gives_one_sentence_before_anything_runs(tuned, gui, tmp_path,
     assert "merge-tree segmentation" in section.progress_label.text()
     assert section.worker is None and len(error_messages()) == 5
     assert all(m.count(". ") == 0 and "Traceback" not in m for m in error_messages())
+
+
+class ProcessWatch:
+    """Polls this process's descendants every 20 ms: when each was last seen alive."""
+
+    def __init__(self):
+        import threading
+
+        self.last_seen: dict[int, float] = {}
+        self.commands: dict[int, str] = {}
+        self.before = self._pids()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _pids() -> set[int]:
+        import psutil
+
+        pids = set()
+        for p in psutil.Process().children(recursive=True):
+            try:
+                if p.status() != psutil.STATUS_ZOMBIE:
+                    pids.add(p.pid)
+            except psutil.Error:  # ended meanwhile
+                pass
+        return pids
+
+    def _poll(self) -> None:
+        import time
+
+        import psutil
+
+        while not self._stop.is_set():
+            now = time.monotonic()
+            for pid in self._pids() - self.before:
+                self.last_seen[pid] = now
+                if pid not in self.commands:
+                    try:
+                        self.commands[pid] = " ".join(psutil.Process(pid).cmdline())
+                    except psutil.Error:
+                        pass
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def alive(self) -> list[str]:
+        return [self.commands.get(pid, str(pid)) for pid in self._pids() - self.before]
+
+
+def test_stop_ends_the_job_between_blocks_and_run_resumes_it(tuned, gui, tmp_path, capsys):
+    """Stop while the fragments step runs: the job ends at a block boundary with every worker
+    process gone and the finished blocks kept; Run blockwise resumes it (skipping those blocks),
+    and the result is what an uninterrupted `segtrain scale run` writes."""
+    from segtrain.cli import main
+    from segtrain.scale import ScaleJob, read_status
+
+    viewer, segment, export, path = tuned
+    section = export.blockwise
+    assert not section.stop_button.isEnabled()
+    gui.type(section.source_edit, str(path))
+    gui.type(section.block_edit, "2, 12, 12")  # 4 x 4 x 4 = 64 blocks per step
+    gui.type(section.workers_spin, "2")
+    watch = ProcessWatch()  # the job's child process and its daisy workers, from now on
+    gui.click(section.run_button)
+    assert section.stop_button.isEnabled() and not section.run_button.isEnabled()
+    gui.wait_until(lambda: section.steps.get("fragments", (0,))[0] >= 4, timeout=240)
+    gui.click(section.stop_button)
+    assert not section.stop_button.isEnabled()
+    assert "Stopping" in section.progress_label.text()
+    gui.wait_until(lambda: section.worker is None, timeout=240)
+    text = section.progress_label.text()
+    assert text.startswith("stopped: ") and text.endswith("blocks done; click Run blockwise to resume")
+    done, total = (int(v) for v in text.removeprefix("stopped: ").split(" blocks")[0].split(" / "))
+    assert total == 3 * 64 and 4 <= done < 64  # fragments, agglomerate, segmentation; stopped early
+    assert section.result == {"stopped": True, "done": done, "total": total}
+    # every worker process ended, and before the job's process did (none was orphaned)
+    watch.stop()
+    assert not watch.alive()
+    driver = [pid for pid, c in watch.commands.items() if "segtrain.scale.driver" in c]
+    workers = [pid for pid, c in watch.commands.items() if "daisy._subprocess_worker" in c]
+    assert len(driver) == 1 and len(workers) >= 2, watch.commands
+    assert max(watch.last_seen[w] for w in workers) <= watch.last_seen[driver[0]]
+    assert section.run_button.isEnabled() and not section.stop_button.isEnabled()
+    assert len(viewer.layers) == 3  # no result layer
+    # Run again: resumes (the finished blocks are skipped) and finishes
+    gui.click(section.run_button)
+    gui.wait_until(lambda: section.worker is None, timeout=300)
+    assert section.result is not None and "path" in section.result, section.progress_label.text()
+    job = ScaleJob.open(tmp_path / "out" / "segmentation_blockwise_job")
+    assert read_status(job)["fragments"]["skipped"] >= done
+    gui_labels = np.asarray(viewer.layers[-1].data)
+    settings = L.layer_info(export.seg_combo.layer()).settings
+    capsys.readouterr()
+    code = main(["scale", "run", str(tmp_path / "cli_job"), "--affinities", str(path),
+                 "--block-shape", "2,12,12", "--workers", "2", "--threshold", "0.4",
+                 "--out", str(tmp_path / "cli.zarr"), "--fragments-method", settings.fragments,
+                 "--boundary-threshold", str(settings.boundary_threshold),
+                 "--min-seed-distance", str(settings.min_seed_distance),
+                 "--min-size", str(settings.min_size), "--scoring", settings.scoring])
+    assert code == 0, capsys.readouterr().err[-2000:]
+    np.testing.assert_array_equal(gui_labels, zarr.open_array(str(tmp_path / "cli.zarr"), mode="r")[:])

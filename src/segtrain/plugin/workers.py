@@ -200,6 +200,7 @@ def start_worker(
     throttle_ms: int | None = DEFAULT_THROTTLE_MS,
     progress: bool | dict | None = None,
     start: bool = True,
+    stop: threading.Event | None = None,
     **kwargs: Any,
 ) -> FunctionWorker | GeneratorWorker:
     """Run ``func(*args, **kwargs)`` (a function or a generator function) in a napari worker.
@@ -221,6 +222,9 @@ def start_worker(
         an optional QLabel that also shows the error message.
     progress
         passed to napari as ``_progress`` (a progress bar in the viewer's activity dock).
+    stop
+        an event ``func`` watches to end early (given to it by the caller too): set by
+        :func:`stop_worker`, so closing the viewer stops such work as well.
     """
     avoid_triton_llvm_clash()  # before any worker can import torch
     _keep_pool_threads_free()
@@ -257,6 +261,7 @@ def start_worker(
     worker.errored.connect(_errored)
     worker.finished.connect(_finished)
     worker._segtrain_throttle = throttle  # keep the QObject alive with the worker
+    worker._segtrain_stop = stop
     _ACTIVE.add(worker)
     if start:
         worker.start()
@@ -355,9 +360,13 @@ def warm_up_done() -> bool:
 
 
 def stop_worker(worker: FunctionWorker | GeneratorWorker | None) -> None:
-    """Ask a worker to stop (generators stop at their next yield; functions cannot be cut)."""
+    """Ask a worker to stop (generators stop at their next yield; functions that watch a stop
+    event given to :func:`start_worker` end when they see it; other functions cannot be cut)."""
     if worker is None:
         return
+    event = getattr(worker, "_segtrain_stop", None)
+    if event is not None:
+        event.set()
     try:
         worker.quit()
     except RuntimeError:  # already deleted

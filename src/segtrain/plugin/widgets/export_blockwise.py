@@ -1,8 +1,10 @@
 """The Export panel's "Full volume, blockwise" section: the segmentation of a whole zarr/N5 volume
 at the threshold (and with the segment settings) of the chosen merge-tree segmentation, computed by
 the blockwise pipeline (:mod:`segtrain.scale`: daisy worker processes, a region graph in a
-database, resumable) in a background worker, with blocks done / total and failures shown in the
-panel. The result is added as a labels layer. It is what
+database, resumable) driven from a child process (:mod:`segtrain.scale.driver`) that a background
+worker watches, with blocks done / total and failures shown in the panel. Stop ends the job at the
+next block boundary (finished blocks are kept; Run blockwise resumes). The result is added as a
+labels layer. It is what
 
     segtrain scale run JOB --affinities SOURCE --block-shape B --workers N --threshold T --out OUT
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,6 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from segtrain.errors import SegtrainError
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import compact, status_label
 from segtrain.plugin.workers import Throttle, notify_error, notify_info, start_worker
@@ -52,33 +54,29 @@ class BlockwiseRequest:
     out: Path
 
 
-def _failure(result, job) -> SegtrainError:
-    error = f" (first error: {result.first_error})" if result.first_error else ""
-    return SegtrainError(f"{result.task_id}: {result.failed} of {result.total} blocks failed{error}; "
-                         f"click Run blockwise again to retry them (worker logs in {job.logs}).")
-
-
-def run_blockwise(request: BlockwiseRequest, progress=None) -> dict:
-    """Worker body: create (or resume) the job, run its steps, write the segmentation at the
-    threshold; returns the result and the layer data of the output. A step with failed blocks
-    raises a one-sentence SegtrainError (the finished blocks are kept for a re-run)."""
-    from segtrain.plugin.reader import read_layers
-    from segtrain.plugin.workers import lower_thread_priority
-    from segtrain.scale import create_job, run_job, segment_job
-
-    lower_thread_priority()
+def driver_request(request: BlockwiseRequest) -> dict:
+    """What :func:`segtrain.scale.driver.run_request` takes, from the panel's request."""
     r = request
     inputs = dict(affinities=r.source, affinities_dataset=r.dataset) if r.kind == "affinities" \
         else dict(raw=r.source, raw_dataset=r.dataset, model=r.model)
-    job = create_job(r.job, block_shape=r.block_shape, segment=r.segment, **inputs)
-    for result in run_job(job, workers=r.workers, progress=progress):
-        if not result.ok:
-            raise _failure(result, job)
-    seg = segment_job(job, r.threshold, r.out, workers=r.workers, progress=progress)
-    if not seg.step.ok:
-        raise _failure(seg.step, job)
-    return dict(path=seg.path, threshold=seg.threshold, segments=seg.segments,
-                fragments=seg.fragments, blocks=job.grid.n_blocks, layers=read_layers(str(seg.path)))
+    return dict(job=str(r.job), create=dict(block_shape=list(r.block_shape), segment=r.segment, **inputs),
+                workers=r.workers, threshold=r.threshold, out=str(r.out), again="click Run blockwise again")
+
+
+def run_blockwise(request: BlockwiseRequest, progress=None, stop: threading.Event | None = None) -> dict:
+    """Worker body: create (or resume) the job, run its steps, write the segmentation at the
+    threshold, in a child process; returns the result and the layer data of the output, or
+    ``{"stopped": True, "done": N, "total": M}`` when ``stop`` was set. A step with failed blocks
+    raises a one-sentence SegtrainError (the finished blocks are kept for a re-run)."""
+    from segtrain.plugin.reader import read_layers
+    from segtrain.plugin.workers import lower_thread_priority
+    from segtrain.scale.driver import run_in_child
+
+    lower_thread_priority()  # the child process inherits it, and its workers too
+    result = run_in_child(driver_request(request), progress=progress, stop=stop)
+    if result.get("stopped"):
+        return result
+    return dict(result, layers=read_layers(result["path"]))
 
 
 class _ProgressRelay(QObject):
@@ -99,6 +97,20 @@ class _ProgressRelay(QObject):
 
 def _step_name(step: str) -> str:
     return "segmentation" if step.startswith("relabel-") else step
+
+
+def unfinished_output(job: Path, out: Path) -> bool:
+    """Whether ``out`` is the output a stopped run of ``job`` left unfinished (resumed, not
+    overwritten)."""
+    from segtrain.scale.job import JOB_FILE
+    from segtrain.scale.volumes import read_attrs
+
+    if not (job / JOB_FILE).exists():
+        return False
+    try:
+        return not read_attrs(out).get("complete", False)
+    except Exception:  # noqa: BLE001 - not an array this job writes: not resumable
+        return False
 
 
 def parse_block_shape(text: str) -> tuple[int, int, int] | None:
@@ -139,6 +151,11 @@ class BlockwiseSection(QWidget):
         self.workers_spin.setRange(1, max(1, os.cpu_count() or 1) * 4)
         self.workers_spin.setValue(min(2, os.cpu_count() or 1))
         self.run_button = QPushButton("Run blockwise")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setEnabled(False)
+        self.stop_button.setToolTip("End the job after the blocks in progress; finished blocks are "
+                                    "kept and Run blockwise resumes.")
+        self.stop_event: threading.Event | None = None
         self.progress_label = status_label()
 
         source_row = QHBoxLayout()
@@ -156,7 +173,10 @@ class BlockwiseSection(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
-        layout.addWidget(self.run_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button, 1)
+        buttons.addWidget(self.stop_button)
+        layout.addLayout(buttons)
         layout.addWidget(self.progress_label)
         self.setToolTip("The chosen segmentation's threshold and segment settings, applied to the "
                         "whole volume block by block (segtrain scale); a re-run resumes.")
@@ -167,6 +187,7 @@ class BlockwiseSection(QWidget):
         self.kind_combo.currentIndexChanged.connect(lambda _: self._kind_changed())
         self.source_button.clicked.connect(lambda: self._browse())
         self.run_button.clicked.connect(lambda: self.start())
+        self.stop_button.clicked.connect(lambda: self.stop())
         self._kind_changed()
 
     # --- fields -----------------------------------------------------------------------------
@@ -216,9 +237,9 @@ class BlockwiseSection(QWidget):
         out = Path(self.out_edit.text().strip() or folder / f"{base}_blockwise.zarr").expanduser()
         if not any(p.endswith((".zarr", ".n5")) for p in out.parts):
             return f"The output {out} must be a .zarr or .n5 path (e.g. {base}_blockwise.zarr)."
-        if out.exists() and not self.export.overwrite_check.isChecked():
-            return f"{out} already exists; choose another output or tick 'overwrite existing files'."
         job = Path(self.job_edit.text().strip() or out.parent / f"{out.name.split('.')[0]}_job").expanduser()
+        if out.exists() and not self.export.overwrite_check.isChecked() and not unfinished_output(job, out):
+            return f"{out} already exists; choose another output or tick 'overwrite existing files'."
         if not job.parent.parent.exists():
             return f"The folder {job.parent} does not exist; create it or choose another job folder."
         settings = {k: v for k, v in dataclasses.asdict(info.settings).items() if k in SEGMENT_KEYS}
@@ -237,23 +258,41 @@ class BlockwiseSection(QWidget):
         self.result = None
         self.steps = self.relay.steps = {}
         self.run_button.setEnabled(False)
+        self.stop_button.setEnabled(True)
+        self.stop_event = threading.Event()
         self.progress_label.setText(f"Starting {request.workers} worker(s), threshold "
                                     f"{request.threshold:g} ...")
         self.worker = start_worker(
-            run_blockwise, request, self.relay, on_return=self._done, on_finish=self._finished,
-            action="The blockwise segmentation", status=self.progress_label, throttle_ms=None,
+            run_blockwise, request, self.relay, self.stop_event, on_return=self._done,
+            on_finish=self._finished, action="The blockwise segmentation", status=self.progress_label,
+            throttle_ms=None, stop=self.stop_event,
         )
+
+    def stop(self) -> None:
+        """End the job at the next block boundary (the worker does the waiting)."""
+        if self.stop_event is None or self.worker is None:
+            return
+        self.stop_event.set()
+        self.stop_button.setEnabled(False)
+        self.throttle.flush()
+        self.progress_label.setText("Stopping after the blocks in progress ...")
 
     def _show_progress(self, steps: dict[str, tuple[int, int, int]]) -> None:
         self.steps = steps
+        stopping = self.stop_event is not None and self.stop_event.is_set()
         self.progress_label.setText("; ".join(
             (f"{name}: {'done' if d else 'running'}" if name == "global" else
              f"{name}: {d} / {t} blocks" + (f", {f} failed" if f else ""))
-            for name, (d, t, f) in self.steps.items()))
+            for name, (d, t, f) in self.steps.items())
+            + (" (Stopping after the blocks in progress ...)" if stopping else ""))
 
     def _done(self, result: dict) -> None:
         self.throttle.flush()
         self.result = result
+        if result.get("stopped"):
+            notify_info(f"stopped: {result['done']} / {result['total']} blocks done; click Run "
+                        "blockwise to resume", self.progress_label)
+            return
         data, kwargs, layer_type = result["layers"][0]
         layer = self.export.seg_combo.layer()
         if layer is not None and not kwargs.get("metadata", {}).get("voxel_size_in_file", True):
@@ -268,7 +307,9 @@ class BlockwiseSection(QWidget):
 
     def _finished(self) -> None:
         self.worker = None
+        self.stop_event = None
         self.run_button.setEnabled(True)
+        self.stop_button.setEnabled(False)
 
 
 def add_to(export, layout: Any) -> BlockwiseSection:
