@@ -11,9 +11,11 @@ compares at each threshold
   12 x 25 x 50: per-block edge statistics, agglomerated on the global region graph,
 - ``per_block``: the same job's edges cut at their per-block waterz scores (``block_score``,
   what the pipeline cut before the global step),
-- ``tree on block fragments``: the in-memory merge tree built on the blockwise job's fragments,
-  which separates fragments cut at block faces (in-memory vs tree on block fragments) from the
-  agglomeration (tree on block fragments vs blockwise),
+- ``tree on block fragments``: the in-memory merge tree built on the blockwise job's fragments
+  (its pieces, stitched across block faces as the job's graph stitches them), which separates
+  the fragments (in-memory vs tree on block fragments) from the agglomeration (tree on block
+  fragments vs blockwise),
+- ``fragments``: the job's pieces, unstitched and stitched, against the whole volume's fragments,
 - ``memory_ids_shuffled``: the in-memory merge tree on the same fragments with their ids shuffled,
   the reference's own noise floor (histogram-quantile scores tie, and ties are broken by ids).
 
@@ -42,9 +44,9 @@ from segtrain.config import segment_config
 from segtrain.evaluate import voi
 from segtrain.io import read_volume
 from segtrain.postprocess import fragments_of
-from segtrain.scale import ScoredGraph, create_job, run_job, segment_job
+from segtrain.scale import ScoredGraph, create_job, read_graph, run_job, segment_job
 from segtrain.scale.agglomeration import global_merge_scores
-from segtrain.scale.graph_db import read_edge_statistics
+from segtrain.scale.graph_db import read_edge_statistics, read_stitched_pairs
 from segtrain.scale.job import SEGMENT_KEYS
 from segtrain.segment import MergeTree
 
@@ -99,7 +101,7 @@ def time_global_step(db: str, scoring: str) -> dict:
     t0 = time.perf_counter()
     stats = read_edge_statistics(db)
     t1 = time.perf_counter()
-    global_merge_scores(stats, scoring)
+    global_merge_scores(stats, scoring, stitched=read_stitched_pairs(db))
     t2 = time.perf_counter()
     nodes = len(np.unique(np.concatenate([stats.u, stats.v])))
     return dict(nodes=nodes, edges=len(stats), read_s=round(t1 - t0, 3), agglomerate_s=round(t2 - t1, 3),
@@ -147,7 +149,14 @@ def main(argv=None) -> None:
         elapsed = time.perf_counter() - t1
         timing = time_global_step(job.db, scoring)
         print(json.dumps(dict(setting=setting, run_s=round(elapsed, 1), global_step=timing)), flush=True)
-        block_frags = zarr.open_array(str(job.volumes), path="fragments", mode="r")[:]
+        pieces = zarr.open_array(str(job.volumes), path="fragments", mode="r")[:]
+        block_frags = read_graph(job.db).relabel(pieces, 0.0)  # pieces of one basin joined
+        fragment_row = dict(setting=setting, whole=len(np.unique(frags)) - 1,
+                            pieces=len(np.unique(pieces)) - 1, stitched=len(np.unique(block_frags)) - 1,
+                            pieces_vs_whole=compare(pieces, frags),
+                            stitched_vs_whole=compare(block_frags, frags))
+        rows.append(fragment_row)
+        print(json.dumps(fragment_row), flush=True)
         tree_on_blocks = in_memory_tree(affs, segment, block_frags)
         per_block = per_block_graph(job.db)
         for t in thresholds:
@@ -155,7 +164,7 @@ def main(argv=None) -> None:
             blockwise = zarr.open_array(str(seg.path), mode="r")[:]
             memory = tree.segmentation(t)
             on_blocks = tree_on_blocks.segmentation(t)
-            old = per_block.relabel(block_frags, t)
+            old = per_block.relabel(pieces, t)
             row = dict(setting=setting, threshold=t,
                        blockwise_vs_memory=compare(blockwise, memory),
                        per_block_vs_memory=compare(old, memory),
