@@ -2,7 +2,8 @@
 
     segtrain scale run JOB --affinities affs.zarr --block-shape 64,256,256 --workers 8
     segtrain scale run JOB --raw raw.zarr --model runs/my-run --workers 4 --launcher "srun --gres=gpu:1"
-    (steps: [predict,] fragments, agglomerate (edge statistics per block), global (in this process))
+    (steps: [predict,] fragments, agglomerate (edge statistics and stitched pieces per block),
+     global (in this process))
     segtrain scale segment JOB --threshold 0.4 --out seg.zarr
     segtrain scale status JOB
 """
@@ -13,8 +14,9 @@ import argparse
 import json
 import sys
 
-HELP = "blockwise predict -> fragments -> region graph with edge statistics -> waterz's " \
-       "agglomeration of the whole graph -> segments on daisy (resumable, local or cluster workers)"
+HELP = "blockwise predict -> fragments (stitched across block faces) -> region graph with edge " \
+       "statistics -> waterz's agglomeration of the whole graph -> segments on daisy (resumable, " \
+       "local or cluster workers)"
 
 SEGMENT_FLAGS = {
     "fragments_method": "fragments", "boundary_threshold": "boundary_threshold",

@@ -1,9 +1,11 @@
 """Blockwise work on volumes larger than memory.
 
-- The pipeline on daisy (:mod:`segtrain.scale.pipeline`): predict -> fragments -> region graph
-  with per-edge statistics in a database (:mod:`segtrain.scale.edge_stats`) -> waterz's
-  agglomeration of the whole graph (:mod:`segtrain.scale.agglomeration`) -> segments at any
-  threshold, resumable, local or cluster workers.
+- The pipeline on daisy (:mod:`segtrain.scale.pipeline`): predict -> fragments (pieces cut by
+  block faces stitched back, :mod:`segtrain.scale.stitch`) -> region graph with per-edge
+  statistics in a database (:mod:`segtrain.scale.edge_stats`) -> waterz's agglomeration of the
+  whole graph (:mod:`segtrain.scale.agglomeration`) -> segments at any threshold, resumable,
+  local or cluster workers; from a child process that can be stopped between blocks
+  (:mod:`segtrain.scale.driver`).
 - Relabelling a fragment volume with a lookup table, on dask (:mod:`segtrain.scale.relabel`;
   the Export panel and ``segtrain export`` use it).
 - Mean-affinity fragments and region graphs on dask (:mod:`segtrain.scale.blockwise`).
