@@ -204,3 +204,25 @@ def test_stop_ends_the_job_between_blocks_and_run_resumes_it(tuned, gui, tmp_pat
                  "--min-size", str(settings.min_size), "--scoring", settings.scoring])
     assert code == 0, capsys.readouterr().err[-2000:]
     np.testing.assert_array_equal(gui_labels, zarr.open_array(str(tmp_path / "cli.zarr"), mode="r")[:])
+
+
+def test_an_output_a_stopped_job_left_unfinished_is_resumed_not_refused(tmp_path, synthetic):
+    """A job stopped while it wrote its segmentation leaves the output without `complete`: Run
+    blockwise writes on into it; a finished output, or one of no job, needs 'overwrite'."""
+    from segtrain.plugin.widgets.export_blockwise import unfinished_output
+    from segtrain.scale import create_job
+    from segtrain.scale.volumes import create_output, set_attrs
+
+    affs = synthetic["noisy_affinities"](synthetic["blocks_labels"]())
+    path = tmp_path / "affs.zarr"
+    zarr.create_array(store=str(path), shape=affs.shape, dtype="float32", zarr_format=2)[:] = affs
+    out = tmp_path / "seg.zarr"
+    assert not unfinished_output(tmp_path / "job", out)  # neither job nor output
+    job = create_job(tmp_path / "job", affinities=str(path), block_shape=(4, 24, 24))
+    assert not unfinished_output(job.folder, out)  # no output yet: nothing to resume
+    spec = create_output(out, affs.shape[1:], np.uint64, (4, 24, 24), (1, 1, 1), (0, 0, 0),
+                         ("z", "y", "x"), True)
+    assert unfinished_output(job.folder, out)
+    assert not unfinished_output(tmp_path / "other_job", out)
+    set_attrs(spec, {"complete": True})
+    assert not unfinished_output(job.folder, out)
