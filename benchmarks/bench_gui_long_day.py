@@ -54,9 +54,8 @@ def one_round(app, gui, k: int) -> None:
     gui.click(export.export_button)
     gui.wait_until(lambda: export.worker is None, what="export")
     assert export.written, export.status.text()
-    for layer in list(app.viewer.layers):  # close what the round made
-        if layer.name not in ("train-image", "train-gt"):
-            app.viewer.layers.remove(layer)
+    made = [layer.name for layer in app.viewer.layers if layer.name not in ("train-image", "train-gt")]
+    gui.close_layers(app.viewer, made)  # close what the round made: the layer list's delete button
     gui.wait(0.5)
 
 

@@ -85,6 +85,22 @@ class GUI:
         QTest.mouseClick(canvas.native, button, Qt.NoModifier, QPoint(round(x), round(y)))
         self.process()
 
+    def close_layers(self, viewer, names) -> None:
+        """Close layers as a person does: click them in the layer list (Ctrl+click adds one to the
+        selection), then the list's delete button."""
+        view = viewer.window._qt_viewer.layers
+        model = view.model()  # the list shows the newest layer on top: rows are not list indices
+        rows = {model.data(model.index(r, 0), Qt.DisplayRole): r for r in range(model.rowCount())}
+        for n, name in enumerate(names):
+            index = model.index(rows[name], 0)
+            view.scrollTo(index)
+            modifier = Qt.ControlModifier if n else Qt.NoModifier
+            QTest.mouseClick(view.viewport(), Qt.LeftButton, modifier, view.visualRect(index).center())
+        self.process()
+        chosen = sorted(layer.name for layer in viewer.layers.selection)
+        assert chosen == sorted(names), f"clicking {names} in the layer list selected {chosen}"
+        self.click(viewer.window._qt_viewer.layerButtons.deleteButton)
+
     @staticmethod
     def process() -> None:
         app = QCoreApplication.instance()

@@ -57,3 +57,17 @@ def test_gui_command_parses():
     gui.add_arguments(parser)
     args = parser.parse_args(["--no-sample", "a.zarr"])
     assert args.no_sample and args.paths == ["a.zarr"]
+
+
+def test_segtrain_gui_keeps_few_malloc_arenas():
+    """glibc gives each new thread an arena (up to 8 per core) and Qt's pool threads come and go:
+    memory freed there stayed mapped, and a long day in the GUI grew a few MB a round."""
+    import platform
+    import sys
+
+    from segtrain.plugin.launcher import limit_malloc_arenas
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        assert not limit_malloc_arenas() or sys.platform.startswith("linux")
+        return
+    assert limit_malloc_arenas()

@@ -205,3 +205,32 @@ def test_a_removed_segmentation_gives_its_arrays_back(docked, gui, synthetic):
     viewer.layers.remove(affs)
     assert info.proofreader is None and info.fragments is None and affs_info.array is None
     assert np.asarray(layer.data).size == 1 and np.asarray(affs.data).size <= 3
+
+
+def test_closing_a_rounds_layers_frees_its_prediction_and_merge_tree(docked, gui, synthetic):
+    """A long day in the GUI: after Build, the slider and closing the prediction and segmentation
+    layers (clicks in the layer list, its delete button), nothing keeps the prediction array, the
+    merge tree or its Proofreader: not the panel, not napari's list of finished workers."""
+    import gc
+    import weakref
+
+    viewer, dock = docked
+    _affinities_layer(viewer, synthetic)
+    segment = SegmentWidget(viewer)
+    dock(segment)
+    gui.choose(segment.gt_combo, "gt")
+    gui.click(segment.build_button)
+    gui.wait_until(lambda: segment.tree is not None and segment.build_button.isEnabled(), timeout=60)
+    for t in ("0.3", "0.6"):
+        gui.type(segment.threshold_spin, t)
+    layer = segment.seg_layer
+    kept = {"prediction": L.layer_info(viewer.layers["raw affinities"]).array, "merge tree": segment.tree,
+            "proofreader": L.layer_info(layer).proofreader}
+    refs = {what: weakref.ref(obj) for what, obj in kept.items()}
+    del kept, layer
+    gui.close_layers(viewer, ["raw affinities", "raw affinities segmentation"])
+    assert [layer.name for layer in viewer.layers] == ["raw", "gt"]
+    gui.wait(0.2)
+    gc.collect()
+    assert [what for what, ref in refs.items() if ref() is not None] == []
+    assert not segment.slider.isEnabled() and not segment.best_button.isEnabled()  # nothing left to move

@@ -73,13 +73,19 @@ def test_lower_thread_priority_only_affects_the_calling_thread():
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 
-def test_a_finished_worker_lets_go_of_its_arguments_and_result(qtbot):
+@pytest.mark.parametrize("viewer_open", [False, True], ids=["no viewer", "viewer open"])
+def test_a_finished_worker_lets_go_of_its_arguments_and_result(qtbot, request, viewer_open):
     """A finished worker, with what it was given and what it returned, is garbage: nothing in the
-    worker module (its slots, the progress bar, the set of running workers) keeps it."""
+    worker module (its slots, the progress bar, the set of running workers) keeps it, nor, with a
+    viewer open, the viewer's task list (napari registers every worker there)."""
     import gc
     import weakref
 
     from segtrain.plugin.workers import active_workers
+
+    if viewer_open:
+        viewer = request.getfixturevalue("make_napari_viewer")()
+        tasks = viewer.window._task_status_manager._tasks
 
     class Payload:
         pass
@@ -103,3 +109,5 @@ def test_a_finished_worker_lets_go_of_its_arguments_and_result(qtbot):
     assert got == ["Payload", "done"]
     result_ref = made[0]
     assert worker_ref() is None and arg_ref() is None and result_ref() is None
+    if viewer_open:
+        assert tasks == {}

@@ -20,12 +20,41 @@ def widget_names() -> list[str]:
     return [w.display_name for w in manifest.contributions.widgets or ()]
 
 
+MALLOC_ARENAS = 2  # glibc's default: up to 8 per core
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Let the C allocator (glibc) keep at most ``arenas`` arenas; False where it is not glibc.
+
+    Every thread that allocates gets an arena of its own while there are fewer than 8 per core,
+    and the app's background work runs on Qt's pool threads, which come and go. What a finished
+    run freed in an arena stays mapped around what is still in use there, even after
+    ``malloc_trim``: a long day in the GUI (benchmarks/bench_gui_long_day.py) kept growing a few
+    MB a round with no Python object left behind, and stayed flat with two arenas. Applies to
+    arenas made after the call (call it before the heavy threads start): ``segtrain gui`` does,
+    via :func:`open_viewer`; a plain napari with the plugin keeps its own allocator settings."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (e.g. musl)
+        return False
+    m_arena_max = -8  # malloc.h
+    return bool(mallopt(m_arena_max, int(arenas)))
+
+
 def open_viewer(load_sample: bool = True, show: bool = True, paths: Sequence[str] = ()):
     """A napari Viewer with every segtrain dock widget and, optionally, the sample volume.
 
     Files in ``paths`` are opened with the segtrain reader. Does not start the event loop
-    (call ``napari.run()``), so tests can use it under a virtual display.
+    (call ``napari.run()``), so tests can use it under a virtual display. The process's C
+    allocator keeps few arenas (:func:`limit_malloc_arenas`).
     """
+    limit_malloc_arenas()
     import napari
     from napari.utils.notifications import show_error
 

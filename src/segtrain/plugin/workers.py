@@ -8,7 +8,9 @@ Everything long (training, prediction, building a merge tree, export) runs in a 
 - turn any exception from a worker into a one-sentence napari notification
   (:func:`error_message`, :func:`notify_error`), never a traceback,
 - stop workers (:func:`stop_worker`, :func:`stop_all`) and release GPU memory when a run ends
-  (:func:`release_gpu_memory`).
+  (:func:`release_gpu_memory`),
+- let a finished worker go: napari's window keeps every worker as a task otherwise
+  (:func:`_napari_task_entries`).
 
 Widgets never call ``create_worker`` themselves.
 """
@@ -232,6 +234,7 @@ def start_worker(
     worker = create_worker(
         func, *args, _start_thread=False, _ignore_errors=True, _progress=progress or None, **kwargs
     )
+    tasks, task_ids = _napari_task_entries(worker)
     throttle: Throttle | None = None
     if on_yield is not None and isinstance(worker, GeneratorWorker):
         if throttle_ms:
@@ -255,6 +258,8 @@ def start_worker(
         if throttle is not None:
             throttle.flush()
         _ACTIVE.discard(worker)
+        for task_id in task_ids:  # napari has marked it completed (its slot ran first)
+            tasks.pop(task_id, None)
         if on_finish is not None:
             on_finish()
 
@@ -266,6 +271,28 @@ def start_worker(
     if start:
         worker.start()
     return worker
+
+
+def _napari_task_entries(worker) -> tuple[dict | None, list]:
+    """The entries napari made for ``worker`` in its window's task list: ``(tasks, ids)``.
+
+    napari (>= 0.6.5, PR #8211) registers every worker it creates while a viewer is open as a task
+    of that viewer's window, with ``worker.quit`` as the task's cancel callback (to warn when the
+    window closes while work runs), and never removes it. Each finished worker, with its arguments
+    (predictions, merge trees, proofreaders, export volumes) and the slots connected to it, then
+    stays alive as long as the window: tens of MB a round of the loop. :func:`start_worker` drops
+    the entries when the worker finishes (napari has marked them completed by then). Private napari
+    attributes: if they change, nothing is dropped and nothing breaks."""
+    from napari import current_viewer
+
+    viewer = current_viewer()  # the viewer create_worker registered the worker with
+    manager = getattr(getattr(viewer, "window", None), "_task_status_manager", None)
+    tasks = getattr(manager, "_tasks", None)
+    if not isinstance(tasks, dict):
+        return None, []
+    ids = [key for key, item in tasks.items()
+           if getattr(getattr(item, "_cancel_callback", None), "__self__", None) is worker]
+    return tasks, ids
 
 
 class LatestOnly:

@@ -107,6 +107,7 @@ class PredictWidget(Panel):
         self.worker = None
         self.relay = None
         self.result_layers: dict[str, Any] = {}
+        self._image = None  # the image layer the newest prediction is for
 
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("run folder or checkpoint file")
@@ -165,10 +166,19 @@ class PredictWidget(Panel):
         for spin in self.lsd_channels:
             spin.valueChanged.connect(self._update_lsd_channels)
         self.session.changed.connect(self._session_changed)
+        napari_viewer.layers.events.removed.connect(self._layer_removed)
         if self.session.image_layer:
             self.image_combo.set_layer(self.session.image_layer)
         self._session_changed("checkpoint")
         self.fit()
+
+    def _layer_removed(self, event=None) -> None:
+        """Forget closed layers (the predictions shown, the image predicted on): the panel must
+        not keep their data alive."""
+        layers = self.viewer.layers
+        self.result_layers = {kind: layer for kind, layer in self.result_layers.items() if layer in layers}
+        if self._image is not None and self._image not in layers and self.worker is None:
+            self._image = None
 
     def _session_changed(self, key: str) -> None:
         if key in ("checkpoint", "run_dir"):

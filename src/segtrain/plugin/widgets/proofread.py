@@ -159,6 +159,7 @@ class ProofreadWidget(Panel):
         self.next_button.clicked.connect(lambda: self.next_region())
         self.open_edit.returnPressed.connect(lambda: self.open(self.open_edit.text()))
         self.seg_combo.layer_changed.connect(lambda _: self._refresh_controls())
+        napari_viewer.layers.events.removed.connect(self._layer_removed)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self._on_mouse))
         self._refresh_controls()
@@ -172,6 +173,11 @@ class ProofreadWidget(Panel):
             return
         if callback in callbacks:
             callbacks.remove(callback)
+
+    def _layer_removed(self, event=None) -> None:
+        """The uncertainty layer was closed: forget its ranked regions and its array."""
+        if self._regions_layer is not None and self._regions_layer not in self.viewer.layers:
+            self.regions, self._regions_of, self._regions_layer, self.region_index = [], None, None, -1
 
     # --- state ---------------------------------------------------------------------------------
     def tool(self) -> str:

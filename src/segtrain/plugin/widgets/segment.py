@@ -213,6 +213,7 @@ class SegmentWidget(Panel):
         self.threshold_spin.editingFinished.connect(lambda: self.set_threshold(self.threshold_spin.value()))
         self.pred_combo.layer_changed.connect(self._prediction_changed)
         self.gt_combo.layer_changed.connect(self._update_best_button)
+        napari_viewer.layers.events.removed.connect(self._layer_removed)
         self.apply_settings(L.segment_config())
         self._prediction_changed(self.pred_combo.layer())
         self.fit()
@@ -227,6 +228,22 @@ class SegmentWidget(Panel):
     def busy(self) -> bool:
         """Whether background work for this panel is running or waiting."""
         return self.worker is not None or self.instance_job.busy() or self.mask_job.busy()
+
+    def _layer_removed(self, event=None) -> None:
+        """The segmentation layer was closed: let go of what made it (the merge tree, its
+        Proofreader, the probabilities), which would otherwise stay in memory until the next Build,
+        and disable the slider that moved it."""
+        if self.seg_layer is None or self.seg_layer in self.viewer.layers:
+            return
+        self.seg_layer = self.tree = self.proofreader = self.sweep = None
+        self.outputs = self.probabilities = self._source_layer = None
+        self.scores = {}
+        self.slider.setEnabled(False)
+        self.threshold_spin.setEnabled(False)
+        self.segments_label.setText("segments: -")
+        self.scores_label.setText("")
+        self._plot_sweep()  # no sweep: hides the plot
+        self._update_best_button()
 
     def _prediction_changed(self, layer) -> None:
         info = L.layer_info(layer) if layer is not None else None
@@ -391,6 +408,7 @@ class SegmentWidget(Panel):
         name = f"{layer.name} segmentation"
         kwargs = L.aligned_kwargs(layer, name, info, ndim=data.ndim)
         if name in self.viewer.layers:
+            self.seg_layer = None  # replaced, not closed: the new tree stays
             self.viewer.layers.remove(name)
         self.seg_layer = self.viewer.add_labels(data, **kwargs)
         self.seg_layer.editable = False
