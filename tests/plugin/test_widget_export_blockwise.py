@@ -6,6 +6,7 @@ inputs; bad input gives one sentence before anything runs."""
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -110,6 +111,7 @@ class ProcessWatch:
 
         self.last_seen: dict[int, float] = {}
         self.commands: dict[int, str] = {}
+        self.parents: dict[int, int] = {}
         self.before = self._pids()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
@@ -139,7 +141,9 @@ class ProcessWatch:
                 self.last_seen[pid] = now
                 if pid not in self.commands:
                     try:
-                        self.commands[pid] = " ".join(psutil.Process(pid).cmdline())
+                        process = psutil.Process(pid)
+                        self.commands[pid] = " ".join(process.cmdline())
+                        self.parents[pid] = process.ppid()
                     except psutil.Error:
                         pass
             time.sleep(0.02)
@@ -176,12 +180,16 @@ def test_stop_ends_the_job_between_blocks_and_run_resumes_it(tuned, gui, tmp_pat
     text = section.progress_label.text()
     assert text.startswith("stopped: ") and text.endswith("blocks done; click Run blockwise to resume")
     done, total = (int(v) for v in text.removeprefix("stopped: ").split(" blocks")[0].split(" / "))
-    assert total == 3 * 64 and 4 <= done < 64  # fragments, agglomerate, segmentation; stopped early
+    # fragments, agglomerate, segmentation blocks; stopped before the end (tiny blocks: on a quiet machine
+    # the fragments step may be over before the click lands)
+    assert total == 3 * 64 and 4 <= done < total
     assert section.result == {"stopped": True, "done": done, "total": total}
     # every worker process ended, and before the job's process did (none was orphaned)
     watch.stop()
     assert not watch.alive()
-    driver = [pid for pid, c in watch.commands.items() if "segtrain.scale.driver" in c]
+    # the job's process is this process's child (daisy may fork helpers of it, which share its command line)
+    driver = [pid for pid, c in watch.commands.items()
+              if "segtrain.scale.driver" in c and watch.parents.get(pid) == os.getpid()]
     workers = [pid for pid, c in watch.commands.items() if "daisy._subprocess_worker" in c]
     assert len(driver) == 1 and len(workers) >= 2, watch.commands
     assert max(watch.last_seen[w] for w in workers) <= watch.last_seen[driver[0]]
@@ -192,7 +200,7 @@ def test_stop_ends_the_job_between_blocks_and_run_resumes_it(tuned, gui, tmp_pat
     gui.wait_until(lambda: section.worker is None, timeout=300)
     assert section.result is not None and "path" in section.result, section.progress_label.text()
     job = ScaleJob.open(tmp_path / "out" / "segmentation_blockwise_job")
-    assert read_status(job)["fragments"]["skipped"] >= done
+    assert read_status(job)["fragments"]["skipped"] >= min(done, 64)
     gui_labels = np.asarray(viewer.layers[-1].data)
     settings = L.layer_info(export.seg_combo.layer()).settings
     capsys.readouterr()
