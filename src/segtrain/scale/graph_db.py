@@ -245,17 +245,22 @@ def _cursor(location: str):
     return con, con.cursor(), "?"
 
 
+def _fetch_all(location: str | Path, query: str) -> list[tuple]:
+    """The rows of one query on the graph database (connection closed afterwards)."""
+    con, cur, _ = _cursor(str(location))
+    try:
+        cur.execute(query)
+        return cur.fetchall()
+    finally:
+        con.close()
+
+
 def read_edge_statistics(location: str | Path):
     """Every edge with its statistics, sorted by ``(u, v)``, as
     :class:`~segtrain.scale.edge_stats.EdgeStatistics`."""
     from segtrain.scale.edge_stats import EdgeStatistics
 
-    con, cur, _ = _cursor(str(location))
-    try:
-        cur.execute("SELECT u, v, affinity_sum, affinity_count, histogram FROM edges ORDER BY u, v")
-        rows = cur.fetchall()
-    finally:
-        con.close()
+    rows = _fetch_all(location, "SELECT u, v, affinity_sum, affinity_count, histogram FROM edges ORDER BY u, v")
     if any(r[3] is None for r in rows):
         raise InputError(f"The graph {location} has edges without statistics (made by an older "
                          "segtrain?); run the job again in a new folder.")
@@ -266,12 +271,7 @@ def read_edge_statistics(location: str | Path):
 
 def read_stitched_pairs(location: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """``(u, v)`` of the edges between pieces of one basin cut by a block face."""
-    con, cur, _ = _cursor(str(location))
-    try:
-        cur.execute("SELECT u, v FROM edges WHERE stitched = 1 ORDER BY u, v")
-        rows = cur.fetchall()
-    finally:
-        con.close()
+    rows = _fetch_all(location, "SELECT u, v FROM edges WHERE stitched = 1 ORDER BY u, v")
     u, v = (list(c) for c in zip(*rows)) if rows else ([], [])
     return np.asarray(u, np.uint64), np.asarray(v, np.uint64)
 
@@ -297,9 +297,4 @@ def write_merge_scores(location: str | Path, u, v, scores) -> None:
 
 def count_unscored_edges(location: str | Path) -> int:
     """How many edges have no merge score yet (the global step has not seen them)."""
-    con, cur, _ = _cursor(str(location))
-    try:
-        cur.execute(f"SELECT COUNT(*) FROM edges WHERE {EDGE_SCORE} IS NULL")
-        return int(cur.fetchone()[0])
-    finally:
-        con.close()
+    return int(_fetch_all(location, f"SELECT COUNT(*) FROM edges WHERE {EDGE_SCORE} IS NULL")[0][0])

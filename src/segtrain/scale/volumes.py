@@ -147,12 +147,7 @@ def create_output(path: Path, shape: tuple[int, ...], dtype, chunks: tuple[int, 
     (a resumed job writes into it); any other existing array is an InputError.
     """
     path = Path(path)
-    parts = path.parts
-    container_i = next((i for i, p in enumerate(parts) if p.endswith((".zarr", ".n5"))), None)
-    if container_i is None:
-        raise InputError(f"{path}: blockwise outputs are .zarr or .n5 (e.g. out.zarr/segmentation).")
-    container = Path(*parts[: container_i + 1])
-    inner = "/".join(parts[container_i + 1:]) or None
+    container, inner = _split_output(path)
     if container.suffix == ".n5":
         return _create_n5(container, inner or "data", shape, dtype, chunks, voxel_size, offset, attrs)
     return _create_zarr(container, inner, shape, dtype, chunks, voxel_size, offset, axes,
@@ -240,15 +235,19 @@ def set_attrs(spec: ArraySpec, attrs: dict) -> None:
         file.write_text(json.dumps(meta))
 
 
-def read_attrs(path: str | Path) -> dict:
-    """The attributes of an output array at ``path`` (as :func:`create_output` takes it);
-    ``complete`` is true once every block was written."""
-    parts = Path(path).parts
+def _split_output(path: Path) -> tuple[Path, str | None]:
+    """``(container, path inside it or None)`` of an output path such as ``x.zarr/name``."""
+    parts = path.parts
     container_i = next((i for i, p in enumerate(parts) if p.endswith((".zarr", ".n5"))), None)
     if container_i is None:
         raise InputError(f"{path}: blockwise outputs are .zarr or .n5 (e.g. out.zarr/segmentation).")
-    container = Path(*parts[: container_i + 1])
-    inner = "/".join(parts[container_i + 1:]) or None
+    return Path(*parts[: container_i + 1]), "/".join(parts[container_i + 1:]) or None
+
+
+def read_attrs(path: str | Path) -> dict:
+    """The attributes of an output array at ``path`` (as :func:`create_output` takes it);
+    ``complete`` is true once every block was written."""
+    container, inner = _split_output(Path(path))
     if container.suffix == ".n5":
         return json.loads((container / (inner or "data") / "attributes.json").read_text())
     import zarr
