@@ -31,7 +31,7 @@ from segtrain.postprocess.affinities import segment_affinities
 from segtrain.postprocess.tune import tune_affinities, tune_postprocessing
 from segtrain.predict import load_model, predict_array
 from segtrain.runs import RunFolder
-from segtrain.train.sources import sources_from_config, whole_volume
+from segtrain.train.sources import annotated_volumes
 from segtrain.tuning import tune_run
 
 Log = Callable[[str], None]
@@ -79,19 +79,17 @@ def train_fold(config: Config, run_dir: Path, log: Log = print) -> Path:
 
 
 def _heldout_volumes(config: Config, fold: Fold) -> list[dict]:
-    volumes = []
-    for source in sources_from_config(fold.heldout, config.data):
-        source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
-        volumes.append(whole_volume(source, config.data.in_channels))
-    return volumes
+    return annotated_volumes(fold.heldout, config)
 
 
-def score_heldout(loaded, settings, volumes: list[dict], tta: int) -> dict:
-    """The three scores of the module docstring for predictions with ``tta`` transforms."""
+def score_heldout(loaded, settings, volumes: list[dict], tta: int, outputs: list[dict] | None = None) -> dict:
+    """The three scores of the module docstring for predictions with ``tta`` transforms
+    (``outputs``: the model's predictions of ``volumes`` when already made)."""
     config = loaded.config
     spec = OutputSpec.of(config)
     t0 = time.perf_counter()
-    outputs = [predict_array(loaded, v["raw"], tta=tta) for v in volumes]
+    if outputs is None:
+        outputs = [predict_array(loaded, v["raw"], tta=tta) for v in volumes]
     predict_s = time.perf_counter() - t0
     gts = [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
     voxel_sizes = [v["voxel_size"] or config.data.voxel_size for v in volumes]

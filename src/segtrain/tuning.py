@@ -15,7 +15,7 @@ from segtrain.postprocess import OutputSpec
 from segtrain.postprocess.tune import TuneResult, tune_affinities, tune_postprocessing
 from segtrain.predict.infer import as_loaded, predict_array
 from segtrain.runs import RunFolder
-from segtrain.train.sources import sources_from_config, whole_volume
+from segtrain.train.sources import annotated_volumes
 
 
 def save_postprocess(run_dir: str | Path, result: TuneResult, tuned_on: Sequence[str] = ()) -> Path:
@@ -46,14 +46,7 @@ def tune_run(model_or_path, entries=None, split: str = "auto", save: bool = True
             raise InputError(f"The run's config has no data.{split} images to tune on; name annotated images.")
     outputs, labels, known, voxel_sizes = [], [], [], []
     head = "affinities" if config.task == "affinities" else "probabilities"
-    for source in sources_from_config(entries, config.data):
-        source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
-        if int(np.prod(source.shape)) > config.data.val_max_voxels:
-            raise InputError(
-                f"{source.name} has {int(np.prod(source.shape)):,} voxels, more than data.val_max_voxels "
-                f"({config.data.val_max_voxels:,}) that tuning holds in memory; tune on a crop of it."
-            )
-        volume = whole_volume(source, config.data.in_channels)
+    for volume in annotated_volumes(entries, config, max_voxels=config.data.val_max_voxels):
         outputs.append(predict_array(loaded, volume["raw"])[head])
         labels.append(volume["labels"])
         known.append(volume["known"])

@@ -440,3 +440,22 @@ def whole_volume(source: ArraySource, in_channels: int = 1) -> dict:
     voxel_size = getattr(source, "voxel_size", None)
     return {"raw": raw[0] if in_channels == 1 else raw, "labels": labels, "known": known,
             "voxel_size": None if voxel_size is None else tuple(voxel_size)}
+
+
+def annotated_volumes(entries, config, max_voxels: int | None = None) -> list[dict]:
+    """The ``data.train`` / ``data.val``-style ``entries`` (:class:`~segtrain.config.SourceConfig`)
+    read, prepared as ``config`` trains on them and returned as :func:`whole_volume` s (for tuning
+    and scoring). ``max_voxels``: refuse, in one sentence, a source larger than that (it is held in
+    memory whole)."""
+    from segtrain.errors import InputError
+
+    volumes = []
+    for source in sources_from_config(entries, config.data):
+        source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
+        if max_voxels is not None and int(np.prod(source.shape)) > max_voxels:
+            raise InputError(
+                f"{source.name} has {int(np.prod(source.shape)):,} voxels, more than data.val_max_voxels "
+                f"({max_voxels:,}) that tuning holds in memory; tune on a crop of it."
+            )
+        volumes.append(whole_volume(source, config.data.in_channels))
+    return volumes
