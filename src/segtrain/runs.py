@@ -240,6 +240,21 @@ class RunFolder:
             return []
         return [RunFolder(p) for p in sorted(folder.iterdir()) if p.is_dir() and p.name.isdigit()]
 
+    def is_selftrain(self) -> bool:
+        """Whether this is a self-training run: it has ``selftrain.json`` or ``iterations/``, or its
+        config has a ``selftrain`` section with iterations."""
+        if self.selftrain_path.is_file() or (self.path / ITERATIONS).is_dir():
+            return True
+        iterations = (self.raw_config().get("selftrain") or {}).get("iterations")
+        return isinstance(iterations, int) and iterations > 0
+
+    def selftrain_run(self) -> RunFolder | None:
+        """The self-training run this folder is an iteration of (``<run>/iterations/NN``), or None."""
+        parent = self.path.parent
+        if parent.name == ITERATIONS and self.path.name.isdigit() and self.is_run(parent.parent):
+            return RunFolder(parent.parent)
+        return None
+
     @property
     def pseudo_labels_path(self) -> Path:
         return self.path / PSEUDO_LABELS_FILE

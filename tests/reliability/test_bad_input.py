@@ -354,6 +354,33 @@ CLI_CASES = [
     Case("resume-not-a-run", "segtrain train", "--resume of a folder that is no run", "... is not a ... run ...",
          r"notarun", lambda f: ["train", "--config", f.train_config(), "--resume", f.folder("notarun"),
                                 "--runs-root", f / "runs"]),
+    # resuming self-training: runs that are not self-training runs, finished ones, changes to the run
+    Case("selftrain-resume-missing", "segtrain selftrain", "--resume of a folder that does not exist",
+         "Cannot resume: ... does not exist; give the folder of a self-training run.", r"gone.*does not exist",
+         lambda f: ["selftrain", "--resume", f / "gone"]),
+    Case("selftrain-resume-not-a-run", "segtrain selftrain", "--resume of a folder that is no run",
+         "Cannot resume ...: it is not a run folder (no config.yaml) ...", r"notarun.*not a run folder",
+         lambda f: ["selftrain", "--resume", f.folder("notarun")]),
+    Case("selftrain-resume-plain-run", "segtrain selftrain", "--resume of a plain training run",
+         "Cannot resume ... as self-training: it is a plain training run ...; continue it with "
+         "`segtrain train --config FILE --resume ...`.", r"em3d.*plain training run.*segtrain train",
+         lambda f: ["selftrain", "--resume", f.runs["em3d"]]),
+    Case("selftrain-resume-finished", "segtrain selftrain", "--resume of a self-training run that is finished",
+         "Self-training run ... is finished (iterations 0-1 done); start a new run ...",
+         r"selftrain.*is finished \(iterations 0-1 done\)", lambda f: ["selftrain", "--resume", f.runs["selftrain"]]),
+    Case("selftrain-resume-iteration", "segtrain train", "--resume of one iteration folder of a self-training run",
+         "Cannot resume ... on its own: it is iteration 01 of the self-training run ...; resume that one ...",
+         r"iteration 01 of the self-training run",
+         lambda f: ["train", "--config", f.train_config(), "--resume", Path(f.runs["selftrain"]) / "iterations" / "01"]),
+    Case("train-resume-finished-selftrain", "segtrain train", "--resume of a finished self-training run",
+         "Self-training run ... is finished ...", r"is finished",
+         lambda f: ["train", "--config", f.train_config(), "--resume", f.runs["selftrain"]]),
+    Case("selftrain-resume-steps", "segtrain selftrain", "--resume with --steps",
+         "--iterations and --steps cannot change a self-training run being resumed ...", r"--steps cannot change",
+         lambda f: ["selftrain", "--resume", f.runs["selftrain"], "--steps", "5"]),
+    Case("selftrain-no-config", "segtrain selftrain", "neither --config nor --resume",
+         "Give --config FILE to start self-training, or --resume RUN to continue a run.", r"--config FILE.*--resume",
+         lambda f: ["selftrain"]),
     Case("segment-run-not-a-run", "segtrain segment", "--run of a folder that is no run",
          "... is not a segtrain run folder (no config.yaml) ...", r"notarun",
          lambda f: ["segment", f.affs(), f / "out", "--run", f.folder("notarun")]),
@@ -711,14 +738,16 @@ PROGRESS_LINE = re.compile(r"^(.* \.\.\.|.*: done in [\d.]+ s|segment settings f
 
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory) -> dict:
-    """A real run, trained for 2 steps on a tiny synthetic volume (a few seconds), and a copy of its
-    checkpoint whose config says it is another model (more feature maps) than its weights are."""
+    """A real run, trained for 2 steps on a tiny synthetic volume (a few seconds), a copy of its
+    checkpoint whose config says it is another model (more feature maps) than its weights are, and
+    a finished self-training run (iterations 0 and 1 of 2 steps)."""
     import torch
 
     from segtrain.config import config_from_dict
     from segtrain.runs import RunFolder
     from segtrain.synthetic import make_em_volume
     from segtrain.train import ArraySource, TrainingRun
+    from segtrain.train.selftrain import SelfTraining
 
     root = tmp_path_factory.mktemp("runs")
     raw, gt = make_em_volume((8, 32, 32), n_cells=4, seed=0)[:2]
@@ -732,8 +761,11 @@ def tiny_runs(tmp_path_factory) -> dict:
     other.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     torch.save(state, other.checkpoints_dir / "step-2.ckpt")
     shutil.copytree(run.run_dir, root / "em3d-resume")  # for the case that (today) changes the run it resumes
+    selftrain = config_from_dict({**TINY, "name": "selftrain", "selftrain": {"iterations": 1, "threshold_start": 0.6}})
+    selftrained = SelfTraining(selftrain, sources, sources, unlabelled=[raw], runs_root=root)
+    selftrained.run()
     return {"em3d": run.run_dir, "em3d-resume": root / "em3d-resume", "mismatch": other.checkpoints_dir / "step-2.ckpt",
-            "root": root}
+            "selftrain": selftrained.run_dir, "root": root}
 
 
 @pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.id)

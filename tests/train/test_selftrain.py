@@ -199,3 +199,64 @@ def test_two_iterations_write_their_folders_with_kept_pixels(tmp_path):
     from segtrain.predict import load_model
 
     assert load_model(run.run_dir).step == 2
+
+
+def _tree_state(root):
+    """Every file under ``root``: (inode, size, modification time, content hash)."""
+    import hashlib
+
+    return {str(p.relative_to(root)): (p.stat().st_ino, p.stat().st_size, p.stat().st_mtime_ns,
+                                       hashlib.blake2b(p.read_bytes(), digest_size=8).hexdigest())
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.is_symlink()}
+
+
+def test_resume_reuses_done_iterations_and_continues_the_interrupted_one(tmp_path):
+    """Stopped in the middle of iteration 1: resuming keeps iteration 0 as it is (its files
+    untouched), makes the same pseudo-labels again, continues iteration 1 from the step it stopped
+    at, trains iteration 2, and lists all three; a finished run is refused, changing nothing."""
+    import threading
+
+    from segtrain.errors import InputError
+    from segtrain.predict import load_model
+    from segtrain.train.run import ProgressReport
+    from segtrain.train.selftrain import IterationResult, resume_plan
+
+    config = _wells_config(threshold_start=0.6, threshold_end=0.55, steps=20)
+    config.train.checkpoint_every = 4
+    config.train.val_every = 20
+    data = dict(train_sources=[ArraySource(*_well_arrays(0))], val_sources=[ArraySource(*_well_arrays(1))],
+                unlabelled=[_well_arrays(2)[0], _well_arrays(3)[0]])
+    stop = threading.Event()
+    run = SelfTraining(config, runs_root=tmp_path, stop_event=stop, **data)
+    for item in run.reports():
+        if isinstance(item, ProgressReport) and item.iteration == (1, 2) and item.step >= 5:
+            stop.set()
+    assert [(r.iteration, r.stopped) for r in run.results] == [(0, False), (1, True)]
+    stopped_at = run.results[1].steps
+    assert 4 <= stopped_at < 20, stopped_at
+    assert not run.folder.iteration(2).path.exists()
+    done_before = _tree_state(run.folder.iteration(0).path)
+    pseudo_before = run.folder.iteration(1).pseudo_labels()
+    assert sum(pseudo_before["kept"].values()) > 0
+
+    plan = resume_plan(run.run_dir)
+    assert [r.iteration for r in plan.done] == [0] and plan.next_iteration == 1 and plan.next_step == stopped_at
+    assert plan.describe() == f"resuming: iteration 0 done (reused); iteration 1 continues from step {stopped_at}"
+    resumed = SelfTraining(None, resume=run.run_dir, **data)
+    assert resumed.run_dir == run.run_dir
+    items = list(resumed.reports())
+    steps = [r.step for r in items if isinstance(r, ProgressReport) and r.iteration == (1, 2)]
+    assert steps and min(steps) >= stopped_at  # continued, not started again
+    assert [r.iteration for r in items if isinstance(r, IterationResult)] == [1, 2]
+    assert _tree_state(run.folder.iteration(0).path) == done_before  # not retrained
+    assert run.folder.iteration(1).pseudo_labels() == pseudo_before  # the same pseudo-labels, made again
+    summary = json.loads(run.folder.selftrain_path.read_text())
+    assert [(it["iteration"], it["stopped"], it["steps"]) for it in summary["iterations"]] == \
+        [(0, False, 20), (1, False, 20), (2, False, 20)]
+    assert json.loads(run.folder.metrics_path.read_text())["steps"] == 60
+    assert load_model(run.run_dir).step == 20
+
+    everything = _tree_state(run.run_dir)
+    with pytest.raises(InputError, match=r"is finished \(iterations 0-2 done\)"):
+        SelfTraining(None, resume=run.run_dir, **data)
+    assert _tree_state(run.run_dir) == everything

@@ -8,9 +8,12 @@ HELP = "self-train: train, pseudo-label the unlabelled images, retrain (the conf
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, metavar="FILE",
+    parser.add_argument("--config", metavar="FILE",
                         help="YAML config naming the labelled data (data.train) and the unlabelled images "
-                        "(selftrain.unlabelled)")
+                        "(selftrain.unlabelled); not needed with --resume")
+    parser.add_argument("--resume", metavar="RUN",
+                        help="continue this self-training run: its finished iterations are reused, an "
+                        "interrupted one continues from its last checkpoint (the run's own config is used)")
     parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
     parser.add_argument("--name", help="run name (default: the config's name)")
     parser.add_argument("--iterations", type=int, metavar="N", help="override selftrain.iterations")
@@ -24,17 +27,28 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.errors import ConfigError
     from segtrain.train.selftrain import IterationResult, SelfTraining
 
-    config = load_config(args.config)
+    resume = getattr(args, "resume", None)
     iterations, steps = getattr(args, "iterations", None), getattr(args, "steps", None)
-    if iterations is not None:
-        config.selftrain.iterations = iterations
-    if steps is not None:
-        if steps < 1:
-            raise ConfigError(f"--steps must be positive, not {steps}.")
-        config.selftrain.steps = steps
-    training = SelfTraining(config, runs_root=args.runs_root, name=args.name)
-    print(f"run folder: {training.run_dir}")
-    n = config.selftrain.iterations
+    if resume is not None:
+        if iterations is not None or steps is not None:
+            raise ConfigError("--iterations and --steps cannot change a self-training run being resumed; it "
+                              "continues with its own config (leave them out, or start a new run).")
+        training = SelfTraining(args.config, resume=resume)
+        print(f"run folder: {training.run_dir}")
+        print(training.plan.describe(), flush=True)
+    else:
+        if not args.config:
+            raise ConfigError("Give --config FILE to start self-training, or --resume RUN to continue a run.")
+        config = load_config(args.config)
+        if iterations is not None:
+            config.selftrain.iterations = iterations
+        if steps is not None:
+            if steps < 1:
+                raise ConfigError(f"--steps must be positive, not {steps}.")
+            config.selftrain.steps = steps
+        training = SelfTraining(config, runs_root=args.runs_root, name=args.name)
+        print(f"run folder: {training.run_dir}")
+    n = training.config.selftrain.iterations
     bar = None
     interrupted = False
     try:

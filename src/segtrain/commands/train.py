@@ -24,6 +24,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "folder to every process when torchrun or several machines start them")
 
 
+def _is_selftrain_run(path: str) -> bool:
+    """Whether ``path`` (a run folder, a checkpoint in one, or an iteration folder) belongs to a
+    self-training run, which `segtrain selftrain --resume` continues as a whole."""
+    from segtrain.runs import RunFolder
+
+    folder = RunFolder.of_checkpoint(path) if Path(path).is_file() else RunFolder(path)
+    if folder is None or not RunFolder.is_run(folder.path):
+        return False
+    return folder.selftrain_run() is not None or folder.is_selftrain()
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -32,6 +43,15 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.train import TrainingRun
     from segtrain.train.run import env_rank_zero
 
+    if args.resume is not None and _is_selftrain_run(args.resume):
+        from segtrain.commands import selftrain
+
+        if args.max_steps is not None or args.init_from is not None or args.run_dir is not None:
+            raise ConfigError(f"{args.resume} is a self-training run: resume it without --max-steps, --init-from "
+                              "or --run-dir (it continues with its own config).")
+        print(f"{args.resume} is a self-training run: resuming it (as `segtrain selftrain --resume`)")
+        args.iterations = args.steps = None
+        return selftrain.run(args)
     config = load_config(args.config)
     if config.selftrain.iterations and args.resume is None and args.init_from is None and args.run_dir is None:
         from segtrain.commands import selftrain

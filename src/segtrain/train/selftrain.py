@@ -17,6 +17,14 @@ Each iteration is a run folder ``iterations/NN`` of the self-training run (:clas
 config, metrics and checkpoints, ``pseudo_labels.json`` (thresholds, pixels predicted and kept per
 class), ``figure.png`` (a validation image | ground truth | prediction | pseudo-label). The run's
 ``selftrain.json`` lists the iterations; its ``checkpoints/`` holds the last iteration's model.
+
+Resume (``SelfTraining(..., resume=RUN)``, ``segtrain selftrain --resume RUN``): the iterations
+``selftrain.json`` lists as done are reused as they are (never trained again); the pseudo-labels
+for the next iteration are made again from the last done one's model (the same model, so the same
+pseudo-labels); an interrupted iteration continues from its newest full-state checkpoint (a stopped
+one from its ``final.ckpt``, a killed one from its last periodic ``step-N.ckpt``), one that was never
+started starts afresh. :func:`resume_plan` checks the folder first and refuses, in one sentence and
+before anything is written, a folder that is not a self-training run or one that is finished.
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.config import Config, load_config, monitor_metric, selftrain_classes
-from segtrain.errors import InputError
+from segtrain.errors import InputError, SegtrainError
 from segtrain.runs import RunFolder
 from segtrain.train.run import ProgressReport, TrainingRun, split_source
 from segtrain.train.sources import (
@@ -170,6 +178,95 @@ class IterationResult:
         d["kept"] = {str(k): v for k, v in self.kept.items()}
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict) -> IterationResult:
+        """The result :meth:`to_dict` wrote (a record of ``selftrain.json``)."""
+        return cls(iteration=int(d["iteration"]), iterations=int(d["iterations"]), folder=Path(d["folder"]),
+                   thresholds=d.get("thresholds"),
+                   predicted={int(k): int(v) for k, v in (d.get("predicted") or {}).items()},
+                   kept={int(k): int(v) for k, v in (d.get("kept") or {}).items()},
+                   metrics=dict(d.get("metrics") or {}), steps=int(d.get("steps") or 0),
+                   stopped=bool(d.get("stopped")))
+
+
+@dataclass
+class ResumePlan:
+    """What resuming a self-training run does: its folder and own config, the iterations done
+    (reused), and the iteration that continues (``None`` when only the run's final checkpoint is
+    missing) with the step it continues from (0: starts afresh)."""
+
+    folder: RunFolder
+    config: Config
+    done: list[IterationResult]
+    next_iteration: int | None
+    next_step: int
+
+    def describe(self) -> str:
+        """``resuming: iterations 0-1 done (reused); iteration 2 continues from step 4``."""
+        n = len(self.done)
+        done = "no iteration done" if n == 0 else ("iteration 0 done (reused)" if n == 1
+                                                    else f"iterations 0-{n - 1} done (reused)")
+        if self.next_iteration is None:
+            return f"resuming: {done}; only the run's final checkpoint is missing"
+        then = (f"iteration {self.next_iteration} continues from step {self.next_step}" if self.next_step
+                else f"iteration {self.next_iteration} starts")
+        return f"resuming: {done}; {then}"
+
+
+def _iteration_step(folder: RunFolder) -> int:
+    """The step an interrupted iteration continues from: that of the checkpoint a run resumes from
+    (0 when it has none)."""
+    if not folder.checkpoint_files():
+        return 0
+    try:
+        return folder.resume_checkpoint().step or 0
+    except SegtrainError:
+        return 0
+
+
+def resume_plan(path: str | Path) -> ResumePlan:
+    """Check that ``path`` is a self-training run that can be resumed, and say how (nothing is
+    written). One sentence (:class:`InputError`) for a missing folder, a folder that is not a run,
+    a plain training run, an iteration folder, or a finished run."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"Cannot resume: {path} does not exist; give the folder of a self-training run.")
+    if path.is_file():
+        owner = RunFolder.of_checkpoint(path)
+        if owner is None:
+            raise InputError(f"Cannot resume self-training from {path}: give the run's folder, not a file.")
+        path = owner.path
+    folder = RunFolder(path)
+    if not folder.is_run(path):
+        raise InputError(f"Cannot resume {path}: it is not a run folder (no config.yaml); give the folder of a "
+                         "self-training run.")
+    owner = folder.selftrain_run()
+    if owner is not None:
+        raise InputError(f"Cannot resume {path} on its own: it is iteration {path.name} of the self-training run "
+                         f"{owner.path}; resume that one with `segtrain selftrain --resume {owner.path}`.")
+    if not folder.is_selftrain():
+        raise InputError(f"Cannot resume {path} as self-training: it is a plain training run (no selftrain "
+                         f"section); continue it with `segtrain train --config FILE --resume {path}`.")
+    config = load_config(folder.config_path)
+    n = config.selftrain.iterations
+    if n < 1:
+        raise InputError(f"Cannot resume {path}: its config has selftrain.iterations 0; it is not a self-training "
+                         "run to continue.")
+    done = []
+    for record in folder.selftrain().get("iterations") or []:
+        result = IterationResult.from_dict(record)
+        if result.stopped or result.iteration != len(done):
+            break
+        done.append(result)
+    done = done[:n + 1]
+    if len(done) == n + 1:
+        if folder.checkpoint_files():
+            raise InputError(f"Self-training run {path} is finished (iterations 0-{n} done); start a new run to "
+                             "train more, e.g. with more selftrain.iterations.")
+        return ResumePlan(folder, config, done, None, 0)
+    index = len(done)
+    return ResumePlan(folder, config, done, index, _iteration_step(folder.iteration(index)))
+
 
 def _mean_teacher_callback(decay: float, path: Path):
     """A Lightning callback keeping an exponential moving average of the network's weights (updated
@@ -274,17 +371,29 @@ class SelfTraining:
         The run folder is ``<runs_root>/<name>-<timestamp>``.
     stop_event
         Set it to stop: the current iteration stops as a training run does, and no further one starts.
+    resume
+        A self-training run folder to continue (:func:`resume_plan`; its own config is used:
+        ``config`` may be None, and one given must describe the same model, data and
+        self-training); the other arguments give the same data as the first time.
     """
 
-    def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
+    def __init__(self, config: Config | str | Path | None, train_sources: Sequence[Source] | None = None,
                  val_sources: Sequence[Source] | None = None, unlabelled: Sequence | None = None,
                  runs_root: str | Path = "runs", name: str | None = None,
                  stop_event: threading.Event | None = None, score_in_process: bool = False,
-                 voxel_size=None):
+                 voxel_size=None, resume: str | Path | None = None):
+        self.plan = resume_plan(resume) if resume is not None else None
+        if config is None:
+            if self.plan is None:
+                raise InputError("Give a config to self-train with, or a run to resume.")
+            config = self.plan.config
         if not isinstance(config, Config):
             config = load_config(config)
+        if self.plan is not None:
+            _check_same_run(config, self.plan)
+            config = self.plan.config
         self.config = config.copy().validate()
-        if name:
+        if name and self.plan is None:
             self.config.name = name
         s = self.config.selftrain
         if s.iterations < 1:
@@ -311,10 +420,13 @@ class SelfTraining:
         self.voxel_size = voxel_size
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.score_in_process = score_in_process
-        self.folder = RunFolder.create(runs_root, self.config.name)
+        if self.plan is None:
+            self.folder = RunFolder.create(runs_root, self.config.name)
+            self.folder.save_config(self.config)
+        else:
+            self.folder = self.plan.folder
         self.run_dir = self.folder.path
-        self.folder.save_config(self.config)
-        self.results: list[IterationResult] = []
+        self.results: list[IterationResult] = list(self.plan.done) if self.plan is not None else []
         self._pseudo: list[PseudoLabels] = []
 
     def stop(self) -> None:
@@ -349,8 +461,11 @@ class SelfTraining:
         ``iteration`` set) and an :class:`IterationResult` after each iteration."""
         s = self.config.selftrain
         n = s.iterations
-        previous: RunFolder | None = None
-        for index in range(n + 1):
+        first = len(self.results)  # resumed: the iterations done are reused as they are
+        previous: RunFolder | None = self.folder.iteration(first - 1) if first else None
+        if previous is not None and first <= n and not self.stop_event.is_set():
+            self._pseudo = self._pseudo_labels_of(previous, first)
+        for index in range(first, n + 1):
             if self.stop_event.is_set():
                 break
             folder = self.folder.iteration(index)
@@ -364,18 +479,30 @@ class SelfTraining:
             train = [*self.train_sources, *(self._pseudo_sources() if index > 0 else [])]
             callbacks = [_mean_teacher_callback(s.ema_decay, folder.teacher_path)] if s.mean_teacher else []
             init_from = previous.path if (previous is not None and s.from_previous) else None
-            run = TrainingRun(config, train, self.val_sources, run_dir=folder.path, stop_event=self.stop_event,
-                              score_in_process=self.score_in_process, init_from=init_from, callbacks=callbacks)
+            started = folder.checkpoint_files()  # resumed: an interrupted iteration continues
+            reached = _iteration_step(folder) if started else 0
+            run = None
+            if reached < config.train.max_steps:
+                run = TrainingRun(config, train, self.val_sources, stop_event=self.stop_event,
+                                  score_in_process=self.score_in_process, callbacks=callbacks,
+                                  **({"resume": folder.path} if started else
+                                     {"run_dir": folder.path, "init_from": init_from}))
             folder.write_pseudo_labels({"iteration": index, "thresholds": thresholds,
                                         "predicted": {str(k): v for k, v in result.predicted.items()},
                                         "kept": {str(k): v for k, v in result.kept.items()},
                                         "pseudo_weight": s.pseudo_weight if index else None,
                                         "images": len(self.unlabelled) if index else 0})
-            last = None
-            for last in run.reports():
-                yield dataclasses.replace(last, iteration=(index, n))
-            result.steps = int(last.step) if last is not None else 0
-            result.metrics = dict(last.metrics) if last is not None else {}
+            if run is None:  # killed after its training ended: use what it trained
+                history = folder.history()
+                result.steps = reached
+                result.metrics = {k.removeprefix("val/"): v for k, v in (history[-1] if history else {}).items()
+                                  if k.startswith("val/")}
+            else:
+                last = None
+                for last in run.reports():
+                    yield dataclasses.replace(last, iteration=(index, n))
+                result.steps = int(last.step) if last is not None else 0
+                result.metrics = dict(last.metrics) if last is not None else {}
             result.stopped = self.stop_event.is_set()
             previous = folder
             if not result.stopped:
@@ -385,6 +512,8 @@ class SelfTraining:
             yield result
         if previous is not None and previous.checkpoint_files():
             self.folder.adopt_checkpoint(previous.model_checkpoint("newest").path)
+        if first > n:  # resumed where only the final checkpoint was missing
+            self._write_summary()
 
     def _teacher(self, folder: RunFolder):
         """The model that makes the next pseudo-labels: the iteration's newest checkpoint, or its
@@ -399,6 +528,20 @@ class SelfTraining:
             loaded.model.load_state_dict(state)
         return loaded
 
+    def _pseudo_labels_of(self, folder: RunFolder, index: int, loaded=None) -> list[PseudoLabels]:
+        """The pseudo-labels iteration ``index`` trains on: the unlabelled images predicted by the
+        model of iteration folder ``folder`` (the one before), at ``index``'s thresholds."""
+        from segtrain.predict import predict_array
+
+        loaded = loaded if loaded is not None else self._teacher(folder)
+        thresholds = thresholds_for(self.config, index)
+        stack = self.config.ndim == 2
+        pseudo = []
+        for image in self.unlabelled:
+            outputs = predict_array(loaded, image, voxel_size=self.voxel_size, tta=1)
+            pseudo.append(pseudo_labels(outputs, self.config, thresholds, stack=stack and np.ndim(image) == 3))
+        return pseudo
+
     def _after_training(self, index: int, folder: RunFolder, config: Config) -> None:
         """Pseudo-label the unlabelled images for the next iteration and draw the figure."""
         from segtrain.predict import predict_array
@@ -408,11 +551,7 @@ class SelfTraining:
         thresholds = thresholds_for(self.config, min(index + 1, n))
         stack = self.config.ndim == 2
         if index < n:
-            self._pseudo = []
-            for image in self.unlabelled:
-                outputs = predict_array(loaded, image, voxel_size=self.voxel_size, tta=1)
-                self._pseudo.append(pseudo_labels(outputs, self.config, thresholds,
-                                                  stack=stack and np.ndim(image) == 3))
+            self._pseudo = self._pseudo_labels_of(folder, index + 1, loaded)
         source = next((v for v in self.val_sources if isinstance(v, ArraySource)), None)
         if source is not None:
             volume = whole_volume(source, self.config.data.in_channels)
@@ -445,6 +584,19 @@ class SelfTraining:
         for _ in self.reports():
             pass
         return self.results
+
+
+def _check_same_run(config: Config, plan: ResumePlan) -> None:
+    """A config given beside a run to resume must describe the same self-training (data, model,
+    selftrain section, steps per iteration): one sentence naming what differs."""
+    ours, theirs = config.to_dict(), plan.config.to_dict()
+    differ = [k for k in ("data", "model", "selftrain") if ours.get(k) != theirs.get(k)]
+    if (config.selftrain.steps or config.train.max_steps) != (plan.config.selftrain.steps
+                                                               or plan.config.train.max_steps):
+        differ.append("steps per iteration")
+    if differ:
+        raise InputError(f"Cannot resume {plan.folder.path} with this config: its {', '.join(differ)} differ from the "
+                         "run's own; resume without a config (the run's config.yaml is used).")
 
 
 def run_selftraining(config: Config | str | Path, **kwargs) -> list[IterationResult]:
