@@ -1,0 +1,317 @@
+"""Learning from few labels: supervised only vs self-training vs synthetic co-training vs both, at
+the same total training steps.
+
+    python benchmarks/few_labels.py --task cells [--steps 400] [--variant supervised ...] [--out DIR] [--json FILE]
+    python benchmarks/few_labels.py --task em3d  [--steps 320] [--variant both ...] [--out DIR] [--json FILE]
+
+Variants (one config each, written to ``OUT/configs/<variant>.yaml`` and trained through the
+project's own entry points: :class:`segtrain.train.TrainingRun` for a config without a
+``selftrain`` section, :class:`segtrain.train.selftrain.SelfTraining` for one with it):
+
+- ``supervised``: the labelled data alone, ``--steps`` steps;
+- ``selftrain``: 3 self-training iterations (iteration 0 on the labelled data, then 3 rounds of
+  pseudo-labelling the unlabelled data and retraining from the previous weights),
+  ``selftrain.steps = steps / 4``, so the total is ``--steps``; the config's default thresholds
+  (0.95 -> 0.91 per class), pseudo-label weight 0.5, half the patches from pseudo-labelled images;
+- ``synthetic``: ``data.synthetic`` (the project's generator) mixed 2:1 synthetic:real
+  (``data.synthetic_ratio: 2``), ``--steps`` steps;
+- ``both``: self-training with the synthetic co-training in every iteration.
+
+Data and protocol (one seed; every model is used at its final checkpoint, one cosine schedule per
+training run, so no checkpoint is chosen on any data):
+
+- ``cells`` (cells2d-phase, preset wells2d_quick): labelled set01-02, unlabelled set03-08 (raw
+  only), test set09-10. Validation during training (at the last step of each run only) watches
+  set09-10 for the record; nothing is chosen on it. After training, ``segtrain tune``'s function
+  (:func:`segtrain.tuning.tune_run`, default split: the training images) chooses the instance
+  settings on the labelled set01-02; the test score is instance F1 at IoU 0.5 on set09-10 at
+  those settings (plus the best settings in hindsight, chosen on set09-10 themselves).
+  Predictions without test-time augmentation (the preset's ``predict.tta: 1``).
+- ``em3d`` (em3d-fibsem, preset em3d_quick): labelled z 0-9, of which x 0-149 is trained on and
+  x 150-199 is held out as validation, where ``segtrain tune`` (split val, as for every affinity
+  run) chooses fragments, scoring and merge threshold; unlabelled z 10-34 (raw only); test z 35-49:
+  VOI at the chosen settings, at the best threshold for the chosen fragments and scoring, and at
+  the best settings of the whole search (hindsight). Predictions for tuning and testing with the
+  preset's test-time augmentation (8 flips); pseudo-labels are predicted without it (the
+  self-training runner's choice).
+
+Results per variant in ``--json`` (default ``benchmarks/results/few_labels_<task>.json``), written
+after each variant; a variant whose run finished earlier (its record names the run) is scored
+again from that run without training, an interrupted one is resumed (``segtrain selftrain --resume``
+/ ``segtrain train --resume``). Noise: cells F1 per test image, em3d VOI per 5-slice slab of the
+test volume at the chosen settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from segtrain import evaluate
+from segtrain.config import load_config
+from segtrain.crossval import score_heldout
+from segtrain.io.atomic import atomic_path
+from segtrain.postprocess import segment_affinities
+from segtrain.predict import load_model, predict_array
+from segtrain.runs import RunFolder
+from segtrain.train.sources import annotated_volumes
+from segtrain.tuning import tune_run
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+VARIANTS = ("supervised", "selftrain", "synthetic", "both")
+ITERATIONS = 3
+DEFAULT_STEPS = {"cells": 400, "em3d": 320}
+
+
+# --- configs ------------------------------------------------------------------------------------
+
+def _cells_entry(name: str, labels: bool = True) -> dict:
+    folder = DATA / "cells2d-phase" / name
+    entry = {"raw": str(folder / "raw.tif")}
+    if labels:
+        entry["labels"] = str(folder / "instances_ids.png")
+    return entry
+
+
+def base_config(task: str, steps: int, out: Path, threads: int) -> dict:
+    """The supervised config of ``task`` (plain YAML values)."""
+    # warm-up: a sixteenth of the budget, so that each self-training iteration (a quarter) warms up
+    # for a quarter of its steps, as the supervised run does for its first quarter's quarter
+    train = {"max_steps": steps, "val_every": steps, "checkpoint_every": max(1, steps // 4), "threads": threads,
+             "warmup_steps": max(1, steps // 16)}
+    if task == "cells":
+        return {"preset": "wells2d_quick", "name": "fewlabels-cells",
+                "data": {"train": [_cells_entry("set01"), _cells_entry("set02")],
+                         "val": [_cells_entry("set09"), _cells_entry("set10")]},
+                "train": train}
+    em = DATA / "em3d-fibsem"
+    entry = {"raw": str(em / "train-image.h5"), "labels": str(em / "train-gt.lzf.h5")}
+    return {"preset": "em3d_quick", "name": "fewlabels-em3d",
+            "data": {"train": [{**entry, "crop": [[0, 10], [0, 100], [0, 150]]}],
+                     "val": [{**entry, "crop": [[0, 10], [0, 100], [150, 200]]}]},
+            "train": train}
+
+
+def unlabelled_files(task: str, out: Path) -> list[str]:
+    """The unlabelled images: cells set03-08 (their raw.tif); em3d z 10-34 of the raw volume,
+    written once to ``OUT/data`` (selftrain.unlabelled names whole files)."""
+    if task == "cells":
+        return [_cells_entry(f"set{k:02d}", labels=False)["raw"] for k in range(3, 9)]
+    from segtrain.io import read_volume, write_volume
+
+    path = out / "data" / "em3d_z10-34.zarr"
+    if not path.exists():
+        volume = read_volume(DATA / "em3d-fibsem" / "train-image.h5")
+        part = type(volume)(data=np.asarray(volume.data)[10:35], voxel_size=volume.voxel_size, offset=volume.offset,
+                            axes=volume.axes, name="z10-34", is_labels=False, attrs={})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_volume(path, part)
+    return [str(path)]
+
+
+SYNTHETIC = {
+    # well images with touching-size objects (the cells' median area is about 720 px: radius ~15)
+    "cells": [{"generator": "well_image", "params": {"shape": [256, 256], "n_spheroids": 20}, "weight": 1.0}],
+    # EM-like volumes of touching neurites, isotropic like the FIB-SEM data
+    "em3d": [{"generator": "em_volume", "params": {"shape": [32, 96, 96]}, "weight": 1.0}],
+}
+
+
+def variant_config(task: str, variant: str, steps: int, out: Path, threads: int) -> dict:
+    config = base_config(task, steps, out, threads)
+    config["name"] = f"{config['name']}-{variant}"
+    if variant in ("synthetic", "both"):
+        config["data"]["synthetic"] = SYNTHETIC[task]
+        config["data"]["synthetic_ratio"] = 2.0
+    if variant in ("selftrain", "both"):
+        per_iteration = steps // (ITERATIONS + 1)
+        config["selftrain"] = {"iterations": ITERATIONS, "steps": per_iteration,
+                               "unlabelled": unlabelled_files(task, out)}
+        config["train"]["val_every"] = per_iteration
+        config["train"]["checkpoint_every"] = max(1, per_iteration // 2)
+    return config
+
+
+def write_config(values: dict, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, overwrite=True) as tmp:
+        tmp.write_text(yaml.safe_dump(values, sort_keys=False))
+    return path
+
+
+# --- training -----------------------------------------------------------------------------------
+
+def _finished(run_dir: Path, config) -> bool:
+    folder = RunFolder(run_dir)
+    if config.selftrain.iterations:
+        records = folder.selftrain().get("iterations") or []
+        return len(records) == config.selftrain.iterations + 1 and not any(r.get("stopped") for r in records)
+    return (folder.checkpoints_dir / "final.ckpt").exists() and \
+        folder.metrics().get("steps", 0) >= config.train.max_steps
+
+
+def train_variant(config_path: Path, runs_root: Path, previous: str | None, started) -> tuple[Path, float, bool]:
+    """Train (or resume, or reuse when finished) a variant's run; ``started(run folder)`` is called
+    once the folder exists. Returns ``(run folder, seconds, reused)``."""
+    from segtrain.train import TrainingRun
+    from segtrain.train.selftrain import IterationResult, SelfTraining
+
+    config = load_config(config_path)
+    if previous and RunFolder.is_run(previous) and _finished(Path(previous), config):
+        return Path(previous), 0.0, True
+    resume = previous if previous and RunFolder.is_run(previous) else None
+    start = time.perf_counter()
+    if config.selftrain.iterations:
+        run = SelfTraining(config_path, runs_root=runs_root, resume=resume)
+        started(run.run_dir)
+        print(f"  run folder {run.run_dir}" + (f"; {run.plan.describe()}" if run.plan else ""), flush=True)
+        for item in run.reports():
+            if isinstance(item, IterationResult):
+                print("  " + item.describe(), flush=True)
+    else:
+        run = TrainingRun(config_path, runs_root=runs_root, resume=resume)
+        started(run.run_dir)
+        print(f"  run folder {run.run_dir}" + (f"; resumed from step {run.start_step}" if resume else ""), flush=True)
+        last = run.run()
+        print(f"  {last.message} at step {last.step}", flush=True)
+    return Path(run.run_dir), time.perf_counter() - start, False
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+def test_volumes(task: str, config) -> list[dict]:
+    from segtrain.config import SourceConfig
+
+    if task == "cells":
+        entries = [SourceConfig(**_cells_entry(n)) for n in ("set09", "set10")]
+    else:
+        em = DATA / "em3d-fibsem"
+        entries = [SourceConfig(raw=str(em / "train-image.h5"), labels=str(em / "train-gt.lzf.h5"), crop=[[35, 50]])]
+    return annotated_volumes(entries, config)
+
+
+def score_variant(task: str, run_dir: Path) -> dict:
+    """Tune on the labelled data as `segtrain tune` does (stored in the run), score the test data."""
+    start = time.perf_counter()
+    loaded = load_model(run_dir)
+    tuned, _ = tune_run(loaded)  # cells: the training images set01-02; em3d: the held-out piece of z 0-9
+    settings = tuned.apply(loaded.config.segment)
+    volumes = test_volumes(task, loaded.config)
+    tta = loaded.config.predict.tta
+    outputs = [predict_array(loaded, v["raw"], tta=tta) for v in volumes]
+    scores = score_heldout(loaded, settings, volumes, tta, outputs=outputs)
+    scores.update(tuned_settings=tuned.settings, tuned_score=tuned.score, tuned_start_score=tuned.start_score,
+                  tuned_metric=tuned.metric, tta=tta, checkpoint=str(loaded.checkpoint), checkpoint_step=loaded.step)
+    if task == "em3d":  # spread: VOI of the chosen segmentation per 5-slice slab of z 35-49
+        affs, gt = outputs[0]["affinities"], volumes[0]["labels"]
+        tree = segment_affinities(affs, settings, voxel_size=volumes[0]["voxel_size"] or loaded.config.data.voxel_size)
+        seg = tree.segmentation(settings.threshold)
+        scores["per_slab_voi"] = [float(evaluate.voi(seg[z:z + 5], gt[z:z + 5])["voi"]) for z in range(0, 15, 5)]
+    scores["score_seconds"] = round(time.perf_counter() - start, 1)
+    return scores
+
+
+def selftrain_record(run_dir: Path) -> list[dict]:
+    """Per iteration: thresholds, pixels predicted / kept per class, its last validation."""
+    out = []
+    for r in RunFolder(run_dir).selftrain().get("iterations") or []:
+        out.append({k: r.get(k) for k in ("iteration", "thresholds", "predicted", "kept", "steps", "metrics")})
+    return out
+
+
+# --- report -------------------------------------------------------------------------------------
+
+def table(task: str, results: dict) -> str:
+    if task == "cells":
+        lines = ["| variant | steps | train s | F1 set09 | F1 set10 | F1 mean (tuned on set01-02) | hindsight | "
+                 "precision | recall |", "|---|---|---|---|---|---|---|---|---|"]
+        for name in VARIANTS:
+            r = results.get(name)
+            if not r or "test" not in r:
+                continue
+            t = r["test"]
+            lines.append(f"| {name} | {r['steps']} | {r['train_seconds']:.0f} | {t['per_image_f1'][0]:.3f} | "
+                         f"{t['per_image_f1'][1]:.3f} | **{t['chosen']:.3f}** | {t['best']:.3f} | "
+                         f"{t.get('precision', float('nan')):.3f} | {t.get('recall', float('nan')):.3f} |")
+        return "\n".join(lines)
+    lines = ["| variant | steps | train s | VOI z 35-49 (chosen on z 0-9, x 150-199) | split | merge | "
+             "per 5-slice slab | best threshold | hindsight | chosen settings |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name in VARIANTS:
+        r = results.get(name)
+        if not r or "test" not in r:
+            continue
+        t = r["test"]
+        s = t["tuned_settings"]
+        chosen = f"{s.get('fragments')}, {s.get('scoring')}, t {s.get('threshold')}"
+        lines.append(f"| {name} | {r['steps']} | {r['train_seconds']:.0f} | **{t['chosen']:.3f}** | "
+                     f"{t['chosen_split']:.3f} | {t['chosen_merge']:.3f} | "
+                     f"{' / '.join(f'{v:.2f}' for v in t['per_slab_voi'])} | {t['best_threshold']:.3f} | "
+                     f"{t['best']:.3f} | {chosen} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=("cells", "em3d"), required=True)
+    parser.add_argument("--steps", type=int, help="total training steps of every variant (cells 400, em3d 320)")
+    parser.add_argument("--variant", action="append", choices=VARIANTS, help="variants to run (default: all four)")
+    parser.add_argument("--out", default=None, help="folder for configs and runs (default runs/few_labels/<task>)")
+    parser.add_argument("--json", default=None, help="results file (default benchmarks/results/few_labels_<task>.json)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while training (train.threads)")
+    parser.add_argument("--retrain", action="store_true", help="train again even where a finished run is recorded")
+    args = parser.parse_args(argv)
+    steps = args.steps or DEFAULT_STEPS[args.task]
+    if steps % (ITERATIONS + 1):
+        parser.error(f"--steps must be a multiple of {ITERATIONS + 1} (the self-training runs split it evenly)")
+    out = Path(args.out or f"runs/few_labels/{args.task}").resolve()
+    json_path = Path(args.json or REPO / "benchmarks" / "results" / f"few_labels_{args.task}.json")
+    results = json.loads(json_path.read_text()) if json_path.exists() else {}
+    if results.get("steps") not in (None, steps):
+        results = {}  # a different budget: start afresh
+    results.update(task=args.task, steps=steps, iterations=ITERATIONS,
+                   command="python benchmarks/few_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    def save():
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(json_path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(results, indent=1, default=str))
+
+    for variant in args.variant or VARIANTS:
+        print(f"{args.task} / {variant}", flush=True)
+        config_path = write_config(variant_config(args.task, variant, steps, out, args.threads),
+                                   out / "configs" / f"{variant}.yaml")
+        record = results.get(variant) or {}
+        previous = None if args.retrain else record.get("run")
+
+        def started(run_dir, variant=variant, config_path=config_path):
+            if record.get("run") != str(run_dir):
+                record.clear()
+            record.update(run=str(run_dir), config=str(config_path), steps=steps,
+                          resumed=bool(previous) and previous == str(run_dir))
+            results[variant] = record
+            save()
+
+        run_dir, seconds, reused = train_variant(config_path, out / "runs", previous, started)
+        if not reused:
+            record["train_seconds"] = seconds  # of this process only when resumed
+        record["test"] = score_variant(args.task, run_dir)
+        if variant in ("selftrain", "both"):
+            record["selftrain"] = selftrain_record(run_dir)
+        results[variant] = record
+        save()
+        t = record["test"]
+        print(f"  test {t['metric']} {t['chosen']:.4f} (hindsight {t['best']:.4f}); tuned "
+              f"{t['tuned_settings']}; train {record.get('train_seconds', float('nan')):.0f} s, "
+              f"scoring {t['score_seconds']:.0f} s", flush=True)
+    print(table(args.task, results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
