@@ -255,6 +255,13 @@ class RunFolder:
             return RunFolder(parent.parent)
         return None
 
+    def selftrain_root(self) -> RunFolder | None:
+        """The self-training run this folder is, or is an iteration of; None for other folders."""
+        owner = self.selftrain_run()
+        if owner is not None:
+            return owner
+        return self if self.is_run(self.path) and self.is_selftrain() else None
+
     @property
     def pseudo_labels_path(self) -> Path:
         return self.path / PSEUDO_LABELS_FILE

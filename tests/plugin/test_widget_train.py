@@ -255,10 +255,14 @@ def test_fine_tune_on_corrections_is_a_new_run_with_its_parent(docked, gui, tmp_
     assert L.session(viewer).run_dir == child  # Predict now uses the fine-tuned model
 
 
-def test_self_training_group_runs_iterations_with_progress(docked, gui, tmp_path):
-    """The Self-training group: 2 iterations x 2 steps on a small well image; the state names the
-    iteration, the run writes one folder per iteration with the pixels kept per class."""
-    viewer, train = _well_panels(docked, gui, tmp_path, steps=2)
+def test_self_training_group_runs_iterations_with_progress_and_resumes(docked, gui, tmp_path):
+    """The Self-training group: 2 iterations x 6 steps on a small well image; the state names the
+    iteration, the run writes one folder per iteration with the pixels kept per class. Stopped by a
+    click in iteration 1 and resumed: iteration 0 is not trained again (its checkpoint files
+    unchanged), iteration 1 continues, iteration 2 follows, selftrain.json lists all three."""
+    import hashlib
+
+    viewer, train = _well_panels(docked, gui, tmp_path, steps=6)
     gui.click(train.selftrain_group.button)
     assert train.selftrain_spin.isVisible()
     gui.type(train.selftrain_spin, "2")
@@ -269,12 +273,34 @@ def test_self_training_group_runs_iterations_with_progress(docked, gui, tmp_path
     seen = []
     train.state_label.setText = lambda text, set_text=train.state_label.setText: (seen.append(text), set_text(text))
     gui.click(train.start_button)
-    gui.wait_until(lambda: not train.is_running(), what="the self-training run")
-    assert train.state_label.text() == "finished iteration 2/2 at step 2 / 2", train.state_label.text()
+    gui.wait_until(lambda: train.last_report is not None and train.last_report.iteration == (1, 2)
+                   and train.last_report.step >= 2, timeout=120, what="iteration 1")
+    gui.click(train.stop_button)
+    gui.wait_until(lambda: not train.is_running(), timeout=60, what="the stop")
+    stopped = train.last_report.step
+    assert train.state_label.text() == f"stopped iteration 1/2 at step {stopped} / 6"
+    root = train.run_dir.parents[1]  # <run>/iterations/01
+    done = root / "iterations" / "00" / "checkpoints"
+
+    def state():
+        return {p.name: (p.stat().st_mtime_ns, hashlib.blake2b(p.read_bytes()).hexdigest())
+                for p in done.iterdir() if p.is_file() and not p.is_symlink()}
+
+    before = state()
+    gui.click(train.resume_button)
+    gui.wait_until(lambda: not train.is_running(), timeout=180, what="the resumed self-training run")
+    assert train.state_label.text() == "finished iteration 2/2 at step 6 / 6", train.state_label.text()
     assert any(t.startswith("iteration 1/2: ") for t in seen), seen
+    assert any(t.startswith("preparing: resuming: iteration 0 done (reused); iteration 1 continues from step ")
+               for t in seen), seen
     assert "iteration 2/2: kept class 0 " in train.status.text(), train.status.text()
-    root = train.run_dir.parents[1]  # <run>/iterations/02
     assert train.run_dir.name == "02" and sorted(p.name for p in (root / "iterations").iterdir()) == ["00", "01", "02"]
+    assert state() == before  # iteration 0 was not trained again
+    summary = json.loads((root / "selftrain.json").read_text())
+    assert [(it["iteration"], it["stopped"], it["steps"]) for it in summary["iterations"]] == \
+        [(0, False, 6), (1, False, 6), (2, False, 6)]
     record = json.loads((root / "iterations" / "02" / "pseudo_labels.json").read_text())
     assert record["thresholds"] == [0.55, 0.55] and sum(record["predicted"].values()) == 96 * 96
-    assert [p[0] for p in train.history["train loss"]][-1] > 4  # the plot counts all iterations' steps
+    steps = [p[0] for p in train.history["train loss"]]
+    assert steps[-1] > 12  # the plot counts all iterations' steps
+    assert [s for s in steps if 6 <= s < 6 + stopped]  # and kept iteration 1's first part across Resume

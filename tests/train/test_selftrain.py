@@ -221,19 +221,19 @@ def test_resume_reuses_done_iterations_and_continues_the_interrupted_one(tmp_pat
     from segtrain.train.run import ProgressReport
     from segtrain.train.selftrain import IterationResult, resume_plan
 
-    config = _wells_config(threshold_start=0.6, threshold_end=0.55, steps=20)
-    config.train.checkpoint_every = 4
-    config.train.val_every = 20
+    config = _wells_config(threshold_start=0.6, threshold_end=0.55, steps=8)
+    config.train.checkpoint_every = 2
+    config.train.val_every = 8
     data = dict(train_sources=[ArraySource(*_well_arrays(0))], val_sources=[ArraySource(*_well_arrays(1))],
                 unlabelled=[_well_arrays(2)[0], _well_arrays(3)[0]])
     stop = threading.Event()
     run = SelfTraining(config, runs_root=tmp_path, stop_event=stop, **data)
     for item in run.reports():
-        if isinstance(item, ProgressReport) and item.iteration == (1, 2) and item.step >= 5:
+        if isinstance(item, ProgressReport) and item.iteration == (1, 2) and item.step >= 3:
             stop.set()
     assert [(r.iteration, r.stopped) for r in run.results] == [(0, False), (1, True)]
     stopped_at = run.results[1].steps
-    assert 4 <= stopped_at < 20, stopped_at
+    assert 3 <= stopped_at < 8, stopped_at
     assert not run.folder.iteration(2).path.exists()
     done_before = _tree_state(run.folder.iteration(0).path)
     pseudo_before = run.folder.iteration(1).pseudo_labels()
@@ -252,11 +252,48 @@ def test_resume_reuses_done_iterations_and_continues_the_interrupted_one(tmp_pat
     assert run.folder.iteration(1).pseudo_labels() == pseudo_before  # the same pseudo-labels, made again
     summary = json.loads(run.folder.selftrain_path.read_text())
     assert [(it["iteration"], it["stopped"], it["steps"]) for it in summary["iterations"]] == \
-        [(0, False, 20), (1, False, 20), (2, False, 20)]
-    assert json.loads(run.folder.metrics_path.read_text())["steps"] == 60
-    assert load_model(run.run_dir).step == 20
+        [(0, False, 8), (1, False, 8), (2, False, 8)]
+    assert json.loads(run.folder.metrics_path.read_text())["steps"] == 24
+    assert load_model(run.run_dir).step == 8
 
     everything = _tree_state(run.run_dir)
     with pytest.raises(InputError, match=r"is finished \(iterations 0-2 done\)"):
         SelfTraining(None, resume=run.run_dir, **data)
     assert _tree_state(run.run_dir) == everything
+
+    # killed after iteration 2's training ended, before its record: resuming trains nothing more
+    trained = _tree_state(run.folder.iteration(2).checkpoints_dir)
+    run.folder.write_selftrain({**summary, "iterations": summary["iterations"][:2]})
+    (run.run_dir / "checkpoints" / "final.ckpt").unlink()
+    items = list(SelfTraining(None, resume=run.run_dir, **data).reports())
+    assert not [r for r in items if isinstance(r, ProgressReport)]
+    assert [(r.iteration, r.steps, r.metrics) for r in items] == \
+        [(2, 8, summary["iterations"][2]["metrics"])]
+    assert _tree_state(run.folder.iteration(2).checkpoints_dir) == trained
+    assert load_model(run.run_dir).step == 8
+
+
+def test_thresholds_calibrated_on_annotated_images_reach_the_precision():
+    """The lowest threshold per class at which the kept pixels are right 95 % of the time: the
+    foreground is certain above p = 0.7 and a coin toss below; so is the background below 0.3."""
+    from segtrain.train.selftrain import calibrate_thresholds, true_classes
+
+    config = _wells_config()
+    p = np.linspace(0, 1, 2001, dtype=np.float32)[None, None]  # (1, 1, 2001)
+    coin = (np.arange(p.size) % 2).astype(bool)[None]
+    gt = np.where((p[0] >= 0.7) | ((p[0] >= 0.3) & coin), 7, 0)  # instances: any label counts as foreground
+    thresholds, records = calibrate_thresholds([{"probabilities": p}], [gt], config, precision=0.95)
+
+    def precision(c, t):
+        conf = np.where(p[0] >= 0.5, p[0], 1 - p[0])
+        mine = ((p[0] >= 0.5) == bool(c)) & (conf >= t)
+        return ((gt != 0) == bool(c))[mine].mean()
+
+    for c, t in enumerate(thresholds):
+        assert precision(c, t) >= 0.95 and precision(c, round(t - 0.01, 2)) < 0.95, (c, t)
+        assert records[c]["threshold"] == t and records[c]["precision"] == pytest.approx(precision(c, t))
+    assert 0.6 < thresholds[1] <= 0.7 and 0.6 < thresholds[0] <= 0.7
+    # affinities: a voxel is an object voxel when it is joined to its previous neighbours
+    classes, known = true_classes(np.array([[1, 1, 2, 2], [1, 1, 2, 2]]), config_from_dict(
+        {"preset": "isbi2d_quick", "selftrain": {"iterations": 1}}))
+    assert classes.tolist() == [[0, 0, 0, 0], [0, 1, 0, 1]] and known.tolist() == [[False] * 4, [False, True, True, True]]

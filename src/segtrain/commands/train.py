@@ -30,9 +30,7 @@ def _is_selftrain_run(path: str) -> bool:
     from segtrain.runs import RunFolder
 
     folder = RunFolder.of_checkpoint(path) if Path(path).is_file() else RunFolder(path)
-    if folder is None or not RunFolder.is_run(folder.path):
-        return False
-    return folder.selftrain_run() is not None or folder.is_selftrain()
+    return folder is not None and folder.selftrain_root() is not None
 
 
 def run(args: argparse.Namespace) -> int:

@@ -85,42 +85,109 @@ def _components(mask: np.ndarray, stack: bool) -> np.ndarray:
     return labels_from_mask(mask, per_slice=stack)
 
 
+def pixel_classes(outputs: dict[str, np.ndarray], config: Config) -> tuple[np.ndarray, np.ndarray]:
+    """``(class, confidence)`` of each pixel as self-training reads a model's ``outputs``: task
+    classes the most probable class and its probability; masks and instances background /
+    foreground from the foreground probability ``p`` (confidence ``1 - p`` or ``p``); affinities
+    boundary / object from the smallest nearest-neighbour affinity ``a`` (``1 - a`` or ``a``)."""
+    if config.task == "classes":
+        probs = np.asarray(outputs["probabilities"])
+        return probs.argmax(axis=0).astype(np.int64), probs.max(axis=0)
+    if config.task == "affinities":
+        p = np.asarray(outputs["affinities"])[_nearest_channels(config)].min(axis=0)
+    else:
+        p = np.asarray(outputs["probabilities"])[0]
+    classes = (p >= 0.5).astype(np.int64)
+    return classes, np.where(classes == 1, p, 1 - p)
+
+
+def _nearest_channels(config: Config) -> list[int]:
+    from segtrain.models.build import offsets_for
+
+    return [i for i, o in enumerate(offsets_for(config)) if sum(abs(v) for v in o) == 1]
+
+
+def true_classes(labels: np.ndarray, config: Config, known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(class, known)`` of each pixel of annotated ``labels`` in the classes of
+    :func:`pixel_classes`: the class ids (classes), foreground = label not 0 (masks, instances),
+    object = every nearest-neighbour affinity of the labels is 1 (affinities; known where those
+    affinities are)."""
+    labels = np.asarray(labels)
+    known = np.ones(labels.shape, bool) if known is None else np.asarray(known, bool)
+    if config.task == "classes":
+        return labels.astype(np.int64), known
+    if config.task != "affinities":
+        return (labels != 0).astype(np.int64), known
+    from segtrain.models.build import offsets_for
+    from segtrain.targets import affinities
+
+    offsets = [offsets_for(config)[i] for i in _nearest_channels(config)]
+    affs, affs_known = affinities(labels, offsets, known=known)
+    return (affs.min(axis=0) >= 0.5).astype(np.int64), affs_known.min(axis=0) > 0
+
+
+THRESHOLD_GRID = tuple(round(0.5 + 0.01 * k, 2) for k in range(50))  # 0.50 ... 0.99
+
+
+def calibrate_thresholds(outputs: Sequence[dict], labels: Sequence[np.ndarray], config: Config,
+                         precision: float = 0.95, known: Sequence[np.ndarray | None] | None = None
+                         ) -> tuple[list[float], list[dict]]:
+    """Per-class confidence thresholds chosen on annotated images: for each class the lowest
+    threshold of :data:`THRESHOLD_GRID` at which the pixels a model predicts as that class with at
+    least that confidence (its pseudo-labels) are that class in the ground truth ``precision`` of
+    the time or more (0.99 when none is). ``outputs`` are the model's predictions of the annotated
+    images, ``labels`` their annotation. Returns the thresholds and per class what they would
+    keep there: ``{"threshold", "precision", "kept", "predicted"}``."""
+    known = list(known) if known is not None else [None] * len(labels)
+    pairs = [(pixel_classes(o, config), true_classes(g, config, k)) for o, g, k in zip(outputs, labels, known)]
+    predicted = np.concatenate([c[m].ravel() for (c, _), (_, m) in pairs])
+    confidence = np.concatenate([p[m].ravel() for (_, p), (_, m) in pairs])
+    right = np.concatenate([(c == t)[m].ravel() for (c, _), (t, m) in pairs])
+    thresholds, records = [], []
+    for c in range(selftrain_classes(config)):
+        mine = predicted == c
+        conf, ok = confidence[mine], right[mine]
+        chosen, record = THRESHOLD_GRID[-1], None
+        for t in THRESHOLD_GRID:
+            kept = conf >= t
+            share = float(ok[kept].mean()) if kept.any() else 0.0
+            if kept.any() and share >= precision:
+                chosen, record = t, {"threshold": t, "precision": share, "kept": int(kept.sum())}
+                break
+        if record is None:
+            kept = conf >= chosen
+            record = {"threshold": chosen, "precision": float(ok[kept].mean()) if kept.any() else None,
+                      "kept": int(kept.sum())}
+        thresholds.append(float(chosen))
+        records.append({**record, "predicted": int(mine.sum())})
+    return thresholds, records
+
+
 def pseudo_labels(outputs: dict[str, np.ndarray], config: Config, thresholds: Sequence[float],
                   stack: bool = False) -> PseudoLabels:
     """Pseudo-labels from a model's ``outputs`` (:func:`segtrain.predict.predict_array`).
 
-    Each pixel's class and its probability: task classes the most probable class; masks and
-    instances background / foreground from the foreground probability ``p`` (probabilities ``1 - p``
-    and ``p``); affinities boundary / object from the smallest nearest-neighbour affinity ``a``
-    (probabilities ``1 - a`` and ``a``). A pixel is kept where that probability reaches its class's
-    threshold. Labels: the class ids (classes), the instances of the segment settings
-    (instances), connected components of the foreground or objects (masks, affinities; per image
-    for a stack of 2D images). A kept pixel whose label disagrees with its class is dropped.
+    Each pixel's class and its probability (:func:`pixel_classes`): task classes the most probable
+    class; masks and instances background / foreground from the foreground probability ``p``
+    (probabilities ``1 - p`` and ``p``); affinities boundary / object from the smallest
+    nearest-neighbour affinity ``a`` (probabilities ``1 - a`` and ``a``). A pixel is kept where that
+    probability reaches its class's threshold. Labels: the class ids (classes), the instances of the
+    segment settings (instances), connected components of the foreground or objects (masks,
+    affinities; per image for a stack of 2D images). A kept pixel whose label disagrees with its
+    class is dropped.
     """
     task = config.task
     thresholds = np.asarray(thresholds, dtype=np.float32)
+    classes, confidence = pixel_classes(outputs, config)
     if task == "classes":
-        probs = np.asarray(outputs["probabilities"])
-        classes = probs.argmax(axis=0)
-        confidence = probs.max(axis=0)
         labels = classes.astype(np.int64)
+    elif task == "instances":
+        from segtrain.postprocess import OutputSpec, instances
+
+        labels = np.asarray(instances(outputs["probabilities"], config.segment, OutputSpec.of(config)),
+                            dtype=np.int64)
     else:
-        if task == "affinities":
-            from segtrain.models.build import offsets_for
-
-            nearest = [i for i, o in enumerate(offsets_for(config)) if sum(abs(v) for v in o) == 1]
-            p = np.asarray(outputs["affinities"])[nearest].min(axis=0)
-        else:
-            p = np.asarray(outputs["probabilities"])[0]
-        classes = (p >= 0.5).astype(np.int64)
-        confidence = np.where(classes == 1, p, 1 - p)
-        if task == "instances":
-            from segtrain.postprocess import OutputSpec, instances
-
-            labels = np.asarray(instances(outputs["probabilities"], config.segment, OutputSpec.of(config)),
-                                dtype=np.int64)
-        else:
-            labels = _components(classes == 1, stack)
+        labels = _components(classes == 1, stack)
     known = confidence >= thresholds[classes]
     if task != "classes":
         known &= (labels != 0) == (classes == 1)
@@ -554,7 +621,9 @@ class SelfTraining:
             self._pseudo = self._pseudo_labels_of(folder, index + 1, loaded)
         source = next((v for v in self.val_sources if isinstance(v, ArraySource)), None)
         if source is not None:
-            volume = whole_volume(source, self.config.data.in_channels)
+            d = self.config.data  # prepared by the iteration's run (cached), unless a resume skipped it
+            source.prepare(self.config.ndim, d.in_channels, d.normalize, d.ignore_label)
+            volume = whole_volume(source, d.in_channels)
             outputs = predict_array(loaded, volume["raw"], voxel_size=self.voxel_size, tta=1)
             pseudo = pseudo_labels(outputs, self.config, thresholds, stack=stack and np.ndim(volume["raw"]) == 3)
             _figure(folder.figure_path, volume, outputs, pseudo, self.config,

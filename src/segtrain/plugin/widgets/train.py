@@ -145,6 +145,13 @@ def training_reports(job: TrainingJob):
     if job.config is not None and job.config.selftrain.iterations and job.resume is None and job.init_from is None:
         yield from selftraining_reports(job)
         return
+    if job.resume is not None:
+        from segtrain.runs import RunFolder
+
+        root = RunFolder(job.resume).selftrain_root()  # the panel's run is the iteration it showed last
+        if root is not None:
+            yield from selftraining_reports(job, resume=root.path)
+            return
 
     if job.config is None:
         yield f"reading run {job.resume.name}"
@@ -167,19 +174,23 @@ def training_reports(job: TrainingJob):
         release_gpu_memory()
 
 
-def selftraining_reports(job: TrainingJob):
+def selftraining_reports(job: TrainingJob, resume: Path | None = None):
     """Worker body of a self-training run (the config's selftrain section): the layers are the
     labelled data; the unlabelled images are the files of ``selftrain.unlabelled``, else the image
-    itself (its pseudo-labels fill what the annotation leaves out)."""
+    itself (its pseudo-labels fill what the annotation leaves out). ``resume``: continue that
+    self-training run with its own config (its done iterations reused; Steps does not apply)."""
     from segtrain.train import ArraySource
-    from segtrain.train.selftrain import SelfTraining
+    from segtrain.train.selftrain import SelfTraining, resume_plan
 
     yield "reading the layers"
     train = [ArraySource(job.raw, job.labels, known=job.known, voxel_size=job.voxel_size)]
     val = None if job.val_labels is None else [ArraySource(job.raw, job.val_labels, voxel_size=job.voxel_size)]
-    unlabelled = None if job.config.selftrain.unlabelled else [job.raw]
+    config = job.config if resume is None else resume_plan(resume).config
+    unlabelled = None if config.selftrain.unlabelled else [job.raw]
     run = SelfTraining(job.config, train, val, unlabelled=unlabelled, runs_root=job.runs_root, name=job.name,
-                       stop_event=job.stop, score_in_process=True, voxel_size=job.voxel_size)
+                       stop_event=job.stop, score_in_process=True, voxel_size=job.voxel_size, resume=resume)
+    if run.plan is not None:
+        yield run.plan.describe()
     try:
         yield from run.reports()
     finally:
