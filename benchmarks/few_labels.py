@@ -15,7 +15,12 @@ project's own entry points: :class:`segtrain.train.TrainingRun` for a config wit
   (0.95 -> 0.91 per class), pseudo-label weight 0.5, half the patches from pseudo-labelled images;
 - ``synthetic``: ``data.synthetic`` (the project's generator) mixed 2:1 synthetic:real
   (``data.synthetic_ratio: 2``), ``--steps`` steps;
-- ``both``: self-training with the synthetic co-training in every iteration.
+- ``both``: self-training with the synthetic co-training in every iteration;
+- ``selftrain-cal`` (extra, after ``selftrain``): self-training with per-class thresholds chosen on
+  the labelled data (:func:`segtrain.train.selftrain.calibrate_thresholds`: the lowest at which the
+  iteration-0 model's pseudo-labels of the labelled data would be right 95 % of the time; cells:
+  on set01-02, which that model trained on; em3d: on the held-out piece of z 0-9), constant over
+  the iterations; the iteration-0 model is that of the ``selftrain`` variant's run.
 
 Data and protocol (one seed; every model is used at its final checkpoint, one cosine schedule per
 training run, so no checkpoint is chosen on any data):
@@ -66,6 +71,8 @@ from segtrain.tuning import tune_run
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 VARIANTS = ("supervised", "selftrain", "synthetic", "both")
+EXTRA = ("selftrain-cal",)
+PRECISION = 0.95  # of the pseudo-labels, for the thresholds of selftrain-cal
 ITERATIONS = 3
 DEFAULT_STEPS = {"cells": 400, "em3d": 320}
 
@@ -124,19 +131,40 @@ SYNTHETIC = {
 }
 
 
-def variant_config(task: str, variant: str, steps: int, out: Path, threads: int) -> dict:
+def variant_config(task: str, variant: str, steps: int, out: Path, threads: int,
+                   thresholds: list[float] | None = None) -> dict:
     config = base_config(task, steps, out, threads)
     config["name"] = f"{config['name']}-{variant}"
     if variant in ("synthetic", "both"):
         config["data"]["synthetic"] = SYNTHETIC[task]
         config["data"]["synthetic_ratio"] = 2.0
-    if variant in ("selftrain", "both"):
+    if variant in ("selftrain", "both", "selftrain-cal"):
         per_iteration = steps // (ITERATIONS + 1)
         config["selftrain"] = {"iterations": ITERATIONS, "steps": per_iteration,
                                "unlabelled": unlabelled_files(task, out)}
+        if thresholds is not None:
+            config["selftrain"].update(threshold_start=thresholds, threshold_end=thresholds, schedule="constant")
         config["train"]["val_every"] = per_iteration
         config["train"]["checkpoint_every"] = max(1, per_iteration // 2)
     return config
+
+
+def calibration(task: str, results: dict) -> dict:
+    """Thresholds for ``selftrain-cal``, chosen on labelled data with the ``selftrain`` run's
+    iteration-0 model (trained on the labelled data only)."""
+    from segtrain.train.selftrain import calibrate_thresholds
+
+    run = (results.get("selftrain") or {}).get("run")
+    if not run:
+        raise SystemExit("selftrain-cal needs the selftrain variant's run first: run --variant selftrain.")
+    loaded = load_model(RunFolder(run).iteration(0).path)
+    entries = loaded.config.data.val if task == "em3d" else loaded.config.data.train
+    volumes = annotated_volumes(entries, loaded.config)
+    outputs = [predict_array(loaded, v["raw"], tta=1) for v in volumes]  # as pseudo-labels are predicted
+    thresholds, per_class = calibrate_thresholds(outputs, [v["labels"] for v in volumes], loaded.config,
+                                                 precision=PRECISION, known=[v["known"] for v in volumes])
+    return {"thresholds": thresholds, "precision_target": PRECISION, "per_class": per_class,
+            "model": str(loaded.checkpoint), "on": [e.raw + (f" crop {e.crop}" if e.crop else "") for e in entries]}
 
 
 def write_config(values: dict, path: Path) -> Path:
@@ -228,26 +256,26 @@ def selftrain_record(run_dir: Path) -> list[dict]:
 
 # --- report -------------------------------------------------------------------------------------
 
+def _scored(results: dict):
+    """``(variant, record, test scores)`` of each variant scored so far, in the usual order."""
+    for name in VARIANTS + EXTRA:
+        record = results.get(name)
+        if record and "test" in record:
+            yield name, record, record["test"]
+
+
 def table(task: str, results: dict) -> str:
     if task == "cells":
         lines = ["| variant | steps | train s | F1 set09 | F1 set10 | F1 mean (tuned on set01-02) | hindsight | "
                  "precision | recall |", "|---|---|---|---|---|---|---|---|---|"]
-        for name in VARIANTS:
-            r = results.get(name)
-            if not r or "test" not in r:
-                continue
-            t = r["test"]
+        for name, r, t in _scored(results):
             lines.append(f"| {name} | {r['steps']} | {r['train_seconds']:.0f} | {t['per_image_f1'][0]:.3f} | "
                          f"{t['per_image_f1'][1]:.3f} | **{t['chosen']:.3f}** | {t['best']:.3f} | "
                          f"{t.get('precision', float('nan')):.3f} | {t.get('recall', float('nan')):.3f} |")
         return "\n".join(lines)
     lines = ["| variant | steps | train s | VOI z 35-49 (chosen on z 0-9, x 150-199) | split | merge | "
              "per 5-slice slab | best threshold | hindsight | chosen settings |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name in VARIANTS:
-        r = results.get(name)
-        if not r or "test" not in r:
-            continue
-        t = r["test"]
+    for name, r, t in _scored(results):
         s = t["tuned_settings"]
         chosen = f"{s.get('fragments')}, {s.get('scoring')}, t {s.get('threshold')}"
         lines.append(f"| {name} | {r['steps']} | {r['train_seconds']:.0f} | **{t['chosen']:.3f}** | "
@@ -261,7 +289,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("cells", "em3d"), required=True)
     parser.add_argument("--steps", type=int, help="total training steps of every variant (cells 400, em3d 320)")
-    parser.add_argument("--variant", action="append", choices=VARIANTS, help="variants to run (default: all four)")
+    parser.add_argument("--variant", action="append", choices=VARIANTS + EXTRA,
+                        help="variants to run (default: the four of the comparison)")
     parser.add_argument("--out", default=None, help="folder for configs and runs (default runs/few_labels/<task>)")
     parser.add_argument("--json", default=None, help="results file (default benchmarks/results/few_labels_<task>.json)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while training (train.threads)")
@@ -284,16 +313,24 @@ def main(argv=None) -> int:
 
     for variant in args.variant or VARIANTS:
         print(f"{args.task} / {variant}", flush=True)
-        config_path = write_config(variant_config(args.task, variant, steps, out, args.threads),
-                                   out / "configs" / f"{variant}.yaml")
         record = results.get(variant) or {}
+        thresholds = None
+        if variant == "selftrain-cal":
+            if "calibration" not in record or args.retrain:
+                record["calibration"] = calibration(args.task, results)
+            thresholds = record["calibration"]["thresholds"]
+            print(f"  thresholds chosen on labelled data: {record['calibration']}", flush=True)
+        config_path = write_config(variant_config(args.task, variant, steps, out, args.threads, thresholds),
+                                   out / "configs" / f"{variant}.yaml")
         previous = None if args.retrain else record.get("run")
 
-        def started(run_dir, variant=variant, config_path=config_path):
+        def started(run_dir, variant=variant, config_path=config_path, record=record):
             if record.get("run") != str(run_dir):
+                kept = {k: record[k] for k in ("calibration",) if k in record}
                 record.clear()
+                record.update(kept)
             record.update(run=str(run_dir), config=str(config_path), steps=steps,
-                          resumed=bool(previous) and previous == str(run_dir))
+                          resumed=bool(previous) and previous == str(run_dir), command=results["command"])
             results[variant] = record
             save()
 
@@ -301,7 +338,7 @@ def main(argv=None) -> int:
         if not reused:
             record["train_seconds"] = seconds  # of this process only when resumed
         record["test"] = score_variant(args.task, run_dir)
-        if variant in ("selftrain", "both"):
+        if variant in ("selftrain", "both", "selftrain-cal"):
             record["selftrain"] = selftrain_record(run_dir)
         results[variant] = record
         save()
