@@ -335,6 +335,9 @@ def main(argv=None) -> int:
             save()
 
         run_dir, seconds, reused = train_variant(config_path, out / "runs", previous, started)
+        if not _finished(run_dir, load_config(config_path)):
+            raise SystemExit(f"{variant}: the run {run_dir} stopped before its end; run the same command again "
+                             "to resume it.")
         if not reused:
             record["train_seconds"] = seconds  # of this process only when resumed
         record["test"] = score_variant(args.task, run_dir)

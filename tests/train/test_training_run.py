@@ -120,6 +120,22 @@ def test_stop_from_another_thread_is_quick_and_leaves_a_checkpoint(tmp_path, em_
     assert summary.steps == reports[-1].step and summary.best_metric is None and summary.best_metric_name is None
 
 
+def test_a_run_that_ends_leaves_a_shared_stop_event_clear(tmp_path, em_crop, tiny_config):
+    """The end of a run never sets the stop event it was given (self-training shares one across its
+    iterations): here the training thread lingers after its last report, as a loaded machine makes it."""
+    class Lingering(TrainingRun):
+        def _fit(self):
+            super()._fit()
+            time.sleep(0.5)  # still alive when the consumer has taken the end of the reports
+
+    train, val = sources(em_crop)
+    stop = threading.Event()
+    run = Lingering(tiny_config(max_steps=2, val_every=2), train, val, runs_root=tmp_path, stop_event=stop)
+    reports = list(run.reports())
+    assert reports[-1].done and reports[-1].message == "finished"
+    assert not stop.is_set()
+
+
 def test_bad_training_data_is_one_sentence_before_any_run_folder(tmp_path, em_crop, tiny_config):
     raw, gt, _, _ = em_crop
     with pytest.raises(InputError, match="differ"):

@@ -534,20 +534,27 @@ class TrainingRun:
             raise RuntimeError("reports() can be iterated only once per TrainingRun")
         self._thread = threading.Thread(target=self._fit, name=f"segtrain-train-{self.run_dir.name}", daemon=True)
         self._thread.start()
+        ended = False  # the run's own end (not a consumer leaving early)
         try:
             while True:
                 try:
                     item = self._queue.get(timeout=0.1)
                 except queue.Empty:
                     if not self._thread.is_alive() and self._queue.empty():
+                        ended = True
                         break
                     continue
                 if item is None:
+                    ended = True
                     break
                 yield item
         finally:
             if self._thread.is_alive():
-                self.stop()
+                if not ended:
+                    # only a consumer that leaves early stops the run: after its end, the thread may
+                    # still be returning, and a stop event shared with others (self-training's) must
+                    # stay clear
+                    self.stop()
                 self._thread.join()
         if self._error is not None:
             raise self._error
