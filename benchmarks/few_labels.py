@@ -257,11 +257,13 @@ def selftrain_record(run_dir: Path) -> list[dict]:
 # --- report -------------------------------------------------------------------------------------
 
 def _scored(results: dict):
-    """``(variant, record, test scores)`` of each variant scored so far, in the usual order."""
+    """``(variant, record, test scores)`` of each variant scored so far, in the usual order (other
+    seeds after their variant)."""
     for name in VARIANTS + EXTRA:
-        record = results.get(name)
-        if record and "test" in record:
-            yield name, record, record["test"]
+        for key in [name, *sorted(k for k in results if k.startswith(f"{name}@seed"))]:
+            record = results.get(key)
+            if record and "test" in record:
+                yield key, record, record["test"]
 
 
 def table(task: str, results: dict) -> str:
@@ -295,6 +297,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="results file (default benchmarks/results/few_labels_<task>.json)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads while training (train.threads)")
     parser.add_argument("--retrain", action="store_true", help="train again even where a finished run is recorded")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="train.seed (default 0); another seed is recorded as '<variant>@seed<N>', for the noise")
     args = parser.parse_args(argv)
     steps = args.steps or DEFAULT_STEPS[args.task]
     if steps % (ITERATIONS + 1):
@@ -306,32 +310,37 @@ def main(argv=None) -> int:
         results = {}  # a different budget: start afresh
     results.update(task=args.task, steps=steps, iterations=ITERATIONS,
                    command="python benchmarks/few_labels.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+
     def save():
         json_path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(json_path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(results, indent=1, default=str))
 
     for variant in args.variant or VARIANTS:
-        print(f"{args.task} / {variant}", flush=True)
-        record = results.get(variant) or {}
+        key = variant if not args.seed else f"{variant}@seed{args.seed}"
+        print(f"{args.task} / {key}", flush=True)
+        record = results.get(key) or {}
         thresholds = None
         if variant == "selftrain-cal":
             if "calibration" not in record or args.retrain:
                 record["calibration"] = calibration(args.task, results)
             thresholds = record["calibration"]["thresholds"]
             print(f"  thresholds chosen on labelled data: {record['calibration']}", flush=True)
-        config_path = write_config(variant_config(args.task, variant, steps, out, args.threads, thresholds),
-                                   out / "configs" / f"{variant}.yaml")
+        values = variant_config(args.task, variant, steps, out, args.threads, thresholds)
+        if args.seed:
+            values["name"] += f"-seed{args.seed}"
+            values["train"]["seed"] = args.seed
+        config_path = write_config(values, out / "configs" / f"{key}.yaml")
         previous = None if args.retrain else record.get("run")
 
-        def started(run_dir, variant=variant, config_path=config_path, record=record):
+        def started(run_dir, key=key, config_path=config_path, record=record):
             if record.get("run") != str(run_dir):
                 kept = {k: record[k] for k in ("calibration",) if k in record}
                 record.clear()
                 record.update(kept)
             record.update(run=str(run_dir), config=str(config_path), steps=steps,
                           resumed=bool(previous) and previous == str(run_dir), command=results["command"])
-            results[variant] = record
+            results[key] = record
             save()
 
         run_dir, seconds, reused = train_variant(config_path, out / "runs", previous, started)
@@ -343,7 +352,7 @@ def main(argv=None) -> int:
         record["test"] = score_variant(args.task, run_dir)
         if variant in ("selftrain", "both", "selftrain-cal"):
             record["selftrain"] = selftrain_record(run_dir)
-        results[variant] = record
+        results[key] = record
         save()
         t = record["test"]
         print(f"  test {t['metric']} {t['chosen']:.4f} (hindsight {t['best']:.4f}); tuned "

@@ -274,7 +274,7 @@ def test_self_training_group_runs_iterations_with_progress_and_resumes(docked, g
     train.state_label.setText = lambda text, set_text=train.state_label.setText: (seen.append(text), set_text(text))
     gui.click(train.start_button)
     gui.wait_until(lambda: train.last_report is not None and train.last_report.iteration == (1, 2)
-                   and train.last_report.step >= 2, timeout=120, what="iteration 1")
+                   and train.last_report.step >= 2, timeout=300, what="iteration 1")
     gui.click(train.stop_button)
     gui.wait_until(lambda: not train.is_running(), timeout=60, what="the stop")
     stopped = train.last_report.step
@@ -288,7 +288,7 @@ def test_self_training_group_runs_iterations_with_progress_and_resumes(docked, g
 
     before = state()
     gui.click(train.resume_button)
-    gui.wait_until(lambda: not train.is_running(), timeout=180, what="the resumed self-training run")
+    gui.wait_until(lambda: not train.is_running(), timeout=300, what="the resumed self-training run")
     assert train.state_label.text() == "finished iteration 2/2 at step 6 / 6", train.state_label.text()
     assert any(t.startswith("iteration 1/2: ") for t in seen), seen
     assert any(t.startswith("preparing: resuming: iteration 0 done (reused); iteration 1 continues from step ")
