@@ -2,7 +2,7 @@
 the same total training steps.
 
     python benchmarks/few_labels.py --task cells [--steps 400] [--variant supervised ...] [--out DIR] [--json FILE]
-    python benchmarks/few_labels.py --task em3d  [--steps 320] [--variant both ...] [--out DIR] [--json FILE]
+    python benchmarks/few_labels.py --task em3d  [--steps 400] [--variant both ...] [--out DIR] [--json FILE]
 
 Variants (one config each, written to ``OUT/configs/<variant>.yaml`` and trained through the
 project's own entry points: :class:`segtrain.train.TrainingRun` for a config without a
@@ -74,7 +74,7 @@ VARIANTS = ("supervised", "selftrain", "synthetic", "both")
 EXTRA = ("selftrain-cal",)
 PRECISION = 0.95  # of the pseudo-labels, for the thresholds of selftrain-cal
 ITERATIONS = 3
-DEFAULT_STEPS = {"cells": 400, "em3d": 320}
+DEFAULT_STEPS = {"cells": 400, "em3d": 400}
 
 
 # --- configs ------------------------------------------------------------------------------------
@@ -290,7 +290,7 @@ def table(task: str, results: dict) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=("cells", "em3d"), required=True)
-    parser.add_argument("--steps", type=int, help="total training steps of every variant (cells 400, em3d 320)")
+    parser.add_argument("--steps", type=int, help="total training steps of every variant (400 for both tasks)")
     parser.add_argument("--variant", action="append", choices=VARIANTS + EXTRA,
                         help="variants to run (default: the four of the comparison)")
     parser.add_argument("--out", default=None, help="folder for configs and runs (default runs/few_labels/<task>)")
