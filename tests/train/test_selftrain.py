@@ -242,7 +242,13 @@ def test_resume_reuses_done_iterations_and_continues_the_interrupted_one(tmp_pat
     plan = resume_plan(run.run_dir)
     assert [r.iteration for r in plan.done] == [0] and plan.next_iteration == 1 and plan.next_step == stopped_at
     assert plan.describe() == f"resuming: iteration 0 done (reused); iteration 1 continues from step {stopped_at}"
-    resumed = SelfTraining(None, resume=run.run_dir, **data)
+    other = config.copy()
+    other.selftrain.pseudo_weight = 0.9
+    untouched = _tree_state(run.run_dir)
+    with pytest.raises(InputError, match=r"with this config: its selftrain differ from the run's own"):
+        SelfTraining(other, resume=run.run_dir, **data)
+    assert _tree_state(run.run_dir) == untouched
+    resumed = SelfTraining(config, resume=run.run_dir, **data)  # the same config may be given
     assert resumed.run_dir == run.run_dir
     items = list(resumed.reports())
     steps = [r.step for r in items if isinstance(r, ProgressReport) and r.iteration == (1, 2)]

@@ -65,7 +65,7 @@ def thresholds_for(config: Config, iteration: int) -> list[float]:
     if s.schedule == "constant" or s.iterations <= 1:
         return start
     f = min(max((iteration - 1) / (s.iterations - 1), 0.0), 1.0)
-    return [a + (b - a) * f for a, b in zip(start, end)]
+    return [round(a + (b - a) * f, 6) for a, b in zip(start, end)]  # 0.93, not 0.9299999999999999
 
 
 @dataclass
