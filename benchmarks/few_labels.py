@@ -20,7 +20,10 @@ project's own entry points: :class:`segtrain.train.TrainingRun` for a config wit
   the labelled data (:func:`segtrain.train.selftrain.calibrate_thresholds`: the lowest at which the
   iteration-0 model's pseudo-labels of the labelled data would be right 95 % of the time; cells:
   on set01-02, which that model trained on; em3d: on the held-out piece of z 0-9), constant over
-  the iterations; the iteration-0 model is that of the ``selftrain`` variant's run.
+  the iterations; the iteration-0 model is that of the ``selftrain`` variant's run;
+- ``restarts`` (extra, a control): self-training's schedule (4 x ``steps / 4`` steps, each from the
+  previous weights with its own warm-up and cosine) with thresholds 0.99, which keep next to
+  nothing: what the schedule alone costs or gives.
 
 Data and protocol (one seed; every model is used at its final checkpoint, one cosine schedule per
 training run, so no checkpoint is chosen on any data):
@@ -71,7 +74,7 @@ from segtrain.tuning import tune_run
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 VARIANTS = ("supervised", "selftrain", "synthetic", "both")
-EXTRA = ("selftrain-cal",)
+EXTRA = ("selftrain-cal", "restarts")
 PRECISION = 0.95  # of the pseudo-labels, for the thresholds of selftrain-cal
 ITERATIONS = 3
 DEFAULT_STEPS = {"cells": 400, "em3d": 400}
@@ -138,7 +141,9 @@ def variant_config(task: str, variant: str, steps: int, out: Path, threads: int,
     if variant in ("synthetic", "both"):
         config["data"]["synthetic"] = SYNTHETIC[task]
         config["data"]["synthetic_ratio"] = 2.0
-    if variant in ("selftrain", "both", "selftrain-cal"):
+    if variant == "restarts":
+        thresholds = [0.99, 0.99]
+    if variant in ("selftrain", "both", "selftrain-cal", "restarts"):
         per_iteration = steps // (ITERATIONS + 1)
         config["selftrain"] = {"iterations": ITERATIONS, "steps": per_iteration,
                                "unlabelled": unlabelled_files(task, out)}
@@ -350,7 +355,7 @@ def main(argv=None) -> int:
         if not reused:
             record["train_seconds"] = seconds  # of this process only when resumed
         record["test"] = score_variant(args.task, run_dir)
-        if variant in ("selftrain", "both", "selftrain-cal"):
+        if variant in ("selftrain", "both", "selftrain-cal", "restarts"):
             record["selftrain"] = selftrain_record(run_dir)
         results[key] = record
         save()
