@@ -90,6 +90,9 @@ class AugmentConfig(_Checked):
     missing_section: float = 0.0  # 3D only: probability of blanking one z-section of raw
     elastic: float = 0.0  # max in-plane elastic displacement (voxels); 0 = off
     elastic_spacing: int = 16  # voxels between the control points of the displacement field
+    # in-plane zoom: objects scaled by a factor drawn log-uniformly from [1 / (1 + s), 1 + s] (a patch
+    # of the patch shape / factor is drawn and resampled to the patch shape); 0 = off
+    scale: float = 0.0
     probability: float = 0.8  # chance that intensity augmentations are applied to a sample
 
 
@@ -143,6 +146,9 @@ class ModelConfig(_Checked):
     lsds: bool = True
     lsd_sigma: float = 5.0  # world units
     lsd_downsample: int = 1
+    # instances: width in pixels of the boundary target inside each object (1 = the object pixels
+    # touching another label or background; 2 adds the next ring), so touching objects are parted
+    boundary_width: int = 1
     n_classes: int = 2  # for task "classes" (including background)
     # 3D U-Net
     num_fmaps: int = 12
@@ -483,6 +489,8 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "model.num_fmaps": _positive_check,
     "model.fmap_inc_factor": _positive_check,
     "model.lsd_sigma": _positive_check,
+    "model.boundary_width": _positive_check,
+    "data.augment.scale": _at_least(0),
     "train.max_steps": _positive_check,
     "train.batch_size": _positive_check,
     "train.lr": _positive_check,
@@ -544,8 +552,8 @@ def validate_config(config: Config) -> Config:
     """Raise :class:`ConfigError` for impossible values; return the config unchanged."""
     d, m = config.data, config.model
     for where, check in FIELD_CHECKS.items():
-        section, name = where.split(".")
-        value = getattr(getattr(config, section), name)
+        *sections, name = where.split(".")
+        value = getattr(functools.reduce(getattr, sections, config), name)
         problem = check(value) if value is not None else None
         if problem:
             raise ConfigError(f"{where} {problem}")
