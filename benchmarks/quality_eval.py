@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     parser.add_argument("--config", help="config to cross-validate (its data.train + data.val are folded)")
     parser.add_argument("--out", help="folder for the folds' runs and folds.json")
     parser.add_argument("--steps", type=int, help="override train.max_steps of every fold's run")
+    parser.add_argument("--fold", type=int, action="append",
+                        help="run only this fold (0-based; repeat for several): separate processes may run "
+                             "different folds into the same --out, folds.json keeps them all")
     parser.add_argument("--json", help="also write the scores here")
     parser.add_argument("--tta", type=int, default=None, help="test-time augmentation: transforms averaged "
                         "(default: the run's predict.tta)")
@@ -55,7 +58,7 @@ def main(argv=None) -> int:
             parser.error("--folds needs --config and --out")
         from segtrain.crossval import cross_validate
 
-        summary = cross_validate(args.config, args.folds, args.out, steps=args.steps, tta=args.tta)
+        summary = cross_validate(args.config, args.folds, args.out, steps=args.steps, tta=args.tta, folds=args.fold)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(summary, f, indent=1)

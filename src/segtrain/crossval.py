@@ -166,6 +166,17 @@ def summarise(records: list[dict], tta_values: list[int]) -> dict:
     return summary
 
 
+def _recorded_folds(out: Path, k: int, steps: int) -> list[dict]:
+    """The fold records already in ``OUT/folds.json`` for the same K and steps (else none)."""
+    try:
+        earlier = json.loads((out / "folds.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if earlier.get("k") != k or earlier.get("steps") != steps:
+        return []
+    return list(earlier.get("folds", []))
+
+
 def cross_validate(config_path: str | Path, k: int, out: str | Path, steps: int | None = None,
                    tta: int | None = None, folds: list[int] | None = None, log: Log = print) -> dict:
     """Run the whole protocol; writes ``OUT/folds.json`` after every fold (atomically) and returns
@@ -175,18 +186,23 @@ def cross_validate(config_path: str | Path, k: int, out: str | Path, steps: int 
     out.mkdir(parents=True, exist_ok=True)
     all_folds = make_folds([*config.data.train, *config.data.val], k, first_axis_length=_volume_length)
     tta_values = [1] if not tta or tta <= 1 else [1, int(tta)]
-    records = []
+    result = None
     for fold in all_folds:
         if folds is not None and fold.index not in folds:
             continue
         log(fold.describe())
         fconfig = fold_config(config, fold, steps)
         run_dir = train_fold(fconfig, out / f"fold{fold.index}", log)
-        records.append(evaluate_fold(run_dir, fconfig, fold, tta_values, log))
+        record = evaluate_fold(run_dir, fconfig, fold, tta_values, log)
+        # folds run by other processes into the same folder (--fold) are kept: read just before writing
+        records = [r for r in _recorded_folds(out, k, fconfig.train.max_steps) if r["fold"] != fold.index]
+        records = sorted([*records, record], key=lambda r: r["fold"])
         result = {"config": str(config_path), "k": k, "steps": fconfig.train.max_steps, "folds": records,
                   "summary": summarise(records, tta_values)}
         with atomic_path(out / "folds.json", overwrite=True) as tmp:
             tmp.write_text(json.dumps(result, indent=1))
+    if result is None:
+        raise ValueError(f"no fold among {folds} of {k}")
     for key, entry in result["summary"].items():
         parts = [f"{name} {v['mean']:.4f} +- {v['std']:.4f} (min {v['min']:.4f}, max {v['max']:.4f})"
                  for name, v in entry.items() if isinstance(v, dict)]
