@@ -227,6 +227,11 @@ class SegmentConfig(_Checked):
     # chooses these (and probability_threshold, min_size) on annotated images.
     seed_boundary_max: float = 0.5
     seed_min_size: int = 0
+    # masks / instances: the median size (pixels) of the objects the model segments at the scale it was
+    # trained and tuned at, measured on its own predictions by `segtrain tune`; None = unknown. On an
+    # image whose objects are larger or smaller, min_size and seed_min_size scale with them, and
+    # prediction can zoom the image to match (predict.match_object_size)
+    object_size: float | None = None
 
 
 @dataclass
@@ -239,6 +244,10 @@ class PredictConfig(_Checked):
     # test-time augmentation: average over the first tta of identity, the flips of each axis and their
     # combinations, then the same with y and x swapped (equal y/x voxel sizes): 1 (off), 2, 4, ... 2**(ndim+1)
     tta: int = 1
+    # masks / instances of 2D models: estimate each image's object size with a first pass and predict
+    # it zoomed so that its objects have the size the model was tuned at (segment.object_size), as
+    # Cellpose rescales to its cell diameter; outputs come back on the image's own grid
+    match_object_size: bool = True
 
 
 @dataclass
@@ -513,6 +522,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "segment.min_size": _at_least(0),
     "segment.seed_min_size": _at_least(0),
     "segment.min_seed_distance": _at_least(0),
+    "segment.object_size": _positive_check,
     "data.synthetic_ratio": _at_least(0),
     "selftrain.iterations": _at_least(0),
     "selftrain.threshold_start": _threshold_check,

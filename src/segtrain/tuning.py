@@ -54,7 +54,8 @@ def tune_run(model_or_path, entries=None, split: str = "auto", save: bool = True
                 f"({config.data.val_max_voxels:,}) that tuning holds in memory; tune on a crop of it."
             )
         volume = whole_volume(source, config.data.in_channels)
-        outputs.append(predict_array(loaded, volume["raw"])[head])
+        # as the model sees them: tuning measures the model's own object size (no size matching)
+        outputs.append(predict_array(loaded, volume["raw"], match_size=False)[head])
         labels.append(volume["labels"])
         known.append(volume["known"])
         voxel_sizes.append(volume["voxel_size"] or config.data.voxel_size)
