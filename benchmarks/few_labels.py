@@ -67,6 +67,7 @@ from segtrain.crossval import score_heldout
 from segtrain.io.atomic import atomic_path
 from segtrain.postprocess import segment_affinities
 from segtrain.predict import load_model, predict_array
+from segtrain.predict.infer import predict_matched
 from segtrain.runs import RunFolder
 from segtrain.train.sources import annotated_volumes
 from segtrain.tuning import tune_run
@@ -238,8 +239,9 @@ def score_variant(task: str, run_dir: Path) -> dict:
     settings = tuned.apply(loaded.config.segment)
     volumes = test_volumes(task, loaded.config)
     tta = loaded.config.predict.tta
-    outputs = [predict_array(loaded, v["raw"], tta=tta) for v in volumes]
-    scores = score_heldout(loaded, settings, volumes, tta, outputs=outputs)
+    matched = [predict_matched(loaded, v["raw"], tta=tta) for v in volumes]  # size matching where the run has it
+    outputs = [m[0] for m in matched]
+    scores = score_heldout(loaded, settings, volumes, tta, matched=matched)
     scores.update(tuned_settings=tuned.settings, tuned_score=tuned.score, tuned_start_score=tuned.start_score,
                   tuned_metric=tuned.metric, tta=tta, checkpoint=str(loaded.checkpoint), checkpoint_step=loaded.step)
     if task == "em3d":  # spread: VOI of the chosen segmentation per 5-slice slab of z 35-49

@@ -44,6 +44,12 @@ def main(argv=None) -> int:
     parser.add_argument("--config", help="config to cross-validate (its data.train + data.val are folded)")
     parser.add_argument("--out", help="folder for the folds' runs and folds.json")
     parser.add_argument("--steps", type=int, help="override train.max_steps of every fold's run")
+    parser.add_argument("--zoom", type=float, action="append", default=None,
+                        help="also score the held-out images resampled by this factor (2D; e.g. 0.6: cells at 0.6x "
+                             "their size, as denser cultures or another magnification give); repeat for several")
+    parser.add_argument("--fold", type=int, action="append",
+                        help="run only this fold (0-based; repeat for several): separate processes may run "
+                             "different folds into the same --out, folds.json keeps them all")
     parser.add_argument("--json", help="also write the scores here")
     parser.add_argument("--tta", type=int, default=None, help="test-time augmentation: transforms averaged "
                         "(default: the run's predict.tta)")
@@ -55,7 +61,8 @@ def main(argv=None) -> int:
             parser.error("--folds needs --config and --out")
         from segtrain.crossval import cross_validate
 
-        summary = cross_validate(args.config, args.folds, args.out, steps=args.steps, tta=args.tta)
+        summary = cross_validate(args.config, args.folds, args.out, steps=args.steps, tta=args.tta, folds=args.fold,
+                                 zooms=(1.0, *(args.zoom or [])))
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(summary, f, indent=1)

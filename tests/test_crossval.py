@@ -91,3 +91,14 @@ def test_cells_folds_hold_out_whole_images_and_score_them_at_the_settings_tuned_
         assert abs(f1 - fold["tta1"]["chosen"]) < 1e-6
         assert fold["tta1"]["best"] >= fold["tta1"]["chosen"] - 1e-9
     assert any(line.startswith("tta1: chosen") for line in lines)
+    # folds run one at a time into one folder (as separate processes do with --fold) keep each other's records
+    part = tmp_path / "part"
+    zoomed = cross_validate(tmp_path / "cv.yaml", 3, part, folds=[2], log=lines.append, zooms=(1.0, 0.5))
+    both = cross_validate(tmp_path / "cv.yaml", 3, part, folds=[0], log=lines.append)
+    assert [f["fold"] for f in both["folds"]] == [0, 2]
+    # the held-out images at half their size, scored with and without matching the model's object size
+    half = zoomed["folds"][0]["tta1_zoom0.5"]
+    assert "chosen_unmatched" in half and len(half["object_scale"]) == 1
+    assert "tta1_zoom0.5" in zoomed["summary"] and "chosen_unmatched" in zoomed["summary"]["tta1_zoom0.5"]
+    assert RunFolder(Path(zoomed["folds"][0]["run"])).postprocess()["segment"]["object_size"] > 0
+    assert json.loads((part / "folds.json").read_text())["folds"] == both["folds"]

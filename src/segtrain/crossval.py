@@ -15,6 +15,7 @@ Above training, prediction and tuning, like :mod:`segtrain.tuning`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -82,14 +83,39 @@ def _heldout_volumes(config: Config, fold: Fold) -> list[dict]:
     return annotated_volumes(fold.heldout, config)
 
 
-def score_heldout(loaded, settings, volumes: list[dict], tta: int, outputs: list[dict] | None = None) -> dict:
-    """The three scores of the module docstring for predictions with ``tta`` transforms
-    (``outputs``: the model's predictions of ``volumes`` when already made)."""
+def zoomed_volumes(volumes: list[dict], zoom: float) -> list[dict]:
+    """2D held-out images resampled in-plane by ``zoom`` (image linear, labels and known mask
+    nearest): the same cells larger or smaller, as another magnification or denser cultures give."""
+    from scipy import ndimage
+
+    if zoom == 1.0:
+        return volumes
+    out = []
+    for v in volumes:
+        raw = np.asarray(v["raw"], np.float32)
+        plane = [1] * (raw.ndim - 2) + [zoom, zoom]
+        labels = ndimage.zoom(np.asarray(v["labels"]), [zoom, zoom], order=0, grid_mode=True, mode="nearest")
+        known = None if v["known"] is None else ndimage.zoom(np.asarray(v["known"]).astype(np.uint8), [zoom, zoom],
+                                                             order=0, grid_mode=True, mode="nearest").astype(bool)
+        out.append({**v, "raw": ndimage.zoom(raw, plane, order=1, grid_mode=True, mode="nearest"),
+                    "labels": labels, "known": known})
+    return out
+
+
+def score_heldout(loaded, settings, volumes: list[dict], tta: int, matched: list[tuple] | None = None) -> dict:
+    """The three scores of the module docstring for predictions with ``tta`` transforms; for a
+    size-matched model (``predict.match_object_size``) also ``chosen_unmatched``, the chosen
+    settings on plain predictions, and the zoom factors used. ``matched``: the model's
+    predictions of ``volumes`` (:func:`~segtrain.predict.infer.predict_matched`) when already made."""
+    from segtrain.predict.infer import predict_matched
+    from segtrain.predict.match_size import matching_applies
+
     config = loaded.config
     spec = OutputSpec.of(config)
     t0 = time.perf_counter()
-    if outputs is None:
-        outputs = [predict_array(loaded, v["raw"], tta=tta) for v in volumes]
+    if matched is None:
+        matched = [predict_matched(loaded, v["raw"], tta=tta) for v in volumes]
+    outputs = [m[0] for m in matched]
     predict_s = time.perf_counter() - t0
     gts = [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
     voxel_sizes = [v["voxel_size"] or config.data.voxel_size for v in volumes]
@@ -112,13 +138,21 @@ def score_heldout(loaded, settings, volumes: list[dict], tta: int, outputs: list
     if spec.task in ("masks", "instances"):
         best = tune_postprocessing([o["probabilities"] for o in outputs], gts, settings, spec)
         result.update(chosen=result["f1"], best=best.score, best_settings=best.settings)
+    if matching_applies(config):
+        result["object_scale"] = [round(float(f), 3) for m in matched for f in m[1]]
+        plain = [predict_array(loaded, v["raw"], tta=tta, match_size=False) for v in volumes]
+        unmatched = dataclasses.replace(settings, object_size=None)
+        result["chosen_unmatched"] = float(np.mean([validation_scores(o, g, unmatched, spec, voxel_size=vs)["f1"]
+                                                    for o, g, vs in zip(plain, gts, voxel_sizes)]))
     result["predict_seconds"] = round(predict_s, 2)
     return result
 
 
-def evaluate_fold(run_dir: Path, config: Config, fold: Fold, tta_values: list[int], log: Log = print) -> dict:
+def evaluate_fold(run_dir: Path, config: Config, fold: Fold, tta_values: list[int], log: Log = print,
+                  zooms: tuple[float, ...] = (1.0,)) -> dict:
     """Tune the fold's run on its training part (stored in the run, as `segtrain tune` does, for
-    plain predictions) and score the held-out part, once per TTA setting."""
+    plain predictions) and score the held-out part, once per TTA setting, and once per ``zooms``
+    factor other than 1 on the held-out images resampled by it (key ``tta{N}_zoom{Z}``)."""
     volumes = _heldout_volumes(config, fold)
     record = {"fold": fold.index, "train": [_entry(e) for e in fold.train],
               "heldout": [_entry(e) for e in fold.heldout], "run": str(run_dir)}
@@ -128,14 +162,19 @@ def evaluate_fold(run_dir: Path, config: Config, fold: Fold, tta_values: list[in
         t0 = time.perf_counter()
         result, _ = tune_run(loaded, split="train", save=tta == 1)
         settings = result.apply(loaded.config.segment)
-        scores = score_heldout(loaded, settings, volumes, tta)
-        scores.update(tuned=result.settings, tuned_on_train_score=result.score,
-                      seconds=round(time.perf_counter() - t0, 1))
-        record[f"tta{tta}"] = scores
-        log(f"fold {fold.index} tta {tta}: held-out {scores['metric']} {scores['chosen']:.4f} at the settings chosen "
-            f"on training ({result.settings}); best in hindsight {scores['best']:.4f}"
-            + (f", best threshold for the chosen method {scores['best_threshold']:.4f}"
-               if "best_threshold" in scores else ""))
+        loaded.config.segment = settings  # predictions (size matching) and segmentation use the same settings
+        for zoom in zooms:
+            scores = score_heldout(loaded, settings, zoomed_volumes(volumes, zoom), tta)
+            scores.update(tuned=result.settings, tuned_on_train_score=result.score,
+                          seconds=round(time.perf_counter() - t0, 1))
+            key = f"tta{tta}" if zoom == 1.0 else f"tta{tta}_zoom{zoom:g}"
+            record[key] = scores
+            log(f"fold {fold.index} {key}: held-out {scores['metric']} {scores['chosen']:.4f} at the settings chosen "
+                f"on training ({result.settings}); best in hindsight {scores['best']:.4f}"
+                + (f", best threshold for the chosen method {scores['best_threshold']:.4f}"
+                   if "best_threshold" in scores else "")
+                + (f"; without size matching {scores['chosen_unmatched']:.4f} (zoom factors "
+                   f"{scores['object_scale']})" if "chosen_unmatched" in scores else ""))
     return record
 
 
@@ -144,16 +183,17 @@ def _entry(entry) -> str:
 
 
 def summarise(records: list[dict], tta_values: list[int]) -> dict:
-    """Mean, standard deviation, minimum and maximum over the folds of each score, per TTA setting,
-    and the largest gap between the chosen and the best-in-hindsight score."""
+    """Mean, standard deviation, minimum and maximum over the folds of each score, per TTA setting
+    (and zoom), and the largest gap between the chosen and the best-in-hindsight score."""
     summary = {}
-    for tta in tta_values:
-        key = f"tta{tta}"
+    keys = [k for k in dict.fromkeys(k for r in records for k in r)
+            if k.startswith("tta") and k.split("_")[0] in {f"tta{t}" for t in tta_values}]
+    for key in keys:
         rows = [r[key] for r in records if key in r]
         if not rows:
             continue
         entry = {}
-        for name in ("chosen", "best_threshold", "best"):
+        for name in ("chosen", "chosen_unmatched", "best_threshold", "best"):
             values = [row[name] for row in rows if name in row]
             if values:
                 entry[name] = {"mean": float(np.mean(values)), "std": float(np.std(values)),
@@ -164,8 +204,20 @@ def summarise(records: list[dict], tta_values: list[int]) -> dict:
     return summary
 
 
+def _recorded_folds(out: Path, k: int, steps: int) -> list[dict]:
+    """The fold records already in ``OUT/folds.json`` for the same K and steps (else none)."""
+    try:
+        earlier = json.loads((out / "folds.json").read_text())
+    except (OSError, ValueError):
+        return []
+    if earlier.get("k") != k or earlier.get("steps") != steps:
+        return []
+    return list(earlier.get("folds", []))
+
+
 def cross_validate(config_path: str | Path, k: int, out: str | Path, steps: int | None = None,
-                   tta: int | None = None, folds: list[int] | None = None, log: Log = print) -> dict:
+                   tta: int | None = None, folds: list[int] | None = None, log: Log = print,
+                   zooms: tuple[float, ...] = (1.0,)) -> dict:
     """Run the whole protocol; writes ``OUT/folds.json`` after every fold (atomically) and returns
     ``{"folds": [...], "summary": {...}}``."""
     config = load_config(config_path)
@@ -173,18 +225,23 @@ def cross_validate(config_path: str | Path, k: int, out: str | Path, steps: int 
     out.mkdir(parents=True, exist_ok=True)
     all_folds = make_folds([*config.data.train, *config.data.val], k, first_axis_length=_volume_length)
     tta_values = [1] if not tta or tta <= 1 else [1, int(tta)]
-    records = []
+    result = None
     for fold in all_folds:
         if folds is not None and fold.index not in folds:
             continue
         log(fold.describe())
         fconfig = fold_config(config, fold, steps)
         run_dir = train_fold(fconfig, out / f"fold{fold.index}", log)
-        records.append(evaluate_fold(run_dir, fconfig, fold, tta_values, log))
+        record = evaluate_fold(run_dir, fconfig, fold, tta_values, log, zooms=tuple(zooms))
+        # folds run by other processes into the same folder (--fold) are kept: read just before writing
+        records = [r for r in _recorded_folds(out, k, fconfig.train.max_steps) if r["fold"] != fold.index]
+        records = sorted([*records, record], key=lambda r: r["fold"])
         result = {"config": str(config_path), "k": k, "steps": fconfig.train.max_steps, "folds": records,
                   "summary": summarise(records, tta_values)}
         with atomic_path(out / "folds.json", overwrite=True) as tmp:
             tmp.write_text(json.dumps(result, indent=1))
+    if result is None:
+        raise ValueError(f"no fold among {folds} of {k}")
     for key, entry in result["summary"].items():
         parts = [f"{name} {v['mean']:.4f} +- {v['std']:.4f} (min {v['min']:.4f}, max {v['max']:.4f})"
                  for name, v in entry.items() if isinstance(v, dict)]

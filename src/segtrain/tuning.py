@@ -47,7 +47,8 @@ def tune_run(model_or_path, entries=None, split: str = "auto", save: bool = True
     outputs, labels, known, voxel_sizes = [], [], [], []
     head = "affinities" if config.task == "affinities" else "probabilities"
     for volume in annotated_volumes(entries, config, max_voxels=config.data.val_max_voxels):
-        outputs.append(predict_array(loaded, volume["raw"])[head])
+        # as the model sees them: tuning measures the model's own object size (no size matching)
+        outputs.append(predict_array(loaded, volume["raw"], match_size=False)[head])
         labels.append(volume["labels"])
         known.append(volume["known"])
         voxel_sizes.append(volume["voxel_size"] or config.data.voxel_size)

@@ -86,3 +86,49 @@ def test_uncertainty_checkbox_turns_on_tta_and_adds_the_uncertainty_layer(docked
     gui.click(predict.predict_button)
     gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
     assert "uncertainty" not in predict.result_layers and "raw uncertainty" not in viewer.layers
+
+
+def test_match_object_size_zooms_a_tuned_cells_model_and_unticking_it_predicts_plainly(docked, gui, tmp_path):
+    """A 2D instance model whose tuning recorded an object size far larger than the image's objects:
+    ticked (the default), the image is predicted zoomed (the most the matching allows, 4x) and the
+    layer holds exactly what the core's size-matched prediction gives; unticked, the plain one."""
+    from segtrain.plugin._compat import avoid_triton_llvm_clash
+
+    avoid_triton_llvm_clash()  # the viewer's OpenGL is up: smp's import must not load triton here either
+    from segtrain.models import build_model
+    from segtrain.predict import load_model, predict_array
+    from segtrain.predict.infer import predict_matched
+
+    torch.manual_seed(0)
+    config = config_from_dict({"preset": "wells2d_quick", "data": {"patch_shape": [32, 32]},
+                               "model": {"encoder_depth": 3},
+                               "segment": {"object_size": 1e6, "seed_min_size": 0, "min_size": 0},
+                               "predict": {"tile_shape": None, "margin": None}})
+    model = build_model(config)
+    checkpoint = tmp_path / "cells.ckpt"
+    torch.save({"hyper_parameters": {"config": config.to_dict()}, "global_step": 9,
+                "state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, checkpoint)
+    raw = np.random.default_rng(2).random((48, 40)).astype(np.float32)
+    viewer, dock = docked
+    viewer.add_image(raw, name="cells")
+    predict = PredictWidget(viewer)
+    dock(predict)
+    gui.type(predict.checkpoint_edit, str(checkpoint))
+    gui.wait_until(lambda: predict.which_combo.count() == 1, timeout=30, what="the checkpoint")
+    assert predict.match_check.isChecked()
+    gui.click(predict.predict_button)
+    gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
+    loaded = load_model(checkpoint)
+    expected, factors = predict_matched(loaded, raw)
+    assert factors == [4.0]
+    assert predict.model_label.text().endswith("objects matched to the model's size (image zoomed 4.00x)")
+    shown = L.layer_info(predict.result_layers["probabilities"]).array
+    np.testing.assert_allclose(shown, expected["probabilities"], atol=1e-5)
+    gui.click(predict.match_check)
+    gui.click(predict.predict_button)
+    gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
+    plain = predict_array(loaded, raw, match_size=False)["probabilities"]
+    shown = L.layer_info(predict.result_layers["probabilities"]).array
+    np.testing.assert_allclose(shown, plain, atol=1e-5)
+    assert not np.allclose(plain, expected["probabilities"], atol=1e-3)
+    assert "objects matched" not in predict.model_label.text()

@@ -50,7 +50,7 @@ def test_tuning_raises_instance_f1_and_its_score_is_the_validation_score(cells_p
     assert result.score > result.start_score + 0.1 and result.metric == "f1"
     assert result.start_settings["probability_threshold"] == 0.3
     grid = default_grid(config.segment, OutputSpec.of(config), median_object_size(gts))
-    assert set(result.settings) == set(grid)
+    assert set(result.settings) == set(grid) | {"object_size"}  # and the size of the objects it cuts
     assert all(result.settings[k] in values for k, values in grid.items())
     tuned = result.apply(config.segment)
     again = np.mean([validation_scores({"probabilities": p}, gt, tuned, OutputSpec.of(config))["f1"]

@@ -92,6 +92,26 @@ def test_masks():
         class_masks(np.array([[0, 3]]), 2)
 
 
+def test_wider_boundaries_grow_inside_each_object_only():
+    from scipy import ndimage
+
+    labels = np.zeros((14, 26), dtype=np.uint16)
+    labels[2:12, 2:12] = 1
+    labels[2:12, 12:22] = 2  # touching object 1 along x = 11 | 12
+    np.testing.assert_array_equal(boundaries(labels, width=1), boundaries(labels))
+    for width in (2, 3):
+        b = boundaries(labels, width=width)
+        assert not b[labels == 0].any()  # never in the background
+        # on a row through the contact: width pixels each side of it, then interior
+        row = b[7]
+        assert row[12 - width:12 + width].all() and not row[12 - width - 1] and not row[12 + width]
+        # each object's boundary is exactly its pixels within width steps of its own edge
+        for obj in (1, 2):
+            inside = labels == obj
+            depth = ndimage.distance_transform_cdt(np.pad(inside, 1), metric="taxicab")[1:-1, 1:-1]
+            np.testing.assert_array_equal(b[inside], depth[inside] <= width)
+
+
 def _direct_lsd(labels, p, sigma, voxel_size):
     """The descriptors of voxel p summed directly over its object (Gaussian weights, 3 sigma)."""
     sigma = np.asarray(sigma, float)

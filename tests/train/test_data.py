@@ -9,7 +9,7 @@ import torch
 from segtrain.config import AugmentConfig, preset
 from segtrain.errors import InputError
 from segtrain.train import ArraySource, FileSource, GeneratorSource
-from segtrain.train.augment import augment
+from segtrain.train.augment import augment, zoomed
 from segtrain.train.dataset import PatchStream
 from segtrain.train.losses import binary_loss, multiclass_loss, weighted_mse
 from segtrain.train.sources import Sample
@@ -160,3 +160,42 @@ def ndimage_interior(labels):
 
     same = ndimage.maximum_filter(labels, size=(1, 3, 3)) == ndimage.minimum_filter(labels, size=(1, 3, 3))
     return same
+
+
+def test_zoom_resamples_image_labels_and_mask_together():
+    labels = np.zeros((64, 64), np.int64)
+    labels[16:32, 24:40] = 3  # a 16 x 16 object
+    known = np.ones(labels.shape, bool)
+    known[:, :8] = False
+    raw = (labels.astype(np.float32) / 3)[None]
+    out = zoomed(Sample(raw, labels, known, labels.astype(np.float32)), (96, 96))
+    assert out.raw.shape == (1, 96, 96) and out.labels.shape == out.known.shape == (96, 96)
+    assert abs((out.labels == 3).sum() / 256 - 1.5**2) < 0.15  # the object grew by the factor squared
+    assert abs((~out.known).sum() / (~known).sum() - 1.5**2) < 0.15
+    np.testing.assert_array_equal(out.weights, out.labels)
+    inside = ndimage_interior(out.labels[None])[0]
+    np.testing.assert_allclose(out.raw[0][inside] * 3, out.labels[inside], atol=1e-4)
+
+
+def test_scale_augmentation_draws_objects_larger_and_smaller_in_the_patch_shape():
+    config = preset("wells2d_quick")
+    config.data.patch_shape = [64, 64]
+    config.data.augment = AugmentConfig(flip=False, rotate90=False, probability=0.0, scale=0.5)
+    labels = np.zeros((256, 256), np.int64)
+    for i, y in enumerate(range(8, 256, 32)):  # a grid of 16 x 16 squares
+        for j, x in enumerate(range(8, 256, 32)):
+            labels[y:y + 16, x:x + 16] = 1 + i * 8 + j
+    source = ArraySource(labels.astype(np.float32), labels)
+    stream = PatchStream([source], config)
+    rng = np.random.default_rng(0)
+    areas = []
+    for _ in range(40):
+        patch = stream.draw(rng)
+        assert patch["raw"].shape == (1, 64, 64) and patch["labels"].shape == (64, 64)
+        ids, counts = np.unique(patch["labels"][8:-8, 8:-8], return_counts=True)
+        areas.append(np.max(counts[ids > 0]))  # the largest (least cut) square of the patch
+    assert min(areas) < 256 * 0.8 and max(areas) > 256 * 1.3  # shrunk and enlarged
+    assert max(areas) < 256 * 1.5**2 * 1.1  # never beyond 1 + scale
+    plain = PatchStream([source], preset("wells2d_quick"), augmented=False)
+    plain.config.data.patch_shape = [64, 64]
+    assert {np.max(np.unique(plain.draw(rng)["labels"], return_counts=True)[1][1:]) for _ in range(10)} <= {256}

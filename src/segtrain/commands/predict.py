@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", type=int, default=None, metavar="N",
                         help="test-time augmentation: average N flipped/transposed predictions (1 = off, 2, 4, 8, "
                              "16 in 3D; default: the run's predict.tta)")
+    parser.add_argument("--no-match-size", dest="match_size", action="store_false", default=None,
+                        help="do not zoom the image to the model's object size (2D mask/instance runs tuned with "
+                             "`segtrain tune` do by default: predict.match_object_size)")
     parser.add_argument("--uncertainty", action="store_true",
                         help="also write 'uncertainty': the disagreement (standard deviation) between the test-time "
                              "augmented predictions, from the same pass (needs --tta 2 or more, or a run whose "
@@ -62,7 +65,19 @@ def run(args: argparse.Namespace) -> int:
 
         predict_to_zarr(model, data, output, voxel_size=volume.voxel_size[-spatial:], offset=volume.offset[-spatial:],
                         tile_shape=args.tile, margin=args.margin, progress=progress, overwrite=args.overwrite,
-                        batch_size=args.batch_size, tta=args.tta, uncertainty=args.uncertainty)
+                        batch_size=args.batch_size, tta=args.tta, uncertainty=args.uncertainty,
+                        match_size=args.match_size)
     written = [h.name for h in model.model.heads] + (["uncertainty"] if args.uncertainty else [])
-    print(f"wrote {', '.join(written)} to {output} with {model.describe()}")
+    print(f"wrote {', '.join(written)} to {output} with {model.describe()}{matched_note(output)}")
     return 0
+
+
+def matched_note(output: Path) -> str:
+    """``; objects matched to the model's size: image zoomed 1.55x`` for a size-matched prediction."""
+    import zarr
+
+    factors = zarr.open_group(str(output), mode="r").attrs.get("object_scale")
+    if not factors:
+        return ""
+    shown = ", ".join(f"{f:.2f}x" for f in factors[:8]) + (" ..." if len(factors) > 8 else "")
+    return f"; objects matched to the model's size: image zoomed {shown}"

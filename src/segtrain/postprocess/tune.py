@@ -8,7 +8,10 @@ beside the run as ``postprocess.yaml``, which :func:`segtrain.predict.load_model
 The search is a coordinate search over a small grid (each setting in turn, the others held, two
 passes), scored by the mean instance F1 at IoU 0.5 over the images, exactly the validation metric.
 Sizes in the grid are fractions of the median annotated object size, so the grid fits any
-magnification.
+magnification. The result also records ``object_size``, the typical object the chosen settings cut from
+these predictions: on new images with larger or smaller objects the size settings follow
+(:func:`segtrain.postprocess.instances`) and prediction can zoom to match
+(:mod:`segtrain.predict.match_size`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from segtrain.config import SegmentConfig
 from segtrain.errors import InputError
 from segtrain.evaluate import sweep
 from segtrain.postprocess.affinities import fragments_of, prepared_affinities, segment_affinities
+from segtrain.postprocess.masks import measured_object_size
 from segtrain.postprocess.scores import validation_scores
 from segtrain.postprocess.spec import OutputSpec
 
@@ -108,6 +112,7 @@ def tune_postprocessing(
     if len(probabilities) == 0 or len(probabilities) != len(labels):
         raise InputError("Tuning needs one label image per probability map, and at least one of each.")
     known = list(known) if known is not None else [None] * len(labels)
+    settings = dataclasses.replace(settings, object_size=None)  # sizes as they are, measured afresh below
     grid = dict(grid) if grid is not None else default_grid(settings, spec, median_object_size(labels))
     current = {key: getattr(settings, key) for key in grid}
     cache: dict[tuple, dict] = {}
@@ -136,7 +141,14 @@ def tune_postprocessing(
                     best, current, changed = row, {**current, name: value}, True
         if not changed:
             break
-    return TuneResult(settings={k: _plain(current[k]) for k in grid}, score=best["f1"], start_score=start["f1"],
+    chosen = {k: _plain(current[k]) for k in grid}
+    # the size of the objects these settings cut from these predictions: new images whose objects
+    # differ from it get size settings (and, with predict.match_object_size, a zoom) to match
+    sizes = [measured_object_size(p, dataclasses.replace(settings, **chosen), spec) for p in probabilities]
+    sizes = [v for v in sizes if v > 0]
+    if sizes:
+        chosen["object_size"] = round(float(np.median(sizes)), 1)
+    return TuneResult(settings=chosen, score=best["f1"], start_score=start["f1"],
                       start_settings={k: _plain(start[k]) for k in grid}, rows=list(cache.values()),
                       n_images=len(labels))
 

@@ -169,7 +169,7 @@ def _out_channels(loaded: LoadedModel, augment: TestTimeAugmentation) -> dict[st
 
 def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progress: Progress | None = None,
                   margin=None, batch_size: int | None = None, tta: int | None = None,
-                  uncertainty: bool = False) -> dict[str, np.ndarray]:
+                  uncertainty: bool = False, match_size: bool | None = None) -> dict[str, np.ndarray]:
     """Predict every output of a trained model over ``array``, tile by tile.
 
     Parameters
@@ -194,12 +194,59 @@ def predict_array(model_or_path, array, voxel_size=None, tile_shape=None, progre
         Also return ``uncertainty`` ``(1, *spatial)``: the disagreement between the test-time
         transforms' predictions, from the same pass (needs ``tta`` >= 2); see
         :mod:`segtrain.predict.uncertainty`.
+    match_size
+        Zoom each image so that its objects have the model's size (:mod:`segtrain.predict.match_size`;
+        None = the config's ``predict.match_object_size``; only for 2D mask/instance models whose
+        run knows its object size).
 
     Returns
     -------
     ``{"affinities": (C, *spatial), "lsds": ..., "probabilities": ...}`` float32 (a stack gives
     ``(C, N, y, x)``), plus ``"uncertainty"`` when asked for.
     """
+    return predict_matched(model_or_path, array, voxel_size, tile_shape, progress, margin, batch_size, tta,
+                           uncertainty, match_size)[0]
+
+
+def predict_matched(model_or_path, array, voxel_size=None, tile_shape=None, progress: Progress | None = None,
+                    margin=None, batch_size: int | None = None, tta: int | None = None,
+                    uncertainty: bool = False, match_size: bool | None = None) -> tuple[dict[str, np.ndarray], list]:
+    """:func:`predict_array` and the zoom factor of each image (one per stack slice; 1.0 where
+    nothing was zoomed)."""
+    from segtrain.predict.match_size import match_factor, matching_applies, zoom_plane
+
+    loaded = as_loaded(model_or_path)
+    kwargs = dict(voxel_size=voxel_size, tile_shape=tile_shape, margin=margin, batch_size=batch_size)
+    if not matching_applies(loaded.config, match_size):
+        outputs = _predict_plain(loaded, array, progress=progress, tta=tta, uncertainty=uncertainty, **kwargs)
+        is_stack = _layout(tuple(int(n) for n in array.shape), loaded)[1]
+        return outputs, [1.0] * (int(array.shape[0]) if is_stack else 1)
+    _, has_channels, spatial, leads, _, _, _ = _prepare(loaded, array, tile_shape, margin)
+    final_tta = loaded.config.predict.tta if tta is None else tta
+    images = [np.asarray(array)] if leads == [None] else [np.asarray(array[i]) for i in leads]
+    results, factors = [], []
+    for image in images:
+        def predict(factor, tta_=1, uncertainty_=False, progress_=None):
+            zoomed = image if factor == 1.0 else zoom_plane(image, factor)
+            return _predict_plain(loaded, zoomed, progress=progress_, tta=tta_, uncertainty=uncertainty_, **kwargs)
+
+        factor, seen = match_factor(predict, loaded.config)
+        if factor in seen and final_tta == 1 and not uncertainty:
+            outputs = seen[factor]
+        else:
+            outputs = predict(factor, final_tta, uncertainty, progress)
+        if factor != 1.0:
+            outputs = {name: zoom_plane(value, tuple(spatial)) for name, value in outputs.items()}
+        results.append(outputs)
+        factors.append(factor)
+    if leads == [None]:
+        return results[0], factors
+    return {name: np.stack([r[name] for r in results], axis=1) for name in results[0]}, factors
+
+
+def _predict_plain(model_or_path, array, voxel_size=None, tile_shape=None, progress: Progress | None = None,
+                   margin=None, batch_size: int | None = None, tta: int | None = None,
+                   uncertainty: bool = False) -> dict[str, np.ndarray]:
     loaded, has_channels, spatial, leads, tiles, low, high = _prepare(model_or_path, array, tile_shape, margin)
     augment = model_tta(loaded.config, loaded.config.predict.tta if tta is None else tta, voxel_size, uncertainty)
     outputs = {name: np.zeros(_out_shape(channels, spatial, leads), np.float32)
@@ -229,14 +276,18 @@ def predict_volume(model_or_path, volume, **kwargs) -> dict:
 def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, offset=None, tile_shape=None,
                     margin=None, progress: Progress | None = None, overwrite: bool = False,
                     batch_size: int | None = None, chunks=None, tta: int | None = None,
-                    uncertainty: bool = False) -> Path:
+                    uncertainty: bool = False, match_size: bool | None = None) -> Path:
     """Predict tile by tile straight into a zarr group (one float32 array per output, zarr format 2,
     the geometry attributes ``segtrain.io`` writes on zarr: ``resolution``/``offset``/``axes``/``layer_type``),
     written atomically; for inputs too big for memory.
 
     ``array`` may be a path (read lazily with :func:`segtrain.io.read_volume`) or an array;
-    ``tta`` and ``uncertainty`` (an ``uncertainty`` array beside the others) as in :func:`predict_array`.
+    ``tta``, ``uncertainty`` (an ``uncertainty`` array beside the others) and ``match_size`` as in
+    :func:`predict_array`; a size-matched prediction (2D images, which fit memory) is made in memory
+    and records its zoom factors (``object_scale``).
     """
+    from segtrain.predict.match_size import matching_applies
+
     import zarr
 
     from segtrain.io import Volume, atomic_path, read_volume
@@ -267,12 +318,23 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
             index = (slice(None), *((lead,) if lead is not None else ()), *tile.write)
             arrays[name][index] = value
 
-        _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress, augment)
+        factors = None
+        if matching_applies(loaded.config, match_size):
+            outputs, factors = predict_matched(loaded, array, voxel_size, tile_shape, progress, margin, batch_size,
+                                               tta, uncertainty, match_size)
+            for name, value in outputs.items():
+                arrays[name][...] = value
+        else:
+            _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress, augment)
         # the run's segment settings travel with its predictions (segtrain segment uses them)
         model = {k: v for k, v in loaded.output_attrs().items() if v is not None}
         for name, array in arrays.items():
             array.attrs.update({"kind": name, **model})
         if UNCERTAINTY in arrays:
             arrays[UNCERTAINTY].attrs["tta"] = len(augment)
+        if factors is not None:
+            model["object_scale"] = [round(float(f), 4) for f in factors]
+            for array in arrays.values():
+                array.attrs["object_scale"] = model["object_scale"]
         group.attrs.update(model)
     return output

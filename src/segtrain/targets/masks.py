@@ -22,14 +22,30 @@ def foreground(labels: np.ndarray) -> np.ndarray:
     return _check_labels(labels) != 0
 
 
-def boundaries(labels: np.ndarray, mode: str = "inner") -> np.ndarray:
+def boundaries(labels: np.ndarray, mode: str = "inner", width: int = 1) -> np.ndarray:
     """True on object voxels that touch a different label (including background).
 
     ``mode`` is passed to :func:`skimage.segmentation.find_boundaries` ("inner", "outer",
-    "thick"); "inner" keeps boundaries inside the objects, so background stays False.
+    "thick"); "inner" keeps boundaries inside the objects, so background stays False. With
+    ``width`` > 1 ("inner" only) the boundary grows into each object by ``width - 1`` more
+    face-neighbour steps, never across into another object: ``width`` voxels on each side of a
+    contact.
     """
     labels = _check_labels(labels)
-    return find_boundaries(labels, connectivity=1, mode=mode, background=0)
+    edge = find_boundaries(labels, connectivity=1, mode=mode, background=0)
+    if mode != "inner":
+        return edge
+    for _ in range(width - 1):
+        grown = edge.copy()
+        for axis in range(labels.ndim):
+            for step in (1, -1):
+                here = [slice(None)] * labels.ndim
+                there = [slice(None)] * labels.ndim
+                here[axis], there[axis] = (slice(1, None), slice(0, -1)) if step == 1 else (slice(0, -1), slice(1, None))
+                here, there = tuple(here), tuple(there)
+                grown[here] |= edge[there] & (labels[there] == labels[here])
+        edge = grown & (labels != 0)
+    return edge
 
 
 def class_masks(class_labels: np.ndarray, n_classes: int | None = None) -> np.ndarray:

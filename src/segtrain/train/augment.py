@@ -1,7 +1,7 @@
 """Augmentation that never misaligns image and target.
 
-Geometric transforms (flips, in-plane 90-degree rotations) are applied to raw, labels, known mask
-and weights together, before targets are computed from the transformed labels; intensity
+Geometric transforms (in-plane zoom, flips, in-plane 90-degree rotations, elastic warps) are
+applied to raw, labels, known mask and weights together, before targets are computed from the transformed labels; intensity
 transforms (scale/shift, gamma, noise, blur, missing sections) touch raw only.
 """
 
@@ -45,6 +45,43 @@ def _elastic(sample: Sample, magnitude: float, spacing: int, rng: np.random.Gene
     labels = warp(sample.labels, 0)
     known = warp(sample.known.astype(np.uint8), 0).astype(bool)
     weights = None if sample.weights is None else warp(sample.weights, 0)
+    return Sample(raw, labels, known, weights)
+
+
+def zoom_factor(config: AugmentConfig, rng: np.random.Generator) -> float:
+    """How much a patch's objects are enlarged (> 1) or shrunk (< 1): log-uniform in
+    ``[1 / (1 + scale), 1 + scale]``; 1 when ``config.scale`` is 0."""
+    if config.scale <= 0:
+        return 1.0
+    bound = float(np.log1p(config.scale))
+    return float(np.exp(rng.uniform(-bound, bound)))
+
+
+def source_shape(patch_shape, factor: float) -> tuple[int, ...]:
+    """The shape to draw from a source so that zooming by ``factor`` in-plane (the last two axes)
+    gives ``patch_shape``."""
+    shape = list(patch_shape)
+    for axis in (-2, -1):
+        shape[axis] = max(2, int(round(shape[axis] / factor)))
+    return tuple(shape)
+
+
+def zoomed(sample: Sample, patch_shape) -> Sample:
+    """``sample`` resampled in-plane to ``patch_shape``: linear for raw, nearest for labels, known
+    mask and weights, so every array stays aligned with the others."""
+    patch_shape = tuple(patch_shape)
+    if sample.labels.shape == patch_shape:
+        return sample
+    factors = [p / s for p, s in zip(patch_shape, sample.labels.shape)]
+
+    def resample(array, order):
+        out = ndimage.zoom(array, factors, order=order, mode="nearest", grid_mode=True)
+        return out[tuple(slice(0, p) for p in patch_shape)]
+
+    raw = np.stack([resample(c, 1) for c in sample.raw]).astype(np.float32)
+    labels = resample(sample.labels, 0)
+    known = resample(sample.known.astype(np.uint8), 0).astype(bool)
+    weights = None if sample.weights is None else resample(sample.weights, 0)
     return Sample(raw, labels, known, weights)
 
 

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from segtrain.config import Config
 from segtrain.errors import InputError
-from segtrain.train.augment import augment
+from segtrain.train.augment import augment, source_shape, zoom_factor, zoomed
 from segtrain.train.sources import Source
 from segtrain.train.targets import targets_for
 
@@ -73,9 +73,11 @@ class PatchStream(IterableDataset):
         index = int(rng.choice(len(self.sources), p=self.p))
         self.source_draws[index] += 1
         source = self.sources[index]
-        sample = source.sample(rng, self.config.data.patch_shape, self.config.data.min_annotated_fraction)
+        patch_shape = self.config.data.patch_shape
+        factor = zoom_factor(self.config.data.augment, rng) if self.augmented else 1.0
+        sample = source.sample(rng, source_shape(patch_shape, factor), self.config.data.min_annotated_fraction)
         if self.augmented:
-            sample = augment(sample, self.config.data.augment, rng)
+            sample = augment(zoomed(sample, patch_shape), self.config.data.augment, rng)
         return targets_for(sample, self.config, _voxel_size(source, self.config))
 
     def __iter__(self):

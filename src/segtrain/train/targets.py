@@ -42,7 +42,8 @@ def targets_for(sample: Sample, config: Config, voxel_size=None) -> dict[str, np
         out["probabilities_weight"] = weights[None]
     elif m.task == "instances":
         fg = labels != 0
-        boundary = targets.boundaries(labels, mode="inner") if fg.any() else np.zeros_like(fg)
+        boundary = (targets.boundaries(labels, mode="inner", width=m.boundary_width) if fg.any()
+                    else np.zeros_like(fg))
         out["probabilities"] = np.stack([fg, boundary]).astype(np.float32)
         out["probabilities_weight"] = np.stack([weights, weights])
     else:

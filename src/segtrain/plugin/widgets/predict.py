@@ -37,17 +37,20 @@ FEW_STEPS_FRACTION = 0.1  # a model trained for less than this share of its pres
 
 
 def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augment: bool = False,
-                   rgb: bool = False, uncertainty: bool = False):
+                   rgb: bool = False, uncertainty: bool = False, match_size: bool = True):
     """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
     prediction (with ``augment``: averaged over every test-time transform the voxel size allows;
     with ``uncertainty`` too, which needs ``augment``: also the ``uncertainty`` output); returns
     (outputs, what they record about the model (``LoadedModel.output_attrs``), what was loaded, a
-    warning or "")."""
+    warning or ""); with ``match_size`` a tuned 2D mask/instance model predicts the image zoomed to
+    its object size (:mod:`segtrain.predict.match_size`)."""
     import numpy as np
 
     from segtrain.errors import InputError
     from segtrain.plugin.workers import release_gpu_memory
-    from segtrain.predict import load_model, predict_array
+    from segtrain.predict import load_model
+    from segtrain.predict.infer import predict_matched
+    from segtrain.predict.match_size import matching_applies
     from segtrain.predict.tta import tta_counts
 
     try:
@@ -59,10 +62,16 @@ def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augme
                                  f"channel{'s' if channels > 1 else ''}; convert the image to grayscale first.")
             raw = np.moveaxis(np.asarray(raw), -1, 0)
         tta = max(tta_counts(loaded.config.ndim, voxel_size)) if augment else None
-        outputs = predict_array(loaded, raw, voxel_size=voxel_size, progress=progress, tta=tta,
-                                uncertainty=uncertainty)
+        outputs, factors = predict_matched(loaded, raw, voxel_size=voxel_size, progress=progress, tta=tta,
+                                           uncertainty=uncertainty, match_size=match_size)
         attrs = {**loaded.output_attrs(), "tta": tta or loaded.config.predict.tta}
         described = loaded.describe() + (f", test-time augmentation x{tta}" if tta else "")
+        if matching_applies(loaded.config, match_size):
+            attrs["object_scale"] = [round(float(f), 4) for f in factors]
+            zoomed = [f for f in factors if f != 1.0]
+            described += (f", objects matched to the model's size (image zoomed {zoomed[0]:.2f}x)" if len(factors) == 1
+                          and zoomed else f", objects matched to the model's size ({len(zoomed)} of {len(factors)} "
+                          "images zoomed)" if zoomed else ", objects already at the model's size")
         return outputs, attrs, described, few_steps_warning(loaded.config, loaded.step)
     finally:
         release_gpu_memory()
@@ -121,6 +130,12 @@ class PredictWidget(Panel):
         self.uncertainty_check.setToolTip(
             "Also show where the augmented predictions disagree (their standard deviation; bright = unsure): "
             "the places to check or annotate next. Needs test-time augmentation, which ticking this turns on.")
+        self.match_check = QCheckBox("Match object size")
+        self.match_check.setChecked(True)
+        self.match_check.setToolTip(
+            "Cells and spheroids (2D mask/instance runs tuned with segtrain tune): measure the image's objects with "
+            "a first pass and predict it zoomed so they have the size the model was tuned at, as Cellpose "
+            "rescales to its cell diameter. Images like the training images are not zoomed.")
         self.which_combo = QComboBox()
         self.which_combo.setToolTip("Which checkpoint of the run: the newest readable one by default.")
         self.model_label = QLabel("model: -")
@@ -140,7 +155,7 @@ class PredictWidget(Panel):
         form = compact(QFormLayout())
         form.addRow("Run", checkpoint_row)
         form.addRow("Checkpoint", self.which_combo)
-        for check in (self.tta_check, self.uncertainty_check):  # one a row, as wide as its text
+        for check in (self.tta_check, self.uncertainty_check, self.match_check):  # one a row, as wide as its text
             row = QHBoxLayout()
             row.addWidget(check)
             row.addStretch(1)
@@ -237,7 +252,7 @@ class PredictWidget(Panel):
         self.worker = start_worker(
             run_prediction, checkpoint, which, image.data, L.spatial_scale(image), self.relay,
             self.tta_check.isChecked(), bool(getattr(image, "rgb", False)), self.uncertainty_check.isChecked(),
-            on_return=self.show_predictions, on_finish=self._finished,
+            self.match_check.isChecked(), on_return=self.show_predictions, on_finish=self._finished,
             action="Prediction", status=self.status,
         )
 
