@@ -365,7 +365,8 @@ class SelfTraining:
             callbacks = [_mean_teacher_callback(s.ema_decay, folder.teacher_path)] if s.mean_teacher else []
             init_from = previous.path if (previous is not None and s.from_previous) else None
             run = TrainingRun(config, train, self.val_sources, run_dir=folder.path, stop_event=self.stop_event,
-                              score_in_process=self.score_in_process, init_from=init_from, callbacks=callbacks)
+                              score_in_process=self.score_in_process, init_from=init_from, callbacks=callbacks,
+                              fine_tune=False)
             folder.write_pseudo_labels({"iteration": index, "thresholds": thresholds,
                                         "predicted": {str(k): v for k, v in result.predicted.items()},
                                         "kept": {str(k): v for k, v in result.kept.items()},
