@@ -230,6 +230,7 @@ def em3d(args) -> dict:
         return [ArraySource(val_raw, val_gt, name="z0-9,x150-199")]
 
     out: dict = {"task": "em3d", "edits": args.edits, "tta": args.tta, "radius": args.radius,
+                 "membranes": args.membranes,
                  "labelled": "z 0-9, x 0-149", "validation": "z 0-9, x 150-199 (threshold choice; final "
                  "checkpoints used)", "corrections": "z 10-34", "test": "z 35-49"}
 
@@ -256,7 +257,8 @@ def em3d(args) -> dict:
     corrections = {}
     for scope in args.scopes:
         annotation = corrections_annotation(reader, scope=scope, radius=args.radius,
-                                            sampling=loaded.config.data.voxel_size)
+                                            sampling=loaded.config.data.voxel_size,
+                                            boundary_background=args.membranes)
         oracle["annotation"][scope] = annotation_summary(annotation, slab_gt)
         labels, known = training_arrays(annotation)
         corrections[scope] = [ArraySource(slab_raw, labels, known=known, name=f"z10-34-corrections-{scope}")]
@@ -302,6 +304,10 @@ def main(argv=None) -> int:
     parser.add_argument("--scopes", default="confirmed,edited",
                         help="corrections_annotation scopes, one F per scope (comma-separated)")
     parser.add_argument("--radius", type=float, default=RADIUS, help="the confirmed scope's radius (voxels)")
+    parser.add_argument("--membranes", type=float, default=None,
+                        help="em3d: corrected object voxels whose predicted boundary exceeds this become "
+                        "background, as membranes are in the ground truth (corrections_annotation's "
+                        "boundary_background)")
     parser.add_argument("--seeds", default="0", help="training seeds of F and B (comma-separated)")
     parser.add_argument("--lr-scale", type=float, help="train.finetune_lr_scale of F and B (default: the config's)")
     parser.add_argument("--warmup", type=int, help="train.finetune_warmup_steps of F and B (default: the config's)")

@@ -85,6 +85,12 @@ def test_confirmed_corrections_are_purer_than_the_edited_objects(em):
     edited = annotation_summary(corrections_annotation(reader, scope="edited"), gt)
     assert confirmed["voxels_objects"] < edited["voxels_objects"]
     assert confirmed["purity"] > 0.95 and edited["purity"] < 0.85, (confirmed, edited)
+    # the segmentation covers the membranes (ground truth 0); as background they teach no merges
+    annotation = corrections_annotation(reader, radius=4, boundary_background=0.5)
+    membranes = annotation_summary(annotation, gt)
+    assert membranes["objects_on_gt_0"] < 0.5 * confirmed["objects_on_gt_0"], (membranes, confirmed)
+    assert membranes["background_right"] > 0.6  # noisy affinities: some membranes are not there
+    assert (annotation[reader.boundary > 0.5][annotation[reader.boundary > 0.5] > 0] == BACKGROUND_LABEL).all()
 
 
 def test_confirmed_scope_refuses_bad_requests():
@@ -99,3 +105,5 @@ def test_confirmed_scope_refuses_bad_requests():
         corrections_annotation(reader, sampling=(1.0,))
     with pytest.raises(InputError, match="Scope is one of"):
         corrections_annotation(reader, scope="nearby")
+    with pytest.raises(InputError, match="no boundary map"):
+        corrections_annotation(Proofreader(seg), scope="all", boundary_background=0.5)

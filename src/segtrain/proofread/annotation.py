@@ -139,7 +139,7 @@ def _local_cut(cut: np.ndarray, points: np.ndarray, pieces: np.ndarray, radius: 
 
 def corrections_annotation(reader: Proofreader, scope: str = "confirmed", box=None, existing=None,
                            background: int = BACKGROUND_LABEL, ignore: int = IGNORE_LABEL,
-                           radius: float = RADIUS, sampling=None) -> np.ndarray:
+                           radius: float = RADIUS, sampling=None, boundary_background: float | None = None) -> np.ndarray:
     """Annotation (uint32; 0 = not annotated, ``background``, objects 1..) from a proofread
     segmentation.
 
@@ -147,7 +147,12 @@ def corrections_annotation(reader: Proofreader, scope: str = "confirmed", box=No
     and points; ``sampling``: the voxel size, for anisotropic volumes), ``"edited"`` (the edited
     segments whole), ``"box"`` (everything inside ``box``, start and stop per axis) or ``"all"``;
     see the module. ``existing`` (an annotation of the same shape, same convention) is kept where
-    the corrections say nothing; object ids are numbered after its own."""
+    the corrections say nothing; object ids are numbered after its own.
+
+    ``boundary_background``: annotated object voxels where the proofreader's boundary map exceeds
+    it become background, as the boundaries between objects are in EM ground truth (label 0 on
+    membranes): a segmentation grown over the membranes would otherwise teach affinity 1 into
+    them, that is, merges. None (cells, whose segmentations have background of their own): kept."""
     seg = reader.segmentation()
     shape = seg.shape
     if existing is not None and tuple(np.shape(existing)) != shape:
@@ -196,4 +201,10 @@ def corrections_annotation(reader: Proofreader, scope: str = "confirmed", box=No
     if numbered.size and int(numbered[ids != 0].max(initial=0)) >= min(background, ignore):
         raise InputError("Too many objects for one annotation layer; use a smaller box.")
     out[known] = numbered[inverse.reshape(-1)]
+    if boundary_background is not None:
+        if reader.boundary is None:
+            raise InputError("This segmentation has no boundary map to find the membranes on; proofread it "
+                             "with its predictions, or keep the boundaries as they are.")
+        membrane = known & (seg != 0) & (np.asarray(reader.boundary) > boundary_background)
+        out[membrane] = background
     return out
