@@ -54,23 +54,34 @@ from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.predict import load_model, predict_array
 from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
 from segtrain.proofread.annotation import RADIUS
-from segtrain.proofread.oracle import annotation_summary, apply_choice, best_edit
+from segtrain.proofread.oracle import annotation_summary, apply_choice, best_edit, oracle_step
 from segtrain.runs import RunFolder
 from segtrain.train import ArraySource, TrainingRun
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score) -> dict:
-    """``n_edits`` oracle edits (fewer when none gains anything); the score before and after."""
+def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score,
+                 lower_is_better: bool = False, kind: str = "score") -> dict:
+    """Up to ``n_edits`` oracle edits; the score before and after. ``kind="score"``: each step keeps
+    the candidate edit that improves ``score`` most, and the oracle stops when none does (a user
+    who looks at the result; :func:`oracle_step`, as ``benchmarks/proofreading.py``); ``"voxels"``:
+    the edit that puts most voxels right, whether or not the score moves (it goes on cutting slivers
+    off segments long after the real errors are fixed)."""
     before = score(reader.segmentation())
     ops = []
     for _ in range(n_edits):
+        if kind == "score":
+            edit, _, _ = oracle_step(reader, gt, score, background=background, lower_is_better=lower_is_better)
+            if edit is None:
+                break
+            ops.append(edit.op)
+            continue
         choice = best_edit(reader, gt, background=background)
         if choice is None:
             break
         ops.append(apply_choice(reader, choice, gt).op)
-    return {"before": before, "after": score(reader.segmentation()), "edits": len(ops),
+    return {"before": before, "after": score(reader.segmentation()), "edits": len(ops), "oracle": kind,
             "ops": {op: ops.count(op) for op in sorted(set(ops))}}
 
 
@@ -90,7 +101,8 @@ def variants(args) -> list[tuple[str, str | None, int]]:
     out = []
     for seed in args.seeds:
         suffix = "" if len(args.seeds) == 1 else f"/seed{seed}"
-        out.append((f"B{suffix}", None, seed))
+        if not args.no_control:
+            out.append((f"B{suffix}", None, seed))
         out += [(f"F[{scope}]{suffix}", scope, seed) for scope in args.scopes]
     return out
 
@@ -167,7 +179,7 @@ def cells(args) -> dict:
         reader = Proofreader(instances(probabilities, settings, spec),
                              boundary=boundary_map(probabilities, "probabilities"))
         oracle[name] = oracle_edits(reader, gt, args.edits, True,
-                                    lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"])
+                                    lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"], kind=args.oracle)
         oracle[name]["annotation"] = {}
         for scope in args.scopes:
             annotation = corrections_annotation(reader, scope=scope, radius=args.radius)
@@ -252,7 +264,8 @@ def em3d(args) -> dict:
     affs = predict_array(loaded, slab_raw)["affinities"]
     tree = segment_affinities(affs, settings, voxel_size=loaded.config.data.voxel_size)
     reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
-    oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"])
+    oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"],
+                          lower_is_better=True, kind=args.oracle)
     oracle["annotation"] = {}
     corrections = {}
     for scope in args.scopes:
@@ -296,7 +309,10 @@ def main(argv=None) -> int:
     parser.add_argument("--task", choices=("cells", "em3d"), required=True)
     parser.add_argument("--parent-steps", type=int, help="steps of P (cells 600, em3d 400)")
     parser.add_argument("--steps", type=int, help="steps of F and of B (cells 300, em3d 200)")
-    parser.add_argument("--edits", type=int, default=25, help="oracle edits per image / volume")
+    parser.add_argument("--edits", type=int, default=25, help="oracle edits per image / volume (at most)")
+    parser.add_argument("--oracle", choices=("score", "voxels"), default="score",
+                        help="score: keep only edits that improve F1 / VOI (stop when none does); voxels: the "
+                        "edit that puts most voxels right (the previous stops' oracle)")
     parser.add_argument("--tta", type=int, default=1, help="em3d: test-time transforms in every prediction")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads while training")
     parser.add_argument("--runs-root", default="runs/finetune_corrections")
@@ -311,6 +327,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0", help="training seeds of F and B (comma-separated)")
     parser.add_argument("--lr-scale", type=float, help="train.finetune_lr_scale of F and B (default: the config's)")
     parser.add_argument("--warmup", type=int, help="train.finetune_warmup_steps of F and B (default: the config's)")
+    parser.add_argument("--no-control", action="store_true",
+                        help="train no B (its figures from an earlier call with the same parent and seeds)")
     parser.add_argument("--corrections-only", action="store_true",
                         help="stop after the oracle's corrections (with --parent: their statistics only)")
     parser.add_argument("--json")
