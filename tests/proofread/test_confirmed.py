@@ -36,6 +36,10 @@ def test_a_split_confirms_its_cut_and_seeds_not_the_whole_parts():
     assert a[20, 25] == 0 and a[20, 55] == 0  # the parts far from cut and seeds: unknown
     assert a[8, 40] == BACKGROUND_LABEL and a[8, 25] == 0  # background beside the cut's end, not elsewhere
     assert (a[44:52, 60:68] == 0).all()  # untouched segments: unknown
+    # the model's own outline left unknown (3 pixels in from the segmentation's background), no ring
+    inner = corrections_annotation(reader, radius=4, outline=3, ring=False)
+    assert inner[20, 39] != inner[20, 40] and (inner[10:13, 36:44] == 0).all() and (inner[13, 36:44] > 0).all()
+    assert not (inner == BACKGROUND_LABEL).any()
     edited = corrections_annotation(reader, scope="edited")  # the old scope: the parts whole
     assert (edited[10:30, 10:70] > 0).all() and edited[20, 25] != edited[20, 55]
     assert np.count_nonzero(a) < np.count_nonzero(edited) + 40  # far less object, a little background

@@ -88,18 +88,21 @@ def _pieces(reader: Proofreader, k: int, edit: Edit) -> tuple[tuple[slice, ...],
     return box, pieces
 
 
-def confirmed_regions(reader: Proofreader, radius: float = RADIUS, sampling=None) -> tuple[np.ndarray, np.ndarray]:
-    """``(objects, background)``: boolean masks of what the edits confirmed (see the module):
-    ``objects`` near the boundaries splits made and merges removed, around their points, and the
-    painted objects; ``background`` the deleted areas."""
+def confirmed_regions(reader: Proofreader, radius: float = RADIUS,
+                      sampling=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(objects, background, painted)``: boolean masks of what the edits confirmed (see the
+    module): ``objects`` near the boundaries splits made and merges removed, around their points,
+    and the painted objects (``painted``, whose outline the user drew); ``background`` the deleted
+    areas."""
     shape = reader.fragments.shape
     spacing = _spacing(sampling, len(shape))
     objects = np.zeros(shape, bool)
     background = np.zeros(shape, bool)
+    painted = np.zeros(shape, bool)
     for k, edit in enumerate(reader.edits):
         if edit.op == "paint":
             change = edit.voxels
-            objects[change.slices()] |= change.mask
+            painted[change.slices()] |= change.mask
             continue
         if edit.op == "delete":
             ids = np.asarray(edit.groups[0], dtype=np.int64)
@@ -115,7 +118,7 @@ def confirmed_regions(reader: Proofreader, radius: float = RADIUS, sampling=None
                 points[index] = True
         objects[box] |= segment & (_near(_local_cut(_boundary(pieces), points, pieces, radius, spacing), radius,
                                          spacing) | _near(points, radius, spacing))
-    return objects, background
+    return objects | painted, background, painted
 
 
 def _local_cut(cut: np.ndarray, points: np.ndarray, pieces: np.ndarray, radius: float,
@@ -139,7 +142,8 @@ def _local_cut(cut: np.ndarray, points: np.ndarray, pieces: np.ndarray, radius: 
 
 def corrections_annotation(reader: Proofreader, scope: str = "confirmed", box=None, existing=None,
                            background: int = BACKGROUND_LABEL, ignore: int = IGNORE_LABEL,
-                           radius: float = RADIUS, sampling=None, boundary_background: float | None = None) -> np.ndarray:
+                           radius: float = RADIUS, sampling=None, boundary_background: float | None = None,
+                           outline: float = 0, ring: bool = True) -> np.ndarray:
     """Annotation (uint32; 0 = not annotated, ``background``, objects 1..) from a proofread
     segmentation.
 
@@ -148,6 +152,11 @@ def corrections_annotation(reader: Proofreader, scope: str = "confirmed", box=No
     segments whole), ``"box"`` (everything inside ``box``, start and stop per axis) or ``"all"``;
     see the module. ``existing`` (an annotation of the same shape, same convention) is kept where
     the corrections say nothing; object ids are numbered after its own.
+
+    ``outline`` (scope "confirmed"): object voxels closer than this to the segmentation's background
+    stay unknown, except painted ones: the outline is the model's own (its threshold's), not
+    something an edit decided. ``ring`` (scope "confirmed"): the background the segmentation shows
+    within ``radius`` of the confirmed objects is background.
 
     ``boundary_background``: annotated object voxels where the proofreader's boundary map exceeds
     it become background, as the boundaries between objects are in EM ground truth (label 0 on
@@ -165,10 +174,13 @@ def corrections_annotation(reader: Proofreader, scope: str = "confirmed", box=No
     if scope == "confirmed":
         if not radius > 0:
             raise InputError(f"The radius around the edits must be positive, not {radius}.")
-        objects, gone = confirmed_regions(reader, radius, sampling)
+        objects, gone, painted = confirmed_regions(reader, radius, sampling)
+        spacing = _spacing(sampling, len(shape))
+        if outline > 0 and objects.any():  # the model's outlines: not decided by an edit
+            around = _pad(ndimage.find_objects(objects.astype(np.uint8))[0], outline / spacing, shape)
+            objects[around] &= ~_near(seg[around] == 0, outline, spacing) | painted[around]
         known = objects | gone
-        if objects.any():  # the background the segmentation shows around the confirmed objects
-            spacing = _spacing(sampling, len(shape))
+        if ring and objects.any():  # the background the segmentation shows around the confirmed objects
             around = _pad(ndimage.find_objects(objects.astype(np.uint8))[0], radius / spacing, shape)
             known[around] |= _near(objects[around], radius, spacing) & (seg[around] == 0)
     elif scope == "edited":
