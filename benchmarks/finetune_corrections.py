@@ -162,7 +162,7 @@ def cells(args) -> dict:
     val = lambda: [ArraySource(*images["set08"], name="set08")]
     out: dict = {"task": "cells", "edits_per_image": args.edits, "validation": "set08 (monitoring only; final "
                  "checkpoints used)", "tuning": "instance settings tuned on set01 per model",
-                 "radius": args.radius}
+                 "radius": args.radius, "outline": args.outline, "ring": not args.no_ring}
     print("P: set01 only", flush=True)
     parent, seconds = (Path(args.parent), None) if args.parent else \
         train(config(args.parent_steps, "ft-cells-P"), [labelled()], val(), args.runs_root)
@@ -173,47 +173,77 @@ def cells(args) -> dict:
     print(f"  P tuned on set01: {tuned.describe()} {tuned.settings}", flush=True)
     corrections: dict[str, list] = {scope: [] for scope in args.scopes}
     oracle = {}
-    for name in ("set02", "set03", "set04"):
+    if args.evaluate:  # score the runs of earlier calls again (same parent), train nothing
+        runs = {}
+        for path in args.evaluate:
+            earlier = json.loads(Path(path).read_text())
+            for key, record in earlier.items():
+                if key.startswith(("B", "F[")):
+                    name = f"{key} ({Path(path).stem})"
+                    out[name] = {k: record[k] for k in ("run", "steps", "seconds", "seed", "scope") if k in record}
+                    runs[name] = Path(record["run"])
+    for name in ("set02", "set03", "set04") if not args.evaluate else ():
         raw, gt = images[name]
         probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
         reader = Proofreader(instances(probabilities, settings, spec),
                              boundary=boundary_map(probabilities, "probabilities"))
-        oracle[name] = oracle_edits(reader, gt, args.edits, True,
-                                    lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"], kind=args.oracle)
+        oracle[name] = {} if args.scopes == ["ground-truth"] else oracle_edits(
+            reader, gt, args.edits, True, lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"], kind=args.oracle)
         oracle[name]["annotation"] = {}
         for scope in args.scopes:
-            annotation = corrections_annotation(reader, scope=scope, radius=args.radius)
+            if scope == "ground-truth":  # the upper bound: the images fully annotated, no proofreading
+                corrections[scope].append(ArraySource(raw, gt, weight=1 / 3, name=f"{name}-ground-truth"))
+                continue
+            annotation = corrections_annotation(reader, scope=scope, radius=args.radius, outline=args.outline,
+                                                ring=not args.no_ring)
             oracle[name]["annotation"][scope] = annotation_summary(annotation, gt)
             labels, known = training_arrays(annotation)
             corrections[scope].append(ArraySource(raw, labels, known=known, weight=1 / 3,
                                                   name=f"{name}-corrections-{scope}"))
-        print(f"  {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
-              f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}",
-              flush=True)
+        if oracle[name].get("edits") is not None:
+            print(f"  {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
+                  f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}",
+                  flush=True)
     out["oracle"] = oracle
     if args.corrections_only:
         return out
-    runs = fine_tuned(out, args, config, labelled, corrections, val, parent, "cells", "set01",
-                      "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each")
+    if not args.evaluate:
+        runs = fine_tuned(out, args, config, labelled, corrections, val, parent, "cells", "set01",
+                          "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each")
+    parent_settings = None
     for key, run in (("P", parent), *runs.items()):
         loaded = load_model(run)
         settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
-        out[key].update(tuned_on_set01=tuned.to_dict(), f1={}, f1_untuned={})
+        parent_settings = parent_settings or settings
+        out[key].update(tuned_on_set01=tuned.to_dict(), f1={}, f1_untuned={}, f1_parent_settings={})
+        predicted = {}
         for name in ("set09", "set10"):
             raw, gt = images[name]
-            probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
-            out[key]["f1"][name] = evaluate.instance_scores(instances(probabilities, settings, spec), gt)["f1"]
+            predicted[name] = probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
+            scores = evaluate.instance_scores(instances(probabilities, settings, spec), gt)
+            out[key]["f1"][name] = scores["f1"]
+            out[key].setdefault("precision", {})[name] = scores["precision"]
+            out[key].setdefault("recall", {})[name] = scores["recall"]
             out[key]["f1_untuned"][name] = evaluate.instance_scores(
                 instances(probabilities, loaded.config.segment, spec), gt)["f1"]
-        for k in ("f1", "f1_untuned"):
+            # the network alone: every model with the parent's post-processing (tuned on set01)
+            out[key]["f1_parent_settings"][name] = evaluate.instance_scores(
+                instances(probabilities, parent_settings, spec), gt)["f1"]
+        for k in ("f1", "f1_untuned", "f1_parent_settings"):
             out[key][k]["mean"] = float(np.mean([out[key][k][n] for n in ("set09", "set10")]))
-        print(f"  {key}: F1 {out[key]['f1']}", flush=True)
-    print("\ncells2d-phase, instance F1 at IoU 0.5 (settings tuned on set01; untuned in brackets)")
-    print(f"{'model':<28}{'steps':>7}{'train s':>9}{'set09':>14}{'set10':>14}{'mean':>14}")
+        # the best post-processing in hindsight (tuned on set09-10 themselves)
+        out[key]["f1_hindsight"] = tune_postprocessing([predicted["set09"], predicted["set10"]],
+                                                       [images["set09"][1], images["set10"][1]],
+                                                       loaded.config.segment, spec).to_dict()
+        print(f"  {key}: F1 {out[key]['f1']}, at P's settings {out[key]['f1_parent_settings']}, hindsight "
+              f"{out[key]['f1_hindsight']}", flush=True)
+    print("\ncells2d-phase, instance F1 at IoU 0.5 on set09 / set10 / mean: settings tuned on set01 (each model), "
+          "P's settings, best in hindsight (mean)")
+    print(f"{'model':<40}{'steps':>6}{'set09':>7}{'set10':>7}{'mean':>7}  {'at P':>7}{'hindsight':>10}")
     for key in summary_rows(out):
         r = out[key]
-        cols = "".join(f"{r['f1'][n]:>7.3f} ({r['f1_untuned'][n]:.3f})" for n in ("set09", "set10", "mean"))
-        print(f"{key:<28}{r['steps']:>7}{r['seconds'] or float('nan'):>9.0f}{cols}")
+        print(f"{key:<40}{r['steps']:>6}" + "".join(f"{r['f1'][n]:>7.3f}" for n in ("set09", "set10", "mean")) +
+              f"  {r['f1_parent_settings']['mean']:>7.3f}{r['f1_hindsight']['f1']:>10.3f}")
     return out
 
 
@@ -318,17 +348,25 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-root", default="runs/finetune_corrections")
     parser.add_argument("--parent", help="reuse this run as P instead of training it")
     parser.add_argument("--scopes", default="confirmed,edited",
-                        help="corrections_annotation scopes, one F per scope (comma-separated)")
+                        help="corrections_annotation scopes, one F per scope (comma-separated); cells: "
+                        "'ground-truth' fine-tunes on the corrected images' full ground truth instead (an upper bound)")
     parser.add_argument("--radius", type=float, default=RADIUS, help="the confirmed scope's radius (voxels)")
     parser.add_argument("--membranes", type=float, default=None,
                         help="em3d: corrected object voxels whose predicted boundary exceeds this become "
                         "background, as membranes are in the ground truth (corrections_annotation's "
                         "boundary_background)")
+    parser.add_argument("--outline", type=float, default=0,
+                        help="cells, scope confirmed: object pixels this close to the segmentation's background "
+                        "stay unknown (corrections_annotation's outline)")
+    parser.add_argument("--no-ring", action="store_true",
+                        help="cells, scope confirmed: no background ring around the confirmed objects")
     parser.add_argument("--seeds", default="0", help="training seeds of F and B (comma-separated)")
     parser.add_argument("--lr-scale", type=float, help="train.finetune_lr_scale of F and B (default: the config's)")
     parser.add_argument("--warmup", type=int, help="train.finetune_warmup_steps of F and B (default: the config's)")
     parser.add_argument("--no-control", action="store_true",
                         help="train no B (its figures from an earlier call with the same parent and seeds)")
+    parser.add_argument("--evaluate", nargs="+", metavar="JSON",
+                        help="cells: score the B and F runs of earlier calls' JSON files again (same parent), train nothing")
     parser.add_argument("--corrections-only", action="store_true",
                         help="stop after the oracle's corrections (with --parent: their statistics only)")
     parser.add_argument("--json")
