@@ -2,6 +2,7 @@
 
     python benchmarks/finetune_corrections.py --task cells [--parent-steps 600 --steps 300] [--json OUT]
     python benchmarks/finetune_corrections.py --task em3d  [--parent-steps 400 --steps 200] [--json OUT]
+    ... [--parent RUN] [--scopes confirmed,edited] [--seeds 0,1] [--lr-scale X] [--radius R]
 
 For each task:
 
@@ -13,16 +14,20 @@ For each task:
    settings (cells: instance settings tuned on set01 with :func:`tune_postprocessing`, the
    function ``segtrain tune`` uses; em3d: the merge threshold a sweep on the held-out piece of the
    slab chooses, as the run's validation does). The oracle (:mod:`segtrain.proofread.oracle`) makes
-   ``--edits`` edits per image / volume against the ground truth, and
-   ``corrections_annotation(scope="edited")`` turns them into annotation (unknown elsewhere).
-3. **F**: fine-tuned from P (``init_from``) on the labelled data (full labels) + the corrections
-   (known = annotated), ``--steps`` steps.
-4. **B** (control): the same ``--steps`` steps from P on the labelled data alone.
+   ``--edits`` edits per image / volume against the ground truth, and ``corrections_annotation``
+   turns them into annotation (unknown elsewhere), once per ``--scopes`` entry: ``confirmed`` (the
+   neighbourhood of what each edit decided, the product's default) and ``edited`` (the edited
+   segments whole, the previous default). :func:`annotation_summary` says how right each is.
+3. **F[scope]**: fine-tuned from P (``init_from``) on the labelled data (full labels) + the
+   corrections (known = annotated), ``--steps`` steps, at the fine-tuning learning rate and warm-up
+   every fine-tuning run gets (``train.finetune_lr_scale``, ``train.finetune_warmup_steps``;
+   ``--lr-scale 1 --warmup W`` gives the schedule of training from scratch).
+4. **B** (control): the same ``--steps`` steps from P on the labelled data alone, same schedule.
 5. P, F, B scored on held-out data: cells instance F1 at IoU 0.5 on set09 and set10, each model's
    instance settings tuned on set01 only; em3d VOI on z 35-49 at the threshold chosen on the
    held-out piece of the labelled slab, and the best-in-hindsight VOI of the sweep on z 35-49.
 
-One seed; the differences are to be read against that noise.
+F and B are trained once per ``--seeds`` entry (``train.seed``: patches and augmentation); P once.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain import evaluate
-from segtrain.annotation import BACKGROUND_LABEL, training_arrays
+from segtrain.annotation import training_arrays
 from segtrain.config import config_from_dict
 from segtrain.evaluate import sweep
 from segtrain.postprocess import (
@@ -48,69 +53,88 @@ from segtrain.postprocess import (
 from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.predict import load_model, predict_array
 from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
-from segtrain.proofread.oracle import apply_choice, best_edit
+from segtrain.proofread.annotation import RADIUS
+from segtrain.proofread.oracle import annotation_summary, apply_choice, best_edit, oracle_step
+from segtrain.runs import RunFolder
 from segtrain.train import ArraySource, TrainingRun
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score) -> dict:
-    """``n_edits`` oracle edits (fewer when none gains anything); the score before and after."""
+def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score,
+                 lower_is_better: bool = False, kind: str = "score") -> dict:
+    """Up to ``n_edits`` oracle edits; the score before and after. ``kind="score"``: each step keeps
+    the candidate edit that improves ``score`` most, and the oracle stops when none does (a user
+    who looks at the result; :func:`oracle_step`, as ``benchmarks/proofreading.py``); ``"voxels"``:
+    the edit that puts most voxels right, whether or not the score moves (it goes on cutting slivers
+    off segments long after the real errors are fixed)."""
     before = score(reader.segmentation())
     ops = []
     for _ in range(n_edits):
+        if kind == "score":
+            edit, _, _ = oracle_step(reader, gt, score, background=background, lower_is_better=lower_is_better)
+            if edit is None:
+                break
+            ops.append(edit.op)
+            continue
         choice = best_edit(reader, gt, background=background)
         if choice is None:
             break
         ops.append(apply_choice(reader, choice, gt).op)
-    return {"before": before, "after": score(reader.segmentation()), "edits": len(ops),
+    return {"before": before, "after": score(reader.segmentation()), "edits": len(ops), "oracle": kind,
             "ops": {op: ops.count(op) for op in sorted(set(ops))}}
-
-
-def annotation_summary(annotation: np.ndarray, gt: np.ndarray) -> dict:
-    """How much the corrections annotate, and how right it is by the ground truth: ``purity``, the
-    fraction of object voxels (on ground-truth objects) that belong to their object's main
-    ground-truth object (1 = no annotated object joins two true ones); ``objects_on_gt_0``, the
-    fraction of object voxels on ground-truth 0; ``background_right``, of annotated background."""
-    objects = (annotation > 0) & (annotation < BACKGROUND_LABEL)
-    obj, g = annotation[objects].astype(np.int64), np.asarray(gt)[objects].astype(np.int64)
-    fg = g > 0
-    keys, counts = np.unique(obj[fg] * (int(g.max(initial=0)) + 1) + g[fg], return_counts=True)
-    owner = keys // (int(g.max(initial=0)) + 1)
-    main = sum(int(counts[owner == o].max()) for o in np.unique(owner))
-    bg = annotation == BACKGROUND_LABEL
-    return {"voxels_annotated": int(np.count_nonzero(annotation)), "voxels_objects": int(objects.sum()),
-            "voxels_background": int(np.count_nonzero(bg)),
-            "objects": len(np.unique(annotation[objects])), "fraction_of_image": float(np.mean(annotation > 0)),
-            "purity": float(main / max(1, int(fg.sum()))), "objects_on_gt_0": float(1 - fg.mean()) if fg.size else 0.0,
-            "background_right": float(np.mean(np.asarray(gt)[bg] == 0)) if bg.any() else None}
 
 
 def train(config, sources, val, runs_root, init_from=None) -> tuple[Path, float]:
     start = time.perf_counter()
     run = TrainingRun(config, sources, val, runs_root=runs_root, init_from=init_from)
+    if run.fine_tune_note:
+        print(f"  {run.fine_tune_note}", flush=True)
     last = run.run()
     seconds = time.perf_counter() - start
     print(f"  trained {run.run_dir.name}: {last.step} steps in {seconds:.0f} s", flush=True)
     return run.run_dir, seconds
 
 
+def variants(args) -> list[tuple[str, str | None, int]]:
+    """``(key, scope or None for the control, seed)`` of every fine-tuning run to make."""
+    out = []
+    for seed in args.seeds:
+        suffix = "" if len(args.seeds) == 1 else f"/seed{seed}"
+        if not args.no_control:
+            out.append((f"B{suffix}", None, seed))
+        out += [(f"F[{scope}]{suffix}", scope, seed) for scope in args.scopes]
+    return out
+
+
+def fine_tuned(out: dict, args, config, labelled, corrections: dict, val, parent, task: str, what: str,
+               sources: str) -> dict[str, Path]:
+    """Every F (the parent fine-tuned on the labelled data + one scope's corrections) and B (the same
+    steps on the labelled data alone, the control), recorded in ``out``; ``{key: run folder}``."""
+    runs = {}
+    for key, scope, seed in variants(args):
+        c = config(args.steps, f"ft-{task}-{'B' if scope is None else 'F-' + scope}-s{seed}")
+        c.train.seed = seed
+        if args.lr_scale is not None:
+            c.train.finetune_lr_scale = args.lr_scale
+        if args.warmup is not None:
+            c.train.finetune_warmup_steps = args.warmup
+        print(f"{key}: {what}" + ("" if scope is None else f" + corrections ({scope})") +
+              (" (control)" if scope is None else ""), flush=True)
+        data = [labelled()] if scope is None else [labelled(), *corrections[scope]]
+        run, seconds = train(c, data, val(), args.runs_root, init_from=parent)
+        out[key] = {"run": str(run), "steps": args.steps, "seconds": seconds, "seed": seed, "scope": scope,
+                    "fine_tune": RunFolder(run).fine_tune(),
+                    "sources": what if scope is None else sources}
+        runs[key] = run
+    return runs
+
+
+def summary_rows(out: dict) -> list[str]:
+    return ["P", *[k for k in out if k.startswith(("B", "F["))]]
+
+
 # --- cells2d-phase --------------------------------------------------------------------------------
-
-def fine_and_control(out: dict, args, config, labelled, corrections: list, val, parent, task: str, what: str,
-                     sources: str) -> tuple[Path, Path]:
-    """F (the parent fine-tuned on the labelled data + the corrections) and B (the same steps on the
-    labelled data alone, the control), recorded in ``out``."""
-    print(f"F: {what} + corrections", flush=True)
-    fine, seconds = train(config(args.steps, f"ft-{task}-F"), [labelled(), *corrections], val(), args.runs_root,
-                          init_from=parent)
-    out["F"] = {"run": str(fine), "steps": args.steps, "seconds": seconds, "sources": sources}
-    print(f"B: {what} only (control)", flush=True)
-    control, seconds = train(config(args.steps, f"ft-{task}-B"), [labelled()], val(), args.runs_root,
-                             init_from=parent)
-    out["B"] = {"run": str(control), "steps": args.steps, "seconds": seconds}
-    return fine, control
-
 
 def _cells_image(name: str) -> tuple[np.ndarray, np.ndarray]:
     import imageio.v3 as iio
@@ -137,7 +161,8 @@ def cells(args) -> dict:
     labelled = lambda: ArraySource(*images["set01"], name="set01")
     val = lambda: [ArraySource(*images["set08"], name="set08")]
     out: dict = {"task": "cells", "edits_per_image": args.edits, "validation": "set08 (monitoring only; final "
-                 "checkpoints used)", "tuning": "instance settings tuned on set01 per model"}
+                 "checkpoints used)", "tuning": "instance settings tuned on set01 per model",
+                 "radius": args.radius, "outline": args.outline, "ring": not args.no_ring}
     print("P: set01 only", flush=True)
     parent, seconds = (Path(args.parent), None) if args.parent else \
         train(config(args.parent_steps, "ft-cells-P"), [labelled()], val(), args.runs_root)
@@ -145,47 +170,80 @@ def cells(args) -> dict:
     loaded = load_model(parent)
     spec = OutputSpec.of(loaded.config)
     settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
-    out["P"]["tuned_on_set01"] = tuned.to_dict()
     print(f"  P tuned on set01: {tuned.describe()} {tuned.settings}", flush=True)
-    corrections, oracle = [], {}
-    for name in ("set02", "set03", "set04"):
+    corrections: dict[str, list] = {scope: [] for scope in args.scopes}
+    oracle = {}
+    if args.evaluate:  # score the runs of earlier calls again (same parent), train nothing
+        runs = {}
+        for path in args.evaluate:
+            earlier = json.loads(Path(path).read_text())
+            for key, record in earlier.items():
+                if key.startswith(("B", "F[")):
+                    name = f"{key} ({Path(path).stem})"
+                    out[name] = {k: record[k] for k in ("run", "steps", "seconds", "seed", "scope") if k in record}
+                    runs[name] = Path(record["run"])
+    for name in ("set02", "set03", "set04") if not args.evaluate else ():
         raw, gt = images[name]
         probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
         reader = Proofreader(instances(probabilities, settings, spec),
                              boundary=boundary_map(probabilities, "probabilities"))
-        oracle[name] = oracle_edits(reader, gt, args.edits, True,
-                                    lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"])
-        annotation = corrections_annotation(reader, scope="edited")
-        oracle[name]["annotation"] = annotation_summary(annotation, gt)
-        labels, known = training_arrays(annotation)
-        corrections.append(ArraySource(raw, labels, known=known, weight=1 / 3, name=f"{name}-corrections"))
-        print(f"  {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
-              f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}",
-              flush=True)
+        oracle[name] = {} if args.scopes == ["ground-truth"] else oracle_edits(
+            reader, gt, args.edits, True, lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"], kind=args.oracle)
+        oracle[name]["annotation"] = {}
+        for scope in args.scopes:
+            if scope == "ground-truth":  # the upper bound: the images fully annotated, no proofreading
+                corrections[scope].append(ArraySource(raw, gt, weight=1 / 3, name=f"{name}-ground-truth"))
+                continue
+            annotation = corrections_annotation(reader, scope=scope, radius=args.radius, outline=args.outline,
+                                                ring=not args.no_ring)
+            oracle[name]["annotation"][scope] = annotation_summary(annotation, gt)
+            labels, known = training_arrays(annotation)
+            corrections[scope].append(ArraySource(raw, labels, known=known, weight=1 / 3,
+                                                  name=f"{name}-corrections-{scope}"))
+        if oracle[name].get("edits") is not None:
+            print(f"  {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
+                  f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}",
+                  flush=True)
     out["oracle"] = oracle
     if args.corrections_only:
         return out
-    fine, control = fine_and_control(out, args, config, labelled, corrections, val, parent, "cells", "set01",
-                                     "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each")
-    for key, run in (("P", parent), ("F", fine), ("B", control)):
+    if not args.evaluate:
+        runs = fine_tuned(out, args, config, labelled, corrections, val, parent, "cells", "set01",
+                          "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each")
+    parent_settings = None
+    for key, run in (("P", parent), *runs.items()):
         loaded = load_model(run)
         settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
-        out[key].update(tuned_on_set01=tuned.to_dict(), f1={}, f1_untuned={})
+        parent_settings = parent_settings or settings
+        out[key].update(tuned_on_set01=tuned.to_dict(), f1={}, f1_untuned={}, f1_parent_settings={})
+        predicted = {}
         for name in ("set09", "set10"):
             raw, gt = images[name]
-            probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
-            out[key]["f1"][name] = evaluate.instance_scores(instances(probabilities, settings, spec), gt)["f1"]
+            predicted[name] = probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
+            scores = evaluate.instance_scores(instances(probabilities, settings, spec), gt)
+            out[key]["f1"][name] = scores["f1"]
+            out[key].setdefault("precision", {})[name] = scores["precision"]
+            out[key].setdefault("recall", {})[name] = scores["recall"]
             out[key]["f1_untuned"][name] = evaluate.instance_scores(
                 instances(probabilities, loaded.config.segment, spec), gt)["f1"]
-        for k in ("f1", "f1_untuned"):
+            # the network alone: every model with the parent's post-processing (tuned on set01)
+            out[key]["f1_parent_settings"][name] = evaluate.instance_scores(
+                instances(probabilities, parent_settings, spec), gt)["f1"]
+        for k in ("f1", "f1_untuned", "f1_parent_settings"):
             out[key][k]["mean"] = float(np.mean([out[key][k][n] for n in ("set09", "set10")]))
-    print("\ncells2d-phase, instance F1 at IoU 0.5 (settings tuned on set01; untuned in brackets)")
-    print(f"{'model':<28}{'steps':>7}{'train s':>9}{'set09':>14}{'set10':>14}{'mean':>14}")
-    labels = {"P": "P (set01)", "F": "F = P + set01 + corrections", "B": "B = P + set01 (control)"}
-    for key in ("P", "F", "B"):
+        # the best post-processing in hindsight (tuned on set09-10 themselves)
+        out[key]["f1_hindsight"] = tune_postprocessing([predicted["set09"], predicted["set10"]],
+                                                       [images["set09"][1], images["set10"][1]],
+                                                       loaded.config.segment, spec).to_dict()
+        print(f"  {key}: F1 {out[key]['f1']}, at P's settings {out[key]['f1_parent_settings']}, hindsight "
+              f"{out[key]['f1_hindsight']}", flush=True)
+    print("\ncells2d-phase, instance F1 at IoU 0.5 on set09 / set10 / mean: settings tuned on set01 (each model), "
+          "P's settings, best in hindsight (mean)")
+    print(f"{'model':<40}{'steps':>6}{'set09':>7}{'set10':>7}{'mean':>7}  {'at P':>7}{'hindsight':>10}")
+    for key in summary_rows(out):
         r = out[key]
-        cols = "".join(f"{r['f1'][n]:>7.3f} ({r['f1_untuned'][n]:.3f})" for n in ("set09", "set10", "mean"))
-        print(f"{labels[key]:<28}{r['steps']:>7}{r['seconds'] or float('nan'):>9.0f}{cols}")
+        print(f"{key:<40}{r['steps']:>6}" + "".join(f"{r['f1'][n]:>7.3f}" for n in ("set09", "set10", "mean")) +
+              f"  {r['f1_parent_settings']['mean']:>7.3f}{r['f1_hindsight']['f1']:>10.3f}")
     return out
 
 
@@ -213,7 +271,8 @@ def em3d(args) -> dict:
     def val():  # z 0-9, x 150-199: held out of every model's training
         return [ArraySource(val_raw, val_gt, name="z0-9,x150-199")]
 
-    out: dict = {"task": "em3d", "edits": args.edits, "tta": args.tta,
+    out: dict = {"task": "em3d", "edits": args.edits, "tta": args.tta, "radius": args.radius,
+                 "membranes": args.membranes,
                  "labelled": "z 0-9, x 0-149", "validation": "z 0-9, x 150-199 (threshold choice; final "
                  "checkpoints used)", "corrections": "z 10-34", "test": "z 35-49"}
 
@@ -235,20 +294,26 @@ def em3d(args) -> dict:
     affs = predict_array(loaded, slab_raw)["affinities"]
     tree = segment_affinities(affs, settings, voxel_size=loaded.config.data.voxel_size)
     reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
-    oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"])
-    annotation = corrections_annotation(reader, scope="edited")
-    oracle["annotation"] = annotation_summary(annotation, slab_gt)
+    oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"],
+                          lower_is_better=True, kind=args.oracle)
+    oracle["annotation"] = {}
+    corrections = {}
+    for scope in args.scopes:
+        annotation = corrections_annotation(reader, scope=scope, radius=args.radius,
+                                            sampling=loaded.config.data.voxel_size,
+                                            boundary_background=args.membranes)
+        oracle["annotation"][scope] = annotation_summary(annotation, slab_gt)
+        labels, known = training_arrays(annotation)
+        corrections[scope] = [ArraySource(slab_raw, labels, known=known, name=f"z10-34-corrections-{scope}")]
     out["oracle"] = oracle
     print(f"  z 10-34: VOI {oracle['before']:.3f} -> {oracle['after']:.3f} after {oracle['edits']} edits "
           f"{oracle['ops']}; annotated {oracle['annotation']}", flush=True)
-    labels, known = training_arrays(annotation)
-    corrections = ArraySource(slab_raw, labels, known=known, name="z10-34-corrections")
     if args.corrections_only:
         return out
-    fine, control = fine_and_control(out, args, config, labelled, [corrections], val, parent, "em3d", "z 0-9",
-                                     "z 0-9 (weight 1) + z 10-34 corrections (weight 1): half the patches each")
+    runs = fine_tuned(out, args, config, labelled, corrections, val, parent, "em3d", "z 0-9",
+                      "z 0-9 (weight 1) + z 10-34 corrections (weight 1): half the patches each")
     test_raw, test_gt = raw[35:50], gt[35:50].astype(np.uint32)
-    for key, run in (("P", parent), ("F", fine), ("B", control)):
+    for key, run in (("P", parent), *runs.items()):
         loaded = load_model(run)
         threshold, val_voi = threshold_on_val(loaded)
         affs = predict_array(loaded, test_raw)["affinities"]
@@ -258,13 +323,13 @@ def em3d(args) -> dict:
         out[key].update(threshold=threshold, val_voi=val_voi, voi=float(result.voi[i]),
                         voi_split=float(result.voi_split[i]), voi_merge=float(result.voi_merge[i]),
                         best_voi=float(result.best["voi"]), best_threshold=float(result.best["threshold"]))
+        print(f"  {key}: VOI {out[key]['voi']:.3f} at {threshold:.2f}, best {out[key]['best_voi']:.3f}", flush=True)
     print(f"\nem3d-fibsem, VOI on z 35-49 (tta {args.tta}; threshold chosen on z 0-9, x 150-199)")
     print(f"{'model':<30}{'steps':>7}{'train s':>9}{'thr':>6}{'VOI':>8}{'split':>8}{'merge':>8}"
           f"{'best VOI':>10}{'at':>6}")
-    names = {"P": "P (z 0-9)", "F": "F = P + z 0-9 + corrections", "B": "B = P + z 0-9 (control)"}
-    for key in ("P", "F", "B"):
+    for key in summary_rows(out):
         r = out[key]
-        print(f"{names[key]:<30}{r['steps']:>7}{r['seconds'] or float('nan'):>9.0f}{r['threshold']:>6.2f}{r['voi']:>8.3f}"
+        print(f"{key:<30}{r['steps']:>7}{r['seconds'] or float('nan'):>9.0f}{r['threshold']:>6.2f}{r['voi']:>8.3f}"
               f"{r['voi_split']:>8.3f}{r['voi_merge']:>8.3f}{r['best_voi']:>10.3f}{r['best_threshold']:>6.2f}")
     return out
 
@@ -274,11 +339,34 @@ def main(argv=None) -> int:
     parser.add_argument("--task", choices=("cells", "em3d"), required=True)
     parser.add_argument("--parent-steps", type=int, help="steps of P (cells 600, em3d 400)")
     parser.add_argument("--steps", type=int, help="steps of F and of B (cells 300, em3d 200)")
-    parser.add_argument("--edits", type=int, default=25, help="oracle edits per image / volume")
+    parser.add_argument("--edits", type=int, default=25, help="oracle edits per image / volume (at most)")
+    parser.add_argument("--oracle", choices=("score", "voxels"), default="score",
+                        help="score: keep only edits that improve F1 / VOI (stop when none does); voxels: the "
+                        "edit that puts most voxels right (the previous stops' oracle)")
     parser.add_argument("--tta", type=int, default=1, help="em3d: test-time transforms in every prediction")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads while training")
     parser.add_argument("--runs-root", default="runs/finetune_corrections")
     parser.add_argument("--parent", help="reuse this run as P instead of training it")
+    parser.add_argument("--scopes", default="confirmed,edited",
+                        help="corrections_annotation scopes, one F per scope (comma-separated); cells: "
+                        "'ground-truth' fine-tunes on the corrected images' full ground truth instead (an upper bound)")
+    parser.add_argument("--radius", type=float, default=RADIUS, help="the confirmed scope's radius (voxels)")
+    parser.add_argument("--membranes", type=float, default=None,
+                        help="em3d: corrected object voxels whose predicted boundary exceeds this become "
+                        "background, as membranes are in the ground truth (corrections_annotation's "
+                        "boundary_background)")
+    parser.add_argument("--outline", type=float, default=0,
+                        help="cells, scope confirmed: object pixels this close to the segmentation's background "
+                        "stay unknown (corrections_annotation's outline)")
+    parser.add_argument("--no-ring", action="store_true",
+                        help="cells, scope confirmed: no background ring around the confirmed objects")
+    parser.add_argument("--seeds", default="0", help="training seeds of F and B (comma-separated)")
+    parser.add_argument("--lr-scale", type=float, help="train.finetune_lr_scale of F and B (default: the config's)")
+    parser.add_argument("--warmup", type=int, help="train.finetune_warmup_steps of F and B (default: the config's)")
+    parser.add_argument("--no-control", action="store_true",
+                        help="train no B (its figures from an earlier call with the same parent and seeds)")
+    parser.add_argument("--evaluate", nargs="+", metavar="JSON",
+                        help="cells: score the B and F runs of earlier calls' JSON files again (same parent), train nothing")
     parser.add_argument("--corrections-only", action="store_true",
                         help="stop after the oracle's corrections (with --parent: their statistics only)")
     parser.add_argument("--json")
@@ -286,6 +374,8 @@ def main(argv=None) -> int:
     defaults = {"cells": (600, 300), "em3d": (400, 200)}[args.task]
     args.parent_steps = args.parent_steps or defaults[0]
     args.steps = args.steps or defaults[1]
+    args.scopes = [s for s in args.scopes.split(",") if s]
+    args.seeds = [int(s) for s in args.seeds.split(",") if s]
     start = time.perf_counter()
     results = cells(args) if args.task == "cells" else em3d(args)
     results["total_seconds"] = time.perf_counter() - start

@@ -176,6 +176,11 @@ class TrainConfig(_Checked):
     weight_decay: float = 0.0
     scheduler: Literal["none", "plateau", "cosine"] = "plateau"
     warmup_steps: int = 0  # for "cosine"
+    # fine-tuning (a run started from another run's weights: --init-from, the Train panel's Fine-tune):
+    # it trains at lr * finetune_lr_scale with finetune_warmup_steps of warm-up (the run's config.yaml
+    # holds the values used, with the scale consumed: 1.0)
+    finetune_lr_scale: float = 0.1
+    finetune_warmup_steps: int = 0
     plateau_patience: int = 5  # validation rounds without improvement before the LR drops
     plateau_factor: float = 0.5
     val_every: int = 1000  # steps
@@ -503,6 +508,8 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "train.max_steps": _positive_check,
     "train.batch_size": _positive_check,
     "train.lr": _positive_check,
+    "train.finetune_lr_scale": _positive_check,
+    "train.finetune_warmup_steps": _at_least(0),
     "train.val_every": _positive_check,
     "train.checkpoint_every": _positive_check,
     "train.keep_checkpoints": _at_least(0),

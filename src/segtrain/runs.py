@@ -378,6 +378,12 @@ class RunFolder:
         parent = self.info().get("parent")
         return Path(parent) if parent else None
 
+    def fine_tune(self) -> dict | None:
+        """The learning rate and warm-up this run fine-tuned with (see
+        :func:`segtrain.train.run.fine_tuning_config`), or None for a run trained from scratch."""
+        record = self.info().get("fine_tune")
+        return record if isinstance(record, dict) else None
+
     def set_info(self, **values: Any) -> None:
         """Add ``values`` (JSON-able) to run.json, atomically."""
         info = {**self.info(), **values}
@@ -900,3 +906,12 @@ def format_runs(runs: Sequence[RunSummary], fmt: str = "table") -> str:
     if fmt not in FORMATS:
         raise InputError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     return FORMATS[fmt](runs)
+
+
+def fine_tune_note(record: dict) -> str:
+    """One line for the user: the learning rate and warm-up of a fine-tuning run (its run.json
+    ``fine_tune`` record)."""
+    scale = "" if record["lr_scale"] == 1 else f" ({record['lr_scale']:g} x the config's {record['config_lr']:g})"
+    warmup = f"{record['warmup_steps']} warm-up steps" if record["warmup_steps"] else "no warm-up"
+    return (f"fine-tuning at learning rate {record['lr']:g}{scale}, {warmup} (train.finetune_lr_scale, "
+            "train.finetune_warmup_steps)")

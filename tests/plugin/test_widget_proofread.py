@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 from helpers.engine_data import em3d_gt, noisy
+from scipy import ndimage
 
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets.export import ExportWidget
@@ -188,17 +189,43 @@ def test_cells_proofread_paint_and_corrections_as_annotation(docked, gui, cells_
     new = np.unique(seg[painted])
     assert len(new) == 1 and new[0] not in np.unique(labels)
     assert not np.asarray(scratch.data).any()
-    # corrections -> annotation: the edited objects, unknown elsewhere
+    # corrections -> annotation, by default what the edits confirmed: around the merge's clicks
+    # (and the boundary it removed), the deleted cell as background, the painted object; unknown elsewhere
+    assert proofread.scope_combo.currentText() == "what the edits confirmed" and proofread.radius_spin.isEnabled()
+    gui.type(proofread.radius_spin, "5")
     gui.click(proofread.annotate_button)
+    _idle(gui, proofread)
     name = L.session(viewer).annotation_layer
     annotation = np.asarray(viewer.layers[name].data)
     merged = (labels == a) | (labels == b)
+    near_clicks = np.zeros(labels.shape, bool)
+    for point in (_interior(labels, a), _interior(labels, b)):
+        near_clicks[point] = True
+    near_clicks = ndimage.distance_transform_edt(~near_clicks) <= 5
+    contact = ndimage.binary_dilation(labels == a) & (labels == b) | ndimage.binary_dilation(labels == b) & (labels == a)
+    objects = (annotation > 0) & (annotation < L.BACKGROUND_LABEL)
+    assert (annotation[merged & near_clicks] == annotation[_interior(labels, a)]).all()  # one object there
+    if not contact.any():  # a and b do not touch: nothing else of them is confirmed
+        assert not (objects & merged & ~near_clicks).any()
+    assert 0 < np.count_nonzero(objects & merged) < merged.sum()  # not the merged cells whole
+    assert (annotation[labels == c] == L.BACKGROUND_LABEL).all()
+    assert len(np.unique(annotation[painted])) == 1 and annotation[painted][0] != annotation[_interior(labels, a)]
+    far = ndimage.distance_transform_edt(~(merged | painted | (labels == c))) > 5
+    assert (annotation[far] == 0).all()
+    assert "corrected objects" in proofread.status.text()
+    # the edited objects whole (the other scope), into a fresh annotation layer
+    gui.close_layers(viewer, [name])
+    assert name not in viewer.layers
+    gui.choose(proofread.scope_combo, "edited objects")
+    assert not proofread.radius_spin.isEnabled()
+    gui.click(proofread.annotate_button)
+    _idle(gui, proofread)
+    annotation = np.asarray(viewer.layers[L.session(viewer).annotation_layer].data)
     assert len(np.unique(annotation[merged])) == 1 and annotation[merged][0] not in (0, L.BACKGROUND_LABEL)
     assert (annotation[labels == c] == L.BACKGROUND_LABEL).all()
     assert len(np.unique(annotation[painted])) == 1 and annotation[painted][0] != annotation[merged][0]
     untouched = ~merged & (labels != c) & ~painted
     assert (annotation[untouched] == 0).all()
-    assert "corrected objects" in proofread.status.text()
 
 
 def test_next_uncertain_region_moves_the_view(docked, gui, error_messages):

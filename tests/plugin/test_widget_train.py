@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from segtrain.plugin.widgets.data import DataWidget
 from segtrain.plugin.widgets.predict import PredictWidget
@@ -242,6 +243,7 @@ def test_fine_tune_on_corrections_is_a_new_run_with_its_parent(docked, gui, tmp_
     gui.wait_until(lambda: not proofread.busy(), what="the delete")
     assert (np.asarray(seg.data)[2:10, 2:10] == 0).all()
     gui.click(proofread.annotate_button)
+    gui.wait_until(lambda: not proofread.busy(), what="the corrections")
     annotation = np.asarray(viewer.layers[L.session(viewer).annotation_layer].data)
     assert (annotation[2:10, 2:10] == L.BACKGROUND_LABEL).all() and np.count_nonzero(annotation) == 64
 
@@ -253,6 +255,12 @@ def test_fine_tune_on_corrections_is_a_new_run_with_its_parent(docked, gui, tmp_
     assert train.state_label.text() == "finished at step 2 / 2"
     assert RunFolder(child).parent() == parent.resolve()
     assert L.session(viewer).run_dir == child  # Predict now uses the fine-tuned model
+    # at the fine-tuning rate (the same function as segtrain train --init-from), said in the status line
+    parent_lr = RunFolder(parent).config().train.lr
+    assert RunFolder(child).config().train.lr == pytest.approx(0.1 * parent_lr)
+    assert RunFolder(child).config().train.warmup_steps == 0
+    assert RunFolder(child).fine_tune()["config_lr"] == parent_lr
+    assert f"fine-tuning at learning rate {0.1 * parent_lr:g} (0.1 x the config's {parent_lr:g})" in train.status.text()
 
 
 def test_self_training_group_runs_iterations_with_progress_and_resumes(docked, gui, tmp_path):

@@ -4,31 +4,11 @@ across thresholds, the log saved and read back, corrections as annotation."""
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
-from helpers.engine_data import em3d_gt, noisy
 
-from segtrain.config import SegmentConfig
 from segtrain.errors import InputError
-from segtrain.postprocess import segment_affinities
 from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
-from segtrain.targets import affinities
-
-
-@functools.lru_cache(maxsize=1)
-def _em(em3d_dir):
-    gt = em3d_gt(em3d_dir, (slice(0, 12), slice(0, 96), slice(0, 96)))
-    affs = noisy(affinities(gt)[0].astype(np.float32), 0.25)
-    settings = SegmentConfig(fragments="watershed", boundary_threshold=0.5, min_seed_distance=3, min_size=10)
-    tree = segment_affinities(affs, settings)
-    return gt, affs, tree
-
-
-@pytest.fixture
-def em(em3d_dir):
-    return _em(em3d_dir)
 
 
 def two_segments(seg):
@@ -182,14 +162,14 @@ def test_instances_without_a_tree_and_corrections_as_annotation(cells_dir):
     reader.delete(np.argwhere(labels == c)[0])
     seg = reader.segmentation()
     assert seg[tuple(pa)] == seg[tuple(pb)] and (seg[labels == c] == 0).all()
-    annotation = corrections_annotation(reader)
+    annotation = corrections_annotation(reader, scope="edited")
     merged = (labels == a) | (labels == b)
     assert (annotation[merged] == 1).all()  # one object, numbered from 1
     assert (annotation[labels == c] == 65534).all()  # deleted: background
     assert (annotation[~merged & (labels != c)] == 0).all()  # elsewhere: not annotated
     existing = np.zeros(labels.shape, np.uint32)
     existing[:5, :5] = 7
-    combined = corrections_annotation(reader, existing=existing)
+    combined = corrections_annotation(reader, scope="edited", existing=existing)
     assert (combined[:5, :5] == 7).all() and (combined[merged] == 8).all()
     whole = corrections_annotation(reader, scope="box", box=[(0, 50), (0, 50)])
     assert (whole[50:, :] == 0).all() and (whole[:50, :50] > 0).all()

@@ -1,5 +1,6 @@
 """Fine-tuning (`TrainingRun(init_from=...)`, `segtrain train --init-from`): a new run starts from
-the parent's weights, counts its own steps and records its parent; a different model is refused."""
+the parent's weights, counts its own steps and records its parent, at the fine-tuning learning rate
+and warm-up; a different model is refused."""
 
 from __future__ import annotations
 
@@ -46,6 +47,41 @@ def test_fine_tune_starts_from_the_parent_weights(tmp_path, em_crop, tiny_config
     assert not np.allclose(affs(a), affs(load_model(fresh.run_dir)), atol=1e-4)
 
 
+def test_fine_tune_trains_at_the_fine_tuning_rate_without_warm_up(tmp_path, em_crop, tiny_config):
+    """A run from another run's weights trains at lr * train.finetune_lr_scale with
+    train.finetune_warmup_steps of warm-up (the optimizer's learning rate, step by step), not the
+    from-scratch schedule; config.yaml holds what it used, run.json what was changed; a resumed
+    fine-tuning run keeps its rate; the scale is configurable and self-training keeps the config's."""
+    import torch
+
+    from segtrain.train.schedule import WarmupCosine
+
+    train, val = _sources(em_crop)
+    parent = TrainingRun(tiny_config(max_steps=2, val_every=2, warmup_steps=4), train, val, runs_root=tmp_path)
+    parent.run()
+    child = TrainingRun(tiny_config(max_steps=4, val_every=1, warmup_steps=4), train, val, runs_root=tmp_path,
+                        init_from=parent.run_dir)
+    assert child.fine_tune_note.startswith("fine-tuning at learning rate 0.0003 (0.1 x the config's 0.003), no warm-up")
+    child.run()
+    lrs = [r["lr"] for r in RunFolder(child.run_dir).history()]
+    schedule = WarmupCosine(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=3e-4), warmup=0, total=4)
+    assert lrs == pytest.approx([3e-4 * schedule.factor(step) for step in (1, 2, 3, 4)], rel=1e-5)
+    assert max(lrs) < 3e-4  # from the start below the fine-tuning rate: no warm-up, no jump to 3e-3
+    saved = RunFolder(child.run_dir).config().train
+    assert (saved.lr, saved.warmup_steps, saved.finetune_lr_scale) == (pytest.approx(3e-4), 0, 1.0)
+    record = RunFolder(child.run_dir).fine_tune()
+    assert record == {"lr": pytest.approx(3e-4), "lr_scale": 0.1, "config_lr": 3e-3, "warmup_steps": 0,
+                      "config_warmup_steps": 4, "scheduler": "cosine"}
+    resumed = TrainingRun(tiny_config(max_steps=6, val_every=2, warmup_steps=4), train, val, resume=child.run_dir)
+    assert resumed.config.train.lr == pytest.approx(3e-4) and resumed.config.train.warmup_steps == 0
+    own = TrainingRun(tiny_config(max_steps=2, finetune_lr_scale=1.0, finetune_warmup_steps=1), train, val,
+                      runs_root=tmp_path, init_from=parent.run_dir)
+    assert own.config.train.lr == 3e-3 and own.config.train.warmup_steps == 1
+    iteration = TrainingRun(tiny_config(max_steps=2, warmup_steps=4), train, val, runs_root=tmp_path,
+                            init_from=parent.run_dir, fine_tune=False)  # as self-training's iterations
+    assert iteration.config.train.lr == 3e-3 and iteration.fine_tune is None and not iteration.fine_tune_note
+
+
 def test_fine_tune_refuses_another_model_and_bad_paths(tmp_path, em_crop, tiny_config):
     train, val = _sources(em_crop)
     parent = TrainingRun(tiny_config(max_steps=2, val_every=2), train, val, runs_root=tmp_path)
@@ -84,7 +120,9 @@ def test_cli_init_from(tmp_path, em3d_dir, capsys):
                  "--init-from", str(parent)]) == 0
     (child,) = [p for p in runs.iterdir() if p.name.startswith("child")]
     assert RunFolder(child).parent() == parent.resolve()
-    capsys.readouterr()
+    out = capsys.readouterr().out
+    assert "fine-tuning at learning rate 0.0001 (0.1 x the config's 0.001), no warm-up" in out  # em3d_quick's 1e-3
+    assert RunFolder(child).config().train.lr == pytest.approx(1e-4) and RunFolder(child).fine_tune()["lr_scale"] == 0.1
     assert main(["train", "--config", str(path), "--resume", str(child), "--init-from", str(parent)]) == 2
     err = capsys.readouterr().err.strip()
     assert "either a run to resume or one to fine-tune from" in err and len(err.splitlines()) == 1

@@ -72,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
     quiet = not env_rank_zero()  # other ranks of a multi-process run: rank 0 speaks for all
     if not quiet:
         print(f"run folder: {training.run_dir}")
-        if training.resume_note:
-            print(training.resume_note)
+        for note in (training.resume_note, training.fine_tune_note):
+            if note:
+                print(note)
     last = None
     interrupted = False
     with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True, disable=quiet) as bar:

@@ -228,6 +228,53 @@ class Proofreader:
         present = set(np.unique(self._lut).tolist())
         return ids & present
 
+    # --- the log replayed (what each edit saw and made) ---------------------------------------
+    def lut_after(self, k: int) -> np.ndarray:
+        """``segment = lut[fragment]`` after the first ``k`` edits of the log (at the current
+        threshold)."""
+        lut = self._base_lut()
+        for edit in self.edits[:k]:
+            self._apply(lut, edit)
+        return lut
+
+    def fragments_after(self, k: int, box: tuple[slice, ...]) -> np.ndarray:
+        """The fragment ids of ``box`` (a copy) as they were after the first ``k`` edits: the voxel
+        changes of the later edits taken back."""
+        region = np.array(self.fragments[box], dtype=np.uint64)
+        for edit in reversed(self.edits[k:]):
+            change = edit.voxels
+            if change is None:
+                continue
+            lo = [max(a, s.start) for (a, _), s in zip(change.box, box)]
+            hi = [min(b, s.stop) for (_, b), s in zip(change.box, box)]
+            if any(a >= b for a, b in zip(lo, hi)):
+                continue
+            inside = tuple(slice(a - c, b - c) for a, b, (c, _) in zip(lo, hi, change.box))
+            before = np.zeros(change.mask.shape, np.uint64)
+            before[change.mask] = change.before
+            mask = change.mask[inside]
+            region[tuple(slice(a - s.start, b - s.start) for a, b, s in zip(lo, hi, box))][mask] = before[inside][mask]
+        return region
+
+    def extent(self, fragment_ids, since: int = 0) -> tuple[slice, ...]:
+        """A box holding every voxel the fragments ``fragment_ids`` had after any of the first
+        ``since``.. edits: their boxes now, and the boxes of later voxel edits that took voxels from
+        them."""
+        ids = np.asarray(fragment_ids, dtype=np.int64)
+        box = self._box_of(ids)
+        lo = [s.start for s in box] if all(s.stop > s.start for s in box) else None
+        hi = [s.stop for s in box] if lo is not None else None
+        for edit in self.edits[since:]:
+            change = edit.voxels
+            if change is None or not np.isin(change.before.astype(np.int64), ids).any():
+                continue
+            a, b = [c[0] for c in change.box], [c[1] for c in change.box]
+            lo = a if lo is None else np.minimum(lo, a).tolist()
+            hi = b if hi is None else np.maximum(hi, b).tolist()
+        if lo is None:
+            return tuple(slice(0, 0) for _ in self.fragments.shape)
+        return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
     # --- edits ----------------------------------------------------------------------------------
     def _fresh(self, n: int) -> list[int]:
         ids = list(range(self.next_id, self.next_id + n))

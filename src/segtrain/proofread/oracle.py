@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from segtrain.annotation import BACKGROUND_LABEL
 from segtrain.proofread.edits import Edit, Proofreader
 
 
@@ -144,3 +145,31 @@ def apply_choice(reader: Proofreader, choice: Choice, gt: np.ndarray) -> Edit:
         (g,) = choice.args
         return reader.paint(gt == g)
     raise ValueError(choice.op)
+
+
+def annotation_summary(annotation: np.ndarray, gt: np.ndarray) -> dict:
+    """How much the corrections annotate, and how right it is by the ground truth: ``purity``, the
+    fraction of object voxels (on ground-truth objects) that belong to their object's main
+    ground-truth object (1 = no annotated object joins two true ones); ``split_purity``, the fraction
+    that belong to their ground-truth object's main annotated object (1 = no true object is cut into
+    two annotated ones); ``objects_on_gt_0``, the fraction of object voxels on ground-truth 0;
+    ``background_right``, of annotated background."""
+    objects = (annotation > 0) & (annotation < BACKGROUND_LABEL)
+    obj, g = annotation[objects].astype(np.int64), np.asarray(gt)[objects].astype(np.int64)
+    fg = g > 0
+    base = int(g.max(initial=0)) + 1
+    keys, counts = np.unique(obj[fg] * base + g[fg], return_counts=True)
+    owner, truth = keys // base, keys % base
+
+    def main_share(group: np.ndarray) -> float:
+        order = np.argsort(group, kind="stable")
+        starts = np.r_[0, np.flatnonzero(np.diff(group[order])) + 1] if len(group) else np.zeros(0, int)
+        return float(np.maximum.reduceat(counts[order], starts).sum() / max(1, int(fg.sum()))) if len(group) else 1.0
+
+    bg = annotation == BACKGROUND_LABEL
+    return {"voxels_annotated": int(np.count_nonzero(annotation)), "voxels_objects": int(objects.sum()),
+            "voxels_background": int(np.count_nonzero(bg)),
+            "objects": len(np.unique(annotation[objects])), "fraction_of_image": float(np.mean(annotation > 0)),
+            "purity": main_share(owner), "split_purity": main_share(truth),
+            "objects_on_gt_0": float(1 - fg.mean()) if fg.size else 0.0,
+            "background_right": float(np.mean(np.asarray(gt)[bg] == 0)) if bg.any() else None}

@@ -44,7 +44,7 @@ import torch
 from segtrain.config import Config, load_config, monitor_metric
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
-from segtrain.runs import RunFolder, checkpoint_step
+from segtrain.runs import RunFolder, checkpoint_step, fine_tune_note
 from segtrain.train.sources import (
     ArraySource,
     Source,
@@ -343,6 +343,25 @@ def resolve_init_from(source: str | Path) -> tuple[Path, Path]:
     return path, RunFolder(path).model_checkpoint("newest").path
 
 
+def fine_tuning_config(config: Config) -> tuple[Config, dict]:
+    """``(config, record)``: what a fine-tuning run (one started from another run's weights) trains
+    with: ``train.lr * train.finetune_lr_scale`` and ``train.finetune_warmup_steps`` of warm-up, the
+    rest of the schedule (``train.scheduler`` over the run's own ``max_steps``) as configured. The
+    config's learning rate is that of training from scratch; continuing from trained weights at it
+    (and warming up to it again) undoes much of what the parent learnt. The returned config holds the
+    values used, with the scale consumed (1.0), so a run fine-tuned from it again trains at the same
+    rate; ``record`` (for run.json) says what was changed."""
+    t = config.train
+    record = {"lr": t.lr * t.finetune_lr_scale, "lr_scale": t.finetune_lr_scale, "config_lr": t.lr,
+              "warmup_steps": t.finetune_warmup_steps, "config_warmup_steps": t.warmup_steps,
+              "scheduler": t.scheduler}
+    tuned = config.copy()
+    tuned.train.lr = record["lr"]
+    tuned.train.warmup_steps = t.finetune_warmup_steps
+    tuned.train.finetune_lr_scale = 1.0
+    return tuned.validate(), record
+
+
 def load_initial_weights(module, checkpoint: Path, config: Config) -> None:
     """Copy a checkpoint's network weights into ``module`` (a fine-tuning run's start); one
     sentence when the checkpoint's model is not the one ``config`` describes."""
@@ -423,6 +442,11 @@ class TrainingRun:
         (:mod:`segtrain.parallel`), so that a GUI in this process stays responsive.
     callbacks
         More Lightning callbacks (e.g. self-training's mean teacher).
+    fine_tune
+        With ``init_from``: train at the fine-tuning learning rate and warm-up
+        (:func:`fine_tuning_config`; recorded in run.json as ``fine_tune``, said in
+        :attr:`fine_tune_note`). A resumed fine-tuning run keeps them. Self-training's iterations
+        pass False and train at the config's rate.
 
     The config's ``data.synthetic`` sources join the training sources, mixed as
     ``data.synthetic_ratio`` says (:func:`~segtrain.train.sources.mix_synthetic`).
@@ -433,7 +457,7 @@ class TrainingRun:
                  name: str | None = None, resume: str | Path | None = None, run_dir: str | Path | None = None,
                  multiprocess: bool = False, stop_event: threading.Event | None = None,
                  score_in_process: bool = False, init_from: str | Path | None = None,
-                 callbacks: Sequence = ()):
+                 callbacks: Sequence = (), fine_tune: bool = True):
         if not isinstance(config, Config):
             config = load_config(config)
         self.config = config.copy().validate()
@@ -467,8 +491,11 @@ class TrainingRun:
         if resume is not None and init_from is not None:
             raise InputError("Give either a run to resume or one to fine-tune from (--init-from), not both.")
         self.parent_dir, self.init_checkpoint = (None, None) if init_from is None else resolve_init_from(init_from)
+        self.fine_tune: dict | None = None  # the fine-tuning learning rate and warm-up, when they apply
         if resume is not None:
             self.folder, self.resume_checkpoint, self.resume_note = resolve_resume(resume)
+            if fine_tune and self.folder.fine_tune():  # a fine-tuning run goes on at its own rate
+                self.config, self.fine_tune = fine_tuning_config(self.config)
             if self.folder.config_path.exists() and self.folder.config().model != self.config.model:
                 raise ConfigError(f"Cannot resume from {self.folder.path}: its model differs from the one this config "
                                   f"describes; resume with the run's own {self.folder.config_path}.")
@@ -488,13 +515,17 @@ class TrainingRun:
             self.folder = RunFolder(Path(runs_root) / f"{self.config.name}-slurm{job}")
         else:
             self.folder = RunFolder.create(runs_root, self.config.name)
+        if fine_tune and self.init_checkpoint is not None:
+            self.config, self.fine_tune = fine_tuning_config(self.config)
+        self.fine_tune_note = "" if self.fine_tune is None else fine_tune_note(self.fine_tune)
         self.run_dir = self.folder.path
         self.folder.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         if self.rank_zero:
             self.folder.save_config(self.config)
             if self.init_checkpoint is not None:
                 self.folder.set_info(parent=str(self.parent_dir.resolve()),
-                                     init_checkpoint=str(self.init_checkpoint.resolve()))
+                                     init_checkpoint=str(self.init_checkpoint.resolve()),
+                                     **({} if self.fine_tune is None else {"fine_tune": self.fine_tune}))
         self._stop = stop_event if stop_event is not None else threading.Event()
         self.score_in_process = score_in_process
         self._queue: queue.Queue = queue.Queue(maxsize=512)

@@ -551,7 +551,7 @@ class SelfTraining:
             run = None
             if reached < config.train.max_steps:
                 run = TrainingRun(config, train, self.val_sources, stop_event=self.stop_event,
-                                  score_in_process=self.score_in_process, callbacks=callbacks,
+                                  score_in_process=self.score_in_process, callbacks=callbacks, fine_tune=False,
                                   **({"resume": folder.path} if started else
                                      {"run_dir": folder.path, "init_from": init_from}))
             folder.write_pseudo_labels({"iteration": index, "thresholds": thresholds,

@@ -8,9 +8,11 @@ then *Add painted object*). Undo / Redo; the edit log is listed and travels with
 segmentation: a merge-tree segmentation keeps its edits on top when the Segment slider moves,
 Export writes the edited segmentation with the log (``*_proofreading.npz``), *Open* reads one back.
 
-*Use corrections as annotation* turns the edited objects (or the whole segmentation) into
-annotation (unknown elsewhere) in the annotation layer; Train's *Fine-tune* then continues from
-the model's weights on it. Every edit runs in a worker (:mod:`segtrain.plugin.workers`); the core
+*Use corrections as annotation* turns what the edits confirmed (the neighbourhood of each split's
+new boundary and seeds, of each merge's removed boundary, deleted areas as background, painted
+objects; :func:`segtrain.proofread.corrections_annotation`), or the edited objects whole, or the
+whole segmentation, into annotation (unknown elsewhere) in the annotation layer; Train's
+*Fine-tune* then continues from the model's weights on it. Every edit runs in a worker (:mod:`segtrain.plugin.workers`); the core
 is :mod:`segtrain.proofread`.
 """
 
@@ -30,6 +32,7 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QListWidget,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
 )
 
@@ -37,11 +40,12 @@ from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
 from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
+from segtrain.proofread.annotation import RADIUS
 
 TOOLS = ("Navigate", "Merge", "Split", "Seeds", "Delete", "Paint")
 SEEDS_LAYER = "split seeds"
 PAINT_LAYER = "missing object"
-SCOPES = {"edited objects": "edited", "whole segmentation": "all"}
+SCOPES = {"what the edits confirmed": "confirmed", "edited objects": "edited", "whole segmentation": "all"}
 
 
 def _proofreadable(layer: Any) -> bool:
@@ -103,6 +107,15 @@ class ProofreadWidget(Panel):
         self.log_list.setMaximumHeight(110)
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(list(SCOPES))
+        self.scope_combo.setToolTip("What becomes annotation: near each edit (the new or removed boundary, the "
+                                    "seeds and clicks, deleted areas, painted objects), the edited objects whole, "
+                                    "or the whole segmentation; unknown elsewhere.")
+        self.radius_spin = QSpinBox()
+        self.radius_spin.setRange(1, 200)
+        self.radius_spin.setValue(RADIUS)
+        self.radius_spin.setSuffix(" voxels")
+        self.radius_spin.setToolTip("How far around each edit's boundary and points the corrections count as "
+                                    "annotation (along the finest axis).")
         self.annotate_button = QPushButton("Use corrections as annotation")
         self.uncertainty_combo = LayerCombo(napari_viewer, ("Image",), allow_none=True, predicate=L.kind_is("uncertainty"),
                                             prefer=L.kind_is("uncertainty"))
@@ -136,6 +149,7 @@ class ProofreadWidget(Panel):
         layout.addWidget(self.log_list)
         aform = compact(QFormLayout())
         aform.addRow("Learn from", self.scope_combo)
+        aform.addRow("Around each edit", self.radius_spin)
         layout.addLayout(aform)
         layout.addWidget(self.annotate_button)
         nform = compact(QFormLayout())
@@ -155,6 +169,7 @@ class ProofreadWidget(Panel):
         self.undo_button.clicked.connect(lambda: self.undo())
         self.redo_button.clicked.connect(lambda: self.redo())
         self.annotate_button.clicked.connect(lambda: self.use_as_annotation())
+        self.scope_combo.currentTextChanged.connect(lambda _: self._refresh_controls())
         self.open_button.clicked.connect(lambda: self.open(self.open_edit.text()))
         self.next_button.clicked.connect(lambda: self.next_region())
         self.open_edit.returnPressed.connect(lambda: self.open(self.open_edit.text()))
@@ -215,6 +230,7 @@ class ProofreadWidget(Panel):
         self.seeds_button.setVisible(self.tool() == "Seeds")
         self.paint_button.setVisible(self.tool() == "Paint")
         self.annotate_button.setEnabled(reader is not None)
+        self.radius_spin.setEnabled(SCOPES[self.scope_combo.currentText()] == "confirmed")
         self.log_list.clear()
         if reader is not None:
             for n, edit in enumerate(reader.edits, start=1):
@@ -388,23 +404,31 @@ class ProofreadWidget(Panel):
 
     # --- corrections -> annotation -------------------------------------------------------------
     def use_as_annotation(self) -> None:
+        """The corrections (in the chosen scope) into the annotation layer, computed in a worker."""
         reader = self.reader()
         layer = self.seg_combo.layer()
         if reader is None or layer is None:
             notify_error("No edits to learn from: proofread the segmentation first.", self.status)
             return
-        existing_layer = None
+        if self.busy():
+            return
         name = self.session.annotation_layer
+        existing_layer = None
         if name and name in self.viewer.layers and tuple(self.viewer.layers[name].data.shape) == tuple(
                 reader.fragments.shape):
             existing_layer = self.viewer.layers[name]
         existing = None if existing_layer is None else np.asarray(existing_layer.data)
-        try:
-            annotation = corrections_annotation(reader, SCOPES[self.scope_combo.currentText()], existing=existing)
-        except Exception as error:  # noqa: BLE001 - one sentence
-            notify_error(str(error), self.status)
-            return
-        if existing_layer is not None:
+        scope = SCOPES[self.scope_combo.currentText()]
+        self.status.setText("Turning the corrections into annotation ...")
+        self.worker = start_worker(
+            corrections_annotation, reader, scope, existing=existing, radius=self.radius_spin.value(),
+            sampling=tuple(float(s) for s in layer.scale),
+            on_return=lambda annotation: self._annotated(annotation, layer, existing_layer),
+            on_finish=self._edit_finished, action="Turning the corrections into annotation", status=self.status)
+        self._refresh_controls()
+
+    def _annotated(self, annotation: np.ndarray, layer, existing_layer) -> None:
+        if existing_layer is not None and existing_layer in self.viewer.layers:
             existing_layer.data = annotation
         else:
             info = L.LayerInfo("annotation")

@@ -639,13 +639,21 @@ class TrainWidget(Panel):
                 where = "" if report.iteration is None else f" iteration {report.iteration[0]}/{report.iteration[1]}"
                 self._set_state(verb, f"{verb}{where} at step {report.step} / {report.max_steps}")
                 last_iteration = f" ({self._iteration_text})" if report.iteration and self._iteration_text else ""
+                fine_tune = f"; {self._fine_tune_text()}" if self._fine_tune_text() else ""
                 notify_info(f"Training {verb}{where} at step {report.step} of {report.max_steps}{last_iteration}; "
-                            f"run folder {self.run_dir}.", self.status)
+                            f"run folder {self.run_dir}{fine_tune}.", self.status)
             else:
                 self._set_state("stopped", "stopped before the first step")
         if self.run_dir is not None:
             self.session.set(run_dir=self.run_dir, checkpoint=self.run_dir)
         self._set_buttons()
+
+    def _fine_tune_text(self) -> str:
+        """What the run being shown fine-tunes at (its run.json), "" for a run from scratch."""
+        from segtrain.runs import RunFolder, fine_tune_note
+
+        record = None if self.run_dir is None else RunFolder(self.run_dir).fine_tune()
+        return "" if record is None else fine_tune_note(record)
 
     def _on_error(self, message: str) -> None:
         self._set_state("failed", f"failed: {message}")
@@ -663,6 +671,8 @@ class TrainWidget(Panel):
         if report.run_dir is not None and report.run_dir != self.run_dir:
             self.run_dir = Path(report.run_dir)
             self.run_dir_label.setText(f"run folder: {self.run_dir}")
+            if self._fine_tune_text():  # the rate it fine-tunes at stays in the status line
+                self.status.setText(self._fine_tune_text())
             self.tensorboard_button.setEnabled(True)
             self.session.set(run_dir=self.run_dir)
         if report.phase == "preparing":
