@@ -52,18 +52,20 @@ def targets_for(sample: Sample, config: Config, voxel_size=None) -> dict[str, np
         boundary = (targets.boundaries(labels, mode="inner", width=m.boundary_width) if fg.any()
                     else np.zeros_like(fg))
         out["probabilities"] = np.stack([fg, boundary]).astype(np.float32)
-        out["probabilities_weight"] = np.stack([weights, weights * ~(fg & _beside_unknown(known))])
+        out["probabilities_weight"] = np.stack([weights, weights * ~(fg & _beside_unknown(known, m.boundary_width))])
     else:
         out["classes"] = np.clip(labels, 0, m.n_classes - 1).astype(np.int64)
         out["classes_weight"] = weights
     return out
 
 
-def _beside_unknown(known: np.ndarray) -> np.ndarray:
-    """Known voxels with an unknown face neighbour (inside the patch)."""
+def _beside_unknown(known: np.ndarray, steps: int = 1) -> np.ndarray:
+    """Known voxels within ``steps`` face-neighbour steps of an unknown one (inside the patch): as
+    far as a boundary ``steps`` wide could reach from an object hidden there."""
     if known.all():
         return np.zeros(known.shape, bool)
-    return known & ndimage.binary_dilation(~known, structure=ndimage.generate_binary_structure(known.ndim, 1))
+    return known & ndimage.binary_dilation(~known, structure=ndimage.generate_binary_structure(known.ndim, 1),
+                                           iterations=steps)
 
 
 def _window_known(known: np.ndarray, sigma, voxel_size) -> np.ndarray:
