@@ -3,6 +3,12 @@
     python benchmarks/finetune_corrections.py --task cells [--parent-steps 600 --steps 300] [--json OUT]
     python benchmarks/finetune_corrections.py --task em3d  [--parent-steps 400 --steps 200] [--json OUT]
     ... [--parent RUN] [--scopes confirmed,edited] [--seeds 0,1] [--lr-scale X] [--radius R]
+    python benchmarks/finetune_corrections.py --task cells --shift invert --scopes all,confirmed,ground-truth
+    ... --task cells --shift invert --scopes confirmed --parent P --repeat F_RUN B_RUN   # a second round
+
+``--shift invert``: the unlabelled and held-out cells images (set02-04, set09-10) are shown as
+another instrument would (intensities inverted) while P learns on set01 as it is: new data unlike
+the training data, the case correcting and fine-tuning is for.
 
 For each task:
 
@@ -136,12 +142,28 @@ def summary_rows(out: dict) -> list[str]:
 
 # --- cells2d-phase --------------------------------------------------------------------------------
 
-def _cells_image(name: str) -> tuple[np.ndarray, np.ndarray]:
+# --shift: the images a user brings after training (the unlabelled set02-04 and the held-out
+# set09-10) come from another microscope than the labelled set01
+SHIFTED = ("set02", "set03", "set04", "set09", "set10")
+
+
+def shifted(raw: np.ndarray, shift: str | None) -> np.ndarray:
+    """``raw`` as another instrument would show it. ``invert``: dark and bright swapped (the phase
+    halo becomes a dark rim), which no training augmentation produces."""
+    if shift is None:
+        return raw
+    if shift == "invert":
+        wide = raw.astype(np.int64)
+        return (wide.max() + wide.min() - wide).astype(raw.dtype)
+    raise ValueError(f"unknown shift {shift!r}")
+
+
+def _cells_image(name: str, shift: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     import imageio.v3 as iio
 
     raw = np.asarray(iio.imread(DATA / "cells2d-phase" / name / "raw.tif"))
     gt = np.asarray(iio.imread(DATA / "cells2d-phase" / name / "instances_ids.png")).astype(np.uint32)
-    return raw, gt
+    return shifted(raw, shift if name in SHIFTED else None), gt
 
 
 def _tuned_settings(loaded, raw, gt, spec):
@@ -157,12 +179,13 @@ def cells(args) -> dict:
                                  "train": {"max_steps": steps, "val_every": steps, "checkpoint_every": steps,
                                            "threads": args.threads}})
 
-    images = {n: _cells_image(n) for n in ("set01", "set02", "set03", "set04", "set08", "set09", "set10")}
+    images = {n: _cells_image(n, args.shift) for n in ("set01", "set02", "set03", "set04", "set08", "set09", "set10")}
     labelled = lambda: ArraySource(*images["set01"], name="set01")
     val = lambda: [ArraySource(*images["set08"], name="set08")]
     out: dict = {"task": "cells", "edits_per_image": args.edits, "validation": "set08 (monitoring only; final "
                  "checkpoints used)", "tuning": "instance settings tuned on set01 per model",
-                 "radius": args.radius, "outline": args.outline, "ring": not args.no_ring}
+                 "radius": args.radius, "outline": args.outline, "ring": not args.no_ring,
+                 "shift": args.shift and f"{args.shift} on {', '.join(SHIFTED)}"}
     print("P: set01 only", flush=True)
     parent, seconds = (Path(args.parent), None) if args.parent else \
         train(config(args.parent_steps, "ft-cells-P"), [labelled()], val(), args.runs_root)
@@ -172,6 +195,7 @@ def cells(args) -> dict:
     settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
     print(f"  P tuned on set01: {tuned.describe()} {tuned.settings}", flush=True)
     corrections: dict[str, list] = {scope: [] for scope in args.scopes}
+    annotations: dict[str, dict] = {scope: {} for scope in args.scopes}  # scope -> image -> annotation
     oracle = {}
     if args.evaluate:  # score the runs of earlier calls again (same parent), train nothing
         runs = {}
@@ -197,6 +221,7 @@ def cells(args) -> dict:
             annotation = corrections_annotation(reader, scope=scope, radius=args.radius, outline=args.outline,
                                                 ring=not args.no_ring)
             oracle[name]["annotation"][scope] = annotation_summary(annotation, gt)
+            annotations[scope][name] = annotation
             labels, known = training_arrays(annotation)
             corrections[scope].append(ArraySource(raw, labels, known=known, weight=1 / 3,
                                                   name=f"{name}-corrections-{scope}"))
@@ -207,7 +232,9 @@ def cells(args) -> dict:
     out["oracle"] = oracle
     if args.corrections_only:
         return out
-    if not args.evaluate:
+    if args.repeat:
+        runs = second_round(out, args, config, images, labelled, val, annotations["confirmed"], spec)
+    elif not args.evaluate:
         runs = fine_tuned(out, args, config, labelled, corrections, val, parent, "cells", "set01",
                           "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each")
     parent_settings = None
@@ -245,6 +272,45 @@ def cells(args) -> dict:
         print(f"{key:<40}{r['steps']:>6}" + "".join(f"{r['f1'][n]:>7.3f}" for n in ("set09", "set10", "mean")) +
               f"  {r['f1_parent_settings']['mean']:>7.3f}{r['f1_hindsight']['f1']:>10.3f}")
     return out
+
+
+def second_round(out: dict, args, config, images, labelled, val, first_annotations: dict, spec) -> dict[str, Path]:
+    """Correct, fine-tune, repeat: the oracle corrects the round-1 fine-tuned run's results on
+    set02-04 again (``--edits`` more per image), the new confirmed corrections are added to the first
+    round's (``corrections_annotation(existing=...)``, as the Proofread panel adds to the annotation
+    layer), and that run is fine-tuned on set01 + both rounds; the control trains the same steps more
+    on set01 alone. ``{key: run}`` of both rounds' runs."""
+    first, control = (Path(r) for r in args.repeat)
+    loaded = load_model(first)
+    settings, _ = _tuned_settings(loaded, *images["set01"], spec)
+    sources, oracle = [], {}
+    for name in ("set02", "set03", "set04"):
+        raw, gt = images[name]
+        probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
+        reader = Proofreader(instances(probabilities, settings, spec),
+                             boundary=boundary_map(probabilities, "probabilities"))
+        oracle[name] = oracle_edits(reader, gt, args.edits, True,
+                                    lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"], kind=args.oracle)
+        annotation = corrections_annotation(reader, scope="confirmed", existing=first_annotations[name],
+                                            radius=args.radius, outline=args.outline, ring=not args.no_ring)
+        oracle[name]["annotation"] = {"confirmed, both rounds": annotation_summary(annotation, gt)}
+        labels, known = training_arrays(annotation)
+        sources.append(ArraySource(raw, labels, known=known, weight=1 / 3, name=f"{name}-corrections-rounds-1-2"))
+        print(f"  round 2, {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
+              f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}", flush=True)
+    out["oracle_round2"] = oracle
+    runs = {"B (round 1)": control, "F[confirmed] (round 1)": first}
+    for key, run in runs.items():
+        out[key] = {"run": str(run), "steps": args.steps}
+    for key, parent, data in (("B2 (control, round 2)", control, [labelled()]),
+                              ("F2[confirmed] (round 2)", first, [labelled(), *sources])):
+        seed = args.seeds[0]
+        c = config(args.steps, f"ft-cells-{key.split()[0].replace('[', '-').rstrip(']')}-s{seed}")
+        c.train.seed = seed
+        print(f"{key}: from {parent.name}", flush=True)
+        runs[key], seconds = train(c, data, val(), args.runs_root, init_from=parent)
+        out[key] = {"run": str(runs[key]), "steps": args.steps, "seconds": seconds, "seed": seed, "parent": str(parent)}
+    return runs
 
 
 # --- em3d-fibsem ----------------------------------------------------------------------------------
@@ -367,6 +433,13 @@ def main(argv=None) -> int:
                         help="train no B (its figures from an earlier call with the same parent and seeds)")
     parser.add_argument("--evaluate", nargs="+", metavar="JSON",
                         help="cells: score the B and F runs of earlier calls' JSON files again (same parent), train nothing")
+    parser.add_argument("--shift", choices=("invert",),
+                        help="cells: the unlabelled and held-out images come from another instrument (set02-04 "
+                        "and set09-10 transformed; set01 as it is): the case fine-tuning on corrections is for")
+    parser.add_argument("--repeat", nargs=2, metavar=("F_RUN", "B_RUN"),
+                        help="cells, with --parent P: a second round of correcting and fine-tuning F_RUN (an "
+                        "F[confirmed] of an earlier call from P) on set02-04, against B_RUN (that call's control) "
+                        "trained as long on set01")
     parser.add_argument("--corrections-only", action="store_true",
                         help="stop after the oracle's corrections (with --parent: their statistics only)")
     parser.add_argument("--json")
@@ -376,6 +449,8 @@ def main(argv=None) -> int:
     args.steps = args.steps or defaults[1]
     args.scopes = [s for s in args.scopes.split(",") if s]
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.repeat and (args.task != "cells" or not args.parent or args.scopes != ["confirmed"]):
+        parser.error("--repeat needs --task cells, --parent P (the first round's parent) and --scopes confirmed")
     start = time.perf_counter()
     results = cells(args) if args.task == "cells" else em3d(args)
     results["total_seconds"] = time.perf_counter() - start
