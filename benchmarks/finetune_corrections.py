@@ -449,6 +449,8 @@ def main(argv=None) -> int:
     args.steps = args.steps or defaults[1]
     args.scopes = [s for s in args.scopes.split(",") if s]
     args.seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.shift and args.task != "cells":
+        parser.error("--shift applies to --task cells")
     if args.repeat and (args.task != "cells" or not args.parent or args.scopes != ["confirmed"]):
         parser.error("--repeat needs --task cells, --parent P (the first round's parent) and --scopes confirmed")
     start = time.perf_counter()
