@@ -113,18 +113,25 @@ def variants(args) -> list[tuple[str, str | None, int]]:
     return out
 
 
+def fine_tuning_run_config(config, args, name: str, seed: int):
+    """The config of one F or B run: ``--steps`` steps, training seed ``seed``, and ``--lr-scale`` /
+    ``--warmup`` where given."""
+    c = config(args.steps, f"{name}-s{seed}")
+    c.train.seed = seed
+    if args.lr_scale is not None:
+        c.train.finetune_lr_scale = args.lr_scale
+    if args.warmup is not None:
+        c.train.finetune_warmup_steps = args.warmup
+    return c
+
+
 def fine_tuned(out: dict, args, config, labelled, corrections: dict, val, parent, task: str, what: str,
                sources: str) -> dict[str, Path]:
     """Every F (the parent fine-tuned on the labelled data + one scope's corrections) and B (the same
     steps on the labelled data alone, the control), recorded in ``out``; ``{key: run folder}``."""
     runs = {}
     for key, scope, seed in variants(args):
-        c = config(args.steps, f"ft-{task}-{'B' if scope is None else 'F-' + scope}-s{seed}")
-        c.train.seed = seed
-        if args.lr_scale is not None:
-            c.train.finetune_lr_scale = args.lr_scale
-        if args.warmup is not None:
-            c.train.finetune_warmup_steps = args.warmup
+        c = fine_tuning_run_config(config, args, f"ft-{task}-{'B' if scope is None else 'F-' + scope}", seed)
         print(f"{key}: {what}" + ("" if scope is None else f" + corrections ({scope})") +
               (" (control)" if scope is None else ""), flush=True)
         data = [labelled()] if scope is None else [labelled(), *corrections[scope]]
@@ -173,6 +180,30 @@ def _tuned_settings(loaded, raw, gt, spec):
     return result.apply(loaded.config.segment), result
 
 
+def _proofread(loaded, settings, spec, raw, gt, args, edits: bool = True) -> tuple[Proofreader, dict]:
+    """A model's instances of one cells image (its ``settings``) in a Proofreader and, with ``edits``,
+    the oracle's edits (at most ``--edits``) applied to it: ``(reader, oracle record)``."""
+    probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
+    reader = Proofreader(instances(probabilities, settings, spec), boundary=boundary_map(probabilities, "probabilities"))
+    record = oracle_edits(reader, gt, args.edits, True, lambda seg: evaluate.instance_scores(seg, gt)["f1"],
+                          kind=args.oracle) if edits else {}
+    return reader, record
+
+
+def _correction_source(reader, scope: str, raw, gt, args, name: str, existing=None):
+    """``(annotation, its summary against gt, a training source of it)``: the reader's corrections in
+    ``scope`` (added to ``existing``), weight 1/3 (three corrected images weigh as much as set01)."""
+    annotation = corrections_annotation(reader, scope=scope, existing=existing, radius=args.radius,
+                                        outline=args.outline, ring=not args.no_ring)
+    labels, known = training_arrays(annotation)
+    return annotation, annotation_summary(annotation, gt), ArraySource(raw, labels, known=known, weight=1 / 3, name=name)
+
+
+def _print_oracle(what: str, record: dict) -> None:
+    print(f"  {what}: F1 {record['before']:.3f} -> {record['after']:.3f} after {record['edits']} edits "
+          f"{record['ops']}; annotated {record['annotation']}", flush=True)
+
+
 def cells(args) -> dict:
     def config(steps, name):
         return config_from_dict({"preset": "wells2d_quick", "name": name, "predict": {"tta": 1},
@@ -208,27 +239,17 @@ def cells(args) -> dict:
                     runs[name] = Path(record["run"])
     for name in ("set02", "set03", "set04") if not args.evaluate else ():
         raw, gt = images[name]
-        probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
-        reader = Proofreader(instances(probabilities, settings, spec),
-                             boundary=boundary_map(probabilities, "probabilities"))
-        oracle[name] = {} if args.scopes == ["ground-truth"] else oracle_edits(
-            reader, gt, args.edits, True, lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"], kind=args.oracle)
+        reader, oracle[name] = _proofread(loaded, settings, spec, raw, gt, args, edits=args.scopes != ["ground-truth"])
         oracle[name]["annotation"] = {}
         for scope in args.scopes:
             if scope == "ground-truth":  # the upper bound: the images fully annotated, no proofreading
                 corrections[scope].append(ArraySource(raw, gt, weight=1 / 3, name=f"{name}-ground-truth"))
                 continue
-            annotation = corrections_annotation(reader, scope=scope, radius=args.radius, outline=args.outline,
-                                                ring=not args.no_ring)
-            oracle[name]["annotation"][scope] = annotation_summary(annotation, gt)
-            annotations[scope][name] = annotation
-            labels, known = training_arrays(annotation)
-            corrections[scope].append(ArraySource(raw, labels, known=known, weight=1 / 3,
-                                                  name=f"{name}-corrections-{scope}"))
+            annotations[scope][name], oracle[name]["annotation"][scope], source = _correction_source(
+                reader, scope, raw, gt, args, f"{name}-corrections-{scope}")
+            corrections[scope].append(source)
         if oracle[name].get("edits") is not None:
-            print(f"  {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
-                  f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}",
-                  flush=True)
+            _print_oracle(name, oracle[name])
     out["oracle"] = oracle
     if args.corrections_only:
         return out
@@ -286,18 +307,12 @@ def second_round(out: dict, args, config, images, labelled, val, first_annotatio
     sources, oracle = [], {}
     for name in ("set02", "set03", "set04"):
         raw, gt = images[name]
-        probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
-        reader = Proofreader(instances(probabilities, settings, spec),
-                             boundary=boundary_map(probabilities, "probabilities"))
-        oracle[name] = oracle_edits(reader, gt, args.edits, True,
-                                    lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"], kind=args.oracle)
-        annotation = corrections_annotation(reader, scope="confirmed", existing=first_annotations[name],
-                                            radius=args.radius, outline=args.outline, ring=not args.no_ring)
-        oracle[name]["annotation"] = {"confirmed, both rounds": annotation_summary(annotation, gt)}
-        labels, known = training_arrays(annotation)
-        sources.append(ArraySource(raw, labels, known=known, weight=1 / 3, name=f"{name}-corrections-rounds-1-2"))
-        print(f"  round 2, {name}: F1 {oracle[name]['before']:.3f} -> {oracle[name]['after']:.3f} after "
-              f"{oracle[name]['edits']} edits {oracle[name]['ops']}; annotated {oracle[name]['annotation']}", flush=True)
+        reader, oracle[name] = _proofread(loaded, settings, spec, raw, gt, args)
+        _, summary, source = _correction_source(reader, "confirmed", raw, gt, args, f"{name}-corrections-rounds-1-2",
+                                                existing=first_annotations[name])
+        oracle[name]["annotation"] = {"confirmed, both rounds": summary}
+        sources.append(source)
+        _print_oracle(f"round 2, {name}", oracle[name])
     out["oracle_round2"] = oracle
     runs = {"B (round 1)": control, "F[confirmed] (round 1)": first}
     for key, run in runs.items():
@@ -305,8 +320,7 @@ def second_round(out: dict, args, config, images, labelled, val, first_annotatio
     for key, parent, data in (("B2 (control, round 2)", control, [labelled()]),
                               ("F2[confirmed] (round 2)", first, [labelled(), *sources])):
         seed = args.seeds[0]
-        c = config(args.steps, f"ft-cells-{key.split()[0].replace('[', '-').rstrip(']')}-s{seed}")
-        c.train.seed = seed
+        c = fine_tuning_run_config(config, args, f"ft-cells-{key.split()[0].replace('[', '-').rstrip(']')}", seed)
         print(f"{key}: from {parent.name}", flush=True)
         runs[key], seconds = train(c, data, val(), args.runs_root, init_from=parent)
         out[key] = {"run": str(runs[key]), "steps": args.steps, "seconds": seconds, "seed": seed, "parent": str(parent)}
