@@ -208,3 +208,23 @@ def test_seeds_on_background_or_in_two_segments_are_refused_at_the_click(docked,
     assert len(viewer.layers[SEEDS_LAYER].data) == 1
     gui.click_canvas(viewer, layer, (8, 8))  # the same segment: accepted
     assert len(viewer.layers[SEEDS_LAYER].data) == 2
+
+
+def test_proofread_uncertainty_follows_the_segmentations_image(docked, gui):
+    viewer, dock = docked
+    labels = _grid_labels()
+    for name in ("A", "B"):
+        image = viewer.add_image(labels.astype(np.float32), name=name)
+        data, kwargs = L.uncertainty_layer_args(np.zeros(labels.shape, np.float32), image, f"{name} uncertainty")
+        viewer.add_image(data, **kwargs)
+    for name in ("A", "B"):
+        viewer.add_labels(labels, name=f"{name} segmentation",
+                          metadata={L.META: L.LayerInfo("segmentation", image=name)})
+    proofread = ProofreadWidget(viewer)
+    dock(proofread)
+    assert proofread.seg_combo.currentText() == "B segmentation"  # the newest segmentation
+    assert proofread.uncertainty_combo.currentText() == "B uncertainty"
+    gui.choose(proofread.seg_combo, "A segmentation")
+    assert proofread.uncertainty_combo.currentText() == "A uncertainty"
+    gui.choose(proofread.seg_combo, "B segmentation")
+    assert proofread.uncertainty_combo.currentText() == "B uncertainty"

@@ -120,7 +120,7 @@ class ProofreadWidget(Panel):
                                     "annotation (along the finest axis).")
         self.annotate_button = QPushButton("Use corrections as annotation")
         self.uncertainty_combo = LayerCombo(napari_viewer, ("Image",), allow_none=True, predicate=L.kind_is("uncertainty"),
-                                            prefer=L.kind_is("uncertainty"))
+                                            prefer=self._same_image_uncertainty)
         self.next_button = QPushButton("Next uncertain region")
         self.next_button.setToolTip("Where to look next: the regions where the test-time augmented predictions "
                                     "disagree most (Predict with Uncertainty ticked), most uncertain first.")
@@ -175,12 +175,28 @@ class ProofreadWidget(Panel):
         self.open_button.clicked.connect(lambda: self.open(self.open_edit.text()))
         self.next_button.clicked.connect(lambda: self.next_region())
         self.open_edit.returnPressed.connect(lambda: self.open(self.open_edit.text()))
-        self.seg_combo.layer_changed.connect(lambda _: self._refresh_controls())
+        self.seg_combo.layer_changed.connect(lambda _: (self._follow_image(), self._refresh_controls()))
         napari_viewer.layers.events.removed.connect(self._layer_removed)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self._on_mouse))
         self._refresh_controls()
         self.fit()
+
+    def _same_image_uncertainty(self, layer) -> bool:
+        """The uncertainty map of the chosen segmentation's image (any, without a segmentation)."""
+        segmentation = self.seg_combo.layer()
+        if L.layer_kind(layer) != "uncertainty":
+            return False
+        return segmentation is None or L.image_of(layer, self.viewer) == L.image_of(segmentation, self.viewer)
+
+    def _follow_image(self) -> None:
+        """Another segmentation chosen: the uncertainty map of its image, when there is one."""
+        current = self.uncertainty_combo.layer()
+        if current is not None and self._same_image_uncertainty(current):
+            return
+        same = [layer for layer in self.viewer.layers if self._same_image_uncertainty(layer)]
+        if same:
+            self.uncertainty_combo.set_layer(same[-1])
 
     @staticmethod
     def _disconnect(viewer, callback) -> None:
