@@ -136,6 +136,8 @@ class SegmentWidget(Panel):
         # ground truth: labels no panel made, of the predictions' image (the Data panel's first)
         self.gt_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True, predicate=self._gt_fits,
                                    prefer=lambda layer: layer.name == self.session.gt_layer)
+        self.gt_combo.setToolTip("Labels of the predictions' image only (the one chosen in Data first); "
+                                 "labels of another image are not offered.")
         self.fragments_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
         self.method_combo = QComboBox()
         self.method_combo.addItems(["watershed", "waterz"])
