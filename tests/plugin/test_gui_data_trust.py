@@ -65,6 +65,7 @@ def test_fine_tune_trains_the_corrections_on_the_image_they_were_made_on(docked,
     viewer.add_image(image_b, name="B")  # the user opens a second image of the same shape
     assert data.image_combo.currentText() == "A"  # Data still shows A
     gui.choose(predict.image_combo, "B")
+    gui.click(predict.match_check)  # one pass: the image as it is
     gui.wait_until(lambda: predict.which_combo.count() > 0, timeout=60, what="the checkpoint list")
     gui.click(predict.predict_button)
     gui.wait_until(lambda: predict.worker is None, what="the prediction")
