@@ -547,7 +547,8 @@ class TrainWidget(Panel):
             return f"'{image.name}' with {labels}{check}"
 
         start = describe(False)
-        if (self.session.checkpoint or self.session.run_dir) is None or self._layer(self.session.annotation_layer) is None:
+        model = self.session.checkpoint or self.session.run_dir
+        if model is None or self._layer(self.session.annotation_layer) is None:
             return start
         tune = describe(True)
         return start if tune == start else f"Start: {start}\nFine-tune: {tune}"
