@@ -49,7 +49,7 @@ def test_export_the_newest_segmentation_with_its_settings(segmented, gui, tmp_pa
     from segtrain.io import read_volume
 
     viewer, segment, export = segmented
-    assert export.seg_combo.currentText() == "raw affinities segmentation"  # chosen when it appeared
+    assert export.seg_combo.currentText() == "raw segmentation"  # chosen when it appeared
     gui.type(export.folder_edit, str(tmp_path / "out"))
     gui.click(export.fragments_check)
     gui.click(export.tree_check)

@@ -159,7 +159,8 @@ def test_cells_proofread_paint_and_corrections_as_annotation(docked, gui, cells_
     layer = viewer.add_labels(labels, name="cells")
     proofread = ProofreadWidget(viewer)
     dock(proofread)
-    assert proofread.seg_combo.layer() is layer
+    assert proofread.seg_combo.currentText() == "(none)"  # labels from a file: chosen by the user only
+    gui.choose(proofread.seg_combo, "cells")
     a, b, c = _largest(labels[None], 0, 3)
     gui.click(proofread.tool_buttons["Split"])
     gui.click_canvas(viewer, layer, _interior(labels, a))

@@ -228,7 +228,7 @@ def test_closing_a_rounds_layers_frees_its_prediction_and_merge_tree(docked, gui
             "proofreader": L.layer_info(layer).proofreader}
     refs = {what: weakref.ref(obj) for what, obj in kept.items()}
     del kept, layer
-    gui.close_layers(viewer, ["raw affinities", "raw affinities segmentation"])
+    gui.close_layers(viewer, ["raw affinities", "raw segmentation"])
     assert [layer.name for layer in viewer.layers] == ["raw", "gt"]
     gui.wait(0.2)
     gc.collect()

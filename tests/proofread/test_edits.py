@@ -220,3 +220,22 @@ def test_sparse_huge_ids_are_numbered_without_a_huge_table():
     assert len(np.unique(seg[:, :4])) == 1 and len(np.unique(seg[:, 4:])) == 1 and seg[0, 0, 0] != seg[0, 5, 0]
     reader.merge([(0, 0, 0), (0, 5, 0)])
     assert len(np.unique(reader.segmentation())) == 1
+
+
+def test_seeds_checked_one_by_one_and_the_threshold_of_labels_without_a_tree(tmp_path):
+    labels = np.zeros((20, 40), np.uint32)
+    labels[2:18, 2:18], labels[2:18, 22:38] = 1, 2
+    reader = Proofreader(labels, threshold=0.38)  # an instance segmentation made at 0.38
+    assert reader.check_seed((5, 5)) == 1 and reader.check_seed((12, 12), [(5, 5)]) == 1
+    with pytest.raises(InputError, match="^That seed lies on background"):
+        reader.check_seed((0, 0))
+    with pytest.raises(InputError, match="^That seed lies in another segment"):
+        reader.check_seed((5, 25), [(5, 5)])
+    reader.delete((5, 25))
+    assert reader.log()[0]["threshold"] == 0.38
+    plain = Proofreader(labels, threshold=None)  # labels from a file: no threshold made them
+    plain.merge([(5, 5), (5, 25)])
+    back = Proofreader.load(plain.save(tmp_path / "p_proofreading.npz"))
+    assert back.threshold is None and back.log()[0]["threshold"] is None
+    with pytest.raises(InputError, match="needs the threshold"):
+        Proofreader(labels, tree=object(), threshold=None)

@@ -45,7 +45,9 @@ class LayerInfo:
     is 3D data with ``model_ndim`` 2). ``settings``: the segment settings that turn the prediction
     into a segmentation (the run's, tuned ones included) or that made the segmentation.
     ``threshold``: the segmentation's merge or probability threshold. ``run`` / ``checkpoint``:
-    where the model came from. ``source``: the layer it was made from. ``array`` (a prediction's
+    where the model came from. ``source``: the layer it was made from. ``image``: the image layer
+    it derives from, through every step (a prediction's image, its segmentation's, the
+    corrections'); see :func:`image_of`. ``array`` (a prediction's
     channel-first array), ``channel(s)`` (what is displayed) and ``fragments`` (a merge-tree
     segmentation's fragments) and ``proofreader`` (the segmentation's edits, see
     :mod:`segtrain.proofread`) live only in memory; :meth:`to_attrs` is what a saved file keeps.
@@ -59,13 +61,14 @@ class LayerInfo:
     run: str | None = None
     checkpoint: str | None = None
     source: str | None = None
+    image: str | None = None
     array: Any = field(default=None, repr=False)
     channel: int | None = None
     channels: tuple[int, ...] | None = None
     fragments: Any = field(default=None, repr=False)
     proofreader: Any = field(default=None, repr=False)  # a segtrain.proofread.Proofreader: edits on top
 
-    SAVED = ("kind", "task", "model_ndim", "threshold", "run", "checkpoint", "source")
+    SAVED = ("kind", "task", "model_ndim", "threshold", "run", "checkpoint", "source", "image")
 
     def to_attrs(self) -> dict:
         """The JSON-able part (settings as a mapping; no arrays)."""
@@ -110,6 +113,69 @@ def layer_kind(layer: Any) -> str | None:
 def kind_is(kind: str) -> Callable[[Any], bool]:
     """A predicate for layer lists: the layers of ``kind`` (e.g. ``kind_is("segmentation")``)."""
     return lambda layer: layer_kind(layer) == kind
+
+
+#: words in a Labels layer's name that say it is ground truth (e.g. 'em labels', 'gt', 'instances_ids')
+GT_WORDS = ("gt", "ground", "truth", "label", "instances", "ids")
+
+
+def image_of(layer: Any, viewer: Any) -> str | None:
+    """The name of the image layer ``layer`` belongs to, or None when that cannot be told.
+
+    A layer the panels made names it (``LayerInfo.image``, kept through prediction, segmentation
+    and corrections); an image no panel made is its own; the Data panel's ground truth and
+    annotation belong to its image; other labels belong to the one image of their shape when there
+    is exactly one. The name is returned even when that layer has been closed since."""
+    info = layer_info(layer)
+    if info is not None and info.image:
+        return info.image
+    if info is None and layer.__class__.__name__ == "Image":
+        return layer.name
+    if layer.__class__.__name__ != "Labels":
+        return None
+    s = session(viewer)
+    if s.image_layer and layer.name in (s.gt_layer, s.annotation_layer):
+        return s.image_layer
+    shape = tuple(layer.data.shape)
+    same = [other.name for other in viewer.layers if other.__class__.__name__ == "Image"
+            and layer_info(other) is None and spatial_shape(other) == shape]
+    return same[0] if len(same) == 1 else None
+
+
+def source_image(layer: Any, viewer: Any) -> Any:
+    """The image layer in ``viewer`` that ``layer`` (labels: an annotation, corrections) was made
+    on; :class:`segtrain.errors.InputError` with one sentence when that cannot be told, the image
+    was closed, or the shapes disagree."""
+    from segtrain.errors import InputError
+
+    name = image_of(layer, viewer)
+    if name is None:
+        raise InputError(f"Which image '{layer.name}' was made on is not known; choose that image and "
+                         f"'{layer.name}' in Data & annotation and press Start instead.")
+    if name not in viewer.layers:
+        raise InputError(f"'{layer.name}' was made on the image '{name}', which is no longer open; "
+                         "open it again to train on the pair.")
+    image = viewer.layers[name]
+    if spatial_shape(image) != tuple(layer.data.shape):
+        raise InputError(f"'{layer.name}' has shape {tuple(layer.data.shape)} but its image '{name}' has shape "
+                         f"{spatial_shape(image)}; they cannot be trained on together.")
+    return image
+
+
+def is_ground_truth(layer: Any, viewer: Any) -> bool:
+    """Whether ``layer`` is ground truth, which the panels never edit: the Data panel's ground
+    truth, or labels no panel made that are named like ground truth (:data:`GT_WORDS`)."""
+    if layer is None or layer.__class__.__name__ != "Labels" or layer_info(layer) is not None:
+        return False
+    if layer.name == session(viewer).gt_layer:
+        return True
+    return any(word in layer.name.lower() for word in GT_WORDS)
+
+
+def derived_name(parent: Any, what: str, viewer: Any) -> str:
+    """The name of a layer made from ``parent``: its image's name and what it is (``'B
+    segmentation'``, ``'B corrections'``), never a pile of every step's name."""
+    return f"{image_of(parent, viewer) or parent.name} {what}"
 
 TASKS = {
     "affinities": "affinities + LSDs (EM)",
@@ -236,7 +302,7 @@ def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
     array = np.asarray(array)
     spatial_ndim = image.ndim if image is not None else (array.ndim - 1 if array.ndim > 2 else 2)
     meta = dataclasses.replace(info or LayerInfo(kind), kind=kind, array=array,
-                               source=getattr(image, "name", None))
+                               source=getattr(image, "name", None), image=getattr(image, "name", None))
     kwargs = {"name": name, "metadata": {META: meta}}
     grey = {"colormap": "magma", "contrast_limits": (0.0, 1.0)}
     if array.ndim == spatial_ndim:  # no channel axis
@@ -271,7 +337,8 @@ def uncertainty_layer_args(array: np.ndarray, image: Any, name: str,
     spatial_ndim = image.ndim if image is not None else array.ndim - (array.shape[0] == 1)
     data = array[0] if array.ndim > spatial_ndim else array
     meta = dataclasses.replace(info or LayerInfo("uncertainty"), kind="uncertainty", array=data,
-                               source=getattr(image, "name", None), channel=None, channels=None)
+                               source=getattr(image, "name", None), image=getattr(image, "name", None),
+                               channel=None, channels=None)
     high = float(np.percentile(data, 99.9)) if data.size else 0.0
     kwargs = {"name": name, "metadata": {META: meta}, "colormap": "magma",
               "contrast_limits": (0.0, high if high > 0 else 1.0), "blending": "additive", "opacity": 1.0,

@@ -106,14 +106,16 @@ class Proofreader:
     tree
         The :class:`MergeTree` over ``fragments`` (None: no tree, every fragment is a segment).
     threshold
-        Where the tree is cut.
+        Where the tree is cut; without a tree, the threshold that made the segmentation (e.g. an
+        instance segmentation's probability threshold), recorded with each edit, or None (labels
+        from a file).
     boundary
         Boundary map for seeded splits (float, the fragments' shape, high on boundaries), e.g.
         :func:`boundary_map` of the predictions; without it, seeded splits cut along the distance
         transform of the segment.
     """
 
-    def __init__(self, fragments, tree: MergeTree | None = None, threshold: float = 0.5, boundary=None):
+    def __init__(self, fragments, tree: MergeTree | None = None, threshold: float | None = 0.5, boundary=None):
         fragments = np.asarray(fragments)
         if not np.issubdtype(fragments.dtype, np.integer):
             raise InputError(f"A segmentation to proofread holds integer ids, not {fragments.dtype}.")
@@ -128,7 +130,9 @@ class Proofreader:
             self._own_fragments = True
         self.fragments = fragments
         self.tree = tree
-        self.threshold = float(threshold)
+        if tree is not None and threshold is None:
+            raise InputError("A segmentation cut from a merge tree needs the threshold it was cut at.")
+        self.threshold = None if threshold is None else float(threshold)
         if boundary is not None and tuple(np.shape(boundary)) != tuple(fragments.shape):
             raise InputError(f"The boundary map has shape {np.shape(boundary)}, the segmentation "
                              f"{fragments.shape}; give predictions of the same image.")
@@ -343,6 +347,17 @@ class Proofreader:
         if len(groups) == 1 and len(inside):
             groups = components(inside[:-1])
         return groups
+
+    def check_seed(self, point, seeds=()) -> int:
+        """The segment under a new seed at ``point``, which must lie inside a segment and in the
+        same one as ``seeds`` (the seeds put so far); InputError with one sentence otherwise."""
+        segment = self.segment_at(point)
+        if segment == 0:
+            raise InputError("That seed lies on background; put every seed inside the segment to split.")
+        if any(self.segment_at(p) != segment for p in seeds):
+            raise InputError("That seed lies in another segment than the first seeds; put all seeds inside the one "
+                             "segment to split.")
+        return segment
 
     def split_with_seeds(self, seeds) -> Edit:
         """Re-cut the segment under the seeds (two or more points, all in one segment) by a

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import (
+    NONE_TEXT,
     LayerCombo,
     Panel,
     compact,
@@ -28,7 +29,7 @@ from segtrain.plugin.widgets._common import (
 )
 from segtrain.plugin.workers import notify_error, notify_info
 
-GT_WORDS = ("gt", "ground", "truth", "label", "instances", "ids")
+GT_WORDS = L.GT_WORDS
 
 
 class DataWidget(Panel):
@@ -109,6 +110,7 @@ class DataWidget(Panel):
         self.voxel_edit.returnPressed.connect(self.apply_voxel_size)
 
         napari_viewer.layers.events.inserted.connect(self._layer_inserted)
+        self.session.changed.connect(self._session_changed)
         self._image_changed(self.image_combo.layer())
         for layer in napari_viewer.layers:
             self._guess_gt(layer)
@@ -166,6 +168,28 @@ class DataWidget(Panel):
         self._suggest_task()
         self.check_shapes()
 
+    def _session_changed(self, key: str) -> None:
+        """Another panel chose the annotation (Proofread's corrections): show it here."""
+        name = self.session.annotation_layer
+        if key == "annotation_layer" and name and name != self.annotation_combo.currentText() \
+                and name in self.viewer.layers:
+            self.annotation_combo.set_layer(name)
+
+    def _image_of_annotation(self, layer) -> str:
+        """Choose the image ``layer`` (an annotation) was made on when another image is chosen,
+        setting aside the ground truth, which belongs to the other image; what was done, or ""."""
+        image = self.image_combo.layer()
+        name = L.image_of(layer, self.viewer)
+        if image is None or not name or name == image.name or name not in self.viewer.layers:
+            return ""
+        gt = self.gt_combo.layer()
+        self.image_combo.set_layer(name)
+        text = f"Image '{name}' chosen: '{layer.name}' was made on it"
+        if gt is not None:
+            self.gt_combo.set_layer(NONE_TEXT)
+            text += f"; the ground truth '{gt.name}' of '{image.name}' is no longer used"
+        return text + "."
+
     def _annotation_changed(self, layer) -> None:
         if self._watched is not None:
             for event in ("paint", "data", "labels_update"):
@@ -178,8 +202,10 @@ class DataWidget(Panel):
                 emitter = getattr(layer.events, event, None)
                 if emitter is not None:
                     emitter.connect(self._schedule_count)
+        switched = "" if layer is None else self._image_of_annotation(layer)
         self.session.set(annotation_layer=layer.name if layer is not None else None)
-        self.check_shapes()
+        if self.check_shapes() and switched:
+            self.status.setText(switched)
         self.update_count()
 
     def _sparse_changed(self, on: bool) -> None:
@@ -221,7 +247,7 @@ class DataWidget(Panel):
                          self.status)
             return None
         name = L.unique_name(self.viewer, f"{image.name} annotation")
-        kwargs = L.aligned_kwargs(image, name, L.LayerInfo("annotation", source=image.name))
+        kwargs = L.aligned_kwargs(image, name, L.LayerInfo("annotation", source=image.name, image=image.name))
         layer = self.viewer.add_labels(np.zeros(L.spatial_shape(image), dtype=np.uint32), **kwargs)
         self.annotation_combo.set_layer(layer)
         self.viewer.layers.selection.active = layer

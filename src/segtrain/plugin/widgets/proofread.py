@@ -87,7 +87,9 @@ class ProofreadWidget(Panel):
         self.picked: list = []  # merge: the first segment's point
         self.layer = None  # the segmentation being proofread
 
-        self.seg_combo = LayerCombo(napari_viewer, ("Labels",), predicate=_proofreadable, prefer=L.kind_is("segmentation"))
+        # only segmentations are chosen by themselves: other labels (ground truth above all) only by the user
+        self.seg_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True, predicate=_proofreadable,
+                                    prefer=L.kind_is("segmentation"))
         self.tool_group = QButtonGroup(self)
         self.tool_buttons: dict[str, QPushButton] = {}
         grid = QGridLayout()
@@ -118,7 +120,7 @@ class ProofreadWidget(Panel):
                                     "annotation (along the finest axis).")
         self.annotate_button = QPushButton("Use corrections as annotation")
         self.uncertainty_combo = LayerCombo(napari_viewer, ("Image",), allow_none=True, predicate=L.kind_is("uncertainty"),
-                                            prefer=L.kind_is("uncertainty"))
+                                            prefer=self._same_image_uncertainty)
         self.next_button = QPushButton("Next uncertain region")
         self.next_button.setToolTip("Where to look next: the regions where the test-time augmented predictions "
                                     "disagree most (Predict with Uncertainty ticked), most uncertain first.")
@@ -173,12 +175,28 @@ class ProofreadWidget(Panel):
         self.open_button.clicked.connect(lambda: self.open(self.open_edit.text()))
         self.next_button.clicked.connect(lambda: self.next_region())
         self.open_edit.returnPressed.connect(lambda: self.open(self.open_edit.text()))
-        self.seg_combo.layer_changed.connect(lambda _: self._refresh_controls())
+        self.seg_combo.layer_changed.connect(lambda _: (self._follow_image(), self._refresh_controls()))
         napari_viewer.layers.events.removed.connect(self._layer_removed)
         self.viewer.mouse_drag_callbacks.append(self._on_mouse)
         self.destroyed.connect(lambda *_: self._disconnect(napari_viewer, self._on_mouse))
         self._refresh_controls()
         self.fit()
+
+    def _same_image_uncertainty(self, layer) -> bool:
+        """The uncertainty map of the chosen segmentation's image (any, without a segmentation)."""
+        segmentation = self.seg_combo.layer()
+        if L.layer_kind(layer) != "uncertainty":
+            return False
+        return segmentation is None or L.image_of(layer, self.viewer) == L.image_of(segmentation, self.viewer)
+
+    def _follow_image(self) -> None:
+        """Another segmentation chosen: the uncertainty map of its image, when there is one."""
+        current = self.uncertainty_combo.layer()
+        if current is not None and self._same_image_uncertainty(current):
+            return
+        same = [layer for layer in self.viewer.layers if self._same_image_uncertainty(layer)]
+        if same:
+            self.uncertainty_combo.set_layer(same[-1])
 
     @staticmethod
     def _disconnect(viewer, callback) -> None:
@@ -201,7 +219,9 @@ class ProofreadWidget(Panel):
 
     def reader(self, create: bool = False) -> Proofreader | None:
         """The chosen segmentation's Proofreader; with ``create``, one is made for a segmentation
-        without a merge tree (instances, masks, labels from a file) and the layer shows it."""
+        without a merge tree (instances, masks, labels from a file) and the layer shows it. Ground
+        truth is never edited: with ``create`` it gets a copy, '<name> (edited copy)', which is
+        chosen and edited instead."""
         layer = self.seg_combo.layer()
         if layer is None:
             return None
@@ -210,15 +230,35 @@ class ProofreadWidget(Panel):
             return info.proofreader
         if not create:
             return None
+        if L.is_ground_truth(layer, self.viewer):
+            layer = self._edited_copy(layer)
+            info = L.layer_info(layer)
+            if info.proofreader is not None:
+                return info.proofreader
         labels = np.asarray(layer.data)
-        reader = Proofreader(labels)
+        # the edit log records the threshold that made the segmentation (none for labels from a file)
+        reader = Proofreader(labels, threshold=None if info is None else info.threshold)
         if info is None or not isinstance(layer.metadata.get(L.META), L.LayerInfo):
-            info = info or L.LayerInfo("segmentation")
+            info = info or L.LayerInfo("segmentation", image=L.image_of(layer, self.viewer))
             layer.metadata[L.META] = info
         info.proofreader = reader
         info.fragments = reader.fragments
         layer.data = L.LookupLabels(reader.fragments, reader.relabel, dtype=labels.dtype)
         return reader
+
+    def _edited_copy(self, layer):
+        """The copy of the ground-truth ``layer`` that Proofread edits (made once, then reused)."""
+        name = f"{layer.name} (edited copy)"
+        if name in self.viewer.layers and L.layer_kind(self.viewer.layers[name]) == "segmentation":
+            copy = self.viewer.layers[name]
+        else:
+            info = L.LayerInfo("segmentation", source=layer.name, image=L.image_of(layer, self.viewer))
+            copy = self.viewer.add_labels(np.array(layer.data, copy=True), name=L.unique_name(self.viewer, name),
+                                          scale=layer.scale, translate=layer.translate, metadata={L.META: info})
+        self.seg_combo.set_layer(copy)
+        notify_info(f"'{layer.name}' is ground truth and stays as it is: the edits go to its copy '{copy.name}'.",
+                    self.status)
+        return copy
 
     def busy(self) -> bool:
         return self.worker is not None
@@ -232,6 +272,9 @@ class ProofreadWidget(Panel):
         self.annotate_button.setEnabled(reader is not None)
         self.radius_spin.setEnabled(SCOPES[self.scope_combo.currentText()] == "confirmed")
         self.log_list.clear()
+        if self.seg_combo.layer() is None and not self.status.text():
+            self.status.setText("No segmentation yet: build one in Segment, or choose labels above to proofread "
+                                "(ground truth is edited as a copy).")
         if reader is not None:
             for n, edit in enumerate(reader.edits, start=1):
                 self.log_list.addItem(f"{n}. {edit.describe()}")
@@ -288,15 +331,18 @@ class ProofreadWidget(Panel):
             return
         reader = self.reader(create=True)
         if reader is None:
-            notify_error("No segmentation to proofread: build one in Segment (or open labels) first.", self.status)
+            notify_error("No segmentation to proofread: build one in Segment (or choose labels to proofread) first.",
+                         self.status)
             return
         try:
             segment = reader.segment_at(point)
-        except Exception as error:  # noqa: BLE001 - outside the volume: one sentence
+            if tool == "Seeds":  # refused at the click, not only at Split at seeds
+                points = self._scratch_points_layer()
+                reader.check_seed(point, [list(p) for p in points.data])
+        except Exception as error:  # noqa: BLE001 - outside the volume, a seed on background: one sentence
             notify_error(str(error), self.status)
             return
         if tool == "Seeds":
-            points = self._scratch_points_layer()
             points.add(np.asarray(point)[None])
             self.status.setText(f"{len(points.data)} seeds in segment {segment}; add one per part, then "
                                 "Split at seeds.")
@@ -412,11 +458,7 @@ class ProofreadWidget(Panel):
             return
         if self.busy():
             return
-        name = self.session.annotation_layer
-        existing_layer = None
-        if name and name in self.viewer.layers and tuple(self.viewer.layers[name].data.shape) == tuple(
-                reader.fragments.shape):
-            existing_layer = self.viewer.layers[name]
+        existing_layer = self._annotation_of_same_image(layer, reader)
         existing = None if existing_layer is None else np.asarray(existing_layer.data)
         scope = SCOPES[self.scope_combo.currentText()]
         self.status.setText("Turning the corrections into annotation ...")
@@ -427,15 +469,26 @@ class ProofreadWidget(Panel):
             on_finish=self._edit_finished, action="Turning the corrections into annotation", status=self.status)
         self._refresh_controls()
 
+    def _annotation_of_same_image(self, layer, reader):
+        """The annotation layer (chosen in Data & annotation, made by the panels) the corrections go
+        into: only one of the segmentation's image and shape; None: a new corrections layer."""
+        name = self.session.annotation_layer
+        existing = self.viewer.layers[name] if name and name in self.viewer.layers else None
+        if (existing is None or L.layer_kind(existing) != "annotation"
+                or tuple(existing.data.shape) != tuple(reader.fragments.shape)):
+            return None
+        image = L.image_of(layer, self.viewer)
+        return existing if image is not None and L.image_of(existing, self.viewer) == image else None
+
     def _annotated(self, annotation: np.ndarray, layer, existing_layer) -> None:
         if existing_layer is not None and existing_layer in self.viewer.layers:
             existing_layer.data = annotation
-        else:
-            info = L.LayerInfo("annotation")
-            existing_layer = self.viewer.add_labels(annotation, name=f"{layer.name} corrections",
-                                                    scale=layer.scale, translate=layer.translate,
-                                                    metadata={L.META: info})
-            self.session.set(annotation_layer=existing_layer.name)
+        else:  # the corrections know the image they were made on (Train's Fine-tune pairs them with it)
+            info = L.LayerInfo("annotation", source=layer.name, image=L.image_of(layer, self.viewer))
+            name = L.unique_name(self.viewer, L.derived_name(layer, "corrections", self.viewer))
+            existing_layer = self.viewer.add_labels(annotation, name=name, scale=layer.scale,
+                                                    translate=layer.translate, metadata={L.META: info})
+        self.session.set(annotation_layer=existing_layer.name)
         objects = len(np.unique(annotation[(annotation > 0) & (annotation < L.BACKGROUND_LABEL)]))
         known = int(np.count_nonzero(annotation))
         notify_info(f"'{existing_layer.name}' now holds {objects} corrected objects ({known:,} annotated voxels); "

@@ -133,10 +133,11 @@ class SegmentWidget(Panel):
         self._source_layer = None
 
         self.pred_combo = LayerCombo(napari_viewer, ("Image",), predicate=_is_prediction)
-        self.gt_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True,
-                                   predicate=lambda layer: L.layer_info(layer) is None)
-        if self.session.gt_layer:
-            self.gt_combo.set_layer(self.session.gt_layer)
+        # ground truth: labels no panel made, of the predictions' image (the Data panel's first)
+        self.gt_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True, predicate=self._gt_fits,
+                                   prefer=lambda layer: layer.name == self.session.gt_layer)
+        self.gt_combo.setToolTip("Labels of the predictions' image only (the one chosen in Data first); "
+                                 "labels of another image are not offered.")
         self.fragments_combo = LayerCombo(napari_viewer, ("Labels",), allow_none=True)
         self.method_combo = QComboBox()
         self.method_combo.addItems(["watershed", "waterz"])
@@ -213,6 +214,7 @@ class SegmentWidget(Panel):
         self.threshold_spin.editingFinished.connect(lambda: self.set_threshold(self.threshold_spin.value()))
         self.pred_combo.layer_changed.connect(self._prediction_changed)
         self.gt_combo.layer_changed.connect(self._update_best_button)
+        self.session.changed.connect(self._session_changed)
         napari_viewer.layers.events.removed.connect(self._layer_removed)
         self.apply_settings(L.segment_config())
         self._prediction_changed(self.pred_combo.layer())
@@ -245,7 +247,24 @@ class SegmentWidget(Panel):
         self._plot_sweep()  # no sweep: hides the plot
         self._update_best_button()
 
+    def _gt_fits(self, layer) -> bool:
+        """Whether ``layer`` can be the ground truth of the chosen predictions: labels no panel
+        made (not a segmentation, not corrections) that do not belong to another image."""
+        if L.layer_info(layer) is not None:
+            return False
+        predictions = self.pred_combo.layer()
+        image = None if predictions is None else L.image_of(predictions, self.viewer)
+        theirs = L.image_of(layer, self.viewer)
+        return image is None or theirs is None or theirs == image
+
+    def _session_changed(self, key: str) -> None:
+        if key in ("gt_layer", "image_layer"):
+            self.gt_combo.refresh()
+            if self.session.gt_layer and self.gt_combo.findText(self.session.gt_layer) >= 0:
+                self.gt_combo.set_layer(self.session.gt_layer)
+
     def _prediction_changed(self, layer) -> None:
+        self.gt_combo.refresh()  # only the ground truth of the predictions' image is offered
         info = L.layer_info(layer) if layer is not None else None
         probabilities = info is not None and info.kind == "probabilities"
         self.build_button.setText("Segment probabilities" if probabilities else "Build merge tree")
@@ -328,7 +347,8 @@ class SegmentWidget(Panel):
         source = self.source_info
         return L.LayerInfo("segmentation", task=task, model_ndim=source.model_ndim, settings=self.settings,
                            threshold=self.threshold(), run=source.run, checkpoint=source.checkpoint,
-                           source=self._source_layer.name, fragments=fragments)
+                           source=self._source_layer.name, image=L.image_of(self._source_layer, self.viewer),
+                           fragments=fragments)
 
     def _tree_ready(self, result) -> None:
         tree, sweep = result
@@ -405,7 +425,9 @@ class SegmentWidget(Panel):
 
     def _show_segmentation(self, data, info: L.LayerInfo) -> None:
         layer = self._source_layer
-        name = f"{layer.name} segmentation"
+        name = L.derived_name(layer, "segmentation", self.viewer)  # 'B segmentation', not a pile of names
+        if name in self.viewer.layers and L.layer_kind(self.viewer.layers[name]) != "segmentation":
+            name = L.unique_name(self.viewer, name)  # a layer of the user's: never replaced
         kwargs = L.aligned_kwargs(layer, name, info, ndim=data.ndim)
         if name in self.viewer.layers:
             self.seg_layer = None  # replaced, not closed: the new tree stays

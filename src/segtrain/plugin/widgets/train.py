@@ -227,6 +227,8 @@ class TrainWidget(Panel):
         self.preset_combo = QComboBox()
         self.preset_combo.addItems(preset_names())
         self.task_label = QLabel("")
+        self.pair_label = QLabel("")  # which image and which labels a run trains on
+        self.pair_label.setObjectName("pair")
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("default: preset + time")
         self.runs_root_edit = QLineEdit(str(self.session.runs_root))
@@ -314,6 +316,7 @@ class TrainWidget(Panel):
         form = compact(QFormLayout())
         form.addRow("Preset", self.preset_combo)
         form.addRow("Task", self.task_label)
+        form.addRow("Trains on", self.pair_label)
         form.addRow("Run name", self.name_edit)
         form.addRow("Runs folder", self.runs_root_edit)
         form.addRow("Steps", self.steps_spin)
@@ -354,6 +357,9 @@ class TrainWidget(Panel):
         self.finetune_button.clicked.connect(lambda: self.fine_tune())
         self.tensorboard_button.clicked.connect(lambda: self.copy_tensorboard_command())
         self.session.changed.connect(self._session_changed)
+        self.session.changed.connect(self._show_pair)
+        napari_viewer.layers.events.inserted.connect(self._show_pair)
+        napari_viewer.layers.events.removed.connect(self._show_pair)
 
         self._lines: dict = {}
         self._draw_throttle = Throttle(lambda _: self.canvas.draw_idle(), 1000, self)
@@ -361,6 +367,7 @@ class TrainWidget(Panel):
         self.preset_combo.setCurrentText(self.task_preset() or self.preset_combo.currentText())
         self.load_preset(self.preset_combo.currentText())
         self._show_task()
+        self._show_pair()
         self._set_buttons()
         self.fit()
         warm_up_imports()  # PyTorch loads in the background now, not on the first Start
@@ -501,23 +508,67 @@ class TrainWidget(Panel):
     def _layer(self, name: str | None):
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
 
-    def training_arrays(self) -> dict:
-        """raw, labels, known, val_labels and voxel_size from the layers chosen in Data &
-        annotation (the annotation trains; the ground truth validates, or trains when there is no
-        annotation); ValueError with one sentence when something is missing."""
-        image = self._layer(self.session.image_layer)
-        if image is None:
-            raise ValueError("No image layer to train on: open an image and choose it in "
-                             "Data & annotation, then start training.")
+    def training_layers(self, fine_tune: bool = False) -> tuple[Any, Any, Any]:
+        """The (image, annotation, ground truth) layers a run trains on, always a pair of one image:
+        Start takes the image chosen in Data & annotation with its annotation (which must not be
+        another image's) or ground truth; Fine-tune takes the annotation (Proofread's corrections)
+        with the image it was made on, whatever Data shows. Ground truth of another image is not
+        used. ValueError (InputError) with one sentence when the pair cannot be told."""
+        from segtrain.errors import InputError
+
         annotation = self._layer(self.session.annotation_layer)
         gt = self._layer(self.session.gt_layer)
+        if fine_tune and annotation is not None:
+            image = L.source_image(annotation, self.viewer)
+        else:
+            image = self._layer(self.session.image_layer)
+            if image is None:
+                raise InputError("No image layer to train on: open an image and choose it in "
+                                 "Data & annotation, then start training.")
+            made_on = None if annotation is None else L.image_of(annotation, self.viewer)
+            if made_on not in (None, image.name):
+                raise InputError(f"The annotation '{annotation.name}' was made on the image '{made_on}', not on "
+                                 f"'{image.name}'; choose them together in Data & annotation.")
+        if gt is not None and L.image_of(gt, self.viewer) not in (None, image.name):
+            gt = None  # the ground truth of another image neither trains nor validates
+        return image, annotation, gt
+
+    def pair_text(self) -> str:
+        """What Start (and Fine-tune, where a model exists) would train on, or why it cannot."""
+        def describe(fine_tune: bool) -> str:
+            try:
+                image, annotation, gt = self.training_layers(fine_tune)
+            except ValueError as error:
+                return str(error)
+            if annotation is None and gt is None:
+                return f"'{image.name}', no labels yet"
+            labels = f"annotation '{annotation.name}'" if annotation is not None else f"ground truth '{gt.name}'"
+            check = f", validated on '{gt.name}'" if annotation is not None and gt is not None else ""
+            return f"'{image.name}' with {labels}{check}"
+
+        start = describe(False)
+        model = self.session.checkpoint or self.session.run_dir
+        if model is None or self._layer(self.session.annotation_layer) is None:
+            return start
+        tune = describe(True)
+        return start if tune == start else f"Start: {start}\nFine-tune: {tune}"
+
+    def _show_pair(self, *_: Any) -> None:
+        self.pair_label.setText(self.pair_text())
+
+    def training_arrays(self, fine_tune: bool = False) -> dict:
+        """raw, labels, known, val_labels and voxel_size from :meth:`training_layers` (the
+        annotation trains; the ground truth validates, or trains when there is no annotation);
+        ValueError with one sentence when something is missing."""
+        image, annotation, gt = self.training_layers(fine_tune)
         shape = L.spatial_shape(image)
         for role, layer in (("annotation", annotation), ("ground-truth", gt)):
             if layer is not None and tuple(layer.data.shape) != shape:
                 raise ValueError(f"The {role} layer '{layer.name}' has shape "
                                  f"{tuple(layer.data.shape)} but the image has shape {shape}; "
                                  "choose labels of the image's shape.")
-        out = {"raw": np.asarray(image.data), "voxel_size": self.session.voxel_size or L.spatial_scale(image),
+        voxel_size = self.session.voxel_size if image.name == self.session.image_layer else None
+        out = {"raw": np.asarray(image.data), "voxel_size": voxel_size or L.spatial_scale(image),
                "known": None, "val_labels": None}
         if annotation is not None:
             labels, known = L.training_arrays(np.asarray(annotation.data), self.session.sparse)
@@ -545,11 +596,11 @@ class TrainWidget(Panel):
             notify_error("A training run is already going: stop it before starting another.", self.status)
             return
         try:
+            arrays = self.training_arrays(fine_tune=init_from is not None)  # the pair first: what it trains on
             if init_from is not None:
                 config = fine_tune_config(Path(init_from), self.steps_spin.value())
             else:
                 config = self.current_config() if resume is None else None
-            arrays = self.training_arrays()
         except Exception as error:  # noqa: BLE001 - any problem before the run is one sentence
             notify_error(str(error).strip().splitlines()[0] if str(error).strip() else
                          f"Starting training failed: {type(error).__name__}.", self.status)
