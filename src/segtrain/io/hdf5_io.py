@@ -114,16 +114,102 @@ def _plain(value):
 
 
 def write_hdf5(tmp: Path, volume: Volume, dataset: str, chunks) -> None:
+    """Write ``volume`` as ``dataset`` into a new HDF5 file ``tmp``."""
     import h5py
 
     with h5py.File(tmp, "w") as handle:
-        dset = handle.create_dataset(
-            dataset, shape=volume.data.shape, dtype=volume.data.dtype, chunks=chunks,
-            compression="gzip", compression_opts=4,
-        )
-        for key, value in _hdf5_attrs(volume).items():
-            dset.attrs[key] = value
-        store_array(volume.data, dset)
+        _create(handle, dataset, volume, chunks)
+
+
+def _create(handle, dataset: str, volume: Volume, chunks) -> None:
+    dset = handle.create_dataset(
+        dataset, shape=volume.data.shape, dtype=volume.data.dtype, chunks=chunks,
+        compression="gzip", compression_opts=4,
+    )
+    for key, value in _hdf5_attrs(volume).items():
+        dset.attrs[key] = value
+    store_array(volume.data, dset)
+
+
+def hdf5_datasets(path: Path) -> list[str]:
+    """Names of every dataset in the HDF5 file ``path`` (any shape or type)."""
+    import h5py
+
+    found: list[str] = []
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, overwrite: bool) -> None:
+    """Write ``volume`` as ``dataset`` into the existing HDF5 file ``container``, beside the datasets
+    it holds: first under the temporary name ``.<name>.tmp-<pid>-<random>``, then moved to its name
+    (with ``overwrite`` the old dataset is moved aside first and put back if the move fails), so a
+    failed write never leaves a half dataset under the final name. The file stays locked (HDF5 file
+    locking) while writing: a concurrent writer gets one sentence. Leftovers of killed writers of
+    this dataset are removed first."""
+    import h5py
+
+    from segtrain.io.atomic import leftover_pattern, temporary_name
+
+    if container.is_dir() or not h5py.is_hdf5(container):
+        raise InputError(f"{container} exists and is not an HDF5 file; cannot add '{dataset}' to it: choose "
+                         "another file.")
+    try:
+        handle = h5py.File(container, "a")
+    except OSError as error:
+        raise InputError(f"Cannot open {container} to add '{dataset}' ({error}): it is open in another program "
+                         "or not writable; close it or choose another file.") from None
+    with handle:
+        parent_name, _, leaf = dataset.strip("/").rpartition("/")
+        try:
+            parent = handle.require_group(parent_name) if parent_name else handle
+        except (TypeError, ValueError):
+            raise InputError(f"Cannot add '{dataset}' to {container}: '{parent_name}' is a dataset there, not a "
+                             "group; choose another name.") from None
+        _remove_dead(parent, leaf, leftover_pattern)
+        if leaf in parent:
+            if not isinstance(parent[leaf], h5py.Dataset):
+                raise InputError(f"{container}/{dataset} is a group holding other datasets; segtrain never replaces "
+                                 "it: choose another name.")
+            if not overwrite:
+                raise InputError(f"{container}/{dataset} already exists; choose another name or allow overwriting "
+                                 "(--overwrite).")
+        tmp, old = temporary_name(leaf), None
+        try:
+            _create(parent, tmp, volume, chunks)
+            if leaf in parent:
+                old = temporary_name(leaf, "old")
+                parent.move(leaf, old)
+            try:
+                parent.move(tmp, leaf)
+            except BaseException:
+                if old is not None:
+                    parent.move(old, leaf)
+                    old = None
+                raise
+            if old is not None:
+                del parent[old]
+        finally:
+            if tmp in parent:
+                del parent[tmp]
+            handle.flush()
+
+
+def _remove_dead(group, leaf: str, leftover_pattern) -> None:
+    """Temporaries of ``leaf`` that a killed writer left in ``group``; an old copy of a missing
+    ``leaf`` is moved back."""
+    from segtrain.io.atomic import _alive
+
+    pattern = leftover_pattern(leaf)
+    for name in sorted(group.keys()):
+        match = pattern.match(name)
+        if not match or _alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and leaf not in group:
+            group.move(name, leaf)
+        else:
+            del group[name]
 
 
 def _hdf5_attrs(volume: Volume) -> dict:
