@@ -254,9 +254,9 @@ def check_output(target: str | os.PathLike, overwrite: bool = False, *, fmt: str
     target = Path(target)
     _check_parent(target)
     if os.path.lexists(target):
+        check_replaceable(target, fmt, folder, replaceable, what)  # the same kind of thing, else never
         if not overwrite:
             raise InputError(f"{target} already exists; choose another name or allow overwriting (--overwrite).")
-        check_replaceable(target, fmt, folder, replaceable, what)
     return target
 
 

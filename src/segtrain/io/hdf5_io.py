@@ -155,26 +155,16 @@ def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, ov
     if container.is_dir() or not h5py.is_hdf5(container):
         raise InputError(f"{container} exists and is not an HDF5 file; cannot add '{dataset}' to it: choose "
                          "another file.")
+    with _open(container) as handle:  # refusals before the file is opened for writing (and touched)
+        _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
     try:
         handle = h5py.File(container, "a")
     except OSError as error:
         raise InputError(f"Cannot open {container} to add '{dataset}' ({error}): it is open in another program "
                          "or not writable; close it or choose another file.") from None
     with handle:
-        parent_name, _, leaf = dataset.strip("/").rpartition("/")
-        try:
-            parent = handle.require_group(parent_name) if parent_name else handle
-        except (TypeError, ValueError):
-            raise InputError(f"Cannot add '{dataset}' to {container}: '{parent_name}' is a dataset there, not a "
-                             "group; choose another name.") from None
+        parent, leaf = _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
         _remove_dead(parent, leaf, leftover_pattern)
-        if leaf in parent:
-            if not isinstance(parent[leaf], h5py.Dataset):
-                raise InputError(f"{container}/{dataset} is a group holding other datasets; segtrain never replaces "
-                                 "it: choose another name.")
-            if not overwrite:
-                raise InputError(f"{container}/{dataset} already exists; choose another name or allow overwriting "
-                                 "(--overwrite).")
         tmp, old = temporary_name(leaf), None
         try:
             _create(parent, tmp, volume, chunks)
@@ -194,6 +184,36 @@ def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, ov
             if tmp in parent:
                 del parent[tmp]
             handle.flush()
+
+
+def _check_dataset(handle, container: Path, dataset: str, overwrite: bool, dead):
+    """(parent group, leaf name) of ``dataset`` in the open file, or InputError when it may not be
+    written: its parent is a dataset, it is a group, or it exists without ``overwrite``."""
+    import h5py
+
+    from segtrain.io.atomic import _alive
+
+    parent_name, _, leaf = dataset.strip("/").rpartition("/")
+    parent = handle.get(parent_name) if parent_name else handle
+    if parent is not None and not isinstance(parent, h5py.Group):
+        raise InputError(f"Cannot add '{dataset}' to {container}: '{parent_name}' is a dataset there, not a group; "
+                         "choose another name.")
+    if parent is None:
+        if handle.mode == "r":
+            return None, leaf
+        parent = handle.require_group(parent_name)
+    present = leaf in parent
+    if not present:  # an old copy a killed writer moved aside is the dataset, put back first
+        pattern = dead(leaf)
+        present = any((m := pattern.match(name)) and m.group(1) == "old" and not _alive(int(m.group(2)))
+                      for name in parent.keys())
+    if present and leaf in parent and not isinstance(parent[leaf], h5py.Dataset):
+        raise InputError(f"{container}/{dataset} is a group holding other datasets; segtrain never replaces it: "
+                         "choose another name.")
+    if present and not overwrite:
+        raise InputError(f"{container}/{dataset} already exists; choose another name or allow overwriting "
+                         "(--overwrite).")
+    return parent, leaf
 
 
 def _remove_dead(group, leaf: str, leftover_pattern) -> None:
