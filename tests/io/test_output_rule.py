@@ -142,8 +142,13 @@ def test_a_target_that_appears_while_writing_is_not_replaced(tmp_path):
     assert target.read_text() == '{"theirs": 1}' and leftovers(tmp_path) == []
 
 
-def test_rename_noreplace_is_one_step_for_files_and_folders(tmp_path):
+@pytest.mark.parametrize("renameat2", ["libc", "missing"])
+def test_rename_noreplace_is_one_step_for_files_and_folders(tmp_path, monkeypatch, renameat2):
+    """With libc's renameat2 and without it (hard link for files, a lock file for folders)."""
     from segtrain.io.atomic import rename_noreplace
+
+    if renameat2 == "missing":
+        monkeypatch.setattr(atomic, "_RENAMEAT2", [None])
 
     for make in (lambda p: p.write_text("x"), lambda p: p.mkdir()):
         source, target = tmp_path / "a", tmp_path / "b"

@@ -160,8 +160,15 @@ def check_replaceable(target: Path, fmt: str | None = None, folder: bool = False
         if target.is_dir():
             raise InputError(f"{target} is a folder; segtrain never writes a file over a folder: give a new file "
                              "name.")
+        if not target.exists():
+            raise InputError(f"{target} is a broken link; segtrain does not write through it: remove it or choose "
+                             "another name.")
         if fmt is not None:
-            found = file_format(target)
+            try:
+                found = file_format(target)
+            except OSError as error:
+                raise InputError(f"{target} exists and cannot be read to tell what it is ({error.strerror}); "
+                                 "choose another name.") from None
             accepted = {fmt, "empty"} | ({"json"} if fmt == "text" else set())
             if found not in accepted:
                 raise InputError(f"{target} is {_describe(target)}, not {_article(fmt)} file; segtrain replaces a file "
