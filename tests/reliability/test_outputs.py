@@ -282,3 +282,25 @@ def test_a_killed_export_leaves_a_temporary_that_the_next_export_removes(work, t
     assert code == 0, err
     assert [p.name for p in work.iterdir() if p.name.startswith(".out.zarr.")] == []
     assert (work / "out.zarr").is_dir()
+
+
+def test_scale_never_writes_into_an_array_it_did_not_make_nor_into_its_input(work, capsys):
+    from segtrain.targets import affinities
+
+    affs = work / "affs.zarr"
+    zarr.create_array(store=str(affs), shape=(3, 8, 16, 16), chunks=(3, 8, 16, 16), dtype="float32",
+                      zarr_format=2)[:] = affinities(np.asarray(read_volume(work / "seg.zarr").data))[0][:3]
+    refused(["scale", "run", work / "job", "--affinities", affs, "--block-shape", "8,16,16", "--threshold", "0.5",
+             "--out", affs], capsys, r"output .*affs.zarr is the input", work)
+    mine = zarr.create_array(store=str(work / "mine.zarr"), name="seg", shape=(8, 16, 16), chunks=(8, 16, 16),
+                             dtype="uint64", zarr_format=2)  # the user's array, the very shape of the output
+    mine[:] = 7
+    code, _, err = cli(["scale", "run", work / "job", "--affinities", affs, "--block-shape", "8,16,16"], capsys)
+    assert code == 0, err
+    refused(["scale", "segment", work / "job", "--threshold", "0.5", "--out", work / "mine.zarr" / "seg"], capsys,
+            r"mine.zarr/seg exists and was not made by a blockwise step", work)
+    assert (zarr.open_array(str(work / "mine.zarr"), path="seg", mode="r")[:] == 7).all()
+    for _ in range(2):  # its own output: made, then resumed into
+        code, out, err = cli(["scale", "segment", work / "job", "--threshold", "0.5", "--out", work / "out.zarr"],
+                             capsys)
+        assert code == 0 and json.loads(out)["complete"], err
