@@ -276,3 +276,18 @@ def test_hdf5_dataset_leftovers_of_a_dead_writer_are_removed_inside_the_file(tmp
     write_volume(path / "seg", vol(2))
     with h5py.File(path, "r") as handle:
         assert sorted(handle) == [".other.tmp-999999999-abcd", "raw", "seg"]
+
+
+def test_a_runs_own_files_are_replaced_but_a_folder_in_their_place_is_an_error(tmp_path):
+    from segtrain.runs import RunFolder
+
+    folder = RunFolder.create(tmp_path / "runs", "own")
+    folder.save_postprocess({"segment": {"threshold": 0.5}})
+    folder.save_postprocess({"segment": {"threshold": 0.7}})  # its own file: replaced without asking
+    assert folder.postprocess()["segment"]["threshold"] == 0.7
+    folder.postprocess_path.unlink()
+    folder.postprocess_path.mkdir()
+    (folder.postprocess_path / "keep.txt").write_text("keep")
+    with pytest.raises(InputError, match="is a folder"):
+        folder.save_postprocess({"segment": {"threshold": 0.9}})
+    assert (folder.postprocess_path / "keep.txt").read_text() == "keep"
