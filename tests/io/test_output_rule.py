@@ -15,7 +15,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import zarr
 
 from segtrain.errors import InputError
 from segtrain.io import Volume, read_volume, write_volume

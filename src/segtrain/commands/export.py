@@ -39,11 +39,10 @@ def _ints(text, what):
 def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import Step, tqdm_progress
     from segtrain.errors import InputError
+    from segtrain.io.write import check_not_input
     from segtrain.scale import relabel_blockwise
     from segtrain.segment import MergeTree
     from segtrain.segment._waterz import check_threshold
-
-    from segtrain.io.write import check_not_input
 
     check_threshold(args.threshold)
     inputs = [args.tree, (args.fragments, args.fragments_dataset)]

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.suffix != ".zarr":
         raise InputError(f"Output {output} must be a .zarr folder; name it e.g. {output.with_suffix('.zarr')}.")
-    check_prediction_output(output, args.overwrite, [(args.input, args.dataset), args.run])
+    check_prediction_output(output, args.overwrite, [(args.input, args.dataset)])
     model = load_model(args.run, which=args.checkpoint)
     volume = read_volume(args.input, args.dataset)
     data = volume.data

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     ext = args.format
     source = (args.prediction, args.dataset)
     out = output_dir(args.out, args.overwrite, (f"fragments{ext}", "merge_tree.npz", f"segmentation{ext}"),
-                     inputs=[source, getattr(args, "run", None)])
+                     inputs=[source])
     with Step(f"reading {args.prediction}"):
         prediction = read_prediction(args.prediction, args.dataset, args)
     settings, volume = prediction.settings, prediction.volume

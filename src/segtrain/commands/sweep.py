@@ -51,8 +51,7 @@ def run(args: argparse.Namespace) -> int:
         for t in thresholds:
             check_threshold(t)
     outputs = ("sweep.csv", "sweep.json", "sweep.png") + (("merge_tree.npz",) if args.affs else ())
-    inputs = [args.tree, (args.affs, args.affs_dataset), (args.gt, args.gt_dataset), args.fragments,
-              getattr(args, "run", None)]
+    inputs = [args.tree, (args.affs, args.affs_dataset), (args.gt, args.gt_dataset), args.fragments]
     out = output_dir(args.out_dir, args.overwrite, outputs, inputs=inputs) if args.out_dir else None
     if args.tree:
         tree = MergeTree.load(args.tree)
