@@ -290,3 +290,37 @@ def test_a_runs_own_files_are_replaced_but_a_folder_in_their_place_is_an_error(t
     with pytest.raises(InputError, match="is a folder"):
         folder.save_postprocess({"segment": {"threshold": 0.9}})
     assert (folder.postprocess_path / "keep.txt").read_text() == "keep"
+
+
+def test_hdf5_a_file_another_process_is_writing_is_one_sentence_and_left_alone(tmp_path):
+    path = tmp_path / "data.h5"
+    write_volume(path / "raw", vol(1, name="raw"))
+    holder = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time; f = h5py.File(sys.argv[1], 'a'); "
+                               "print('open', flush=True); time.sleep(30)", str(path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        before = snapshot(tmp_path)
+        with pytest.raises(InputError, match="open for writing"):
+            write_volume(path / "seg", vol(2))
+        assert snapshot(tmp_path) == before
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_hdf5_the_old_dataset_is_put_back_when_the_final_move_fails(tmp_path, monkeypatch):
+    path = tmp_path / "data.h5"
+    write_volume(path / "raw", vol(1, name="raw"))
+    write_volume(path / "seg", vol(2))
+    real = h5py.Group.move
+
+    def failing(self, source, dest):
+        if ".tmp-" in source:
+            raise OSError("injected")
+        return real(self, source, dest)
+
+    monkeypatch.setattr(h5py.Group, "move", failing)
+    with pytest.raises(OSError, match="injected"):
+        write_volume(path / "seg", vol(3), overwrite=True)
+    with h5py.File(path, "r") as handle:
+        assert sorted(handle) == ["raw", "seg"] and int(handle["seg"][...].max()) == 2

@@ -155,13 +155,14 @@ def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, ov
     if container.is_dir() or not h5py.is_hdf5(container):
         raise InputError(f"{container} exists and is not an HDF5 file; cannot add '{dataset}' to it: choose "
                          "another file.")
-    with _open(container) as handle:  # refusals before the file is opened for writing (and touched)
-        _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
+    busy = (f"Cannot open {container} to add '{dataset}': another program (or another segtrain command) has it "
+            "open for writing, or it is not writable; wait for it to finish or choose another file.")
     try:
+        with h5py.File(container, "r") as handle:  # refusals before the file is opened for writing (and touched)
+            _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
         handle = h5py.File(container, "a")
-    except OSError as error:
-        raise InputError(f"Cannot open {container} to add '{dataset}' ({error}): it is open in another program "
-                         "or not writable; close it or choose another file.") from None
+    except OSError:
+        raise InputError(busy) from None
     with handle:
         parent, leaf = _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
         _remove_dead(parent, leaf, leftover_pattern)
