@@ -5,6 +5,7 @@ when the final move fails, two real processes racing to one target, a killed wri
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from segtrain.errors import InputError
-from segtrain.io import Volume, read_volume, write_volume
+from segtrain.io import Volume, read_volume, read_volumes, write_volume
 from segtrain.io import atomic
 from segtrain.io.atomic import atomic_path
 
@@ -242,9 +243,13 @@ def test_a_killed_writer_leaves_a_temporary_that_the_next_write_removes(tmp_path
     writer.wait(timeout=30)
     left = leftovers(tmp_path)
     assert left and all(name.startswith(".seg.zarr.tmp-") for name in left)
+    write_volume(tmp_path / "group.zarr" / "raw", vol(1, name="raw"))
+    shutil.copytree(tmp_path / left[0], tmp_path / "group.zarr" / f".seg.tmp-{writer.pid}-abcd")  # one inside a group
+    assert [v.dataset for v in read_volumes(tmp_path / "group.zarr")] == ["raw"]  # a reader never offers it
     assert int(np.asarray(read_volume(target).data).max()) == 1  # the old output, intact
     write_volume(target, vol(5), overwrite=True)
-    assert leftovers(tmp_path) == [] and int(np.asarray(read_volume(target).data).max()) == 5
+    assert [p for p in os.listdir(tmp_path) if ".tmp-" in p] == []
+    assert int(np.asarray(read_volume(target).data).max()) == 5
 
 
 def test_a_live_writers_temporary_and_other_targets_leftovers_are_kept(tmp_path):
@@ -270,8 +275,9 @@ def test_hdf5_dataset_leftovers_of_a_dead_writer_are_removed_inside_the_file(tmp
     path = tmp_path / "data.h5"
     write_volume(path / "raw", vol(1, name="raw"))
     with h5py.File(path, "a") as handle:
-        handle[".seg.tmp-999999999-abcd"] = np.zeros(3)
-        handle[".other.tmp-999999999-abcd"] = np.zeros(3)
+        handle[".seg.tmp-999999999-abcd"] = np.zeros((4, 8, 8))
+        handle[".other.tmp-999999999-abcd"] = np.zeros((4, 8, 8))
+    assert [v.dataset for v in read_volumes(path)] == ["raw"]  # a reader never offers a temporary
     write_volume(path / "seg", vol(2))
     with h5py.File(path, "r") as handle:
         assert sorted(handle) == [".other.tmp-999999999-abcd", "raw", "seg"]

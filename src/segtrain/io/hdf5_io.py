@@ -43,6 +43,9 @@ def _datasets(handle) -> list[str]:
     found: list[str] = []
 
     def visit(name, obj):
+        leaf = name.rsplit("/", 1)[-1]
+        if leaf.startswith(".") and (".tmp-" in leaf or ".old-" in leaf):
+            return  # a writer's temporary (see write_hdf5_dataset), not data
         if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 and obj.dtype.kind in "biuf":
             found.append(name)
 
