@@ -79,7 +79,7 @@ def spatial_geometry(volume) -> tuple[tuple[float, ...], tuple[float, ...], tupl
 
 
 def write_labels(path: Path, data: np.ndarray, like, name: str, overwrite: bool,
-                 attrs: dict | None = None) -> Path:
+                 attrs: dict | None = None, inputs=()) -> Path:
     from segtrain.io import Volume, write_volume
 
     voxel_size, offset, axes = spatial_geometry(like)
@@ -87,7 +87,7 @@ def write_labels(path: Path, data: np.ndarray, like, name: str, overwrite: bool,
         axes = ("z", "y", "x")[-data.ndim:]
     volume = Volume(data=data, voxel_size=voxel_size, offset=offset, axes=axes, name=name,
                     is_labels=True, attrs=dict(attrs or {}))
-    return write_volume(path, volume, overwrite=overwrite)
+    return write_volume(path, volume, overwrite=overwrite, inputs=inputs)
 
 
 def parse_thresholds(text: str | None):
@@ -110,10 +110,14 @@ def parse_thresholds(text: str | None):
         ) from None
 
 
-def output_dir(path: str, overwrite: bool, outputs: tuple[str, ...] = ()) -> Path:
+def output_dir(path: str, overwrite: bool, outputs: tuple[str, ...] = (), inputs=()) -> Path:
     """The output folder ``path``, checked before any work and not created yet (:func:`make_dir`
     creates it when the first output is written, so a failure leaves nothing behind); with
-    ``outputs`` (file names) and no ``overwrite``, one that exists already is refused now."""
+    ``outputs`` (file names) and no ``overwrite``, one that exists already is refused now; an
+    output that is (or holds, or with ``overwrite`` lies inside) one of ``inputs`` is refused
+    (:func:`segtrain.io.write.check_not_input`)."""
+    from segtrain.io.write import check_not_input
+
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out} exists and is not a folder; choose a folder for the outputs.")
@@ -121,6 +125,8 @@ def output_dir(path: str, overwrite: bool, outputs: tuple[str, ...] = ()) -> Pat
         raise InputError(f"Folder {out.parent} does not exist; create it first.")
     if not out.parent.is_dir():
         raise InputError(f"Cannot create the folder {out.name} in {out.parent}: it is a file; choose a folder.")
+    for name in outputs:
+        check_not_input(out / name, inputs, overwrite)
     existing = [name for name in outputs if (out / name).exists()] if not overwrite else []
     if existing:
         raise InputError(f"{out / existing[0]} already exists; choose another output folder or pass --overwrite.")

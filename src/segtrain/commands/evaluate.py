@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instances: VOI/ARAND/F1/AP; mask: Dice/IoU/F1(/AUC); auto: by dtype")
     parser.add_argument("--mask-threshold", type=float, default=0.5,
                         help="threshold for probability maps in mask mode")
-    parser.add_argument("--out", help="also write the metrics JSON to this file")
+    parser.add_argument("--out", help="also write the metrics JSON to this new file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out JSON file (never a folder or another kind of file)")
 
 
 def evaluate_arrays(seg: np.ndarray, gt: np.ndarray, mode: str = "auto",
@@ -60,14 +62,18 @@ def evaluate_arrays(seg: np.ndarray, gt: np.ndarray, mode: str = "auto",
 
 def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import read_array
-    from segtrain.io.atomic import atomic_path
+    from segtrain.io.atomic import atomic_path, check_output
+    from segtrain.io.write import check_not_input
 
+    if args.out:  # before any work: a folder, another kind of file, an input, an existing file
+        check_not_input(args.out, [(args.seg, args.seg_dataset), (args.gt, args.gt_dataset)], args.overwrite)
+        check_output(args.out, args.overwrite, fmt="json")
     seg, _ = read_array(args.seg, args.seg_dataset)
     gt, _ = read_array(args.gt, args.gt_dataset)
     metrics = evaluate_arrays(seg, gt, args.mode, args.mask_threshold)
     text = json.dumps(metrics, indent=2)
     if args.out:
-        with atomic_path(Path(args.out), overwrite=True) as tmp:
+        with atomic_path(Path(args.out), overwrite=args.overwrite, fmt="json") as tmp:
             tmp.write_text(text + "\n")
     print(text)
     return 0

@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--voxel-size", default=None, help="e.g. 40,4,4 (default: the fragments')")
     parser.add_argument("--scheduler", default=None,
                         help="address of a dask.distributed scheduler (default: local threads)")
-    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output of the same kind (a zarr array, an HDF5 dataset, a TIFF "
+                             "file; never a group, a folder or an input)")
 
 
 def _ints(text, what):
@@ -37,11 +39,14 @@ def _ints(text, what):
 def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import Step, tqdm_progress
     from segtrain.errors import InputError
+    from segtrain.io.write import check_not_input
     from segtrain.scale import relabel_blockwise
     from segtrain.segment import MergeTree
     from segtrain.segment._waterz import check_threshold
 
     check_threshold(args.threshold)
+    inputs = [args.tree, (args.fragments, args.fragments_dataset)]
+    check_not_input(args.out, inputs, args.overwrite)  # before any work
     chunks = _ints(args.chunks, "chunks")
     voxel_size = None
     if args.voxel_size:
@@ -61,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     with Step(f"relabelling at threshold {args.threshold}"):
         path = relabel_blockwise(
             fragments, tree, args.threshold, args.out, chunks=chunks, voxel_size=voxel_size,
-            overwrite=args.overwrite, scheduler_address=args.scheduler,
+            overwrite=args.overwrite, scheduler_address=args.scheduler, inputs=inputs,
             progress=tqdm_progress("export"),
         )
     print(json.dumps(dict(output=str(path), threshold=args.threshold,

@@ -19,7 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, nargs="+", metavar="N", help="tile shape (voxels per axis)")
     parser.add_argument("--margin", type=int, nargs="+", metavar="N", help="context per inner tile side")
     parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output that `segtrain predict` wrote (never another zarr group or "
+                             "folder, never the input)")
     parser.add_argument("--tta", type=int, default=None, metavar="N",
                         help="test-time augmentation: average N flipped/transposed predictions (1 = off, 2, 4, 8, "
                              "16 in 3D; default: the run's predict.tta)")
@@ -38,11 +40,13 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.errors import InputError
     from segtrain.io import read_volume
     from segtrain.predict import load_model, predict_to_zarr
+    from segtrain.predict.infer import check_prediction_output
     from segtrain.predict.tta import model_tta
 
     output = Path(args.output)
     if output.suffix != ".zarr":
         raise InputError(f"Output {output} must be a .zarr folder; name it e.g. {output.with_suffix('.zarr')}.")
+    check_prediction_output(output, args.overwrite, [(args.input, args.dataset)])
     model = load_model(args.run, which=args.checkpoint)
     volume = read_volume(args.input, args.dataset)
     data = volume.data

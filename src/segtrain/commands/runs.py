@@ -18,14 +18,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "csv", "markdown"), default="table",
                         help="output format (default: a plain-text table)")
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE (atomically) instead of printing")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --output file of the same format (never a folder)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args: argparse.Namespace) -> int:
-    from segtrain.io.atomic import atomic_path
+    from segtrain.io.atomic import atomic_path, check_output
     from segtrain.runs import format_runs, list_runs, sort_runs
 
+    fmt = "json" if args.json else "text"
+    if args.output:
+        check_output(args.output, args.overwrite, fmt=fmt)
     runs = list_runs(args.root)
     if args.sort:
         runs = sort_runs(runs, args.sort, descending=args.desc)  # an unknown key: one sentence, exit 2
@@ -39,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         text = format_runs(runs, args.format)
         text = text if text.endswith("\n") else text + "\n"
     if args.output:
-        with atomic_path(Path(args.output), overwrite=args.overwrite) as tmp:
+        with atomic_path(Path(args.output), overwrite=args.overwrite, fmt=fmt) as tmp:
             tmp.write_text(text)
         print(f"{len(runs)} run(s) written to {args.output}")
     else:

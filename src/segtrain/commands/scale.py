@@ -127,6 +127,17 @@ def _engine_kwargs(args) -> dict:
                 launcher=args.launcher, host=args.host, bars=True)
 
 
+def _check_out(job, out) -> None:
+    """A segmentation ``--out`` that is (or holds) one of the job's volumes is refused (the job's
+    own ``volumes.zarr`` group, where segmentations go by default, receives them beside the others)."""
+    from segtrain.io.write import check_not_input
+
+    if out is None:
+        return
+    specs = [job.settings.affinities, job.settings.raw, job.fragments]
+    check_not_input(out, [(s.path, s.dataset) for s in specs if s is not None])
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -140,6 +151,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.scale_command == "segment":
         job = ScaleJob.open(args.job)
+        _check_out(job, args.out)
         result = segment_job(job, args.threshold, args.out, **_engine_kwargs(args))
         ok = _report([result.step])
         print(json.dumps(dict(output=str(result.path), threshold=result.threshold,
@@ -155,6 +167,10 @@ def run(args: argparse.Namespace) -> int:
     if given is None:
         job = ScaleJob.open(args.job)
     else:
+        if args.out is not None:  # before the job folder is made
+            from segtrain.io.write import check_not_input
+
+            check_not_input(args.out, [(given, args.dataset)])
         job = create_job(
             args.job, block_shape=_ints(args.block_shape, "block shape"),
             affinities=args.affinities, affinities_dataset=args.dataset if args.affinities else None,
@@ -163,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
             predict_context=_ints(args.predict_context, "predict context"),
             segment=_segment_overrides(args), max_threshold=args.max_threshold, db=args.db,
         )
+    _check_out(job, args.out)
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
     try:
         results = run_job(job, steps, **_engine_kwargs(args))

@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.postprocess import check_affinities, instances, segment_affinities
 
     ext = args.format
-    out = output_dir(args.out, args.overwrite, (f"fragments{ext}", "merge_tree.npz", f"segmentation{ext}"))
+    source = (args.prediction, args.dataset)
+    out = output_dir(args.out, args.overwrite, (f"fragments{ext}", "merge_tree.npz", f"segmentation{ext}"),
+                     inputs=[source])
     with Step(f"reading {args.prediction}"):
         prediction = read_prediction(args.prediction, args.dataset, args)
     settings, volume = prediction.settings, prediction.volume
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
             labels = instances(prediction.array, settings, prediction.spec)
         summary["outputs"]["segmentation"] = str(write_labels(
             make_dir(out) / f"segmentation{ext}", labels, volume, "segmentation", args.overwrite,
-            attrs={"kind": "segmentation", "task": prediction.spec.task, "settings": summary["settings"]}))
+            attrs={"kind": "segmentation", "task": prediction.spec.task, "settings": summary["settings"]},
+            inputs=[source]))
         summary["objects"] = int(labels.max()) if labels.size else 0
         print(json.dumps(summary, indent=2))
         return 0
@@ -64,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
                                   model_ndim=prediction.spec.ndim)
     tree.attrs.update(source=str(args.prediction))
     summary["outputs"]["fragments"] = str(write_labels(make_dir(out) / f"fragments{ext}", tree.fragments, volume,
-                                                       "fragments", args.overwrite))
+                                                       "fragments", args.overwrite, inputs=[source]))
     summary["outputs"]["merge_tree"] = str(tree.save(out / "merge_tree.npz", overwrite=args.overwrite))
     summary.update(fragments=tree.n_present, merges=int(len(tree.scores)))
     if settings.threshold is not None:
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         summary["outputs"]["segmentation"] = str(write_labels(
             out / f"segmentation{ext}", seg, volume, "segmentation", args.overwrite,
             attrs={"kind": "segmentation", "task": "affinities", "threshold": settings.threshold,
-                   "settings": summary["settings"]}))
+                   "settings": summary["settings"]}, inputs=[source]))
         summary.update(threshold=settings.threshold, segments=tree.n_segments(settings.threshold))
     else:
         log("no threshold was chosen on validation data (and none given): choose one with `segtrain sweep "

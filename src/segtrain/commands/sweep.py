@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start:stop:step (stop included) or a list 0.1,0.2; default 0:1:0.02")
     parser.add_argument("--out-dir", default=None,
                         help="folder for sweep.csv, sweep.json and sweep.png (default: print only)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace sweep.csv, sweep.json, sweep.png (and merge_tree.npz) already in --out-dir")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if thresholds is not None:
         for t in thresholds:
             check_threshold(t)
-    out = output_dir(args.out_dir, overwrite=True) if args.out_dir else None
+    outputs = ("sweep.csv", "sweep.json", "sweep.png") + (("merge_tree.npz",) if args.affs else ())
+    inputs = [args.tree, (args.affs, args.affs_dataset), (args.gt, args.gt_dataset), args.fragments]
+    out = output_dir(args.out_dir, args.overwrite, outputs, inputs=inputs) if args.out_dir else None
     if args.tree:
         tree = MergeTree.load(args.tree)
         if args.fragments:
@@ -77,12 +81,12 @@ def run(args: argparse.Namespace) -> int:
     if out is not None:
         make_dir(out)
         summary["outputs"] = dict(
-            csv=str(result.write_csv(Path(out) / "sweep.csv")),
-            json=str(result.write_json(Path(out) / "sweep.json")),
-            plot=str(result.plot(Path(out) / "sweep.png")),
+            csv=str(result.write_csv(Path(out) / "sweep.csv", overwrite=args.overwrite)),
+            json=str(result.write_json(Path(out) / "sweep.json", overwrite=args.overwrite)),
+            plot=str(result.plot(Path(out) / "sweep.png", overwrite=args.overwrite)),
         )
         if args.affs:
-            summary["outputs"]["merge_tree"] = str(tree.save(Path(out) / "merge_tree.npz", overwrite=True))
+            summary["outputs"]["merge_tree"] = str(tree.save(Path(out) / "merge_tree.npz", overwrite=args.overwrite))
     else:
         summary["table"] = result.rows()
     print(json.dumps(summary, indent=2))

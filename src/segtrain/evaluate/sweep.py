@@ -89,11 +89,12 @@ class SweepResult:
             attrs=self.attrs,
         )
 
-    def write_csv(self, path) -> Path:
+    def write_csv(self, path, overwrite: bool = True) -> Path:
+        """The table as CSV (atomically; with ``overwrite`` an existing text file is replaced)."""
         from segtrain.io.atomic import atomic_path
 
         path = Path(path)
-        with atomic_path(path, overwrite=True) as tmp:
+        with atomic_path(path, overwrite=overwrite, fmt="text") as tmp:
             with open(tmp, "w", newline="") as f:
                 writer = csv.DictWriter(
                     f, fieldnames=["threshold", "voi_split", "voi_merge", "voi", "arand",
@@ -103,11 +104,12 @@ class SweepResult:
                 writer.writerows(self.rows())
         return path
 
-    def write_json(self, path) -> Path:
+    def write_json(self, path, overwrite: bool = True) -> Path:
+        """The sweep as JSON (atomically; with ``overwrite`` an existing JSON file is replaced)."""
         from segtrain.io.atomic import atomic_path
 
         path = Path(path)
-        with atomic_path(path, overwrite=True) as tmp:
+        with atomic_path(path, overwrite=overwrite, fmt="json") as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2, default=str))
         return path
 
@@ -139,8 +141,8 @@ class SweepResult:
         fig.tight_layout()
         return fig
 
-    def plot(self, path, current: float | None = None) -> Path:
-        """Write :meth:`figure` as a PNG (atomically)."""
+    def plot(self, path, current: float | None = None, overwrite: bool = True) -> Path:
+        """Write :meth:`figure` as a PNG (atomically; with ``overwrite`` an existing PNG is replaced)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         from segtrain.io.atomic import atomic_path
@@ -148,7 +150,7 @@ class SweepResult:
         path = Path(path)
         fig = self.figure(current)
         FigureCanvasAgg(fig)
-        with atomic_path(path, overwrite=True) as tmp:
+        with atomic_path(path, overwrite=overwrite, fmt="png") as tmp:
             with open(tmp, "wb") as f:
                 fig.savefig(f, format="png")
         return path

@@ -43,6 +43,9 @@ def _datasets(handle) -> list[str]:
     found: list[str] = []
 
     def visit(name, obj):
+        leaf = name.rsplit("/", 1)[-1]
+        if leaf.startswith(".") and (".tmp-" in leaf or ".old-" in leaf):
+            return  # a writer's temporary (see write_hdf5_dataset), not data
         if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 and obj.dtype.kind in "biuf":
             found.append(name)
 
@@ -114,16 +117,123 @@ def _plain(value):
 
 
 def write_hdf5(tmp: Path, volume: Volume, dataset: str, chunks) -> None:
+    """Write ``volume`` as ``dataset`` into a new HDF5 file ``tmp``."""
     import h5py
 
     with h5py.File(tmp, "w") as handle:
-        dset = handle.create_dataset(
-            dataset, shape=volume.data.shape, dtype=volume.data.dtype, chunks=chunks,
-            compression="gzip", compression_opts=4,
-        )
-        for key, value in _hdf5_attrs(volume).items():
-            dset.attrs[key] = value
-        store_array(volume.data, dset)
+        _create(handle, dataset, volume, chunks)
+
+
+def _create(handle, dataset: str, volume: Volume, chunks) -> None:
+    dset = handle.create_dataset(
+        dataset, shape=volume.data.shape, dtype=volume.data.dtype, chunks=chunks,
+        compression="gzip", compression_opts=4,
+    )
+    for key, value in _hdf5_attrs(volume).items():
+        dset.attrs[key] = value
+    store_array(volume.data, dset)
+
+
+def hdf5_datasets(path: Path) -> list[str]:
+    """Names of every dataset in the HDF5 file ``path`` (any shape or type)."""
+    import h5py
+
+    found: list[str] = []
+    with h5py.File(path, "r") as handle:
+        handle.visititems(lambda name, obj: found.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, overwrite: bool) -> None:
+    """Write ``volume`` as ``dataset`` into the existing HDF5 file ``container``, beside the datasets
+    it holds: first under the temporary name ``.<name>.tmp-<pid>-<random>``, then moved to its name
+    (with ``overwrite`` the old dataset is moved aside first and put back if the move fails), so a
+    failed write never leaves a half dataset under the final name. The file stays locked (HDF5 file
+    locking) while writing: a concurrent writer gets one sentence. Leftovers of killed writers of
+    this dataset are removed first."""
+    import h5py
+
+    from segtrain.io.atomic import leftover_pattern, temporary_name
+
+    if container.is_dir() or not h5py.is_hdf5(container):
+        raise InputError(f"{container} exists and is not an HDF5 file; cannot add '{dataset}' to it: choose "
+                         "another file.")
+    busy = (f"Cannot open {container} to add '{dataset}': another program (or another segtrain command) has it "
+            "open for writing, or it is not writable; wait for it to finish or choose another file.")
+    try:
+        with h5py.File(container, "r") as handle:  # refusals before the file is opened for writing (and touched)
+            _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
+        handle = h5py.File(container, "a")
+    except OSError:
+        raise InputError(busy) from None
+    with handle:
+        parent, leaf = _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
+        _remove_dead(parent, leaf, leftover_pattern)
+        tmp, old = temporary_name(leaf), None
+        try:
+            _create(parent, tmp, volume, chunks)
+            if leaf in parent:
+                old = temporary_name(leaf, "old")
+                parent.move(leaf, old)
+            try:
+                parent.move(tmp, leaf)
+            except BaseException:
+                if old is not None:
+                    parent.move(old, leaf)
+                    old = None
+                raise
+            if old is not None:
+                del parent[old]
+        finally:
+            if tmp in parent:
+                del parent[tmp]
+            handle.flush()
+
+
+def _check_dataset(handle, container: Path, dataset: str, overwrite: bool, dead):
+    """(parent group, leaf name) of ``dataset`` in the open file, or InputError when it may not be
+    written: its parent is a dataset, it is a group, or it exists without ``overwrite``."""
+    import h5py
+
+    from segtrain.io.atomic import _alive
+
+    parent_name, _, leaf = dataset.strip("/").rpartition("/")
+    parent = handle.get(parent_name) if parent_name else handle
+    if parent is not None and not isinstance(parent, h5py.Group):
+        raise InputError(f"Cannot add '{dataset}' to {container}: '{parent_name}' is a dataset there, not a group; "
+                         "choose another name.")
+    if parent is None:
+        if handle.mode == "r":
+            return None, leaf
+        parent = handle.require_group(parent_name)
+    present = leaf in parent
+    if not present:  # an old copy a killed writer moved aside is the dataset, put back first
+        pattern = dead(leaf)
+        present = any((m := pattern.match(name)) and m.group(1) == "old" and not _alive(int(m.group(2)))
+                      for name in parent.keys())
+    if present and leaf in parent and not isinstance(parent[leaf], h5py.Dataset):
+        raise InputError(f"{container}/{dataset} is a group holding other datasets; segtrain never replaces it: "
+                         "choose another name.")
+    if present and not overwrite:
+        raise InputError(f"{container}/{dataset} already exists; choose another name or allow overwriting "
+                         "(--overwrite).")
+    return parent, leaf
+
+
+def _remove_dead(group, leaf: str, leftover_pattern) -> None:
+    """Temporaries of ``leaf`` that a killed writer left in ``group``; an old copy of a missing
+    ``leaf`` is moved back."""
+    from segtrain.io.atomic import _alive
+
+    pattern = leftover_pattern(leaf)
+    for name in sorted(group.keys()):
+        match = pattern.match(name)
+        if not match or _alive(int(match.group(2))):
+            continue
+        if match.group(1) == "old" and leaf not in group:
+            group.move(name, leaf)
+        else:
+            del group[name]
 
 
 def _hdf5_attrs(volume: Volume) -> dict:

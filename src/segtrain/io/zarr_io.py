@@ -89,6 +89,8 @@ def _group_volumes(group, path: Path, prefix: str) -> Iterator[Volume]:
                     yield from _group_volumes(sub, path, _join(prefix, f"labels/{name}"))
         return
     for name, member in sorted(group.members(), key=lambda item: item[0]):
+        if name.startswith(".") and (".tmp-" in name or ".old-" in name):
+            continue  # a writer's temporary beside the arrays (segtrain.io.atomic), not data
         if isinstance(member, zarr.Array):
             yield _array_volume(member, path, _join(prefix, name))
         elif isinstance(member, zarr.Group):

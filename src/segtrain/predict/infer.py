@@ -273,6 +273,21 @@ def predict_volume(model_or_path, volume, **kwargs) -> dict:
             for name, value in outputs.items()}
 
 
+def check_prediction_output(output: str | Path, overwrite: bool, inputs=()) -> Path:
+    """The checks of a prediction's output before any work: not an input (nor holding one), new,
+    or with ``overwrite`` a group `segtrain predict` wrote that holds only what it wrote."""
+    from segtrain.io.atomic import check_output
+    from segtrain.io.write import check_not_input, own_output
+
+    check_not_input(output, inputs, overwrite)
+    return check_output(output, overwrite, folder=True, replaceable=own_output(PREDICT_OUTPUT),
+                        what="a `segtrain predict` output")
+
+
+#: the writer name predict_to_zarr marks its output groups with (``segtrain_output``)
+PREDICT_OUTPUT = "predict"
+
+
 def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, offset=None, tile_shape=None,
                     margin=None, progress: Progress | None = None, overwrite: bool = False,
                     batch_size: int | None = None, chunks=None, tta: int | None = None,
@@ -284,16 +299,20 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
     ``array`` may be a path (read lazily with :func:`segtrain.io.read_volume`) or an array;
     ``tta``, ``uncertainty`` (an ``uncertainty`` array beside the others) and ``match_size`` as in
     :func:`predict_array`; a size-matched prediction (2D images, which fit memory) is made in memory
-    and records its zoom factors (``object_scale``).
+    and records its zoom factors (``object_scale``). The group carries ``segtrain_output: predict``;
+    with ``overwrite`` only such a group, holding only what predict wrote, is replaced, and never
+    the input (:func:`check_prediction_output`).
     """
     from segtrain.predict.match_size import matching_applies
 
     import zarr
 
     from segtrain.io import Volume, atomic_path, read_volume
+    from segtrain.io.write import OUTPUT_MARKER, own_output
     from segtrain.io.zarr_io import zarr_attrs
 
     axes = None
+    check_prediction_output(output, overwrite, [array] if isinstance(array, (str, Path)) else [])
     if isinstance(array, (str, Path)):
         volume = read_volume(array)
         array, voxel_size, offset, axes = volume.data, volume.voxel_size, volume.offset, volume.axes
@@ -302,7 +321,8 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
     ndim_out = len(spatial) + (leads != [None])
     spatial_axes = [a for a in (axes or ("z", "y", "x")[-ndim_out:]) if a != "c"]
     output = Path(output)
-    with atomic_path(output, overwrite=overwrite) as tmp:
+    with atomic_path(output, overwrite=overwrite, folder=True, replaceable=own_output(PREDICT_OUTPUT),
+                     what="a `segtrain predict` output") as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         arrays = {}
         for name, channels in _out_channels(loaded, augment).items():
@@ -336,5 +356,5 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
             model["object_scale"] = [round(float(f), 4) for f in factors]
             for array in arrays.values():
                 array.attrs["object_scale"] = model["object_scale"]
-        group.attrs.update(model)
+        group.attrs.update({**model, OUTPUT_MARKER: PREDICT_OUTPUT})
     return output

@@ -469,11 +469,11 @@ class Proofreader:
                     "n_fragments": self.tree.n_fragments, "scoring": self.tree.scoring,
                     "max_threshold": self.tree.max_threshold, "attrs": self.tree.attrs},
                 "attrs": self.attrs, "edits": self.log(), "redo": [e.record() for e in self.redo_stack]}
-        with atomic_path(path, overwrite=overwrite) as tmp, contextlib.ExitStack() as also:
+        with atomic_path(path, overwrite=overwrite, fmt="zip") as tmp, contextlib.ExitStack() as also:
             with open(tmp, "wb") as handle:
                 np.savez_compressed(handle, meta=np.array(json.dumps(meta, default=str)), **arrays)
             if log_path is not None:  # the readable log, moved in place with the file or not at all
-                with also.enter_context(atomic_path(log_path, overwrite=overwrite)).open("w") as handle:
+                with also.enter_context(atomic_path(log_path, overwrite=overwrite, fmt="json")).open("w") as handle:
                     json.dump({"threshold": self.threshold, "edits": self.log()}, handle, indent=1)
         return path
 

@@ -34,7 +34,7 @@ from segtrain.scale.job import (
     check_segment_settings,
     grid_settings,
 )
-from segtrain.scale.volumes import ArraySpec, create_output, describe_input, set_attrs
+from segtrain.scale.volumes import ArraySpec, check_reusable, create_output, describe_input, set_attrs
 
 STATUS_FILE = "status.json"
 
@@ -310,6 +310,7 @@ def segment_job(job: ScaleJob, threshold: float, out: str | Path | None = None, 
         raise InputError(f"The agglomeration of {job.folder} has not finished (every block, then "
                          "the global step); run `segtrain scale run` on it (again) first.")
     out = _segmentation_output(job, threshold, out)
+    check_reusable(out)  # never written into an array no blockwise step made; before the lookup is saved
     key = _lut_key(threshold, out)
     graph = read_graph(job.db)
     ids, segments = graph.lookup(threshold)

@@ -151,6 +151,7 @@ def relabel_blockwise(
     scheduler_address: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     attrs: dict | None = None,
+    inputs=(),
 ):
     """Apply the lookup table for ``threshold`` to ``fragments`` block by block.
 
@@ -165,6 +166,9 @@ def relabel_blockwise(
         computed numpy array instead.
     scheduler_address
         Address of a dask.distributed scheduler (e.g. a SLURM cluster); default: local threads.
+    inputs
+        Paths (or ``(path, dataset)``) the caller read, refused as ``out_path``; a path given as
+        ``fragments`` is one too. The output follows :func:`segtrain.io.write_volume`'s rule.
 
     Returns
     -------
@@ -174,6 +178,11 @@ def relabel_blockwise(
 
     if threshold is not None:
         check_threshold(threshold)
+    if out_path is not None:
+        from segtrain.io.write import check_not_input
+
+        source = getattr(fragments, "source", None) or (fragments if isinstance(fragments, (str, Path)) else None)
+        check_not_input(out_path, [*inputs, (source, getattr(fragments, "dataset", None))], overwrite)
     lazy = relabel_lazy(fragments, tree_or_lut, threshold, chunks)
     volume_meta = getattr(fragments, "voxel_size", None)
     callback = _Progress(progress).callback if progress and not scheduler_address else None
@@ -196,4 +205,4 @@ def relabel_blockwise(
             is_labels=True,
             attrs=meta,
         )
-        return write_volume(out_path, volume, overwrite=overwrite, chunks=chunks)
+        return write_volume(out_path, volume, overwrite=overwrite, chunks=chunks, inputs=inputs)

@@ -137,15 +137,23 @@ def read_spatial(spec: ArraySpec, region: tuple[slice, ...], channels: slice = s
     return np.moveaxis(data, spec.channel_axis, 0) if spec.channel_axis else data
 
 
+#: the marker (``segtrain_output``) on arrays that blockwise steps create and may resume into
+BLOCKWISE_OUTPUT = "blockwise"
+
+
 def create_output(path: Path, shape: tuple[int, ...], dtype, chunks: tuple[int, ...],
                   voxel_size, offset, axes: tuple[str, ...], is_labels: bool,
                   attrs: dict | None = None) -> ArraySpec:
     """Create an empty output array (zarr by default, N5 for ``*.n5`` paths); its spec.
 
     ``path`` may be ``x.zarr`` (the array at the root), ``x.zarr/name`` (in a group, created
-    if needed) or ``x.n5/name``. An existing array of the same shape, dtype and chunks is kept
-    (a resumed job writes into it); any other existing array is an InputError.
+    if needed) or ``x.n5/name``. An existing array that a blockwise step created (attribute
+    ``segtrain_output: blockwise``) with the same shape, dtype and chunks is kept (a resumed job
+    writes into it); any other existing array is an InputError (never written into).
     """
+    from segtrain.io.write import OUTPUT_MARKER
+
+    attrs = {**(attrs or {}), OUTPUT_MARKER: BLOCKWISE_OUTPUT}
     path = Path(path)
     container, inner = _split_output(path)
     if container.suffix == ".n5":
@@ -171,6 +179,7 @@ def _create_zarr(container: Path, inner: str | None, shape, dtype, chunks, voxel
             group.require_group(inner.rsplit("/", 1)[0])
     existing = _existing_zarr(container, inner)
     if existing is not None:
+        _check_own(existing.attrs.get("segtrain_output"), f"{container}/{inner or ''}")
         if tuple(existing.shape) != tuple(shape) or existing.dtype != np.dtype(dtype) \
                 or tuple(existing.chunks) != tuple(chunks):
             raise InputError(f"{container}/{inner or ''} exists with another shape, type or chunking; "
@@ -182,6 +191,26 @@ def _create_zarr(container: Path, inner: str | None, shape, dtype, chunks, voxel
         zarr_format=2, attributes=json.loads(json.dumps(meta, default=float)),
     )
     return ArraySpec(str(container), inner, "zarr")
+
+
+def check_reusable(path: Path) -> None:
+    """Refuse, before any work, an existing output array ``path`` that no blockwise step made."""
+    container, inner = _split_output(Path(path))
+    if container.suffix == ".n5":
+        attributes = container / (inner or "data") / "attributes.json"
+        if attributes.exists():
+            _check_own(json.loads(attributes.read_text()).get("segtrain_output"), str(attributes.parent))
+        return
+    existing = _existing_zarr(container, inner)
+    if existing is not None:
+        _check_own(existing.attrs.get("segtrain_output"), f"{container}/{inner or ''}")
+
+
+def _check_own(marker, where: str) -> None:
+    if marker != BLOCKWISE_OUTPUT:
+        raise InputError(f"{where} exists and was not made by a blockwise step (no 'segtrain_output: "
+                         f"{BLOCKWISE_OUTPUT}' attribute); segtrain never writes into it: choose another output or job "
+                         "folder.")
 
 
 def _existing_zarr(container: Path, inner: str | None):
@@ -205,6 +234,7 @@ def _create_n5(container: Path, inner: str, shape, dtype, chunks, voxel_size, of
     if not root_attrs.exists():
         root_attrs.write_text(json.dumps({"n5": "2.0.0"}))
     if (folder / "attributes.json").exists():
+        _check_own(json.loads((folder / "attributes.json").read_text()).get("segtrain_output"), str(folder))
         existing = _open_n5(folder)
         if existing.shape != tuple(shape) or existing.dtype != np.dtype(dtype):
             raise InputError(f"{folder} exists with another shape or type; use another job folder.")

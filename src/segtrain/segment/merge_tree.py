@@ -315,7 +315,7 @@ class MergeTree:
         )
         if include_fragments and self.fragments is not None:
             arrays["fragments"] = np.asarray(self.fragments)
-        with atomic_path(path, overwrite=overwrite) as tmp:
+        with atomic_path(path, overwrite=overwrite, fmt="zip") as tmp:  # replaces only an .npz (zip) file
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
         return path
