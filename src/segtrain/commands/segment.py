@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         summary["objects"] = int(labels.max()) if labels.size else 0
         print(json.dumps(summary, indent=2))
         return 0
-    check_affinities(prediction.array)  # one clear sentence before any work
+    check_affinities(prediction.array, prediction.spec.ndim)  # one clear sentence before any work
     with Step(f"fragments ({settings.fragments}) and merge tree (waterz, {settings.scoring})"):
         tree = segment_affinities(prediction.array, settings, voxel_size=voxel_size,
                                   model_ndim=prediction.spec.ndim)

@@ -14,10 +14,11 @@ from segtrain.segment import MergeTree, make_fragments
 MAX_CHANNELS = 32  # nearest and long-range offsets; more channels are not affinities
 
 
-def check_affinities(affs) -> np.ndarray:
+def check_affinities(affs, model_ndim: int | None = None) -> np.ndarray:
     """``affs`` as a float32 array if it can be affinities, else one sentence saying what was
     expected: floating point in [0, 1], channels first, 2 (2D) or 3 (3D) to
-    :data:`MAX_CHANNELS` channels (an EM volume or labels are refused, not segmented)."""
+    :data:`MAX_CHANNELS` channels (an EM volume or labels are refused, not segmented). A 2D
+    model's (``model_ndim == 2``) prediction of a stack of slices is ``(2+, z, y, x)``."""
     if hasattr(affs, "compute") and not isinstance(affs, np.ndarray):
         affs = affs.compute()
     affs = np.asarray(affs)
@@ -26,11 +27,13 @@ def check_affinities(affs) -> np.ndarray:
             f"Affinities have channels first, (channels, z, y, x) or (channels, y, x); this array has shape "
             f"{affs.shape}: give the affinities output of `segtrain predict`."
         )
-    need = 3 if affs.ndim == 4 else 2
+    need = 3 if affs.ndim == 4 and model_ndim != 2 else 2
     if affs.shape[0] < need or affs.shape[0] > MAX_CHANNELS:
+        stack = " (a 2D model's affinities of a stack of slices have 2: segment the output of `segtrain " \
+                "predict`, which records the model, or name the run with --run)" if affs.shape[0] == 2 else ""
         raise InputError(
             f"Affinities of a {affs.ndim - 1}D volume have at least {need} channels first, this array has "
-            f"shape {affs.shape}: give the affinities output of `segtrain predict`, not an image."
+            f"shape {affs.shape}: give the affinities output of `segtrain predict`, not an image{stack}."
         )
     if not np.issubdtype(affs.dtype, np.floating):
         raise InputError(
@@ -76,7 +79,7 @@ def prepared_affinities(affs, settings: SegmentConfig, model_ndim: int | None = 
     """``(nearest-neighbour affinities, per_slice)`` as the fragments and waterz take them: checked,
     float32, the first 3 (3D) or 2 (2D) channels; a 2D model's prediction of a stack becomes 3D
     affinities with no z-affinity, cut slice by slice."""
-    affs = check_affinities(affs)
+    affs = check_affinities(affs, model_ndim)
     per_slice = bool(settings.per_slice)
     if affs.ndim == 4 and model_ndim == 2:  # a stack of 2D images
         affs = _stack_as_3d(affs)
