@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-dataset")
     parser.add_argument("--mode", choices=["auto", "instances", "mask"], default="auto",
                         help="instances: VOI/ARAND/F1/AP; mask: Dice/IoU/F1(/AUC); auto: by dtype")
+    parser.add_argument("--gt-kind", choices=["instances", "mask"], default="instances",
+                        help="mask: the ground truth is a binary mask (e.g. ISBI 2012's labels, 255 = cell "
+                        "interior) whose connected components, slice by slice, are the objects (as "
+                        "labels_kind: mask in a training config)")
     parser.add_argument("--mask-threshold", type=float, default=0.5,
                         help="threshold for probability maps in mask mode")
     parser.add_argument("--out", help="also write the metrics JSON to this file")
@@ -64,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
 
     seg, _ = read_array(args.seg, args.seg_dataset)
     gt, _ = read_array(args.gt, args.gt_dataset)
+    if args.gt_kind == "mask":
+        from segtrain.targets.masks import labels_from_mask
+
+        gt = labels_from_mask(gt, per_slice=True)
     metrics = evaluate_arrays(seg, gt, args.mode, args.mask_threshold)
     text = json.dumps(metrics, indent=2)
     if args.out:

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "as `segtrain segment` does")
     parser.add_argument("--gt", required=True, help="ground-truth labels (0 = ignored)")
     parser.add_argument("--gt-dataset", help="dataset inside the ground-truth file")
+    parser.add_argument("--gt-kind", choices=["instances", "mask"], default="instances",
+                        help="mask: the ground truth is a binary mask (e.g. ISBI 2012's labels) whose connected "
+                        "components, slice by slice, are the objects")
     parser.add_argument("--affs-dataset", help="array inside the prediction file")
     parser.add_argument("--fragments", help="fragments, if the merge tree was saved without them")
     add_setting_options(parser, probabilities=False)
@@ -66,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
             tree = segment_affinities(prediction.array, prediction.settings,
                                       voxel_size=tuple(prediction.volume.voxel_size), model_ndim=prediction.spec.ndim)
     gt, _ = read_array(args.gt, args.gt_dataset)
+    if args.gt_kind == "mask":
+        from segtrain.targets.masks import labels_from_mask
+
+        gt = labels_from_mask(gt, per_slice=True)
     if gt.shape != tree.fragments.shape and gt.squeeze().shape == tree.fragments.shape:
         gt = gt.squeeze()
     result = sweep(tree, gt, thresholds, progress=tqdm_progress("sweep"))

@@ -87,6 +87,11 @@ def prepared_affinities(affs, settings: SegmentConfig, model_ndim: int | None = 
     return np.ascontiguousarray(affs[: 3 if affs.ndim == 4 else 2]), per_slice
 
 
+def _tree_of(affs: np.ndarray, settings: SegmentConfig, voxel_size, per_slice: bool, fragments=None) -> MergeTree:
+    frags = fragments if fragments is not None else fragments_of(affs, settings, voxel_size, per_slice)
+    return MergeTree.build(affs, np.asarray(frags), scoring=settings.scoring)
+
+
 def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
                        model_ndim: int | None = None, fragments=None) -> MergeTree:
     """The merge tree of ``affs`` made with ``settings``: fragments (``settings.fragments``:
@@ -95,13 +100,19 @@ def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float
     then waterz agglomeration with ``settings.scoring`` run once to threshold 1.
 
     ``affs`` is ``(C, z, y, x)`` or ``(C, y, x)``; a 2D model's prediction of a stack
-    (``model_ndim == 2`` and 4D affinities) is cut slice by slice. ``fragments`` (same spatial
+    (``model_ndim == 2`` and 4D affinities) is segmented slice by slice, fragments and waterz on each
+    slice alone, in one tree (:meth:`MergeTree.stacked`): no object crosses slices. ``fragments`` (same spatial
     shape) replaces the fragment step. The tree's ``attrs`` record the settings and voxel size.
     """
     affs, per_slice = prepared_affinities(affs, settings, model_ndim)
     voxel_size = spatial_voxel_size(voxel_size, affs.ndim - 1)
-    frags = fragments if fragments is not None else fragments_of(affs, settings, voxel_size, per_slice)
-    tree = MergeTree.build(affs, np.asarray(frags), scoring=settings.scoring)
+    if model_ndim == 2 and affs.ndim == 4:  # a 2D model's stack: each slice on its own
+        tree = MergeTree.stacked([
+            _tree_of(affs[1:, z], settings, None if voxel_size is None else voxel_size[1:], False,
+                     None if fragments is None else np.asarray(fragments)[z])
+            for z in range(affs.shape[1])])
+    else:
+        tree = _tree_of(affs, settings, voxel_size, per_slice, fragments)
     tree.attrs.update(settings=dataclasses.asdict(settings),
                       voxel_size=None if voxel_size is None else list(voxel_size))
     return tree
