@@ -110,3 +110,24 @@ def test_isbi_run_validates_on_a_stack_and_the_readme_chain_runs(isbi_dir, tmp_p
     # the sweep of the same tree against the same ground truth
     assert main(["sweep", "--tree", str(tmp_path / "seg" / "merge_tree.npz"), "--gt", str(labels),
                  "--gt-kind", "mask"]) == 0
+
+
+def test_tuning_a_stack_scores_the_trees_segment_makes(isbi_dir):
+    from segtrain.evaluate import sweep
+    from segtrain.postprocess import OutputSpec
+    from segtrain.postprocess.affinities import prediction_fragments
+    from segtrain.postprocess.tune import tune_affinities
+
+    raw, mask = isbi_crop(isbi_dir, 2, 96)
+    gt = labels_from_mask(mask, per_slice=True)
+    rng = np.random.default_rng(2)
+    affs = np.stack([affinities(g)[0] for g in gt], axis=1).astype(np.float32)
+    affs = np.clip(0.2 + 0.6 * affs + rng.normal(0, 0.15, affs.shape), 0, 1).astype(np.float32)
+    settings = segment_config({"fragments": "waterz", "scoring": "hist_quant_50"})
+    fragments = prediction_fragments(affs, settings, model_ndim=2)
+    np.testing.assert_array_equal(fragments, segment_affinities(affs, settings, model_ndim=2).fragments)
+    result = tune_affinities([affs], [gt], settings, OutputSpec("affinities", 2), scorings=["hist_quant_50"],
+                             fragment_variants=[{"fragments": "waterz"}])
+    (row,) = result.rows
+    expected = sweep(segment_affinities(affs, settings, model_ndim=2), gt.astype(np.uint32))
+    assert row["voi"] == pytest.approx(float(np.min(expected.voi))) and math.isfinite(row["voi"])

@@ -87,6 +87,23 @@ def prepared_affinities(affs, settings: SegmentConfig, model_ndim: int | None = 
     return np.ascontiguousarray(affs[: 3 if affs.ndim == 4 else 2]), per_slice
 
 
+def prediction_fragments(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
+                         model_ndim: int | None = None) -> np.ndarray:
+    """The fragments :func:`segment_affinities` makes of ``affs`` (a 2D model's stack: each slice
+    on its own, ids unique across the stack), to be given back to it as ``fragments``."""
+    affs, per_slice = prepared_affinities(affs, settings, model_ndim)
+    voxel_size = spatial_voxel_size(voxel_size, affs.ndim - 1)
+    if model_ndim == 2 and affs.ndim == 4:
+        out, offset = np.zeros(affs.shape[1:], np.uint64), 0
+        for z in range(affs.shape[1]):
+            frags = np.asarray(fragments_of(affs[1:, z], settings, None if voxel_size is None else voxel_size[1:],
+                                            False)).astype(np.uint64)
+            out[z] = np.where(frags != 0, frags + np.uint64(offset), 0)
+            offset = max(offset, int(out[z].max()))
+        return out
+    return fragments_of(affs, settings, voxel_size, per_slice)
+
+
 def _tree_of(affs: np.ndarray, settings: SegmentConfig, voxel_size, per_slice: bool, fragments=None) -> MergeTree:
     frags = fragments if fragments is not None else fragments_of(affs, settings, voxel_size, per_slice)
     return MergeTree.build(affs, np.asarray(frags), scoring=settings.scoring)

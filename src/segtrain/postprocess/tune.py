@@ -25,7 +25,7 @@ import numpy as np
 from segtrain.config import SegmentConfig
 from segtrain.errors import InputError
 from segtrain.evaluate import sweep
-from segtrain.postprocess.affinities import fragments_of, prepared_affinities, segment_affinities
+from segtrain.postprocess.affinities import prediction_fragments, segment_affinities
 from segtrain.postprocess.masks import measured_object_size
 from segtrain.postprocess.scores import validation_scores
 from segtrain.postprocess.spec import OutputSpec
@@ -204,8 +204,7 @@ def tune_affinities(
         trial = dataclasses.replace(settings, **variant)
         frags = []
         for affs, voxel_size in zip(affinities, voxel_sizes):  # once per variant, for every scoring
-            prepared, per_slice = prepared_affinities(affs, trial, spec.ndim)
-            frags.append(fragments_of(prepared, trial, voxel_size, per_slice))
+            frags.append(prediction_fragments(affs, trial, voxel_size, spec.ndim))
         for scoring in scorings:
             trial = dataclasses.replace(settings, **variant, scoring=scoring)
             results = [sweep(segment_affinities(a, trial, voxel_size=v, model_ndim=spec.ndim, fragments=f), g,
