@@ -131,3 +131,22 @@ def test_tuning_a_stack_scores_the_trees_segment_makes(isbi_dir):
     (row,) = result.rows
     expected = sweep(segment_affinities(affs, settings, model_ndim=2), gt.astype(np.uint32))
     assert row["voi"] == pytest.approx(float(np.min(expected.voi))) and math.isfinite(row["voi"])
+
+
+def test_a_stack_is_scored_slice_by_slice_whatever_its_ids(isbi_dir):
+    """Ground truth whose ids restart in every slice (a folder of 2D label images) scores as the same
+    objects with ids unique across the stack: a 2D model's objects live in one slice."""
+    from segtrain.postprocess import OutputSpec, validation_scores
+
+    raw, mask = isbi_crop(isbi_dir, 3, 96)
+    gt = labels_from_mask(mask, per_slice=True)
+    restarting = np.stack([labels_from_mask(m, per_slice=False) for m in mask])  # 1..n in every slice
+    assert len(np.intersect1d(restarting[0], restarting[1])) > 10
+    rng = np.random.default_rng(3)
+    affs = np.stack([affinities(g)[0] for g in gt], axis=1).astype(np.float32)
+    affs = np.clip(0.2 + 0.6 * affs + rng.normal(0, 0.15, affs.shape), 0, 1).astype(np.float32)
+    settings = segment_config({"fragments": "waterz"})
+    spec = OutputSpec("affinities", 2)
+    unique = validation_scores({"affinities": affs}, gt, settings, spec)
+    assert validation_scores({"affinities": affs}, restarting, settings, spec) == unique
+    assert unique["voi"] < 1.0  # the affinities of the ground truth itself, with noise
