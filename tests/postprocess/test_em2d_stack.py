@@ -66,6 +66,7 @@ def test_a_stack_is_segmented_as_each_slice_alone(isbi_dir, fragments):
         assert tree.n_segments(threshold) == sum(s.n_segments(threshold) for s in alone)
 
 
+@pytest.mark.slow
 def test_isbi_run_validates_on_a_stack_and_the_readme_chain_runs(isbi_dir, tmp_path, capsys):
     raw, mask = isbi_crop(isbi_dir, 4, 128)
     slices = write_slices(tmp_path / "slices", raw)
@@ -107,9 +108,16 @@ def test_isbi_run_validates_on_a_stack_and_the_readme_chain_runs(isbi_dir, tmp_p
     assert main(["evaluate", str(tmp_path / "seg" / "segmentation.zarr"), str(labels), "--gt-kind", "mask"]) == 0
     metrics = json.loads(capsys.readouterr().out)
     assert math.isfinite(metrics["voi"]) and metrics["n_gt"] > 4 * 10
+    # the same objects as 2D label images whose ids restart in every slice score the same
+    ids = write_slices(tmp_path / "ids", np.stack([labels_from_mask(m, per_slice=False) for m in mask]).astype(np.uint16))
+    assert main(["evaluate", str(tmp_path / "seg" / "segmentation.zarr"), str(ids)]) == 0
+    assert json.loads(capsys.readouterr().out)["voi"] == pytest.approx(metrics["voi"])
     # the sweep of the same tree against the same ground truth
-    assert main(["sweep", "--tree", str(tmp_path / "seg" / "merge_tree.npz"), "--gt", str(labels),
-                 "--gt-kind", "mask"]) == 0
+    best = []
+    for gt_args in (["--gt", str(labels), "--gt-kind", "mask"], ["--gt", str(ids)]):
+        assert main(["sweep", "--tree", str(tmp_path / "seg" / "merge_tree.npz"), *gt_args]) == 0
+        best.append(json.loads(capsys.readouterr().out)["best"])
+    assert math.isfinite(best[0]["voi"]) and best[1]["voi"] == pytest.approx(best[0]["voi"])
 
 
 def test_tuning_a_stack_scores_the_trees_segment_makes(isbi_dir):

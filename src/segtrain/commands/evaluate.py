@@ -66,12 +66,16 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import read_array
     from segtrain.io.atomic import atomic_path
 
-    seg, _ = read_array(args.seg, args.seg_dataset)
+    seg, seg_volume = read_array(args.seg, args.seg_dataset)
     gt, _ = read_array(args.gt, args.gt_dataset)
     if args.gt_kind == "mask":
         from segtrain.targets.masks import labels_from_mask
 
         gt = labels_from_mask(gt, per_slice=True)
+    if (seg_volume.attrs or {}).get("model_ndim") == 2 and gt.ndim == 3:
+        from segtrain.postprocess.affinities import stack_labels
+
+        gt = stack_labels(gt, 2)  # a 2D model's stack of slices is scored slice by slice
     metrics = evaluate_arrays(seg, gt, args.mode, args.mask_threshold)
     text = json.dumps(metrics, indent=2)
     if args.out:

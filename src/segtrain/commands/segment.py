@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         seg = tree.segmentation(settings.threshold)
         summary["outputs"]["segmentation"] = str(write_labels(
             out / f"segmentation{ext}", seg, volume, "segmentation", args.overwrite,
-            attrs={"kind": "segmentation", "task": "affinities", "threshold": settings.threshold,
+            attrs={"kind": "segmentation", "task": "affinities", "model_ndim": prediction.spec.ndim,
+                   "threshold": settings.threshold,
                    "settings": summary["settings"]}))
         summary.update(threshold=settings.threshold, segments=tree.n_segments(settings.threshold))
     else:
