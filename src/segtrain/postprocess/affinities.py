@@ -94,14 +94,20 @@ def prediction_fragments(affs, settings: SegmentConfig, voxel_size: Sequence[flo
     affs, per_slice = prepared_affinities(affs, settings, model_ndim)
     voxel_size = spatial_voxel_size(voxel_size, affs.ndim - 1)
     if model_ndim == 2 and affs.ndim == 4:
-        out, offset = np.zeros(affs.shape[1:], np.uint64), 0
-        for z in range(affs.shape[1]):
-            frags = np.asarray(fragments_of(affs[1:, z], settings, None if voxel_size is None else voxel_size[1:],
-                                            False)).astype(np.uint64)
-            out[z] = np.where(frags != 0, frags + np.uint64(offset), 0)
-            offset = max(offset, int(out[z].max()))
-        return out
+        return _slice_fragments(affs, settings, voxel_size)
     return fragments_of(affs, settings, voxel_size, per_slice)
+
+
+def _slice_fragments(affs: np.ndarray, settings: SegmentConfig, voxel_size) -> np.ndarray:
+    """Fragments of each slice of prepared stack affinities ``(3, z, y, x)`` (no z-affinity) made
+    from that slice's 2D affinities alone; ids unique across the stack."""
+    out, offset = np.zeros(affs.shape[1:], np.uint64), 0
+    for z in range(affs.shape[1]):
+        frags = np.asarray(fragments_of(affs[1:, z], settings, None if voxel_size is None else voxel_size[1:],
+                                        False)).astype(np.uint64)
+        out[z] = np.where(frags != 0, frags + np.uint64(offset), 0)
+        offset = max(offset, int(out[z].max()))
+    return out
 
 
 def stack_labels(gt, model_ndim: int | None = None) -> np.ndarray:
@@ -121,11 +127,6 @@ def stack_labels(gt, model_ndim: int | None = None) -> np.ndarray:
     return out
 
 
-def _tree_of(affs: np.ndarray, settings: SegmentConfig, voxel_size, per_slice: bool, fragments=None) -> MergeTree:
-    frags = fragments if fragments is not None else fragments_of(affs, settings, voxel_size, per_slice)
-    return MergeTree.build(affs, np.asarray(frags), scoring=settings.scoring)
-
-
 def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
                        model_ndim: int | None = None, fragments=None) -> MergeTree:
     """The merge tree of ``affs`` made with ``settings``: fragments (``settings.fragments``:
@@ -141,12 +142,12 @@ def segment_affinities(affs, settings: SegmentConfig, voxel_size: Sequence[float
     affs, per_slice = prepared_affinities(affs, settings, model_ndim)
     voxel_size = spatial_voxel_size(voxel_size, affs.ndim - 1)
     if model_ndim == 2 and affs.ndim == 4:  # a 2D model's stack: each slice on its own
-        tree = MergeTree.stacked([
-            _tree_of(affs[1:, z], settings, None if voxel_size is None else voxel_size[1:], False,
-                     None if fragments is None else np.asarray(fragments)[z])
-            for z in range(affs.shape[1])])
+        frags = np.asarray(fragments) if fragments is not None else _slice_fragments(affs, settings, voxel_size)
+        tree = MergeTree.stacked([MergeTree.build(affs[1:, z], frags[z], scoring=settings.scoring)
+                                  for z in range(affs.shape[1])])
     else:
-        tree = _tree_of(affs, settings, voxel_size, per_slice, fragments)
+        frags = fragments if fragments is not None else fragments_of(affs, settings, voxel_size, per_slice)
+        tree = MergeTree.build(affs, np.asarray(frags), scoring=settings.scoring)
     tree.attrs.update(settings=dataclasses.asdict(settings),
                       voxel_size=None if voxel_size is None else list(voxel_size))
     return tree
