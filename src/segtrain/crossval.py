@@ -28,7 +28,7 @@ from segtrain.evaluate import sweep
 from segtrain.evaluate.folds import Fold, make_folds
 from segtrain.io.atomic import atomic_path
 from segtrain.postprocess import OutputSpec, validation_scores
-from segtrain.postprocess.affinities import segment_affinities
+from segtrain.postprocess.affinities import segment_affinities, stack_labels
 from segtrain.postprocess.tune import tune_affinities, tune_postprocessing
 from segtrain.predict import load_model, predict_array
 from segtrain.runs import RunFolder
@@ -120,6 +120,7 @@ def score_heldout(loaded, settings, volumes: list[dict], tta: int, matched: list
     gts = [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
     voxel_sizes = [v["voxel_size"] or config.data.voxel_size for v in volumes]
     if spec.task == "affinities":
+        gts = [stack_labels(g, spec.ndim) for g in gts]  # a 2D model's stack: scored slice by slice
         trees = [segment_affinities(o["affinities"], settings, voxel_size=vs, model_ndim=spec.ndim)
                  for o, vs in zip(outputs, voxel_sizes)]
         at = [sweep(t, g, thresholds=[settings.threshold]) for t, g in zip(trees, gts)]

@@ -18,6 +18,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-dataset")
     parser.add_argument("--mode", choices=["auto", "instances", "mask"], default="auto",
                         help="instances: VOI/ARAND/F1/AP; mask: Dice/IoU/F1(/AUC); auto: by dtype")
+    parser.add_argument("--gt-kind", choices=["instances", "mask"], default="instances",
+                        help="mask: the ground truth is a binary mask (e.g. ISBI 2012's labels, 255 = cell "
+                        "interior) whose connected components, slice by slice, are the objects (as "
+                        "labels_kind: mask in a training config)")
     parser.add_argument("--mask-threshold", type=float, default=0.5,
                         help="threshold for probability maps in mask mode")
     parser.add_argument("--out", help="also write the metrics JSON to this new file")
@@ -68,8 +72,16 @@ def run(args: argparse.Namespace) -> int:
     if args.out:  # before any work: a folder, another kind of file, an input, an existing file
         check_not_input(args.out, [(args.seg, args.seg_dataset), (args.gt, args.gt_dataset)], args.overwrite)
         check_output(args.out, args.overwrite, fmt="json")
-    seg, _ = read_array(args.seg, args.seg_dataset)
+    seg, seg_volume = read_array(args.seg, args.seg_dataset)
     gt, _ = read_array(args.gt, args.gt_dataset)
+    if args.gt_kind == "mask":
+        from segtrain.targets.masks import labels_from_mask
+
+        gt = labels_from_mask(gt, per_slice=True)
+    if (seg_volume.attrs or {}).get("model_ndim") == 2 and gt.ndim == 3:
+        from segtrain.postprocess.affinities import stack_labels
+
+        gt = stack_labels(gt, 2)  # a 2D model's stack of slices is scored slice by slice
     metrics = evaluate_arrays(seg, gt, args.mode, args.mask_threshold)
     text = json.dumps(metrics, indent=2)
     if args.out:

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         summary["objects"] = int(labels.max()) if labels.size else 0
         print(json.dumps(summary, indent=2))
         return 0
-    check_affinities(prediction.array)  # one clear sentence before any work
+    check_affinities(prediction.array, prediction.spec.ndim)  # one clear sentence before any work
     with Step(f"fragments ({settings.fragments}) and merge tree (waterz, {settings.scoring})"):
         tree = segment_affinities(prediction.array, settings, voxel_size=voxel_size,
                                   model_ndim=prediction.spec.ndim)
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         seg = tree.segmentation(settings.threshold)
         summary["outputs"]["segmentation"] = str(write_labels(
             out / f"segmentation{ext}", seg, volume, "segmentation", args.overwrite,
-            attrs={"kind": "segmentation", "task": "affinities", "threshold": settings.threshold,
+            attrs={"kind": "segmentation", "task": "affinities", "model_ndim": prediction.spec.ndim,
+                   "threshold": settings.threshold,
                    "settings": summary["settings"]}, inputs=[source]))
         summary.update(threshold=settings.threshold, segments=tree.n_segments(settings.threshold))
     else:

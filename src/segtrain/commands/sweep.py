@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "as `segtrain segment` does")
     parser.add_argument("--gt", required=True, help="ground-truth labels (0 = ignored)")
     parser.add_argument("--gt-dataset", help="dataset inside the ground-truth file")
+    parser.add_argument("--gt-kind", choices=["instances", "mask"], default="instances",
+                        help="mask: the ground truth is a binary mask (e.g. ISBI 2012's labels) whose connected "
+                        "components, slice by slice, are the objects")
     parser.add_argument("--affs-dataset", help="array inside the prediction file")
     parser.add_argument("--fragments", help="fragments, if the merge tree was saved without them")
     add_setting_options(parser, probabilities=False)
@@ -70,8 +73,16 @@ def run(args: argparse.Namespace) -> int:
             tree = segment_affinities(prediction.array, prediction.settings,
                                       voxel_size=tuple(prediction.volume.voxel_size), model_ndim=prediction.spec.ndim)
     gt, _ = read_array(args.gt, args.gt_dataset)
+    if args.gt_kind == "mask":
+        from segtrain.targets.masks import labels_from_mask
+
+        gt = labels_from_mask(gt, per_slice=True)
     if gt.shape != tree.fragments.shape and gt.squeeze().shape == tree.fragments.shape:
         gt = gt.squeeze()
+    if tree.attrs.get("slices") and gt.ndim == 3:  # a 2D model's stack is scored slice by slice
+        from segtrain.postprocess.affinities import stack_labels
+
+        gt = stack_labels(gt, 2)
     result = sweep(tree, gt, thresholds, progress=tqdm_progress("sweep"))
     best = result.best
     log(f"best threshold {best['threshold']:.4g}: VOI {best['voi']:.4f} (split "

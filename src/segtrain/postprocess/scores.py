@@ -9,7 +9,7 @@ import numpy as np
 
 from segtrain.config import SegmentConfig
 from segtrain.evaluate import class_iou, instance_scores, mask_scores, sweep
-from segtrain.postprocess.affinities import segment_affinities
+from segtrain.postprocess.affinities import segment_affinities, stack_labels
 from segtrain.postprocess.masks import foreground, instances
 from segtrain.postprocess.spec import OutputSpec
 
@@ -17,8 +17,10 @@ from segtrain.postprocess.spec import OutputSpec
 def affinity_scores(affs, gt, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
                     model_ndim: int | None = None) -> dict[str, float]:
     """The best VOI (split, merge), ARAND and the threshold the sweep (``settings.thresholds``)
-    chose, for the merge tree :func:`segment_affinities` makes; ground truth 0 is ignored."""
+    chose, for the merge tree :func:`segment_affinities` makes; ground truth 0 is ignored (a 2D
+    model's stack is scored slice by slice: :func:`stack_labels`)."""
     tree = segment_affinities(affs, settings, voxel_size=voxel_size, model_ndim=model_ndim)
+    gt = stack_labels(gt, model_ndim if np.ndim(affs) == 4 else None)
     result = sweep(tree, np.asarray(gt).astype(np.uint32), thresholds=settings.thresholds)
     best = result.best
     return {"voi": best["voi"], "voi_split": best["voi_split"], "voi_merge": best["voi_merge"],

@@ -14,7 +14,7 @@ import json
 import threading
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +203,27 @@ class MergeTree:
             fragments_out, a, b, s, n_ids, scoring=scoring, max_threshold=max_threshold,
             n_present=n_present,
         )
+
+    @classmethod
+    def stacked(cls, trees: Sequence[MergeTree]) -> MergeTree:
+        """One tree of the 2D trees of consecutive slices (a 2D model's stack): fragments stacked
+        along z with ids offset per slice, no merge across slices. Its segmentation at any
+        threshold is, slice by slice, the one its 2D tree gives (waterz run on that slice alone):
+        the merges are ordered by the running maximum of their own slice, so the merges below
+        ``t`` are exactly each slice's own."""
+        if not trees:
+            raise InputError("A stack needs at least one slice.")
+        offsets = np.concatenate([[0], np.cumsum([t.n_fragments for t in trees])]).astype(np.int64)
+        frags = np.stack([np.where(t.fragments != 0, t.fragments + np.uint64(off), 0).astype(np.uint64)
+                          for t, off in zip(trees, offsets)])
+        keys = np.concatenate([t.running_max for t in trees])
+        order = np.argsort(keys, kind="stable")  # stable: each slice keeps its own merge order
+        a = np.concatenate([t.merges_a + off for t, off in zip(trees, offsets)])[order]
+        b = np.concatenate([t.merges_b + off for t, off in zip(trees, offsets)])[order]
+        scores = np.concatenate([t.scores for t in trees])[order]
+        return cls(frags, a, b, scores, int(offsets[-1]), scoring=trees[0].scoring,
+                   max_threshold=min(t.max_threshold for t in trees),
+                   n_present=sum(t.n_present for t in trees), attrs={"slices": len(trees)})
 
     # --- answering thresholds --------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
 from segtrain.errors import InputError
@@ -68,3 +69,18 @@ def three_class(labels: np.ndarray) -> np.ndarray:
     out = (labels != 0).astype(np.uint8)
     out[boundaries(labels, mode="inner")] = 2
     return out
+
+
+def labels_from_mask(mask: np.ndarray, per_slice: bool) -> np.ndarray:
+    """Instance labels from a binary foreground mask (e.g. ISBI membranes: interior = 255): connected
+    components, of each slice on its own with ``per_slice`` (ids unique across the stack)."""
+    mask = np.asarray(mask) != 0
+    if per_slice and mask.ndim == 3:
+        out = np.zeros(mask.shape, np.int64)
+        offset = 0
+        for z in range(mask.shape[0]):
+            lab, n = ndimage.label(mask[z])
+            out[z] = np.where(lab > 0, lab + offset, 0)
+            offset += n
+        return out
+    return ndimage.label(mask)[0].astype(np.int64)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from segtrain.errors import InputError
 from segtrain.io.normalize import intensity_range, normalize  # noqa: F401 - also used by the sources below
+from segtrain.targets.masks import labels_from_mask  # noqa: F401 - also imported from here
 
 
 @dataclass
@@ -34,20 +34,6 @@ class Sample:
     labels: np.ndarray  # (*patch) int64; 0 = background
     known: np.ndarray  # (*patch) bool; False = not annotated / ignored (no loss)
     weights: np.ndarray | None = None  # (*patch) float32 per-voxel loss weights (pseudo-labels)
-
-
-def labels_from_mask(mask: np.ndarray, per_slice: bool) -> np.ndarray:
-    """Instance labels from a binary foreground mask (e.g. ISBI membranes: interior = 255)."""
-    mask = np.asarray(mask) != 0
-    if per_slice and mask.ndim == 3:
-        out = np.zeros(mask.shape, np.int64)
-        offset = 0
-        for z in range(mask.shape[0]):
-            lab, n = ndimage.label(mask[z])
-            out[z] = np.where(lab > 0, lab + offset, 0)
-            offset += n
-        return out
-    return ndimage.label(mask)[0].astype(np.int64)
 
 
 CLASS_SAMPLING_VOXELS = 4_000_000  # class frequencies from a random sample of this many voxels, when larger
