@@ -55,7 +55,8 @@ class _Helper:
     def __init__(self) -> None:
         package_root = str(Path(__file__).resolve().parents[1])  # the folder holding segtrain/
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([package_root, *[p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]])
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        env["PYTHONPATH"] = os.pathsep.join([package_root, *paths])  # this segtrain, wherever it lies
         self.process = subprocess.Popen([sys.executable, "-m", "segtrain.parallel"], stdin=subprocess.PIPE,
                                         stdout=subprocess.PIPE, env=env, close_fds=True)
         self.lock = threading.Lock()

@@ -63,9 +63,11 @@ def layout_problems(panel: QWidget, name: str) -> list[str]:
             # fields (spin boxes, lists) may be narrower than napari's style asks and elide; texts may not
             texts = isinstance(child, (QLabel, QAbstractButton)) and not getattr(child, "wordWrap", lambda: False)()
             if child.height() + 1 < need.height() or (texts and child.width() + 1 < need.width()):
-                problems.append(f"{label} is {child.width()} x {child.height()}, needs {need.width()} x {need.height()}")
-            if child.hasHeightForWidth() and child.height() + 1 < child.heightForWidth(child.width()):
-                problems.append(f"{label} is {child.height()} px high, its text needs {child.heightForWidth(child.width())}")
+                problems.append(f"{label} is {child.width()} x {child.height()}, "
+                                f"needs {need.width()} x {need.height()}")
+            wanted = child.heightForWidth(child.width()) if child.hasHeightForWidth() else -1
+            if child.height() + 1 < wanted:
+                problems.append(f"{label} is {child.height()} px high, its text needs {wanted}")
             if not isinstance(child, QAbstractScrollArea):  # a list or table scrolls its contents by design
                 walk(child, label)
         for i, a in enumerate(placed):
@@ -121,7 +123,8 @@ def check_window(viewer, dock, gui: GUI) -> None:
         if canvas.width() < window.width() / 2 or canvas.height() < window.height() / 2:
             problems.append(f"with {name}: the canvas is {canvas.width()} x {canvas.height()} in a window of "
                             f"{window.width()} x {window.height()}")
-        assert available.contains(window.frameGeometry()), f"with {name} the window grew to {_rect(window.frameGeometry())}"
+        grown = window.frameGeometry()
+        assert available.contains(grown), f"with {name} the window grew to {_rect(grown)}"
     assert not problems, "\n".join(problems)
 
 

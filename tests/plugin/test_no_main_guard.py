@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).resolve().parents[1]
 LIMIT_S = 240
 
@@ -73,6 +75,7 @@ viewer.close()
 """
 
 
+@pytest.mark.slow
 def test_a_script_without_main_guard_trains_and_builds_a_tree_once(tmp_path):
     mark = tmp_path / "ran.txt"
     script = tmp_path / "my_napari_script.py"
@@ -84,7 +87,8 @@ def test_a_script_without_main_guard_trains_and_builds_a_tree_once(tmp_path):
         result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
                                 text=True, timeout=LIMIT_S)
     except subprocess.TimeoutExpired as error:
-        raise AssertionError(f"the script hung for {LIMIT_S} s; it ran {mark.read_text().split() if mark.exists() else []}; "
+        ran = mark.read_text().split() if mark.exists() else []
+        raise AssertionError(f"the script hung for {LIMIT_S} s; it ran {ran}; "
                              f"stderr: {(error.stderr or b'')[-2000:]}") from None
     lines = mark.read_text().split()
     assert result.returncode == 0, result.stderr[-3000:]
