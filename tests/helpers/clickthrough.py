@@ -30,7 +30,11 @@ class App:
 
         self.gui = gui
         self.viewer = open_viewer(load_sample=False, show=True, paths=paths)
-        self.panels = {name: self.viewer.window.dock_widgets[f"{name} (napari-segtrain)"] for name in PANELS}
+        from segtrain.plugin.widgets.dock import SegtrainDock
+
+        self.dock = next(w for w in self.viewer.window.dock_widgets.values() if isinstance(w, SegtrainDock))
+        self.panels = dict(self.dock.panels)
+        assert list(self.panels) == PANELS
         self.screenshots = screenshots
         from segtrain.plugin.workers import warm_up_done
 
@@ -65,7 +69,7 @@ class App:
         self.screenshots.mkdir(parents=True, exist_ok=True)
         panel = self.panels[name.split("_")[0].capitalize()]
         self.gui.wait(0.3)
-        assert panel.parent().grab().save(str(self.screenshots / f"widget_{name}.png"))
+        assert panel.parent().parent().grab().save(str(self.screenshots / f"widget_{name}.png"))  # its scroll area
 
     def window_screenshot(self, name: str) -> None:
         if self.screenshots is not None:

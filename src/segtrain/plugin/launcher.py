@@ -5,10 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 PLUGIN = "napari-segtrain"
+ALL_PANELS = "napari-segtrain.all_panels"  # the panels as tabs in one dock (Plugins menu)
+ALL_PANELS_NAME = "All panels"
 
 
 def widget_names() -> list[str]:
-    """Display names of the plugin's dock widgets, in manifest order."""
+    """Display names of the plugin's single panels, in manifest order (not "All panels", which
+    holds them all)."""
     from npe2 import PluginManager
 
     manager = PluginManager.instance()
@@ -17,7 +20,7 @@ def widget_names() -> list[str]:
     except KeyError:  # not discovered yet (napari discovers on import)
         manager.discover()
         manifest = manager.get_manifest(PLUGIN)
-    return [w.display_name for w in manifest.contributions.widgets or ()]
+    return [w.display_name for w in manifest.contributions.widgets or () if w.command != ALL_PANELS]
 
 
 MALLOC_ARENAS = 2  # glibc's default: up to 8 per core
@@ -48,7 +51,8 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 
 def open_viewer(load_sample: bool = True, show: bool = True, paths: Sequence[str] = ()):
-    """A napari Viewer with every segtrain dock widget and, optionally, the sample volume.
+    """A napari Viewer with the segtrain panels (one dock, a tab each: "All panels") and,
+    optionally, the sample volume; the window fits the screen (:func:`fit_window`).
 
     Files in ``paths`` are opened with the segtrain reader. Does not start the event loop
     (call ``napari.run()``), so tests can use it under a virtual display. The process's C
@@ -63,34 +67,46 @@ def open_viewer(load_sample: bool = True, show: bool = True, paths: Sequence[str
         viewer.open_sample(PLUGIN, "em_volume")
     for path in paths:
         viewer.open(path, plugin=PLUGIN)
-    first = None
-    for name in widget_names():
-        try:
-            dock, _ = viewer.window.add_plugin_dock_widget(PLUGIN, name, tabify=first is not None)
-        except Exception as error:  # noqa: BLE001 - one broken panel must not stop the app
-            show_error(f"The segtrain panel '{name}' could not be opened: "
-                       f"{type(error).__name__}: {error}")
-            continue
-        dock.setWindowTitle(name)  # the tab shows "Train", not "Train (napari-segtrain)"
-        first = first or dock
-    if first is not None:
-        first.show()
-        first.raise_()
-        # six tabs side by side would be cut to "Tr..." in a narrow dock: put them on its edge
-        from qtpy.QtCore import Qt
-        from qtpy.QtWidgets import QTabWidget
-
-        viewer.window._qt_window.setTabPosition(Qt.RightDockWidgetArea, QTabWidget.East)
-    _fit_screen(viewer)
+    try:
+        viewer.window.add_plugin_dock_widget(PLUGIN, ALL_PANELS_NAME)
+    except Exception as error:  # noqa: BLE001 - the viewer still opens, with the reason
+        show_error(f"The segtrain panels could not be opened: {type(error).__name__}: {error}")
+    fit_window(viewer.window._qt_window)
     return viewer
 
 
-def _fit_screen(viewer, width: int = 1400, height: int = 900) -> None:
-    """Give the window a size that leaves the canvas most of the width (napari's first-time size
-    is its layout's size hint, which squeezes the canvas beside the docks), within the screen."""
-    window = viewer.window._qt_window
+def fit_window(window, width: int = 1400, height: int = 900) -> None:
+    """Give napari's main ``window`` about ``width`` x ``height`` pixels, never more than the
+    screen's available area: the canvas keeps most of the width beside the docks (napari's
+    first-time size squeezes it), and nothing lies off-screen (a window 3146 px tall on a 1000 px
+    screen hid the image and the dims slider). A window already larger but within the screen keeps
+    its size."""
     screen = window.screen() if hasattr(window, "screen") else None
-    if screen is not None:
-        available = screen.availableGeometry()
-        width, height = min(width, available.width()), min(height, available.height())
-    window.resize(max(width, window.width()), max(height, window.height()))
+    if screen is None:
+        window.resize(max(width, window.width()), max(height, window.height()))
+        return
+    available = screen.availableGeometry()
+    frame = window.frameGeometry().size() - window.geometry().size()  # title bar and borders
+    max_w, max_h = available.width() - frame.width(), available.height() - frame.height()
+    window.resize(min(max(width, window.width()), max_w), min(max(height, window.height()), max_h))
+    _leave_canvas_half(window)
+    geometry = window.frameGeometry()
+    if not available.contains(geometry):  # on-screen, top left of the available area where needed
+        window.move(max(available.left(), min(geometry.left(), available.right() - geometry.width() + 1)),
+                    max(available.top(), min(geometry.top(), available.bottom() - geometry.height() + 1)))
+
+
+def _leave_canvas_half(window, margin: int = 32) -> None:
+    """Narrow the right-hand docks (down to their minimum) where they and napari's layer docks on
+    the left would leave the canvas less than half the window's width (a 1280 px screen)."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QDockWidget
+
+    docks = [d for d in window.findChildren(QDockWidget) if d.isVisibleTo(window) and not d.isFloating()]
+    left = [d for d in docks if window.dockWidgetArea(d) == Qt.LeftDockWidgetArea]
+    right = [d for d in docks if window.dockWidgetArea(d) == Qt.RightDockWidgetArea]
+    left_width = max((max(d.width(), d.minimumSizeHint().width()) for d in left), default=0)
+    room = window.width() // 2 - left_width - margin
+    wide = [d for d in right if max(d.width(), d.sizeHint().width()) > room]
+    if wide:
+        window.resizeDocks(wide, [max(room, d.minimumSizeHint().width()) for d in wide], Qt.Horizontal)

@@ -650,6 +650,12 @@ class TrainingRun:
         return volumes
 
     def _fit(self) -> None:
+        from segtrain.warnings_log import warnings_logged
+
+        with warnings_logged():  # Lightning's and PyTorch's notes go to the log, not to the user
+            self._fit_logged()
+
+    def _fit_logged(self) -> None:
         module = trainer = None
         launch_env = (RUN_DIR_ENV, "MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
         previous = {k: os.environ.get(k) for k in launch_env}

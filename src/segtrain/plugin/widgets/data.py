@@ -32,6 +32,10 @@ from segtrain.plugin.workers import notify_error, notify_info
 GT_WORDS = L.GT_WORDS
 
 
+def _fmt(values) -> str:
+    return ", ".join(f"{v:g}" for v in values)
+
+
 class DataWidget(Panel):
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
@@ -63,6 +67,7 @@ class DataWidget(Panel):
         self.voxel_edit.setPlaceholderText("e.g. 40, 4, 4 (z, y, x)")
         self.voxel_button = QPushButton("Apply")
         self.voxel_note = QLabel("")
+        self._typed_voxel: tuple[float, ...] | None = None  # what the user typed, for volumes opened later
         self.voxel_note.setWordWrap(True)
         self.annotated_label = QLabel("annotated: -")
         self.status = status_label()
@@ -149,6 +154,7 @@ class DataWidget(Panel):
 
     def _layer_inserted(self, event) -> None:
         self._guess_gt(event.value)
+        self._give_voxel_size(event.value)
 
     def _guess_gt(self, layer) -> None:
         """Pick a Labels layer named like ground truth (e.g. 'em labels', 'gt') that fits the
@@ -275,6 +281,10 @@ class DataWidget(Panel):
         self.status.setText(f"Painting {what} on '{layer.name}'.")
 
     def apply_voxel_size(self) -> None:
+        """The typed voxel size for the image and every layer lying on it (same shape and scale:
+        its ground truth, annotation, predictions); the view is reset to show them whole (it
+        stayed zoomed 8x), and volumes opened later without a voxel size in their file get it too
+        (:meth:`_give_voxel_size`)."""
         image = self.image_combo.layer()
         try:
             values = parse_floats(self.voxel_edit.text())
@@ -291,11 +301,38 @@ class DataWidget(Panel):
             notify_error(f"Voxel size needs {ndim} numbers for the {ndim}D image "
                          f"'{image.name}', got {len(values)}.", self.status)
             return
-        for layer in (image, self.gt_combo.layer(), self.annotation_combo.layer()):
-            if layer is not None:
-                layer.scale = values
+        shape, old = L.spatial_shape(image), L.spatial_scale(image)
+        chosen = [layer for layer in (self.gt_combo.layer(), self.annotation_combo.layer()) if layer is not None]
+        aligned = [layer for layer in self.viewer.layers if layer is not image and layer not in chosen
+                   and layer.__class__.__name__ in ("Image", "Labels") and L.spatial_ndim(layer) == ndim
+                   and L.spatial_shape(layer) == shape and L.spatial_scale(layer) == old]
+        for layer in (image, *chosen, *aligned):
+            layer.scale = values
         self.session.set(voxel_size=values)
+        self._typed_voxel = values
+        self.viewer.reset_view()
         self.voxel_note.setText("set here")
+        self.status.setText(f"Voxel size {_fmt(values)} for '{image.name}' and {len(chosen) + len(aligned)} "
+                            "layer(s) on it; volumes opened later without a voxel size in their file get it too.")
+
+    def _give_voxel_size(self, layer) -> None:
+        """A volume opened after a voxel size was typed here gets it where its file stores none
+        (with 1 per axis it sat, 1/8 the size, in a corner of the world, invisible at the current
+        slice); one whose file has another keeps it. The status line says which."""
+        typed = self._typed_voxel
+        if (typed is None or layer.__class__.__name__ not in ("Image", "Labels") or L.META in layer.metadata
+                or L.spatial_ndim(layer) != len(typed)):
+            return
+        current = L.spatial_scale(layer)
+        in_file = layer.metadata.get("voxel_size_in_file")
+        if in_file or (in_file is None and any(s != 1 for s in current)):
+            if current != typed:
+                self.status.setText(f"'{layer.name}' keeps its own voxel size {_fmt(current)} "
+                                    f"(typed here: {_fmt(typed)}).")
+            return
+        layer.scale = typed
+        self.viewer.reset_view()
+        self.status.setText(f"'{layer.name}' stores no voxel size: it gets {_fmt(typed)}, as typed here.")
 
     def _schedule_count(self, *_):
         self._count_timer.start()

@@ -783,7 +783,14 @@ class TrainWidget(Panel):
     def show_preview(self, preview: np.ndarray) -> None:
         """The run's preview (a 2D ``raw | target | prediction`` strip) in the panel."""
         self.preview = preview
-        self.preview_label.setPixmap(array_to_pixmap(preview, self.PREVIEW_HEIGHT))
+        pixmap = array_to_pixmap(preview, self.PREVIEW_HEIGHT)
+        room = max(self.preview_label.width(), self.width() - 24, 120)  # the panel's width: no sideways scrolling
+        if pixmap.width() > room:
+            pixmap = pixmap.scaledToWidth(room, Qt.SmoothTransformation)
+        label = self.preview_label
+        label.setWordWrap(False)  # a wrapping label asks its height for its width, which a picture has not: 0 px
+        label.setMinimumHeight(pixmap.height())
+        label.setPixmap(pixmap)
         self.preview_label.setToolTip("raw | target | prediction (validation patch)")
 
     def plot(self) -> None:
