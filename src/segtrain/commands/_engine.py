@@ -147,22 +147,24 @@ def add_setting_options(parser, probabilities: bool = True) -> None:
     keep those (there is one set of defaults: :class:`segtrain.config.SegmentConfig`)."""
     import argparse
 
+    from segtrain.commands._numbers import finite_float
+
     parser.add_argument("--run", metavar="RUN", help="take the segment settings of this run (default: the "
                         "ones `segtrain predict` recorded in the prediction, else the defaults)")
     group = parser.add_argument_group("segment settings (override the run's)")
     group.add_argument("--fragments-method", choices=["watershed", "waterz"], default=None,
                        help="seeded watershed on the distance transform, or waterz's own")
-    group.add_argument("--boundary-threshold", type=float, default=None)
+    group.add_argument("--boundary-threshold", type=finite_float, default=None)
     group.add_argument("--min-seed-distance", type=int, default=None)
     group.add_argument("--min-size", type=int, default=None, help="smallest fragment / object in voxels")
     group.add_argument("--per-slice", action=argparse.BooleanOptionalAction, default=None,
                        help="fragments slice by slice (anisotropic data)")
     group.add_argument("--scoring", default=None, help="mean or hist_quant_10 ... hist_quant_95")
-    group.add_argument("--threshold", type=float, default=None,
+    group.add_argument("--threshold", type=finite_float, default=None,
                        help="merge threshold (default: the one the run's validation chose; no blind default)")
     if probabilities:
-        group.add_argument("--probability-threshold", type=float, default=None)
-        group.add_argument("--seed-boundary-max", type=float, default=None)
+        group.add_argument("--probability-threshold", type=finite_float, default=None)
+        group.add_argument("--seed-boundary-max", type=finite_float, default=None)
         group.add_argument("--seed-min-size", type=int, default=None)
         group.add_argument("--instance-method", choices=["components", "watershed"], default=None)
 

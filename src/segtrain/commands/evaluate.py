@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segtrain.commands._numbers import finite_float
+
 HELP = "score a segmentation or mask against ground truth (VOI, ARAND, F1/AP, Dice/IoU) as JSON"
 
 
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-dataset")
     parser.add_argument("--mode", choices=["auto", "instances", "mask"], default="auto",
                         help="instances: VOI/ARAND/F1/AP; mask: Dice/IoU/F1(/AUC); auto: by dtype")
-    parser.add_argument("--mask-threshold", type=float, default=0.5,
+    parser.add_argument("--mask-threshold", type=finite_float, default=0.5,
                         help="threshold for probability maps in mask mode")
     parser.add_argument("--out", help="also write the metrics JSON to this file")
 

@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 
+from segtrain.commands._numbers import finite_float, int_tuple, non_negative_int, positive_float, positive_int
+
 HELP = "blockwise predict -> fragments (stitched across block faces) -> region graph with edge " \
        "statistics -> waterz's agglomeration of the whole graph -> segments on daisy (resumable, " \
        "local or cluster workers)"
@@ -25,10 +27,10 @@ SEGMENT_FLAGS = {
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--retries", type=int, default=2,
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--retries", type=non_negative_int, default=2,
                         help="times a failed block is retried before it is listed as failed (default 2)")
-    parser.add_argument("--block-timeout", type=float, default=3600.0,
+    parser.add_argument("--block-timeout", type=positive_float, default=3600.0,
                         help="seconds a block may take before its worker is stopped and the block "
                              "retried (default 3600)")
     parser.add_argument("--launcher", default=None,
@@ -58,17 +60,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--fragments-method", choices=["watershed", "waterz"], default=None)
     run.add_argument("--per-slice", action="store_true", default=None,
                      help="fragments slice by slice (anisotropic data)")
-    run.add_argument("--boundary-threshold", type=float, default=None)
+    run.add_argument("--boundary-threshold", type=finite_float, default=None)
     run.add_argument("--min-seed-distance", type=int, default=None)
     run.add_argument("--min-size", type=int, default=None)
     run.add_argument("--scoring", default=None, help="mean or hist_quant_10 ... hist_quant_95")
-    run.add_argument("--max-threshold", type=float, default=1.0)
+    run.add_argument("--max-threshold", type=finite_float, default=1.0)
     run.add_argument("--db", default=None,
                      help="postgresql://user:password@host:port/name (default: JOB/graph.sqlite)")
     run.add_argument("--steps", default=None,
                      help="comma-separated subset of predict,fragments,agglomerate,global "
                           "(default: all)")
-    run.add_argument("--threshold", type=float, default=None,
+    run.add_argument("--threshold", type=finite_float, default=None,
                      help="also write the segmentation at this threshold (choose it with "
                           "`segtrain sweep` on a crop; no blind default)")
     run.add_argument("--out", default=None, help="segmentation output (.zarr or .n5 path)")
@@ -76,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     seg = sub.add_parser("segment", help="the segmentation at a threshold, block by block")
     seg.add_argument("job")
-    seg.add_argument("--threshold", type=float, required=True)
+    seg.add_argument("--threshold", type=finite_float, required=True)
     seg.add_argument("--out", default=None,
                      help="output .zarr or .n5 path (default: JOB/volumes.zarr/segmentation_<t>)")
     _engine_arguments(seg)
@@ -85,16 +87,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("job")
 
 
-def _ints(text: str | None, what: str):
-    from segtrain.errors import InputError
-
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"Cannot read the {what} {text!r}; give comma-separated integers "
-                         "such as 64,256,256.") from None
+def _ints(text: str | None, what: str, minimum: int = 1):
+    return int_tuple(text, what, minimum)
 
 
 def _segment_overrides(args) -> dict | None:
@@ -159,8 +153,8 @@ def run(args: argparse.Namespace) -> int:
             args.job, block_shape=_ints(args.block_shape, "block shape"),
             affinities=args.affinities, affinities_dataset=args.dataset if args.affinities else None,
             raw=args.raw, raw_dataset=args.dataset if args.raw else None, model=args.model,
-            context=_ints(args.context, "context"),
-            predict_context=_ints(args.predict_context, "predict context"),
+            context=_ints(args.context, "context", 0),
+            predict_context=_ints(args.predict_context, "predict context", 0),
             segment=_segment_overrides(args), max_threshold=args.max_threshold, db=args.db,
         )
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from segtrain.commands._numbers import positive_int
+
 HELP = "train a network from a YAML config (or continue a run with --resume)"
 
 
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "e.g. on corrections; the new run records it as its parent")
     parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
     parser.add_argument("--name", help="run name (default: the config's name)")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="override train.max_steps")
+    parser.add_argument("--max-steps", type=positive_int, metavar="N", help="override train.max_steps")
     parser.add_argument("--run-dir", metavar="DIR",
                         help="use this run folder instead of a new <name>-<timestamp> one; give the same "
                         "folder to every process when torchrun or several machines start them")

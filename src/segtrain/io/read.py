@@ -105,3 +105,48 @@ def read_volume(path: str | os.PathLike, dataset: str | None = None) -> Volume:
         raise InputError(f"{path} holds {len(volumes)} arrays ({names}); name the one to use as "
                          "dataset (e.g. 'volumes/raw').")
     return volumes[0]
+
+
+# --- values that would poison a result --------------------------------------------------------
+
+class NonFiniteError(InputError):
+    """An image holds NaN or infinite values (``where``: the part of it that does, when known)."""
+
+    def __init__(self, name: str, where: str = ""):
+        self.name, self.where = name, where
+        super().__init__(f"{name} holds NaN or infinite values{where}; replace them (e.g. with numpy.nan_to_num) "
+                         "or crop them away, then run again.")
+
+    def named(self, name: str) -> NonFiniteError:
+        """The same error naming ``name`` (a file) instead."""
+        return NonFiniteError(name, self.where)
+
+
+def _span(index: tuple) -> str:
+    parts = [f"{s.start}-{s.stop}" for s in index if isinstance(s, slice) and s.start is not None]
+    return f" (in the part at {', '.join(parts)})" if parts else ""
+
+
+def check_finite(array, name: str = "The image", index: tuple = ()) -> None:
+    """Raise :class:`NonFiniteError` when a floating-point ``array`` (numpy, or read here from a
+    dask/zarr/HDF5 array slab by slab along its first axis, so memory stays bounded) holds NaN or
+    infinity; integer arrays cannot. ``index`` says which part of a larger image ``array`` is."""
+    import numpy as np
+
+    if not np.issubdtype(np.dtype(array.dtype), np.floating):
+        return
+    if isinstance(array, np.ndarray):
+        if not np.isfinite(array).all():
+            raise NonFiniteError(name, _span(index))
+        return
+    shape = tuple(array.shape)
+    if not shape:
+        return
+    per_slab = max(1, int(np.prod(shape[1:])))
+    step = max(1, 16_000_000 // per_slab)
+    for start in range(0, shape[0], step):
+        part = (slice(start, min(shape[0], start + step)),)
+        block = array[part]
+        block = np.asarray(block.compute() if hasattr(block, "compute") else block)
+        if not np.isfinite(block).all():
+            raise NonFiniteError(name, _span(part + tuple(slice(0, s) for s in shape[1:])))

@@ -24,6 +24,7 @@ from scipy import ndimage
 
 from segtrain.errors import InputError
 from segtrain.io.normalize import intensity_range, normalize  # noqa: F401 - also used by the sources below
+from segtrain.io.read import check_finite
 
 
 @dataclass
@@ -173,6 +174,8 @@ class ArraySource(Source):
             known, weights = self.known, self.weights
         if np.dtype(raw.dtype) == bool:
             raise InputError(f"Source {self.name}: the image is boolean (a mask, not an image); give the raw image.")
+        check_finite(raw, f"Source {self.name}: the image")  # NaN raw trains a NaN network
+        check_finite(labels, f"Source {self.name}: the labels")
         if isinstance(labels, np.ndarray) and np.issubdtype(labels.dtype, np.floating) \
                 and not np.array_equal(labels, np.round(labels)):
             raise InputError(f"Source {self.name}: the labels are {labels.dtype} with fractions (a probability map?); "
