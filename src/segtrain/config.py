@@ -505,7 +505,17 @@ def _all_at_least(low: int) -> Callable[[Any], str | None]:
     return check
 
 
+def plain_name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a folder inside another one (a run name: ``../../x`` or
+    ``/tmp/x`` would put the run folder outside the runs root), or None."""
+    if not value.strip() or value.strip(".") == "" or "/" in value or "\\" in value or "\0" in value:
+        return (f"must be a plain folder name (no '/', '\\' or '..'; the run folder goes inside the runs "
+                f"folder), not {value!r}.")
+    return None
+
+
 FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "name": plain_name_problem,
     "data.patch_shape": _all_positive,
     "data.voxel_size": _all_positive,
     "data.min_annotated_fraction": _unit_interval,

@@ -156,7 +156,13 @@ class RunFolder:
     # --- making and finding run folders ---------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, name: str) -> RunFolder:
-        """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken)."""
+        """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken); a name
+        that would leave ``root`` (``../x``, ``/tmp/x``) is refused."""
+        from segtrain.config import plain_name_problem
+
+        problem = plain_name_problem(str(name))
+        if problem:
+            raise ConfigError(f"The run name {problem}")
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         base = f"{name}-{_timestamp()}"

@@ -29,6 +29,7 @@ def evaluate_arrays(seg: np.ndarray, gt: np.ndarray, mode: str = "auto",
                     mask_threshold: float = 0.5) -> dict:
     from segtrain.errors import InputError
     from segtrain.evaluate import instance_scores, mask_scores, segmentation_scores
+    from segtrain.evaluate.metrics import check_labelled
     from segtrain.segment._waterz import check_threshold
 
     if seg.shape != gt.shape:
@@ -39,6 +40,7 @@ def evaluate_arrays(seg: np.ndarray, gt: np.ndarray, mode: str = "auto",
                              f"{gt.shape}; they must cover the same voxels.")
     if not np.issubdtype(gt.dtype, np.integer) and gt.dtype != bool:
         raise InputError(f"Ground truth must hold integer labels, not {gt.dtype}.")
+    check_labelled(gt)  # all 0: every score would be a false perfect (or meaningless) one
     if mode == "auto":
         mode = "mask" if (np.issubdtype(seg.dtype, np.floating) or seg.dtype == bool) else "instances"
     if mode == "mask":

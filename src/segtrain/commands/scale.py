@@ -124,6 +124,7 @@ def _engine_kwargs(args) -> dict:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from segtrain.errors import SegtrainError
     from segtrain.scale.job import JOB_FILE, ScaleJob
     from segtrain.scale.pipeline import create_job, read_status, run_job, segment_job
 
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         from segtrain.errors import InputError
 
         raise InputError(f"{args.job} is a new job: give --affinities, or --raw with --model.")
+    new = given is not None and not Path(args.job).exists()
     if given is None:
         job = ScaleJob.open(args.job)
     else:
@@ -168,6 +170,12 @@ def run(args: argparse.Namespace) -> int:
             ok = _report([seg.step])
             summary["segmentation"] = dict(output=str(seg.path), threshold=seg.threshold,
                                            segments=seg.segments, complete=seg.step.ok)
+    except SegtrainError:
+        if new:  # a job this command started that cannot give a result (no fragments): leave nothing
+            import shutil
+
+            shutil.rmtree(job.folder, ignore_errors=True)
+        raise
     except KeyboardInterrupt:  # Ctrl-C: daisy hands out no more blocks; the finished ones stay done
         from segtrain.scale.pipeline import blocks_done
 

@@ -53,6 +53,19 @@ def _children(folder: Path) -> list[Path]:
 
 
 def read_volumes(path: str | os.PathLike, dataset: str | None = None) -> list[Volume]:
+    """Every volume at ``path`` (see :func:`_read_volumes`); an unfinished blockwise output (a
+    `segtrain scale` array not marked complete) is refused, naming the command that completes it."""
+    volumes = _read_volumes(path, dataset)
+    for volume in volumes:
+        if volume.attrs.get("complete") is False:
+            where = f"{path}" + (f" ({volume.dataset})" if volume.dataset else "")
+            command = volume.attrs.get("complete_with") or "segtrain scale run JOB"
+            raise InputError(f"{where} is an unfinished blockwise output (not every block was written, so unwritten "
+                             f"blocks would read as 0); complete it with `{command}` first.")
+    return volumes
+
+
+def _read_volumes(path: str | os.PathLike, dataset: str | None = None) -> list[Volume]:
     """Every volume at ``path``: the arrays of a zarr/n5/HDF5 container (or just ``dataset``
     inside it), one TIFF or image file, a folder of numbered slices, or the readable files of a
     plain folder. Large arrays are dask arrays; small ones numpy.
@@ -78,7 +91,7 @@ def read_volumes(path: str | os.PathLike, dataset: str | None = None) -> list[Vo
         children = _children(path)
         if not children:
             raise InputError(f"{path} is a folder with no readable images; segtrain reads {SUPPORTED}.")
-        return [volume for child in children for volume in read_volumes(child)]
+        return [volume for child in children for volume in _read_volumes(child)]
     suffix = path.suffix.lower()
     if suffix not in HDF5_SUFFIXES + SLICE_SUFFIXES:
         raise InputError(

@@ -503,6 +503,12 @@ class TrainingRun:
         d = self.config.data
         for source in [*self.train_sources, *self.val_sources]:  # bad data: one sentence, no run folder left
             source.prepare(self.config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
+        if self.config.task != "classes":  # validation scores against nothing labelled would be false
+            for source in self.val_sources:
+                if isinstance(source, ArraySource) and source.known is None and not np.any(source._labels):
+                    raise InputError(f"Validation source {source.name}: the labels have no labelled voxel (every value "
+                                     "is 0), so validation could not score anything; give validation labels with "
+                                     "objects labelled 1 or more.")
         handed_down = os.environ.get(RUN_DIR_ENV)
         self._made_folder = False  # a new <name>-<timestamp> folder of this run (removed if it ends with nothing)
         self._saved_after_error: tuple[Path, int] | None = None  # (checkpoint, step) saved when training failed
