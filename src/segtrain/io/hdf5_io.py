@@ -9,6 +9,7 @@ closed; large ones stay open and lazy (dask).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,11 @@ def _plain(value):
 def write_hdf5(tmp: Path, volume: Volume, dataset: str, chunks) -> None:
     import h5py
 
-    with h5py.File(tmp, "w") as handle:
+    # no chunk cache: every chunk is written once (dask is rechunked to the dataset's chunks), and
+    # a failed write (a full disk) fails in the write itself, not later in a flush the library
+    # cannot recover from (a segmentation fault at exit)
+    handle = h5py.File(tmp, "w", rdcc_nbytes=0)
+    try:
         dset = handle.create_dataset(
             dataset, shape=volume.data.shape, dtype=volume.data.dtype, chunks=chunks,
             compression="gzip", compression_opts=4,
@@ -124,6 +129,24 @@ def write_hdf5(tmp: Path, volume: Volume, dataset: str, chunks) -> None:
         for key, value in _hdf5_attrs(volume).items():
             dset.attrs[key] = value
         store_array(volume.data, dset)
+        handle.close()
+    except BaseException:
+        _abandon(handle, tmp)
+        raise
+
+
+def _abandon(handle, tmp: Path) -> None:
+    """Close a file whose writing failed (a full disk: HDF5's own close then fails too, and the
+    library, still holding the file, crashes the interpreter at exit): empty it first, which frees
+    the space its closing needs; the caller removes it."""
+    try:
+        os.truncate(tmp, 0)
+    except OSError:
+        pass
+    try:
+        handle.close()
+    except Exception:  # noqa: BLE001 - the write's own error is the one to report
+        pass
 
 
 def _hdf5_attrs(volume: Volume) -> dict:

@@ -511,6 +511,7 @@ class TrainingRun:
                                      "objects labelled 1 or more.")
         handed_down = os.environ.get(RUN_DIR_ENV)
         self._made_folder = False  # a new <name>-<timestamp> folder of this run (removed if it ends with nothing)
+        self._fitting = False  # Trainer.fit has begun: a failure now says which checkpoint is kept
         self._saved_after_error: tuple[Path, int] | None = None  # (checkpoint, step) saved when training failed
         self.resume_note = ""
         if resume is not None and init_from is not None:
@@ -746,6 +747,7 @@ class TrainingRun:
                 os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
             self._preparing("first training step" if self.resume_checkpoint is None
                             else f"loading {self.resume_checkpoint.name}")
+            self._fitting = True
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # metrics equal on all ranks
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -882,11 +884,12 @@ class TrainingRun:
                 f"Cannot resume from {self.resume_checkpoint}: its model differs from the one this config describes; "
                 f"resume with the run's own {self.run_dir / 'config.yaml'}."
             )
-        if self._saved_after_error is not None:  # the work done is kept: say so
+        if self._fitting or self._saved_after_error is not None:  # training began: say what is kept
+            kept = self._what_is_kept()
             if isinstance(error, SegtrainError):
-                kind = type(error) if type(error) in (SegtrainError, InputError, ConfigError) else SegtrainError
-                return kind(f"{str(error).rstrip('.')}; {self._what_is_kept()}.")
-            error.add_note(f"segtrain: {self._what_is_kept()}.")
+                kind = next(k for k in (InputError, ConfigError, SegtrainError) if isinstance(error, k))
+                return kind(f"{str(error).rstrip('.')}; {kept}.")
+            error.add_note(f"segtrain: {kept}.")
         elif isinstance(error, SegtrainError):
             self._remove_if_empty()  # a new run that failed before its first checkpoint leaves nothing
         return error
