@@ -801,8 +801,15 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"Config file {path} does not exist; check the path.")
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} is a folder, not a file; give the YAML file.")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {error.start} cannot be read); save it as "
+                          "UTF-8 (plain text) YAML.") from None
+    try:
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

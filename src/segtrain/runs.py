@@ -164,6 +164,9 @@ class RunFolder:
         if problem:
             raise ConfigError(f"The run name {problem}")
         root = Path(root)
+        blocked = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise ConfigError(f"The runs folder {root} cannot be made: {blocked} is a file; choose another runs folder.")
         root.mkdir(parents=True, exist_ok=True)
         base = f"{name}-{_timestamp()}"
         path = root / base

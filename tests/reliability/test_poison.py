@@ -107,7 +107,7 @@ def test_an_error_during_training_saves_the_steps_done_and_resume_continues_from
     with pytest.raises(InputError) as failure:
         run.run()
     message = str(failure.value)
-    found = re.search(r"holds NaN or infinite values; .*; the (\d+) steps done are saved in final\.ckpt: continue "
+    found = re.search(r"There are NaN or infinite values in the image of source generated; .*; the (\d+) steps done are saved in final\.ckpt: continue "
                       r"with --resume (\S+) once the cause is fixed\.$", message)
     assert found and "\n" not in message, message
     steps = int(found.group(1))

@@ -62,8 +62,8 @@ def int_tuple(text: str | None, what: str, minimum: int = 1) -> tuple[int, ...] 
         raise InputError(f"Cannot read the {what} {text!r}; give comma-separated whole numbers such as "
                          "64,256,256.") from None
     if any(v < minimum for v in values):
-        raise InputError(f"The {what} {text!r} has an entry below {minimum}; give comma-separated whole numbers "
-                         f"of {minimum} or more such as 64,256,256.")
+        raise InputError(f"Every entry of the {what} {text!r} must be a whole number of {minimum} or more; give "
+                         "e.g. 64,256,256.")
     return values
 
 

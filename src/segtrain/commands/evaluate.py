@@ -66,7 +66,10 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import read_array
     from segtrain.io.atomic import atomic_path
 
+    from segtrain.io.read import check_finite
+
     seg, _ = read_array(args.seg, args.seg_dataset)
+    check_finite(seg, args.seg)  # a NaN probability would score as background, silently
     gt, _ = read_array(args.gt, args.gt_dataset)
     metrics = evaluate_arrays(seg, gt, args.mode, args.mask_threshold)
     text = json.dumps(metrics, indent=2)

@@ -127,8 +127,8 @@ class NonFiniteError(InputError):
 
     def __init__(self, name: str, where: str = ""):
         self.name, self.where = name, where
-        super().__init__(f"{name} holds NaN or infinite values{where}; replace them (e.g. with numpy.nan_to_num) "
-                         "or crop them away, then run again.")
+        super().__init__(f"There are NaN or infinite values in {name}{where}; replace them (e.g. with "
+                         "numpy.nan_to_num) or crop them away, then run again.")
 
     def named(self, name: str) -> NonFiniteError:
         """The same error naming ``name`` (a file) instead."""
@@ -140,7 +140,7 @@ def _span(index: tuple) -> str:
     return f" (in the part at {', '.join(parts)})" if parts else ""
 
 
-def check_finite(array, name: str = "The image", index: tuple = ()) -> None:
+def check_finite(array, name: str = "the image", index: tuple = ()) -> None:
     """Raise :class:`NonFiniteError` when a floating-point ``array`` (numpy, or read here from a
     dask/zarr/HDF5 array slab by slab along its first axis, so memory stays bounded) holds NaN or
     infinity; integer arrays cannot. ``index`` says which part of a larger image ``array`` is."""

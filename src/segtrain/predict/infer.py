@@ -118,7 +118,7 @@ def _run_batch(model, device, autocast, array, batch: list[Tile], shape: tuple, 
     for tile in batch:
         index = ((lead,) if lead is not None else ()) + ((slice(None),) if has_channels else ()) + tile.read
         data = np.asarray(array[index])
-        check_finite(data, "The image", index)  # one NaN would make the whole prediction NaN
+        check_finite(data, "the image", index)  # one NaN would make the whole prediction NaN
         data = normalize(data, low, high)
         inputs.append(data if has_channels else data[None])
     x = torch.from_numpy(np.stack(inputs)).to(device)
@@ -155,7 +155,7 @@ def _prepare(model_or_path, array, tile_shape, margin):
     tiles = _tiling(loaded, spatial, tile_shape, margin)
     low, high = intensity_range(array, loaded.config.data.normalize)
     if not (math.isfinite(low) and math.isfinite(high)):
-        raise NonFiniteError("The image")
+        raise NonFiniteError("the image")
     leads = list(range(shape[0])) if is_stack else [None]  # the stack slices, or one pass
     return loaded, has_channels, spatial, leads, tiles, low, high
 
