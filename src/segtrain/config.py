@@ -341,6 +341,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        given = [arg for arg in args if arg is not type(None)]
+        if len(given) == 1:  # X | None: X's own sentence (e.g. voxel_size[0] must be a finite number)
+            return _convert(value, given[0], where)
         for arg in args:
             if arg is type(None):
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from segtrain.commands._numbers import finite_float, int_tuple, non_negative_int, positive_float, positive_int
@@ -148,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
 
         raise InputError(f"{args.job} is a new job: give --affinities, or --raw with --model.")
     new = given is not None and not Path(args.job).exists()
+    parent = Path(args.job).absolute().parent
+    parent_times = parent.stat() if new and parent.is_dir() else None
     if given is None:
         job = ScaleJob.open(args.job)
     else:
@@ -175,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
             import shutil
 
             shutil.rmtree(job.folder, ignore_errors=True)
+            if parent_times is not None and not job.folder.exists():  # the folder as it was, times included
+                os.utime(parent, ns=(parent_times.st_atime_ns, parent_times.st_mtime_ns))
         raise
     except KeyboardInterrupt:  # Ctrl-C: daisy hands out no more blocks; the finished ones stay done
         from segtrain.scale.pipeline import blocks_done

@@ -153,6 +153,8 @@ def _prepare(model_or_path, array, tile_shape, margin):
     if 0 in spatial:
         raise InputError(f"The input of shape {shape} is empty.")
     tiles = _tiling(loaded, spatial, tile_shape, margin)
+    if isinstance(array, np.ndarray):  # in memory: checked whole, before any output exists
+        check_finite(array, "the image")
     low, high = intensity_range(array, loaded.config.data.normalize)
     if not (math.isfinite(low) and math.isfinite(high)):
         raise NonFiniteError("the image")
