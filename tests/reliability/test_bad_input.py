@@ -447,6 +447,10 @@ CLI_CASES = [
          "There are NaN or infinite values in the labels of source ...; replace them ...", r"NaN.*labels of source",
          lambda f: ["train", "--config", f.train_config(labels=f.h5("ln.h5", _nan_labels())),
                     "--runs-root", f / "runs"]),
+    Case("selftrain-unlabelled-nan", "segtrain selftrain", "an unlabelled image with a NaN voxel",
+         "There are NaN or infinite values in .../un.h5; replace them ...", r"NaN or infinite values in \S*un\.h5",
+         lambda f: ["selftrain", "--config", _selftrain_config(f, f.h5("un.h5", _poisoned(np.nan))),
+                    "--runs-root", f / "runs"]),
     Case("evaluate-probabilities-nan", "segtrain evaluate", "a probability map with a NaN",
          "There are NaN or infinite values in .../pn.h5; replace them ...", r"NaN or infinite values in \S*pn\.h5",
          lambda f: ["evaluate", f.h5("pn.h5", _poisoned(np.nan)), f.gt(), "--out", f / "m.json"]),
@@ -578,6 +582,16 @@ def _nan_labels() -> np.ndarray:
     out = labels((8, 32, 32)).astype(np.float32)
     out[3, 3, 3] = np.nan
     return out
+
+
+def _selftrain_config(f: Files, unlabelled: str) -> str:
+    import yaml
+
+    source = {"raw": f.raw(), "labels": f.gt()}
+    values = {**TINY, "name": "bad", "data": {**TINY["data"], "train": [source], "val": [source]},
+              "train": {**TINY["train"], "max_steps": 4},
+              "selftrain": {"iterations": 1, "threshold_start": 0.6, "unlabelled": [unlabelled]}}
+    return f.config(yaml.safe_dump(values))
 
 
 def _val_config(f: Files, val_labels: str) -> str:
