@@ -539,7 +539,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
     "model.downsample_factors": _all_at_least(1),
     "train.weight_decay": _at_least(0),
     "train.warmup_steps": _at_least(0),
-    "train.plateau_patience": _at_least(1),
+    "train.plateau_patience": _at_least(0),
     "train.lsd_weight": _at_least(0),
     "train.report_interval": _at_least(0),
     "train.preview_every": _at_least(1),

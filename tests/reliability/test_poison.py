@@ -232,3 +232,43 @@ def test_all_zero_ground_truth_is_refused_by_scores_sweeps_and_training(tmp_path
     with pytest.raises(InputError, match="Validation source .* no labelled voxel"):
         TrainingRun(config_from_dict(TINY), [ArraySource(raw, gt)], [ArraySource(raw, empty)], runs_root=tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_sigterm_stops_training_like_ctrl_c_with_a_checkpoint_to_resume_from(tmp_path, volume):
+    """A cluster's time limit or `kill` (SIGTERM): the run ends after the current step with
+    final.ckpt, exit code 130, and says so."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import h5py
+    import yaml
+
+    from segtrain.runs import checkpoint_step
+
+    raw, gt = volume
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["raw"], f["gt"] = raw, gt
+    source = {"raw": str(tmp_path / "data.h5/raw"), "labels": str(tmp_path / "data.h5/gt")}
+    values = {**TINY, "data": {**TINY["data"], "train": [source], "val": [source]},
+              "train": {**TINY["train"], "max_steps": 100_000, "checkpoint_every": 100_000, "val_every": 100_000}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
+    process = subprocess.Popen([sys.executable, "-m", "segtrain.cli", "train", "--config", "config.yaml"],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not list((tmp_path / "runs").glob("*/tensorboard/*events*")):  # training has begun
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()[1][-2000:]
+            time.sleep(0.2)
+        time.sleep(2.0)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out[-1000:] + err[-1000:]
+    (run_dir,) = list((tmp_path / "runs").iterdir())
+    step = checkpoint_step(run_dir / "checkpoints" / "final.ckpt")
+    assert step is not None and step >= 1
+    assert f"stopped at step {step}; checkpoints in" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                 print(note)
     last = None
     interrupted = False
-    with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True, disable=quiet) as bar:
+    with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True, disable=quiet) as bar, \
+            _terminate_as_interrupt():
         try:
             for last in training.reports():
                 bar.update(max(0, last.step - bar.n))
@@ -98,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
     if quiet:
         return code
     status = last.message if last is not None and last.done else "stopped"
-    print(f"{status} at step {last.step if last else 0}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
+    step = last.step if last else 0
+    if final is not None:  # a stopped run's last report may be a step behind what it saved
+        from segtrain.runs import checkpoint_step
+
+        step = checkpoint_step(final) or step
+    print(f"{status} at step {step}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
           + (f" (final: {final.name})" if final else ""))
     if last is not None and last.metrics:
         print("last validation: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
@@ -106,3 +113,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"next: `segtrain tune {training.run_dir}` chooses the threshold, seed and size settings "
               "for the best instance F1 (validation above used the config's settings)")
     return code
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a cluster's time limit, `kill`) stops training like Ctrl-C: after the current step,
+    with a final checkpoint to resume from."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

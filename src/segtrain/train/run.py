@@ -503,7 +503,7 @@ class TrainingRun:
         d = self.config.data
         for source in [*self.train_sources, *self.val_sources]:  # bad data: one sentence, no run folder left
             source.prepare(self.config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
-        if self.config.task != "classes":  # validation scores against nothing labelled would be false
+        if self.config.task == "affinities":  # VOI / ARAND against nothing labelled: a false perfect score
             for source in self.val_sources:
                 if isinstance(source, ArraySource) and source.known is None and not np.any(source._labels):
                     raise InputError(f"Validation source {source.name}: the labels have no labelled voxel (every value "
