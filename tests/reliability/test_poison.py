@@ -272,3 +272,90 @@ def test_sigterm_stops_training_like_ctrl_c_with_a_checkpoint_to_resume_from(tmp
     step = checkpoint_step(run_dir / "checkpoints" / "final.ckpt")
     assert step is not None and step >= 1
     assert f"stopped at step {step}; checkpoints in" in out
+
+
+# --- a full disk and a read-only file system, for real (small tmpfs mounts; needs root) --------
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """``mount(name, size, read_only)``: a tmpfs of ``size`` at ``tmp_path/name`` (unmounted after)."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (the full-disk path is also covered with RLIMIT_FSIZE)")
+    points = []
+
+    def mount(name: str, size: str, read_only: bool = False) -> Path:
+        point = tmp_path / name
+        point.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True)
+        if result.returncode:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.decode().strip()}")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in reversed(points):
+        subprocess.run(["umount", str(point)], check=False)
+
+
+def _cli(*args: str, cwd: Path):
+    """`segtrain ARGS` in a process of its own (a crash at exit, a segmentation fault, shows as its code)."""
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "segtrain.cli", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _error_line(result, command: str) -> str:
+    lines = [line for line in re.split(r"[\r\n]+", result.stderr) if line.strip()]
+    found = re.search(rf"segtrain {command}: error: .*$", lines[-1]) if lines else None  # after a progress bar
+    assert found, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    return found.group(0)
+
+
+def test_export_to_hdf5_on_a_full_disk_is_one_sentence_not_a_crash(tmp_path, mounted):
+    from segtrain.segment import MergeTree
+    from test_bad_input import affinities_of, labels
+
+    MergeTree.build(affinities_of(labels((8, 64, 64))), None).save(tmp_path / "tree.npz")
+    full = mounted("full", "64k")
+    (full / "filler").write_bytes(b"\0" * 56 * 1024)  # 8 kB left: the export (about 20 kB) does not fit
+    before = sorted(p.name for p in full.iterdir())
+    for name in ("seg.h5", "seg.zarr"):
+        result = _cli("export", full / name, "--tree", tmp_path / "tree.npz", "--threshold", "0.5", cwd=tmp_path)
+        assert result.returncode == 2, (name, result.returncode, result.stderr[-2000:])  # 139 was a segfault
+        line = _error_line(result, "export")
+        assert "The disk is full (no space left on the device)" in line and line.endswith("."), line
+        assert sorted(p.name for p in full.iterdir()) == before  # no output, no temporary
+
+
+def test_read_only_output_folders_are_one_sentence(tmp_path, mounted):
+    import h5py
+    import yaml
+
+    from test_bad_input import TINY as HARNESS_TINY
+    from test_bad_input import affinities_of, labels
+
+    gt = labels((8, 32, 32))
+    with h5py.File(tmp_path / "data.h5", "w") as f:
+        f["affs"], f["gt"] = affinities_of(gt), gt
+        f["raw"] = np.random.default_rng(0).integers(0, 255, gt.shape, dtype=np.uint8)
+    source = {"raw": str(tmp_path / "data.h5/raw"), "labels": str(tmp_path / "data.h5/gt")}
+    config = {**HARNESS_TINY, "data": {**HARNESS_TINY["data"], "train": [source], "val": [source]}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    ro = mounted("ro", "1m", read_only=True)
+    for command, args in (("segment", [tmp_path / "data.h5/affs", ro / "out"]),
+                          ("sweep", ["--affs", tmp_path / "data.h5/affs", "--gt", tmp_path / "data.h5/gt",
+                                     "--out-dir", ro / "sweep"]),
+                          ("train", ["--config", tmp_path / "config.yaml", "--runs-root", ro / "runs"])):
+        result = _cli(command, *args, cwd=tmp_path)
+        assert result.returncode == 2, (command, result.stderr[-2000:])
+        line = _error_line(result, command)
+        assert "read-only" in line and str(ro) in line and line.endswith("."), line
+        assert list(ro.iterdir()) == []
