@@ -546,6 +546,13 @@ CLI_CASES = [
     Case("selftrain-steps-zero", "segtrain selftrain", "--steps 0",
          "argument --steps: must be a whole number of 1 or more, not 0 ...", r"--steps.*0",
          lambda f: ["selftrain", "--config", f.train_config(), "--steps", "0", "--runs-root", f / "runs"]),
+    Case("sweep-thresholds-infinite", "segtrain sweep", "--thresholds 0:inf:0.1",
+         "Cannot read thresholds '0:inf:0.1'; give start:stop:step ...", r"'0:inf:0\.1'",
+         lambda f: ["sweep", "--tree", f.tree(), "--gt", f.gt(), "--thresholds", "0:inf:0.1", "--out-dir", f / "sweep"]),
+    Case("sweep-thresholds-too-many", "segtrain sweep", "--thresholds 0:1:1e-12 (a trillion thresholds)",
+         "Thresholds '0:1:1e-12' make 1000000000001 values; give a step that makes at most 10001 ...",
+         r"'0:1:1e-12' make \d+ values",
+         lambda f: ["sweep", "--tree", f.tree(), "--gt", f.gt(), "--thresholds", "0:1:1e-12", "--out-dir", f / "sweep"]),
     # run names that would leave the runs folder, runs folders that cannot be
     Case("train-name-escapes", "segtrain train", "--name ../../x",
          "name must be a plain folder name (no '/', '\\' or '..'; ...), not '../../x'.", r"'\.\./\.\./x'",

@@ -90,6 +90,9 @@ def write_labels(path: Path, data: np.ndarray, like, name: str, overwrite: bool,
     return write_volume(path, volume, overwrite=overwrite)
 
 
+MAX_THRESHOLDS = 10_000  #: steps of a start:stop:step sweep (0:1:1e-12 would never end)
+
+
 def parse_thresholds(text: str | None):
     """``"0:1:0.02"`` (start:stop:step, stop included) or ``"0.1,0.2,0.5"``; None -> default."""
     if text is None:
@@ -97,12 +100,17 @@ def parse_thresholds(text: str | None):
     try:
         if ":" in text:
             parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3 or parts[2] <= 0:
+            if len(parts) != 3 or parts[2] <= 0 or not all(np.isfinite(parts)):
                 raise ValueError
             start, stop, step = parts
             n = int(np.floor((stop - start) / step + 1e-9))
+            if n > MAX_THRESHOLDS:
+                raise InputError(f"Thresholds {text!r} make {n + 1} values; give a step that makes at most "
+                                 f"{MAX_THRESHOLDS + 1} (e.g. 0:1:0.001).")
             return [round(start + i * step, 10) for i in range(n + 1)]
         return [float(p) for p in text.split(",") if p.strip()]
+    except InputError:
+        raise
     except ValueError:
         raise InputError(
             f"Cannot read thresholds {text!r}; give start:stop:step (e.g. 0:1:0.02) or a "
