@@ -2,8 +2,9 @@
 command line and through the panels. Each case must end in ONE sentence that names the offending
 thing (exit code 2 on the command line, the panel's status line and one napari error notification in
 the GUI), never a traceback, and must change nothing on disk: no output, no temporary, no touched
-file (names, sizes and modification times of the test's folder and of the runs it uses, before and
-after).
+file (names, sizes and modification times of the test's folder and of the runs it uses, and of the
+entries of the folders that hold every path a case names and of the folder above the test's folder,
+before and after: a write outside the work folder is seen too).
 
 The table in docs/bad_input.md is generated from :data:`CASES` (a test checks that it is the same):
 after changing the cases, regenerate it with ``python tests/reliability/test_bad_input.py``.
