@@ -359,3 +359,23 @@ def test_read_only_output_folders_are_one_sentence(tmp_path, mounted):
         line = _error_line(result, command)
         assert "read-only" in line and str(ro) in line and line.endswith("."), line
         assert list(ro.iterdir()) == []
+
+
+def test_a_scale_job_on_a_raw_volume_with_nan_is_one_sentence_and_leaves_nothing(tmp_path, capsys):
+    import zarr
+
+    from scale.test_scale_cli import tiny_checkpoint
+    from segtrain.cli import main
+
+    tiny_checkpoint(tmp_path / "tiny.ckpt")
+    raw = np.random.default_rng(0).random((8, 64, 64)).astype(np.float32)
+    raw[4, 40, 40] = np.nan
+    zarr.create_array(store=str(tmp_path / "raw.zarr"), shape=raw.shape, chunks=(8, 32, 32), dtype="float32",
+                      zarr_format=2)[:] = raw
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["scale", "run", str(tmp_path / "job"), "--raw", str(tmp_path / "raw.zarr"), "--model",
+                 str(tmp_path / "tiny.ckpt"), "--block-shape", "8,32,32"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2, err
+    assert re.fullmatch(r"segtrain scale: error: There are NaN or infinite values in \S*raw\.zarr .*\.", err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no job folder, no prediction
