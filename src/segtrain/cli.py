@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-from segtrain.errors import SegtrainError
+from segtrain.errors import SegtrainError, os_error
 
 SUBCOMMANDS = ["gui", "train", "selftrain", "predict", "tune", "segment", "sweep", "evaluate", "export", "runs",
                "scale"]
@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except SegtrainError as error:
         print(f"segtrain {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a full disk, a read-only folder: one sentence, not a traceback
+        sentence = os_error(error)
+        if sentence is None:
+            raise
+        print(f"segtrain {args.command}: error: {sentence}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"segtrain {args.command}: interrupted", file=sys.stderr)

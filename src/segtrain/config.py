@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import difflib
 import functools
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -340,6 +341,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        given = [arg for arg in args if arg is not type(None)]
+        if len(given) == 1:  # X | None: X's own sentence (e.g. voxel_size[0] must be a finite number)
+            return _convert(value, given[0], where)
         for arg in args:
             if arg is type(None):
                 continue
@@ -382,6 +386,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, not {value!r}.")
+        if not math.isfinite(value):  # no setting means anything at nan or inf (lr: .inf trains NaN)
+            raise ConfigError(f"{where} must be a finite number, not {value!r}.")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -495,11 +501,54 @@ def _threshold_check(value) -> str | None:
     return None
 
 
+def _all_at_least(low: int) -> Callable[[Any], str | None]:
+    def check(value):
+        flat = [v for row in value for v in (row if isinstance(row, list) else [row])]
+        return None if all(v >= low for v in flat) else f"must have entries of {low} or more only, not {value}."
+    return check
+
+
+def plain_name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a folder inside another one (a run name: ``../../x`` or
+    ``/tmp/x`` would put the run folder outside the runs root), or None."""
+    if not value.strip() or value.strip(".") == "" or "/" in value or "\\" in value or "\0" in value:
+        return (f"must be a plain folder name (no '/', '\\' or '..'; the run folder goes inside the runs "
+                f"folder), not {value!r}.")
+    return None
+
+
 FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "name": plain_name_problem,
     "data.patch_shape": _all_positive,
     "data.voxel_size": _all_positive,
     "data.min_annotated_fraction": _unit_interval,
     "data.in_channels": _positive_check,
+    "data.val_patches": _positive_check,
+    "data.val_max_voxels": _at_least(0),
+    "data.augment.intensity_scale": _at_least(0),
+    "data.augment.intensity_shift": _at_least(0),
+    "data.augment.gamma": _at_least(0),
+    "data.augment.noise": _at_least(0),
+    "data.augment.blur": _at_least(0),
+    "data.augment.missing_section": _unit_interval,
+    "data.augment.elastic": _at_least(0),
+    "data.augment.elastic_spacing": _positive_check,
+    "data.augment.probability": _unit_interval,
+    "model.lsd_downsample": _positive_check,
+    "model.kernel_size": _positive_check,
+    "model.downsample_factors": _all_at_least(1),
+    "train.weight_decay": _at_least(0),
+    "train.warmup_steps": _at_least(0),
+    "train.plateau_patience": _at_least(0),
+    "train.lsd_weight": _at_least(0),
+    "train.report_interval": _at_least(0),
+    "train.preview_every": _at_least(1),
+    "train.threads": _at_least(1),
+    "train.early_stopping_min_delta": _at_least(0),
+    "predict.tile_shape": _all_positive,
+    "predict.margin": _all_at_least(0),
+    "predict.batch_size": _positive_check,
+    "predict.tta": _positive_check,
     "model.num_fmaps": _positive_check,
     "model.fmap_inc_factor": _positive_check,
     "model.lsd_sigma": _positive_check,
@@ -755,8 +804,15 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"Config file {path} does not exist; check the path.")
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} is a folder, not a file; give the YAML file.")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"Config file {path} is not UTF-8 text (byte {error.start} cannot be read); save it as "
+                          "UTF-8 (plain text) YAML.") from None
+    try:
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -156,8 +156,17 @@ class RunFolder:
     # --- making and finding run folders ---------------------------------------------------------
     @classmethod
     def create(cls, root: str | Path, name: str) -> RunFolder:
-        """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken)."""
+        """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken); a name
+        that would leave ``root`` (``../x``, ``/tmp/x``) is refused."""
+        from segtrain.config import plain_name_problem
+
+        problem = plain_name_problem(str(name))
+        if problem:
+            raise ConfigError(f"The run name {problem}")
         root = Path(root)
+        blocked = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
+        if blocked is not None:
+            raise ConfigError(f"The runs folder {root} cannot be made: {blocked} is a file; choose another runs folder.")
         root.mkdir(parents=True, exist_ok=True)
         base = f"{name}-{_timestamp()}"
         path = root / base

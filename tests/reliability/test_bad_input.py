@@ -2,8 +2,9 @@
 command line and through the panels. Each case must end in ONE sentence that names the offending
 thing (exit code 2 on the command line, the panel's status line and one napari error notification in
 the GUI), never a traceback, and must change nothing on disk: no output, no temporary, no touched
-file (names, sizes and modification times of the test's folder and of the runs it uses, before and
-after).
+file (names, sizes and modification times of the test's folder and of the runs it uses, and of the
+entries of the folders that hold every path a case names and of the folder above the test's folder,
+before and after: a write outside the work folder is seen too).
 
 The table in docs/bad_input.md is generated from :data:`CASES` (a test checks that it is the same):
 after changing the cases, regenerate it with ``python tests/reliability/test_bad_input.py``.
@@ -80,6 +81,24 @@ class Files:
         content = path.read_bytes()
         path.write_bytes(content[: len(content) // 3])
         return str(path)
+
+    def unfinished(self, name: str = "seg.zarr") -> str:
+        """A `segtrain scale` segmentation as a kill during relabelling leaves it: created, no block
+        written, not marked complete (made by the function the scale job makes it with)."""
+        from segtrain.scale.volumes import create_output
+
+        path = self.root / name
+        create_output(path, (8, 32, 32), np.uint64, (8, 16, 16), (1, 1, 1), (0, 0, 0), ("z", "y", "x"), True,
+                      complete_with=f"segtrain scale segment job --threshold 0.5 --out {path}")
+        return str(path)
+
+    def zarr(self, name: str, data: np.ndarray) -> str:
+        import zarr
+
+        array = zarr.create_array(store=str(self.root / name), shape=data.shape, chunks=data.shape, dtype=data.dtype,
+                                  zarr_format=2)
+        array[:] = data
+        return str(self.root / name)
 
     # the good inputs the bad ones go with
     def gt(self, shape=(8, 32, 32)) -> str:
@@ -283,8 +302,8 @@ CLI_CASES = [
          lambda f: ["train", "--config", f.config("preset: em4d\n"), "--runs-root", f / "runs"]),
     Case("config-not-a-mapping", "segtrain train", "a config that is a YAML list", "... must be a mapping ...",
          r"config\.yaml|mapping", lambda f: ["train", "--config", f.config("- 1\n- 2\n"), "--runs-root", f / "runs"]),
-    Case("max-steps-zero", "segtrain train", "--max-steps 0", "--max-steps must be positive, not 0.",
-         r"--max-steps", lambda f: ["train", "--config", f.train_config(), "--max-steps", "0",
+    Case("max-steps-zero", "segtrain train", "--max-steps 0",
+         "argument --max-steps: must be a whole number of 1 or more, not 0 ...", r"--max-steps", lambda f: ["train", "--config", f.train_config(), "--max-steps", "0",
                                     "--runs-root", f / "runs"]),
     # thresholds out of range (command-line flags)
     Case("segment-threshold-above-1", "segtrain segment", "--threshold 1.5", "... threshold ... in [0, 1] ...",
@@ -412,7 +431,185 @@ CLI_CASES = [
     Case("evaluate-out-under-a-file", "segtrain evaluate", "--out inside a file (not writable)",
          "... cannot write ... not a folder ...", r"afile",
          lambda f: ["evaluate", f.gt(), f.gt(), "--out", f"{f.text('afile', 'x')}/m.json"]),
+    # values that would poison a result: NaN/Inf in images, nothing labelled, unfinished outputs
+    Case("predict-raw-nan", "segtrain predict", "an image with one NaN voxel",
+         "There are NaN or infinite values in .../nan.h5 (in the part at ...); replace them ...",
+         r"NaN or infinite values in \S*nan\.h5",
+         lambda f: ["predict", "--run", f.runs["em3d"], f.h5("nan.h5", _poisoned(np.nan)), f / "pred.zarr"]),
+    Case("predict-raw-inf", "segtrain predict", "a zarr image with one infinite voxel",
+         "There are NaN or infinite values in .../inf.zarr ...; replace them ...",
+         r"NaN or infinite values in \S*inf\.zarr",
+         lambda f: ["predict", "--run", f.runs["em3d"], f.zarr("inf.zarr", _poisoned(np.inf)), f / "pred.zarr"]),
+    Case("train-raw-nan", "segtrain train", "a config whose image has a NaN voxel",
+         "There are NaN or infinite values in the image of source ...; replace them ...", r"NaN.*image of source",
+         lambda f: ["train", "--config", f.train_config(raw=f.h5("rn.h5", _poisoned(np.nan))),
+                    "--runs-root", f / "runs"]),
+    Case("train-labels-nan", "segtrain train", "a config whose labels are floats with a NaN",
+         "There are NaN or infinite values in the labels of source ...; replace them ...", r"NaN.*labels of source",
+         lambda f: ["train", "--config", f.train_config(labels=f.h5("ln.h5", _nan_labels())),
+                    "--runs-root", f / "runs"]),
+    Case("selftrain-unlabelled-nan", "segtrain selftrain", "an unlabelled image with a NaN voxel",
+         "There are NaN or infinite values in .../un.h5; replace them ...", r"NaN or infinite values in \S*un\.h5",
+         lambda f: ["selftrain", "--config", _selftrain_config(f, f.h5("un.h5", _poisoned(np.nan))),
+                    "--runs-root", f / "runs"]),
+    Case("evaluate-probabilities-nan", "segtrain evaluate", "a probability map with a NaN",
+         "There are NaN or infinite values in .../pn.h5; replace them ...", r"NaN or infinite values in \S*pn\.h5",
+         lambda f: ["evaluate", f.h5("pn.h5", _poisoned(np.nan)), f.gt(), "--out", f / "m.json"]),
+    Case("evaluate-gt-all-zero", "segtrain evaluate", "ground truth with no labelled voxel (all 0)",
+         "The ground truth has no labelled voxel (every value is 0, ...), so any segmentation would score perfectly "
+         "...", r"no labelled voxel",
+         lambda f: ["evaluate", f.gt(), f.h5("zero.h5", np.zeros((8, 32, 32), np.uint32)), "--out", f / "m.json"]),
+    Case("sweep-gt-all-zero", "segtrain sweep", "ground truth with no labelled voxel (all 0)",
+         "The ground truth has no labelled voxel ...", r"no labelled voxel",
+         lambda f: ["sweep", "--affs", f.affs(), "--gt", f.h5("zero.h5", np.zeros((8, 32, 32), np.uint32)),
+                    "--out-dir", f / "sweep"]),
+    Case("train-val-labels-all-zero", "segtrain train", "validation labels with no labelled voxel",
+         "Validation source ...: the labels have no labelled voxel ...", r"Validation source .*no labelled voxel",
+         lambda f: ["train", "--config", _val_config(f, f.h5("vz.h5", np.zeros((8, 32, 32), np.uint32))),
+                    "--runs-root", f / "runs"]),
+    Case("evaluate-unfinished-scale-output", "segtrain evaluate",
+         "a `segtrain scale` segmentation killed while relabelling (not marked complete)",
+         "... is an unfinished blockwise output ...; complete it with `segtrain scale segment ...` first.",
+         r"seg\.zarr is an unfinished blockwise output.*`segtrain scale segment job",
+         lambda f: ["evaluate", f.unfinished(), f.gt(), "--out", f / "m.json"]),
+    Case("export-unfinished-fragments", "segtrain export", "--fragments of an unfinished `segtrain scale` output",
+         "... is an unfinished blockwise output ...", r"unfinished blockwise output",
+         lambda f: ["export", f / "out.zarr", "--tree", f.tree(), "--threshold", "0.5", "--fragments",
+                    f.unfinished("frags.zarr")]),
+    Case("segment-affs-no-fragments", "segtrain segment", "affinities that are 0 everywhere (no fragments)",
+         "The affinities in ... give no fragments ...", r"give no fragments",
+         lambda f: ["segment", f.affs(np.zeros((3, 8, 32, 32), np.float32)), f / "out"]),
+    Case("scale-affs-no-fragments", "segtrain scale", "`scale run` on affinities that are 0 everywhere",
+         "The affinities of JOB give no fragments ...: there is nothing to segment ...", r"give no fragments",
+         lambda f: ["scale", "run", f / "job", "--affinities", f.zarr("zero.zarr", np.zeros((3, 8, 32, 32), np.float32)),
+                    "--block-shape", "8,16,16"]),
+    # numbers that are not finite, not positive or not numbers
+    Case("config-lr-inf", "segtrain train", "`train: {lr: .inf}`", "train.lr must be a finite number, not inf.",
+         r"train\.lr.*finite.*inf", lambda f: ["train", "--config", f.config("preset: em3d_quick\ntrain: {lr: .inf}\n"),
+                                             "--runs-root", f / "runs"]),
+    Case("config-lr-overflow", "segtrain train", "`train: {lr: 1.0e+400}` (read as infinity)",
+         "train.lr must be a finite number, not inf.", r"train\.lr.*finite",
+         lambda f: ["train", "--config", f.config("preset: em3d_quick\ntrain: {lr: 1.0e+400}\n"),
+                    "--runs-root", f / "runs"]),
+    Case("config-voxel-size-nan", "segtrain train", "`data: {voxel_size: [.nan, 1, 1]}`",
+         "data.voxel_size[0] must be a finite number, not nan.", r"voxel_size\[0\].*finite.*nan",
+         lambda f: ["train", "--config", f.config("preset: em3d_quick\ndata: {voxel_size: [.nan, 1, 1]}\n"),
+                    "--runs-root", f / "runs"]),
+    Case("config-predict-batch-size-zero", "segtrain train", "`predict: {batch_size: 0}`",
+         "predict.batch_size must be positive, not 0.", r"predict\.batch_size",
+         lambda f: ["train", "--config", f.config("preset: em3d_quick\npredict: {batch_size: 0}\n"),
+                    "--runs-root", f / "runs"]),
+    Case("config-predict-margin-negative", "segtrain train", "`predict: {margin: [-1, 4, 4]}`",
+         "predict.margin must have entries of 0 or more only, not [-1, 4, 4].", r"predict\.margin",
+         lambda f: ["train", "--config", f.config("preset: em3d_quick\npredict: {margin: [-1, 4, 4]}\n"),
+                    "--runs-root", f / "runs"]),
+    Case("config-not-utf8", "segtrain train", "a config file that is not UTF-8 text (Latin-1 bytes)",
+         "Config file ... is not UTF-8 text (byte N cannot be read); save it as UTF-8 ...", r"config\.yaml.*UTF-8",
+         lambda f: ["train", "--config", f.config(b"name: caf\xe9\npreset: em3d_quick\n"), "--runs-root", f / "runs"]),
+    Case("config-is-a-folder", "segtrain train", "--config of a folder", "Config file ... is a folder, not a file ...",
+         r"cfg.*folder", lambda f: ["train", "--config", f.folder("cfg"), "--runs-root", f / "runs"]),
+    Case("predict-batch-size-negative", "segtrain predict", "--batch-size -3",
+         "argument --batch-size: must be a whole number of 1 or more, not -3 ...", r"--batch-size.*-3",
+         lambda f: ["predict", "--run", f.runs["em3d"], f.raw(), f / "pred.zarr", "--batch-size", "-3"]),
+    Case("predict-margin-negative", "segtrain predict", "--margin -4 8 8",
+         "argument --margin: must be a whole number of 0 or more, not -4 ...", r"--margin.*-4",
+         lambda f: ["predict", "--run", f.runs["em3d"], f.raw(), f / "pred.zarr", "--margin", "-4", "8", "8"]),
+    Case("predict-tile-zero", "segtrain predict", "--tile 0 32 32",
+         "argument --tile: must be a whole number of 1 or more, not 0 ...", r"--tile.*0",
+         lambda f: ["predict", "--run", f.runs["em3d"], f.raw(), f / "pred.zarr", "--tile", "0", "32", "32"]),
+    Case("predict-tta-huge", "segtrain predict", "--tta 99999999999999999999",
+         "TTA needs one of 1, 2, 4, 8, 16 transforms for 3D data, not 99999999999999999999.", r"TTA.*99999999999999999999",
+         lambda f: ["predict", "--run", f.runs["em3d"], f.raw(), f / "pred.zarr", "--tta", "99999999999999999999"]),
+    Case("export-chunks-negative", "segtrain export", "--chunks 8,-16,16",
+         "Every entry of the chunks '8,-16,16' must be a whole number of 1 or more ...", r"chunks '8,-16,16'",
+         lambda f: ["export", f / "seg.zarr", "--tree", f.tree(), "--threshold", "0.5", "--chunks", "8,-16,16"]),
+    Case("export-chunks-letters", "segtrain export", "--chunks a,b,c", "Cannot read the chunks 'a,b,c' ...",
+         r"chunks 'a,b,c'",
+         lambda f: ["export", f / "seg.zarr", "--tree", f.tree(), "--threshold", "0.5", "--chunks", "a,b,c"]),
+    Case("export-voxel-size-nan", "segtrain export", "--voxel-size nan,4,4",
+         "The voxel size 'nan,4,4' must hold finite numbers above 0 ...", r"voxel size 'nan,4,4'",
+         lambda f: ["export", f / "seg.zarr", "--tree", f.tree(), "--threshold", "0.5", "--voxel-size", "nan,4,4"]),
+    Case("segment-threshold-nan", "segtrain segment", "--threshold nan",
+         "argument --threshold: must be a finite number, not 'nan' ...", r"--threshold.*nan",
+         lambda f: ["segment", f.affs(), f / "out", "--threshold", "nan"]),
+    Case("scale-workers-zero", "segtrain scale", "--workers 0",
+         "argument --workers: must be a whole number of 1 or more, not 0 ...", r"--workers.*0",
+         lambda f: ["scale", "run", f / "job", "--affinities", f.zarr("a.zarr", affinities_of(labels((8, 32, 32)))),
+                    "--workers", "0"]),
+    Case("scale-block-shape-zero", "segtrain scale", "--block-shape 0,16,16",
+         "Every entry of the block shape '0,16,16' must be a whole number of 1 or more ...", r"block shape '0,16,16'",
+         lambda f: ["scale", "run", f / "job", "--affinities", f.zarr("a.zarr", affinities_of(labels((8, 32, 32)))),
+                    "--block-shape", "0,16,16"]),
+    Case("scale-block-timeout-inf", "segtrain scale", "--block-timeout inf",
+         "argument --block-timeout: must be a finite number, not 'inf' ...", r"--block-timeout.*inf",
+         lambda f: ["scale", "run", f / "job", "--affinities", f.zarr("a.zarr", affinities_of(labels((8, 32, 32)))),
+                    "--block-timeout", "inf"]),
+    Case("selftrain-steps-zero", "segtrain selftrain", "--steps 0",
+         "argument --steps: must be a whole number of 1 or more, not 0 ...", r"--steps.*0",
+         lambda f: ["selftrain", "--config", f.train_config(), "--steps", "0", "--runs-root", f / "runs"]),
+    Case("sweep-thresholds-infinite", "segtrain sweep", "--thresholds 0:inf:0.1",
+         "Cannot read thresholds '0:inf:0.1'; give start:stop:step ...", r"'0:inf:0\.1'",
+         lambda f: ["sweep", "--tree", f.tree(), "--gt", f.gt(), "--thresholds", "0:inf:0.1", "--out-dir", f / "sweep"]),
+    Case("sweep-thresholds-too-many", "segtrain sweep", "--thresholds 0:1:1e-12 (a trillion thresholds)",
+         "Thresholds '0:1:1e-12' make 1000000000001 values; give a step that makes at most 10001 ...",
+         r"'0:1:1e-12' make \d+ values",
+         lambda f: ["sweep", "--tree", f.tree(), "--gt", f.gt(), "--thresholds", "0:1:1e-12", "--out-dir", f / "sweep"]),
+    # run names that would leave the runs folder, runs folders that cannot be
+    Case("train-name-escapes", "segtrain train", "--name ../../x",
+         "name must be a plain folder name (no '/', '\\' or '..'; ...), not '../../x'.", r"'\.\./\.\./x'",
+         lambda f: ["train", "--config", f.train_config(), "--name", "../../x", "--runs-root", f / "runs"]),
+    Case("train-name-absolute", "segtrain train", "--name /ABSOLUTE/PATH",
+         "name must be a plain folder name ..., not '/...'.", r"plain folder name",
+         lambda f: ["train", "--config", f.train_config(), "--name", str(f.root.parent / "elsewhere"),
+                    "--runs-root", f / "runs"]),
+    Case("selftrain-name-escapes", "segtrain selftrain", "--name ../x",
+         "name must be a plain folder name ..., not '../x'.", r"'\.\./x'",
+         lambda f: ["selftrain", "--config", f.train_config(), "--name", "../x", "--runs-root", f / "runs"]),
+    Case("train-runs-root-is-a-file", "segtrain train", "--runs-root of a file",
+         "The runs folder ... cannot be made: ... is a file; choose another runs folder.", r"afile is a file",
+         lambda f: ["train", "--config", f.train_config(), "--runs-root", f.text("afile", "x")]),
+    # adversarial odds and ends
+    Case("evaluate-folder-as-file", "segtrain evaluate", "an empty folder as the segmentation",
+         "... is a folder with no readable images ...", r"nothing", lambda f: _eval(lambda g: g.folder("nothing"))(f)),
+    Case("export-tree-is-a-folder", "segtrain export", "--tree of a folder", "... is not a merge tree ...",
+         r"treedir", lambda f: ["export", f / "seg.zarr", "--tree", f.folder("treedir"), "--threshold", "0.5"]),
+    Case("evaluate-one-voxel-gt-zero", "segtrain evaluate", "1-voxel segmentation and ground truth, the gt 0",
+         "The ground truth has no labelled voxel ...", r"no labelled voxel",
+         lambda f: ["evaluate", f.h5("s1.h5", np.ones((1, 1, 1), np.uint32)), f.h5("g1.h5", np.zeros((1, 1, 1), np.uint32))]),
 ]
+
+
+def _poisoned(value: float) -> np.ndarray:
+    """A float image of the tiny shape with one voxel ``value`` (NaN or infinity), deep inside."""
+    image = np.random.default_rng(0).random((8, 32, 32)).astype(np.float32)
+    image[5, 20, 20] = value
+    return image
+
+
+def _nan_labels() -> np.ndarray:
+    out = labels((8, 32, 32)).astype(np.float32)
+    out[3, 3, 3] = np.nan
+    return out
+
+
+def _selftrain_config(f: Files, unlabelled: str) -> str:
+    import yaml
+
+    source = {"raw": f.raw(), "labels": f.gt()}
+    values = {**TINY, "name": "bad", "data": {**TINY["data"], "train": [source], "val": [source]},
+              "train": {**TINY["train"], "max_steps": 4},
+              "selftrain": {"iterations": 1, "threshold_start": 0.6, "unlabelled": [unlabelled]}}
+    return f.config(yaml.safe_dump(values))
+
+
+def _val_config(f: Files, val_labels: str) -> str:
+    import yaml
+
+    source = {"raw": f.raw(), "labels": f.gt()}
+    values = {**TINY, "name": "bad", "data": {**TINY["data"], "train": [source],
+                                              "val": [{"raw": f.raw(), "labels": val_labels}]},
+              "train": {**TINY["train"], "max_steps": 4}}
+    return f.config(yaml.safe_dump(values))
 
 
 def _cut_chunk(path: str) -> str:
@@ -707,6 +904,41 @@ def snapshot(*roots: Path) -> dict:
     return state
 
 
+def named_folders(argv: list[str], work: Path) -> list[Path]:
+    """The folders that hold each path a command line names (relative ones from ``work``, run names
+    also from the runs root), and the folder above ``work``: a write outside the work folder (a run
+    name like ``../../x``) lands in one of them."""
+    import os
+
+    runs_root = Path(argv[argv.index("--runs-root") + 1]) if "--runs-root" in argv else work / "runs"
+    candidates = [work.parent]
+    for i, arg in enumerate(argv):
+        if arg.startswith("-") or not ("/" in arg or (work / arg).exists()):
+            continue
+        candidates.append(Path(arg) if Path(arg).is_absolute() else work / arg)
+        if i and argv[i - 1] == "--name":
+            candidates.append(runs_root / arg)
+    folders = []
+    for path in candidates:
+        path = Path(os.path.normpath(path))
+        folder = path if path == work.parent else path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if folder.is_dir() and folder not in folders:
+            folders.append(folder)
+    return folders
+
+
+def shallow_snapshot(folders: list[Path]) -> dict:
+    """Each folder's own entries (not their contents): names, sizes and modification times."""
+    state = {}
+    for folder in folders:
+        for path in [folder, *folder.iterdir()]:
+            info = path.lstat()
+            state[str(path)] = (info.st_size if path.is_file() else None, info.st_mtime_ns)
+    return state
+
+
 def changes(before: dict, after: dict) -> list[str]:
     return sorted({*before, *after} - {k for k in before.keys() & after.keys() if before[k] == after[k]})
 
@@ -732,8 +964,8 @@ def assert_one_sentence(message: str, case: Case) -> None:
 
 #: what may come before the error on stderr: progress (steps, their times, tqdm bars) and where the
 #: segment settings come from
-PROGRESS_LINE = re.compile(r"^(.* \.\.\.|.*: done in [\d.]+ s|segment settings from .*|.*\|.*(it|tile|step)/s.*|"
-                           r"\s*\d*(tile|step|it) \[.*\])$")
+PROGRESS_LINE = re.compile(r"^(.* \.\.\.|.*: done in [\d.]+ s|segment settings from .*|"
+                           r".*\|.*((it|tile|step|block)/s|s/(it|tile|step|block)).*|\s*\d*(tile|step|it) \[.*\])$")
 
 
 @pytest.fixture(scope="module")
@@ -777,7 +1009,8 @@ def test_cli(case: Case, tmp_path, tiny_runs, capsys, monkeypatch):
     monkeypatch.chdir(work)
     files = Files(work, tiny_runs)
     argv = [str(a) for a in case.build(files)]
-    before = snapshot(work, tiny_runs["root"])
+    parents = named_folders(argv, work)
+    before = {**shallow_snapshot(parents), **snapshot(work, tiny_runs["root"])}
     capsys.readouterr()
     try:
         code = main(argv)
@@ -786,11 +1019,12 @@ def test_cli(case: Case, tmp_path, tiny_runs, capsys, monkeypatch):
     _, err = capsys.readouterr()
     assert code == 2, f"{case.id}: exit code {code}; stderr: {err[-2000:]}"
     lines = [line for line in re.split(r"[\r\n]+", err.strip()) if line.strip()]
-    errors = [line for line in lines if line.startswith(f"segtrain {argv[0]}: error: ")]
+    errors = [line for line in lines if re.match(rf"segtrain {argv[0]}( [a-z]+)?: error: ", line)]
     assert len(errors) == 1 and lines[-1] == errors[0], f"{case.id}: stderr {err!r}"
     assert all(PROGRESS_LINE.match(line) for line in lines[:-1]), f"{case.id}: stderr {err!r}"
     assert_one_sentence(errors[0].split(": error: ", 1)[1], case)
-    assert_unchanged(case, before, snapshot(work, tiny_runs["root"]), work / "runs", tiny_runs["root"])
+    after = {**shallow_snapshot(parents), **snapshot(work, tiny_runs["root"])}
+    assert_unchanged(case, before, after, work / "runs", tiny_runs["root"])
 
 
 @pytest.mark.parametrize("case", GUI_CASES, ids=lambda c: c.id)
@@ -804,7 +1038,7 @@ def test_panel(case: Case, docked, gui, tmp_path, tiny_runs, error_messages, mon
     panels = Panels(viewer, dock, gui, Files(work, tiny_runs))
     panel = panels.panel_of(case)
     clicks = case.build(panels)
-    before = snapshot(work, tiny_runs["root"])
+    before = {**shallow_snapshot([work.parent]), **snapshot(work, tiny_runs["root"])}
     panel.status.setText("")
     first = len(notification_manager.records)
     clicks()
@@ -818,7 +1052,8 @@ def test_panel(case: Case, docked, gui, tmp_path, tiny_runs, error_messages, mon
         assert "\n" not in other and other.endswith("."), f"{case.id}: notification {other!r}"
     assert not [r for r in notification_manager.records[first:] if isinstance(r, ErrorNotification)], \
         f"{case.id}: an exception escaped"
-    assert_unchanged(case, before, snapshot(work, tiny_runs["root"]), work / "runs", tiny_runs["root"])
+    after = {**shallow_snapshot([work.parent]), **snapshot(work, tiny_runs["root"])}
+    assert_unchanged(case, before, after, work / "runs", tiny_runs["root"])
 
 
 if __name__ == "__main__":  # regenerate the docs table

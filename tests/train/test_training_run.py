@@ -192,3 +192,43 @@ def test_resume_with_an_incompatible_model_is_one_sentence(tmp_path, em_crop, ti
     other.model.num_fmaps = 5
     with pytest.raises(SegtrainError, match="its model differs"):
         TrainingRun(other, train, val, resume=run.run_dir).run()
+
+
+def test_resume_continues_from_the_checkpoint_the_test_chose_with_its_weights(tmp_path, em_crop, tiny_config):
+    """Three periodic checkpoints at different steps; the test removes the newer ones, so the one to
+    resume from is step-4.ckpt (chosen here, not by the library): training must continue from step
+    4 (not from the oldest, step-2, nor from scratch) with exactly its weights and optimizer state."""
+    train, val = sources(em_crop)
+    config = tiny_config(max_steps=6, val_every=100, checkpoint_every=2, keep_checkpoints=3)
+    run = TrainingRun(config, train, val, runs_root=tmp_path)
+    run.run()
+    checkpoints = run.run_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.glob("step-*.ckpt")) == ["step-2.ckpt", "step-4.ckpt", "step-6.ckpt"]
+    for name in ("final.ckpt", "last.ckpt", "step-6.ckpt"):
+        (checkpoints / name).unlink()
+    chosen = torch.load(checkpoints / "step-4.ckpt", map_location="cpu", weights_only=False)
+    assert chosen["global_step"] == 4
+    # resume to the very step of the chosen checkpoint: what is restored is saved back as final.ckpt
+    same = TrainingRun(tiny_config(max_steps=4, val_every=100, checkpoint_every=2, keep_checkpoints=3), train, val,
+                       resume=run.run_dir)
+    assert same.resume_checkpoint == checkpoints / "step-4.ckpt"
+    reports = list(same.reports())
+    assert reports[0].phase == "preparing" and reports[0].step == 4 and reports[-1].step == 4
+    restored = torch.load(checkpoints / "final.ckpt", map_location="cpu", weights_only=False)
+    assert restored["global_step"] == 4
+    for key, value in chosen["state_dict"].items():
+        torch.testing.assert_close(restored["state_dict"][key], value, rtol=0, atol=0)
+    moments = [v for s in chosen["optimizer_states"] for st in s["state"].values() for v in st.values()
+               if torch.is_tensor(v) and v.ndim]
+    again = [v for s in restored["optimizer_states"] for st in s["state"].values() for v in st.values()
+             if torch.is_tensor(v) and v.ndim]
+    assert moments and len(moments) == len(again)
+    for a, b in zip(moments, again):
+        torch.testing.assert_close(b, a, rtol=0, atol=0)
+    # and training goes on from there: the first step trained is step 5
+    (checkpoints / "final.ckpt").unlink()
+    (checkpoints / "last.ckpt").unlink(missing_ok=True)
+    more = TrainingRun(tiny_config(max_steps=6, val_every=100, checkpoint_every=2, keep_checkpoints=3), train, val,
+                       resume=run.run_dir)
+    steps = [r.step for r in more.reports() if r.phase == "training"]
+    assert steps and steps[0] == 5 and steps[-1] == 6

@@ -90,6 +90,9 @@ def write_labels(path: Path, data: np.ndarray, like, name: str, overwrite: bool,
     return write_volume(path, volume, overwrite=overwrite, inputs=inputs)
 
 
+MAX_THRESHOLDS = 10_000  #: steps of a start:stop:step sweep (0:1:1e-12 would never end)
+
+
 def parse_thresholds(text: str | None):
     """``"0:1:0.02"`` (start:stop:step, stop included) or ``"0.1,0.2,0.5"``; None -> default."""
     if text is None:
@@ -97,12 +100,17 @@ def parse_thresholds(text: str | None):
     try:
         if ":" in text:
             parts = [float(p) for p in text.split(":")]
-            if len(parts) != 3 or parts[2] <= 0:
+            if len(parts) != 3 or parts[2] <= 0 or not all(np.isfinite(parts)):
                 raise ValueError
             start, stop, step = parts
             n = int(np.floor((stop - start) / step + 1e-9))
+            if n > MAX_THRESHOLDS:
+                raise InputError(f"Thresholds {text!r} make {n + 1} values; give a step that makes at most "
+                                 f"{MAX_THRESHOLDS + 1} (e.g. 0:1:0.001).")
             return [round(start + i * step, 10) for i in range(n + 1)]
         return [float(p) for p in text.split(",") if p.strip()]
+    except InputError:
+        raise
     except ValueError:
         raise InputError(
             f"Cannot read thresholds {text!r}; give start:stop:step (e.g. 0:1:0.02) or a "
@@ -153,22 +161,24 @@ def add_setting_options(parser, probabilities: bool = True) -> None:
     keep those (there is one set of defaults: :class:`segtrain.config.SegmentConfig`)."""
     import argparse
 
+    from segtrain.commands._numbers import finite_float
+
     parser.add_argument("--run", metavar="RUN", help="take the segment settings of this run (default: the "
                         "ones `segtrain predict` recorded in the prediction, else the defaults)")
     group = parser.add_argument_group("segment settings (override the run's)")
     group.add_argument("--fragments-method", choices=["watershed", "waterz"], default=None,
                        help="seeded watershed on the distance transform, or waterz's own")
-    group.add_argument("--boundary-threshold", type=float, default=None)
+    group.add_argument("--boundary-threshold", type=finite_float, default=None)
     group.add_argument("--min-seed-distance", type=int, default=None)
     group.add_argument("--min-size", type=int, default=None, help="smallest fragment / object in voxels")
     group.add_argument("--per-slice", action=argparse.BooleanOptionalAction, default=None,
                        help="fragments slice by slice (anisotropic data)")
     group.add_argument("--scoring", default=None, help="mean or hist_quant_10 ... hist_quant_95")
-    group.add_argument("--threshold", type=float, default=None,
+    group.add_argument("--threshold", type=finite_float, default=None,
                        help="merge threshold (default: the one the run's validation chose; no blind default)")
     if probabilities:
-        group.add_argument("--probability-threshold", type=float, default=None)
-        group.add_argument("--seed-boundary-max", type=float, default=None)
+        group.add_argument("--probability-threshold", type=finite_float, default=None)
+        group.add_argument("--seed-boundary-max", type=finite_float, default=None)
         group.add_argument("--seed-min-size", type=int, default=None)
         group.add_argument("--instance-method", choices=["components", "watershed"], default=None)
 

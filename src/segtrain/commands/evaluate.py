@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from segtrain.commands._numbers import finite_float
+
 HELP = "score a segmentation or mask against ground truth (VOI, ARAND, F1/AP, Dice/IoU) as JSON"
 
 
@@ -22,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="mask: the ground truth is a binary mask (e.g. ISBI 2012's labels, 255 = cell "
                         "interior) whose connected components, slice by slice, are the objects (as "
                         "labels_kind: mask in a training config)")
-    parser.add_argument("--mask-threshold", type=float, default=0.5,
+    parser.add_argument("--mask-threshold", type=finite_float, default=0.5,
                         help="threshold for probability maps in mask mode")
     parser.add_argument("--out", help="also write the metrics JSON to this new file")
     parser.add_argument("--overwrite", action="store_true",
@@ -33,6 +35,7 @@ def evaluate_arrays(seg: np.ndarray, gt: np.ndarray, mode: str = "auto",
                     mask_threshold: float = 0.5) -> dict:
     from segtrain.errors import InputError
     from segtrain.evaluate import instance_scores, mask_scores, segmentation_scores
+    from segtrain.evaluate.metrics import check_labelled
     from segtrain.segment._waterz import check_threshold
 
     if seg.shape != gt.shape:
@@ -43,6 +46,7 @@ def evaluate_arrays(seg: np.ndarray, gt: np.ndarray, mode: str = "auto",
                              f"{gt.shape}; they must cover the same voxels.")
     if not np.issubdtype(gt.dtype, np.integer) and gt.dtype != bool:
         raise InputError(f"Ground truth must hold integer labels, not {gt.dtype}.")
+    check_labelled(gt)  # all 0: every score would be a false perfect (or meaningless) one
     if mode == "auto":
         mode = "mask" if (np.issubdtype(seg.dtype, np.floating) or seg.dtype == bool) else "instances"
     if mode == "mask":
@@ -72,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
     if args.out:  # before any work: a folder, another kind of file, an input, an existing file
         check_not_input(args.out, [(args.seg, args.seg_dataset), (args.gt, args.gt_dataset)], args.overwrite)
         check_output(args.out, args.overwrite, fmt="json")
+    from segtrain.io.read import check_finite
+
     seg, seg_volume = read_array(args.seg, args.seg_dataset)
+    check_finite(seg, args.seg)  # a NaN probability would score as background, silently
     gt, _ = read_array(args.gt, args.gt_dataset)
     if args.gt_kind == "mask":
         from segtrain.targets.masks import labels_from_mask

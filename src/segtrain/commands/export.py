@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 
+from segtrain.commands._numbers import finite_float, float_tuple, int_tuple
+
 HELP = "write the segmentation at a threshold from a merge tree, block by block (dask)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out", help="output (.zarr by default; .h5, .tif also work)")
     parser.add_argument("--tree", required=True, help="merge tree (.npz) from `segtrain segment`")
-    parser.add_argument("--threshold", type=float, required=True,
+    parser.add_argument("--threshold", type=finite_float, required=True,
                         help="merge threshold (chosen with `segtrain sweep`)")
     parser.add_argument("--fragments", help="fragments volume, if the tree was saved without them")
     parser.add_argument("--fragments-dataset")
@@ -25,17 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "file; never a group, a folder or an input)")
 
 
-def _ints(text, what):
-    from segtrain.errors import InputError
-
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"Cannot read {what} {text!r}; give comma-separated integers.") from None
-
-
 def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import Step, tqdm_progress
     from segtrain.errors import InputError
@@ -47,13 +38,8 @@ def run(args: argparse.Namespace) -> int:
     check_threshold(args.threshold)
     inputs = [args.tree, (args.fragments, args.fragments_dataset)]
     check_not_input(args.out, inputs, args.overwrite)  # before any work
-    chunks = _ints(args.chunks, "chunks")
-    voxel_size = None
-    if args.voxel_size:
-        try:
-            voxel_size = tuple(float(v) for v in args.voxel_size.split(","))
-        except ValueError:
-            raise InputError(f"Cannot read voxel size {args.voxel_size!r}.") from None
+    chunks = int_tuple(args.chunks, "chunks")
+    voxel_size = float_tuple(args.voxel_size, "voxel size")
     tree = MergeTree.load(args.tree)
     tree.n_merges(args.threshold)  # threshold above the tree's maximum: one clear error
     fragments = tree.fragments

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
+
+from segtrain.commands._numbers import non_negative_int, positive_int
 
 HELP = "predict affinities/LSDs/probabilities with a trained run, tile by tile, into a .zarr"
 
@@ -16,13 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", help="image or volume (any format segtrain reads)")
     parser.add_argument("output", help="output .zarr (one float32 array per output)")
     parser.add_argument("--dataset", help="dataset inside the input file (e.g. volumes/raw)")
-    parser.add_argument("--tile", type=int, nargs="+", metavar="N", help="tile shape (voxels per axis)")
-    parser.add_argument("--margin", type=int, nargs="+", metavar="N", help="context per inner tile side")
-    parser.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
+    parser.add_argument("--tile", type=positive_int, nargs="+", metavar="N", help="tile shape (voxels per axis)")
+    parser.add_argument("--margin", type=non_negative_int, nargs="+", metavar="N", help="context per inner tile side")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="tiles per forward pass")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output that `segtrain predict` wrote (never another zarr group or "
                              "folder, never the input)")
-    parser.add_argument("--tta", type=int, default=None, metavar="N",
+    parser.add_argument("--tta", type=positive_int, default=None, metavar="N",
                         help="test-time augmentation: average N flipped/transposed predictions (1 = off, 2, 4, 8, "
                              "16 in 3D; default: the run's predict.tta)")
     parser.add_argument("--no-match-size", dest="match_size", action="store_false", default=None,
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.tta is not None or args.uncertainty:
         # a wrong --tta fails before the progress bar
         model_tta(model.config, tta, volume.voxel_size[-spatial:], args.uncertainty)
-    with tqdm(unit="tile", dynamic_ncols=True) as bar:
+    with tqdm(unit="tile", dynamic_ncols=True) as bar, _naming_nonfinite(args.input):
         def progress(done, total):
             bar.total = total
             bar.update(done - bar.n)
@@ -85,3 +88,14 @@ def matched_note(output: Path) -> str:
         return ""
     shown = ", ".join(f"{f:.2f}x" for f in factors[:8]) + (" ..." if len(factors) > 8 else "")
     return f"; objects matched to the model's size: image zoomed {shown}"
+
+
+@contextlib.contextmanager
+def _naming_nonfinite(path: str):
+    """NaN or infinity found in the image while predicting: the sentence names the file."""
+    from segtrain.io.read import NonFiniteError
+
+    try:
+        yield
+    except NonFiniteError as error:
+        raise error.named(path) from None

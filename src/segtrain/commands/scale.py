@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+
+from segtrain.commands._numbers import finite_float, int_tuple, non_negative_int, positive_float, positive_int
 
 HELP = "blockwise predict -> fragments (stitched across block faces) -> region graph with edge " \
        "statistics -> waterz's agglomeration of the whole graph -> segments on daisy (resumable, " \
@@ -25,10 +28,10 @@ SEGMENT_FLAGS = {
 
 
 def _engine_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--retries", type=int, default=2,
+    parser.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
+    parser.add_argument("--retries", type=non_negative_int, default=2,
                         help="times a failed block is retried before it is listed as failed (default 2)")
-    parser.add_argument("--block-timeout", type=float, default=3600.0,
+    parser.add_argument("--block-timeout", type=positive_float, default=3600.0,
                         help="seconds a block may take before its worker is stopped and the block "
                              "retried (default 3600)")
     parser.add_argument("--launcher", default=None,
@@ -58,17 +61,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--fragments-method", choices=["watershed", "waterz"], default=None)
     run.add_argument("--per-slice", action="store_true", default=None,
                      help="fragments slice by slice (anisotropic data)")
-    run.add_argument("--boundary-threshold", type=float, default=None)
+    run.add_argument("--boundary-threshold", type=finite_float, default=None)
     run.add_argument("--min-seed-distance", type=int, default=None)
     run.add_argument("--min-size", type=int, default=None)
     run.add_argument("--scoring", default=None, help="mean or hist_quant_10 ... hist_quant_95")
-    run.add_argument("--max-threshold", type=float, default=1.0)
+    run.add_argument("--max-threshold", type=finite_float, default=1.0)
     run.add_argument("--db", default=None,
                      help="postgresql://user:password@host:port/name (default: JOB/graph.sqlite)")
     run.add_argument("--steps", default=None,
                      help="comma-separated subset of predict,fragments,agglomerate,global "
                           "(default: all)")
-    run.add_argument("--threshold", type=float, default=None,
+    run.add_argument("--threshold", type=finite_float, default=None,
                      help="also write the segmentation at this threshold (choose it with "
                           "`segtrain sweep` on a crop; no blind default)")
     run.add_argument("--out", default=None, help="segmentation output (.zarr or .n5 path)")
@@ -76,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     seg = sub.add_parser("segment", help="the segmentation at a threshold, block by block")
     seg.add_argument("job")
-    seg.add_argument("--threshold", type=float, required=True)
+    seg.add_argument("--threshold", type=finite_float, required=True)
     seg.add_argument("--out", default=None,
                      help="output .zarr or .n5 path (default: JOB/volumes.zarr/segmentation_<t>)")
     _engine_arguments(seg)
@@ -85,16 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("job")
 
 
-def _ints(text: str | None, what: str):
-    from segtrain.errors import InputError
-
-    if text is None:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise InputError(f"Cannot read the {what} {text!r}; give comma-separated integers "
-                         "such as 64,256,256.") from None
+def _ints(text: str | None, what: str, minimum: int = 1):
+    return int_tuple(text, what, minimum)
 
 
 def _segment_overrides(args) -> dict | None:
@@ -122,6 +117,19 @@ def _report(results, stream=sys.stderr) -> bool:
     return ok
 
 
+def _refuse_poisoned(job, results) -> None:
+    """Blocks that failed because the raw image holds NaN or infinity fail again on every retry:
+    one sentence (exit 2) instead of the retry report."""
+    from segtrain.errors import InputError
+
+    failed = next((r for r in results if r.first_error and "NonFiniteError" in r.first_error), None)
+    if failed is not None:
+        raw = job.settings.raw
+        where = f"{raw.path}" + (f"/{raw.dataset}" if getattr(raw, "dataset", None) else "") if raw else "the input"
+        raise InputError(f"There are NaN or infinite values in {where} (the {failed.task_id} step stopped at them); "
+                         "replace them (e.g. with numpy.nan_to_num) or crop them away, then run again.")
+
+
 def _engine_kwargs(args) -> dict:
     return dict(workers=args.workers, retries=args.retries, timeout=args.block_timeout,
                 launcher=args.launcher, host=args.host, bars=True)
@@ -141,6 +149,7 @@ def _check_out(job, out) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from segtrain.errors import SegtrainError
     from segtrain.scale.job import JOB_FILE, ScaleJob
     from segtrain.scale.pipeline import create_job, read_status, run_job, segment_job
 
@@ -164,6 +173,9 @@ def run(args: argparse.Namespace) -> int:
         from segtrain.errors import InputError
 
         raise InputError(f"{args.job} is a new job: give --affinities, or --raw with --model.")
+    new = given is not None and not Path(args.job).exists()
+    parent = Path(args.job).absolute().parent
+    parent_times = parent.stat() if new and parent.is_dir() else None
     if given is None:
         job = ScaleJob.open(args.job)
     else:
@@ -175,14 +187,15 @@ def run(args: argparse.Namespace) -> int:
             args.job, block_shape=_ints(args.block_shape, "block shape"),
             affinities=args.affinities, affinities_dataset=args.dataset if args.affinities else None,
             raw=args.raw, raw_dataset=args.dataset if args.raw else None, model=args.model,
-            context=_ints(args.context, "context"),
-            predict_context=_ints(args.predict_context, "predict context"),
+            context=_ints(args.context, "context", 0),
+            predict_context=_ints(args.predict_context, "predict context", 0),
             segment=_segment_overrides(args), max_threshold=args.max_threshold, db=args.db,
         )
     _check_out(job, args.out)
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
     try:
         results = run_job(job, steps, **_engine_kwargs(args))
+        _refuse_poisoned(job, results)
         ok = _report(results)
         summary = dict(job=str(job.folder), blocks=job.grid.n_blocks, database=job.db,
                        steps=[r.to_dict() for r in results])
@@ -191,6 +204,14 @@ def run(args: argparse.Namespace) -> int:
             ok = _report([seg.step])
             summary["segmentation"] = dict(output=str(seg.path), threshold=seg.threshold,
                                            segments=seg.segments, complete=seg.step.ok)
+    except SegtrainError:
+        if new:  # a job this command started that cannot give a result (no fragments): leave nothing
+            import shutil
+
+            shutil.rmtree(job.folder, ignore_errors=True)
+            if parent_times is not None and not job.folder.exists():  # the folder as it was, times included
+                os.utime(parent, ns=(parent_times.st_atime_ns, parent_times.st_mtime_ns))
+        raise
     except KeyboardInterrupt:  # Ctrl-C: daisy hands out no more blocks; the finished ones stay done
         from segtrain.scale.pipeline import blocks_done
 

@@ -65,6 +65,12 @@ def run(args: argparse.Namespace) -> int:
     with Step(f"fragments ({settings.fragments}) and merge tree (waterz, {settings.scoring})"):
         tree = segment_affinities(prediction.array, settings, voxel_size=voxel_size,
                                   model_ndim=prediction.spec.ndim)
+    if tree.n_present == 0:  # nothing to segment: no output, not an empty one reported as success
+        from segtrain.errors import InputError
+
+        raise InputError(f"The affinities in {args.prediction} give no fragments (no voxel is inside an object at "
+                         f"boundary threshold {settings.boundary_threshold}); check that they are affinities "
+                         "(1 = same object) or lower --boundary-threshold.")
     tree.attrs.update(source=str(args.prediction))
     summary["outputs"]["fragments"] = str(write_labels(make_dir(out) / f"fragments{ext}", tree.fragments, volume,
                                                        "fragments", args.overwrite, inputs=[source]))

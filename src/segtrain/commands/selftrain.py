@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from segtrain.commands._numbers import non_negative_int, positive_int
+
 HELP = "self-train: train, pseudo-label the unlabelled images, retrain (the config's selftrain section)"
 
 
@@ -16,8 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "interrupted one continues from its last checkpoint (the run's own config is used)")
     parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
     parser.add_argument("--name", help="run name (default: the config's name)")
-    parser.add_argument("--iterations", type=int, metavar="N", help="override selftrain.iterations")
-    parser.add_argument("--steps", type=int, metavar="N", help="override the training steps per iteration")
+    parser.add_argument("--iterations", type=non_negative_int, metavar="N", help="override selftrain.iterations")
+    parser.add_argument("--steps", type=positive_int, metavar="N", help="override the training steps per iteration")
 
 
 def run(args: argparse.Namespace) -> int:

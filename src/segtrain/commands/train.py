@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
+
+from segtrain.commands._numbers import positive_int
 
 HELP = "train a network from a YAML config (or continue a run with --resume)"
 
@@ -18,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "e.g. on corrections; the new run records it as its parent")
     parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
     parser.add_argument("--name", help="run name (default: the config's name)")
-    parser.add_argument("--max-steps", type=int, metavar="N", help="override train.max_steps")
+    parser.add_argument("--max-steps", type=positive_int, metavar="N", help="override train.max_steps")
     parser.add_argument("--run-dir", metavar="DIR",
                         help="use this run folder instead of a new <name>-<timestamp> one; give the same "
                         "folder to every process when torchrun or several machines start them")
@@ -77,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
                 print(note)
     last = None
     interrupted = False
-    with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True, disable=quiet) as bar:
+    with tqdm(total=config.train.max_steps, unit="step", dynamic_ncols=True, disable=quiet) as bar, \
+            _terminate_as_interrupt():
         try:
             for last in training.reports():
                 bar.update(max(0, last.step - bar.n))
@@ -96,7 +100,12 @@ def run(args: argparse.Namespace) -> int:
     if quiet:
         return code
     status = last.message if last is not None and last.done else "stopped"
-    print(f"{status} at step {last.step if last else 0}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
+    step = last.step if last else 0
+    if final is not None:  # a stopped run's last report may be a step behind what it saved
+        from segtrain.runs import checkpoint_step
+
+        step = checkpoint_step(final) or step
+    print(f"{status} at step {step}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
           + (f" (final: {final.name})" if final else ""))
     if last is not None and last.metrics:
         print("last validation: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
@@ -104,3 +113,24 @@ def run(args: argparse.Namespace) -> int:
         print(f"next: `segtrain tune {training.run_dir}` chooses the threshold, seed and size settings "
               "for the best instance F1 (validation above used the config's settings)")
     return code
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a cluster's time limit, `kill`) stops training like Ctrl-C: after the current step,
+    with a final checkpoint to resume from."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -111,9 +111,21 @@ def scores_from_table(
     )
 
 
+def check_labelled(gt, name: str = "The ground truth") -> None:
+    """Refuse ground truth with no labelled voxel (all 0, which VOI and ARAND ignore): every
+    segmentation would score a perfect 0 against it."""
+    if not np.any(np.asarray(gt)):
+        raise InputError(f"{name} has no labelled voxel (every value is 0, which means unlabelled), so any "
+                         "segmentation would score perfectly against it; give ground truth with objects labelled "
+                         "1 or more.")
+
+
 def segmentation_scores(seg: np.ndarray, gt: np.ndarray) -> dict[str, float]:
-    """VOI split/merge/total and ARAND (plus Rand split/merge) of ``seg`` against ``gt``."""
+    """VOI split/merge/total and ARAND (plus Rand split/merge) of ``seg`` against ``gt``;
+    ground truth with no labelled voxel is refused (:func:`check_labelled`)."""
     table = contingency(seg, gt)
+    if table.counts.size == 0:
+        check_labelled(np.asarray(gt))
     _, si = np.unique(table.seg_ids, return_inverse=True)
     _, gi = np.unique(table.gt_ids, return_inverse=True)
     return scores_from_table(si.reshape(-1), gi.reshape(-1), table.counts)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
-from segtrain.evaluate.metrics import scores_from_table
+from segtrain.evaluate.metrics import check_labelled, scores_from_table
 
 
 def default_thresholds(max_threshold: float = 1.0, step: float = 0.02) -> np.ndarray:
@@ -210,6 +210,7 @@ def sweep(
         raise InputError("Give at least one threshold to sweep.")
     for t in (thresholds[0], thresholds[-1]):
         tree._check(t)
+    check_labelled(gt)
     f_idx, g_idx, counts = fragment_table(tree.fragments, gt)
     n = len(thresholds)
     out = {k: np.zeros(n) for k in ("voi_split", "voi_merge", "voi", "arand")}

@@ -9,6 +9,7 @@ closed; large ones stay open and lazy (dask).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -120,8 +121,16 @@ def write_hdf5(tmp: Path, volume: Volume, dataset: str, chunks) -> None:
     """Write ``volume`` as ``dataset`` into a new HDF5 file ``tmp``."""
     import h5py
 
-    with h5py.File(tmp, "w") as handle:
+    # no chunk cache: every chunk is written once (dask is rechunked to the dataset's chunks), and
+    # a failed write (a full disk) fails in the write itself, not later in a flush the library
+    # cannot recover from (a segmentation fault at exit)
+    handle = h5py.File(tmp, "w", rdcc_nbytes=0)
+    try:
         _create(handle, dataset, volume, chunks)
+        handle.close()
+    except BaseException:
+        _abandon(handle, tmp)
+        raise
 
 
 def _create(handle, dataset: str, volume: Volume, chunks) -> None:
@@ -234,6 +243,20 @@ def _remove_dead(group, leaf: str, leftover_pattern) -> None:
             group.move(name, leaf)
         else:
             del group[name]
+
+
+def _abandon(handle, tmp: Path) -> None:
+    """Close a file whose writing failed (a full disk: HDF5's own close then fails too, and the
+    library, still holding the file, crashes the interpreter at exit): empty it first, which frees
+    the space its closing needs; the caller removes it."""
+    try:
+        os.truncate(tmp, 0)
+    except OSError:
+        pass
+    try:
+        handle.close()
+    except Exception:  # noqa: BLE001 - the write's own error is the one to report
+        pass
 
 
 def _hdf5_attrs(volume: Volume) -> dict:

@@ -53,6 +53,19 @@ def _children(folder: Path) -> list[Path]:
 
 
 def read_volumes(path: str | os.PathLike, dataset: str | None = None) -> list[Volume]:
+    """Every volume at ``path`` (see :func:`_read_volumes`); an unfinished blockwise output (a
+    `segtrain scale` array not marked complete) is refused, naming the command that completes it."""
+    volumes = _read_volumes(path, dataset)
+    for volume in volumes:
+        if volume.attrs.get("complete") is False:
+            where = f"{path}" + (f" ({volume.dataset})" if volume.dataset else "")
+            command = volume.attrs.get("complete_with") or "segtrain scale run JOB"
+            raise InputError(f"{where} is an unfinished blockwise output (not every block was written, so unwritten "
+                             f"blocks would read as 0); complete it with `{command}` first.")
+    return volumes
+
+
+def _read_volumes(path: str | os.PathLike, dataset: str | None = None) -> list[Volume]:
     """Every volume at ``path``: the arrays of a zarr/n5/HDF5 container (or just ``dataset``
     inside it), one TIFF or image file, a folder of numbered slices, or the readable files of a
     plain folder. Large arrays are dask arrays; small ones numpy.
@@ -78,7 +91,7 @@ def read_volumes(path: str | os.PathLike, dataset: str | None = None) -> list[Vo
         children = _children(path)
         if not children:
             raise InputError(f"{path} is a folder with no readable images; segtrain reads {SUPPORTED}.")
-        return [volume for child in children for volume in read_volumes(child)]
+        return [volume for child in children for volume in _read_volumes(child)]
     suffix = path.suffix.lower()
     if suffix not in HDF5_SUFFIXES + SLICE_SUFFIXES:
         raise InputError(
@@ -105,3 +118,48 @@ def read_volume(path: str | os.PathLike, dataset: str | None = None) -> Volume:
         raise InputError(f"{path} holds {len(volumes)} arrays ({names}); name the one to use as "
                          "dataset (e.g. 'volumes/raw').")
     return volumes[0]
+
+
+# --- values that would poison a result --------------------------------------------------------
+
+class NonFiniteError(InputError):
+    """An image holds NaN or infinite values (``where``: the part of it that does, when known)."""
+
+    def __init__(self, name: str, where: str = ""):
+        self.name, self.where = name, where
+        super().__init__(f"There are NaN or infinite values in {name}{where}; replace them (e.g. with "
+                         "numpy.nan_to_num) or crop them away, then run again.")
+
+    def named(self, name: str) -> NonFiniteError:
+        """The same error naming ``name`` (a file) instead."""
+        return NonFiniteError(name, self.where)
+
+
+def _span(index: tuple) -> str:
+    parts = [f"{s.start}-{s.stop}" for s in index if isinstance(s, slice) and s.start is not None]
+    return f" (in the part at {', '.join(parts)})" if parts else ""
+
+
+def check_finite(array, name: str = "the image", index: tuple = ()) -> None:
+    """Raise :class:`NonFiniteError` when a floating-point ``array`` (numpy, or read here from a
+    dask/zarr/HDF5 array slab by slab along its first axis, so memory stays bounded) holds NaN or
+    infinity; integer arrays cannot. ``index`` says which part of a larger image ``array`` is."""
+    import numpy as np
+
+    if not np.issubdtype(np.dtype(array.dtype), np.floating):
+        return
+    if isinstance(array, np.ndarray):
+        if not np.isfinite(array).all():
+            raise NonFiniteError(name, _span(index))
+        return
+    shape = tuple(array.shape)
+    if not shape:
+        return
+    per_slab = max(1, int(np.prod(shape[1:])))
+    step = max(1, 16_000_000 // per_slab)
+    for start in range(0, shape[0], step):
+        part = (slice(start, min(shape[0], start + step)),)
+        block = array[part]
+        block = np.asarray(block.compute() if hasattr(block, "compute") else block)
+        if not np.isfinite(block).all():
+            raise NonFiniteError(name, _span(part + tuple(slice(0, s) for s in shape[1:])))

@@ -13,6 +13,7 @@ import torch
 from segtrain.config import divisor
 from segtrain.errors import InputError, SegtrainError
 from segtrain.io.normalize import intensity_range, normalize
+from segtrain.io.read import NonFiniteError, check_finite
 from segtrain.predict.model_io import LoadedModel, load_model
 from segtrain.predict.tiling import Tile, make_tiles
 from segtrain.predict.tta import TestTimeAugmentation, model_tta
@@ -116,7 +117,9 @@ def _run_batch(model, device, autocast, array, batch: list[Tile], shape: tuple, 
     inputs = []
     for tile in batch:
         index = ((lead,) if lead is not None else ()) + ((slice(None),) if has_channels else ()) + tile.read
-        data = normalize(np.asarray(array[index]), low, high)
+        data = np.asarray(array[index])
+        check_finite(data, "the image", index)  # one NaN would make the whole prediction NaN
+        data = normalize(data, low, high)
         inputs.append(data if has_channels else data[None])
     x = torch.from_numpy(np.stack(inputs)).to(device)
     try:
@@ -150,7 +153,11 @@ def _prepare(model_or_path, array, tile_shape, margin):
     if 0 in spatial:
         raise InputError(f"The input of shape {shape} is empty.")
     tiles = _tiling(loaded, spatial, tile_shape, margin)
+    if isinstance(array, np.ndarray):  # in memory: checked whole, before any output exists
+        check_finite(array, "the image")
     low, high = intensity_range(array, loaded.config.data.normalize)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise NonFiniteError("the image")
     leads = list(range(shape[0])) if is_stack else [None]  # the stack slices, or one pass
     return loaded, has_channels, spatial, leads, tiles, low, high
 

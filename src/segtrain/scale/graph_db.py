@@ -298,3 +298,8 @@ def write_merge_scores(location: str | Path, u, v, scores) -> None:
 def count_unscored_edges(location: str | Path) -> int:
     """How many edges have no merge score yet (the global step has not seen them)."""
     return int(_fetch_all(location, f"SELECT COUNT(*) FROM edges WHERE {EDGE_SCORE} IS NULL")[0][0])
+
+
+def count_nodes(location: str | Path) -> int:
+    """How many fragments the graph holds."""
+    return int(_fetch_all(location, "SELECT COUNT(*) FROM nodes")[0][0])

@@ -150,9 +150,10 @@ def create_job(folder: str | Path, *, block_shape: Sequence[int], affinities: st
     axes = ("z", "y", "x")
     if raw is not None:
         create_output(folder / "volumes.zarr" / "affinities", (channels, *shape), np.float32,
-                      (channels, *block_shape), voxel_size, offset, ("c", *axes), False)
+                      (channels, *block_shape), voxel_size, offset, ("c", *axes), False,
+                      complete_with=f"segtrain scale run {folder}")
     create_output(folder / "volumes.zarr" / "fragments", shape, np.uint64, block_shape,
-                  voxel_size, offset, axes, True)
+                  voxel_size, offset, axes, True, complete_with=f"segtrain scale run {folder}")
     (folder / "faces").mkdir(exist_ok=True)
     open_graph_db(job.db, mode="w").close()
     return ScaleJob.create(folder, settings)  # job.json last: its presence means "set up"
@@ -196,6 +197,8 @@ def run_job(job: ScaleJob, steps: Sequence[str] | None = None, workers: int = 1,
     _write_status(job, results)
     if all(r.ok for r in results) and "fragments" in steps:
         set_attrs(job.fragments, {"complete": True})
+    if all(r.ok for r in results) and "predict" in steps:
+        set_attrs(ArraySpec(str(job.volumes), "affinities", "zarr"), {"complete": True})
     if "global" in steps and all(r.ok for r in results):
         results.append(run_global_step(job, progress=progress, bars=bars))
     return results
@@ -210,6 +213,7 @@ def run_global_step(job: ScaleJob, progress: Progress | None = None, bars: bool 
     store each edge's merge score. Skipped when it finished before and no edge came since."""
     from segtrain.scale.agglomeration import global_merge_scores
     from segtrain.scale.graph_db import (
+        count_nodes,
         count_unscored_edges,
         read_edge_statistics,
         read_stitched_pairs,
@@ -224,9 +228,17 @@ def run_global_step(job: ScaleJob, progress: Progress | None = None, bars: bool 
     done = bool(read_status(job).get(GLOBAL, {}).get("complete")) and count_unscored_edges(job.db) == 0
     if not done:
         stats = read_edge_statistics(job.db)
-        scores = global_merge_scores(stats, job.settings.segment["scoring"], job.settings.max_threshold,
-                                     stitched=read_stitched_pairs(job.db))
-        write_merge_scores(job.db, stats.u, stats.v, scores)
+        if len(stats) == 0 and count_nodes(job.db) == 0:
+            s = job.settings.segment
+            raise InputError(
+                f"The affinities of {job.folder} give no fragments (no voxel has affinities above the boundary "
+                f"threshold {s.get('boundary_threshold')} with fragments method {s.get('fragments')}): there is "
+                "nothing to segment; check that the input holds affinities (1 = same object), or start a new job "
+                "with a lower --boundary-threshold.")
+        if len(stats):  # one fragment, or fragments that touch nowhere: nothing to agglomerate
+            scores = global_merge_scores(stats, job.settings.segment["scoring"], job.settings.max_threshold,
+                                         stitched=read_stitched_pairs(job.db))
+            write_merge_scores(job.db, stats.u, stats.v, scores)
     if progress is not None:
         progress(GLOBAL, 1, 1, 0)
     if bars:
@@ -318,7 +330,8 @@ def segment_job(job: ScaleJob, threshold: float, out: str | Path | None = None, 
     s = job.settings
     spec = create_output(out, s.shape, np.uint64, s.block_shape, s.voxel_size, s.offset,
                          ("z", "y", "x"), True,
-                         attrs=dict(threshold=threshold, scoring=s.segment["scoring"]))
+                         attrs=dict(threshold=threshold, scoring=s.segment["scoring"]),
+                         complete_with=f"segtrain scale segment {job.folder} --threshold {threshold} --out {out}")
     task = make_task(job, f"relabel-{key}", workers, retries, timeout, launcher, output=spec)
     (result,) = run_tasks(job, [task], progress=progress, bars=bars, host=host, serial=serial)
     _write_status(job, [result])

@@ -143,18 +143,24 @@ BLOCKWISE_OUTPUT = "blockwise"
 
 def create_output(path: Path, shape: tuple[int, ...], dtype, chunks: tuple[int, ...],
                   voxel_size, offset, axes: tuple[str, ...], is_labels: bool,
-                  attrs: dict | None = None) -> ArraySpec:
+                  attrs: dict | None = None, complete_with: str | None = None) -> ArraySpec:
     """Create an empty output array (zarr by default, N5 for ``*.n5`` paths); its spec.
 
     ``path`` may be ``x.zarr`` (the array at the root), ``x.zarr/name`` (in a group, created
     if needed) or ``x.n5/name``. An existing array that a blockwise step created (attribute
     ``segtrain_output: blockwise``) with the same shape, dtype and chunks is kept (a resumed job
     writes into it); any other existing array is an InputError (never written into).
+
+    With ``complete_with`` (the command that finishes it), a new array is marked ``complete:
+    false`` until :func:`set_attrs` marks it complete: every reader (:func:`segtrain.io.read_volumes`)
+    refuses it until then, naming that command.
     """
     from segtrain.io.write import OUTPUT_MARKER
 
     attrs = {**(attrs or {}), OUTPUT_MARKER: BLOCKWISE_OUTPUT}
     path = Path(path)
+    if complete_with is not None:
+        attrs = {**(attrs or {}), "complete": False, "complete_with": complete_with}
     container, inner = _split_output(path)
     if container.suffix == ".n5":
         return _create_n5(container, inner or "data", shape, dtype, chunks, voxel_size, offset, attrs)

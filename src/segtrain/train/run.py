@@ -75,6 +75,14 @@ class ProgressReport:
     iteration: tuple[int, int] | None = None  # self-training: (this iteration, the last one)
 
 
+class TrainingDiverged(SegtrainError):
+    """The training loss became NaN or infinite (raised before that step's update)."""
+
+    def __init__(self, step: int, loss: float, lr: float):
+        self.step, self.loss, self.lr = step, loss, lr
+        super().__init__(f"training diverged at step {step}: loss is {loss}")
+
+
 # ----------------------------------------------------------------------------------------------
 # Lightning pieces
 
@@ -144,6 +152,15 @@ def _callbacks(run: TrainingRun):
                                     steps_per_second=rate, run_dir=run.run_dir, **extra)
             run._push(report, important)
             self.last_time = now
+
+        def on_before_backward(self, trainer, module, loss):
+            # a non-finite loss would make every weight NaN at this step's update: stop before it
+            if not bool(torch.isfinite(loss.detach()).all()):
+                raise TrainingDiverged(int(trainer.global_step) + 1, float(loss.detach().float().mean()),
+                                       self._lr(trainer))
+
+        def on_exception(self, trainer, module, exception):
+            run._checkpoint_after_error(trainer, module)
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             step = int(trainer.global_step)
@@ -486,7 +503,16 @@ class TrainingRun:
         d = self.config.data
         for source in [*self.train_sources, *self.val_sources]:  # bad data: one sentence, no run folder left
             source.prepare(self.config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
+        if self.config.task == "affinities":  # VOI / ARAND against nothing labelled: a false perfect score
+            for source in self.val_sources:
+                if isinstance(source, ArraySource) and source.known is None and not np.any(source._labels):
+                    raise InputError(f"Validation source {source.name}: the labels have no labelled voxel (every value "
+                                     "is 0), so validation could not score anything; give validation labels with "
+                                     "objects labelled 1 or more.")
         handed_down = os.environ.get(RUN_DIR_ENV)
+        self._made_folder = False  # a new <name>-<timestamp> folder of this run (removed if it ends with nothing)
+        self._fitting = False  # Trainer.fit has begun: a failure now says which checkpoint is kept
+        self._saved_after_error: tuple[Path, int] | None = None  # (checkpoint, step) saved when training failed
         self.resume_note = ""
         if resume is not None and init_from is not None:
             raise InputError("Give either a run to resume or one to fine-tune from (--init-from), not both.")
@@ -515,6 +541,7 @@ class TrainingRun:
             self.folder = RunFolder(Path(runs_root) / f"{self.config.name}-slurm{job}")
         else:
             self.folder = RunFolder.create(runs_root, self.config.name)
+            self._made_folder = True
         if fine_tune and self.init_checkpoint is not None:
             self.config, self.fine_tune = fine_tuning_config(self.config)
         self.fine_tune_note = "" if self.fine_tune is None else fine_tune_note(self.fine_tune)
@@ -726,6 +753,7 @@ class TrainingRun:
                 os.environ[RUN_DIR_ENV] = str(self.run_dir.resolve())
             self._preparing("first training step" if self.resume_checkpoint is None
                             else f"loading {self.resume_checkpoint.name}")
+            self._fitting = True
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*sync_dist=True.*")  # metrics equal on all ranks
                 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -784,12 +812,72 @@ class TrainingRun:
             raise SegtrainError(f"{len(failed)} training process(es) ended with an error (exit codes {failed}); "
                                 "see their messages above.")
 
+    def _checkpoint_after_error(self, trainer, module) -> None:
+        """Training failed (an exception in a step, a validation, a callback): save the steps done
+        since the newest checkpoint as final.ckpt, so the run can be resumed; only finite weights,
+        one process (several would have to agree), and never at the price of another error."""
+        step = int(trainer.global_step)
+        if step <= max(0, self.start_step, self._newest_checkpoint_step()) or self.world_size != 1 or module is None:
+            return
+        if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
+            return
+        final = self.run_dir / "checkpoints" / "final.ckpt"
+        try:
+            trainer.save_checkpoint(str(final))
+        except BaseException:  # a full disk: nothing saved (the atomic write left nothing behind)
+            return
+        _link_last(final)
+        self._saved_after_error = (final, step)
+
+    def _newest_checkpoint_step(self) -> int:
+        try:
+            info = self.folder.resume_checkpoint()
+        except SegtrainError:
+            return -1
+        return info.step if info.step is not None else -1
+
+    def _remove_if_empty(self) -> bool:
+        """Remove the run folder this run made when it holds no checkpoint (and nothing else of
+        value: its config, an empty log); whether it did."""
+        if not self._made_folder or not self.rank_zero or self.folder.checkpoint_files():
+            return False
+        import shutil
+
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+        return not self.run_dir.exists()
+
+    def _what_is_kept(self) -> str:
+        """After a failure: which checkpoint a resume would continue from (only what is true), or
+        that there is none (a new run folder holding nothing is then removed)."""
+        if self._saved_after_error is not None:
+            path, step = self._saved_after_error
+            return (f"the {step} steps done are saved in {path.name}: continue with --resume {self.run_dir} once "
+                    "the cause is fixed")
+        try:
+            info = self.folder.resume_checkpoint()
+        except SegtrainError:
+            if self._remove_if_empty():
+                return f"no checkpoint was written, so the run folder {self.run_dir} is removed: start the run again"
+            return f"no checkpoint was written to {self.run_dir}, so there is nothing to resume: start the run again"
+        return (f"the newest checkpoint, {info.name} (step {info.step}), is intact: continue with --resume "
+                f"{self.run_dir} once the cause is fixed")
+
     def _user_error(self, error: BaseException) -> BaseException:
         text = str(error).lower()
+        if isinstance(error, TrainingDiverged):
+            return SegtrainError(
+                f"{error}; lower train.lr (now {error.lr:.3g}) or check the data for NaN or extreme values; "
+                f"{self._what_is_kept()}."
+            )
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
             return SegtrainError(
-                f"Writing to the run folder {self.run_dir} failed: the disk is full (or the file too large); the "
-                f"checkpoints written before are intact: free some space and continue with --resume {self.run_dir}."
+                f"Writing to the run folder {self.run_dir} failed: the disk is full (or the file too large); free "
+                f"some space; {self._what_is_kept()}."
+            )
+        if isinstance(error, PermissionError) or (isinstance(error, OSError) and error.errno == errno.EROFS):
+            return SegtrainError(
+                f"Writing to the run folder {self.run_dir} failed: {error.strerror or error} ({error.filename}); "
+                f"choose a --runs-root you can write to; {self._what_is_kept()}."
             )
         if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text:
             return SegtrainError(
@@ -802,4 +890,12 @@ class TrainingRun:
                 f"Cannot resume from {self.resume_checkpoint}: its model differs from the one this config describes; "
                 f"resume with the run's own {self.run_dir / 'config.yaml'}."
             )
+        if self._fitting or self._saved_after_error is not None:  # training began: say what is kept
+            kept = self._what_is_kept()
+            if isinstance(error, SegtrainError):
+                kind = next(k for k in (InputError, ConfigError, SegtrainError) if isinstance(error, k))
+                return kind(f"{str(error).rstrip('.')}; {kept}.")
+            error.add_note(f"segtrain: {kept}.")
+        elif isinstance(error, SegtrainError):
+            self._remove_if_empty()  # a new run that failed before its first checkpoint leaves nothing
         return error

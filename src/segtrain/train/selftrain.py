@@ -368,11 +368,13 @@ def _mean_teacher_callback(decay: float, path: Path):
 
 def _read_unlabelled(paths: Sequence[str | Path]) -> list:
     from segtrain.io import read_volume
+    from segtrain.io.read import check_finite
 
     out = []
     for path in paths:
         volume = read_volume(path)
         out.append(np.asarray(volume.data))
+        check_finite(out[-1], str(path))  # refused now, not after the first iteration's training
     return out
 
 

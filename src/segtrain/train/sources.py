@@ -23,6 +23,7 @@ import numpy as np
 
 from segtrain.errors import InputError
 from segtrain.io.normalize import intensity_range, normalize  # noqa: F401 - also used by the sources below
+from segtrain.io.read import check_finite
 from segtrain.targets.masks import labels_from_mask  # noqa: F401 - also imported from here
 
 
@@ -159,6 +160,8 @@ class ArraySource(Source):
             known, weights = self.known, self.weights
         if np.dtype(raw.dtype) == bool:
             raise InputError(f"Source {self.name}: the image is boolean (a mask, not an image); give the raw image.")
+        check_finite(raw, f"the image of source {self.name}")  # NaN raw trains a NaN network
+        check_finite(labels, f"the labels of source {self.name}")
         if isinstance(labels, np.ndarray) and np.issubdtype(labels.dtype, np.floating) \
                 and not np.array_equal(labels, np.round(labels)):
             raise InputError(f"Source {self.name}: the labels are {labels.dtype} with fractions (a probability map?); "
