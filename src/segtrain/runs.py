@@ -41,6 +41,7 @@ import math
 import os
 import pickle
 import re
+import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,7 @@ ITERATIONS = "iterations"
 PSEUDO_LABELS_FILE = "pseudo_labels.json"
 FIGURE_FILE = "figure.png"
 TEACHER_FILE = "teacher.pt"
+STATUSES = ("finished", "stopped", "incomplete", "empty")
 FULL_STATE = ("final.ckpt", "last.ckpt")  # written with optimizer state: a run can resume from them
 WEIGHTS_ONLY = ("best.ckpt",)
 
@@ -155,9 +157,10 @@ class RunFolder:
 
     # --- making and finding run folders ---------------------------------------------------------
     @classmethod
-    def create(cls, root: str | Path, name: str) -> RunFolder:
-        """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken)."""
-        root = Path(root)
+    def create(cls, root: str | Path | None, name: str) -> RunFolder:
+        """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken); ``root``
+        None: :func:`default_runs_root`."""
+        root = Path(root) if root is not None else default_runs_root()
         root.mkdir(parents=True, exist_ok=True)
         base = f"{name}-{_timestamp()}"
         path = root / base
@@ -560,6 +563,33 @@ class RunFolder:
                 total += st.st_size
         return total
 
+    # --- progress -------------------------------------------------------------------------------
+    def progress(self, metrics: dict | None = None, checkpoints: list[CheckpointInfo] | None = None,
+                 max_steps: int | None = None) -> tuple[int, str]:
+        """``(steps done, status)``. Steps: the most of metrics.json's ``steps`` (written at each
+        validation and at the end), its newest validation and the newest readable checkpoint, so a
+        run killed before it wrote a summary still shows the steps it saved. Status (:data:`STATUSES`):
+        ``finished`` (final.ckpt is the newest checkpoint and reached ``train.max_steps``), ``stopped``
+        (final.ckpt is the newest but earlier: Stop or early stopping), ``incomplete`` (no final.ckpt
+        newer than the last periodic checkpoint or validation: killed, crashed or still training),
+        ``empty`` (no checkpoint and no validation yet)."""
+        metrics = self.metrics() if metrics is None else metrics
+        checkpoints = self.checkpoints() if checkpoints is None else checkpoints
+        if max_steps is None:
+            max_steps = metrics.get("max_steps") or (self.raw_config().get("train") or {}).get("max_steps")
+        history = metrics.get("history") or [{}]
+        saved = [c.step for c in checkpoints if c.readable]
+        candidates = [metrics.get("steps"), history[-1].get("step"), *saved]
+        steps = max((int(v) for v in candidates if isinstance(v, (int, float))), default=0)
+        final = next((c for c in checkpoints if c.name == "final.ckpt" and c.readable), None)
+        if final is None or final.step < steps:
+            status = "incomplete" if steps or checkpoints else "empty"
+        elif isinstance(max_steps, int) and final.step >= max_steps:
+            status = "finished"
+        else:
+            status = "stopped"
+        return steps, status
+
     # --- summary --------------------------------------------------------------------------------
     def created(self) -> datetime:
         """When the run began: the UTC timestamp in its folder name (``<name>-YYYYmmdd-HHMMSS``), which
@@ -580,18 +610,22 @@ class RunFolder:
         monitor = metrics.get("monitor") if history else None
         final = last.get(monitor) if monitor else None
         train, data = config.get("train") or {}, self.data()
+        checkpoints = self.checkpoints()
+        steps, status = self.progress(metrics, checkpoints, (config.get("train") or {}).get("max_steps"))
         return RunSummary(
             name=self.name,
             path=self.path,
             preset=config.get("preset"),
             task=(config.get("model") or {}).get("task"),
-            steps=int(metrics.get("steps", last.get("step", 0)) or 0),
+            steps=steps,
+            status=status,
+            mode=metrics.get("mode") if metrics.get("mode") in ("min", "max") else None,
             best_metric_name=metrics.get("monitor") if history else None,
             best_metric=None if best is None or (isinstance(best, float) and math.isnan(best)) else float(best),
             created=self.created().isoformat(timespec="seconds"),
             max_steps=(config.get("train") or {}).get("max_steps"),
             best_step=metrics.get("best_step"),
-            checkpoints=[p.name for p in self.checkpoint_files()],
+            checkpoints=[c.name for c in checkpoints],
             last_metrics={k: v for k, v in last.items() if k.startswith("val/")},
             size=self.size_on_disk(),
             parent=str(self.parent()) if self.parent() else None,
@@ -628,6 +662,8 @@ class RunSummary:
     final_metric: float | None = None  # the monitored metric at the last validation
     class_metrics: dict[str, float] = field(default_factory=dict)  # iou_class<k>, f1_class<k> at the last validation
     data: str | None = None  # data seen, short: "2+1 sources 3f9a1c2d"
+    status: str = "incomplete"  # one of STATUSES (RunFolder.progress)
+    mode: str | None = None  # "min" or "max": which way the monitored metric (best, final) is better
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -745,6 +781,12 @@ def _safe_source_record(source, n_classes: int | None) -> dict:
         return {"kind": type(source).__name__, "name": getattr(source, "name", None), "error": str(error)}
 
 
+def format_megabytes(size: int) -> str:
+    """Bytes as megabytes, the runs table's size column: ``172``, ``1.5``, ``0.02``."""
+    value = size / 1e6
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def format_size(size: int) -> str:
     """``172 MB``, ``1.2 GB``."""
     value = float(size)
@@ -753,6 +795,28 @@ def format_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit in ("B", "kB", "MB") or value >= 100 else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+RUNS_ENV = "SEGTRAIN_RUNS"
+RUNS_ROOT_TIP = ("Folder that holds the run folders. Default: $SEGTRAIN_RUNS when set, else segtrain/runs in "
+                 "your user data folder (~/.local/share/segtrain/runs on Linux), wherever napari was started.")
+
+
+def default_runs_root() -> Path:
+    """Where run folders go unless a runs folder is named (CLI, GUI and Python alike):
+    ``$SEGTRAIN_RUNS`` when set, else ``segtrain/runs`` in the user's data folder
+    (``$XDG_DATA_HOME``, by default ``~/.local/share``, on Linux; ``~/Library/Application Support``
+    on macOS; ``%LOCALAPPDATA%`` on Windows), never the folder a program happened to start in."""
+    named = os.environ.get(RUNS_ENV, "").strip()
+    if named:
+        return Path(named).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "segtrain" / "runs"
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -764,9 +828,10 @@ def load_run(path: str | Path) -> RunSummary:
     return RunFolder(path).summary()
 
 
-def list_runs(root: str | Path = "runs") -> list[RunSummary]:
-    """Every run folder directly under ``root``, oldest first (empty when ``root`` is missing)."""
-    root = Path(root)
+def list_runs(root: str | Path | None = None) -> list[RunSummary]:
+    """Every run folder directly under ``root`` (default: :func:`default_runs_root`), oldest first
+    (empty when ``root`` is missing)."""
+    root = Path(root) if root is not None else default_runs_root()
     if is_run_dir(root):
         return [load_run(root)]
     if not root.is_dir():
@@ -797,6 +862,7 @@ BASE_COLUMNS = [
     Column("task", "task", lambda r: r.task),
     Column("model", "model", lambda r: r.model),
     Column("steps", "steps", lambda r: r.steps),
+    Column("status", "status", lambda r: r.status),
     Column("max_steps", "planned", lambda r: r.max_steps),
     Column("lr", "lr", lambda r: r.lr),
     Column("batch", "batch", lambda r: r.batch_size),
@@ -809,7 +875,7 @@ BASE_COLUMNS = [
 TAIL_COLUMNS = [
     Column("parent", "parent", lambda r: Path(r.parent).name if r.parent else None),
     Column("data", "data seen", lambda r: r.data),
-    Column("size", "size", lambda r: r.size),
+    Column("size", "MB", lambda r: r.size),
     Column("created", "date", lambda r: r.created),
 ]
 
@@ -827,27 +893,69 @@ def run_columns(runs: Sequence[RunSummary]) -> list[Column]:
     return BASE_COLUMNS + per_class + TAIL_COLUMNS
 
 
-def sort_runs(runs: Sequence[RunSummary], key: str, descending: bool = False) -> list[RunSummary]:
-    """``runs`` ordered by the column ``key`` (numbers as numbers); runs without a value come last
-    in either direction. An unknown key raises :class:`InputError` naming the valid ones."""
+METRIC_COLUMNS = ("best", "final")
+"""Columns of the monitored metric: better is lower or higher as each run's ``mode`` says."""
+
+SORT_ORDERS = ("default", "asc", "desc")
+
+
+def is_metric_column(key: str) -> bool:
+    """Whether the column ``key`` holds a validation metric (sorted by quality, best first)."""
+    return key in METRIC_COLUMNS or bool(re.fullmatch(r"\w+_class\d+", key))
+
+
+def sort_value(column: Column, run: RunSummary):
+    """What ``run`` is ordered by in ``column`` (None: no value, always last). Metric columns order
+    by quality, the better the smaller: ``(metric name, value)`` for a metric where lower is better
+    (VOI, ARAND, loss), ``(metric name, -value)`` where higher is (F1, IoU, Dice, the per-class
+    columns); runs monitoring different metrics are grouped by metric. Other columns: numbers as
+    numbers, text case-insensitively."""
+    value = column.value(run)
+    if value is None:
+        return None
+    if is_metric_column(column.key) and isinstance(value, (int, float)):
+        if column.key in METRIC_COLUMNS:
+            name = run.best_metric_name or ""
+            higher = run.mode == "max" if run.mode else not _lower_is_better(name)
+        else:
+            name, higher = column.key, True
+        return (name, -value if higher else value)
+    if isinstance(value, (int, float)):
+        return (0, value)
+    return (1, str(value).lower())
+
+
+def _lower_is_better(metric: str) -> bool:
+    return any(word in metric for word in ("voi", "arand", "loss", "error"))
+
+
+def sort_runs(runs: Sequence[RunSummary], key: str, order: str = "default") -> list[RunSummary]:
+    """``runs`` ordered by the column ``key``; runs without a value come last in every order.
+
+    Metric columns (``best``, ``final``, per-class metrics like ``iou_class1``) order by quality,
+    whichever way the metric runs (VOI: lower is better; F1: higher is): ``order`` "default" or
+    "desc" (down from the best) gives the best run first, "asc" the worst first. Other columns:
+    "default" or "asc" from the smallest value (earliest date, first name), "desc" from the
+    largest. An unknown key or order raises :class:`InputError` naming the valid ones."""
     columns = {c.key: c for c in run_columns(runs)}
     if key not in columns:
         raise InputError(f"Unknown sort key {key!r}; valid keys are: {', '.join(columns)}.")
-    value = columns[key].value
-    present = [r for r in runs if value(r) is not None]
-    missing = [r for r in runs if value(r) is None]
-    numeric = all(isinstance(value(r), (int, float)) for r in present)
-    sort_key = (lambda r: value(r)) if numeric else (lambda r: str(value(r)).lower())
-    return sorted(present, key=sort_key, reverse=descending) + missing
+    if order not in SORT_ORDERS:
+        raise InputError(f"Unknown sort order {order!r}; choose one of {', '.join(SORT_ORDERS)}.")
+    column = columns[key]
+    present = [r for r in runs if sort_value(column, r) is not None]
+    missing = [r for r in runs if sort_value(column, r) is None]
+    reverse = order == ("asc" if is_metric_column(key) else "desc")
+    return sorted(present, key=lambda r: sort_value(column, r), reverse=reverse) + missing
 
 
-def _cell(column: Column, run: RunSummary) -> str:
-    """A value as the text table and Markdown show it."""
+def cell_text(column: Column, run: RunSummary) -> str:
+    """A value as the text table, Markdown and the Runs panel show it."""
     value = column.value(run)
     if value is None:
         return "-"
     if column.key == "size":
-        return format_size(value)
+        return format_megabytes(value)
     if column.key == "lr":
         return f"{value:.3g}"
     if isinstance(value, float):
@@ -867,7 +975,7 @@ def format_table(runs: Sequence[RunSummary]) -> str:
         return "no runs"
     columns = run_columns(runs)
     header = [c.title for c in columns]
-    rows = [[_cell(c, r) for c in columns] for r in runs]
+    rows = [[cell_text(c, r) for c in columns] for r in runs]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
@@ -894,7 +1002,7 @@ def format_markdown(runs: Sequence[RunSummary]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     lines = [line(c.title for c in columns), "|" + "|".join("---" for _ in columns) + "|"]
-    lines += [line(_cell(c, r) for c in columns) for r in runs]
+    lines += [line(cell_text(c, r) for c in columns) for r in runs]
     return "\n".join(lines) + "\n"
 
 

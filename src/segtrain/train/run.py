@@ -44,7 +44,7 @@ import torch
 from segtrain.config import Config, load_config, monitor_metric
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
-from segtrain.runs import RunFolder, checkpoint_step, fine_tune_note
+from segtrain.runs import RunFolder, checkpoint_step, default_runs_root, fine_tune_note
 from segtrain.train.sources import (
     ArraySource,
     Source,
@@ -418,7 +418,7 @@ class TrainingRun:
         :class:`Source` objects; default from the config's ``data.train`` / ``data.val`` files.
         Without validation data, the last 20% (first axis) of each training source is held out.
     runs_root
-        Folder that holds run folders.
+        Folder that holds run folders (default: :func:`segtrain.runs.default_runs_root`).
     name
         Run name (default ``config.name``); the folder is ``<name>-<UTC timestamp>``.
     resume
@@ -453,7 +453,7 @@ class TrainingRun:
     """
 
     def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
-                 val_sources: Sequence[Source] | None = None, runs_root: str | Path = "runs",
+                 val_sources: Sequence[Source] | None = None, runs_root: str | Path | None = None,
                  name: str | None = None, resume: str | Path | None = None, run_dir: str | Path | None = None,
                  multiprocess: bool = False, stop_event: threading.Event | None = None,
                  score_in_process: bool = False, init_from: str | Path | None = None,
@@ -512,7 +512,7 @@ class TrainingRun:
                     "The processes of this multi-machine or torchrun run cannot agree on a new run folder; "
                     "give the same --run-dir DIR (on a shared file system) to every process."
                 )
-            self.folder = RunFolder(Path(runs_root) / f"{self.config.name}-slurm{job}")
+            self.folder = RunFolder(Path(runs_root or default_runs_root()) / f"{self.config.name}-slurm{job}")
         else:
             self.folder = RunFolder.create(runs_root, self.config.name)
         if fine_tune and self.init_checkpoint is not None:

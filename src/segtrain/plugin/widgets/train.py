@@ -56,6 +56,7 @@ from segtrain.plugin.workers import (
     start_worker,
     warm_up_imports,
 )
+from segtrain.runs import RUNS_ROOT_TIP
 
 #: the preset a task starts from, by (task, spatial dimensions of the image)
 TASK_PRESETS = {("affinities", 3): "em3d_quick", ("affinities", 2): "isbi2d_quick",
@@ -230,6 +231,7 @@ class TrainWidget(Panel):
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("default: preset + time")
         self.runs_root_edit = QLineEdit(str(self.session.runs_root))
+        self.runs_root_edit.setToolTip(RUNS_ROOT_TIP)
         self.steps_spin = QSpinBox(minimum=1, maximum=10**8)
         self.steps_spin.setKeyboardTracking(False)  # "15" typed is 15, not 1 then 15
         self.batch_spin = QSpinBox(minimum=1, maximum=1024)
@@ -554,7 +556,7 @@ class TrainWidget(Panel):
             notify_error(str(error).strip().splitlines()[0] if str(error).strip() else
                          f"Starting training failed: {type(error).__name__}.", self.status)
             return
-        root = Path(self.runs_root_edit.text().strip() or "runs")
+        root = Path(self.runs_root_edit.text().strip() or self.session.runs_root).expanduser()
         blocking = next((p for p in (root, *root.parents) if p.exists()), None)
         if blocking is not None and not blocking.is_dir():
             notify_error(f"The runs folder {root} cannot be made: {blocking} is a file; choose another runs folder.",
@@ -775,7 +777,7 @@ class TrainWidget(Panel):
         self.canvas.draw_idle()
 
     def tensorboard_command(self) -> str:
-        run_dir = self.run_dir or self.session.run_dir or Path(self.runs_root_edit.text() or "runs")
+        run_dir = self.run_dir or self.session.run_dir or Path(self.runs_root_edit.text() or self.session.runs_root)
         return f"tensorboard --logdir {shlex.quote(str(Path(run_dir).resolve()))}"
 
     def copy_tensorboard_command(self) -> None:
