@@ -74,11 +74,14 @@ WEIGHTS_ONLY = ("best.ckpt",)
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """One checkpoint file of a run: its step (None when it cannot be read) and size."""
+    """One checkpoint file of a run: its step (None when it cannot be read), size and whether it
+    holds the full training state (optimizer, schedulers, callbacks: a run can resume from it) or
+    the weights only (prediction, fine-tuning)."""
 
     path: Path
     step: int | None
     size: int
+    full: bool = False
 
     @property
     def name(self) -> str:
@@ -119,10 +122,8 @@ class _StepUnpickler(pickle.Unpickler):
         return _Anything()
 
 
-def checkpoint_step(path: str | Path) -> int | None:
-    """The training step a checkpoint was saved at, or None when it cannot be read (truncated,
-    not a checkpoint). Reads only the checkpoint's small pickle (``data.pkl`` of torch's zip
-    format), never its tensors and without PyTorch: milliseconds, in any thread."""
+def _checkpoint_header(path: str | Path) -> tuple[int, bool] | None:
+    """``(global step, holds optimizer state)`` of a checkpoint, or None when it cannot be read."""
     try:
         with zipfile.ZipFile(Path(path)) as archive:
             name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
@@ -130,9 +131,41 @@ def checkpoint_step(path: str | Path) -> int | None:
                 checkpoint = _StepUnpickler(f).load()
             if archive.testzip() is not None:  # a damaged member (e.g. overwritten bytes)
                 return None
-        return int(checkpoint.get("global_step", 0))
+        return int(checkpoint.get("global_step", 0)), bool(checkpoint.get("optimizer_states"))
     except Exception:  # noqa: BLE001 - any unreadable file is "not good"
         return None
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The training step a checkpoint was saved at, or None when it cannot be read (truncated,
+    not a checkpoint). Reads only the checkpoint's small pickle (``data.pkl`` of torch's zip
+    format), never its tensors and without PyTorch: milliseconds, in any thread."""
+    header = _checkpoint_header(path)
+    return None if header is None else header[0]
+
+
+def checkpoint_is_full(path: str | Path) -> bool:
+    """Whether a checkpoint holds the optimizer state (a run can resume from it)."""
+    header = _checkpoint_header(path)
+    return header is not None and header[1]
+
+
+TRAINING_STATE = ("optimizer_states", "lr_schedulers", "callbacks", "loops", "MixedPrecision", "native_amp_scaling_state")
+"""What a checkpoint holds beyond the weights: needed to resume, not to predict or fine-tune."""
+
+
+def weights_only(path: str | Path) -> None:
+    """Rewrite a full checkpoint as a weights-only one (what Lightning's ``save_weights_only``
+    writes: step, epoch, weights, hyper-parameters), atomically; about a third of the size with
+    Adam's state gone."""
+    import torch
+
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False)
+    slim = {k: v for k, v in checkpoint.items() if k not in TRAINING_STATE}
+    buffer = io.BytesIO()
+    torch.save(slim, buffer)
+    with atomic_path(Path(path), overwrite=True) as tmp:
+        tmp.write_bytes(buffer.getvalue())
 
 
 def _timestamp() -> str:
@@ -453,7 +486,10 @@ class RunFolder:
     def checkpoints(self) -> list[CheckpointInfo]:
         """Every checkpoint with its step, newest (highest step, then latest written) first;
         unreadable ones last."""
-        infos = [CheckpointInfo(p, checkpoint_step(p), p.stat().st_size) for p in self.checkpoint_files()]
+        infos = []
+        for p in self.checkpoint_files():
+            step, full = _checkpoint_header(p) or (None, False)
+            infos.append(CheckpointInfo(p, step, p.stat().st_size, full))
 
         def key(info: CheckpointInfo):
             return (info.readable, info.step or 0, info.path.stat().st_mtime)
@@ -488,15 +524,50 @@ class RunFolder:
 
     def resume_plan(self) -> tuple[CheckpointInfo, list[CheckpointInfo]]:
         """``(checkpoint to continue training from, newer ones skipped as unreadable)``: the newest
-        readable checkpoint with optimizer state (final/last/step-N; best.ckpt holds weights only)."""
+        readable checkpoint with optimizer state (:meth:`slim_checkpoints` keeps it in the newest
+        one; best.ckpt and older ones hold weights only)."""
         infos = [i for i in self.checkpoints() if i.name not in WEIGHTS_ONLY]
-        good = [i for i in infos if i.readable]
+        good = [i for i in infos if i.readable and i.full]
         if not good:
+            if any(i.readable for i in infos):
+                what = "checkpoints with weights only (no optimizer state)"
+                raise SegtrainError(f"Cannot resume: run folder {self.path} has {what}; fine-tune from it "
+                                    "(--init-from, or Fine-tune in the Train panel) instead.")
             what = "no checkpoints to resume from" if not infos else "no readable checkpoint (all truncated or corrupt)"
             raise SegtrainError(f"Cannot resume: run folder {self.path} has {what}; start a new run instead.")
         newest = good[0].path.stat().st_mtime
         skipped = [i for i in infos if not i.readable and i.path.stat().st_mtime >= newest]
         return good[0], skipped
+
+    def slim_checkpoints(self, newest: str | Path) -> list[str]:
+        """Keep the training state (optimizer, schedulers) in ``newest`` only, the checkpoint just
+        written: every other checkpoint of the same step becomes a hard link to it (no second copy
+        of the same weights), every older full one is rewritten with weights only
+        (:func:`weights_only`). A run resumes from the newest; the others still load for
+        prediction and fine-tuning. Returns the names changed."""
+        newest = Path(newest)
+        header = _checkpoint_header(newest)
+        if header is None or not header[1]:
+            return []
+        changed = []
+        for info in self.checkpoints():
+            path = info.path
+            if not info.readable or path.resolve() == newest.resolve() or path.samefile(newest):
+                continue
+            if info.step == header[0]:
+                tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+                try:
+                    tmp.unlink(missing_ok=True)
+                    os.link(newest, tmp)
+                    os.replace(tmp, path)
+                    changed.append(path.name)
+                    continue
+                except OSError:  # no hard links here: slim it instead
+                    tmp.unlink(missing_ok=True)
+            if info.full:
+                weights_only(path)
+                changed.append(path.name)
+        return changed
 
     def resume_checkpoint(self) -> CheckpointInfo:
         """The checkpoint :meth:`resume_plan` chooses."""
