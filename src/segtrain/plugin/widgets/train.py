@@ -284,9 +284,12 @@ class TrainWidget(Panel):
         self.run_dir_label.setWordWrap(True)
         self.tensorboard_button = QPushButton("Copy TensorBoard command")
         self.tensorboard_button.setEnabled(False)
-        self.canvas, self.figure = mpl_canvas(2.2)
-        self.loss_axes = self.figure.add_subplot(111)
-        self.metric_axes = self.loss_axes.twinx()
+        # the loss plot is made when there is something to plot: importing matplotlib and drawing
+        # empty axes took about a second of the GUI thread when the panel opened
+        self.canvas = self.figure = self.loss_axes = self.metric_axes = None
+        self.plot_box = QWidget()
+        QVBoxLayout(self.plot_box).setContentsMargins(0, 0, 0, 0)
+        self.plot_box.setVisible(False)
         self.preview_label = QLabel("preview: raw | target | prediction (after the first validation)")
         self.preview_label.setWordWrap(True)
         self.preview_label.setAlignment(Qt.AlignCenter)
@@ -338,7 +341,7 @@ class TrainWidget(Panel):
         layout.addLayout(buttons)
         layout.addWidget(self.finetune_button)
         layout.addWidget(self.state_label)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.plot_box)
         layout.addWidget(self.preview_label)
         layout.addWidget(self.run_dir_label)
         layout.addWidget(self.tensorboard_button)
@@ -358,7 +361,7 @@ class TrainWidget(Panel):
         self.session.changed.connect(self._session_changed)
 
         self._lines: dict = {}
-        self._draw_throttle = Throttle(lambda _: self.canvas.draw_idle(), 1000, self)
+        self._draw_throttle = Throttle(lambda _: self.canvas is not None and self.canvas.draw_idle(), 1000, self)
         self._clear_plot()
         self.preset_combo.setCurrentText(self.task_preset() or self.preset_combo.currentText())
         self.load_preset(self.preset_combo.currentText())
@@ -739,6 +742,7 @@ class TrainWidget(Panel):
 
     def plot(self) -> None:
         """Update the loss plot's lines in place; the canvas redraws at most once a second."""
+        self._make_plot()
         ax, mx = self.loss_axes, self.metric_axes
         new_line = False
         for key, points in self.history.items():
@@ -764,16 +768,31 @@ class TrainWidget(Panel):
             ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper right")
         self._draw_throttle.push(None)
 
+    def _make_plot(self) -> None:
+        """The loss plot (losses and the validation metric against step), made once and shown."""
+        if self.canvas is None:
+            self.canvas, self.figure = mpl_canvas(2.2)
+            self.loss_axes = self.figure.add_subplot(111)
+            self.metric_axes = self.loss_axes.twinx()
+            self.plot_box.layout().addWidget(self.canvas)
+            self._label_axes()
+        self.plot_box.setVisible(True)
+
+    def _label_axes(self) -> None:
+        self.loss_axes.set_xlabel("step")
+        self.loss_axes.set_ylabel("loss")
+        self.metric_axes.set_ylabel("validation metric")
+
     def _clear_plot(self) -> None:
+        if self.canvas is None:
+            return
         for line in self._lines.values():
             line.remove()
         self._lines = {}
         legend = self.loss_axes.get_legend()
         if legend is not None:
             legend.remove()
-        self.loss_axes.set_xlabel("step")
-        self.loss_axes.set_ylabel("loss")
-        self.metric_axes.set_ylabel("validation metric")
+        self._label_axes()
         self.canvas.draw_idle()
 
     def tensorboard_command(self) -> str:
