@@ -121,6 +121,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("SEGTRAIN_SHARED_DATA", ROOT.parent / "shared" / "data"))
     parser.add_argument("--json", help="also write the figures here")
+    parser.add_argument("--panels-only", action="store_true", help="only open the panels from the Plugins menu")
     args = parser.parse_args(argv)
     from qtpy.QtWidgets import QApplication
 
@@ -139,8 +140,10 @@ def main(argv=None) -> int:
     results["panels from the Plugins menu"] = {"seconds": round(time.perf_counter() - t0, 1),
                                                "stalls": probe.summary(skip=("napari opens", "idle"))}
     _print("panels from the Plugins menu", results["panels from the Plugins menu"])
-    for name, run, folder in (("cells (2D instances)", cells_clickthrough, data / "cells2d-phase"),
-                              ("EM (3D affinities)", em_clickthrough, data / "em3d-fibsem")):
+    audiences = [] if args.panels_only else [
+        ("cells (2D instances)", cells_clickthrough, data / "cells2d-phase"),
+        ("EM (3D affinities)", em_clickthrough, data / "em3d-fibsem")]
+    for name, run, folder in audiences:
         with tempfile.TemporaryDirectory() as tmp:
             os.chdir(tmp)
             probe = Probe()

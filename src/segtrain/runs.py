@@ -541,8 +541,9 @@ class RunFolder:
 
     def slim_checkpoints(self, newest: str | Path) -> list[str]:
         """Keep the training state (optimizer, schedulers) in ``newest`` only, the checkpoint just
-        written: every other checkpoint of the same step becomes a hard link to it (no second copy
-        of the same weights), every older full one is rewritten with weights only
+        written: every other periodic or final checkpoint of the same step becomes a hard link to it
+        (no second copy), every older full one is rewritten with weights only (best.ckpt is always
+        weights only)
         (:func:`weights_only`). A run resumes from the newest; the others still load for
         prediction and fine-tuning. Returns the names changed."""
         newest = Path(newest)
@@ -554,7 +555,7 @@ class RunFolder:
             path = info.path
             if not info.readable or path.resolve() == newest.resolve() or path.samefile(newest):
                 continue
-            if info.step == header[0]:
+            if info.step == header[0] and info.name not in WEIGHTS_ONLY:
                 tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
                 try:
                     tmp.unlink(missing_ok=True)
