@@ -484,15 +484,15 @@ class RunFolder:
         return sorted(p for p in self.checkpoints_dir.glob("*.ckpt") if p.is_file() and not p.is_symlink())
 
     def checkpoints(self) -> list[CheckpointInfo]:
-        """Every checkpoint with its step, newest (highest step, then latest written) first;
-        unreadable ones last."""
+        """Every checkpoint with its step, newest (highest step, then latest written, then
+        final.ckpt) first; unreadable ones last."""
         infos = []
         for p in self.checkpoint_files():
             step, full = _checkpoint_header(p) or (None, False)
             infos.append(CheckpointInfo(p, step, p.stat().st_size, full))
 
-        def key(info: CheckpointInfo):
-            return (info.readable, info.step or 0, info.path.stat().st_mtime)
+        def key(info: CheckpointInfo):  # final.ckpt before its hard-linked step-N twin (same time)
+            return (info.readable, info.step or 0, info.path.stat().st_mtime, info.name == "final.ckpt")
 
         return sorted(infos, key=key, reverse=True)
 

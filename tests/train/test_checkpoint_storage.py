@@ -38,6 +38,7 @@ def test_only_the_newest_checkpoint_keeps_the_optimizer_state_and_resume_continu
         "best.ckpt", "final.ckpt", "step-12.ckpt", "step-9.ckpt"]
     assert _has_optimizer_state(ckpt / "final.ckpt")
     assert (ckpt / "step-12.ckpt").samefile(ckpt / "final.ckpt")  # same step: one file, two names
+    assert RunFolder(run.run_dir).model_checkpoint().name == "final.ckpt"  # named first, as before
     assert not _has_optimizer_state(ckpt / "step-9.ckpt")  # older: weights only
     assert not _has_optimizer_state(ckpt / "best.ckpt")  # for prediction: weights only
     full, slim = (ckpt / "final.ckpt").stat().st_size, (ckpt / "step-9.ckpt").stat().st_size
