@@ -330,16 +330,18 @@ class LatestOnly:
 
 
 def _import_heavy() -> None:
-    """Thread body: import what the panels and the first Start need: scipy.ndimage and the
-    post-processing (Segment), matplotlib (the plots), PyTorch, Lightning, segmentation-models-pytorch
-    and segtrain's training and prediction code.
+    """Thread body: import what the panels and the first Start need: the panels' modules (with
+    scipy.ndimage, the post-processing and proofreading; no widget is made), matplotlib (the plots),
+    PyTorch, Lightning, segmentation-models-pytorch and segtrain's training and prediction code.
 
     At normal priority: an import holds the GIL, and a thread of lowered priority that holds it is
     descheduled on a loaded machine while the GUI thread waits for the GIL (measured: seconds-long
     stalls while panels opened, and a first Start that waited over a minute for the imports)."""
     try:
-        import scipy.ndimage  # noqa: F401 - the import is the work
-        import segtrain.postprocess  # noqa: F401
+        import importlib
+
+        for panel in ("segment", "proofread", "export", "predict", "runs", "train", "data"):  # scipy.ndimage,
+            importlib.import_module(f"segtrain.plugin.widgets.{panel}")  # post-processing, proofreading: no widget made
         from matplotlib.backends import backend_agg
         from matplotlib.figure import Figure
 
