@@ -122,6 +122,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", default=os.environ.get("SEGTRAIN_SHARED_DATA", ROOT.parent / "shared" / "data"))
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--panels-only", action="store_true", help="only open the panels from the Plugins menu")
+    parser.add_argument("--audience", choices=("cells", "em"), help="click through this audience's loop only")
     args = parser.parse_args(argv)
     from qtpy.QtWidgets import QApplication
 
@@ -143,6 +144,8 @@ def main(argv=None) -> int:
     audiences = [] if args.panels_only else [
         ("cells (2D instances)", cells_clickthrough, data / "cells2d-phase"),
         ("EM (3D affinities)", em_clickthrough, data / "em3d-fibsem")]
+    if args.audience:
+        audiences = [a for a in audiences if a[0].lower().startswith(args.audience)]
     for name, run, folder in audiences:
         with tempfile.TemporaryDirectory() as tmp:
             os.chdir(tmp)
