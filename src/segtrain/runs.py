@@ -547,7 +547,8 @@ class RunFolder:
         (no second copy), every older full one is rewritten with weights only (best.ckpt is always
         weights only)
         (:func:`weights_only`). A run resumes from the newest; the others still load for
-        prediction and fine-tuning. Returns the names changed."""
+        prediction and fine-tuning. A file that cannot be rewritten (a full disk) stays as it was.
+        Returns the names changed."""
         newest = Path(newest)
         header = _checkpoint_header(newest)
         if header is None or not header[1]:
@@ -568,7 +569,10 @@ class RunFolder:
                 except OSError:  # no hard links here: slim it instead
                     tmp.unlink(missing_ok=True)
             if info.full:
-                weights_only(path)
+                try:
+                    weights_only(path)
+                except Exception:  # noqa: BLE001 - e.g. a full disk: the file stays as it was (atomic write)
+                    continue
                 changed.append(path.name)
         return changed
 
