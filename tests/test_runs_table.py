@@ -228,3 +228,16 @@ def test_large_arrays_are_hashed_by_a_strided_sample(monkeypatch):
     assert array_fingerprint(b)[0]["hash"] != info["hash"]
     small, _ = array_fingerprint(a[:8, :8])
     assert small["hashed"] == "full"
+
+
+def test_cli_default_runs_folder_is_segtrain_runs_or_the_user_data_folder(runs_root, tmp_path, capsys, monkeypatch):
+    """`segtrain runs` without a folder lists $SEGTRAIN_RUNS, else the user data folder's
+    segtrain/runs, never ./runs of wherever it was started."""
+    monkeypatch.chdir(runs_root.parent)  # ./runs holds the three runs: not what is listed without the variable
+    monkeypatch.setenv("SEGTRAIN_RUNS", str(runs_root))
+    assert main(["runs", "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    monkeypatch.delenv("SEGTRAIN_RUNS")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    assert main(["runs"]) == 0
+    assert capsys.readouterr().out == f"no runs in {tmp_path / 'data-home' / 'segtrain' / 'runs'}\n"
