@@ -49,6 +49,13 @@ def cells_dir() -> Path:
     return _shared("cells2d-phase")
 
 
+@pytest.fixture(autouse=True)
+def _runs_in_the_working_folder(monkeypatch):
+    """Run folders of a test that names no runs folder go to ./runs of its working folder (as
+    before the default became the user data folder), never to the user's own runs."""
+    monkeypatch.setenv("SEGTRAIN_RUNS", "runs")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if DATA_FIXTURES & set(getattr(item, "fixturenames", ())):

@@ -42,7 +42,7 @@ def make_run(root: Path, name: str, preset_name: str = "em3d_quick", steps: int 
         history = [{"step": steps // 2, "val/loss": 0.2, monitor: best},
                    {"step": steps, "val/loss": 0.1, monitor: best if final is None else final,
                     **{f"val/{k}": v for k, v in (classes or {}).items()}}]
-    folder.write_metrics({"monitor": monitor, "mode": "min", "best": best,
+    folder.write_metrics({"monitor": monitor, "mode": "min" if monitor == "val/voi" else "max", "best": best,
                           "best_step": steps // 2 if best is not None else None, "steps": steps,
                           "max_steps": config.train.max_steps}, history)
     (folder.checkpoints_dir / "final.ckpt").write_bytes(b"\0" * 1000)
@@ -70,9 +70,9 @@ def test_table_lists_every_run_with_its_settings_and_metrics(runs_root):
     assert a.class_metrics == {"iou_class1": 0.7, "f1_class1": 0.82} and a.parent.endswith("b-20261120-100000")
     assert runs[0].final_metric == 1.4 and runs[2].best_metric is None and runs[2].model == "smp Unet resnet18"
     keys = [c.key for c in run_columns(runs)]
-    assert keys[:13] == ["name", "preset", "task", "model", "steps", "max_steps", "lr", "batch", "patch", "metric",
-                         "best", "best_step", "final"]
-    assert keys[13:] == ["iou_class1", "f1_class1", "parent", "data", "size", "created"]
+    assert keys[:14] == ["name", "preset", "task", "model", "steps", "status", "max_steps", "lr", "batch", "patch",
+                         "metric", "best", "best_step", "final"]
+    assert keys[14:] == ["iou_class1", "f1_class1", "parent", "data", "size", "created"]
     lines = format_table(runs).splitlines()
     assert len(lines) == 4 and lines[0].split()[:4] == ["name", "preset", "task", "model"]
     assert "iou_class1" in lines[0] and "data seen" in lines[0]
@@ -87,12 +87,15 @@ def test_sort_orders_rows_and_puts_missing_values_last(runs_root):
     def names(ordered):
         return [r.name[0] for r in ordered]
 
+    # VOI: lower is better; metric columns put the best first by default and "desc" (down from the best)
     assert names(sort_runs(runs, "best")) == ["a", "b", "c"]
-    assert names(sort_runs(runs, "best", descending=True)) == ["b", "a", "c"]  # c has no metric: last
-    assert names(sort_runs(runs, "iou_class1", descending=True)) == ["a", "b", "c"]
+    assert names(sort_runs(runs, "best", "desc")) == ["a", "b", "c"]
+    assert names(sort_runs(runs, "best", "asc")) == ["b", "a", "c"]  # worst first; c has no metric: last
+    assert names(sort_runs(runs, "iou_class1")) == ["a", "b", "c"]
     assert names(sort_runs(runs, "steps")) == ["c", "b", "a"]  # numbers as numbers (50 < 900 < 3000)
+    assert names(sort_runs(runs, "steps", "desc")) == ["a", "b", "c"]
     assert names(sort_runs(runs, "name")) == ["a", "b", "c"]
-    assert names(sort_runs(runs, "lr", descending=True)) == ["b", "a", "c"]
+    assert names(sort_runs(runs, "lr", "desc")) == ["b", "a", "c"]
     with pytest.raises(InputError, match=r"Unknown sort key 'bogus'; valid keys are: name, preset, .*iou_class1"):
         sort_runs(runs, "bogus")
 
@@ -119,9 +122,10 @@ def test_csv_round_trips_and_markdown_has_a_line_per_run(runs_root):
 
 
 def test_cli_sorts_writes_files_atomically_and_rejects_unknown_keys(runs_root, tmp_path, capsys):
-    assert main(["runs", str(runs_root), "--sort", "best", "--desc"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert [line[0] for line in lines[1:]] == ["b", "a", "c"]
+    for order, expected in [([], "abc"), (["--desc"], "abc"), (["--asc"], "bac"), (["--reverse"], "bac")]:
+        assert main(["runs", str(runs_root), "--sort", "best", *order]) == 0  # VOI: lowest first = best first
+        lines = capsys.readouterr().out.splitlines()
+        assert "".join(line[0] for line in lines[1:]) == expected, order
     out = tmp_path / "runs.csv"
     assert main(["runs", str(runs_root), "--sort", "steps", "--format", "csv", "--output", str(out)]) == 0
     rows = list(csv.reader(out.open()))
@@ -136,6 +140,43 @@ def test_cli_sorts_writes_files_atomically_and_rejects_unknown_keys(runs_root, t
     assert main(["runs", str(runs_root), "--sort", "speed"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Unknown sort key 'speed'; valid keys are: name," in err[0]
+
+
+def test_cli_sort_best_puts_the_best_first_for_metrics_where_higher_is_better(tmp_path, capsys):
+    """F1 (higher is better) and VOI (lower is better) runs: `--sort best` ranks each best first."""
+    root = tmp_path / "runs"
+    make_run(root, "p-20261120-100000", preset_name="wells2d", best=0.6)
+    make_run(root, "q-20261121-100000", preset_name="wells2d", best=0.8)
+    make_run(root, "r-20261122-100000", preset_name="wells2d", best=0.7)
+    make_run(root, "v-20261123-100000", best=1.5)
+    make_run(root, "w-20261124-100000", best=0.4)
+
+    def order(*args):
+        assert main(["runs", str(root), "--sort", *args]) == 0
+        return "".join(line[0] for line in capsys.readouterr().out.splitlines()[1:])
+
+    assert order("best") == "qrpwv"  # F1 0.8, 0.7, 0.6, then VOI 0.4, 1.5 (grouped by metric)
+    assert order("best", "--desc") == "qrpwv"
+    assert order("best", "--reverse") == "vwprq"
+    assert order("final", "--asc") == "vwprq"
+    assert order("steps", "--desc") == "pqrvw"  # equal steps: the listing's order (oldest first)
+    with pytest.raises(SystemExit) as exit_:  # one order only
+        main(["runs", str(root), "--sort", "best", "--asc", "--desc"])
+    assert exit_.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_table_shows_megabytes_on_disk(tmp_path, capsys):
+    root = tmp_path / "runs"
+    folder = make_run(root, "m-20261120-100000")
+    (folder.checkpoints_dir / "best.ckpt").write_bytes(b"\0" * 2_500_000)
+    (folder.checkpoints_dir / "last.ckpt").symlink_to("best.ckpt")  # a link is not counted twice
+    (run,) = list_runs(root)
+    assert 2_500_000 < run.size < 2_600_000
+    assert main(["runs", str(root)]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    at = header.index("  MB  ") + 2  # the column starts where its title does
+    assert row[at:].split()[0] == "2.5"
 
 
 # --- the data a run saw -----------------------------------------------------------------------
@@ -187,3 +228,16 @@ def test_large_arrays_are_hashed_by_a_strided_sample(monkeypatch):
     assert array_fingerprint(b)[0]["hash"] != info["hash"]
     small, _ = array_fingerprint(a[:8, :8])
     assert small["hashed"] == "full"
+
+
+def test_cli_default_runs_folder_is_segtrain_runs_or_the_user_data_folder(runs_root, tmp_path, capsys, monkeypatch):
+    """`segtrain runs` without a folder lists $SEGTRAIN_RUNS, else the user data folder's
+    segtrain/runs, never ./runs of wherever it was started."""
+    monkeypatch.chdir(runs_root.parent)  # ./runs holds the three runs: not what is listed without the variable
+    monkeypatch.setenv("SEGTRAIN_RUNS", str(runs_root))
+    assert main(["runs", "--format", "csv"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    monkeypatch.delenv("SEGTRAIN_RUNS")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    assert main(["runs"]) == 0
+    assert capsys.readouterr().out == f"no runs in {tmp_path / 'data-home' / 'segtrain' / 'runs'}\n"

@@ -41,6 +41,7 @@ import math
 import os
 import pickle
 import re
+import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -66,17 +67,21 @@ ITERATIONS = "iterations"
 PSEUDO_LABELS_FILE = "pseudo_labels.json"
 FIGURE_FILE = "figure.png"
 TEACHER_FILE = "teacher.pt"
+STATUSES = ("finished", "stopped", "incomplete", "empty")
 FULL_STATE = ("final.ckpt", "last.ckpt")  # written with optimizer state: a run can resume from them
 WEIGHTS_ONLY = ("best.ckpt",)
 
 
 @dataclass(frozen=True)
 class CheckpointInfo:
-    """One checkpoint file of a run: its step (None when it cannot be read) and size."""
+    """One checkpoint file of a run: its step (None when it cannot be read), size and whether it
+    holds the full training state (optimizer, schedulers, callbacks: a run can resume from it) or
+    the weights only (prediction, fine-tuning)."""
 
     path: Path
     step: int | None
     size: int
+    full: bool = False
 
     @property
     def name(self) -> str:
@@ -117,20 +122,51 @@ class _StepUnpickler(pickle.Unpickler):
         return _Anything()
 
 
-def checkpoint_step(path: str | Path) -> int | None:
-    """The training step a checkpoint was saved at, or None when it cannot be read (truncated,
-    not a checkpoint). Reads only the checkpoint's small pickle (``data.pkl`` of torch's zip
-    format), never its tensors and without PyTorch: milliseconds, in any thread."""
+def _checkpoint_header(path: str | Path, verify: bool = True) -> tuple[int, bool] | None:
+    """``(global step, holds optimizer state)`` of a checkpoint, or None when it cannot be read
+    (``verify``: also checks every member's checksum, which reads the whole file)."""
     try:
         with zipfile.ZipFile(Path(path)) as archive:
             name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
             with archive.open(name) as f:
                 checkpoint = _StepUnpickler(f).load()
-            if archive.testzip() is not None:  # a damaged member (e.g. overwritten bytes)
+            if verify and archive.testzip() is not None:  # a damaged member (e.g. overwritten bytes)
                 return None
-        return int(checkpoint.get("global_step", 0))
+        return int(checkpoint.get("global_step", 0)), bool(checkpoint.get("optimizer_states"))
     except Exception:  # noqa: BLE001 - any unreadable file is "not good"
         return None
+
+
+def checkpoint_step(path: str | Path) -> int | None:
+    """The training step a checkpoint was saved at, or None when it cannot be read (truncated,
+    not a checkpoint). Reads only the checkpoint's small pickle (``data.pkl`` of torch's zip
+    format), never its tensors and without PyTorch: milliseconds, in any thread."""
+    header = _checkpoint_header(path)
+    return None if header is None else header[0]
+
+
+def checkpoint_is_full(path: str | Path) -> bool:
+    """Whether a checkpoint holds the optimizer state (a run can resume from it)."""
+    header = _checkpoint_header(path)
+    return header is not None and header[1]
+
+
+TRAINING_STATE = ("optimizer_states", "lr_schedulers", "callbacks", "loops", "MixedPrecision", "native_amp_scaling_state")
+"""What a checkpoint holds beyond the weights: needed to resume, not to predict or fine-tune."""
+
+
+def weights_only(path: str | Path) -> None:
+    """Rewrite a full checkpoint as a weights-only one (what Lightning's ``save_weights_only``
+    writes: step, epoch, weights, hyper-parameters), atomically; about a third of the size with
+    Adam's state gone."""
+    import torch
+
+    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False)
+    slim = {k: v for k, v in checkpoint.items() if k not in TRAINING_STATE}
+    buffer = io.BytesIO()
+    torch.save(slim, buffer)
+    with atomic_path(Path(path), overwrite=True) as tmp:
+        tmp.write_bytes(buffer.getvalue())
 
 
 def _timestamp() -> str:
@@ -155,15 +191,16 @@ class RunFolder:
 
     # --- making and finding run folders ---------------------------------------------------------
     @classmethod
-    def create(cls, root: str | Path, name: str) -> RunFolder:
-        """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken); a name
-        that would leave ``root`` (``../x``, ``/tmp/x``) is refused."""
+    def create(cls, root: str | Path | None, name: str) -> RunFolder:
+        """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken); ``root``
+        None: :func:`default_runs_root`; a name that would leave ``root`` (``../x``, ``/tmp/x``) is
+        refused."""
         from segtrain.config import plain_name_problem
 
         problem = plain_name_problem(str(name))
         if problem:
             raise ConfigError(f"The run name {problem}")
-        root = Path(root)
+        root = Path(root) if root is not None else default_runs_root()
         blocked = next((p for p in (root, *root.parents) if p.exists() and not p.is_dir()), None)
         if blocked is not None:
             raise ConfigError(f"The runs folder {root} cannot be made: {blocked} is a file; choose another runs folder.")
@@ -456,13 +493,17 @@ class RunFolder:
             return []
         return sorted(p for p in self.checkpoints_dir.glob("*.ckpt") if p.is_file() and not p.is_symlink())
 
-    def checkpoints(self) -> list[CheckpointInfo]:
-        """Every checkpoint with its step, newest (highest step, then latest written) first;
-        unreadable ones last."""
-        infos = [CheckpointInfo(p, checkpoint_step(p), p.stat().st_size) for p in self.checkpoint_files()]
+    def checkpoints(self, verify: bool = True) -> list[CheckpointInfo]:
+        """Every checkpoint with its step, newest (highest step, then latest written, then
+        final.ckpt) first; unreadable ones last. ``verify`` False: the steps only, without reading
+        the whole files to check them (milliseconds, for tables)."""
+        infos = []
+        for p in self.checkpoint_files():
+            step, full = _checkpoint_header(p, verify) or (None, False)
+            infos.append(CheckpointInfo(p, step, p.stat().st_size, full))
 
-        def key(info: CheckpointInfo):
-            return (info.readable, info.step or 0, info.path.stat().st_mtime)
+        def key(info: CheckpointInfo):  # final.ckpt before its hard-linked step-N twin (same time)
+            return (info.readable, info.step or 0, info.path.stat().st_mtime, info.name == "final.ckpt")
 
         return sorted(infos, key=key, reverse=True)
 
@@ -494,15 +535,55 @@ class RunFolder:
 
     def resume_plan(self) -> tuple[CheckpointInfo, list[CheckpointInfo]]:
         """``(checkpoint to continue training from, newer ones skipped as unreadable)``: the newest
-        readable checkpoint with optimizer state (final/last/step-N; best.ckpt holds weights only)."""
+        readable checkpoint with optimizer state (:meth:`slim_checkpoints` keeps it in the newest
+        one; best.ckpt and older ones hold weights only)."""
         infos = [i for i in self.checkpoints() if i.name not in WEIGHTS_ONLY]
-        good = [i for i in infos if i.readable]
+        good = [i for i in infos if i.readable and i.full]
         if not good:
+            if any(i.readable for i in infos):
+                what = "checkpoints with weights only (no optimizer state)"
+                raise SegtrainError(f"Cannot resume: run folder {self.path} has {what}; fine-tune from it "
+                                    "(--init-from, or Fine-tune in the Train panel) instead.")
             what = "no checkpoints to resume from" if not infos else "no readable checkpoint (all truncated or corrupt)"
             raise SegtrainError(f"Cannot resume: run folder {self.path} has {what}; start a new run instead.")
         newest = good[0].path.stat().st_mtime
         skipped = [i for i in infos if not i.readable and i.path.stat().st_mtime >= newest]
         return good[0], skipped
+
+    def slim_checkpoints(self, newest: str | Path) -> list[str]:
+        """Keep the training state (optimizer, schedulers) in ``newest`` only, the checkpoint just
+        written: every other periodic or final checkpoint of the same step becomes a hard link to it
+        (no second copy), every older full one is rewritten with weights only (best.ckpt is always
+        weights only)
+        (:func:`weights_only`). A run resumes from the newest; the others still load for
+        prediction and fine-tuning. A file that cannot be rewritten (a full disk) stays as it was.
+        Returns the names changed."""
+        newest = Path(newest)
+        header = _checkpoint_header(newest)
+        if header is None or not header[1]:
+            return []
+        changed = []
+        for info in self.checkpoints():
+            path = info.path
+            if not info.readable or path.resolve() == newest.resolve() or path.samefile(newest):
+                continue
+            if info.step == header[0] and info.name not in WEIGHTS_ONLY:
+                tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
+                try:
+                    tmp.unlink(missing_ok=True)
+                    os.link(newest, tmp)
+                    os.replace(tmp, path)
+                    changed.append(path.name)
+                    continue
+                except OSError:  # no hard links here: slim it instead
+                    tmp.unlink(missing_ok=True)
+            if info.full:
+                try:
+                    weights_only(path)
+                except Exception:  # noqa: BLE001 - e.g. a full disk: the file stays as it was (atomic write)
+                    continue
+                changed.append(path.name)
+        return changed
 
     def resume_checkpoint(self) -> CheckpointInfo:
         """The checkpoint :meth:`resume_plan` chooses."""
@@ -569,6 +650,33 @@ class RunFolder:
                 total += st.st_size
         return total
 
+    # --- progress -------------------------------------------------------------------------------
+    def progress(self, metrics: dict | None = None, checkpoints: list[CheckpointInfo] | None = None,
+                 max_steps: int | None = None) -> tuple[int, str]:
+        """``(steps done, status)``. Steps: the most of metrics.json's ``steps`` (written at each
+        validation and at the end), its newest validation and the newest readable checkpoint, so a
+        run killed before it wrote a summary still shows the steps it saved. Status (:data:`STATUSES`):
+        ``finished`` (final.ckpt is the newest checkpoint and reached ``train.max_steps``), ``stopped``
+        (final.ckpt is the newest but earlier: Stop or early stopping), ``incomplete`` (no final.ckpt
+        newer than the last periodic checkpoint or validation: killed, crashed or still training),
+        ``empty`` (no checkpoint and no validation yet)."""
+        metrics = self.metrics() if metrics is None else metrics
+        checkpoints = self.checkpoints(verify=False) if checkpoints is None else checkpoints
+        if max_steps is None:
+            max_steps = metrics.get("max_steps") or (self.raw_config().get("train") or {}).get("max_steps")
+        history = metrics.get("history") or [{}]
+        saved = [c.step for c in checkpoints if c.readable]
+        candidates = [metrics.get("steps"), history[-1].get("step"), *saved]
+        steps = max((int(v) for v in candidates if isinstance(v, (int, float))), default=0)
+        final = next((c for c in checkpoints if c.name == "final.ckpt" and c.readable), None)
+        if final is None or final.step < steps:
+            status = "incomplete" if steps or checkpoints else "empty"
+        elif isinstance(max_steps, int) and final.step >= max_steps:
+            status = "finished"
+        else:
+            status = "stopped"
+        return steps, status
+
     # --- summary --------------------------------------------------------------------------------
     def created(self) -> datetime:
         """When the run began: the UTC timestamp in its folder name (``<name>-YYYYmmdd-HHMMSS``), which
@@ -589,18 +697,22 @@ class RunFolder:
         monitor = metrics.get("monitor") if history else None
         final = last.get(monitor) if monitor else None
         train, data = config.get("train") or {}, self.data()
+        checkpoints = self.checkpoints(verify=False)
+        steps, status = self.progress(metrics, checkpoints, (config.get("train") or {}).get("max_steps"))
         return RunSummary(
             name=self.name,
             path=self.path,
             preset=config.get("preset"),
             task=(config.get("model") or {}).get("task"),
-            steps=int(metrics.get("steps", last.get("step", 0)) or 0),
+            steps=steps,
+            status=status,
+            mode=metrics.get("mode") if metrics.get("mode") in ("min", "max") else None,
             best_metric_name=metrics.get("monitor") if history else None,
             best_metric=None if best is None or (isinstance(best, float) and math.isnan(best)) else float(best),
             created=self.created().isoformat(timespec="seconds"),
             max_steps=(config.get("train") or {}).get("max_steps"),
             best_step=metrics.get("best_step"),
-            checkpoints=[p.name for p in self.checkpoint_files()],
+            checkpoints=sorted(c.name for c in checkpoints),
             last_metrics={k: v for k, v in last.items() if k.startswith("val/")},
             size=self.size_on_disk(),
             parent=str(self.parent()) if self.parent() else None,
@@ -637,6 +749,8 @@ class RunSummary:
     final_metric: float | None = None  # the monitored metric at the last validation
     class_metrics: dict[str, float] = field(default_factory=dict)  # iou_class<k>, f1_class<k> at the last validation
     data: str | None = None  # data seen, short: "2+1 sources 3f9a1c2d"
+    status: str = "incomplete"  # one of STATUSES (RunFolder.progress)
+    mode: str | None = None  # "min" or "max": which way the monitored metric (best, final) is better
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -754,6 +868,12 @@ def _safe_source_record(source, n_classes: int | None) -> dict:
         return {"kind": type(source).__name__, "name": getattr(source, "name", None), "error": str(error)}
 
 
+def format_megabytes(size: int) -> str:
+    """Bytes as megabytes, the runs table's size column: ``172``, ``1.5``, ``0.02``."""
+    value = size / 1e6
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def format_size(size: int) -> str:
     """``172 MB``, ``1.2 GB``."""
     value = float(size)
@@ -762,6 +882,28 @@ def format_size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit in ("B", "kB", "MB") or value >= 100 else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} TB"
+
+
+RUNS_ENV = "SEGTRAIN_RUNS"
+RUNS_ROOT_TIP = ("Folder that holds the run folders. Default: $SEGTRAIN_RUNS when set, else segtrain/runs in "
+                 "your user data folder (~/.local/share/segtrain/runs on Linux), wherever napari was started.")
+
+
+def default_runs_root() -> Path:
+    """Where run folders go unless a runs folder is named (CLI, GUI and Python alike):
+    ``$SEGTRAIN_RUNS`` when set, else ``segtrain/runs`` in the user's data folder
+    (``$XDG_DATA_HOME``, by default ``~/.local/share``, on Linux; ``~/Library/Application Support``
+    on macOS; ``%LOCALAPPDATA%`` on Windows), never the folder a program happened to start in."""
+    named = os.environ.get(RUNS_ENV, "").strip()
+    if named:
+        return Path(named).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "segtrain" / "runs"
 
 
 def is_run_dir(path: str | Path) -> bool:
@@ -773,9 +915,10 @@ def load_run(path: str | Path) -> RunSummary:
     return RunFolder(path).summary()
 
 
-def list_runs(root: str | Path = "runs") -> list[RunSummary]:
-    """Every run folder directly under ``root``, oldest first (empty when ``root`` is missing)."""
-    root = Path(root)
+def list_runs(root: str | Path | None = None) -> list[RunSummary]:
+    """Every run folder directly under ``root`` (default: :func:`default_runs_root`), oldest first
+    (empty when ``root`` is missing)."""
+    root = Path(root) if root is not None else default_runs_root()
     if is_run_dir(root):
         return [load_run(root)]
     if not root.is_dir():
@@ -806,6 +949,7 @@ BASE_COLUMNS = [
     Column("task", "task", lambda r: r.task),
     Column("model", "model", lambda r: r.model),
     Column("steps", "steps", lambda r: r.steps),
+    Column("status", "status", lambda r: r.status),
     Column("max_steps", "planned", lambda r: r.max_steps),
     Column("lr", "lr", lambda r: r.lr),
     Column("batch", "batch", lambda r: r.batch_size),
@@ -818,7 +962,7 @@ BASE_COLUMNS = [
 TAIL_COLUMNS = [
     Column("parent", "parent", lambda r: Path(r.parent).name if r.parent else None),
     Column("data", "data seen", lambda r: r.data),
-    Column("size", "size", lambda r: r.size),
+    Column("size", "MB", lambda r: r.size),
     Column("created", "date", lambda r: r.created),
 ]
 
@@ -836,27 +980,69 @@ def run_columns(runs: Sequence[RunSummary]) -> list[Column]:
     return BASE_COLUMNS + per_class + TAIL_COLUMNS
 
 
-def sort_runs(runs: Sequence[RunSummary], key: str, descending: bool = False) -> list[RunSummary]:
-    """``runs`` ordered by the column ``key`` (numbers as numbers); runs without a value come last
-    in either direction. An unknown key raises :class:`InputError` naming the valid ones."""
+METRIC_COLUMNS = ("best", "final")
+"""Columns of the monitored metric: better is lower or higher as each run's ``mode`` says."""
+
+SORT_ORDERS = ("default", "asc", "desc")
+
+
+def is_metric_column(key: str) -> bool:
+    """Whether the column ``key`` holds a validation metric (sorted by quality, best first)."""
+    return key in METRIC_COLUMNS or bool(re.fullmatch(r"\w+_class\d+", key))
+
+
+def sort_value(column: Column, run: RunSummary):
+    """What ``run`` is ordered by in ``column`` (None: no value, always last). Metric columns order
+    by quality, the better the smaller: ``(metric name, value)`` for a metric where lower is better
+    (VOI, ARAND, loss), ``(metric name, -value)`` where higher is (F1, IoU, Dice, the per-class
+    columns); runs monitoring different metrics are grouped by metric. Other columns: numbers as
+    numbers, text case-insensitively."""
+    value = column.value(run)
+    if value is None:
+        return None
+    if is_metric_column(column.key) and isinstance(value, (int, float)):
+        if column.key in METRIC_COLUMNS:
+            name = run.best_metric_name or ""
+            higher = run.mode == "max" if run.mode else not _lower_is_better(name)
+        else:
+            name, higher = column.key, True
+        return (name, -value if higher else value)
+    if isinstance(value, (int, float)):
+        return (0, value)
+    return (1, str(value).lower())
+
+
+def _lower_is_better(metric: str) -> bool:
+    return any(word in metric for word in ("voi", "arand", "loss", "error"))
+
+
+def sort_runs(runs: Sequence[RunSummary], key: str, order: str = "default") -> list[RunSummary]:
+    """``runs`` ordered by the column ``key``; runs without a value come last in every order.
+
+    Metric columns (``best``, ``final``, per-class metrics like ``iou_class1``) order by quality,
+    whichever way the metric runs (VOI: lower is better; F1: higher is): ``order`` "default" or
+    "desc" (down from the best) gives the best run first, "asc" the worst first. Other columns:
+    "default" or "asc" from the smallest value (earliest date, first name), "desc" from the
+    largest. An unknown key or order raises :class:`InputError` naming the valid ones."""
     columns = {c.key: c for c in run_columns(runs)}
     if key not in columns:
         raise InputError(f"Unknown sort key {key!r}; valid keys are: {', '.join(columns)}.")
-    value = columns[key].value
-    present = [r for r in runs if value(r) is not None]
-    missing = [r for r in runs if value(r) is None]
-    numeric = all(isinstance(value(r), (int, float)) for r in present)
-    sort_key = (lambda r: value(r)) if numeric else (lambda r: str(value(r)).lower())
-    return sorted(present, key=sort_key, reverse=descending) + missing
+    if order not in SORT_ORDERS:
+        raise InputError(f"Unknown sort order {order!r}; choose one of {', '.join(SORT_ORDERS)}.")
+    column = columns[key]
+    present = [r for r in runs if sort_value(column, r) is not None]
+    missing = [r for r in runs if sort_value(column, r) is None]
+    reverse = order == ("asc" if is_metric_column(key) else "desc")
+    return sorted(present, key=lambda r: sort_value(column, r), reverse=reverse) + missing
 
 
-def _cell(column: Column, run: RunSummary) -> str:
-    """A value as the text table and Markdown show it."""
+def cell_text(column: Column, run: RunSummary) -> str:
+    """A value as the text table, Markdown and the Runs panel show it."""
     value = column.value(run)
     if value is None:
         return "-"
     if column.key == "size":
-        return format_size(value)
+        return format_megabytes(value)
     if column.key == "lr":
         return f"{value:.3g}"
     if isinstance(value, float):
@@ -876,7 +1062,7 @@ def format_table(runs: Sequence[RunSummary]) -> str:
         return "no runs"
     columns = run_columns(runs)
     header = [c.title for c in columns]
-    rows = [[_cell(c, r) for c in columns] for r in runs]
+    rows = [[cell_text(c, r) for c in columns] for r in runs]
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
@@ -903,7 +1089,7 @@ def format_markdown(runs: Sequence[RunSummary]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
     lines = [line(c.title for c in columns), "|" + "|".join("---" for _ in columns) + "|"]
-    lines += [line(_cell(c, r) for c in columns) for r in runs]
+    lines += [line(cell_text(c, r) for c in columns) for r in runs]
     return "\n".join(lines) + "\n"
 
 

@@ -64,10 +64,11 @@ def test_runs_table_sorts_by_header_clicks_and_hands_a_run_to_predict(docked, gu
     assert error_messages()[-1] == "Select a run in the table first, then load its checkpoint."
     gui.type(runs.root_edit, str(root))  # Enter refreshes
     assert runs.table.rowCount() == 3 and runs.status.text() == f"3 run(s) in {root}"
-    _click_header(runs.table, _column(runs.table, "size"))  # size, numerically
+    _click_header(runs.table, _column(runs.table, "MB"))  # size on disk, numerically
     assert _names(runs.table) == ["c", "b", "a"]
     row = {runs.table.horizontalHeaderItem(c).text(): runs.table.item(0, c).text()
            for c in range(runs.table.columnCount())}
+    assert row["MB"] == "1" and row["status"] == "incomplete"  # its only checkpoint is unreadable
     assert row["steps"] == "50" and row["planned"] == "20000" and row["best"] == "-" and row["metric"] == "-"
     assert row["model"] == "smp Unet resnet18" and row["patch"] == "256x256" and row["lr"] == "0.0003"
     _click_header(runs.table, 0)
@@ -124,3 +125,58 @@ def test_runs_sort_with_missing_values_last_and_compare_plots_chosen_runs(docked
     gui.choose(runs.metric_combo, "iou_class1")
     gui.click(runs.compare_button)
     assert [line.get_label() for line in runs.axes.get_lines()] == ["a-20261121-100000"]
+
+
+def test_use_in_predict_keeps_the_selection_so_compare_works(docked, gui, tmp_path, error_messages):
+    """The run handed to Predict stays selected with the others (the table is refilled when the
+    session's run changes), so Compare right after "Use in Predict" plots them."""
+    root = tmp_path / "runs"
+    _run(root, "b-20261120-100000", "em3d", 900, 1.2, 1000, rounds=3)
+    _run(root, "a-20261121-100000", "em3d_quick", 3000, 0.9, 1000, rounds=4)
+    _run(root, "c-20261122-100000", "em3d", 60, 1.5, 1000, rounds=2)
+    viewer, dock = docked
+    runs, predict = RunsWidget(viewer), PredictWidget(viewer)
+    dock(runs, predict)
+    gui.type(runs.root_edit, str(root))
+    _click_header(runs.table, _column(runs.table, "best"))  # best first: a, b, c
+    assert _names(runs.table) == ["a", "b", "c"]
+    _click_row(runs.table, 0)
+    _click_row(runs.table, 2, Qt.ControlModifier)
+    gui.click(runs.load_button)
+    assert Path(predict.checkpoint_edit.text()) == root / "a-20261121-100000"
+    assert _names(runs.table) == ["a", "b", "c"]  # the order chosen stays
+    assert [p.name[0] for p in runs.selected_paths()] == ["a", "c"]
+    gui.click(runs.compare_button)
+    assert sorted(line.get_label()[0] for line in runs.axes.get_lines()) == ["a", "c"]
+    assert not [m for m in error_messages() if m.startswith("Select")]
+
+
+def test_runs_folder_defaults_to_the_user_data_folder_and_is_shown_in_train_and_runs(
+        docked, gui, tmp_path, monkeypatch):
+    """Without $SEGTRAIN_RUNS, runs go to the user data folder (not the folder napari started in);
+    with it, there; both panels show it, and a folder typed in Runs is listed."""
+    from segtrain.plugin.widgets.train import TrainWidget
+
+    monkeypatch.delenv("SEGTRAIN_RUNS")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
+    monkeypatch.chdir(tmp_path)
+    viewer, dock = docked
+    runs, train = RunsWidget(viewer), TrainWidget(viewer)
+    dock(runs, train)
+    default = tmp_path / "data-home" / "segtrain" / "runs"
+    assert Path(runs.root_edit.text()) == default and Path(train.runs_root_edit.text()) == default
+    assert "SEGTRAIN_RUNS" in runs.root_edit.toolTip() and "SEGTRAIN_RUNS" in train.runs_root_edit.toolTip()
+
+    monkeypatch.setenv("SEGTRAIN_RUNS", str(tmp_path / "mine"))
+    _run(tmp_path / "mine", "a-20261121-100000", "em3d_quick", 30, 0.9, 1000)
+    from segtrain.plugin import layers as L
+    from segtrain.runs import default_runs_root
+
+    L.session(viewer).set(runs_root=default_runs_root())  # what a viewer opened now starts with
+    assert Path(runs.root_edit.text()) == tmp_path / "mine" and Path(train.runs_root_edit.text()) == tmp_path / "mine"
+    assert runs.table.rowCount() == 1 and runs.status.text() == f"1 run(s) in {tmp_path / 'mine'}"
+    other = tmp_path / "other"
+    _run(other, "b-20261120-100000", "em3d", 900, 1.2, 1000)
+    _run(other, "c-20261122-100000", "em3d", 900, 1.3, 1000)
+    gui.type(runs.root_edit, str(other))
+    assert runs.table.rowCount() == 2

@@ -164,7 +164,7 @@ def test_start_stop_resume_states_history_and_newest_checkpoint(docked, gui, tmp
     titles = [runs.table.horizontalHeaderItem(c).text() for c in range(runs.table.columnCount())]
     row = {title: runs.table.item(0, c).text() for c, title in enumerate(titles)}
     assert (row["steps"], row["planned"]) == (str(end), str(end))
-    assert float(row["size"].split()[0]) > 0  # e.g. "3 MB"
+    assert float(row["MB"]) > 0 and row["status"] == "finished"  # size on disk, e.g. "3.1" (MB)
 
 
 def test_a_short_run_keeps_few_checkpoints_and_validates_at_its_end(docked, gui, tmp_path):

@@ -16,7 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", metavar="RUN",
                         help="continue this self-training run: its finished iterations are reused, an "
                         "interrupted one continues from its last checkpoint (the run's own config is used)")
-    parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
+    parser.add_argument("--runs-root", metavar="DIR", help="folder for run folders (default: $SEGTRAIN_RUNS, "
+                        "else segtrain/runs in the user data folder: ~/.local/share/segtrain/runs on Linux)")
     parser.add_argument("--name", help="run name (default: the config's name)")
     parser.add_argument("--iterations", type=non_negative_int, metavar="N", help="override selftrain.iterations")
     parser.add_argument("--steps", type=positive_int, metavar="N", help="override the training steps per iteration")

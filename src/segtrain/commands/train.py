@@ -19,7 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init-from", metavar="RUN",
                         help="start a new run from this run folder's (or checkpoint's) weights: fine-tuning, "
                         "e.g. on corrections; the new run records it as its parent")
-    parser.add_argument("--runs-root", default="runs", metavar="DIR", help="folder for run folders (default: runs)")
+    parser.add_argument("--runs-root", metavar="DIR", help="folder for run folders (default: $SEGTRAIN_RUNS, "
+                        "else segtrain/runs in the user data folder: ~/.local/share/segtrain/runs on Linux)")
     parser.add_argument("--name", help="run name (default: the config's name)")
     parser.add_argument("--max-steps", type=positive_int, metavar="N", help="override train.max_steps")
     parser.add_argument("--run-dir", metavar="DIR",

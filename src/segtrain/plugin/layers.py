@@ -26,6 +26,7 @@ from segtrain.annotation import (  # noqa: F401 - the panels use them from here
 from segtrain.config import segment_config  # noqa: F401 - also for the panels
 from segtrain.io import Volume
 from segtrain.io.volume import DEFAULT_AXES, jsonable
+from segtrain.runs import default_runs_root
 
 #: key in ``layer.metadata`` under which the widgets keep what they know about a layer (a LayerInfo)
 META = "segtrain"
@@ -431,7 +432,7 @@ class Session:
     task: str = "affinities"
     voxel_size: tuple[float, ...] | None = None
     sparse: bool = True
-    runs_root: Path = field(default_factory=lambda: Path("runs"))
+    runs_root: Path = field(default_factory=default_runs_root)  # $SEGTRAIN_RUNS or the user data folder
     run_dir: Path | None = None
     checkpoint: Path | None = None
     threshold: float | None = None

@@ -330,11 +330,28 @@ class LatestOnly:
 
 
 def _import_heavy() -> None:
-    """Thread body: import PyTorch, Lightning and segtrain's training and prediction code."""
-    lower_thread_priority()
+    """Thread body: import what the panels and the first Start need: the panels' modules (with
+    scipy.ndimage, the post-processing and proofreading; no widget is made), matplotlib (the plots),
+    PyTorch, Lightning, segmentation-models-pytorch and segtrain's training and prediction code.
+
+    At normal priority: an import holds the GIL, and a thread of lowered priority that holds it is
+    descheduled on a loaded machine while the GUI thread waits for the GIL (measured: seconds-long
+    stalls while panels opened, and a first Start that waited over a minute for the imports)."""
     try:
-        import segtrain.predict  # noqa: F401 - the import is the work
+        import importlib
+
+        for panel in ("segment", "proofread", "export", "predict", "runs", "train", "data"):  # scipy.ndimage,
+            importlib.import_module(f"segtrain.plugin.widgets.{panel}")  # post-processing, proofreading: no widget made
+        from matplotlib.backends import backend_agg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(1, 1))
+        figure.add_subplot(111).set_xlabel("step")
+        backend_agg.FigureCanvasAgg(figure).draw()  # fonts and text rendering, loaded once
+        import segtrain.predict  # noqa: F401
         import segtrain.train  # noqa: F401
+        import lightning.pytorch  # noqa: F401 - what a run imports before its first step
+        import segmentation_models_pytorch  # noqa: F401
     except Exception:  # noqa: BLE001 - the real import later reports any problem
         logger.debug("warming up the imports failed", exc_info=True)
 

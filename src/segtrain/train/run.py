@@ -9,8 +9,10 @@ current step and saves ``checkpoints/final.ckpt``.
 The run folder's layout belongs to :class:`segtrain.runs.RunFolder`. Every run (also a resumed
 one) validates at its last step, so metrics and ``best.ckpt`` always cover the weights it ends with;
 a stopped run skips that validation to stop at once. Checkpoints: ``best.ckpt`` (weights only, best
-monitored metric), ``final.ckpt`` (full state, end of each run segment), the newest
-``train.keep_checkpoints`` periodic ``step-N.ckpt`` (``last.ckpt`` links the newest).
+monitored metric), ``final.ckpt`` (end of each run segment), the newest ``train.keep_checkpoints``
+periodic ``step-N.ckpt`` (``last.ckpt`` links the newest). Only the newest checkpoint keeps the
+optimizer state (what resume needs); older ones are weights only, one of the same step a hard link
+(:meth:`RunFolder.slim_checkpoints`).
 
 Several devices or machines (``train.devices``, ``train.num_nodes``, ``train.strategy``) run
 Lightning DDP, one process per device. With ``multiprocess=True`` (the ``segtrain train`` CLI)
@@ -44,7 +46,7 @@ import torch
 from segtrain.config import Config, load_config, monitor_metric
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
-from segtrain.runs import RunFolder, checkpoint_step, fine_tune_note
+from segtrain.runs import RunFolder, checkpoint_is_full, checkpoint_step, default_runs_root, fine_tune_note
 from segtrain.train.sources import (
     ArraySource,
     Source,
@@ -220,10 +222,19 @@ def _callbacks(run: TrainingRun):
                         save_on_train_epoch_end=False),
         LearningRateMonitor(logging_interval="step"),
     ]
+    class Periodic(ModelCheckpoint):
+        """The newest periodic checkpoint keeps the optimizer state (the point a crashed run resumes
+        from); each one saved turns the older ones into weights-only files (RunFolder.slim_checkpoints)."""
+
+        def _save_checkpoint(self, trainer, filepath):
+            super()._save_checkpoint(trainer, filepath)
+            if trainer.is_global_zero:
+                run.folder.slim_checkpoints(filepath)
+
     if t.keep_checkpoints > 0:
         # the newest keep_checkpoints periodic ones ("step" is the largest for the newest), last.ckpt
         # links the newest: the point a crashed run resumes from
-        callbacks.insert(2, ModelCheckpoint(
+        callbacks.insert(2, Periodic(
             dirpath=ckpt_dir, filename="step-{step}", every_n_train_steps=t.checkpoint_every, monitor="step",
             mode="max", save_top_k=t.keep_checkpoints, save_last="link", auto_insert_metric_name=False,
             enable_version_counter=False))
@@ -330,6 +341,10 @@ def resolve_resume(resume: str | Path) -> tuple[RunFolder, Path, str]:
         if checkpoint_step(path) is None:
             raise SegtrainError(f"Cannot resume from {path}: it cannot be read (truncated or corrupt); "
                                 f"resume from the run folder {folder.path} to take its newest readable checkpoint.")
+        if not checkpoint_is_full(path):
+            raise SegtrainError(f"Cannot resume from {path.name}: it holds the weights only (only the newest "
+                                f"checkpoint keeps the optimizer state); resume from the run folder {folder.path}, "
+                                "or fine-tune from this checkpoint with --init-from.")
         return folder, path, ""
     folder = RunFolder(path)
     chosen, skipped = folder.resume_plan()
@@ -435,7 +450,7 @@ class TrainingRun:
         :class:`Source` objects; default from the config's ``data.train`` / ``data.val`` files.
         Without validation data, the last 20% (first axis) of each training source is held out.
     runs_root
-        Folder that holds run folders.
+        Folder that holds run folders (default: :func:`segtrain.runs.default_runs_root`).
     name
         Run name (default ``config.name``); the folder is ``<name>-<UTC timestamp>``.
     resume
@@ -470,7 +485,7 @@ class TrainingRun:
     """
 
     def __init__(self, config: Config | str | Path, train_sources: Sequence[Source] | None = None,
-                 val_sources: Sequence[Source] | None = None, runs_root: str | Path = "runs",
+                 val_sources: Sequence[Source] | None = None, runs_root: str | Path | None = None,
                  name: str | None = None, resume: str | Path | None = None, run_dir: str | Path | None = None,
                  multiprocess: bool = False, stop_event: threading.Event | None = None,
                  score_in_process: bool = False, init_from: str | Path | None = None,
@@ -538,7 +553,7 @@ class TrainingRun:
                     "The processes of this multi-machine or torchrun run cannot agree on a new run folder; "
                     "give the same --run-dir DIR (on a shared file system) to every process."
                 )
-            self.folder = RunFolder(Path(runs_root) / f"{self.config.name}-slurm{job}")
+            self.folder = RunFolder(Path(runs_root or default_runs_root()) / f"{self.config.name}-slurm{job}")
         else:
             self.folder = RunFolder.create(runs_root, self.config.name)
             self._made_folder = True
@@ -771,6 +786,7 @@ class TrainingRun:
             self.final_checkpoint = final
             if trainer.is_global_zero:
                 _link_last(final)
+                self.folder.slim_checkpoints(final)  # optimizer state in final.ckpt only
             if hand_down:
                 self._wait_for_children(trainer)
             stopped = self._stop.is_set()

@@ -437,7 +437,7 @@ class SelfTraining:
         Images to pseudo-label (arrays, ``(*spatial)`` or a stack of 2D images); default: the files
         of ``selftrain.unlabelled``.
     runs_root, name
-        The run folder is ``<runs_root>/<name>-<timestamp>``.
+        The run folder is ``<runs_root>/<name>-<timestamp>`` (default root: ``segtrain.runs.default_runs_root()``).
     stop_event
         Set it to stop: the current iteration stops as a training run does, and no further one starts.
     resume
@@ -448,7 +448,7 @@ class SelfTraining:
 
     def __init__(self, config: Config | str | Path | None, train_sources: Sequence[Source] | None = None,
                  val_sources: Sequence[Source] | None = None, unlabelled: Sequence | None = None,
-                 runs_root: str | Path = "runs", name: str | None = None,
+                 runs_root: str | Path | None = None, name: str | None = None,
                  stop_event: threading.Event | None = None, score_in_process: bool = False,
                  voxel_size=None, resume: str | Path | None = None):
         self.plan = resume_plan(resume) if resume is not None else None

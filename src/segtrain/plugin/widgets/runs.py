@@ -8,12 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QItemSelectionModel, Qt
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
     QHeaderView,
+    QLabel,
     QLineEdit,
     QPushButton,
     QTableWidget,
@@ -24,13 +25,15 @@ from qtpy.QtWidgets import (
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import Panel, mpl_canvas, status_label
 from segtrain.plugin.workers import notify_error, notify_info
+from segtrain.runs import RUNS_ROOT_TIP
 
 SORT_ROLE = Qt.UserRole + 1
 
 
 class _Item(QTableWidgetItem):
-    """A table item shown as text and sorted by its value: numbers as numbers, and an empty cell
-    after every value in both directions (as `segtrain runs --sort` orders them)."""
+    """A table item shown as text and sorted by its value (:func:`segtrain.runs.sort_value`: numbers
+    as numbers, metrics by quality so that ascending is best first), an empty cell after every
+    value in both directions (as `segtrain runs --sort` orders them)."""
 
     def __lt__(self, other):
         a, b = self.data(SORT_ROLE), other.data(SORT_ROLE)
@@ -40,9 +43,7 @@ class _Item(QTableWidgetItem):
             if a is None and b is None:
                 return False
             return (a is None) == descending  # missing: greatest ascending, least descending
-        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-            return a < b
-        return str(a).lower() < str(b).lower()
+        return a < b
 
 
 def _item(value: Any, text: str) -> QTableWidgetItem:
@@ -60,6 +61,7 @@ class RunsWidget(Panel):
         self.runs: list[Any] = []
 
         self.root_edit = QLineEdit(str(self.session.runs_root))
+        self.root_edit.setToolTip(RUNS_ROOT_TIP)
         self.refresh_button = QPushButton("Refresh")
         self.table = QTableWidget(0, 0)
         self.table.setSortingEnabled(True)
@@ -78,6 +80,7 @@ class RunsWidget(Panel):
         self.status = status_label()
 
         row = QHBoxLayout()
+        row.addWidget(QLabel("Runs folder"))
         row.addWidget(self.root_edit, 1)
         row.addWidget(self.refresh_button)
         compare = QHBoxLayout()
@@ -109,20 +112,19 @@ class RunsWidget(Panel):
             self.refresh()
 
     def refresh(self) -> None:
-        root = Path(self.root_edit.text().strip() or "runs")
-        try:
-            if root.exists():
-                from segtrain.runs import list_runs
+        """List the runs of the folder typed, keeping the rows selected and the order chosen."""
+        from segtrain.runs import cell_text, list_runs, run_columns, sort_value
 
-                self.runs = list_runs(root)
-            else:
-                self.runs = []
+        root = Path(self.root_edit.text().strip() or self.session.runs_root).expanduser()
+        selected = {str(p) for p in self.selected_paths()}
+        try:
+            self.runs = list_runs(root) if root.exists() else []
         except Exception as error:  # noqa: BLE001
             notify_error(f"Could not list the runs in {root}: {error}", self.status)
             self.runs = []
-        from segtrain.runs import format_size, run_columns
-
         columns = run_columns(self.runs)
+        header = self.table.horizontalHeader()
+        sorted_by = (header.sortIndicatorSection(), header.sortIndicatorOrder())
         self.table.setSortingEnabled(False)
         self.table.clearContents()
         self.table.setColumnCount(len(columns))
@@ -130,24 +132,25 @@ class RunsWidget(Panel):
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             for col, column in enumerate(columns):
-                value = column.value(run)
-                if value is None:
-                    text = "-"
-                elif column.key == "size":
-                    text = format_size(value)
-                elif column.key == "lr":
-                    text = f"{value:.3g}"
-                elif isinstance(value, float):
-                    text = f"{value:.4g}"
-                else:
-                    text = str(value)
-                item = _item(value, text)
+                item = _item(sort_value(column, run), cell_text(column, run))
                 if col == 0:
                     item.setData(Qt.UserRole, str(run.path))
                 self.table.setItem(row, col, item)
         self.table.setSortingEnabled(True)
+        if 0 <= sorted_by[0] < len(columns):
+            self.table.sortItems(*sorted_by)
+        self._select(selected)
         self._fill_metrics()
         self.status.setText(f"{len(self.runs)} run(s) in {root}")
+
+    def _select(self, paths: set[str]) -> None:
+        """Select the rows of these run folders again (after the table was filled anew)."""
+        selection = self.table.selectionModel()
+        selection.clearSelection()
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).data(Qt.UserRole) in paths:
+                index = self.table.model().index(row, 0)
+                selection.select(index, QItemSelectionModel.Select | QItemSelectionModel.Rows)
 
     def _fill_metrics(self) -> None:
         """Offer the validation metrics the runs recorded, their monitored one first."""

@@ -56,6 +56,7 @@ from segtrain.plugin.workers import (
     start_worker,
     warm_up_imports,
 )
+from segtrain.runs import RUNS_ROOT_TIP
 
 #: the preset a task starts from, by (task, spatial dimensions of the image)
 TASK_PRESETS = {("affinities", 3): "em3d_quick", ("affinities", 2): "isbi2d_quick",
@@ -232,6 +233,7 @@ class TrainWidget(Panel):
         self.name_edit = QLineEdit()
         self.name_edit.setPlaceholderText("default: preset + time")
         self.runs_root_edit = QLineEdit(str(self.session.runs_root))
+        self.runs_root_edit.setToolTip(RUNS_ROOT_TIP)
         self.steps_spin = QSpinBox(minimum=1, maximum=10**8)
         self.steps_spin.setKeyboardTracking(False)  # "15" typed is 15, not 1 then 15
         self.batch_spin = QSpinBox(minimum=1, maximum=1024)
@@ -284,9 +286,12 @@ class TrainWidget(Panel):
         self.run_dir_label.setWordWrap(True)
         self.tensorboard_button = QPushButton("Copy TensorBoard command")
         self.tensorboard_button.setEnabled(False)
-        self.canvas, self.figure = mpl_canvas(2.2)
-        self.loss_axes = self.figure.add_subplot(111)
-        self.metric_axes = self.loss_axes.twinx()
+        # the loss plot is made when there is something to plot: importing matplotlib and drawing
+        # empty axes took about a second of the GUI thread when the panel opened
+        self.canvas = self.figure = self.loss_axes = self.metric_axes = None
+        self.plot_box = QWidget()
+        QVBoxLayout(self.plot_box).setContentsMargins(0, 0, 0, 0)
+        self.plot_box.setVisible(False)
         self.preview_label = QLabel("preview: raw | target | prediction (after the first validation)")
         self.preview_label.setWordWrap(True)
         self.preview_label.setAlignment(Qt.AlignCenter)
@@ -339,7 +344,7 @@ class TrainWidget(Panel):
         layout.addLayout(buttons)
         layout.addWidget(self.finetune_button)
         layout.addWidget(self.state_label)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.plot_box)
         layout.addWidget(self.preview_label)
         layout.addWidget(self.run_dir_label)
         layout.addWidget(self.tensorboard_button)
@@ -362,7 +367,7 @@ class TrainWidget(Panel):
         napari_viewer.layers.events.removed.connect(self._show_pair)
 
         self._lines: dict = {}
-        self._draw_throttle = Throttle(lambda _: self.canvas.draw_idle(), 1000, self)
+        self._draw_throttle = Throttle(lambda _: self.canvas is not None and self.canvas.draw_idle(), 1000, self)
         self._clear_plot()
         self.preset_combo.setCurrentText(self.task_preset() or self.preset_combo.currentText())
         self.load_preset(self.preset_combo.currentText())
@@ -605,7 +610,7 @@ class TrainWidget(Panel):
             notify_error(str(error).strip().splitlines()[0] if str(error).strip() else
                          f"Starting training failed: {type(error).__name__}.", self.status)
             return
-        root = Path(self.runs_root_edit.text().strip() or "runs")
+        root = Path(self.runs_root_edit.text().strip() or self.session.runs_root).expanduser()
         blocking = next((p for p in (root, *root.parents) if p.exists()), None)
         if blocking is not None and not blocking.is_dir():
             notify_error(f"The runs folder {root} cannot be made: {blocking} is a file; choose another runs folder.",
@@ -795,6 +800,7 @@ class TrainWidget(Panel):
 
     def plot(self) -> None:
         """Update the loss plot's lines in place; the canvas redraws at most once a second."""
+        self._make_plot()
         ax, mx = self.loss_axes, self.metric_axes
         new_line = False
         for key, points in self.history.items():
@@ -820,20 +826,35 @@ class TrainWidget(Panel):
             ax.legend(handles, [h.get_label() for h in handles], fontsize=7, loc="upper right")
         self._draw_throttle.push(None)
 
+    def _make_plot(self) -> None:
+        """The loss plot (losses and the validation metric against step), made once and shown."""
+        if self.canvas is None:
+            self.canvas, self.figure = mpl_canvas(2.2)
+            self.loss_axes = self.figure.add_subplot(111)
+            self.metric_axes = self.loss_axes.twinx()
+            self.plot_box.layout().addWidget(self.canvas)
+            self._label_axes()
+        self.plot_box.setVisible(True)
+
+    def _label_axes(self) -> None:
+        self.loss_axes.set_xlabel("step")
+        self.loss_axes.set_ylabel("loss")
+        self.metric_axes.set_ylabel("validation metric")
+
     def _clear_plot(self) -> None:
+        if self.canvas is None:
+            return
         for line in self._lines.values():
             line.remove()
         self._lines = {}
         legend = self.loss_axes.get_legend()
         if legend is not None:
             legend.remove()
-        self.loss_axes.set_xlabel("step")
-        self.loss_axes.set_ylabel("loss")
-        self.metric_axes.set_ylabel("validation metric")
+        self._label_axes()
         self.canvas.draw_idle()
 
     def tensorboard_command(self) -> str:
-        run_dir = self.run_dir or self.session.run_dir or Path(self.runs_root_edit.text() or "runs")
+        run_dir = self.run_dir or self.session.run_dir or Path(self.runs_root_edit.text() or self.session.runs_root)
         return f"tensorboard --logdir {shlex.quote(str(Path(run_dir).resolve()))}"
 
     def copy_tensorboard_command(self) -> None:
