@@ -187,7 +187,7 @@ def _finished(run_dir: Path, config) -> bool:
     if config.selftrain.iterations:
         records = folder.selftrain().get("iterations") or []
         return len(records) == config.selftrain.iterations + 1 and not any(r.get("stopped") for r in records)
-    return (folder.checkpoints_dir / "final.ckpt").exists() and \
+    return folder.final_checkpoint.exists() and \
         folder.metrics().get("steps", 0) >= config.train.max_steps
 
 

@@ -61,7 +61,7 @@ def train_fold(config: Config, run_dir: Path, log: Log = print) -> Path:
     from segtrain.train import TrainingRun
 
     folder = RunFolder(run_dir)
-    final = folder.checkpoints_dir / "final.ckpt"
+    final = folder.final_checkpoint
     if final.exists() and folder.metrics().get("steps", 0) >= config.train.max_steps:
         log(f"{run_dir.name}: finished earlier, reused")
         return run_dir
