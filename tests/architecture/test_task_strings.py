@@ -28,8 +28,8 @@ def _mentions_task(node: ast.AST) -> bool:
         return "task" in node.id.lower()
     if isinstance(node, ast.Attribute):
         return "task" in node.attr.lower()
-    if isinstance(node, ast.Call):
-        return any(isinstance(a, ast.Constant) and a.value == "task" for a in node.args)
+    if isinstance(node, ast.Call):  # self.task(), attrs.get("task")
+        return _mentions_task(node.func) or any(isinstance(a, ast.Constant) and a.value == "task" for a in node.args)
     if isinstance(node, ast.Subscript):
         return isinstance(node.slice, ast.Constant) and node.slice.value == "task"
     return False
@@ -84,14 +84,16 @@ if task in ("masks", "instances"): pass
 if info.task not in ["classes"]: pass
 if attrs.get("task") in {"masks", "classes"}: pass
 if model["task"] == "classes": pass
+if self.task() == "masks": pass
 MONITOR = {"affinities": 1, "masks": 2}
 PRESETS = {("affinities", 3): "a", ("masks", 2): "b"}
 match cfg.task:
     case "instances": pass
 if kind == "affinities": pass
 heads = {"affinities": 1, "raw": 2}
+if "affinities" not in heads: pass
 '''
-    assert task_string_uses(ast.parse(code)) == [2, 3, 4, 5, 6, 7, 8, 9, 11]
+    assert task_string_uses(ast.parse(code)) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 12]
 
 
 def test_no_task_string_comparison_outside_tasks():
