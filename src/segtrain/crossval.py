@@ -32,6 +32,7 @@ from segtrain.postprocess.affinities import segment_affinities, stack_labels
 from segtrain.postprocess.tune import tune_affinities, tune_postprocessing
 from segtrain.predict import load_model, predict_array
 from segtrain.runs import RunFolder
+from segtrain.tasks import task_of
 from segtrain.train.sources import annotated_volumes
 from segtrain.tuning import tune_run
 
@@ -119,7 +120,7 @@ def score_heldout(loaded, settings, volumes: list[dict], tta: int, matched: list
     predict_s = time.perf_counter() - t0
     gts = [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
     voxel_sizes = [v["voxel_size"] or config.data.voxel_size for v in volumes]
-    if spec.task == "affinities":
+    if task_of(spec).agglomerates:
         gts = [stack_labels(g, spec.ndim) for g in gts]  # a 2D model's stack: scored slice by slice
         trees = [segment_affinities(o["affinities"], settings, voxel_size=vs, model_ndim=spec.ndim)
                  for o, vs in zip(outputs, voxel_sizes)]
@@ -136,7 +137,7 @@ def score_heldout(loaded, settings, volumes: list[dict], tta: int, matched: list
     scores = [validation_scores(o, g, settings, spec, voxel_size=vs) for o, g, vs in zip(outputs, gts, voxel_sizes)]
     result = {"metric": "f1", **{k: float(np.mean([s[k] for s in scores])) for k in scores[0]},
               "per_image_f1": [float(s["f1"]) for s in scores]}
-    if spec.task in ("masks", "instances"):
+    if task_of(spec).foreground:
         best = tune_postprocessing([o["probabilities"] for o in outputs], gts, settings, spec)
         result.update(chosen=result["f1"], best=best.score, best_settings=best.settings)
     if matching_applies(config):

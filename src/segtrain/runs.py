@@ -55,6 +55,7 @@ import yaml
 from segtrain.config import load_config, save_config, update_section
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
+from segtrain.tasks import find_task
 
 CONFIG_FILE = "config.yaml"
 METRICS_JSON = "metrics.json"
@@ -462,7 +463,8 @@ class RunFolder:
         """
         if n_classes is None:
             model = self.raw_config().get("model") or {}
-            if model.get("task") == "classes":
+            task = find_task(model)
+            if task is not None and task.semantic:
                 n_classes = int(model.get("n_classes") or 2)
         record = {"train": [_safe_source_record(s, n_classes) for s in train],
                   "val": [_safe_source_record(s, n_classes) for s in val]}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.tasks import find_task
 
 
 def log(message: str) -> None:
@@ -207,7 +208,8 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     volumes = read_volumes(path, dataset)
     if len(volumes) > 1:
         task = next((v.attrs.get("task") for v in volumes if v.attrs.get("task")), None)
-        wanted = "affinities" if task == "affinities" else "probabilities"
+        found = find_task(task)
+        wanted = found.head if found is not None else "probabilities"
         chosen = [v for v in volumes if v.attrs.get("kind") == wanted] if task else []
         if len(chosen) != 1:
             names = ", ".join(v.dataset or v.name for v in volumes)
@@ -220,8 +222,8 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     axes = tuple(volume.axes)
     if "c" in axes and axes.index("c") != 0:
         array = np.moveaxis(array, axes.index("c"), 0)
-    kind = attrs.get("kind") or ("probabilities" if attrs.get("task") in ("masks", "instances", "classes")
-                                 else "affinities")
+    found = find_task(attrs.get("task"))
+    kind = attrs.get("kind") or (found.head if found is not None else "affinities")
     task, ndim = attrs.get("task"), attrs.get("model_ndim")
     try:
         if getattr(args, "run", None):

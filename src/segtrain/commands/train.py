@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from segtrain.commands._numbers import positive_int
+from segtrain.tasks import task_of
 
 HELP = "train a network from a YAML config (or continue a run with --resume)"
 
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
           + (f" (final: {final.name})" if final else ""))
     if last is not None and last.metrics:
         print("last validation: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
-    if config.task in ("masks", "instances"):
+    if task_of(config).foreground:
         print(f"next: `segtrain tune {training.run_dir}` chooses the threshold, seed and size settings "
               "for the best instance F1 (validation above used the config's settings)")
     return code

@@ -27,6 +27,7 @@ from segtrain.config import segment_config  # noqa: F401 - also for the panels
 from segtrain.io import Volume
 from segtrain.io.volume import DEFAULT_AXES, jsonable
 from segtrain.runs import default_runs_root
+from segtrain.tasks import REGISTRY, find_task
 
 #: key in ``layer.metadata`` under which the widgets keep what they know about a layer (a LayerInfo)
 META = "segtrain"
@@ -178,11 +179,8 @@ def derived_name(parent: Any, what: str, viewer: Any) -> str:
     segmentation'``, ``'B corrections'``), never a pile of every step's name."""
     return f"{image_of(parent, viewer) or parent.name} {what}"
 
-TASKS = {
-    "affinities": "affinities + LSDs (EM)",
-    "masks": "masks (foreground)",
-    "instances": "instances (cells)",
-}
+#: the tasks the Data panel offers, by name: their labels
+TASKS = {task.name: task.label for task in REGISTRY.values() if task.label}
 
 
 def task_from_labels(labels: np.ndarray, ndim: int) -> str:
@@ -349,11 +347,8 @@ def uncertainty_layer_args(array: np.ndarray, image: Any, name: str,
 
 def probability_layers(array: np.ndarray, task: str) -> list[tuple[str, int]]:
     """(layer suffix, channel) for each probability channel worth its own image layer."""
-    if task == "instances" and array.shape[0] == 2:
-        return [("probabilities", 0), ("boundary", 1)]  # foreground, boundary (sigmoid)
-    if task == "classes":
-        return [(f"class {c}", c) for c in range(1, array.shape[0])]
-    return [("probabilities", 0)]
+    found = find_task(task)
+    return found.probability_layers(array.shape[0]) if found is not None else [("probabilities", 0)]
 
 
 def unique_name(viewer: Any, base: str) -> str:

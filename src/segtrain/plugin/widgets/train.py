@@ -57,11 +57,8 @@ from segtrain.plugin.workers import (
     warm_up_imports,
 )
 from segtrain.runs import RUNS_ROOT_TIP
+from segtrain.tasks import find_task, task_of
 
-#: the preset a task starts from, by (task, spatial dimensions of the image)
-TASK_PRESETS = {("affinities", 3): "em3d_quick", ("affinities", 2): "isbi2d_quick",
-                ("masks", 2): "wells2d_quick", ("instances", 2): "wells2d_quick",
-                ("masks", 3): "em3d_quick", ("instances", 3): "em3d_quick"}
 
 
 def preset_names() -> list[str]:
@@ -384,7 +381,8 @@ class TrainWidget(Panel):
 
     def task_preset(self) -> str | None:
         """The preset for the task chosen in Data & annotation and the image's dimensions."""
-        return TASK_PRESETS.get((self.session.task, self.image_ndim() or 3))
+        task = find_task(self.session.task)
+        return task.preset(self.image_ndim() or 3) if task is not None else None
 
     def _session_changed(self, key: str) -> None:
         if key in ("task", "image_layer") and not self.is_running():
@@ -434,8 +432,8 @@ class TrainWidget(Panel):
         for path, widget in self._fields():
             section, name = path.split(".")
             set_widget_value(widget, getattr(getattr(config, section), name))
-        self.lsds_check.setVisible(config.task == "affinities")
-        self.lsd_sigma_spin.setEnabled(config.task == "affinities")
+        self.lsds_check.setVisible(task_of(config).agglomerates)
+        self.lsd_sigma_spin.setEnabled(task_of(config).agglomerates)
         self._show_selftrain(config)
 
     def _show_selftrain(self, config) -> None:
@@ -469,7 +467,7 @@ class TrainWidget(Panel):
         if t.threads is None and t.accelerator != "gpu":
             # leave one CPU core to the GUI: torch on every core starves napari's event loop
             t.threads = max(1, (os.cpu_count() or 2) - 1)
-        if self.session.task in ("masks", "instances", "affinities") and self.image_ndim() in (None, config.ndim):
+        if self.session.task in L.TASKS and self.image_ndim() in (None, config.ndim):
             m.task = self.session.task  # the task chosen in Data & annotation
         if self.session.voxel_size and len(self.session.voxel_size) == config.ndim:
             d.voxel_size = list(self.session.voxel_size)
