@@ -60,46 +60,31 @@ from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.predict import load_model, predict_array
 from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
 from segtrain.proofread.annotation import RADIUS
-from segtrain.proofread.oracle import annotation_summary, apply_choice, best_edit, oracle_step
+from segtrain.proofread.oracle import annotation_summary
 from segtrain.runs import RunFolder
-from segtrain.train import ArraySource, TrainingRun
+from segtrain.train import ArraySource
+from segtrain.workflows.correction import correction_round
+from segtrain.workflows.training import RunEnded, RunStarted, train_sources
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score,
                  lower_is_better: bool = False, kind: str = "score") -> dict:
-    """Up to ``n_edits`` oracle edits; the score before and after. ``kind="score"``: each step keeps
-    the candidate edit that improves ``score`` most, and the oracle stops when none does (a user
-    who looks at the result; :func:`oracle_step`, as ``benchmarks/proofreading.py``); ``"voxels"``:
-    the edit that puts most voxels right, whether or not the score moves (it goes on cutting slivers
-    off segments long after the real errors are fixed)."""
-    before = score(reader.segmentation())
-    ops = []
-    for _ in range(n_edits):
-        if kind == "score":
-            edit, _, _ = oracle_step(reader, gt, score, background=background, lower_is_better=lower_is_better)
-            if edit is None:
-                break
-            ops.append(edit.op)
-            continue
-        choice = best_edit(reader, gt, background=background)
-        if choice is None:
-            break
-        ops.append(apply_choice(reader, choice, gt).op)
-    return {"before": before, "after": score(reader.segmentation()), "edits": len(ops), "oracle": kind,
-            "ops": {op: ops.count(op) for op in sorted(set(ops))}}
+    """Up to ``n_edits`` oracle edits (:func:`segtrain.workflows.correction.correction_round`); the
+    score before and after."""
+    r = correction_round(reader, gt, score, n_edits, background, lower_is_better, kind)
+    return {"before": r.before, "after": r.after, "edits": len(r.edits), "oracle": kind, "ops": r.op_counts()}
 
 
 def train(config, sources, val, runs_root, init_from=None) -> tuple[Path, float]:
-    start = time.perf_counter()
-    run = TrainingRun(config, sources, val, runs_root=runs_root, init_from=init_from)
-    if run.fine_tune_note:
-        print(f"  {run.fine_tune_note}", flush=True)
-    last = run.run()
-    seconds = time.perf_counter() - start
-    print(f"  trained {run.run_dir.name}: {last.step} steps in {seconds:.0f} s", flush=True)
-    return run.run_dir, seconds
+    for report in train_sources(config, sources, val, runs_root, init_from=init_from):
+        if isinstance(report, RunStarted) and report.note:
+            print(f"  {report.note}", flush=True)
+        if isinstance(report, RunEnded):
+            print(f"  trained {report.run_dir.name}: {report.last.step} steps in {report.seconds:.0f} s", flush=True)
+            return report.run_dir, report.seconds
+    raise RuntimeError("the training workflow ended without its last report")
 
 
 def variants(args) -> list[tuple[str, str | None, int]]:
