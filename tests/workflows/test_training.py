@@ -98,3 +98,33 @@ def test_the_panels_run_of_arrays_starts_then_resumes(tmp_path, em_crop, tiny_co
     assert job.config.train.max_steps == 4 and list((tmp_path / "runs").iterdir()) == [run_dir]
     assert RunFolder(run_dir).resume_checkpoint().step == 4
     assert np.isfinite(items[-1].losses["loss"])
+
+
+def test_train_or_reuse_self_trains_a_selftrain_config_then_reuses_it(tmp_path, cells_dir):
+    from segtrain.train.selftrain import IterationResult
+
+    import imageio.v3 as iio
+
+    def entry(name):
+        return {"raw": str(cells_dir / name / "raw.tif"), "labels": str(cells_dir / name / "instances_ids.png"),
+                "crop": [[0, 96], [0, 96]]}
+
+    unlabelled = tmp_path / "set03_crop.tif"
+    iio.imwrite(unlabelled, np.asarray(iio.imread(cells_dir / "set03" / "raw.tif"))[:96, :96])
+
+    values = {"preset": "wells2d_quick", "name": "st",
+              "data": {"patch_shape": [32, 32], "val_patches": 1, "min_annotated_fraction": 0.0,
+                       "train": [entry("set01")], "val": [entry("set02")]},
+              "model": {"task": "masks", "encoder_depth": 3},
+              "train": {"max_steps": 2, "val_every": 2, "checkpoint_every": 2, "batch_size": 1,
+                        "report_interval": 0.0, "threads": 1},
+              "selftrain": {"iterations": 1, "unlabelled": [str(unlabelled)]}}
+    path = tmp_path / "st.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    items = list(train_or_reuse(path, runs_root=tmp_path / "runs"))
+    assert isinstance(items[0], RunStarted) and isinstance(items[-1], RunEnded) and not items[-1].reused
+    assert [r.iteration for r in items if isinstance(r, IterationResult)] == [0, 1]
+    run_dir = items[-1].run_dir
+    assert selftrain_root(run_dir) == run_dir and run_finished(run_dir, load_config(path))
+    again = list(train_or_reuse(path, previous=run_dir, runs_root=tmp_path / "runs"))
+    assert len(again) == 1 and again[0].reused
