@@ -5,8 +5,8 @@ the same total training steps.
     python benchmarks/few_labels.py --task em3d  [--steps 400] [--variant both ...] [--out DIR] [--json FILE]
 
 Variants (one config each, written to ``OUT/configs/<variant>.yaml`` and trained through the
-project's own entry points: :class:`segtrain.train.TrainingRun` for a config without a
-``selftrain`` section, :class:`segtrain.train.selftrain.SelfTraining` for one with it):
+project's own workflow, :func:`segtrain.workflows.training.train_or_reuse`: a plain run for a config
+without a ``selftrain`` section, self-training for one with it, as ``segtrain train`` does):
 
 - ``supervised``: the labelled data alone, ``--steps`` steps;
 - ``selftrain``: 3 self-training iterations (iteration 0 on the labelled data, then 3 rounds of

@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 
 from segtrain import evaluate
-from segtrain.annotation import training_arrays
 from segtrain.config import config_from_dict
 from segtrain.evaluate import sweep
 from segtrain.postprocess import (
@@ -58,12 +57,12 @@ from segtrain.postprocess import (
 )
 from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.predict import load_model, predict_array
-from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
+from segtrain.proofread import Proofreader, boundary_map
 from segtrain.proofread.annotation import RADIUS
 from segtrain.proofread.oracle import annotation_summary
 from segtrain.runs import RunFolder
 from segtrain.train import ArraySource
-from segtrain.workflows.correction import correction_round
+from segtrain.workflows.correction import correction_round, corrections_source
 from segtrain.workflows.training import RunEnded, RunStarted, train_sources
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -178,10 +177,9 @@ def _proofread(loaded, settings, spec, raw, gt, args, edits: bool = True) -> tup
 def _correction_source(reader, scope: str, raw, gt, args, name: str, existing=None):
     """``(annotation, its summary against gt, a training source of it)``: the reader's corrections in
     ``scope`` (added to ``existing``), weight 1/3 (three corrected images weigh as much as set01)."""
-    annotation = corrections_annotation(reader, scope=scope, existing=existing, radius=args.radius,
-                                        outline=args.outline, ring=not args.no_ring)
-    labels, known = training_arrays(annotation)
-    return annotation, annotation_summary(annotation, gt), ArraySource(raw, labels, known=known, weight=1 / 3, name=name)
+    annotation, source = corrections_source(reader, raw, scope, name, weight=1 / 3, existing=existing,
+                                            radius=args.radius, outline=args.outline, ring=not args.no_ring)
+    return annotation, annotation_summary(annotation, gt), source
 
 
 def _print_oracle(what: str, record: dict) -> None:
@@ -364,12 +362,11 @@ def em3d(args) -> dict:
     oracle["annotation"] = {}
     corrections = {}
     for scope in args.scopes:
-        annotation = corrections_annotation(reader, scope=scope, radius=args.radius,
-                                            sampling=loaded.config.data.voxel_size,
-                                            boundary_background=args.membranes)
+        annotation, source = corrections_source(reader, slab_raw, scope, f"z10-34-corrections-{scope}",
+                                                radius=args.radius, sampling=loaded.config.data.voxel_size,
+                                                boundary_background=args.membranes)
         oracle["annotation"][scope] = annotation_summary(annotation, slab_gt)
-        labels, known = training_arrays(annotation)
-        corrections[scope] = [ArraySource(slab_raw, labels, known=known, name=f"z10-34-corrections-{scope}")]
+        corrections[scope] = [source]
     out["oracle"] = oracle
     print(f"  z 10-34: VOI {oracle['before']:.3f} -> {oracle['after']:.3f} after {oracle['edits']} edits "
           f"{oracle['ops']}; annotated {oracle['annotation']}", flush=True)

@@ -7,7 +7,7 @@ import numpy as np
 
 from segtrain import evaluate
 from segtrain.proofread import Proofreader
-from segtrain.workflows.correction import OracleEdit, correction_round, oracle_edits
+from segtrain.workflows.correction import OracleEdit, correction_round, corrections_source, oracle_edits
 
 
 def _wrong_cells(cells_dir):
@@ -47,3 +47,16 @@ def test_the_voxel_oracle_edits_one_at_a_time_up_to_the_limit(cells_dir):
     assert not np.array_equal(reader.segmentation(), wrong)  # made before it is yielded
     assert len(list(edits)) == 1  # the limit: 2 edits of the 3 errors
     assert evaluate.instance_scores(reader.segmentation(), labels)["f1"] < 1.0
+
+
+def test_the_corrections_become_a_training_source_that_knows_only_what_was_corrected(cells_dir):
+    labels, wrong = _wrong_cells(cells_dir)
+    raw = np.asarray(iio.imread(cells_dir / "set01" / "raw.tif"))[:300, :300]
+    reader = Proofreader(wrong)
+    correction_round(reader, labels, lambda seg: evaluate.instance_scores(seg, labels)["f1"], 3, background=True)
+    annotation, source = corrections_source(reader, raw, "edited", "set01-corrections", weight=0.5)
+    assert source.raw is raw and source.weight == 0.5 and source.name == "set01-corrections"
+    assert source.known.any() and not source.known.all()  # the edited segments, not the whole image
+    np.testing.assert_array_equal(source.known, annotation > 0)
+    assert source.labels[:20, :20].max() == 0 and source.known[:20, :20].all()  # the deleted false object: background
+    assert np.all(source.labels[source.known & (labels == 0)] == 0)  # no object where the truth has none

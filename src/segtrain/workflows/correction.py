@@ -2,7 +2,8 @@
 Proofreader's segmentation, each the one the oracle prefers, with the score before and after.
 
 Benchmarks call :func:`correction_round` (proofreading convergence, the corrections that fine-tuning
-learns from); :func:`oracle_edits` yields each edit as it is made."""
+learns from); :func:`oracle_edits` yields each edit as it is made; :func:`corrections_source` turns
+a proofread segmentation's corrections into an annotation and a training source of it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from typing import Literal
 
 import numpy as np
 
+from segtrain.annotation import training_arrays
+from segtrain.proofread.annotation import corrections_annotation
 from segtrain.proofread.edits import Proofreader
 from segtrain.proofread.oracle import apply_choice, best_edit, oracle_step
 
@@ -96,3 +99,15 @@ def correction_round(reader: Proofreader, gt: np.ndarray, score: Score, n_edits:
         if done < mark <= n_edits:
             result.scores[mark] = result.after  # no edit left that helps: as after the last one
     return result
+
+
+def corrections_source(reader: Proofreader, raw: np.ndarray, scope: str = "confirmed", name: str | None = None,
+                       weight: float = 1.0, existing: np.ndarray | None = None, **options):
+    """``(annotation, training source)``: the reader's corrections in ``scope`` as an annotation
+    (:func:`~segtrain.proofread.annotation.corrections_annotation` with ``options``, added to
+    ``existing``) and an ArraySource of ``raw`` that trains only where it says something."""
+    from segtrain.train.sources import ArraySource
+
+    annotation = corrections_annotation(reader, scope=scope, existing=existing, **options)
+    labels, known = training_arrays(annotation)
+    return annotation, ArraySource(raw, labels, known=known, weight=weight, name=name)
