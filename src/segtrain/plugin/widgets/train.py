@@ -349,8 +349,8 @@ class TrainWidget(Panel):
             except ValueError as error:  # e.g. letters typed as the patch shape: name the field
                 raise ValueError(f"{path}: {error}") from None
             setattr(getattr(config, section), name, value)
-        set_max_steps(config, config.train.max_steps)
         t, m, d = config.train, config.model, config.data
+        set_max_steps(config, t.max_steps)
         if t.threads is None and t.accelerator != "gpu":
             # leave one CPU core to the GUI: torch on every core starves napari's event loop
             t.threads = max(1, (os.cpu_count() or 2) - 1)
