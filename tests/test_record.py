@@ -82,3 +82,32 @@ def test_the_blockwise_job_checks_settings_as_the_config_does():
     assert check_segment_settings(good) == {k: good[k] for k in SEGMENT_KEYS}
     with pytest.raises(InputError, match=r"segment\.scoring must be one of the valid names"):
         check_segment_settings({**good, "scoring": "median"})
+
+
+def test_the_blockwise_job_writes_the_same_record_on_its_affinities(tmp_path):
+    """`segtrain scale run --raw --model`: the affinities it will predict carry the record that
+    `segtrain predict` writes (the run's settings with the job's overrides)."""
+    from segtrain.io import Volume, write_volume
+    from segtrain.predict import load_model
+    from segtrain.scale import create_job
+    from segtrain.scale.volumes import read_attrs
+    from segtrain.synthetic import make_em_volume
+    from segtrain.train import ArraySource, TrainingRun
+
+    raw, gt = make_em_volume((8, 32, 32), n_cells=4, seed=0)[:2]
+    config = config_from_dict({
+        "preset": "em3d_quick", "name": "tiny",
+        "data": {"patch_shape": [8, 16, 16], "val_patches": 1, "min_annotated_fraction": 0.1},
+        "model": {"num_fmaps": 2, "fmap_inc_factor": 2, "lsd_sigma": 2.0},
+        "train": {"max_steps": 2, "val_every": 2, "checkpoint_every": 2, "batch_size": 1, "threads": 1,
+                  "report_interval": 0.0, "warmup_steps": 0}})
+    run = TrainingRun(config, [ArraySource(raw, gt)], [ArraySource(raw, gt)], runs_root=tmp_path / "runs")
+    run.run()
+    write_volume(tmp_path / "raw.zarr", Volume(data=raw, voxel_size=(1.0, 1.0, 1.0), axes=("z", "y", "x")))
+    create_job(tmp_path / "job", block_shape=(8, 16, 16), raw=str(tmp_path / "raw.zarr"), model=str(run.run_dir),
+               segment={"scoring": "hist_quant_75"})
+    attrs = read_attrs(tmp_path / "job" / "volumes.zarr" / "affinities")  # unfinished: not read as a volume
+    record = PredictionRecord.from_attrs(attrs, "the job's affinities")
+    expected = load_model(run.run_dir, device="cpu").record()
+    assert record.settings.scoring == "hist_quant_75" and attrs["kind"] == "affinities"
+    assert record.with_(settings=expected.settings) == expected

@@ -44,10 +44,6 @@ class LoadedModel:
                                 run=None if folder is None else str(folder.path),
                                 checkpoint=str(self.checkpoint), step=self.step, **more)
 
-    def output_attrs(self) -> dict:
-        """What a prediction records about the model that made it (:meth:`record` as attributes)."""
-        return self.record().to_attrs()
-
     def describe(self) -> str:
         """``run my-run-..., final.ckpt (step 1500)``."""
         where = f"run {self.folder.name}, " if self.folder is not None else ""
