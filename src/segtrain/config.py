@@ -25,6 +25,7 @@ import yaml
 
 from segtrain.errors import ConfigError
 from segtrain.tasks import REGISTRY, task_of
+from segtrain.scoring import ScoringName, scoring_problem
 
 TASKS = REGISTRY.keys()  # the registered tasks' names (a live view: a task registered later is in it)
 """What a model predicts.
@@ -226,7 +227,7 @@ class SegmentConfig(_Checked):
     min_seed_distance: int = 10
     min_size: int = 20
     per_slice: bool = False
-    scoring: str = "hist_quant_50"
+    scoring: ScoringName = "hist_quant_50"  # a name in segtrain.scoring.SCORING_TABLE
     thresholds: list[float] | None = None  # sweep thresholds; None = the sweep's default
     # affinities: the merge threshold, chosen on validation data (the run's validation sweep at the
     # loaded checkpoint's step, or `segtrain tune`); None = not chosen yet (there is no blind default)
@@ -362,6 +363,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is TaskName:
         if not isinstance(value, str) or value not in REGISTRY:
             raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
+        return value
+    if tp is ScoringName:  # the scoring table itself, not the names it held at import
+        problem = scoring_problem(value)
+        if problem:
+            raise ConfigError(f"{where} {problem}")
         return value
     if origin is Literal:
         if value not in typing.get_args(tp):

@@ -203,6 +203,7 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     from segtrain.config import ConfigError, segment_config
     from segtrain.io import read_volumes
     from segtrain.postprocess import OutputSpec
+    from segtrain.record import PredictionRecord
     from segtrain.runs import RunFolder
 
     volumes = read_volumes(path, dataset)
@@ -222,9 +223,11 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     axes = tuple(volume.axes)
     if "c" in axes and axes.index("c") != 0:
         array = np.moveaxis(array, axes.index("c"), 0)
-    found = find_task(attrs.get("task"))
+    # how the prediction was made (None: a file without a record, e.g. affinities made elsewhere)
+    record = PredictionRecord.from_attrs(attrs, " ".join(filter(None, [str(path), volume.dataset])))
+    task, ndim = (None, None) if record is None else (record.task, record.model_ndim)
+    found = find_task(task)
     kind = attrs.get("kind") or (found.head if found is not None else "affinities")
-    task, ndim = attrs.get("task"), attrs.get("model_ndim")
     try:
         if getattr(args, "run", None):
             folder = RunFolder(args.run)
@@ -232,8 +235,8 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
                 raise InputError(f"{args.run} is not a segtrain run folder (no config.yaml); give a run folder.")
             config = folder.model_config()
             settings, task, ndim, origin = config.segment, config.task, config.ndim, f"run {folder.name}"
-        elif isinstance(attrs.get("settings"), dict):
-            settings, origin = segment_config(attrs["settings"], "the prediction's settings"), "the prediction"
+        elif record is not None and record.settings is not None:
+            settings, origin = record.settings, "the prediction"
         else:
             settings, origin = segment_config(), "the defaults"
         overridden = []
