@@ -40,7 +40,9 @@ def em_data():
 
 
 def training_speed(name: str, steps: int) -> dict:
-    from segtrain.train import ArraySource, TrainingRun
+    from segtrain.train import ArraySource
+    from segtrain.train.run import ProgressReport
+    from segtrain.workflows.training import train_sources
 
     config = preset(name)
     config.train.max_steps = steps
@@ -56,10 +58,9 @@ def training_speed(name: str, steps: int) -> dict:
         gt = (np.arange(512)[:, None] // 64 * 8 + np.arange(512)[None] // 64).astype(np.int64)
         source, val = ArraySource(raw, gt), ArraySource(raw[:256], gt[:256])
     with tempfile.TemporaryDirectory() as root:
-        run = TrainingRun(config, [source], [val], runs_root=root)
         start = stepped = None
-        for report in run.reports():
-            if report.phase != "training":  # preparing, and the validation every run ends with
+        for report in train_sources(config, [source], [val], runs_root=root):
+            if not isinstance(report, ProgressReport) or report.phase != "training":  # preparing, the final validation
                 continue
             if report.step >= 2 and start is None:
                 start = (time.perf_counter(), report.step)  # skip warm-up steps

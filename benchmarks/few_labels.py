@@ -5,8 +5,8 @@ the same total training steps.
     python benchmarks/few_labels.py --task em3d  [--steps 400] [--variant both ...] [--out DIR] [--json FILE]
 
 Variants (one config each, written to ``OUT/configs/<variant>.yaml`` and trained through the
-project's own entry points: :class:`segtrain.train.TrainingRun` for a config without a
-``selftrain`` section, :class:`segtrain.train.selftrain.SelfTraining` for one with it):
+project's own workflow, :func:`segtrain.workflows.training.train_or_reuse`: a plain run for a config
+without a ``selftrain`` section, self-training for one with it, as ``segtrain train`` does):
 
 - ``supervised``: the labelled data alone, ``--steps`` steps;
 - ``selftrain``: 3 self-training iterations (iteration 0 on the labelled data, then 3 rounds of
@@ -71,6 +71,7 @@ from segtrain.predict.infer import predict_matched
 from segtrain.runs import RunFolder
 from segtrain.train.sources import annotated_volumes
 from segtrain.tuning import tune_run
+from segtrain.workflows.training import RunEnded, RunStarted, run_finished, train_or_reuse
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -182,40 +183,23 @@ def write_config(values: dict, path: Path) -> Path:
 
 # --- training -----------------------------------------------------------------------------------
 
-def _finished(run_dir: Path, config) -> bool:
-    folder = RunFolder(run_dir)
-    if config.selftrain.iterations:
-        records = folder.selftrain().get("iterations") or []
-        return len(records) == config.selftrain.iterations + 1 and not any(r.get("stopped") for r in records)
-    return folder.final_checkpoint.exists() and \
-        folder.metrics().get("steps", 0) >= config.train.max_steps
-
-
 def train_variant(config_path: Path, runs_root: Path, previous: str | None, started) -> tuple[Path, float, bool]:
     """Train (or resume, or reuse when finished) a variant's run; ``started(run folder)`` is called
     once the folder exists. Returns ``(run folder, seconds, reused)``."""
-    from segtrain.train import TrainingRun
-    from segtrain.train.selftrain import IterationResult, SelfTraining
+    from segtrain.train.selftrain import IterationResult
 
-    config = load_config(config_path)
-    if previous and RunFolder.is_run(previous) and _finished(Path(previous), config):
-        return Path(previous), 0.0, True
-    resume = previous if previous and RunFolder.is_run(previous) else None
-    start = time.perf_counter()
-    if config.selftrain.iterations:
-        run = SelfTraining(config_path, runs_root=runs_root, resume=resume)
-        started(run.run_dir)
-        print(f"  run folder {run.run_dir}" + (f"; {run.plan.describe()}" if run.plan else ""), flush=True)
-        for item in run.reports():
-            if isinstance(item, IterationResult):
-                print("  " + item.describe(), flush=True)
-    else:
-        run = TrainingRun(config_path, runs_root=runs_root, resume=resume)
-        started(run.run_dir)
-        print(f"  run folder {run.run_dir}" + (f"; resumed from step {run.start_step}" if resume else ""), flush=True)
-        last = run.run()
-        print(f"  {last.message} at step {last.step}", flush=True)
-    return Path(run.run_dir), time.perf_counter() - start, False
+    for item in train_or_reuse(config_path, previous=previous, runs_root=runs_root):
+        if isinstance(item, RunStarted):
+            started(item.run_dir)
+            print(f"  run folder {item.run_dir}" + (f"; {item.note}" if item.note else "")
+                  + (f"; resumed from step {item.start_step}" if item.resumed and not item.note else ""), flush=True)
+        elif isinstance(item, IterationResult):
+            print("  " + item.describe(), flush=True)
+        elif isinstance(item, RunEnded):
+            if item.last is not None:
+                print(f"  {item.last.message} at step {item.last.step}", flush=True)
+            return item.run_dir, item.seconds, item.reused
+    raise RuntimeError("the training workflow ended without its last report")
 
 
 # --- scoring ------------------------------------------------------------------------------------
@@ -351,7 +335,7 @@ def main(argv=None) -> int:
             save()
 
         run_dir, seconds, reused = train_variant(config_path, out / "runs", previous, started)
-        if not _finished(run_dir, load_config(config_path)):
+        if not run_finished(run_dir, load_config(config_path)):
             raise SystemExit(f"{variant}: the run {run_dir} stopped before its end; run the same command again "
                              "to resume it.")
         if not reused:

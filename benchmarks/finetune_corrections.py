@@ -47,7 +47,6 @@ from pathlib import Path
 import numpy as np
 
 from segtrain import evaluate
-from segtrain.annotation import training_arrays
 from segtrain.config import config_from_dict
 from segtrain.evaluate import sweep
 from segtrain.postprocess import (
@@ -58,48 +57,33 @@ from segtrain.postprocess import (
 )
 from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.predict import load_model, predict_array
-from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
+from segtrain.proofread import Proofreader, boundary_map
 from segtrain.proofread.annotation import RADIUS
-from segtrain.proofread.oracle import annotation_summary, apply_choice, best_edit, oracle_step
+from segtrain.proofread.oracle import annotation_summary
 from segtrain.runs import RunFolder
-from segtrain.train import ArraySource, TrainingRun
+from segtrain.train import ArraySource
+from segtrain.workflows.correction import correction_round, corrections_source
+from segtrain.workflows.training import RunEnded, RunStarted, train_sources
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score,
                  lower_is_better: bool = False, kind: str = "score") -> dict:
-    """Up to ``n_edits`` oracle edits; the score before and after. ``kind="score"``: each step keeps
-    the candidate edit that improves ``score`` most, and the oracle stops when none does (a user
-    who looks at the result; :func:`oracle_step`, as ``benchmarks/proofreading.py``); ``"voxels"``:
-    the edit that puts most voxels right, whether or not the score moves (it goes on cutting slivers
-    off segments long after the real errors are fixed)."""
-    before = score(reader.segmentation())
-    ops = []
-    for _ in range(n_edits):
-        if kind == "score":
-            edit, _, _ = oracle_step(reader, gt, score, background=background, lower_is_better=lower_is_better)
-            if edit is None:
-                break
-            ops.append(edit.op)
-            continue
-        choice = best_edit(reader, gt, background=background)
-        if choice is None:
-            break
-        ops.append(apply_choice(reader, choice, gt).op)
-    return {"before": before, "after": score(reader.segmentation()), "edits": len(ops), "oracle": kind,
-            "ops": {op: ops.count(op) for op in sorted(set(ops))}}
+    """Up to ``n_edits`` oracle edits (:func:`segtrain.workflows.correction.correction_round`); the
+    score before and after."""
+    r = correction_round(reader, gt, score, n_edits, background, lower_is_better, kind)
+    return {"before": r.before, "after": r.after, "edits": len(r.edits), "oracle": kind, "ops": r.op_counts()}
 
 
 def train(config, sources, val, runs_root, init_from=None) -> tuple[Path, float]:
-    start = time.perf_counter()
-    run = TrainingRun(config, sources, val, runs_root=runs_root, init_from=init_from)
-    if run.fine_tune_note:
-        print(f"  {run.fine_tune_note}", flush=True)
-    last = run.run()
-    seconds = time.perf_counter() - start
-    print(f"  trained {run.run_dir.name}: {last.step} steps in {seconds:.0f} s", flush=True)
-    return run.run_dir, seconds
+    for report in train_sources(config, sources, val, runs_root, init_from=init_from):
+        if isinstance(report, RunStarted) and report.note:
+            print(f"  {report.note}", flush=True)
+        if isinstance(report, RunEnded):
+            print(f"  trained {report.run_dir.name}: {report.last.step} steps in {report.seconds:.0f} s", flush=True)
+            return report.run_dir, report.seconds
+    raise RuntimeError("the training workflow ended without its last report")
 
 
 def variants(args) -> list[tuple[str, str | None, int]]:
@@ -193,10 +177,9 @@ def _proofread(loaded, settings, spec, raw, gt, args, edits: bool = True) -> tup
 def _correction_source(reader, scope: str, raw, gt, args, name: str, existing=None):
     """``(annotation, its summary against gt, a training source of it)``: the reader's corrections in
     ``scope`` (added to ``existing``), weight 1/3 (three corrected images weigh as much as set01)."""
-    annotation = corrections_annotation(reader, scope=scope, existing=existing, radius=args.radius,
-                                        outline=args.outline, ring=not args.no_ring)
-    labels, known = training_arrays(annotation)
-    return annotation, annotation_summary(annotation, gt), ArraySource(raw, labels, known=known, weight=1 / 3, name=name)
+    annotation, source = corrections_source(reader, raw, scope, name, weight=1 / 3, existing=existing,
+                                            radius=args.radius, outline=args.outline, ring=not args.no_ring)
+    return annotation, annotation_summary(annotation, gt), source
 
 
 def _print_oracle(what: str, record: dict) -> None:
@@ -379,12 +362,11 @@ def em3d(args) -> dict:
     oracle["annotation"] = {}
     corrections = {}
     for scope in args.scopes:
-        annotation = corrections_annotation(reader, scope=scope, radius=args.radius,
-                                            sampling=loaded.config.data.voxel_size,
-                                            boundary_background=args.membranes)
+        annotation, source = corrections_source(reader, slab_raw, scope, f"z10-34-corrections-{scope}",
+                                                radius=args.radius, sampling=loaded.config.data.voxel_size,
+                                                boundary_background=args.membranes)
         oracle["annotation"][scope] = annotation_summary(annotation, slab_gt)
-        labels, known = training_arrays(annotation)
-        corrections[scope] = [ArraySource(slab_raw, labels, known=known, name=f"z10-34-corrections-{scope}")]
+        corrections[scope] = [source]
     out["oracle"] = oracle
     print(f"  z 10-34: VOI {oracle['before']:.3f} -> {oracle['after']:.3f} after {oracle['edits']} edits "
           f"{oracle['ops']}; annotated {oracle['annotation']}", flush=True)

@@ -25,7 +25,7 @@ import numpy as np
 from segtrain import evaluate
 from segtrain.postprocess import OutputSpec, instances, segment_affinities
 from segtrain.proofread import Proofreader, boundary_map
-from segtrain.proofread.oracle import oracle_step
+from segtrain.workflows.correction import correction_round
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MARKS = (0, 10, 25, 50)
@@ -33,23 +33,8 @@ MARKS = (0, 10, 25, 50)
 
 def oracle_session(reader: Proofreader, gt: np.ndarray, score, n_edits: int, background: bool,
                    lower_is_better: bool) -> dict:
-    scores = {0: score(reader.segmentation())}
-    times, ops = [], []
-    for n in range(1, n_edits + 1):
-        edit, value, seconds = oracle_step(reader, gt, score, background=background, lower_is_better=lower_is_better)
-        if edit is None:
-            break
-        times.append(seconds)
-        ops.append(edit.op)
-        if n in MARKS or n == n_edits:
-            scores[n] = value
-    done = len(ops)
-    for mark in MARKS:
-        if done < mark <= n_edits:
-            scores[mark] = score(reader.segmentation())  # no edit left that helps: as after the last one
-    return {"scores": scores, "ops": {op: ops.count(op) for op in set(ops)}, "edits": done,
-            "ms_per_edit": {"median": 1000 * float(np.median(times)) if times else None,
-                            "max": 1000 * float(np.max(times)) if times else None}}
+    r = correction_round(reader, gt, score, n_edits, background, lower_is_better, marks=MARKS)
+    return {"scores": r.scores, "ops": r.op_counts(), "edits": len(r.edits), "ms_per_edit": r.ms_per_edit()}
 
 
 def em3d(run: str, n_edits: int) -> dict:

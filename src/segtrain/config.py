@@ -24,8 +24,10 @@ from typing import Any, ClassVar, Literal
 import yaml
 
 from segtrain.errors import ConfigError
+from segtrain.tasks import REGISTRY, task_of
+from segtrain.scoring import ScoringName, scoring_problem
 
-TASKS = ("affinities", "masks", "instances", "classes")
+TASKS = REGISTRY.keys()  # the registered tasks' names (a live view: a task registered later is in it)
 """What a model predicts.
 
 ``affinities``: nearest-neighbour (and long-range) affinities, optionally with LSDs (MTLSD);
@@ -33,6 +35,10 @@ segmented by fragments + agglomeration. ``masks``: one foreground probability; i
 connected components. ``instances``: foreground + boundary probabilities; instances by seeded
 watershed. ``classes``: softmax over ``model.n_classes`` semantic classes.
 """
+
+
+class TaskName(str):
+    """The type of ``model.task``: the name of a registered task (:mod:`segtrain.tasks`)."""
 
 
 class _Checked:
@@ -140,7 +146,7 @@ class DataConfig(_Checked):
 class ModelConfig(_Checked):
     _where: ClassVar[str] = "model"
 
-    task: Literal["affinities", "masks", "instances", "classes"] = "affinities"
+    task: TaskName = "affinities"  # a registered task (segtrain.tasks)
     architecture: Literal["unet3d", "smp"] = "unet3d"
     # affinities / LSD heads
     offsets: list[list[int]] | None = None  # None = nearest neighbours of the data's dimension
@@ -221,7 +227,7 @@ class SegmentConfig(_Checked):
     min_seed_distance: int = 10
     min_size: int = 20
     per_slice: bool = False
-    scoring: str = "hist_quant_50"
+    scoring: ScoringName = "hist_quant_50"  # a name in segtrain.scoring.SCORING_TABLE
     thresholds: list[float] | None = None  # sweep thresholds; None = the sweep's default
     # affinities: the merge threshold, chosen on validation data (the run's validation sweep at the
     # loaded checkpoint's step, or `segtrain tune`); None = not chosen yet (there is no blind default)
@@ -320,6 +326,8 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if tp is TaskName:
+        return "one of " + ", ".join(repr(a) for a in REGISTRY)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         return " or ".join(_type_name(a) for a in args) + " or null"
@@ -352,6 +360,15 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             except ConfigError:
                 pass
         raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
+    if tp is TaskName:
+        if not isinstance(value, str) or value not in REGISTRY:
+            raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
+        return value
+    if tp is ScoringName:  # the scoring table itself, not the names it held at import
+        problem = scoring_problem(value)
+        if problem:
+            raise ConfigError(f"{where} {problem}")
+        return value
     if origin is Literal:
         if value not in typing.get_args(tp):
             raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
@@ -671,15 +688,11 @@ def validate_config(config: Config) -> Config:
         for o in m.offsets:
             if len(o) != ndim or not any(o):
                 raise ConfigError(f"model.offsets entry {o} must have {ndim} entries, not all zero.")
-    if m.task == "classes" and m.n_classes < 2:
+    task = task_of(m)
+    if task.semantic and m.n_classes < 2:
         raise ConfigError(f"model.n_classes must be at least 2 for task classes, not {m.n_classes}.")
     loss = resolved_loss(config)
-    allowed = {
-        "affinities": {"mse"},
-        "masks": {"bce", "focal", "dice", "focal_dice", "bce_dice"},
-        "instances": {"bce", "focal", "dice", "focal_dice", "bce_dice"},
-        "classes": {"ce", "dice", "ce_dice", "focal", "focal_dice"},
-    }[m.task]
+    allowed = task.losses
     if loss not in allowed:
         raise ConfigError(f"train.loss {loss!r} does not fit task {m.task}; use one of {', '.join(sorted(allowed))}.")
     alpha = config.train.focal_alpha
@@ -687,9 +700,9 @@ def validate_config(config: Config) -> Config:
         if "focal" not in loss:
             raise ConfigError(f"train.focal_alpha weights focal losses only, but train.loss is {loss!r}; "
                               "set train.loss to focal or focal_dice, or focal_alpha to null.")
-        want = m.n_classes if m.task == "classes" else 2
+        want = task.n_pixel_classes(m.n_classes)
         if isinstance(alpha, list) and len(alpha) != want:
-            what = f"model.n_classes ({want})" if m.task == "classes" else "2 (background, foreground)"
+            what = f"model.n_classes ({want})" if task.semantic else "2 (background, foreground)"
             raise ConfigError(f"train.focal_alpha lists {len(alpha)} weights; give one per class: {what}.")
     _validate_synthetic(config)
     _validate_selftrain(config)
@@ -741,7 +754,7 @@ def _validate_synthetic(config: Config) -> None:
 def selftrain_classes(config: Config) -> int:
     """Classes a self-training threshold list has one entry for: model.n_classes for task classes,
     else 2 (background / foreground, or boundary / object for affinities)."""
-    return config.model.n_classes if config.task == "classes" else 2
+    return task_of(config).n_pixel_classes(config.model.n_classes)
 
 
 def _validate_selftrain(config: Config) -> None:
@@ -770,13 +783,9 @@ def divisor(config: Config) -> tuple[int, ...]:
 def resolved_loss(config: Config) -> str:
     if config.train.loss != "auto":
         return config.train.loss
-    return {"affinities": "mse", "masks": "focal_dice", "instances": "focal_dice", "classes": "ce_dice"}[
-        config.model.task
-    ]
+    return task_of(config.model).default_loss
 
 
-MONITOR_DEFAULTS = {"affinities": ("val/voi", "min"), "masks": ("val/dice", "max"),
-                    "instances": ("val/f1", "max"), "classes": ("val/dice", "max")}
 METRIC_MODES = {"val/loss": "min", "val/voi": "min", "val/voi_split": "min", "val/voi_merge": "min",
                 "val/arand": "min", "val/dice": "max", "val/iou": "max", "val/f1": "max",
                 "val/precision": "max", "val/recall": "max"}
@@ -786,7 +795,7 @@ def monitor_metric(config: Config) -> tuple[str, str]:
     """``(metric name, "min" | "max")`` that selects the best checkpoint and drives LR/early stop."""
     name = config.train.monitor
     if name == "auto":
-        return MONITOR_DEFAULTS[config.model.task]
+        return task_of(config.model).monitor
     if not name.startswith("val/"):
         name = "val/" + name
     if name not in METRIC_MODES:

@@ -31,7 +31,7 @@ from segtrain.postprocess import OutputSpec, validation_scores
 from segtrain.postprocess.affinities import segment_affinities, stack_labels
 from segtrain.postprocess.tune import tune_affinities, tune_postprocessing
 from segtrain.predict import load_model, predict_array
-from segtrain.runs import RunFolder
+from segtrain.tasks import task_of
 from segtrain.train.sources import annotated_volumes
 from segtrain.tuning import tune_run
 
@@ -58,24 +58,21 @@ def _volume_length(entry) -> int:
 
 def train_fold(config: Config, run_dir: Path, log: Log = print) -> Path:
     """Train (or resume, or reuse when finished) the fold's run in ``run_dir``."""
-    from segtrain.train import TrainingRun
+    from segtrain.train.run import ProgressReport
+    from segtrain.workflows.training import RunEnded, RunStarted, train_or_reuse
 
-    folder = RunFolder(run_dir)
-    final = folder.final_checkpoint
-    if final.exists() and folder.metrics().get("steps", 0) >= config.train.max_steps:
-        log(f"{run_dir.name}: finished earlier, reused")
-        return run_dir
-    resume = run_dir if folder.checkpoints_dir.exists() and any(folder.checkpoints_dir.glob("*.ckpt")) else None
-    training = TrainingRun(config, run_dir=None if resume else run_dir, resume=resume)
-    t0 = time.perf_counter()
-    logged = set()
-    for report in training.reports():
-        if report.metrics and report.checkpoint is not None and report.step not in logged:
+    logged, start_step = set(), 0
+    for report in train_or_reuse(config, previous=run_dir, run_dir=run_dir):
+        if isinstance(report, RunStarted):
+            start_step = report.start_step
+        elif isinstance(report, RunEnded):
+            log(f"{run_dir.name}: finished earlier, reused" if report.reused else
+                f"{run_dir.name}: trained to step {start_step} -> {config.train.max_steps} in {report.seconds:.0f} s")
+        elif isinstance(report, ProgressReport) and report.metrics and report.checkpoint is not None \
+                and report.step not in logged:
             logged.add(report.step)
             log(f"{run_dir.name} step {report.step}: "
                 + ", ".join(f"{k} {v:.4g}" for k, v in report.metrics.items() if k in ("voi", "f1", "loss")))
-    log(f"{run_dir.name}: trained to step {training.start_step} -> {config.train.max_steps} "
-        f"in {time.perf_counter() - t0:.0f} s")
     return run_dir
 
 
@@ -119,7 +116,7 @@ def score_heldout(loaded, settings, volumes: list[dict], tta: int, matched: list
     predict_s = time.perf_counter() - t0
     gts = [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
     voxel_sizes = [v["voxel_size"] or config.data.voxel_size for v in volumes]
-    if spec.task == "affinities":
+    if task_of(spec).agglomerates:
         gts = [stack_labels(g, spec.ndim) for g in gts]  # a 2D model's stack: scored slice by slice
         trees = [segment_affinities(o["affinities"], settings, voxel_size=vs, model_ndim=spec.ndim)
                  for o, vs in zip(outputs, voxel_sizes)]
@@ -136,7 +133,7 @@ def score_heldout(loaded, settings, volumes: list[dict], tta: int, matched: list
     scores = [validation_scores(o, g, settings, spec, voxel_size=vs) for o, g, vs in zip(outputs, gts, voxel_sizes)]
     result = {"metric": "f1", **{k: float(np.mean([s[k] for s in scores])) for k in scores[0]},
               "per_image_f1": [float(s["f1"]) for s in scores]}
-    if spec.task in ("masks", "instances"):
+    if task_of(spec).foreground:
         best = tune_postprocessing([o["probabilities"] for o in outputs], gts, settings, spec)
         result.update(chosen=result["f1"], best=best.score, best_settings=best.settings)
     if matching_applies(config):

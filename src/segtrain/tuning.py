@@ -15,6 +15,7 @@ from segtrain.postprocess import OutputSpec
 from segtrain.postprocess.tune import TuneResult, tune_affinities, tune_postprocessing
 from segtrain.predict.infer import as_loaded, predict_array
 from segtrain.runs import RunFolder
+from segtrain.tasks import task_of
 from segtrain.train.sources import annotated_volumes
 
 
@@ -38,21 +39,21 @@ def tune_run(model_or_path, entries=None, split: str = "auto", save: bool = True
     config = loaded.config
     if entries is None:
         if split == "auto":
-            split = "val" if config.task == "affinities" else "train"
+            split = task_of(config).tune_split
         if split not in ("train", "val"):
             raise InputError(f"Tune on 'train' or 'val' images, not {split!r}.")
         entries = getattr(config.data, split)
         if not entries:
             raise InputError(f"The run's config has no data.{split} images to tune on; name annotated images.")
     outputs, labels, known, voxel_sizes = [], [], [], []
-    head = "affinities" if config.task == "affinities" else "probabilities"
+    head = task_of(config).head
     for volume in annotated_volumes(entries, config, max_voxels=config.data.val_max_voxels):
         # as the model sees them: tuning measures the model's own object size (no size matching)
         outputs.append(predict_array(loaded, volume["raw"], match_size=False)[head])
         labels.append(volume["labels"])
         known.append(volume["known"])
         voxel_sizes.append(volume["voxel_size"] or config.data.voxel_size)
-    if config.task == "affinities":
+    if task_of(config).agglomerates:
         result = tune_affinities(outputs, labels, config.segment, OutputSpec.of(config), voxel_sizes, known,
                                  progress=progress)
     else:

@@ -100,6 +100,10 @@ def test_parts_depend_one_way():
     # and prediction, segment and evaluate below it
     assert "postprocess" in parts["train"] and "postprocess" not in parts.get("segment", set())
     assert "train" not in parts["predict"] and "predict" not in parts["postprocess"]
+    # the workflow layer sits between the front ends and training / prediction / proofreading
+    assert "workflows" in parts["plugin"] and "workflows" in parts["commands"]
+    assert not any("workflows" in parts.get(p, set())
+                   for p in ("train", "predict", "postprocess", "proofread", "segment", "evaluate", "io"))
 
 
 def test_the_core_never_imports_qt():

@@ -68,6 +68,20 @@ def _stop_workers():
 
 
 @pytest.fixture
+def own_napari_app(mock_app_model):
+    """A fresh napari application (actions, plugin menus) for a test that opens napari the way
+    `segtrain gui` does (``open_viewer``), as ``make_napari_viewer`` gives its viewers: without it,
+    a viewer made after a ``make_napari_viewer`` test registers napari's plugin actions a second
+    time in the process's one application and fails."""
+    from napari._qt._qapp_model.qactions import init_qactions
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins.cache_clear()  # registered again, into this test's application
+    init_qactions.cache_clear()
+    return mock_app_model
+
+
+@pytest.fixture
 def gui():
     """Clicks, typing and list choices on real widgets (helpers.gui.GUI)."""
     from helpers.gui import GUI

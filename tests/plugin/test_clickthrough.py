@@ -21,7 +21,7 @@ def _screenshots() -> Path | None:
 
 @pytest.mark.shared_data
 @pytest.mark.slow
-def test_cells_clickthrough(cells_dir, gui, tmp_path, monkeypatch, qtbot):
+def test_cells_clickthrough(cells_dir, gui, tmp_path, monkeypatch, qtbot, own_napari_app):
     monkeypatch.chdir(tmp_path)  # "runs" and "export" land here
     app = cells_clickthrough(cells_dir, gui, _screenshots())
     app.close()
@@ -29,7 +29,7 @@ def test_cells_clickthrough(cells_dir, gui, tmp_path, monkeypatch, qtbot):
 
 @pytest.mark.shared_data
 @pytest.mark.slow
-def test_em_clickthrough(em3d_dir, gui, tmp_path, monkeypatch, qtbot):
+def test_em_clickthrough(em3d_dir, gui, tmp_path, monkeypatch, qtbot, own_napari_app):
     monkeypatch.chdir(tmp_path)
     app = em_clickthrough(em3d_dir, gui, _screenshots())
     app.close()

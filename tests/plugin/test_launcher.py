@@ -7,7 +7,7 @@ import napari
 from segtrain.plugin.launcher import open_viewer, widget_names
 
 
-def test_open_viewer_has_docks_and_sample(qtbot):
+def test_open_viewer_has_docks_and_sample(qtbot, own_napari_app):
     from segtrain.plugin.widgets.dock import SegtrainDock
 
     viewer = open_viewer(load_sample=True, show=False)
@@ -23,7 +23,7 @@ def test_open_viewer_has_docks_and_sample(qtbot):
         viewer.close()
 
 
-def test_panels_fit_the_window_with_readable_tabs(qtbot):
+def test_panels_fit_the_window_with_readable_tabs(qtbot, own_napari_app):
     """The dock leaves the canvas most of the width; every tab shows its whole (short) name."""
     from segtrain.plugin.widgets.dock import SegtrainDock
 

@@ -175,7 +175,7 @@ def test_all_panels_from_the_plugins_menu_fit(size, make_napari_viewer, gui):
 
 
 @pytest.mark.parametrize("size", SIZES)
-def test_segtrain_gui_fits_the_screen(size, gui, qtbot):
+def test_segtrain_gui_fits_the_screen(size, gui, qtbot, own_napari_app):
     if not _in_screen_of(size):
         return
     from segtrain.plugin.launcher import open_viewer

@@ -195,17 +195,27 @@ def test_resume_with_an_incompatible_model_is_one_sentence(tmp_path, em_crop, ti
 
 
 def test_resume_continues_from_the_checkpoint_the_test_chose_with_its_weights(tmp_path, em_crop, tiny_config):
-    """Three periodic checkpoints at different steps; the test removes the newer ones, so the one to
+    """Three periodic checkpoints at different steps; the test removes the newer one, so the one to
     resume from is step-4.ckpt (chosen here, not by the library): training must continue from step
-    4 (not from the oldest, step-2, nor from scratch) with exactly its weights and optimizer state."""
+    4 (not from the older full checkpoint, step-2, nor from scratch) with exactly its weights and
+    optimizer state. Only the newest checkpoint keeps the optimizer state (older ones are slimmed
+    to weights), so the test keeps the full step-2 and step-4 files as the run wrote them and puts
+    them back: two resumable checkpoints, the newer one the right one."""
     train, val = sources(em_crop)
-    config = tiny_config(max_steps=6, val_every=100, checkpoint_every=2, keep_checkpoints=3)
-    run = TrainingRun(config, train, val, runs_root=tmp_path)
+    run = TrainingRun(tiny_config(max_steps=2, val_every=100, checkpoint_every=2, keep_checkpoints=3), train, val,
+                      runs_root=tmp_path)
     run.run()
     checkpoints = run.run_dir / "checkpoints"
+    full = {2: (checkpoints / "step-2.ckpt").read_bytes()}
+    for steps in (4, 6):
+        TrainingRun(tiny_config(max_steps=steps, val_every=100, checkpoint_every=2, keep_checkpoints=3), train, val,
+                    resume=run.run_dir).run()
+        full.setdefault(steps, (checkpoints / f"step-{steps}.ckpt").read_bytes())
     assert sorted(p.name for p in checkpoints.glob("step-*.ckpt")) == ["step-2.ckpt", "step-4.ckpt", "step-6.ckpt"]
-    for name in ("final.ckpt", "last.ckpt", "step-6.ckpt"):
-        (checkpoints / name).unlink()
+    for name in ("final.ckpt", "last.ckpt", "step-6.ckpt", "step-2.ckpt", "step-4.ckpt"):
+        (checkpoints / name).unlink(missing_ok=True)
+    for step in (2, 4):
+        (checkpoints / f"step-{step}.ckpt").write_bytes(full[step])
     chosen = torch.load(checkpoints / "step-4.ckpt", map_location="cpu", weights_only=False)
     assert chosen["global_step"] == 4
     # resume to the very step of the chosen checkpoint: what is restored is saved back as final.ckpt

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.tasks import find_task
 
 
 def log(message: str) -> None:
@@ -202,12 +203,14 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     from segtrain.config import ConfigError, segment_config
     from segtrain.io import read_volumes
     from segtrain.postprocess import OutputSpec
+    from segtrain.record import PredictionRecord
     from segtrain.runs import RunFolder
 
     volumes = read_volumes(path, dataset)
     if len(volumes) > 1:
         task = next((v.attrs.get("task") for v in volumes if v.attrs.get("task")), None)
-        wanted = "affinities" if task == "affinities" else "probabilities"
+        found = find_task(task)
+        wanted = found.head if found is not None else "probabilities"
         chosen = [v for v in volumes if v.attrs.get("kind") == wanted] if task else []
         if len(chosen) != 1:
             names = ", ".join(v.dataset or v.name for v in volumes)
@@ -220,9 +223,11 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     axes = tuple(volume.axes)
     if "c" in axes and axes.index("c") != 0:
         array = np.moveaxis(array, axes.index("c"), 0)
-    kind = attrs.get("kind") or ("probabilities" if attrs.get("task") in ("masks", "instances", "classes")
-                                 else "affinities")
-    task, ndim = attrs.get("task"), attrs.get("model_ndim")
+    # how the prediction was made (None: a file without a record, e.g. affinities made elsewhere)
+    record = PredictionRecord.from_attrs(attrs, " ".join(filter(None, [str(path), volume.dataset])))
+    task, ndim = (None, None) if record is None else (record.task, record.model_ndim)
+    found = find_task(task)
+    kind = attrs.get("kind") or (found.head if found is not None else "affinities")
     try:
         if getattr(args, "run", None):
             folder = RunFolder(args.run)
@@ -230,8 +235,8 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
                 raise InputError(f"{args.run} is not a segtrain run folder (no config.yaml); give a run folder.")
             config = folder.model_config()
             settings, task, ndim, origin = config.segment, config.task, config.ndim, f"run {folder.name}"
-        elif isinstance(attrs.get("settings"), dict):
-            settings, origin = segment_config(attrs["settings"], "the prediction's settings"), "the prediction"
+        elif record is not None and record.settings is not None:
+            settings, origin = record.settings, "the prediction"
         else:
             settings, origin = segment_config(), "the defaults"
         overridden = []

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from segtrain.commands._numbers import positive_int
+from segtrain.tasks import task_of
 
 HELP = "train a network from a YAML config (or continue a run with --resume)"
 
@@ -28,15 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "folder to every process when torchrun or several machines start them")
 
 
-def _is_selftrain_run(path: str) -> bool:
-    """Whether ``path`` (a run folder, a checkpoint in one, or an iteration folder) belongs to a
-    self-training run, which `segtrain selftrain --resume` continues as a whole."""
-    from segtrain.runs import RunFolder
-
-    folder = RunFolder.of_checkpoint(path) if Path(path).is_file() else RunFolder(path)
-    return folder is not None and folder.selftrain_root() is not None
-
-
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -44,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.errors import ConfigError
     from segtrain.train import TrainingRun
     from segtrain.train.run import env_rank_zero
+    from segtrain.workflows.training import selftrain_root, selftraining_wanted
 
-    if args.resume is not None and _is_selftrain_run(args.resume):
+    if args.resume is not None and selftrain_root(args.resume) is not None:
         from segtrain.commands import selftrain
 
         if args.max_steps is not None or args.init_from is not None or args.run_dir is not None:
@@ -55,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         args.iterations = args.steps = None
         return selftrain.run(args)
     config = load_config(args.config)
-    if config.selftrain.iterations and args.resume is None and args.init_from is None and args.run_dir is None:
+    if selftraining_wanted(config, args.resume, args.init_from, args.run_dir):
         from segtrain.commands import selftrain
 
         print(f"the config has a selftrain section ({config.selftrain.iterations} iterations): self-training "
@@ -110,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
           + (f" (final: {final.name})" if final else ""))
     if last is not None and last.metrics:
         print("last validation: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))
-    if config.task in ("masks", "instances"):
+    if task_of(config).foreground:
         print(f"next: `segtrain tune {training.run_dir}` chooses the threshold, seed and size settings "
               "for the best instance F1 (validation above used the config's settings)")
     return code

@@ -12,6 +12,7 @@ from torch import nn
 from segtrain.config import Config, divisor
 from segtrain.errors import ConfigError
 from segtrain.models.unet import UNet
+from segtrain.tasks import task_of
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,9 @@ def offsets_for(config: Config) -> list[tuple[int, ...]]:
 def head_specs(config: Config) -> list[HeadSpec]:
     """The outputs a model built from ``config`` returns, in order."""
     m = config.model
-    if m.task == "affinities":
-        heads = [HeadSpec("affinities", len(offsets_for(config)), "sigmoid")]
-        if m.lsds:
-            heads.append(HeadSpec("lsds", 10 if config.ndim == 3 else 6, "sigmoid"))
-        return heads
-    if m.task == "masks":
-        return [HeadSpec("probabilities", 1, "sigmoid")]
-    if m.task == "instances":
-        return [HeadSpec("probabilities", 2, "sigmoid")]  # foreground, boundary
-    return [HeadSpec("probabilities", m.n_classes, "softmax")]
+    task = task_of(m)
+    n_offsets = len(offsets_for(config)) if task.agglomerates else 0
+    return [HeadSpec(*head) for head in task.heads(n_offsets, m.lsds, config.ndim, m.n_classes)]
 
 
 class SegmentationModel(nn.Module):

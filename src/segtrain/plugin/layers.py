@@ -27,6 +27,8 @@ from segtrain.config import segment_config  # noqa: F401 - also for the panels
 from segtrain.io import Volume
 from segtrain.io.volume import DEFAULT_AXES, jsonable
 from segtrain.runs import default_runs_root
+from segtrain.tasks import REGISTRY, find_task
+from segtrain.record import PredictionRecord
 
 #: key in ``layer.metadata`` under which the widgets keep what they know about a layer (a LayerInfo)
 META = "segtrain"
@@ -69,30 +71,36 @@ class LayerInfo:
     fragments: Any = field(default=None, repr=False)
     proofreader: Any = field(default=None, repr=False)  # a segtrain.proofread.Proofreader: edits on top
 
-    SAVED = ("kind", "task", "model_ndim", "threshold", "run", "checkpoint", "source", "image")
+    SAVED = ("kind", "threshold", "source", "image")  # besides the record of how it was made
+
+    @property
+    def record(self) -> PredictionRecord:
+        """How the layer (or the prediction it derives from) was made."""
+        return PredictionRecord(task=self.task, model_ndim=self.model_ndim, settings=self.settings,
+                                run=self.run, checkpoint=self.checkpoint)
 
     def to_attrs(self) -> dict:
-        """The JSON-able part (settings as a mapping; no arrays)."""
-        attrs = {k: getattr(self, k) for k in self.SAVED if getattr(self, k) is not None}
-        if self.settings is not None:
-            attrs["settings"] = dataclasses.asdict(self.settings)
-        return attrs
+        """The JSON-able part (the record's attributes, settings as a mapping; no arrays)."""
+        own = {k: getattr(self, k) for k in self.SAVED if getattr(self, k) is not None}
+        return {**own, **self.record.to_attrs()}
 
     @classmethod
-    def from_attrs(cls, attrs: dict) -> LayerInfo | None:
-        """The info a file written from a layer kept (its attributes), or None if it has none."""
+    def of_record(cls, kind: str, record: PredictionRecord | None, **more) -> LayerInfo:
+        """The info of a layer of ``kind`` made as ``record`` says (None: no record)."""
+        record = record or PredictionRecord()
+        return cls(kind=kind, task=record.task, model_ndim=record.model_ndim, settings=record.settings,
+                   run=record.run, checkpoint=record.checkpoint, **more)
+
+    @classmethod
+    def from_attrs(cls, attrs: dict, where: str = "the layer") -> LayerInfo | None:
+        """The info a file written from a layer kept (its attributes), or None if it has none; a
+        malformed record of how it was made raises InputError naming ``where`` and the field
+        (:meth:`PredictionRecord.from_attrs`)."""
         kind = attrs.get("kind")
         if kind not in LAYER_KINDS:
             return None
-        settings = attrs.get("settings")
-        if isinstance(settings, dict):
-            try:
-                settings = segment_config(settings)
-            except Exception:  # noqa: BLE001 - settings of another version: keep the rest
-                settings = None
-        else:
-            settings = None
-        return cls(kind=kind, settings=settings, **{k: attrs.get(k) for k in cls.SAVED if k != "kind"})
+        return cls.of_record(kind, PredictionRecord.from_attrs(attrs, where),
+                             **{k: attrs.get(k) for k in cls.SAVED if k != "kind"})
 
 
 def layer_info(layer: Any) -> LayerInfo | None:
@@ -102,7 +110,7 @@ def layer_info(layer: Any) -> LayerInfo | None:
     info = metadata.get(META)
     if isinstance(info, LayerInfo):
         return info
-    return LayerInfo.from_attrs(metadata)
+    return LayerInfo.from_attrs(metadata, f"The layer {getattr(layer, 'name', '')!r}")
 
 
 def layer_kind(layer: Any) -> str | None:
@@ -178,11 +186,8 @@ def derived_name(parent: Any, what: str, viewer: Any) -> str:
     segmentation'``, ``'B corrections'``), never a pile of every step's name."""
     return f"{image_of(parent, viewer) or parent.name} {what}"
 
-TASKS = {
-    "affinities": "affinities + LSDs (EM)",
-    "masks": "masks (foreground)",
-    "instances": "instances (cells)",
-}
+#: the tasks the Data panel offers, by name: their labels
+TASKS = {task.name: task.label for task in REGISTRY.values() if task.label}
 
 
 def task_from_labels(labels: np.ndarray, ndim: int) -> str:
@@ -347,11 +352,8 @@ def uncertainty_layer_args(array: np.ndarray, image: Any, name: str,
 
 def probability_layers(array: np.ndarray, task: str) -> list[tuple[str, int]]:
     """(layer suffix, channel) for each probability channel worth its own image layer."""
-    if task == "instances" and array.shape[0] == 2:
-        return [("probabilities", 0), ("boundary", 1)]  # foreground, boundary (sigmoid)
-    if task == "classes":
-        return [(f"class {c}", c) for c in range(1, array.shape[0])]
-    return [("probabilities", 0)]
+    found = find_task(task)
+    return found.probability_layers(array.shape[0]) if found is not None else [("probabilities", 0)]
 
 
 def unique_name(viewer: Any, base: str) -> str:

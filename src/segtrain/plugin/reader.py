@@ -29,6 +29,8 @@ def layer_data(volume: Volume, name: str | None = None) -> LayerData:
     """napari LayerData for a :class:`Volume`: scale/translate from voxel size/offset, the file's
     attributes as layer metadata; channel axes become one layer per channel (RGB stays RGB)."""
     data = volume.data
+    # how a prediction (or a segmentation of one) was made, parsed once: a malformed record is refused
+    info = LayerInfo.from_attrs(volume.attrs, " ".join(filter(None, [volume.source, volume.dataset])) or volume.name)
     kwargs = {
         "name": name or volume.name,
         "scale": tuple(volume.voxel_size),
@@ -40,7 +42,6 @@ def layer_data(volume: Volume, name: str | None = None) -> LayerData:
         if data.dtype == bool:
             data = data.astype(np.uint8)
         return data, kwargs, "labels"
-    info = LayerInfo.from_attrs(volume.attrs)
     if info is not None and info.kind in ("affinities", "lsds", "probabilities") and not volume.is_lazy \
             and "c" in volume.axes and volume.axes.index("c") == 0:
         # a `segtrain predict` output: shown as the Predict panel shows it, the run's settings kept

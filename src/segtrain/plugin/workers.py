@@ -340,14 +340,15 @@ def _import_heavy() -> None:
     try:
         import importlib
 
+        with MATPLOTLIB_IMPORT:  # first, and never beside the GUI thread's own import of it
+            from matplotlib.backends import backend_agg
+            from matplotlib.figure import Figure
+
+            figure = Figure(figsize=(1, 1))
+            figure.add_subplot(111).set_xlabel("step")
+            backend_agg.FigureCanvasAgg(figure).draw()  # fonts and text rendering, loaded once
         for panel in ("segment", "proofread", "export", "predict", "runs", "train", "data"):  # scipy.ndimage,
             importlib.import_module(f"segtrain.plugin.widgets.{panel}")  # post-processing, proofreading: no widget made
-        from matplotlib.backends import backend_agg
-        from matplotlib.figure import Figure
-
-        figure = Figure(figsize=(1, 1))
-        figure.add_subplot(111).set_xlabel("step")
-        backend_agg.FigureCanvasAgg(figure).draw()  # fonts and text rendering, loaded once
         import segtrain.predict  # noqa: F401
         import segtrain.train  # noqa: F401
         import lightning.pytorch  # noqa: F401 - what a run imports before its first step
@@ -357,6 +358,11 @@ def _import_heavy() -> None:
 
 
 _WARM_UP: list[threading.Thread] = []
+
+#: held while matplotlib is first imported, by the warm-up thread and by the panels' plots: two
+#: threads importing matplotlib at once get "partially initialized module" errors (its modules
+#: import each other), which left `segtrain gui` without its panels
+MATPLOTLIB_IMPORT = threading.Lock()
 
 
 def warm_up_imports() -> None:
@@ -368,7 +374,9 @@ def warm_up_imports() -> None:
     avoid_triton_llvm_clash()  # before torch is imported
     thread = threading.Thread(target=_import_heavy, name="segtrain-warm-up", daemon=True)
     _WARM_UP.append(thread)
-    thread.start()
+    # started once the event loop runs again: the panels being made now (all of them in the
+    # tabbed dock) import their modules on the GUI thread first, never beside this thread
+    QTimer.singleShot(0, thread.start)
 
 
 _DASK_POOL: list = []
@@ -399,8 +407,10 @@ def _keep_pool_threads_free() -> None:
 
 
 def warm_up_done() -> bool:
-    """Whether the background import :func:`warm_up_imports` started has finished."""
-    return not any(thread.is_alive() for thread in _WARM_UP)
+    """Whether the background import :func:`warm_up_imports` started has finished (or was never
+    started)."""
+    return not any(thread.is_alive() or (thread.ident is None and QCoreApplication.instance() is not None)
+                   for thread in _WARM_UP)
 
 
 def stop_worker(worker: FunctionWorker | GeneratorWorker | None) -> None:

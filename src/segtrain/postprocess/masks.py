@@ -13,6 +13,7 @@ from segtrain.segment import (
     instances_from_foreground_boundary,
     instances_from_probabilities,
 )
+from segtrain.tasks import task_of
 
 
 def _channels(probabilities) -> np.ndarray:
@@ -81,7 +82,8 @@ def scaled_sizes(settings: SegmentConfig, ratio: float) -> SegmentConfig:
 def _instances(probabilities, settings: SegmentConfig, spec: OutputSpec) -> np.ndarray:
     probabilities = _channels(probabilities)
     s = settings
-    if spec.task == "masks" or probabilities.shape[0] == 1:
+    task = task_of(spec)
+    if (task.foreground and not task.boundary_channel) or probabilities.shape[0] == 1:
         return instances_from_probabilities(probabilities[0], s.probability_threshold, method=s.instance_method,
                                             min_size=s.min_size, min_seed_distance=s.min_seed_distance)
     return instances_from_foreground_boundary(

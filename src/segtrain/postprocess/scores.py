@@ -12,6 +12,7 @@ from segtrain.evaluate import class_iou, instance_scores, mask_scores, sweep
 from segtrain.postprocess.affinities import segment_affinities, stack_labels
 from segtrain.postprocess.masks import foreground, instances
 from segtrain.postprocess.spec import OutputSpec
+from segtrain.tasks import task_of
 
 
 def affinity_scores(affs, gt, settings: SegmentConfig, voxel_size: Sequence[float] | None = None,
@@ -43,12 +44,13 @@ def validation_scores(outputs: dict[str, np.ndarray], gt, settings: SegmentConfi
     (:func:`per_class_scores`). ``known`` False voxels are
     left out (gt set to 0, which every score ignores where it can)."""
     gt = np.asarray(gt).astype(np.int64)
-    if spec.task == "affinities":
+    task = task_of(spec)
+    if task.agglomerates:
         if known is not None:
             gt = np.where(known, gt, 0)
         return affinity_scores(outputs["affinities"], gt, settings, voxel_size=voxel_size, model_ndim=spec.ndim)
     probabilities = outputs["probabilities"]
-    if spec.task in ("masks", "instances"):
+    if task.foreground:
         keep = np.ones(gt.shape, bool) if known is None else known
         scores = mask_scores(foreground(probabilities, settings)[keep], gt[keep] > 0)
         labels = instances(probabilities, settings, spec)

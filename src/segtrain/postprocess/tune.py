@@ -29,6 +29,7 @@ from segtrain.postprocess.affinities import prediction_fragments, segment_affini
 from segtrain.postprocess.masks import measured_object_size
 from segtrain.postprocess.scores import validation_scores
 from segtrain.postprocess.spec import OutputSpec
+from segtrain.tasks import task_of
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 SEED_BOUNDARY = (0.2, 0.3, 0.4, 0.5, 0.6)
@@ -70,7 +71,7 @@ def default_grid(settings: SegmentConfig, spec: OutputSpec, median_size: float) 
     """The values each setting may take, for ``spec``'s task and objects of ``median_size`` voxels."""
     sizes = tuple(sorted({int(round(f * median_size)) for f in SIZE_FRACTIONS}))
     grid: dict[str, tuple] = {"probability_threshold": THRESHOLDS}
-    if spec.task == "instances":
+    if task_of(spec).boundary_channel:
         grid["seed_boundary_max"] = SEED_BOUNDARY
         grid["seed_min_size"] = tuple(sorted({int(round(f * median_size)) for f in SEED_SIZE_FRACTIONS}))
     elif settings.instance_method == "watershed":
@@ -104,7 +105,7 @@ def tune_postprocessing(
     """Search the segment settings that maximise mean instance F1 (IoU 0.5) of ``probabilities``
     (one ``(C, *spatial)`` array per image, as predicted) against ``labels`` (instance ids),
     starting from ``settings``."""
-    if spec.task not in ("masks", "instances"):
+    if not task_of(spec).foreground:
         raise InputError(
             f"Tuning is for mask and instance models, not {spec.task!r}; affinity models choose "
             "their merge threshold with `segtrain sweep`."
@@ -185,7 +186,7 @@ def tune_affinities(
     volume) against ``labels`` (ground truth 0 and ``known`` False are ignored). Every combination
     is tried; for each, one threshold for all volumes is taken from a sweep of
     ``settings.thresholds`` (the mean VOI over the volumes at each threshold)."""
-    if spec.task != "affinities":
+    if not task_of(spec).agglomerates:
         raise InputError(f"tune_affinities is for affinity models, not {spec.task!r}.")
     if len(affinities) == 0 or len(affinities) != len(labels):
         raise InputError("Tuning needs one ground-truth volume per prediction, and at least one of each.")

@@ -353,15 +353,10 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
                 arrays[name][...] = value
         else:
             _run_tiles(loaded, array, tiles, has_channels, low, high, write, leads, batch_size, progress, augment)
-        # the run's segment settings travel with its predictions (segtrain segment uses them)
-        model = {k: v for k, v in loaded.output_attrs().items() if v is not None}
+        # how the prediction was made travels with it (segtrain segment uses the run's settings)
+        record = loaded.record(object_scale=None if factors is None else [round(float(f), 4) for f in factors])
         for name, array in arrays.items():
-            array.attrs.update({"kind": name, **model})
-        if UNCERTAINTY in arrays:
-            arrays[UNCERTAINTY].attrs["tta"] = len(augment)
-        if factors is not None:
-            model["object_scale"] = [round(float(f), 4) for f in factors]
-            for array in arrays.values():
-                array.attrs["object_scale"] = model["object_scale"]
-        group.attrs.update({**model, OUTPUT_MARKER: PREDICT_OUTPUT})
+            own = record.with_(tta=len(augment)) if name == UNCERTAINTY else record
+            array.attrs.update({"kind": name, **own.to_attrs()})
+        group.attrs.update({**record.to_attrs(), OUTPUT_MARKER: PREDICT_OUTPUT})
     return output

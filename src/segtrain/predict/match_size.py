@@ -24,6 +24,7 @@ from scipy import ndimage
 from segtrain.config import Config
 from segtrain.postprocess import OutputSpec
 from segtrain.postprocess.masks import measured_object_size, size_ratio
+from segtrain.tasks import task_of
 
 MAX_PASSES = 3  # estimating passes (each a plain prediction) before the final one
 FACTOR_RANGE = (0.25, 4.0)  # zoom factors allowed (diameter)
@@ -33,7 +34,7 @@ def matching_applies(config: Config, match: bool | None = None) -> bool:
     """Whether predictions of this model are size-matched: asked for (``match``, or the config's
     ``predict.match_object_size``), a 2D mask/instance model, and a known ``segment.object_size``."""
     wanted = config.predict.match_object_size if match is None else match
-    return bool(wanted) and config.task in ("masks", "instances") and config.ndim == 2 \
+    return bool(wanted) and task_of(config).foreground and config.ndim == 2 \
         and config.segment.object_size is not None
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import copy
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ import torch
 from segtrain.config import Config, config_from_dict
 from segtrain.errors import ConfigError, SegtrainError
 from segtrain.models import SegmentationModel, build_model
+from segtrain.record import PredictionRecord
 from segtrain.runs import RunFolder
 
 
@@ -32,14 +34,15 @@ class LoadedModel:
         folder = self.folder
         return None if folder is None else folder.path
 
-    def output_attrs(self) -> dict:
-        """What a prediction records about the model that made it (the panels' LayerInfo keys):
-        task, model_ndim, the run's segment ``settings`` (the threshold its validation chose and
-        `segtrain tune`'s settings included), run, checkpoint and step."""
+    def record(self, **more) -> PredictionRecord:
+        """How a prediction of this model is made: task, model_ndim, the run's segment settings
+        (the threshold its validation chose and `segtrain tune`'s settings included), run,
+        checkpoint and step; ``more``: tta, object_scale (or other settings)."""
         folder = self.folder
-        return {"task": self.config.task, "model_ndim": self.config.ndim, "settings": asdict(self.config.segment),
-                "run": None if folder is None else str(folder.path), "checkpoint": str(self.checkpoint),
-                "step": self.step}
+        more = {"settings": copy.deepcopy(self.config.segment), **more}
+        return PredictionRecord(task=self.config.task, model_ndim=self.config.ndim,
+                                run=None if folder is None else str(folder.path),
+                                checkpoint=str(self.checkpoint), step=self.step, **more)
 
     def describe(self) -> str:
         """``run my-run-..., final.ckpt (step 1500)``."""

@@ -48,6 +48,7 @@ from segtrain.predict.uncertainty import (
     spread_head,
     welford_update,
 )
+from segtrain.tasks import task_of
 
 Forward = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -280,5 +281,5 @@ def model_tta(config: Config, n: int, voxel_size: Sequence[float] | None = None,
     if n < 1:
         raise InputError(f"TTA needs 1 or more transforms (1 = off), not {n}.")
     transforms = tta_transforms(n, config.ndim, voxel_size)
-    offsets = offsets_for(config) if config.task == "affinities" else None
+    offsets = offsets_for(config) if task_of(config).agglomerates else None
     return TestTimeAugmentation(transforms, offsets, uncertainty=uncertainty)

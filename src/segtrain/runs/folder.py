@@ -27,6 +27,7 @@ from segtrain.runs.layout import (
 )
 from segtrain.runs.root import default_runs_root
 from segtrain.runs.summary import RunSummary, _data_text, _finite, _is_class_metric, _model_text
+from segtrain.tasks import find_task
 
 
 def _timestamp() -> str:
@@ -362,7 +363,8 @@ class RunFolder:
         """
         if n_classes is None:
             model = self.raw_config().get("model") or {}
-            if model.get("task") == "classes":
+            task = find_task(model)
+            if task is not None and task.semantic:
                 n_classes = int(model.get("n_classes") or 2)
         record = {"train": [_safe_source_record(s, n_classes) for s in train],
                   "val": [_safe_source_record(s, n_classes) for s in val]}

@@ -26,18 +26,15 @@ from itertools import pairwise
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.scoring import scoring_function
 
 BINS = 256
 
 
 def scoring_quantile(scoring: str) -> int | None:
-    """The quantile ``Q`` of a ``hist_quant_Q`` scoring, None for ``mean`` (short names or
-    waterz's type strings of the precompiled functions)."""
-    from segtrain.segment._waterz import SCORING_FUNCTIONS, scoring_type
-
-    full = scoring_type(scoring)
-    short = next(k for k, v in SCORING_FUNCTIONS.items() if v == full)
-    return None if short == "mean" else int(short.removeprefix("hist_quant_"))
+    """The quantile ``Q`` of a histogram scoring, None for the mean (a name in
+    :data:`segtrain.scoring.SCORING_TABLE`, or waterz's type string of one)."""
+    return scoring_function(scoring).quantile
 
 
 def discretize(values: np.ndarray) -> np.ndarray:

@@ -166,25 +166,18 @@ def load_job(folder: str) -> ScaleJob:
 
 
 def check_segment_settings(segment: dict) -> dict:
-    """The segment settings the pipeline uses, checked; InputError names what is wrong."""
-    from segtrain.segment import FRAGMENT_METHODS
-    from segtrain.segment._waterz import check_threshold, scoring_type
+    """The segment settings the pipeline uses, checked as a :class:`~segtrain.config.SegmentConfig`
+    is (the one set of rules); InputError names what is wrong."""
+    from segtrain.config import ConfigError, segment_config
 
     missing = [k for k in SEGMENT_KEYS if k not in segment]
     if missing:
         raise InputError(f"Segment settings lack {', '.join(missing)}.")
-    out = {k: segment[k] for k in SEGMENT_KEYS}
-    if out["fragments"] not in FRAGMENT_METHODS:
-        raise InputError(f"Unknown fragment method {out['fragments']!r}; choose one of "
-                         f"{', '.join(FRAGMENT_METHODS)}.")
-    scoring_type(out["scoring"])
-    out["boundary_threshold"] = check_threshold(out["boundary_threshold"], "boundary threshold")
-    out["min_seed_distance"] = int(out["min_seed_distance"])
-    out["min_size"] = int(out["min_size"])
-    out["per_slice"] = bool(out["per_slice"])
-    if out["min_seed_distance"] < 0 or out["min_size"] < 0:
-        raise InputError("min_seed_distance and min_size must not be negative.")
-    return out
+    try:
+        settings = segment_config({k: segment[k] for k in SEGMENT_KEYS})
+    except ConfigError as error:
+        raise InputError(str(error)) from None
+    return {k: getattr(settings, k) for k in SEGMENT_KEYS}
 
 
 def grid_settings(shape, block_shape, context) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:

@@ -148,9 +148,13 @@ def create_job(folder: str | Path, *, block_shape: Sequence[int], affinities: st
     folder.mkdir(exist_ok=True)
     job = ScaleJob(folder, settings)
     axes = ("z", "y", "x")
-    if raw is not None:
+    if raw is not None:  # how the affinities are made, the record `segtrain predict` writes
+        from segtrain.config import segment_config
+
+        record = loaded.record(settings=segment_config(seg))
         create_output(folder / "volumes.zarr" / "affinities", (channels, *shape), np.float32,
                       (channels, *block_shape), voxel_size, offset, ("c", *axes), False,
+                      attrs={"kind": "affinities", **record.to_attrs()},
                       complete_with=f"segtrain scale run {folder}")
     create_output(folder / "volumes.zarr" / "fragments", shape, np.uint64, block_shape,
                   voxel_size, offset, axes, True, complete_with=f"segtrain scale run {folder}")

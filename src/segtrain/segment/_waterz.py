@@ -12,17 +12,10 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.scoring import WaterzTypes, scoring_function
 
-# short name -> waterz C++ type string; all of these are compiled into the waterz wheel
-SCORING_FUNCTIONS: dict[str, str] = {
-    "mean": "OneMinus<MeanAffinity<RegionGraphType, ScoreValue>>",
-    **{
-        f"hist_quant_{q}": (
-            f"OneMinus<HistogramQuantileAffinity<RegionGraphType, {q}, ScoreValue, 256, false>>"
-        )
-        for q in range(10, 100, 5)
-    },
-}
+#: short name -> waterz C++ type string, a view of :data:`segtrain.scoring.SCORING_TABLE`
+SCORING_FUNCTIONS = WaterzTypes()
 
 _STDOUT_LOCK = threading.Lock()
 
@@ -56,17 +49,9 @@ def quiet_stdout() -> Iterator[None]:
 
 
 def scoring_type(scoring: str) -> str:
-    """The waterz type string for a short scoring name; InputError for anything else."""
-    if scoring in SCORING_FUNCTIONS:
-        return SCORING_FUNCTIONS[scoring]
-    for short, full in SCORING_FUNCTIONS.items():  # the full type strings of the same functions
-        if "".join(str(scoring).split()) == "".join(full.split()):
-            return full
-    names = ", ".join(["mean", "hist_quant_10", "hist_quant_15", "...", "hist_quant_95"])
-    raise InputError(
-        f"Unknown scoring function {scoring!r}: only the functions precompiled into waterz work "
-        f"({names}); anything else would need a C++ compiler."
-    )
+    """The waterz type string for a short scoring name (or the type string itself); InputError
+    for anything else."""
+    return scoring_function(scoring).waterz
 
 
 def check_threshold(threshold: float, name: str = "threshold") -> float:

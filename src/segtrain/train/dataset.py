@@ -12,6 +12,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from segtrain.config import Config
 from segtrain.errors import InputError
+from segtrain.tasks import task_of
 from segtrain.train.augment import augment, source_shape, zoom_factor, zoomed
 from segtrain.train.sources import Source
 from segtrain.train.targets import targets_for
@@ -53,7 +54,7 @@ class PatchStream(IterableDataset):
             raise InputError("No training data: give at least one image with labels.")
         self.sources = prepare_sources(sources, config)
         if augmented and config.data.class_sampling != "none":
-            n_classes = config.model.n_classes if config.task == "classes" else None
+            n_classes = task_of(config).class_count(config.model.n_classes)
             for source in self.sources:
                 if hasattr(source, "use_class_sampling"):
                     source.use_class_sampling(config.data.class_sampling, n_classes)

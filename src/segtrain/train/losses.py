@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from segtrain.tasks import task_of
+
 
 def balance_weights(target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Per-channel weights making positives and negatives contribute equally (gunpowder's
@@ -117,13 +119,14 @@ def task_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], 
     t = config.train
     kind = resolved_loss(config)
     parts: dict[str, torch.Tensor] = {}
-    if config.model.task == "affinities":
+    task = task_of(config.model)
+    if task.agglomerates:
         affs = torch.sigmoid(outputs["affinities"].float())
         parts["affinities"] = weighted_mse(affs, batch["affinities"], batch["affinities_weight"], t.balance)
         if "lsds" in outputs:
             lsds = torch.sigmoid(outputs["lsds"].float())
             parts["lsds"] = t.lsd_weight * weighted_mse(lsds, batch["lsds"], batch["lsds_weight"])
-    elif config.model.task in ("masks", "instances"):
+    elif task.foreground:
         parts["probabilities"] = binary_loss(outputs["probabilities"], batch["probabilities"],
                                              batch["probabilities_weight"], kind, t.pos_weight, t.focal_gamma,
                                              t.focal_alpha)

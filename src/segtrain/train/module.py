@@ -13,6 +13,7 @@ import torch
 
 from segtrain.config import Config, config_from_dict, monitor_metric
 from segtrain.models import build_model
+from segtrain.tasks import task_of
 from segtrain.train.losses import task_loss
 from segtrain.train.schedule import WarmupCosine
 
@@ -137,7 +138,7 @@ class SegtrainModule(pl.LightningModule):
                 args = (outputs, volume["labels"], self.cfg.segment, OutputSpec.of(self.cfg))
                 kwargs = {"voxel_size": volume.get("voxel_size") or self.cfg.data.voxel_size,
                           "known": volume.get("known")}
-                if self.score_in_process and self.cfg.task == "affinities":
+                if self.score_in_process and task_of(self.cfg).agglomerates:
                     values = in_process(validation_scores, *args, **kwargs)
                 else:
                     with warnings.catch_warnings():

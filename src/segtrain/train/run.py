@@ -48,6 +48,7 @@ from segtrain.config import Config, load_config, monitor_metric
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
 from segtrain.runs import RunFolder, checkpoint_is_full, checkpoint_step, default_runs_root, fine_tune_note
+from segtrain.tasks import task_of
 from segtrain.train.sources import (
     ArraySource,
     Source,
@@ -540,7 +541,7 @@ class TrainingRun:
         d = self.config.data
         for source in [*self.train_sources, *self.val_sources]:  # bad data: one sentence, no run folder left
             source.prepare(self.config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
-        if self.config.task == "affinities":  # VOI / ARAND against nothing labelled: a false perfect score
+        if task_of(self.config).agglomerates:  # VOI / ARAND against nothing labelled: a false perfect score
             for source in self.val_sources:
                 if isinstance(source, ArraySource) and source.known is None and not np.any(source._labels):
                     raise InputError(f"Validation source {source.name}: the labels have no labelled voxel (every value "

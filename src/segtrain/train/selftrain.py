@@ -41,6 +41,7 @@ import numpy as np
 from segtrain.config import Config, load_config, monitor_metric, selftrain_classes
 from segtrain.errors import InputError, SegtrainError
 from segtrain.runs import RunFolder
+from segtrain.tasks import task_of
 from segtrain.train.run import ProgressReport, TrainingRun, split_source
 from segtrain.train.sources import (
     ArraySource,
@@ -90,10 +91,11 @@ def pixel_classes(outputs: dict[str, np.ndarray], config: Config) -> tuple[np.nd
     classes the most probable class and its probability; masks and instances background /
     foreground from the foreground probability ``p`` (confidence ``1 - p`` or ``p``); affinities
     boundary / object from the smallest nearest-neighbour affinity ``a`` (``1 - a`` or ``a``)."""
-    if config.task == "classes":
+    task = task_of(config)
+    if task.semantic:
         probs = np.asarray(outputs["probabilities"])
         return probs.argmax(axis=0).astype(np.int64), probs.max(axis=0)
-    if config.task == "affinities":
+    if task.agglomerates:
         p = np.asarray(outputs["affinities"])[_nearest_channels(config)].min(axis=0)
     else:
         p = np.asarray(outputs["probabilities"])[0]
@@ -114,9 +116,10 @@ def true_classes(labels: np.ndarray, config: Config, known: np.ndarray | None = 
     affinities are)."""
     labels = np.asarray(labels)
     known = np.ones(labels.shape, bool) if known is None else np.asarray(known, bool)
-    if config.task == "classes":
+    task = task_of(config)
+    if task.semantic:
         return labels.astype(np.int64), known
-    if config.task != "affinities":
+    if not task.agglomerates:
         return (labels != 0).astype(np.int64), known
     from segtrain.models.build import offsets_for
     from segtrain.targets import affinities
@@ -176,12 +179,12 @@ def pseudo_labels(outputs: dict[str, np.ndarray], config: Config, thresholds: Se
     affinities; per image for a stack of 2D images). A kept pixel whose label disagrees with its
     class is dropped.
     """
-    task = config.task
+    task = task_of(config)
     thresholds = np.asarray(thresholds, dtype=np.float32)
     classes, confidence = pixel_classes(outputs, config)
-    if task == "classes":
+    if task.semantic:
         labels = classes.astype(np.int64)
-    elif task == "instances":
+    elif task.boundary_channel:
         from segtrain.postprocess import OutputSpec, instances
 
         labels = np.asarray(instances(outputs["probabilities"], config.segment, OutputSpec.of(config)),
@@ -189,7 +192,7 @@ def pseudo_labels(outputs: dict[str, np.ndarray], config: Config, thresholds: Se
     else:
         labels = _components(classes == 1, stack)
     known = confidence >= thresholds[classes]
-    if task != "classes":
+    if not task.semantic:
         known &= (labels != 0) == (classes == 1)
     n = len(thresholds)
     predicted = np.bincount(classes.reshape(-1), minlength=n)
@@ -392,23 +395,23 @@ def _figure(path: Path, volume: dict, outputs: dict, pseudo: PseudoLabels, confi
     raw = np.asarray(volume["raw"])
     if raw.ndim == config.ndim + 1 and config.data.in_channels > 1:
         raw = raw[0]
-    head = "affinities" if config.task == "affinities" else "probabilities"
-    prediction = np.asarray(outputs[head])
-    if config.task == "classes":
+    task = task_of(config)
+    prediction = np.asarray(outputs[task.head])
+    if task.semantic:
         prediction = prediction.argmax(axis=0).astype(np.float32)
-    elif config.task == "affinities":
+    elif task.agglomerates:
         prediction = prediction[:config.ndim].mean(axis=0)
     else:
         prediction = prediction[0]
     gt = volume["labels"]
-    if config.task != "classes":
+    if not task.semantic:
         gt = (np.asarray(gt) != 0).astype(np.float32)
     shown = np.where(pseudo.known, pseudo.classes, np.nan).astype(np.float32)
     figure = Figure(figsize=(12, 3.4), dpi=80)
     FigureCanvasAgg(figure)
     vmax = max(1, selftrain_classes(config) - 1)
     panels = [("image", middle(raw), "gray", None), ("ground truth", middle(gt), "viridis", (0, vmax)),
-              ("prediction", middle(prediction), "viridis", (0, vmax if config.task == "classes" else 1)),
+              ("prediction", middle(prediction), "viridis", (0, vmax if task.semantic else 1)),
               ("pseudo-label (grey: ignored)", middle(shown), "viridis", (0, vmax))]
     for i, (name, image, cmap, limits) in enumerate(panels):
         ax = figure.add_subplot(1, 4, i + 1)

@@ -7,6 +7,7 @@ from scipy import ndimage
 
 from segtrain.config import Config
 from segtrain.models.build import offsets_for
+from segtrain.tasks import task_of
 from segtrain.train.sources import Sample
 
 
@@ -32,7 +33,8 @@ def targets_for(sample: Sample, config: Config, voxel_size=None) -> dict[str, np
     if sample.weights is not None:
         weights = weights * sample.weights
     out = {"raw": sample.raw.astype(np.float32, copy=False), "labels": labels}
-    if m.task == "affinities":
+    task = task_of(m)
+    if task.agglomerates:
         affs, affs_known = targets.affinities(labels, offsets_for(config), known=known)
         w = affs_known.astype(np.float32)
         if sample.weights is not None:
@@ -44,10 +46,10 @@ def targets_for(sample: Sample, config: Config, voxel_size=None) -> dict[str, np
             out["lsds"] = targets.local_shape_descriptors(labels, m.lsd_sigma, voxel_size=vs,
                                                           downsample=m.lsd_downsample)
             out["lsds_weight"] = (weights * _window_known(known, m.lsd_sigma, vs))[None]
-    elif m.task == "masks":
+    elif task.foreground and not task.boundary_channel:
         out["probabilities"] = (labels != 0).astype(np.float32)[None]
         out["probabilities_weight"] = weights[None]
-    elif m.task == "instances":
+    elif task.boundary_channel:
         fg = labels != 0
         boundary = (targets.boundaries(labels, mode="inner", width=m.boundary_width) if fg.any()
                     else np.zeros_like(fg))

@@ -175,8 +175,11 @@ class Foldable(QWidget):
 
 def mpl_canvas(height: float = 2.4):
     """A matplotlib FigureCanvasQTAgg (figure, axes) sized for a dock widget."""
-    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-    from matplotlib.figure import Figure
+    from segtrain.plugin.workers import MATPLOTLIB_IMPORT
+
+    with MATPLOTLIB_IMPORT:  # not beside the warm-up thread's import of it
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
 
     # fixed margins: constrained layout re-measures every tick label on each draw (slow while a
     # training thread competes for the GIL)

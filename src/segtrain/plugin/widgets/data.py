@@ -28,6 +28,7 @@ from segtrain.plugin.widgets._common import (
     status_label,
 )
 from segtrain.plugin.workers import LatestOnly, notify_error, notify_info, start_worker
+from segtrain.tasks import find_task
 
 GT_WORDS = L.GT_WORDS
 
@@ -165,7 +166,9 @@ class DataWidget(Panel):
         if gt is not None and tuple(gt.data.shape) == L.spatial_shape(image):
             task = L.task_from_labels(gt.data, ndim)
         else:
-            task = "affinities" if ndim == 3 else ("masks" if self.task() == "affinities" else self.task())
+            current = find_task(self.task())
+            task = "affinities" if ndim == 3 else ("masks" if current is not None and current.agglomerates
+                                                   else self.task())
         self.set_task(task)
 
     def _layer_inserted(self, event) -> None:

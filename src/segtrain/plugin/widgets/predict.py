@@ -41,7 +41,7 @@ def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augme
     """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
     prediction (with ``augment``: averaged over every test-time transform the voxel size allows;
     with ``uncertainty`` too, which needs ``augment``: also the ``uncertainty`` output); returns
-    (outputs, what they record about the model (``LoadedModel.output_attrs``), what was loaded, a
+    (outputs, how they were made (a :class:`~segtrain.record.PredictionRecord`), what was loaded, a
     warning or ""); with ``match_size`` a tuned 2D mask/instance model predicts the image zoomed to
     its object size (:mod:`segtrain.predict.match_size`)."""
     import numpy as np
@@ -64,15 +64,16 @@ def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augme
         tta = max(tta_counts(loaded.config.ndim, voxel_size)) if augment else None
         outputs, factors = predict_matched(loaded, raw, voxel_size=voxel_size, progress=progress, tta=tta,
                                            uncertainty=uncertainty, match_size=match_size)
-        attrs = {**loaded.output_attrs(), "tta": tta or loaded.config.predict.tta}
+        matched = matching_applies(loaded.config, match_size)
+        record = loaded.record(tta=tta or loaded.config.predict.tta,
+                               object_scale=[round(float(f), 4) for f in factors] if matched else None)
         described = loaded.describe() + (f", test-time augmentation x{tta}" if tta else "")
-        if matching_applies(loaded.config, match_size):
-            attrs["object_scale"] = [round(float(f), 4) for f in factors]
+        if matched:
             zoomed = [f for f in factors if f != 1.0]
             described += (f", objects matched to the model's size (image zoomed {zoomed[0]:.2f}x)" if len(factors) == 1
                           and zoomed else f", objects matched to the model's size ({len(zoomed)} of {len(factors)} "
                           "images zoomed)" if zoomed else ", objects already at the model's size")
-        return outputs, attrs, described, few_steps_warning(loaded.config, loaded.step)
+        return outputs, record, described, few_steps_warning(loaded.config, loaded.step)
     finally:
         release_gpu_memory()
 
@@ -264,12 +265,12 @@ class PredictWidget(Panel):
         self.predict_button.setEnabled(True)
 
     def show_predictions(self, result) -> None:
-        outputs, attrs, loaded, warning = result
+        outputs, record, loaded, warning = result
         self.model_label.setText(f"model: {loaded}")
-        task = attrs["task"]
-        # the run's segmentation settings travel with its predictions (Segment starts from them),
-        # recorded as `segtrain predict` records them in its files
-        info = L.LayerInfo.from_attrs({**attrs, "kind": "affinities"})
+        task = record.task
+        # how the prediction was made travels with it (Segment starts from the run's settings),
+        # the same record `segtrain predict` writes into its files
+        info = L.LayerInfo.of_record("affinities", record)
         image = self._image
         self.result_layers = {}
         for kind in ("lsds", "probabilities", "affinities"):  # affinities last = on top, active

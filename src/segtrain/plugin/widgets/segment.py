@@ -57,6 +57,7 @@ from segtrain.postprocess import OutputSpec, instances, merge_tree_and_sweep
 from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.proofread import Proofreader
 from segtrain.segment import SCORING_FUNCTIONS
+from segtrain.tasks import find_task, task_of
 
 SLIDER_STEPS = 1000
 DEFAULT_SCORING = ["hist_quant_50", "hist_quant_75", "hist_quant_25", "mean"]
@@ -86,7 +87,8 @@ def _is_prediction(layer: Any) -> bool:
     if info is None:
         return layer.ndim == 4  # channel-first affinities opened from a file
     if info.kind == "probabilities":
-        return (info.channel or 0) == 0 or info.task == "classes"
+        task = find_task(info.task)
+        return (info.channel or 0) == 0 or (task is not None and task.semantic)
     return info.kind == "affinities"
 
 
@@ -405,14 +407,14 @@ class SegmentWidget(Panel):
         prob = layer.data  # the displayed (foreground) channel
         if self.outputs.ndim == prob.ndim:
             self.outputs = self.outputs[None]
-        task = info.task or self.session.task
-        self.spec = OutputSpec("masks" if task == "classes" else task, info.model_ndim or prob.ndim)
+        task = task_of(info.task or self.session.task).segment_as()
+        self.spec = OutputSpec(task.name, info.model_ndim or prob.ndim)
         self.tree, self.sweep, self.scores = None, None, {}
         self.probabilities = prob
         self.slider.blockSignals(True)
         self.set_threshold(settings.probability_threshold)
         self.slider.blockSignals(False)
-        if self.spec.task == "instances":
+        if task.boundary_channel:
             data = np.zeros(prob.shape, np.uint32)  # filled by the background job
         else:
             data = L.LookupLabels(prob, self._probability_function(self.threshold()), dtype=np.uint32)
@@ -464,7 +466,7 @@ class SegmentWidget(Panel):
                     f"{info.threshold:.2f}; undo them in Proofread to move the threshold.")
                 return
             info.proofreader = None  # no edits left: back to the live threshold
-            if self.spec is not None and self.spec.task != "instances":
+            if self.spec is not None and not task_of(self.spec).boundary_channel:
                 self.seg_layer.data = L.LookupLabels(self.probabilities, self._probability_function(t),
                                                      dtype=np.uint32)
         info.threshold = t
@@ -475,7 +477,7 @@ class SegmentWidget(Panel):
             data.set_relabel(self._relabel_function(t))
             self.segments_label.setText(f"segments: {self.tree.n_segments(t):,}")
             self._update_tree_scores(t)
-        elif self.spec is not None and self.spec.task == "instances":
+        elif self.spec is not None and task_of(self.spec).boundary_channel:
             settings = dataclasses.replace(self.settings, probability_threshold=t)
             info.settings = settings
             self.instance_job.submit(self.outputs, settings, self.spec, gt)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import gc
 import os
 import shlex
-import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +55,10 @@ from segtrain.plugin.workers import (
     warm_up_imports,
 )
 from segtrain.runs import RUNS_ROOT_TIP
+from segtrain.tasks import find_task, task_of
+from segtrain.workflows.training import TrainingJob, fine_tune_config, set_max_steps
+from segtrain.workflows.training import training_reports as run_reports
 
-#: the preset a task starts from, by (task, spatial dimensions of the image)
-TASK_PRESETS = {("affinities", 3): "em3d_quick", ("affinities", 2): "isbi2d_quick",
-                ("masks", 2): "wells2d_quick", ("instances", 2): "wells2d_quick",
-                ("masks", 3): "em3d_quick", ("instances", 3): "em3d_quick"}
 
 
 def preset_names() -> list[str]:
@@ -70,130 +67,15 @@ def preset_names() -> list[str]:
     return list(PRESETS)
 
 
-@dataclass
-class TrainingJob:
-    """What Start hands to the background worker: the config (None to continue ``resume`` with
-    its own config and ``max_steps``), the arrays and a stop flag."""
-
-    config: Any
-    raw: np.ndarray
-    labels: np.ndarray
-    known: np.ndarray | None
-    val_labels: np.ndarray | None
-    voxel_size: tuple[float, ...]
-    runs_root: Path
-    name: str | None = None
-    resume: Path | None = None
-    max_steps: int | None = None
-    init_from: Path | None = None  # fine-tuning: the parent run (or checkpoint) whose weights start the run
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-def resume_config(run_dir: Path, max_steps: int):
-    """The run's own config with ``max_steps``, which must exceed the step it reached."""
-    from segtrain.errors import InputError
-    from segtrain.runs import RunFolder
-
-    folder = RunFolder(run_dir)
-    config = folder.config()
-    reached = folder.resume_checkpoint().step or 0
-    if max_steps <= reached:
-        raise InputError(f"The run already reached step {reached}; set Steps above {reached} to "
-                         "continue it, then press Resume.")
-    config.train.max_steps = max_steps
-    config.train.val_every = min(config.train.val_every, max_steps)
-    return config.validate()
-
-
-def fine_tune_config(parent: Path, max_steps: int):
-    """The parent run's own config (same model), ``max_steps`` of fine-tuning, named after it."""
-    from segtrain.runs import RunFolder
-
-    folder = RunFolder.of_checkpoint(parent) if Path(parent).is_file() else RunFolder(parent)
-    if folder is None or not folder.config_path.exists():
-        raise ValueError(f"{parent} is not a run (no config.yaml beside it); pick a run in Runs to fine-tune.")
-    config = folder.config()
-    config.name = f"{config.name}-ft"  # the parent's own name (its folder adds the time)
-    config.train.max_steps = max_steps
-    config.train.val_every = min(config.train.val_every, max_steps)
-    config.train.checkpoint_every = min(config.train.checkpoint_every, max_steps)
-    return config.validate()
-
-
-def parent_sources(config) -> tuple[list, str]:
-    """The training files the parent run named (its old annotations), when they can still be read;
-    ``(sources, note)``."""
-    from segtrain.train.sources import sources_from_config
-
-    if not config.data.train:
-        return [], ""
-    try:
-        return list(sources_from_config(config.data.train, config.data)), "with the parent run's training files"
-    except Exception:  # noqa: BLE001 - moved or deleted files: train on the layers alone, and say so
-        return [], "the parent run's training files cannot be read; fine-tuning on the layers alone"
-
-
 def training_reports(job: TrainingJob):
-    """Worker body: imports PyTorch, builds the run and yields its reports; a ``str`` is a
-    "preparing" message from before the run exists. GPU memory is released at the end.
+    """Worker body: the workflow's run of ``job`` (:func:`segtrain.workflows.training.training_reports`);
+    GPU memory is released at the end.
 
     The worker thread lowers its own CPU priority first: the training thread and torch's threads
     it starts inherit it, so napari's GUI thread wins when the CPU is contended."""
     lower_thread_priority()
-    yield "loading PyTorch"
-    from segtrain.train import ArraySource, TrainingRun
-
-    if job.config is not None and job.config.selftrain.iterations and job.resume is None and job.init_from is None:
-        yield from selftraining_reports(job)
-        return
-    if job.resume is not None:
-        from segtrain.runs import RunFolder
-
-        root = RunFolder(job.resume).selftrain_root()  # the panel's run is the iteration it showed last
-        if root is not None:
-            yield from selftraining_reports(job, resume=root.path)
-            return
-
-    if job.config is None:
-        yield f"reading run {job.resume.name}"
-        job.config = resume_config(job.resume, job.max_steps)
-    yield "reading the layers"
-    train = [ArraySource(job.raw, job.labels, known=job.known, voxel_size=job.voxel_size)]
-    if job.init_from is not None:
-        old, note = parent_sources(job.config)
-        train += old
-        if note:
-            yield note
-    val = None if job.val_labels is None else [ArraySource(job.raw, job.val_labels, voxel_size=job.voxel_size)]
-    run = TrainingRun(job.config, train, val_sources=val, runs_root=job.runs_root, name=job.name,
-                      resume=job.resume, stop_event=job.stop, score_in_process=True, init_from=job.init_from)
-    if run.resume_note:
-        yield run.resume_note
     try:
-        yield from run.reports()
-    finally:
-        release_gpu_memory()
-
-
-def selftraining_reports(job: TrainingJob, resume: Path | None = None):
-    """Worker body of a self-training run (the config's selftrain section): the layers are the
-    labelled data; the unlabelled images are the files of ``selftrain.unlabelled``, else the image
-    itself (its pseudo-labels fill what the annotation leaves out). ``resume``: continue that
-    self-training run with its own config (its done iterations reused; Steps does not apply)."""
-    from segtrain.train import ArraySource
-    from segtrain.train.selftrain import SelfTraining, resume_plan
-
-    yield "reading the layers"
-    train = [ArraySource(job.raw, job.labels, known=job.known, voxel_size=job.voxel_size)]
-    val = None if job.val_labels is None else [ArraySource(job.raw, job.val_labels, voxel_size=job.voxel_size)]
-    config = job.config if resume is None else resume_plan(resume).config
-    unlabelled = None if config.selftrain.unlabelled else [job.raw]
-    run = SelfTraining(job.config, train, val, unlabelled=unlabelled, runs_root=job.runs_root, name=job.name,
-                       stop_event=job.stop, score_in_process=True, voxel_size=job.voxel_size, resume=resume)
-    if run.plan is not None:
-        yield run.plan.describe()
-    try:
-        yield from run.reports()
+        yield from run_reports(job)
     finally:
         release_gpu_memory()
 
@@ -384,7 +266,8 @@ class TrainWidget(Panel):
 
     def task_preset(self) -> str | None:
         """The preset for the task chosen in Data & annotation and the image's dimensions."""
-        return TASK_PRESETS.get((self.session.task, self.image_ndim() or 3))
+        task = find_task(self.session.task)
+        return task.preset(self.image_ndim() or 3) if task is not None else None
 
     def _session_changed(self, key: str) -> None:
         if key in ("task", "image_layer") and not self.is_running():
@@ -434,8 +317,8 @@ class TrainWidget(Panel):
         for path, widget in self._fields():
             section, name = path.split(".")
             set_widget_value(widget, getattr(getattr(config, section), name))
-        self.lsds_check.setVisible(config.task == "affinities")
-        self.lsd_sigma_spin.setEnabled(config.task == "affinities")
+        self.lsds_check.setVisible(task_of(config).agglomerates)
+        self.lsd_sigma_spin.setEnabled(task_of(config).agglomerates)
         self._show_selftrain(config)
 
     def _show_selftrain(self, config) -> None:
@@ -465,11 +348,11 @@ class TrainWidget(Panel):
                 raise ValueError(f"{path}: {error}") from None
             setattr(getattr(config, section), name, value)
         t, m, d = config.train, config.model, config.data
-        t.val_every = min(t.val_every, t.max_steps)
+        set_max_steps(config, t.max_steps)
         if t.threads is None and t.accelerator != "gpu":
             # leave one CPU core to the GUI: torch on every core starves napari's event loop
             t.threads = max(1, (os.cpu_count() or 2) - 1)
-        if self.session.task in ("masks", "instances", "affinities") and self.image_ndim() in (None, config.ndim):
+        if self.session.task in L.TASKS and self.image_ndim() in (None, config.ndim):
             m.task = self.session.task  # the task chosen in Data & annotation
         if self.session.voxel_size and len(self.session.voxel_size) == config.ndim:
             d.voxel_size = list(self.session.voxel_size)

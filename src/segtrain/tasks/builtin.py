@@ -1,0 +1,88 @@
+"""The four tasks segtrain trains: affinities (+ LSDs), masks, instances, classes."""
+
+from __future__ import annotations
+
+from segtrain.tasks.base import Task, register
+
+_BINARY_LOSSES = frozenset({"bce", "focal", "dice", "focal_dice", "bce_dice"})
+
+
+@register
+class Affinities(Task):
+    """Nearest-neighbour (and long-range) affinities, optionally with LSDs (MTLSD); segmented by
+    fragments + agglomeration; scored by VOI and ARAND."""
+
+    name = "affinities"
+    label = "affinities + LSDs (EM)"
+    head = "affinities"
+    target = "affinities"
+    losses = frozenset({"mse"})
+    default_loss = "mse"
+    monitor = ("val/voi", "min")
+    agglomerates = True
+    tune_split = "val"
+    presets = {3: "em3d_quick", 2: "isbi2d_quick"}
+
+    def heads(self, n_offsets, lsds, ndim, n_classes):
+        return [("affinities", n_offsets, "sigmoid")] + ([("lsds", 10 if ndim == 3 else 6, "sigmoid")] if lsds else [])
+
+
+@register
+class Masks(Task):
+    """One foreground probability; instances by connected components (or a watershed)."""
+
+    name = "masks"
+    label = "masks (foreground)"
+    losses = _BINARY_LOSSES
+    default_loss = "focal_dice"
+    monitor = ("val/dice", "max")
+    foreground = True
+    presets = {2: "wells2d_quick", 3: "em3d_quick"}
+
+    def heads(self, n_offsets, lsds, ndim, n_classes):
+        return [("probabilities", 1, "sigmoid")]
+
+
+@register
+class Instances(Task):
+    """Foreground + boundary probabilities; instances by seeded watershed."""
+
+    name = "instances"
+    label = "instances (cells)"
+    losses = _BINARY_LOSSES
+    default_loss = "focal_dice"
+    monitor = ("val/f1", "max")
+    foreground = True
+    boundary_channel = True
+    presets = {2: "wells2d_quick", 3: "em3d_quick"}
+
+    def heads(self, n_offsets, lsds, ndim, n_classes):
+        return [("probabilities", 2, "sigmoid")]  # foreground, boundary
+
+    def probability_layers(self, channels):
+        if channels == 2:
+            return [("probabilities", 0), ("boundary", 1)]  # foreground, boundary (sigmoid)
+        return super().probability_layers(channels)
+
+
+@register
+class Classes(Task):
+    """Softmax over ``model.n_classes`` semantic classes; scored by mean IoU and Dice."""
+
+    name = "classes"
+    target = "classes"
+    losses = frozenset({"ce", "dice", "ce_dice", "focal", "focal_dice"})
+    default_loss = "ce_dice"
+    monitor = ("val/dice", "max")
+    semantic = True
+
+    def heads(self, n_offsets, lsds, ndim, n_classes):
+        return [("probabilities", n_classes, "softmax")]
+
+    def segment_as(self):
+        from segtrain.tasks.base import REGISTRY
+
+        return REGISTRY["masks"]  # the Segment panel thresholds a class's probability as a mask
+
+    def probability_layers(self, channels):
+        return [(f"class {c}", c) for c in range(1, channels)]

@@ -1,0 +1,113 @@
+"""A correction round with the oracle user (:mod:`segtrain.proofread.oracle`): up to N edits to a
+Proofreader's segmentation, each the one the oracle prefers, with the score before and after.
+
+Benchmarks call :func:`correction_round` (proofreading convergence, the corrections that fine-tuning
+learns from); :func:`oracle_edits` yields each edit as it is made; :func:`corrections_source` turns
+a proofread segmentation's corrections into an annotation and a training source of it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from segtrain.annotation import training_arrays
+from segtrain.proofread.annotation import corrections_annotation
+from segtrain.proofread.edits import Proofreader
+from segtrain.proofread.oracle import apply_choice, best_edit, oracle_step
+
+Score = Callable[[np.ndarray], float]
+OracleKind = Literal["score", "voxels"]
+
+
+@dataclass
+class OracleEdit:
+    """One edit of the oracle: its number (1, 2, ...), kind of edit, the score after it (``kind
+    "score"``; None for ``"voxels"``, which does not score) and the seconds it took."""
+
+    index: int
+    op: str
+    score: float | None
+    seconds: float
+
+
+@dataclass
+class CorrectionRound:
+    """What a round of oracle edits did: the score before and after, the edits, and the score after
+    N edits at each asked-for mark N (after the last edit for marks beyond it; 0: before)."""
+
+    before: float
+    after: float
+    kind: str
+    edits: list[OracleEdit] = field(default_factory=list)
+    scores: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def ops(self) -> list[str]:
+        return [e.op for e in self.edits]
+
+    def op_counts(self) -> dict[str, int]:
+        ops = self.ops
+        return {op: ops.count(op) for op in sorted(set(ops))}
+
+    def ms_per_edit(self) -> dict[str, float | None]:
+        times = [e.seconds for e in self.edits]
+        return {"median": 1000 * float(np.median(times)) if times else None,
+                "max": 1000 * float(np.max(times)) if times else None}
+
+
+def oracle_edits(reader: Proofreader, gt: np.ndarray, score: Score, n_edits: int, background: bool = False,
+                 lower_is_better: bool = False, kind: OracleKind = "score") -> Iterator[OracleEdit]:
+    """Up to ``n_edits`` oracle edits applied to ``reader``, each yielded once made. ``kind="score"``:
+    each step keeps the candidate edit that improves ``score`` most and stops when none does (a user
+    who looks at the result; :func:`~segtrain.proofread.oracle.oracle_step`); ``"voxels"``: the edit
+    that puts most voxels right, whether or not the score moves."""
+    for index in range(1, n_edits + 1):
+        if kind == "score":
+            edit, value, seconds = oracle_step(reader, gt, score, background=background,
+                                               lower_is_better=lower_is_better)
+            if edit is None:
+                return
+            yield OracleEdit(index, edit.op, value, seconds)
+            continue
+        choice = best_edit(reader, gt, background=background)
+        if choice is None:
+            return
+        start = time.perf_counter()
+        edit = apply_choice(reader, choice, gt)
+        yield OracleEdit(index, edit.op, None, time.perf_counter() - start)
+
+
+def correction_round(reader: Proofreader, gt: np.ndarray, score: Score, n_edits: int, background: bool = False,
+                     lower_is_better: bool = False, kind: OracleKind = "score",
+                     marks: Iterable[int] = ()) -> CorrectionRound:
+    """Up to ``n_edits`` oracle edits (:func:`oracle_edits`) and the scores: before, after, and after
+    N edits for each N of ``marks`` (and the last asked-for edit)."""
+    marks = tuple(marks)
+    result = CorrectionRound(before=score(reader.segmentation()), after=float("nan"), kind=kind)
+    result.scores[0] = result.before
+    for edit in oracle_edits(reader, gt, score, n_edits, background, lower_is_better, kind):
+        result.edits.append(edit)
+        if edit.score is not None and (edit.index in marks or edit.index == n_edits):
+            result.scores[edit.index] = edit.score
+    result.after = score(reader.segmentation())
+    done = len(result.edits)
+    for mark in marks:
+        if done < mark <= n_edits:
+            result.scores[mark] = result.after  # no edit left that helps: as after the last one
+    return result
+
+
+def corrections_source(reader: Proofreader, raw: np.ndarray, scope: str = "confirmed", name: str | None = None,
+                       weight: float = 1.0, existing: np.ndarray | None = None, **options):
+    """``(annotation, training source)``: the reader's corrections in ``scope`` as an annotation
+    (:func:`~segtrain.proofread.annotation.corrections_annotation` with ``options``, added to
+    ``existing``) and an ArraySource of ``raw`` that trains only where it says something."""
+    from segtrain.train.sources import ArraySource
+
+    annotation = corrections_annotation(reader, scope=scope, existing=existing, **options)
+    labels, known = training_arrays(annotation)
+    return annotation, ArraySource(raw, labels, known=known, weight=weight, name=name)
