@@ -13,6 +13,11 @@ the core computes) and File > Open are left out; "start" (`segtrain gui` opening
 its panels and loading the files) is reported but not counted in the whole loop.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python benchmarks/bench_gui_clickthrough.py [--json out.json]
+
+``--tile 2x2`` also clicks through the EM loop on the em3d volume tiled 2 x 2 in y, x (4x the
+voxels; the ground truth's objects get distinct ids per tile) and prints the ratio of the longest
+stalls, larger / shared: work on the GUI thread that grows with the data shows up as a ratio well
+above 1 (goal: at most 1.5).
 """
 
 from __future__ import annotations
@@ -117,12 +122,35 @@ class StartTimer:
         gui.wait_until = wait_until
 
 
+def tiled_em3d(folder: Path, tiles: tuple[int, int], out: Path) -> Path:
+    """A copy of the em3d folder (train-image.h5, train-gt.lzf.h5) with both volumes tiled
+    ``tiles`` = (y, x) times; each tile's objects get their own ids."""
+    import h5py
+
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("train-image.h5", "train-gt.lzf.h5"):
+        with h5py.File(folder / name, "r") as f:
+            key = next(iter(f))
+            data = f[key][()]
+        if name.startswith("train-gt"):
+            step = int(data.max()) + 1
+            rows = [np.concatenate([np.where(data > 0, data + step * (i * tiles[1] + j), 0) for j in range(tiles[1])],
+                                   axis=-1) for i in range(tiles[0])]
+            data = np.concatenate(rows, axis=-2).astype(data.dtype)
+        else:
+            data = np.tile(data, (1, *tiles))
+        with h5py.File(out / name, "w") as f:
+            f.create_dataset(key, data=data, compression="lzf" if "lzf" in name else None)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=os.environ.get("SEGTRAIN_SHARED_DATA", ROOT.parent / "shared" / "data"))
     parser.add_argument("--json", help="also write the figures here")
     parser.add_argument("--panels-only", action="store_true", help="only open the panels from the Plugins menu")
     parser.add_argument("--audience", choices=("cells", "em"), help="click through this audience's loop only")
+    parser.add_argument("--tile", help="also click through the EM loop on the em3d volume tiled YxX times (e.g. 2x2)")
     args = parser.parse_args(argv)
     from qtpy.QtWidgets import QApplication
 
@@ -144,6 +172,12 @@ def main(argv=None) -> int:
     audiences = [] if args.panels_only else [
         ("cells (2D instances)", cells_clickthrough, data / "cells2d-phase"),
         ("EM (3D affinities)", em_clickthrough, data / "em3d-fibsem")]
+    tiled_dir = None
+    if args.tile and not args.panels_only:
+        tiles = tuple(int(n) for n in args.tile.lower().split("x"))
+        tiled_dir = tempfile.TemporaryDirectory()
+        audiences.append((f"EM (3D affinities), tiled {args.tile}", em_clickthrough,
+                          tiled_em3d(data / "em3d-fibsem", tiles, Path(tiled_dir.name) / "em3d-tiled")))
     if args.audience:
         audiences = [a for a in audiences if a[0].lower().startswith(args.audience)]
     for name, run, folder in audiences:
@@ -163,6 +197,14 @@ def main(argv=None) -> int:
                          "first_start_preparing_s": start.seconds[0] if start.seconds else None}
         _print(name, results[name])
     print(f"longest stall of all (start left out): {max(r['stalls']['whole loop']['max_ms'] for r in results.values())} ms")
+    tiled = [name for name in results if "tiled" in name]
+    if tiled and "EM (3D affinities)" in results:
+        shared, larger = (results[n]["stalls"]["whole loop"]["max_ms"] for n in ("EM (3D affinities)", tiled[0]))
+        results["tiled / shared"] = round(larger / shared, 2) if shared else None
+        print(f"EM loop, longest stall: {shared} ms (shared volume), {larger} ms ({tiled[0]}): "
+              f"ratio {results['tiled / shared']} (goal: at most 1.5)")
+    if tiled_dir is not None:
+        tiled_dir.cleanup()
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     return 0

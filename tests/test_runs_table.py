@@ -216,7 +216,7 @@ def test_record_data_hashes_change_with_the_data_and_counts_classes(tmp_path):
 
 
 def test_large_arrays_are_hashed_by_a_strided_sample(monkeypatch):
-    from segtrain import runs
+    from segtrain.runs import fingerprints as runs  # the hash limits live in runs/fingerprints.py
 
     monkeypatch.setattr(runs, "HASH_FULL_BYTES", 4096)
     monkeypatch.setattr(runs, "HASH_SAMPLE_ELEMENTS", 1000)

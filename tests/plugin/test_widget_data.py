@@ -38,8 +38,9 @@ def test_layers_annotation_layer_and_brushes(docked, gui):
     layer.data[0, :4, :4] = 3
     layer.data[1, :2, :2] = L.BACKGROUND_LABEL
     layer.refresh()
-    gui.click(data.object_button)
-    assert layer.selected_label == 4  # the next unused object id, not 65536
+    gui.click(data.object_button)  # the highest id is looked up in a worker
+    gui.wait_until(lambda: layer.selected_label == 4, timeout=5, what="the next object id")
+    assert layer.selected_label == 4 and layer.mode == "paint"  # the next unused object id, not 65536
     gui.wait_until(lambda: "20 voxels" in data.annotated_label.text(), timeout=5, what="the count")
     viewer.layers.remove(image)
     assert data.image_combo.layer() is None

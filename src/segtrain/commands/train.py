@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         from segtrain.runs import checkpoint_step
 
         step = checkpoint_step(final) or step
-    print(f"{status} at step {step}; checkpoints in {Path(training.run_dir) / 'checkpoints'}"
+    print(f"{status} at step {step}; checkpoints in {training.folder.checkpoints_dir}"
           + (f" (final: {final.name})" if final else ""))
     if last is not None and last.metrics:
         print("last validation: " + ", ".join(f"{k} {v:.4g}" for k, v in last.metrics.items()))

@@ -323,9 +323,7 @@ def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
         picked = [c for c in channels if c < array.shape[0]][:3]
         while len(picked) < 3:
             picked.append(picked[-1])
-        data = np.moveaxis(array[list(picked)], 0, -1)
-        if data.dtype != np.uint8:
-            data = np.clip(data, 0.0, 1.0).astype(np.float32, copy=False)
+        data = ChannelsLast(array, tuple(picked))  # napari reads the displayed slice only
         kwargs.update(rgb=True, contrast_limits=(0.0, 1.0))
         meta.channels = tuple(picked)
     kwargs.update(_spatial_kwargs(image, spatial_ndim))
@@ -345,7 +343,7 @@ def uncertainty_layer_args(array: np.ndarray, image: Any, name: str,
     meta = dataclasses.replace(info or LayerInfo("uncertainty"), kind="uncertainty", array=data,
                                source=getattr(image, "name", None), image=getattr(image, "name", None),
                                channel=None, channels=None)
-    high = float(np.percentile(data, 99.9)) if data.size else 0.0
+    high = sampled_percentile(data, 99.9)
     kwargs = {"name": name, "metadata": {META: meta}, "colormap": "magma",
               "contrast_limits": (0.0, high if high > 0 else 1.0), "blending": "additive", "opacity": 1.0,
               "visible": False, **_spatial_kwargs(image, spatial_ndim)}
@@ -389,6 +387,58 @@ def upsert_layer(viewer: Any, kind: str, data: Any, name: str, **kwargs: Any):
         viewer.layers.remove(name)
     add = getattr(viewer, f"add_{kind}")
     return add(data, name=name, **kwargs)
+
+
+SAMPLE_ELEMENTS = 2**20
+"""Statistics for display (contrast limits) read about this many voxels, not the whole volume."""
+
+
+def sampled_percentile(data: np.ndarray, q: float) -> float:
+    """The ``q``-th percentile of ``data`` on a regular grid of about :data:`SAMPLE_ELEMENTS` voxels
+    (every s-th along each axis): a display setting in constant time, whatever the volume's size;
+    0.0 for an empty array."""
+    if not data.size:
+        return 0.0
+    step = 1
+    while np.prod([-(-n // step) for n in data.shape]) > SAMPLE_ELEMENTS:
+        step += 1
+    return float(np.percentile(np.asarray(data[tuple(slice(None, None, step) for _ in data.shape)]), q))
+
+
+class ChannelsLast:
+    """Array-like RGB view of three channels of a channel-first prediction, for napari: only the
+    part napari asks for (the displayed slice) is moved channels last and clipped to [0, 1] (float32;
+    uint8 stays as it is), so showing a prediction costs one slice, not a copy of the volume."""
+
+    def __init__(self, array: np.ndarray, channels: tuple[int, ...]):
+        self.array, self.channels = array, tuple(channels)
+        self.dtype = np.dtype(np.uint8 if array.dtype == np.uint8 else np.float32)
+        self.shape = (*array.shape[1:], len(self.channels))
+        self.ndim = len(self.shape)
+        self.size = int(np.prod(self.shape))
+
+    def _region(self, spatial: tuple) -> np.ndarray:
+        region = np.stack([np.asarray(self.array[(c, *spatial)]) for c in self.channels], axis=-1)
+        if self.dtype != np.uint8:
+            region = np.clip(region, 0.0, 1.0).astype(np.float32, copy=False)
+        return region
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        if any(k is Ellipsis for k in key):
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = (*key[:at], *[slice(None)] * (self.ndim - len(key) + 1), *key[at + 1:])
+        if all(isinstance(k, (int, np.integer, slice)) for k in key) and len(key) <= self.ndim:
+            spatial, channel = key[:self.ndim - 1], key[self.ndim - 1:]
+            return self._region(spatial)[(Ellipsis, *channel)]
+        return np.asarray(self)[key]  # fancy indexing: the whole array (rare, e.g. a test)
+
+    def __array__(self, dtype=None, copy=None):
+        full = self._region(())
+        return full.astype(dtype, copy=False) if dtype is not None else full
+
+    def __len__(self) -> int:
+        return self.shape[0]
 
 
 class LookupLabels:

@@ -58,7 +58,7 @@ def find_checkpoint(path: str | Path, which: str = "newest") -> Path:
         raise SegtrainError(f"No checkpoint or run folder at {path}; check the path or train a model first.")
     if path.is_file():
         return path
-    if path.name == "checkpoints" and RunFolder.is_run(path.parent):
+    if RunFolder.of_checkpoints_dir(path) is not None:
         path = path.parent
     return RunFolder(path).model_checkpoint(which).path
 

@@ -36,9 +36,10 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,6 +79,38 @@ class ProgressReport:
     iteration: tuple[int, int] | None = None  # self-training: (this iteration, the last one)
 
 
+@dataclass
+class RunState:
+    """What the training callbacks (:func:`_callbacks`) and their :class:`TrainingRun` share: the
+    callbacks read and write this, never the run's own attributes.
+
+    Data: the stop flag (thread-safe), the step reached, the smoothed training losses, the last
+    validation metrics, the validation records, what each rank trained on and the training patch
+    stream. The run's reactions: ``push`` a :class:`ProgressReport` (``important``: wait for room in
+    the queue), ``write_summary`` (metrics.json, at ``step`` or the newest validation's),
+    ``save_after_error`` (final.ckpt of the steps done when training fails) and ``best_checkpoint``
+    (best.ckpt, once written)."""
+
+    run_dir: Path
+    stop: threading.Event
+    push: Callable[[ProgressReport, bool], None]
+    write_summary: Callable[[int | None], None]
+    save_after_error: Callable[[Any, Any], None]
+    best_checkpoint: Callable[[], Path | None]
+    records: list[dict] = field(default_factory=list)
+    step: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    last_metrics: dict[str, float] = field(default_factory=dict)
+    ranks: list[dict] = field(default_factory=list)  # per rank: patches drawn and hashes of the first ones
+    train_data: Any = None
+
+    def record(self, record: dict, write: bool = True) -> None:
+        """Keep a validation's record; ``write``: and write the summary (global rank 0)."""
+        self.records.append(record)
+        if write:
+            self.write_summary(None)
+
+
 class TrainingDiverged(SegtrainError):
     """The training loss became NaN or infinite (raised before that step's update)."""
 
@@ -115,7 +148,7 @@ def _metric_value(value) -> float:
         return float("nan")
 
 
-def _callbacks(run: TrainingRun):
+def _callbacks(config: Config, state: RunState, folder: RunFolder):
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import (
         EarlyStopping,
@@ -123,10 +156,9 @@ def _callbacks(run: TrainingRun):
         ModelCheckpoint,
     )
 
-    config = run.config
     t = config.train
     monitor, mode = monitor_metric(config)
-    ckpt_dir = run.run_dir / "checkpoints"
+    ckpt_dir = folder.checkpoints_dir
 
     class Reporter(pl.Callback):
         """Pushes ProgressReports into the run's queue and honours stop requests."""
@@ -152,8 +184,8 @@ def _callbacks(run: TrainingRun):
             rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
             report = ProgressReport(step=step, max_steps=t.max_steps, losses=dict(self.smoothed),
                                     metrics=dict(module.last_metrics), lr=self._lr(trainer), elapsed=elapsed,
-                                    steps_per_second=rate, run_dir=run.run_dir, **extra)
-            run._push(report, important)
+                                    steps_per_second=rate, run_dir=state.run_dir, **extra)
+            state.push(report, important)
             self.last_time = now
 
         def on_before_backward(self, trainer, module, loss):
@@ -163,7 +195,7 @@ def _callbacks(run: TrainingRun):
                                        self._lr(trainer))
 
         def on_exception(self, trainer, module, exception):
-            run._checkpoint_after_error(trainer, module)
+            state.save_after_error(trainer, module)
 
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             step = int(trainer.global_step)
@@ -173,37 +205,38 @@ def _callbacks(run: TrainingRun):
                 trainer.should_stop = True
             for k, v in module.last_losses.items():
                 self.smoothed[k] = v if k not in self.smoothed else 0.9 * self.smoothed[k] + 0.1 * v
-            run._losses = dict(self.smoothed)
-            stop = run._stop.is_set()
+            state.step, state.losses = step, dict(self.smoothed)
+            stop = state.stop.is_set()
             if trainer.world_size > 1:
                 # all ranks stop after the same step (a rank that stepped on alone would hang in the
                 # gradient all-reduce): stop when any rank was asked to
                 stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
                 if stop:
-                    run._stop.set()
+                    state.stop.set()
             if stop:
                 trainer.should_stop = True
             if time.monotonic() - self.last_time >= t.report_interval:
                 self._report(trainer, module, important=False)
 
         def on_validation_start(self, trainer, module):
-            if not trainer.sanity_checking and not run._stop.is_set():
+            if not trainer.sanity_checking and not state.stop.is_set():
                 self._report(trainer, module, important=True, phase="validating")
 
         def on_validation_end(self, trainer, module):
-            if trainer.sanity_checking or run._stop.is_set():
+            if trainer.sanity_checking or state.stop.is_set():
                 return  # the validation Lightning runs on stop is skipped, not recorded
             record = {"step": int(trainer.global_step), "time": round(time.monotonic() - self.start, 2),
                       "lr": self._lr(trainer)}
             record.update({f"train/{k}": v for k, v in self.smoothed.items()})
             record.update({f"val/{k}": _metric_value(v) for k, v in module.last_metrics.items()})
-            run._record(record, write=trainer.is_global_zero)
-            best = run._best_checkpoint()
+            state.last_metrics = {k: _metric_value(v) for k, v in module.last_metrics.items()}
+            state.record(record, write=trainer.is_global_zero)
+            best = state.best_checkpoint()
             self._report(trainer, module, important=True, preview=module.last_preview, checkpoint=best)
 
         def on_train_end(self, trainer, module):
             # what each process trained on (collected on rank 0 into metrics.json "ranks")
-            data = run._train_data
+            data = state.train_data
             mine = {"rank": int(trainer.global_rank), "patches": int(getattr(data, "patches", 0)),
                     "first_patches": list(getattr(data, "fingerprints", [])),
                     "last_metrics": {k: _metric_value(v) for k, v in module.last_metrics.items()}}
@@ -211,14 +244,15 @@ def _callbacks(run: TrainingRun):
             if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
                 ranks = [None] * trainer.world_size
                 torch.distributed.all_gather_object(ranks, mine)
-            run._ranks = ranks
+            state.ranks = ranks
             if trainer.is_global_zero:
-                run._write_summary(int(trainer.global_step))
+                state.write_summary(int(trainer.global_step))
 
     callbacks = [
         Reporter(),
         # best: for inference only, so weights only (a third of a full checkpoint with Adam's state)
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+        ModelCheckpoint(dirpath=ckpt_dir, filename=folder.best_checkpoint.stem, monitor=monitor, mode=mode,
+                        save_top_k=1,
                         save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False,
                         save_on_train_epoch_end=False),
         LearningRateMonitor(logging_interval="step"),
@@ -230,32 +264,20 @@ def _callbacks(run: TrainingRun):
         def _save_checkpoint(self, trainer, filepath):
             super()._save_checkpoint(trainer, filepath)
             if trainer.is_global_zero:
-                run.folder.slim_checkpoints(filepath)
+                folder.slim_checkpoints(filepath)
 
     if t.keep_checkpoints > 0:
         # the newest keep_checkpoints periodic ones ("step" is the largest for the newest), last.ckpt
         # links the newest: the point a crashed run resumes from
         callbacks.insert(2, Periodic(
-            dirpath=ckpt_dir, filename="step-{step}", every_n_train_steps=t.checkpoint_every, monitor="step",
+            dirpath=ckpt_dir, filename=RunFolder.PERIODIC_NAME, every_n_train_steps=t.checkpoint_every,
+            monitor="step",
             mode="max", save_top_k=t.keep_checkpoints, save_last="link", auto_insert_metric_name=False,
             enable_version_counter=False))
     if t.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
                                        min_delta=t.early_stopping_min_delta, check_on_train_epoch_end=False, check_finite=False))
     return callbacks
-
-
-def _link_last(final: Path) -> None:
-    """Point last.ckpt at final.ckpt (Lightning may have written a full copy of the same state at
-    the end); where links are impossible, last.ckpt stays what it is."""
-    last = final.parent / "last.ckpt"
-    tmp = final.parent / f".last.ckpt.tmp-{os.getpid()}"
-    try:
-        tmp.unlink(missing_ok=True)
-        os.symlink(final.name, tmp)
-        os.replace(tmp, last)
-    except OSError:
-        tmp.unlink(missing_ok=True)
 
 
 def _precision_and_accelerator(config: Config) -> tuple[str, str]:
@@ -368,7 +390,7 @@ def resolve_init_from(source: str | Path) -> tuple[Path, Path]:
                                 "give its run folder to take the newest readable checkpoint.")
         folder = RunFolder.of_checkpoint(path)
         return (folder.path if folder is not None else path.parent), path
-    if path.name == "checkpoints" and RunFolder.is_run(path.parent):
+    if RunFolder.of_checkpoints_dir(path) is not None:
         path = path.parent
     if not RunFolder.is_run(path):
         raise SegtrainError(f"Cannot fine-tune from {path}: it is not a run folder (no config.yaml); "
@@ -569,24 +591,24 @@ class TrainingRun:
                 self.folder.set_info(parent=str(self.parent_dir.resolve()),
                                      init_checkpoint=str(self.init_checkpoint.resolve()),
                                      **({} if self.fine_tune is None else {"fine_tune": self.fine_tune}))
-        self._stop = stop_event if stop_event is not None else threading.Event()
         self.score_in_process = score_in_process
         self._queue: queue.Queue = queue.Queue(maxsize=512)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.start_step = 0 if self.resume_checkpoint is None else max(0, _checkpoint_step(self.resume_checkpoint))
-        self._records: list[dict] = self._load_records()
+        self.state = RunState(run_dir=self.run_dir,
+                              stop=stop_event if stop_event is not None else threading.Event(),
+                              push=self._push, write_summary=self._write_summary,
+                              save_after_error=self._checkpoint_after_error, best_checkpoint=self._best_checkpoint,
+                              records=self._load_records(), step=self.start_step)
         self.trainer = None
         self.final_checkpoint: Path | None = None
-        self._losses: dict[str, float] = {}  # smoothed training losses, for the final report
         self.world_size = 1  # processes training together (set when training starts)
-        self._ranks: list[dict] = []  # per rank: patches drawn and hashes of the first ones
-        self._train_data = None
 
     # -- control ------------------------------------------------------------------------------
     def stop(self) -> None:
         """Ask the run to end after the current step (thread-safe); it saves final.ckpt."""
-        self._stop.set()
+        self.state.stop.set()
         trainer = self.trainer
         if trainer is not None and self.world_size == 1:  # several ranks agree on the step first
             trainer.should_stop = True
@@ -649,27 +671,22 @@ class TrainingRun:
             records = [r for r in records if r.get("step", 0) <= self.start_step]
         return records
 
-    def _record(self, record: dict, write: bool = True) -> None:
-        self._records.append(record)
-        if write:
-            self._write_summary()
-
     def _write_summary(self, step: int | None = None) -> None:
         """Write metrics.json and metrics.csv (on global rank 0 only); ``step`` = the step reached
         (default: that of the newest validation)."""
         monitor, mode = monitor_metric(self.config)
-        values = [(r[monitor], r["step"]) for r in self._records if monitor in r and math.isfinite(r[monitor])]
+        values = [(r[monitor], r["step"]) for r in self.state.records if monitor in r and math.isfinite(r[monitor])]
         best = (min if mode == "min" else max)(values) if values else None
         if step is None:
-            step = self._records[-1]["step"] if self._records else 0
+            step = self.state.records[-1]["step"] if self.state.records else 0
         summary = {"name": self.run_dir.name, "preset": self.config.preset, "task": self.config.task,
                    "monitor": monitor, "mode": mode, "best": None if best is None else best[0],
                    "best_step": None if best is None else best[1],
                    "steps": int(step), "max_steps": self.config.train.max_steps,
                    "world_size": self.world_size}
-        if self._ranks:
-            summary["ranks"] = self._ranks
-        self.folder.write_metrics(summary, self._records)
+        if self.state.ranks:
+            summary["ranks"] = self.state.ranks
+        self.folder.write_metrics(summary, self.state.records)
 
     def _preparing(self, message: str) -> None:
         """A report of what the run is doing before its first step (GUI status)."""
@@ -677,7 +694,7 @@ class TrainingRun:
                                   message=message, run_dir=self.run_dir), important=False)
 
     def _best_checkpoint(self) -> Path | None:
-        best = self.run_dir / "checkpoints" / "best.ckpt"
+        best = self.folder.best_checkpoint
         return best if best.exists() else None
 
     def _val_volumes(self) -> list[dict]:
@@ -726,7 +743,7 @@ class TrainingRun:
             self._preparing("preparing the data")
             prepare_sources(self.val_sources, config)
             train_data = PatchStream(self.train_sources, config, seed=t.seed)  # + rank, once DDP is set up
-            self._train_data = train_data
+            self.state.train_data = train_data
             val_data = FixedPatches(self.val_sources, config, n=config.data.val_patches, seed=t.seed + 1)
             self.folder.record_data(self.train_sources, self.val_sources, write=self.rank_zero)  # run.json "data"
             self._preparing("building the model")
@@ -735,7 +752,7 @@ class TrainingRun:
                 self._preparing(f"loading the weights of {self.parent_dir.name}")
                 load_initial_weights(module, self.init_checkpoint, config)
             module.val_volumes = self._val_volumes()
-            module.stop_requested = self._stop.is_set
+            module.stop_requested = self.state.stop.is_set
             module.score_in_process = self.score_in_process
             trainer = pl.Trainer(
                 default_root_dir=str(self.run_dir),
@@ -752,8 +769,9 @@ class TrainingRun:
                 # every rank validates on all validation data: identical metrics on every rank keep
                 # best-checkpoint, early-stopping and plateau decisions in step (no DistributedSampler)
                 use_distributed_sampler=False,
-                logger=TensorBoardLogger(str(self.run_dir), name="tensorboard", version="", default_hp_metric=False),
-                callbacks=[*_callbacks(self), *self.extra_callbacks],
+                logger=TensorBoardLogger(str(self.folder.tensorboard_dir.parent), name=self.folder.tensorboard_dir.name,
+                                         version="", default_hp_metric=False),
+                callbacks=[*_callbacks(config, self.state, self.folder), *self.extra_callbacks],
                 plugins=[_atomic_checkpoint_io()],
                 enable_progress_bar=False,
                 enable_model_summary=False,
@@ -762,7 +780,7 @@ class TrainingRun:
             )
             self.trainer = trainer
             self.world_size = int(trainer.world_size)
-            if self._stop.is_set():
+            if self.state.stop.is_set():
                 trainer.should_stop = True
             hand_down = self.world_size > 1 and not launched_externally()
             if hand_down:  # Lightning's children run the same command line: same folder for them
@@ -782,18 +800,18 @@ class TrainingRun:
                     val_dataloaders=DataLoader(val_data, batch_size=t.batch_size, num_workers=0),
                     ckpt_path=str(self.resume_checkpoint) if self.resume_checkpoint else None,
                 )
-            final = self.run_dir / "checkpoints" / "final.ckpt"
+            final = self.folder.final_checkpoint
             trainer.save_checkpoint(str(final))  # every rank calls it; rank 0 writes
             self.final_checkpoint = final
             if trainer.is_global_zero:
-                _link_last(final)
+                self.folder.link_last()
                 self.folder.slim_checkpoints(final)  # optimizer state in final.ckpt only
             if hand_down:
                 self._wait_for_children(trainer)
-            stopped = self._stop.is_set()
+            stopped = self.state.stop.is_set()
             message = "stopped" if stopped else ("early stopping" if trainer.global_step < t.max_steps else "finished")
             self._push(ProgressReport(step=int(trainer.global_step), max_steps=t.max_steps,
-                                      losses=dict(self._losses), metrics=dict(module.last_metrics),
+                                      losses=dict(self.state.losses), metrics=dict(module.last_metrics),
                                       lr=float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0,
                                       preview=module.last_preview, checkpoint=self._best_checkpoint() or final,
                                       done=True, message=message, phase="done", run_dir=self.run_dir),
@@ -838,12 +856,12 @@ class TrainingRun:
             return
         if not all(bool(torch.isfinite(p).all()) for p in module.parameters()):
             return
-        final = self.run_dir / "checkpoints" / "final.ckpt"
+        final = self.folder.final_checkpoint
         try:
             trainer.save_checkpoint(str(final))
         except BaseException:  # a full disk: nothing saved (the atomic write left nothing behind)
             return
-        _link_last(final)
+        self.folder.link_last()
         self._saved_after_error = (final, step)
 
     def _newest_checkpoint_step(self) -> int:
@@ -905,7 +923,7 @@ class TrainingRun:
         if self.resume_checkpoint is not None and "state_dict" in text:
             return SegtrainError(
                 f"Cannot resume from {self.resume_checkpoint}: its model differs from the one this config describes; "
-                f"resume with the run's own {self.run_dir / 'config.yaml'}."
+                f"resume with the run's own {self.folder.config_path}."
             )
         if self._fitting or self._saved_after_error is not None:  # training began: say what is kept
             kept = self._what_is_kept()

@@ -189,7 +189,7 @@ def run_finished(run_dir: str | Path, config: Config, selftraining: bool | None 
     if config.selftrain.iterations if selftraining is None else selftraining:
         records = folder.selftrain().get("iterations") or []
         return len(records) == config.selftrain.iterations + 1 and not any(r.get("stopped") for r in records)
-    return (folder.checkpoints_dir / "final.ckpt").exists() and \
+    return folder.final_checkpoint.exists() and \
         folder.metrics().get("steps", 0) >= config.train.max_steps
 
 

@@ -27,10 +27,25 @@ from segtrain.plugin.widgets._common import (
     parse_floats,
     status_label,
 )
-from segtrain.plugin.workers import notify_error, notify_info
+from segtrain.plugin.workers import LatestOnly, notify_error, notify_info, start_worker
 from segtrain.tasks import find_task
 
 GT_WORDS = L.GT_WORDS
+
+
+# --- worker bodies (array work, out of the GUI thread) --------------------------------------------
+def next_object_id(data) -> int:
+    """The next unused object id of an annotation (its highest object id + 1; background and ignore
+    are no objects)."""
+    data = np.asarray(data)
+    objects = data[(data != L.BACKGROUND_LABEL) & (data != L.IGNORE_LABEL)]
+    return int(objects.max()) + 1 if objects.size else 1
+
+
+def annotation_count(data, sparse: bool) -> tuple[int, int]:
+    """``(annotated voxels, all voxels)`` of an annotation."""
+    data = np.asarray(data)
+    return L.annotated_count(data, sparse), int(data.size)
 
 
 def _fmt(values) -> str:
@@ -100,6 +115,7 @@ class DataWidget(Panel):
         self._count_timer.setSingleShot(True)
         self._count_timer.setInterval(300)
         self._count_timer.timeout.connect(self.update_count)
+        self.count_job = LatestOnly(annotation_count, self._show_count, "Counting the annotation", self.status)
         self._watched = None
 
         self.image_combo.layer_changed.connect(self._image_changed)
@@ -273,10 +289,15 @@ class DataWidget(Panel):
             layer = self.create_annotation_layer()
             if layer is None:
                 return
-        if value is None:
-            data = np.asarray(layer.data)
-            objects = data[(data != L.BACKGROUND_LABEL) & (data != L.IGNORE_LABEL)]
-            value = int(objects.max()) + 1 if objects.size else 1
+        if value is None:  # the highest id is looked up in a worker
+            start_worker(next_object_id, layer.data, on_return=lambda v: self._paint(layer, v),
+                         action="Finding the next object id", status=self.status)
+            return
+        self._paint(layer, value)
+
+    def _paint(self, layer, value: int) -> None:
+        if layer not in self.viewer.layers:
+            return
         self.viewer.layers.selection.active = layer
         layer.mode = "paint"
         layer.selected_label = int(value)
@@ -340,15 +361,15 @@ class DataWidget(Panel):
     def _schedule_count(self, *_):
         self._count_timer.start()
 
-    def annotated(self) -> tuple[int, int]:
+    def update_count(self) -> None:
         layer = self.annotation_combo.layer()
         if layer is None:
-            return 0, 0
-        data = np.asarray(layer.data)
-        return L.annotated_count(data, self.sparse_check.isChecked()), int(data.size)
+            self._show_count((0, 0))
+        else:  # counted in a worker
+            self.count_job.submit(layer.data, self.sparse_check.isChecked())
 
-    def update_count(self) -> None:
-        n, total = self.annotated()
+    def _show_count(self, counts: tuple[int, int]) -> None:
+        n, total = counts
         if total == 0:
             gt = self.gt_combo.layer()
             self.annotated_label.setText(

@@ -66,8 +66,17 @@ def uncertain_regions(uncertainty: np.ndarray, n: int = 20):
         rank_patches,  # beside PyTorch: imported in the worker
     )
 
+    uncertainty = np.asarray(uncertainty, dtype=np.float32)
     patch = (8, 64, 64)[-uncertainty.ndim:]
     return rank_patches(uncertainty, patch, n=n)
+
+
+def annotation_and_counts(reader: Proofreader, scope, **kwargs) -> tuple[np.ndarray, int, int]:
+    """``(the corrections as annotation, corrected objects, annotated voxels)``
+    (:func:`corrections_annotation`; counted here, not in the GUI thread)."""
+    annotation = corrections_annotation(reader, scope, **kwargs)
+    objects = len(np.unique(annotation[(annotation > 0) & (annotation < L.BACKGROUND_LABEL)]))
+    return annotation, objects, int(np.count_nonzero(annotation))
 
 
 def seeded_split(reader: Proofreader, seeds, source_array, source_kind):
@@ -463,9 +472,9 @@ class ProofreadWidget(Panel):
         scope = SCOPES[self.scope_combo.currentText()]
         self.status.setText("Turning the corrections into annotation ...")
         self.worker = start_worker(
-            corrections_annotation, reader, scope, existing=existing, radius=self.radius_spin.value(),
+            annotation_and_counts, reader, scope, existing=existing, radius=self.radius_spin.value(),
             sampling=tuple(float(s) for s in layer.scale),
-            on_return=lambda annotation: self._annotated(annotation, layer, existing_layer),
+            on_return=lambda result: self._annotated(*result, layer, existing_layer),
             on_finish=self._edit_finished, action="Turning the corrections into annotation", status=self.status)
         self._refresh_controls()
 
@@ -480,7 +489,7 @@ class ProofreadWidget(Panel):
         image = L.image_of(layer, self.viewer)
         return existing if image is not None and L.image_of(existing, self.viewer) == image else None
 
-    def _annotated(self, annotation: np.ndarray, layer, existing_layer) -> None:
+    def _annotated(self, annotation: np.ndarray, objects: int, known: int, layer, existing_layer) -> None:
         if existing_layer is not None and existing_layer in self.viewer.layers:
             existing_layer.data = annotation
         else:  # the corrections know the image they were made on (Train's Fine-tune pairs them with it)
@@ -489,8 +498,6 @@ class ProofreadWidget(Panel):
             existing_layer = self.viewer.add_labels(annotation, name=name, scale=layer.scale,
                                                     translate=layer.translate, metadata={L.META: info})
         self.session.set(annotation_layer=existing_layer.name)
-        objects = len(np.unique(annotation[(annotation > 0) & (annotation < L.BACKGROUND_LABEL)]))
-        known = int(np.count_nonzero(annotation))
         notify_info(f"'{existing_layer.name}' now holds {objects} corrected objects ({known:,} annotated voxels); "
                     "press Fine-tune in Train to teach the model.", self.status)
 
@@ -507,9 +514,8 @@ class ProofreadWidget(Panel):
         if self._regions_of is not source:  # (napari hands plugins proxies of layers: compare the data)
             if self.busy():
                 return
-            array = np.asarray(source, dtype=np.float32)
             self.status.setText("Ranking the uncertain regions ...")
-            self.worker = start_worker(uncertain_regions, array, on_return=lambda regions: self._ranked(layer, source, regions),
+            self.worker = start_worker(uncertain_regions, source, on_return=lambda regions: self._ranked(layer, source, regions),
                                        on_finish=self._edit_finished, action="Ranking the regions", status=self.status)
             return
         self._go_to_next()

@@ -98,9 +98,10 @@ def _scoring_names() -> list[str]:
 
 # --- worker bodies (core calls only) -------------------------------------------------------------
 def instances_and_scores(outputs, settings, spec, gt):
-    """Instance labels of ``outputs`` with ``settings``; F1 against ``gt`` when given."""
-    labels = instances(outputs, settings, spec)
-    return labels, None if gt is None else evaluate.instance_scores(labels, np.asarray(gt))
+    """``(instance labels of outputs with settings, F1 against gt when given, number of objects)``."""
+    labels = instances(np.asarray(outputs, dtype=np.float32), settings, spec)
+    n_objects = int(labels.max()) if labels.size else 0
+    return labels, None if gt is None else evaluate.instance_scores(labels, np.asarray(gt)), n_objects
 
 
 def mask_scores(probability, threshold: float, gt):
@@ -113,7 +114,7 @@ def mask_scores(probability, threshold: float, gt):
 
 
 def tune_instances(outputs, gt, settings, spec):
-    return tune_postprocessing([outputs], [np.asarray(gt)], settings, spec)
+    return tune_postprocessing([np.asarray(outputs, dtype=np.float32)], [np.asarray(gt)], settings, spec)
 
 
 class SegmentWidget(Panel):
@@ -400,8 +401,10 @@ class SegmentWidget(Panel):
     def _start_probability_path(self, layer, settings) -> None:
         info = self.source_info
         self.settings = settings
-        self.outputs = np.asarray(prediction_array(layer), dtype=np.float32)
-        prob = np.asarray(layer.data, dtype=np.float32)  # the displayed (foreground) channel
+        # as they are (no float32 copy of the volume here: the workers convert, the display
+        # thresholds the displayed slice)
+        self.outputs = prediction_array(layer)
+        prob = layer.data  # the displayed (foreground) channel
         if self.outputs.ndim == prob.ndim:
             self.outputs = self.outputs[None]
         task = task_of(info.task or self.session.task).segment_as()
@@ -486,14 +489,14 @@ class SegmentWidget(Panel):
         self.seg_layer.refresh()
 
     def _instances_ready(self, result) -> None:
-        labels, scores = result
+        labels, scores, n_objects = result
         if self.seg_layer is None or self.seg_layer not in self.viewer.layers:
             return
         info = L.layer_info(self.seg_layer)
         if info.proofreader is not None:  # proofreading began while these were computed: keep its edits
             return
         self.seg_layer.data = labels
-        self.segments_label.setText(f"objects: {int(labels.max()) if labels.size else 0:,}")
+        self.segments_label.setText(f"objects: {n_objects:,}")
         self.scores = scores or {}
         if scores is not None:
             text = f"F1 {scores['f1']:.3f}, precision {scores['precision']:.3f}, recall {scores['recall']:.3f}"

@@ -1,173 +1,33 @@
-"""Run folders: :class:`RunFolder` is the one owner of their layout.
-
-A run folder (``<runs_root>/<name>-<UTC timestamp>/``, made by :class:`segtrain.train.TrainingRun`)::
-
-    config.yaml          the full config the run trained with
-    metrics.json         summary (monitor, best, steps, ...) and one record per validation
-    metrics.csv          the same records as a table
-    checkpoints/         best.ckpt (weights only, best monitored validation metric), final.ckpt
-                         (end of every run segment), step-N.ckpt (the newest train.keep_checkpoints
-                         periodic ones) and last.ckpt (a link to the newest periodic one)
-    tensorboard/         Lightning's TensorBoard log
-    postprocess.yaml     segment settings chosen by ``segtrain tune`` (applied whenever the run is loaded)
-    run.json             where the run came from: its parent run (fine-tuning), if any, and the data it
-                         saw (:meth:`RunFolder.record_data`: per source paths, shapes, dtypes, content
-                         hashes and voxels per class)
-    selftrain.json       self-training runs: one record per iteration (thresholds, pixels kept per
-                         class, metrics, checkpoint); ``checkpoints/`` then holds the last iteration's
-                         model (a hard link, or a copy)
-    iterations/NN/       self-training runs: iteration NN's own run folder (config, metrics,
-                         checkpoints) plus pseudo_labels.json (the thresholds and the pixels kept per
-                         class of the pseudo-labels it trained on), figure.png (a validation image |
-                         ground truth | prediction | pseudo-label) and, with a mean teacher,
-                         teacher.pt (the averaged weights that made the next pseudo-labels)
-
-Which checkpoint a model is loaded from (:meth:`RunFolder.model_checkpoint`: the newest readable
-one, unless asked for another) and which one a run resumes from
-(:meth:`RunFolder.resume_checkpoint`: the newest readable full-state one) is decided here and
-nowhere else.
-
-:func:`list_runs`, :func:`sort_runs` and :func:`format_runs` (a text table, CSV or Markdown) compare
-runs side by side (``segtrain runs``, the Runs panel).
-"""
+"""RunFolder: the one owner of a run folder's layout (see :mod:`segtrain.runs`)."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
 import math
 import os
-import pickle
 import re
-import sys
-import zipfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from segtrain.config import load_config, save_config, update_section
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.io.atomic import atomic_path
+from segtrain.runs.checkpoints import CheckpointInfo, _checkpoint_header, weights_only
+from segtrain.runs.fingerprints import _safe_source_record
+from segtrain.runs.layout import (
+    BEST_CKPT, CHECKPOINTS, CONFIG_FILE, FIGURE_FILE, FINAL_CKPT, LAST_CKPT, PERIODIC_CHECKPOINT, ITERATIONS,
+    METRICS_CSV, METRICS_JSON, POSTPROCESS_FILE, PSEUDO_LABELS_FILE, RUN_FILE, SELFTRAIN_FILE, TEACHER_FILE,
+    TENSORBOARD, WEIGHTS_ONLY,
+)
+from segtrain.runs.root import default_runs_root
+from segtrain.runs.summary import RunSummary, _data_text, _finite, _is_class_metric, _model_text
 from segtrain.tasks import find_task
-
-CONFIG_FILE = "config.yaml"
-METRICS_JSON = "metrics.json"
-METRICS_CSV = "metrics.csv"
-CHECKPOINTS = "checkpoints"
-POSTPROCESS_FILE = "postprocess.yaml"
-RUN_FILE = "run.json"
-SELFTRAIN_FILE = "selftrain.json"
-ITERATIONS = "iterations"
-PSEUDO_LABELS_FILE = "pseudo_labels.json"
-FIGURE_FILE = "figure.png"
-TEACHER_FILE = "teacher.pt"
-STATUSES = ("finished", "stopped", "incomplete", "empty")
-FULL_STATE = ("final.ckpt", "last.ckpt")  # written with optimizer state: a run can resume from them
-WEIGHTS_ONLY = ("best.ckpt",)
-
-
-@dataclass(frozen=True)
-class CheckpointInfo:
-    """One checkpoint file of a run: its step (None when it cannot be read), size and whether it
-    holds the full training state (optimizer, schedulers, callbacks: a run can resume from it) or
-    the weights only (prediction, fine-tuning)."""
-
-    path: Path
-    step: int | None
-    size: int
-    full: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def readable(self) -> bool:
-        return self.step is not None
-
-    def describe(self) -> str:
-        """``final.ckpt (step 15)``."""
-        return f"{self.name} (step {self.step})" if self.readable else f"{self.name} (unreadable)"
-
-
-class _Anything:
-    """Stands in for every object a checkpoint's pickle names outside the standard library
-    (tensors, numpy arrays, Lightning's enums): called, indexed or given state, it stays itself."""
-
-    def __init__(self, *args, **kwargs):
-        pass
-
-    def __call__(self, *args, **kwargs):
-        return self
-
-    def __setstate__(self, state):
-        pass
-
-
-class _StepUnpickler(pickle.Unpickler):
-    SAFE = ("builtins", "collections", "datetime", "pathlib", "copyreg", "_codecs")
-
-    def find_class(self, module: str, name: str):
-        if module.split(".")[0] in self.SAFE:
-            return super().find_class(module, name)
-        return _Anything
-
-    def persistent_load(self, pid):  # tensor storages: not read
-        return _Anything()
-
-
-def _checkpoint_header(path: str | Path, verify: bool = True) -> tuple[int, bool] | None:
-    """``(global step, holds optimizer state)`` of a checkpoint, or None when it cannot be read
-    (``verify``: also checks every member's checksum, which reads the whole file)."""
-    try:
-        with zipfile.ZipFile(Path(path)) as archive:
-            name = next(n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl")
-            with archive.open(name) as f:
-                checkpoint = _StepUnpickler(f).load()
-            if verify and archive.testzip() is not None:  # a damaged member (e.g. overwritten bytes)
-                return None
-        return int(checkpoint.get("global_step", 0)), bool(checkpoint.get("optimizer_states"))
-    except Exception:  # noqa: BLE001 - any unreadable file is "not good"
-        return None
-
-
-def checkpoint_step(path: str | Path) -> int | None:
-    """The training step a checkpoint was saved at, or None when it cannot be read (truncated,
-    not a checkpoint). Reads only the checkpoint's small pickle (``data.pkl`` of torch's zip
-    format), never its tensors and without PyTorch: milliseconds, in any thread."""
-    header = _checkpoint_header(path)
-    return None if header is None else header[0]
-
-
-def checkpoint_is_full(path: str | Path) -> bool:
-    """Whether a checkpoint holds the optimizer state (a run can resume from it)."""
-    header = _checkpoint_header(path)
-    return header is not None and header[1]
-
-
-TRAINING_STATE = ("optimizer_states", "lr_schedulers", "callbacks", "loops", "MixedPrecision", "native_amp_scaling_state")
-"""What a checkpoint holds beyond the weights: needed to resume, not to predict or fine-tune."""
-
-
-def weights_only(path: str | Path) -> None:
-    """Rewrite a full checkpoint as a weights-only one (what Lightning's ``save_weights_only``
-    writes: step, epoch, weights, hyper-parameters), atomically; about a third of the size with
-    Adam's state gone."""
-    import torch
-
-    checkpoint = torch.load(Path(path), map_location="cpu", weights_only=False)
-    slim = {k: v for k, v in checkpoint.items() if k not in TRAINING_STATE}
-    buffer = io.BytesIO()
-    torch.save(slim, buffer)
-    with atomic_path(Path(path), overwrite=True) as tmp:
-        tmp.write_bytes(buffer.getvalue())
 
 
 def _timestamp() -> str:
@@ -241,6 +101,12 @@ class RunFolder:
             return cls(parent.parent)
         return None
 
+    @classmethod
+    def of_checkpoints_dir(cls, path: str | Path) -> RunFolder | None:
+        """The run folder whose ``checkpoints/`` folder ``path`` is, or None."""
+        path = Path(path)
+        return cls(path.parent) if path.name == CHECKPOINTS and cls.is_run(path.parent) else None
+
     @staticmethod
     def is_run(path: str | Path) -> bool:
         path = Path(path)
@@ -266,6 +132,28 @@ class RunFolder:
     @property
     def checkpoints_dir(self) -> Path:
         return self.path / CHECKPOINTS
+
+    PERIODIC_NAME = PERIODIC_CHECKPOINT
+    """Lightning's file name template of the periodic checkpoints (``step-N.ckpt``)."""
+
+    def checkpoint_path(self, name: str) -> Path:
+        """``checkpoints/<name>`` (``final.ckpt``, ``best.ckpt``, ``step-N.ckpt``)."""
+        return self.checkpoints_dir / name
+
+    @property
+    def final_checkpoint(self) -> Path:
+        """``checkpoints/final.ckpt``: written at the end of every run segment (full state)."""
+        return self.checkpoint_path(FINAL_CKPT)
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """``checkpoints/best.ckpt``: the best monitored validation metric (weights only)."""
+        return self.checkpoint_path(BEST_CKPT)
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """``tensorboard/``: Lightning's TensorBoard log."""
+        return self.path / TENSORBOARD
 
     @property
     def postprocess_path(self) -> Path:
@@ -350,7 +238,19 @@ class RunFolder:
     def write_selftrain(self, record: dict) -> None:
         self._write_json(self.selftrain_path, record)
 
-    def adopt_checkpoint(self, checkpoint: Path, name: str = "final.ckpt") -> Path:
+    def link_last(self) -> None:
+        """Point last.ckpt at final.ckpt (Lightning may have written a full copy of the same state
+        at the end); where links are impossible, last.ckpt stays what it is."""
+        last = self.checkpoint_path(LAST_CKPT)
+        tmp = self.checkpoint_path(f".{LAST_CKPT}.tmp-{os.getpid()}")
+        try:
+            tmp.unlink(missing_ok=True)
+            os.symlink(FINAL_CKPT, tmp)
+            os.replace(tmp, last)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def adopt_checkpoint(self, checkpoint: Path, name: str = FINAL_CKPT) -> Path:
         """Put ``checkpoint`` (e.g. the last self-training iteration's) into this run's checkpoints
         as ``name``: a hard link where the file system allows, else a copy (atomically)."""
         import shutil
@@ -505,7 +405,7 @@ class RunFolder:
             infos.append(CheckpointInfo(p, step, p.stat().st_size, full))
 
         def key(info: CheckpointInfo):  # final.ckpt before its hard-linked step-N twin (same time)
-            return (info.readable, info.step or 0, info.path.stat().st_mtime, info.name == "final.ckpt")
+            return (info.readable, info.step or 0, info.path.stat().st_mtime, info.name == FINAL_CKPT)
 
         return sorted(infos, key=key, reverse=True)
 
@@ -526,7 +426,7 @@ class RunFolder:
                     f"No checkpoint of run {self.path} can be read (all truncated or corrupt); train it again."
                 )
             return good[0]
-        name = "best.ckpt" if which == "best" else which
+        name = BEST_CKPT if which == "best" else which
         for info in infos:
             if info.name == name:
                 if not info.readable:
@@ -670,7 +570,7 @@ class RunFolder:
         saved = [c.step for c in checkpoints if c.readable]
         candidates = [metrics.get("steps"), history[-1].get("step"), *saved]
         steps = max((int(v) for v in candidates if isinstance(v, (int, float))), default=0)
-        final = next((c for c in checkpoints if c.name == "final.ckpt" and c.readable), None)
+        final = next((c for c in checkpoints if c.name == FINAL_CKPT and c.readable), None)
         if final is None or final.step < steps:
             status = "incomplete" if steps or checkpoints else "empty"
         elif isinstance(max_steps, int) and final.step >= max_steps:
@@ -726,389 +626,3 @@ class RunFolder:
             class_metrics={k.removeprefix("val/"): v for k, v in last.items() if _is_class_metric(k)},
             data=_data_text(data),
         )
-
-
-@dataclass
-class RunSummary:
-    name: str
-    path: Path
-    preset: str | None
-    task: str | None
-    steps: int
-    best_metric_name: str | None
-    best_metric: float | None
-    created: str  # ISO 8601, UTC
-    max_steps: int | None = None
-    best_step: int | None = None
-    checkpoints: list[str] = field(default_factory=list)
-    last_metrics: dict[str, float] = field(default_factory=dict)
-    size: int = 0  # bytes on disk
-    parent: str | None = None
-    model: str | None = None  # "smp Unet resnet18", "unet3d 8x2"
-    lr: float | None = None
-    batch_size: int | None = None
-    patch: list[int] | None = None
-    final_metric: float | None = None  # the monitored metric at the last validation
-    class_metrics: dict[str, float] = field(default_factory=dict)  # iou_class<k>, f1_class<k> at the last validation
-    data: str | None = None  # data seen, short: "2+1 sources 3f9a1c2d"
-    status: str = "incomplete"  # one of STATUSES (RunFolder.progress)
-    mode: str | None = None  # "min" or "max": which way the monitored metric (best, final) is better
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["path"] = str(self.path)
-        return d
-
-
-def _finite(value) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def _is_class_metric(key: str) -> bool:
-    return bool(re.fullmatch(r"val/\w+_class\d+", key))
-
-
-def _model_text(model: dict) -> str | None:
-    if model.get("architecture") == "smp":
-        return f"smp {model.get('smp_architecture', 'Unet')} {model.get('encoder', '')}".strip()
-    if model.get("architecture") == "unet3d":
-        return f"unet3d {model.get('num_fmaps')}x{model.get('fmap_inc_factor')}"
-    return model.get("architecture")
-
-
-def _data_text(data: dict) -> str | None:
-    if not data:
-        return None
-    return f"{len(data.get('train') or [])}+{len(data.get('val') or [])} sources {data.get('fingerprint', '')}".strip()
-
-
-# --- the data a run saw ------------------------------------------------------------------------
-
-HASH_FULL_BYTES = 64 * 2**20
-"""Arrays up to this size are hashed whole; larger ones by a strided sample."""
-HASH_SAMPLE_ELEMENTS = 2**20
-"""About this many elements of a larger array are hashed (a regular grid, every s-th along each axis)."""
-
-
-def _sample_slices(shape: Sequence[int], crop: Sequence[Sequence[int]] | None, limit: int):
-    """``(slices, hashed)``: the region ``crop`` covers, every s-th voxel along each axis (s the
-    smallest step giving at most ``limit`` elements), or whole (``hashed`` "full") when it fits."""
-    crop = list(crop or [])
-    bounds = [(int(crop[i][0]), int(crop[i][1])) if i < len(crop) else (0, int(n)) for i, n in enumerate(shape)]
-    sizes = [max(0, b - a) for a, b in bounds]
-    step = 1
-    while math.prod(-(-n // step) for n in sizes) > limit:
-        step += 1
-    return tuple(slice(a, b, step) for a, b in bounds), "full" if step == 1 else f"strided sample (every {step}th)"
-
-
-def array_fingerprint(array, crop: Sequence[Sequence[int]] | None = None) -> tuple[dict, np.ndarray]:
-    """``({"shape", "dtype", "hash", "hashed"}, the values hashed)`` of an array (numpy, dask,
-    zarr, HDF5), restricted to ``crop`` (``[start, stop]`` per leading axis). The hash is a
-    BLAKE2b digest of the shape, dtype and values: of all values when the array (crop) is at most
-    :data:`HASH_FULL_BYTES`, else of a strided sample of about :data:`HASH_SAMPLE_ELEMENTS`
-    elements (a few milliseconds, and no full read of a large file; a change between the sampled
-    voxels goes unnoticed)."""
-    shape = tuple(int(n) for n in array.shape)
-    dtype = np.dtype(array.dtype)
-    crop = list(crop or [])
-    full_shape = [int(crop[i][1]) - int(crop[i][0]) if i < len(crop) else n for i, n in enumerate(shape)]
-    limit = max(1, HASH_FULL_BYTES // dtype.itemsize)
-    if math.prod(full_shape) > limit:
-        limit = HASH_SAMPLE_ELEMENTS
-    index, hashed = _sample_slices(shape, crop, limit)
-    values = np.ascontiguousarray(np.asarray(array[index]))
-    digest = hashlib.blake2b(digest_size=8)
-    digest.update(repr((full_shape, dtype.str, hashed)).encode())
-    digest.update(values.tobytes())
-    return {"shape": list(shape), "dtype": dtype.name, "hash": digest.hexdigest(), "hashed": hashed}, values
-
-
-def source_record(source, n_classes: int | None = None) -> dict:
-    """What :meth:`RunFolder.record_data` records of one training source."""
-    record: dict[str, Any] = {"kind": type(source).__name__, "name": getattr(source, "name", None),
-                              "weight": getattr(source, "weight", None)}
-    crop = getattr(source, "crop", None)
-    if crop is not None:
-        record["crop"] = [[int(a), int(b)] for a, b in crop]
-    raw, labels = getattr(source, "raw", None), getattr(source, "labels", None)
-    for part, array in (("raw", raw), ("labels", labels)):
-        if array is None or not hasattr(array, "shape"):
-            continue
-        entry: dict[str, Any] = {}
-        path = getattr(source, f"{part}_path", None)
-        if path:
-            entry["path"] = str(Path(path).resolve())
-            if getattr(source, f"{part}_dataset", None):
-                entry["dataset"] = getattr(source, f"{part}_dataset")
-        part_crop = crop
-        if crop is not None and part == "raw" and labels is not None and array.ndim > labels.ndim:
-            part_crop = [[0, array.shape[0]], *crop]  # channels first
-        fingerprint, values = array_fingerprint(array, part_crop)
-        entry.update(fingerprint)
-        record[part] = entry
-        if part == "labels" and (np.issubdtype(values.dtype, np.integer) or values.dtype == bool):
-            classes = values.astype(np.int64).reshape(-1)
-            classes = np.clip(classes, 0, n_classes - 1) if n_classes else (classes > 0).astype(np.int64)
-            counts = np.bincount(classes, minlength=n_classes or 2)
-            record["class_counts"] = {str(k): int(v) for k, v in enumerate(counts)}
-            record["class_counts_of"] = fingerprint["hashed"]
-    if getattr(source, "class_p", None):
-        record["class_sampling"] = {str(k): round(v, 6) for k, v in source.class_p.items()}
-    return record
-
-
-def _safe_source_record(source, n_classes: int | None) -> dict:
-    """:func:`source_record`, or what is known and the error (a record never stops a run)."""
-    try:
-        return source_record(source, n_classes)
-    except Exception as error:  # noqa: BLE001 - unreadable data shows up in training itself
-        return {"kind": type(source).__name__, "name": getattr(source, "name", None), "error": str(error)}
-
-
-def format_megabytes(size: int) -> str:
-    """Bytes as megabytes, the runs table's size column: ``172``, ``1.5``, ``0.02``."""
-    value = size / 1e6
-    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
-
-
-def format_size(size: int) -> str:
-    """``172 MB``, ``1.2 GB``."""
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit in ("B", "kB", "MB") or value >= 100 else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} TB"
-
-
-RUNS_ENV = "SEGTRAIN_RUNS"
-RUNS_ROOT_TIP = ("Folder that holds the run folders. Default: $SEGTRAIN_RUNS when set, else segtrain/runs in "
-                 "your user data folder (~/.local/share/segtrain/runs on Linux), wherever napari was started.")
-
-
-def default_runs_root() -> Path:
-    """Where run folders go unless a runs folder is named (CLI, GUI and Python alike):
-    ``$SEGTRAIN_RUNS`` when set, else ``segtrain/runs`` in the user's data folder
-    (``$XDG_DATA_HOME``, by default ``~/.local/share``, on Linux; ``~/Library/Application Support``
-    on macOS; ``%LOCALAPPDATA%`` on Windows), never the folder a program happened to start in."""
-    named = os.environ.get(RUNS_ENV, "").strip()
-    if named:
-        return Path(named).expanduser()
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "segtrain" / "runs"
-
-
-def is_run_dir(path: str | Path) -> bool:
-    return RunFolder.is_run(path)
-
-
-def load_run(path: str | Path) -> RunSummary:
-    """Summary of one run folder."""
-    return RunFolder(path).summary()
-
-
-def list_runs(root: str | Path | None = None) -> list[RunSummary]:
-    """Every run folder directly under ``root`` (default: :func:`default_runs_root`), oldest first
-    (empty when ``root`` is missing)."""
-    root = Path(root) if root is not None else default_runs_root()
-    if is_run_dir(root):
-        return [load_run(root)]
-    if not root.is_dir():
-        return []
-    runs = [load_run(p) for p in sorted(root.iterdir()) if is_run_dir(p)]
-    return sorted(runs, key=lambda r: r.created)
-
-
-# --- the runs table ---------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Column:
-    """A column of the runs table: ``key`` (for ``--sort``, the CSV header), ``title`` (the text
-    table, Markdown and the Runs panel) and the value of a run (None = missing)."""
-
-    key: str
-    title: str
-    value: Any  # RunSummary -> value (number or text) or None
-
-
-def _patch_text(run: RunSummary) -> str | None:
-    return "x".join(str(p) for p in run.patch) if run.patch else None
-
-
-BASE_COLUMNS = [
-    Column("name", "name", lambda r: r.name),
-    Column("preset", "preset", lambda r: r.preset),
-    Column("task", "task", lambda r: r.task),
-    Column("model", "model", lambda r: r.model),
-    Column("steps", "steps", lambda r: r.steps),
-    Column("status", "status", lambda r: r.status),
-    Column("max_steps", "planned", lambda r: r.max_steps),
-    Column("lr", "lr", lambda r: r.lr),
-    Column("batch", "batch", lambda r: r.batch_size),
-    Column("patch", "patch", _patch_text),
-    Column("metric", "metric", lambda r: (r.best_metric_name or "").removeprefix("val/") or None),
-    Column("best", "best", lambda r: r.best_metric),
-    Column("best_step", "at step", lambda r: r.best_step),
-    Column("final", "final", lambda r: r.final_metric),
-]
-TAIL_COLUMNS = [
-    Column("parent", "parent", lambda r: Path(r.parent).name if r.parent else None),
-    Column("data", "data seen", lambda r: r.data),
-    Column("size", "MB", lambda r: r.size),
-    Column("created", "date", lambda r: r.created),
-]
-
-
-def _class_key(key: str) -> tuple:
-    metric, _, k = key.rpartition("_class")
-    return (int(k), metric != "iou", metric)
-
-
-def run_columns(runs: Sequence[RunSummary]) -> list[Column]:
-    """The columns of the runs table: the base ones, a column per per-class metric some run has
-    (``iou_class1``, ``f1_class1``: its last validation), then parent, data seen, size and date."""
-    keys = sorted({k for r in runs for k in r.class_metrics}, key=_class_key)
-    per_class = [Column(k, k, lambda r, k=k: _finite(r.class_metrics.get(k))) for k in keys]
-    return BASE_COLUMNS + per_class + TAIL_COLUMNS
-
-
-METRIC_COLUMNS = ("best", "final")
-"""Columns of the monitored metric: better is lower or higher as each run's ``mode`` says."""
-
-SORT_ORDERS = ("default", "asc", "desc")
-
-
-def is_metric_column(key: str) -> bool:
-    """Whether the column ``key`` holds a validation metric (sorted by quality, best first)."""
-    return key in METRIC_COLUMNS or bool(re.fullmatch(r"\w+_class\d+", key))
-
-
-def sort_value(column: Column, run: RunSummary):
-    """What ``run`` is ordered by in ``column`` (None: no value, always last). Metric columns order
-    by quality, the better the smaller: ``(metric name, value)`` for a metric where lower is better
-    (VOI, ARAND, loss), ``(metric name, -value)`` where higher is (F1, IoU, Dice, the per-class
-    columns); runs monitoring different metrics are grouped by metric. Other columns: numbers as
-    numbers, text case-insensitively."""
-    value = column.value(run)
-    if value is None:
-        return None
-    if is_metric_column(column.key) and isinstance(value, (int, float)):
-        if column.key in METRIC_COLUMNS:
-            name = run.best_metric_name or ""
-            higher = run.mode == "max" if run.mode else not _lower_is_better(name)
-        else:
-            name, higher = column.key, True
-        return (name, -value if higher else value)
-    if isinstance(value, (int, float)):
-        return (0, value)
-    return (1, str(value).lower())
-
-
-def _lower_is_better(metric: str) -> bool:
-    return any(word in metric for word in ("voi", "arand", "loss", "error"))
-
-
-def sort_runs(runs: Sequence[RunSummary], key: str, order: str = "default") -> list[RunSummary]:
-    """``runs`` ordered by the column ``key``; runs without a value come last in every order.
-
-    Metric columns (``best``, ``final``, per-class metrics like ``iou_class1``) order by quality,
-    whichever way the metric runs (VOI: lower is better; F1: higher is): ``order`` "default" or
-    "desc" (down from the best) gives the best run first, "asc" the worst first. Other columns:
-    "default" or "asc" from the smallest value (earliest date, first name), "desc" from the
-    largest. An unknown key or order raises :class:`InputError` naming the valid ones."""
-    columns = {c.key: c for c in run_columns(runs)}
-    if key not in columns:
-        raise InputError(f"Unknown sort key {key!r}; valid keys are: {', '.join(columns)}.")
-    if order not in SORT_ORDERS:
-        raise InputError(f"Unknown sort order {order!r}; choose one of {', '.join(SORT_ORDERS)}.")
-    column = columns[key]
-    present = [r for r in runs if sort_value(column, r) is not None]
-    missing = [r for r in runs if sort_value(column, r) is None]
-    reverse = order == ("asc" if is_metric_column(key) else "desc")
-    return sorted(present, key=lambda r: sort_value(column, r), reverse=reverse) + missing
-
-
-def cell_text(column: Column, run: RunSummary) -> str:
-    """A value as the text table, Markdown and the Runs panel show it."""
-    value = column.value(run)
-    if value is None:
-        return "-"
-    if column.key == "size":
-        return format_megabytes(value)
-    if column.key == "lr":
-        return f"{value:.3g}"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
-def _csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def format_table(runs: Sequence[RunSummary]) -> str:
-    """A plain-text table to compare runs side by side."""
-    if not runs:
-        return "no runs"
-    columns = run_columns(runs)
-    header = [c.title for c in columns]
-    rows = [[cell_text(c, r) for c in columns] for r in runs]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
-def format_csv(runs: Sequence[RunSummary]) -> str:
-    """The runs as CSV: a header of column keys, full-precision numbers, sizes in bytes, empty
-    cells for missing values, parent as its full path."""
-    columns = run_columns(runs)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([c.key for c in columns])
-    for r in runs:
-        writer.writerow([(r.parent or "") if c.key == "parent" else _csv_cell(c.value(r)) for c in columns])
-    return out.getvalue()
-
-
-def format_markdown(runs: Sequence[RunSummary]) -> str:
-    """The runs as a Markdown table: header row, separator, one line per run."""
-    columns = run_columns(runs)
-
-    def line(cells):
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    lines = [line(c.title for c in columns), "|" + "|".join("---" for _ in columns) + "|"]
-    lines += [line(cell_text(c, r) for c in columns) for r in runs]
-    return "\n".join(lines) + "\n"
-
-
-FORMATS = {"table": format_table, "csv": format_csv, "markdown": format_markdown}
-
-
-def format_runs(runs: Sequence[RunSummary], fmt: str = "table") -> str:
-    """``runs`` as a text table, CSV or Markdown (``fmt``)."""
-    if fmt not in FORMATS:
-        raise InputError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}.")
-    return FORMATS[fmt](runs)
-
-
-def fine_tune_note(record: dict) -> str:
-    """One line for the user: the learning rate and warm-up of a fine-tuning run (its run.json
-    ``fine_tune`` record)."""
-    scale = "" if record["lr_scale"] == 1 else f" ({record['lr_scale']:g} x the config's {record['config_lr']:g})"
-    warmup = f"{record['warmup_steps']} warm-up steps" if record["warmup_steps"] else "no warm-up"
-    return (f"fine-tuning at learning rate {record['lr']:g}{scale}, {warmup} (train.finetune_lr_scale, "
-            "train.finetune_warmup_steps)")
