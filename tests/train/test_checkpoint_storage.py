@@ -1,5 +1,5 @@
-"""Checkpoints keep only what resume and prediction need: the optimizer state in the newest one,
-older and best ones weights only (a periodic one of the newest's step a hard link to it); resume still
+"""Checkpoints keep only what resume and prediction need: the optimizer state in the newest one and
+in one spare of an earlier step (resume when the newest is damaged), older and best ones weights only (a periodic one of the newest's step a hard link to it); resume still
 continues from the right step; the runs table shows the size on disk, the steps a killed run reached
 and its status."""
 
@@ -27,7 +27,7 @@ def _has_optimizer_state(path: Path) -> bool:
     return bool(torch.load(path, map_location="cpu", weights_only=False).get("optimizer_states"))
 
 
-def test_only_the_newest_checkpoint_keeps_the_optimizer_state_and_resume_continues(tmp_path, em_crop, tiny_config,
+def test_only_the_newest_checkpoint_and_a_spare_keep_the_optimizer_state_and_resume_continues(tmp_path, em_crop, tiny_config,
                                                                                   capsys):
     raw, gt, vraw, vgt = em_crop
     train, val = [ArraySource(raw, gt)], [ArraySource(vraw, vgt)]
@@ -39,12 +39,12 @@ def test_only_the_newest_checkpoint_keeps_the_optimizer_state_and_resume_continu
     assert _has_optimizer_state(ckpt / "final.ckpt")
     assert (ckpt / "step-12.ckpt").samefile(ckpt / "final.ckpt")  # same step: one file, two names
     assert RunFolder(run.run_dir).model_checkpoint().name == "final.ckpt"  # named first, as before
-    assert not _has_optimizer_state(ckpt / "step-9.ckpt")  # older: weights only
+    assert _has_optimizer_state(ckpt / "step-9.ckpt")  # the spare: the newest of an earlier step
     assert not _has_optimizer_state(ckpt / "best.ckpt")  # for prediction: weights only
-    full, slim = (ckpt / "final.ckpt").stat().st_size, (ckpt / "step-9.ckpt").stat().st_size
+    full, slim = (ckpt / "final.ckpt").stat().st_size, (ckpt / "best.ckpt").stat().st_size
     assert slim < 0.6 * full  # Adam's two moments are gone
     folder = RunFolder(run.run_dir)
-    assert folder.size_on_disk() < full + 2 * slim + 2_000_000  # no second full copy anywhere
+    assert folder.size_on_disk() < 2 * full + slim + 2_000_000  # the newest and the spare, nothing more
     assert folder.resume_checkpoint().name in ("final.ckpt", "step-12.ckpt")
     assert load_model(ckpt / "step-9.ckpt").step == 9  # weights-only ones still load for prediction
     (summary,) = list_runs(tmp_path)
@@ -54,20 +54,20 @@ def test_only_the_newest_checkpoint_keeps_the_optimizer_state_and_resume_continu
     cells = dict(zip(header.split(","), row.split(",")))
     assert int(cells["size"]) == summary.size and cells["status"] == "finished"
 
-    # a weights-only checkpoint cannot be resumed from: one sentence, not Lightning's KeyError
-    from segtrain.errors import SegtrainError
-
-    with pytest.raises(SegtrainError, match=r"step-9\.ckpt: it holds the weights only"):
-        TrainingRun(tiny_config(max_steps=15), train, val, resume=ckpt / "step-9.ckpt")
     resumed = TrainingRun(tiny_config(max_steps=15, val_every=4, checkpoint_every=3), train, val, resume=run.run_dir)
     reports = list(resumed.reports())
     assert reports[0].phase == "preparing" and reports[0].step == 12
     assert min(r.step for r in reports if r.phase == "training") > 12 and reports[-1].step == 15
     assert load_model(ckpt / "final.ckpt").step == 15 and _has_optimizer_state(ckpt / "final.ckpt")
-    assert not _has_optimizer_state(ckpt / "step-12.ckpt")  # the old final's twin, now weights only
     fulls = [p.name for p in ckpt.glob("*.ckpt") if not p.is_symlink() and _has_optimizer_state(p)
              and not p.samefile(ckpt / "final.ckpt")]
-    assert fulls == []
+    assert fulls == ["step-12.ckpt"]  # the old final's twin is the new spare (step-9 is gone: keep_checkpoints)
+
+    # a weights-only checkpoint cannot be resumed from: one sentence, not Lightning's KeyError
+    from segtrain.errors import SegtrainError
+
+    with pytest.raises(SegtrainError, match=r"best\.ckpt: it holds the weights only"):
+        TrainingRun(tiny_config(max_steps=18), train, val, resume=ckpt / "best.ckpt")
 
 
 def _config_files(tmp_path: Path, em_crop) -> Path:
@@ -113,7 +113,10 @@ def test_a_killed_run_is_listed_with_the_steps_it_saved_and_resumes_from_them(tm
     assert not folder.metrics_path.exists()  # killed before any validation: steps only from checkpoints
     newest = folder.resume_checkpoint()
     assert newest.name.startswith("step-") and newest.step >= 6
-    assert all(not i.full for i in folder.checkpoints() if i.path != newest.path)  # optimizer state: newest only
+    older = sorted({i.step for i in folder.checkpoints() if i.path != newest.path}, reverse=True)
+    # optimizer state in the newest and a spare (and the previous spare, if the kill came between a
+    # save and its slimming)
+    assert older and {i.step for i in folder.checkpoints() if i.full and i.path != newest.path} <= set(older[:2])
     (summary,) = list_runs(runs)
     assert summary.steps == newest.step and summary.status == "incomplete"
     assert main(["runs", str(runs), "--format", "csv"]) == 0

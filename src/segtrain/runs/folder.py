@@ -438,7 +438,7 @@ class RunFolder:
     def resume_plan(self) -> tuple[CheckpointInfo, list[CheckpointInfo]]:
         """``(checkpoint to continue training from, newer ones skipped as unreadable)``: the newest
         readable checkpoint with optimizer state (:meth:`slim_checkpoints` keeps it in the newest
-        one; best.ckpt and older ones hold weights only)."""
+        one and a spare of an earlier step; best.ckpt and older ones hold weights only)."""
         infos = [i for i in self.checkpoints() if i.name not in WEIGHTS_ONLY]
         good = [i for i in infos if i.readable and i.full]
         if not good:
@@ -453,18 +453,19 @@ class RunFolder:
         return good[0], skipped
 
     def slim_checkpoints(self, newest: str | Path) -> list[str]:
-        """Keep the training state (optimizer, schedulers) in ``newest`` only, the checkpoint just
-        written: every other periodic or final checkpoint of the same step becomes a hard link to it
-        (no second copy), every older full one is rewritten with weights only (best.ckpt is always
-        weights only)
-        (:func:`weights_only`). A run resumes from the newest; the others still load for
-        prediction and fine-tuning. A file that cannot be rewritten (a full disk) stays as it was.
-        Returns the names changed."""
+        """Keep the training state (optimizer, schedulers) in ``newest``, the checkpoint just
+        written, and in one spare, the newest checkpoint of an earlier step (a run whose newest file
+        was damaged resumes from it): every other periodic or final checkpoint of the same step as
+        ``newest`` becomes a hard link to it (no second copy), every other older full one is
+        rewritten with weights only (:func:`weights_only`; best.ckpt is always weights only). A run
+        resumes from the newest; the others still load for prediction and fine-tuning. A file that
+        cannot be rewritten (a full disk) stays as it was. Returns the names changed."""
         newest = Path(newest)
         header = _checkpoint_header(newest)
         if header is None or not header[1]:
             return []
         changed = []
+        spare = None  # the spare's step: checkpoints() lists the newest first (its same-step twins are kept too)
         for info in self.checkpoints():
             path = info.path
             if not info.readable or path.resolve() == newest.resolve() or path.samefile(newest):
@@ -479,6 +480,10 @@ class RunFolder:
                     continue
                 except OSError:  # no hard links here: slim it instead
                     tmp.unlink(missing_ok=True)
+            if info.full and info.name not in WEIGHTS_ONLY and (info.step or 0) < header[0] \
+                    and spare in (None, info.step):
+                spare = info.step
+                continue
             if info.full:
                 try:
                     weights_only(path)

@@ -259,7 +259,8 @@ def _callbacks(config: Config, state: RunState, folder: RunFolder):
     ]
     class Periodic(ModelCheckpoint):
         """The newest periodic checkpoint keeps the optimizer state (the point a crashed run resumes
-        from); each one saved turns the older ones into weights-only files (RunFolder.slim_checkpoints)."""
+        from), and one spare of an earlier step; each one saved turns the older ones into weights-only
+        files (RunFolder.slim_checkpoints)."""
 
         def _save_checkpoint(self, trainer, filepath):
             super()._save_checkpoint(trainer, filepath)
@@ -366,7 +367,7 @@ def resolve_resume(resume: str | Path) -> tuple[RunFolder, Path, str]:
                                 f"resume from the run folder {folder.path} to take its newest readable checkpoint.")
         if not checkpoint_is_full(path):
             raise SegtrainError(f"Cannot resume from {path.name}: it holds the weights only (only the newest "
-                                f"checkpoint keeps the optimizer state); resume from the run folder {folder.path}, "
+                                f"checkpoint and one spare keep the optimizer state); resume from the run folder {folder.path}, "
                                 "or fine-tune from this checkpoint with --init-from.")
         return folder, path, ""
     folder = RunFolder(path)
