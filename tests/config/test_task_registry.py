@@ -50,3 +50,14 @@ def test_an_unregistered_task_is_refused_with_the_registered_names():
     config = Config()
     with pytest.raises(ConfigError, match="model.task must be one of .* not 3."):
         config.model.task = 3
+
+
+def test_a_prediction_without_a_record_and_an_image_without_labels_get_their_task_from_the_registry():
+    """What `segtrain segment` reads a prediction without a task record as (by its output), and what
+    the Data panel starts from for an image without labels (by its dimensions): asked of the tasks."""
+    from segtrain.tasks import default_task, task_of_head
+
+    assert task_of_head("affinities").name == "affinities"
+    assert task_of_head("probabilities").name == "masks"
+    assert task_of_head("lsds").name == "masks"  # no task's head: read as probabilities
+    assert (default_task(3).name, default_task(2).name) == ("affinities", "masks")

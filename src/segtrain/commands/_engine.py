@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
-from segtrain.tasks import find_task
+from segtrain.tasks import find_task, task_of_head
 
 
 def log(message: str) -> None:
@@ -249,6 +249,6 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
         raise InputError(str(error)) from None
     if overridden:
         origin += f" with {', '.join(overridden)} from the command line"
-    task = task or ("affinities" if kind == "affinities" else "masks")
+    task = task or task_of_head(kind).name
     ndim = ndim or (array.ndim - 1 if kind == "affinities" else array.ndim)
     return Prediction(array, volume, kind, settings, OutputSpec(task, min(max(int(ndim), 2), 3)), origin)

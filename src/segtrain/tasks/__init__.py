@@ -2,6 +2,8 @@
 task's name: it asks ``task_of(config)``."""
 
 from segtrain.tasks import builtin as _builtin  # noqa: F401  (registers the four tasks)
-from segtrain.tasks.base import REGISTRY, Task, find_task, register, task_names, task_of, unregister
+from segtrain.tasks.base import (REGISTRY, Task, default_task, find_task, register, task_names, task_of, task_of_head,
+                                 unregister)
 
-__all__ = ["REGISTRY", "Task", "find_task", "register", "task_names", "task_of", "unregister"]
+__all__ = ["REGISTRY", "Task", "default_task", "find_task", "register", "task_names", "task_of", "task_of_head",
+           "unregister"]

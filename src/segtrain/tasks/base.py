@@ -47,6 +47,9 @@ class Task:
     tune_split: ClassVar[str] = "train"
     #: the Train panel's starting preset by spatial dimensions of the image
     presets: ClassVar[dict[int, str]] = {}
+    #: the spatial dimensions of images for which the Data panel starts from this task when their
+    #: labels say nothing (the first registered task that lists them)
+    default_for: ClassVar[tuple[int, ...]] = ()
 
     # ------------------------------------------------------------------------------------------
     # what a config of this task trains and predicts
@@ -116,6 +119,18 @@ def task_of(what: Any) -> Task:
     if task is None:
         raise InputError(f"Unknown task {what!r}; one of {', '.join(REGISTRY)}.")
     return task
+
+
+def task_of_head(head: str) -> Task:
+    """The task a prediction without a record of its task is read as, from the output (layer kind)
+    it holds: the first registered task with that head, else the first with the default head."""
+    return next((t for t in REGISTRY.values() if t.head == head),
+                next(t for t in REGISTRY.values() if t.head == Task.head))
+
+
+def default_task(ndim: int) -> Task:
+    """The task the Data panel starts from for an image of ``ndim`` spatial dimensions."""
+    return next(t for t in REGISTRY.values() if ndim in t.default_for)
 
 
 def find_task(what: Any) -> Task | None:

@@ -22,6 +22,7 @@ class Affinities(Task):
     agglomerates = True
     tune_split = "val"
     presets = {3: "em3d_quick", 2: "isbi2d_quick"}
+    default_for = (3,)
 
     def heads(self, n_offsets, lsds, ndim, n_classes):
         return [("affinities", n_offsets, "sigmoid")] + ([("lsds", 10 if ndim == 3 else 6, "sigmoid")] if lsds else [])
@@ -38,6 +39,7 @@ class Masks(Task):
     monitor = ("val/dice", "max")
     foreground = True
     presets = {2: "wells2d_quick", 3: "em3d_quick"}
+    default_for = (2,)
 
     def heads(self, n_offsets, lsds, ndim, n_classes):
         return [("probabilities", 1, "sigmoid")]

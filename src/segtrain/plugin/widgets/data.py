@@ -28,7 +28,7 @@ from segtrain.plugin.widgets._common import (
     status_label,
 )
 from segtrain.plugin.workers import LatestOnly, notify_error, notify_info, start_worker
-from segtrain.tasks import find_task
+from segtrain.tasks import default_task, find_task
 
 GT_WORDS = L.GT_WORDS
 
@@ -167,8 +167,8 @@ class DataWidget(Panel):
             task = L.task_from_labels(gt.data, ndim)
         else:
             current = find_task(self.task())
-            task = "affinities" if ndim == 3 else ("masks" if current is not None and current.agglomerates
-                                                   else self.task())
+            keep = ndim != 3 and (current is None or not current.agglomerates)
+            task = self.task() if keep else default_task(ndim).name
         self.set_task(task)
 
     def _layer_inserted(self, event) -> None:

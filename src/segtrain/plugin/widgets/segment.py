@@ -57,7 +57,7 @@ from segtrain.postprocess import OutputSpec, instances, merge_tree_and_sweep
 from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.proofread import Proofreader
 from segtrain.segment import SCORING_FUNCTIONS
-from segtrain.tasks import find_task, task_of
+from segtrain.tasks import find_task, task_of, task_of_head
 
 SLIDER_STEPS = 1000
 DEFAULT_SCORING = ["hist_quant_50", "hist_quant_75", "hist_quant_25", "mean"]
@@ -315,7 +315,7 @@ class SegmentWidget(Panel):
                          self.status)
             return
         self._source_layer = layer
-        self.source_info = L.layer_info(layer) or L.LayerInfo("affinities", task="affinities")
+        self.source_info = L.layer_info(layer) or L.LayerInfo("affinities", task=task_of_head("affinities").name)
         try:
             settings = self.current_settings()
         except ValueError as error:
