@@ -32,7 +32,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from segtrain.errors import InputError
@@ -214,24 +214,33 @@ def temporary_name(name: str, kind: str = "tmp") -> str:
     return f".{name}.{kind}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
+def is_temporary_name(name: str) -> bool:
+    """Whether ``name`` is a writer's temporary or set-aside copy (``.<x>.tmp-...``, ``.<x>.old-...``):
+    never data, whatever a reader finds beside it."""
+    return name.startswith(".") and (".tmp-" in name or ".old-" in name)
+
+
+def dead_leftovers(names: Iterable[str], target_name: str) -> list[tuple[str, str]]:
+    """``(name, "tmp" | "old")`` for each of ``names`` (a folder's entries, an HDF5 group's keys)
+    that a killed writer of ``target_name`` left: names of that target only, whose process is gone."""
+    pattern = leftover_pattern(target_name)
+    return [(name, match.group(1)) for name in sorted(names)
+            if (match := pattern.match(name)) and not _alive(int(match.group(2)))]
+
+
 def remove_leftovers(target: Path) -> list[Path]:
-    """Remove what killed writers of ``target`` left beside it (only names of this target, only
-    when their process is gone); an ``.old-`` copy of a missing target is moved back. Returns what
-    was removed or restored."""
+    """Remove what killed writers of ``target`` left beside it (:func:`dead_leftovers`); an
+    ``.old-`` copy of a missing target is moved back. Returns what was removed or restored."""
     parent = target.parent
-    pattern = leftover_pattern(target.name)
-    done = []
     try:
-        entries = list(os.scandir(parent))
+        names = os.listdir(parent)
     except OSError:
-        return done
-    for entry in sorted(entries, key=lambda e: e.name):
-        match = pattern.match(entry.name)
-        if not match or _alive(int(match.group(2))):
-            continue
-        path = Path(entry.path)
+        return []
+    done = []
+    for name, kind in dead_leftovers(names, target.name):
+        path = parent / name
         try:
-            if match.group(1) == "old" and not os.path.lexists(target):
+            if kind == "old" and not os.path.lexists(target):
                 rename_noreplace(path, target)  # the killed writer had moved the old target aside
             else:
                 _remove(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.io.atomic import is_temporary_name
 from segtrain.io.volume import (
     LAZY_BYTES,
     Volume,
@@ -45,7 +46,7 @@ def _datasets(handle) -> list[str]:
 
     def visit(name, obj):
         leaf = name.rsplit("/", 1)[-1]
-        if leaf.startswith(".") and (".tmp-" in leaf or ".old-" in leaf):
+        if is_temporary_name(leaf):
             return  # a writer's temporary (see write_hdf5_dataset), not data
         if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 and obj.dtype.kind in "biuf":
             found.append(name)
@@ -162,7 +163,7 @@ def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, ov
     this dataset are removed first."""
     import h5py
 
-    from segtrain.io.atomic import leftover_pattern, temporary_name
+    from segtrain.io.atomic import temporary_name
 
     if container.is_dir() or not h5py.is_hdf5(container):
         raise InputError(f"{container} exists and is not an HDF5 file; cannot add '{dataset}' to it: choose "
@@ -171,13 +172,13 @@ def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, ov
             "open for writing, or it is not writable; wait for it to finish or choose another file.")
     try:
         with h5py.File(container, "r") as handle:  # refusals before the file is opened for writing (and touched)
-            _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
+            _check_dataset(handle, container, dataset, overwrite)
         handle = h5py.File(container, "a")
     except OSError:
         raise InputError(busy) from None
     with handle:
-        parent, leaf = _check_dataset(handle, container, dataset, overwrite, dead=leftover_pattern)
-        _remove_dead(parent, leaf, leftover_pattern)
+        parent, leaf = _check_dataset(handle, container, dataset, overwrite)
+        _remove_dead(parent, leaf)
         tmp, old = temporary_name(leaf), None
         try:
             _create(parent, tmp, volume, chunks)
@@ -199,12 +200,12 @@ def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, ov
             handle.flush()
 
 
-def _check_dataset(handle, container: Path, dataset: str, overwrite: bool, dead):
+def _check_dataset(handle, container: Path, dataset: str, overwrite: bool):
     """(parent group, leaf name) of ``dataset`` in the open file, or InputError when it may not be
     written: its parent is a dataset, it is a group, or it exists without ``overwrite``."""
     import h5py
 
-    from segtrain.io.atomic import _alive
+    from segtrain.io.atomic import dead_leftovers
 
     parent_name, _, leaf = dataset.strip("/").rpartition("/")
     parent = handle.get(parent_name) if parent_name else handle
@@ -215,11 +216,8 @@ def _check_dataset(handle, container: Path, dataset: str, overwrite: bool, dead)
         if handle.mode == "r":
             return None, leaf
         parent = handle.require_group(parent_name)
-    present = leaf in parent
-    if not present:  # an old copy a killed writer moved aside is the dataset, put back first
-        pattern = dead(leaf)
-        present = any((m := pattern.match(name)) and m.group(1) == "old" and not _alive(int(m.group(2)))
-                      for name in parent.keys())
+    # an old copy a killed writer moved aside is the dataset, put back first
+    present = leaf in parent or any(kind == "old" for _, kind in dead_leftovers(parent.keys(), leaf))
     if present and leaf in parent and not isinstance(parent[leaf], h5py.Dataset):
         raise InputError(f"{container}/{dataset} is a group holding other datasets; segtrain never replaces it: "
                          "choose another name.")
@@ -229,17 +227,13 @@ def _check_dataset(handle, container: Path, dataset: str, overwrite: bool, dead)
     return parent, leaf
 
 
-def _remove_dead(group, leaf: str, leftover_pattern) -> None:
+def _remove_dead(group, leaf: str) -> None:
     """Temporaries of ``leaf`` that a killed writer left in ``group``; an old copy of a missing
     ``leaf`` is moved back."""
-    from segtrain.io.atomic import _alive
+    from segtrain.io.atomic import dead_leftovers
 
-    pattern = leftover_pattern(leaf)
-    for name in sorted(group.keys()):
-        match = pattern.match(name)
-        if not match or _alive(int(match.group(2))):
-            continue
-        if match.group(1) == "old" and leaf not in group:
+    for name, kind in dead_leftovers(group.keys(), leaf):
+        if kind == "old" and leaf not in group:
             group.move(name, leaf)
         else:
             del group[name]

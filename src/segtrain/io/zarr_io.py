@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.io.atomic import is_temporary_name
 from segtrain.io.volume import (
     SUPPORTED_DIMS,
     Volume,
@@ -89,7 +90,7 @@ def _group_volumes(group, path: Path, prefix: str) -> Iterator[Volume]:
                     yield from _group_volumes(sub, path, _join(prefix, f"labels/{name}"))
         return
     for name, member in sorted(group.members(), key=lambda item: item[0]):
-        if name.startswith(".") and (".tmp-" in name or ".old-" in name):
+        if is_temporary_name(name):
             continue  # a writer's temporary beside the arrays (segtrain.io.atomic), not data
         if isinstance(member, zarr.Array):
             yield _array_volume(member, path, _join(prefix, name))
