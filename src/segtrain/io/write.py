@@ -154,34 +154,33 @@ def is_zarr_array(path: Path) -> bool:
     return all(_ZARR_ARRAY_ENTRY.match(entry.name) for entry in os.scandir(path))
 
 
+def _zarr_attributes(path: Path) -> dict | None:
+    """The attributes of the zarr node in the folder ``path`` (format 2 or 3), None when unreadable."""
+    import json
+
+    try:
+        if (path / ".zattrs").is_file():
+            return json.loads((path / ".zattrs").read_text())
+        return json.loads((path / "zarr.json").read_text()).get("attributes", {})
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def own_output(writer: str) -> Callable[[Path], bool]:
     """A test for a zarr group that ``writer`` (e.g. ``"predict"``) wrote and that still holds only
     what it wrote: the group attribute :data:`OUTPUT_MARKER` names the writer, and every member is
     an array whose attribute ``kind`` is its own name (as segtrain's writers set it)."""
-    import json
 
     def replaceable(path: Path) -> bool:
         if not path.is_dir() or path.is_symlink() or _zarr_node(path) != "group":
             return False
-        try:
-            attrs = json.loads((path / ".zattrs").read_text()) if (path / ".zattrs").is_file() else \
-                json.loads((path / "zarr.json").read_text()).get("attributes", {})
-        except (OSError, ValueError):
-            return False
-        if attrs.get(OUTPUT_MARKER) != writer:
+        if (_zarr_attributes(path) or {}).get(OUTPUT_MARKER) != writer:
             return False
         for entry in os.scandir(path):
             if entry.name in (".zgroup", ".zattrs", "zarr.json"):
                 continue
             member = Path(entry.path)
-            if not is_zarr_array(member):
-                return False
-            try:
-                member_attrs = json.loads((member / ".zattrs").read_text()) if (member / ".zattrs").is_file() \
-                    else json.loads((member / "zarr.json").read_text()).get("attributes", {})
-            except (OSError, ValueError):
-                return False
-            if member_attrs.get("kind") != entry.name:
+            if not is_zarr_array(member) or (_zarr_attributes(member) or {}).get("kind") != entry.name:
                 return False
         return True
 
