@@ -234,3 +234,31 @@ def test_closing_a_rounds_layers_frees_its_prediction_and_merge_tree(docked, gui
     gc.collect()
     assert [what for what, ref in refs.items() if ref() is not None] == []
     assert not segment.slider.isEnabled() and not segment.best_button.isEnabled()  # nothing left to move
+
+
+def test_a_second_prediction_of_the_image_never_replaces_the_firsts_segmentation(docked, gui, synthetic):
+    """Segmentations are named after their image ('raw segmentation'): building the tree of a second
+    prediction of the same image (another model's) adds a segmentation beside the first one, which
+    may hold proofreading, and rebuilding the same prediction replaces only its own."""
+    viewer, dock = docked
+    labels = _affinities_layer(viewer, synthetic)
+    info = L.layer_info(viewer.layers["raw affinities"])
+    data, kwargs = L.prediction_layer_args(synthetic["noisy_affinities"](labels, noise=0.2, seed=1),
+                                           viewer.layers["raw"], "raw affinities [2]", "affinities", info=info)
+    viewer.add_image(data, **kwargs)
+    segment = SegmentWidget(viewer)
+    dock(segment)
+
+    def build(prediction):
+        gui.choose(segment.pred_combo, prediction)
+        segment.tree = None
+        gui.click(segment.build_button)
+        gui.wait_until(lambda: segment.tree is not None and segment.build_button.isEnabled(), timeout=60)
+        return segment.seg_layer
+
+    first = build("raw affinities")
+    second = build("raw affinities [2]")
+    assert first in viewer.layers and second in viewer.layers and first.name != second.name
+    assert L.layer_info(first).source == "raw affinities" and L.layer_info(second).source == "raw affinities [2]"
+    again = build("raw affinities")  # its own segmentation is rebuilt in place, the other one kept
+    assert first not in viewer.layers and again.name == first.name and second in viewer.layers

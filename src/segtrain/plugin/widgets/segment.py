@@ -431,8 +431,12 @@ class SegmentWidget(Panel):
     def _show_segmentation(self, data, info: L.LayerInfo) -> None:
         layer = self._source_layer
         name = L.derived_name(layer, "segmentation", self.viewer)  # 'B segmentation', not a pile of names
-        if name in self.viewer.layers and L.layer_kind(self.viewer.layers[name]) != "segmentation":
-            name = L.unique_name(self.viewer, name)  # a layer of the user's: never replaced
+        if name in self.viewer.layers:
+            existing = L.layer_info(self.viewer.layers[name])
+            if existing is None or existing.kind != "segmentation" or existing.source != layer.name:
+                # a layer of the user's, or the segmentation of another prediction of this image
+                # (perhaps proofread): never replaced; only this prediction's own is rebuilt
+                name = L.unique_name(self.viewer, name)
         kwargs = L.aligned_kwargs(layer, name, info, ndim=data.ndim)
         if name in self.viewer.layers:
             self.seg_layer = None  # replaced, not closed: the new tree stays
