@@ -99,3 +99,17 @@ def test_ground_truth_is_guessed_from_the_layer_name(docked):
     viewer.add_labels(np.zeros((4, 16, 16), np.uint32), name="em labels")
     assert data.gt_combo.currentText() == "em labels"
     assert L.session(viewer).gt_layer == "em labels"
+
+
+def test_a_typed_voxel_size_leaves_another_image_of_the_same_shape_alone(docked, gui):
+    """Apply rescales the chosen image and what lies on it, never a second image of the same shape
+    (another acquisition the user opened beside it)."""
+    viewer, dock = docked
+    data = DataWidget(viewer)
+    dock(data)
+    viewer.add_image(np.zeros((4, 8, 8), np.uint8), name="A")
+    viewer.add_image(np.zeros((4, 8, 8), np.uint8), name="B")
+    gui.choose(data.image_combo, "A")
+    gui.type(data.voxel_edit, "30, 5, 5")
+    assert tuple(viewer.layers["A"].scale) == (30, 5, 5)
+    assert tuple(viewer.layers["B"].scale) == (1, 1, 1)

@@ -329,7 +329,8 @@ class DataWidget(Panel):
         chosen = [layer for layer in (self.gt_combo.layer(), self.annotation_combo.layer()) if layer is not None]
         aligned = [layer for layer in self.viewer.layers if layer is not image and layer not in chosen
                    and layer.__class__.__name__ in ("Image", "Labels") and L.spatial_ndim(layer) == ndim
-                   and L.spatial_shape(layer) == shape and L.spatial_scale(layer) == old]
+                   and L.spatial_shape(layer) == shape and L.spatial_scale(layer) == old
+                   and L.image_of(layer, self.viewer) in (None, image.name)]  # not another image's layers
         for layer in (image, *chosen, *aligned):
             layer.scale = values
         self.session.set(voxel_size=values)
