@@ -461,14 +461,19 @@ class RunFolder:
         resumes from the newest; the others still load for prediction and fine-tuning. A file that
         cannot be rewritten (a full disk) stays as it was. Returns the names changed."""
         newest = Path(newest)
-        header = _checkpoint_header(newest)
+        header = _checkpoint_header(newest, verify=False)  # just written by this process
         if header is None or not header[1]:
             return []
         changed = []
         spare = None  # the spare's step: checkpoints() lists the newest first (its same-step twins are kept too)
-        for info in self.checkpoints():
+        # headers only, and the whole file read (checksums) just for the few this acts on: verifying
+        # every checkpoint read all of them, hundreds of MB, at every periodic save
+        for info in self.checkpoints(verify=False):
             path = info.path
             if not info.readable or path.resolve() == newest.resolve() or path.samefile(newest):
+                continue
+            acted_on = info.full or (info.step == header[0] and info.name not in WEIGHTS_ONLY)
+            if acted_on and _checkpoint_header(path) is None:  # damaged: left as it is
                 continue
             if info.step == header[0] and info.name not in WEIGHTS_ONLY:
                 tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
