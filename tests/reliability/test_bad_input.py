@@ -464,7 +464,7 @@ CLI_CASES = [
          lambda f: ["sweep", "--affs", f.affs(), "--gt", f.h5("zero.h5", np.zeros((8, 32, 32), np.uint32)),
                     "--out-dir", f / "sweep"]),
     Case("train-val-labels-all-zero", "segtrain train", "validation labels with no labelled voxel",
-         "Validation source ...: the labels have no labelled voxel ...", r"Validation source .*no labelled voxel",
+         "Validation source ... has no labelled voxel (every value is 0, ...) ...", r"Validation source .*no labelled voxel",
          lambda f: ["train", "--config", _val_config(f, f.h5("vz.h5", np.zeros((8, 32, 32), np.uint32))),
                     "--runs-root", f / "runs"]),
     Case("evaluate-unfinished-scale-output", "segtrain evaluate",

@@ -46,6 +46,7 @@ import torch
 
 from segtrain.config import Config, load_config, monitor_metric
 from segtrain.errors import ConfigError, InputError, SegtrainError
+from segtrain.evaluate.metrics import check_labelled
 from segtrain.io.atomic import atomic_path
 from segtrain.runs import RunFolder, checkpoint_is_full, checkpoint_step, default_runs_root, fine_tune_note
 from segtrain.tasks import task_of
@@ -98,9 +99,7 @@ class RunState:
     save_after_error: Callable[[Any, Any], None]
     best_checkpoint: Callable[[], Path | None]
     records: list[dict] = field(default_factory=list)
-    step: int = 0
     losses: dict[str, float] = field(default_factory=dict)
-    last_metrics: dict[str, float] = field(default_factory=dict)
     ranks: list[dict] = field(default_factory=list)  # per rank: patches drawn and hashes of the first ones
     train_data: Any = None
 
@@ -205,7 +204,7 @@ def _callbacks(config: Config, state: RunState, folder: RunFolder):
                 trainer.should_stop = True
             for k, v in module.last_losses.items():
                 self.smoothed[k] = v if k not in self.smoothed else 0.9 * self.smoothed[k] + 0.1 * v
-            state.step, state.losses = step, dict(self.smoothed)
+            state.losses = dict(self.smoothed)
             stop = state.stop.is_set()
             if trainer.world_size > 1:
                 # all ranks stop after the same step (a rank that stepped on alone would hang in the
@@ -229,7 +228,6 @@ def _callbacks(config: Config, state: RunState, folder: RunFolder):
                       "lr": self._lr(trainer)}
             record.update({f"train/{k}": v for k, v in self.smoothed.items()})
             record.update({f"val/{k}": _metric_value(v) for k, v in module.last_metrics.items()})
-            state.last_metrics = {k: _metric_value(v) for k, v in module.last_metrics.items()}
             state.record(record, write=trainer.is_global_zero)
             best = state.best_checkpoint()
             self._report(trainer, module, important=True, preview=module.last_preview, checkpoint=best)
@@ -544,10 +542,8 @@ class TrainingRun:
             source.prepare(self.config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
         if task_of(self.config).agglomerates:  # VOI / ARAND against nothing labelled: a false perfect score
             for source in self.val_sources:
-                if isinstance(source, ArraySource) and source.known is None and not np.any(source._labels):
-                    raise InputError(f"Validation source {source.name}: the labels have no labelled voxel (every value "
-                                     "is 0), so validation could not score anything; give validation labels with "
-                                     "objects labelled 1 or more.")
+                if isinstance(source, ArraySource) and source.known is None:
+                    check_labelled(source._labels, f"Validation source {source.name}")
         handed_down = os.environ.get(RUN_DIR_ENV)
         self._made_folder = False  # a new <name>-<timestamp> folder of this run (removed if it ends with nothing)
         self._fitting = False  # Trainer.fit has begun: a failure now says which checkpoint is kept
@@ -601,7 +597,7 @@ class TrainingRun:
                               stop=stop_event if stop_event is not None else threading.Event(),
                               push=self._push, write_summary=self._write_summary,
                               save_after_error=self._checkpoint_after_error, best_checkpoint=self._best_checkpoint,
-                              records=self._load_records(), step=self.start_step)
+                              records=self._load_records())
         self.trainer = None
         self.final_checkpoint: Path | None = None
         self.world_size = 1  # processes training together (set when training starts)
