@@ -60,4 +60,4 @@ def test_a_prediction_without_a_record_and_an_image_without_labels_get_their_tas
     assert task_of_head("affinities").name == "affinities"
     assert task_of_head("probabilities").name == "masks"
     assert task_of_head("lsds").name == "masks"  # no task's head: read as probabilities
-    assert (default_task(3).name, default_task(2).name) == ("affinities", "masks")
+    assert (default_task(3).name, default_task(2).name, default_task(4).name) == ("affinities", "masks", "masks")

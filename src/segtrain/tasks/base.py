@@ -129,8 +129,10 @@ def task_of_head(head: str) -> Task:
 
 
 def default_task(ndim: int) -> Task:
-    """The task the Data panel starts from for an image of ``ndim`` spatial dimensions."""
-    return next(t for t in REGISTRY.values() if ndim in t.default_for)
+    """The task the Data panel starts from for an image of ``ndim`` spatial dimensions (of other
+    dimensions than any task lists, e.g. a 4D array taken for an image: the 2D default)."""
+    listed = [t for t in REGISTRY.values() if ndim in t.default_for]
+    return listed[0] if listed else default_task(2)
 
 
 def find_task(what: Any) -> Task | None:
