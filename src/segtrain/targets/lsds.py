@@ -25,6 +25,7 @@ from scipy import ndimage
 from segtrain.errors import InputError
 
 TRUNCATE = 3.0
+STACK_DTYPE = np.float32
 
 
 def n_descriptor_channels(ndim: int) -> int:
@@ -43,6 +44,19 @@ def _per_axis(value: float | Sequence[float] | None, ndim: int, name: str, defau
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise InputError(f"{name} must be positive, not {tuple(arr)}.")
     return arr
+
+
+def _small_ids(labels: np.ndarray) -> np.ndarray:
+    """The labels as small non-negative integers (0 stays 0): as they are when their largest id is
+    at most a few times the voxel count (no sort), else renumbered."""
+    if labels.dtype == bool:
+        return labels.astype(np.intp)
+    low, high = int(labels.min()), int(labels.max())
+    if low >= 0 and high <= 4 * labels.size:
+        return labels.astype(np.intp, copy=False)
+    ids, inverse = np.unique(labels, return_inverse=True)
+    compact = inverse.reshape(labels.shape).astype(np.intp)
+    return compact if ids[0] == 0 else compact + 1
 
 
 def local_shape_descriptors(
@@ -93,12 +107,7 @@ def local_shape_descriptors(
     sigma_vox = sigma_w / vs_ds
     margin = np.ceil(TRUNCATE * sigma_vox).astype(int) + 1
 
-    # compact ids (find_objects needs small non-negative integers)
-    ids, inverse = np.unique(labels, return_inverse=True)
-    compact = inverse.reshape(labels.shape).astype(np.int64)
-    if ids[0] != 0:
-        compact += 1
-    labels = compact
+    labels = _small_ids(labels)  # find_objects needs small non-negative integers
     lab_ds = labels[tuple(slice(None, None, downsample) for _ in range(ndim))]
     objects = ndimage.find_objects(lab_ds)
     full_objects = ndimage.find_objects(labels) if downsample > 1 else objects
@@ -107,30 +116,33 @@ def local_shape_descriptors(
         if box is None:
             continue
         label = index + 1
-        # coarse box grown by the window
-        lo = [max(s.start - m, 0) for s, m in zip(box, margin)]
-        hi = [min(s.stop + m, n) for s, m, n in zip(box, margin, lab_ds.shape)]
+        if downsample > 1:  # the coarse box grown by the window: full-resolution voxels map into it
+            lo = [max(s.start - m, 0) for s, m in zip(box, margin)]
+            hi = [min(s.stop + m, n) for s, m, n in zip(box, margin, lab_ds.shape)]
+        else:
+            # the object's own box: outside it the object's mask is 0, as the filter's constant
+            # padding is, so the window sums at its voxels are exactly those over the whole array
+            lo = [s.start for s in box]
+            hi = [s.stop for s in box]
         cbox = tuple(slice(a, b) for a, b in zip(lo, hi))
-        mask = (lab_ds[cbox] == label).astype(np.float64)
-        # coordinates (world units, relative to the box origin) on the coarse grid
+        mask = lab_ds[cbox] == label
+        # coordinates (world units) relative to the box centre on the coarse grid: small numbers
+        # keep the second moments exact in float32
+        centre = [(b - a - 1) / 2.0 for a, b in zip(lo, hi)]
         coords = [
-            ((np.arange(a, b) - lo[d]) * vs_ds[d]).reshape(
+            ((np.arange(b - a) - centre[d]) * vs_ds[d]).astype(np.float32).reshape(
                 [-1 if k == d else 1 for k in range(ndim)]
             )
             for d, (a, b) in enumerate(zip(lo, hi))
         ]
-
-        def smooth(x):
-            return ndimage.gaussian_filter(x, sigma_vox, mode="constant", truncate=TRUNCATE)
-
-        mass = smooth(mask)
-        safe = np.where(mass > 1e-12, mass, 1.0)
-        means = [smooth(mask * c) / safe for c in coords]
-        second = {}
-        for i in range(ndim):
-            second[(i, i)] = smooth(mask * coords[i] ** 2) / safe - means[i] ** 2
-        for i, j in pairs:
-            second[(i, j)] = smooth(mask * coords[i] * coords[j]) / safe - means[i] * means[j]
+        # all window sums of this object in one separable filtering of a stack (float32):
+        # mass, first moments, second moments (ii then ij)
+        products = [np.ones(1, np.float32), *coords, *(c * c for c in coords),
+                    *(coords[i] * coords[j] for i, j in pairs)]
+        stack = np.zeros((len(products), *mask.shape), STACK_DTYPE)
+        for k, product in enumerate(products):
+            np.multiply(mask, product, out=stack[k])
+        ndimage.gaussian_filter(stack, (0, *sigma_vox), mode="constant", truncate=TRUNCATE, output=stack)
 
         # the full-resolution voxels of this label
         if downsample > 1:
@@ -145,31 +157,39 @@ def local_shape_descriptors(
                 np.clip(np.round(p / downsample).astype(int), lo[d], hi[d] - 1) - lo[d]
                 for d, p in enumerate(full_pos)
             ]
-            world = [full_pos[d] * vs[d] - lo[d] * vs_ds[d] for d in range(ndim)]
+            world = [(full_pos[d] * vs[d] - lo[d] * vs_ds[d] - centre[d] * vs_ds[d]) for d in range(ndim)]
             target = tuple(full_pos)
         else:
-            sel = mask > 0
-            cidx = np.nonzero(sel)
+            cidx = np.nonzero(mask)
             cpos = list(cidx)
-            world = [cidx[d] * vs[d] for d in range(ndim)]
+            world = [(cidx[d] - centre[d]) * vs[d] for d in range(ndim)]
             target = tuple(cidx[d] + lo[d] for d in range(ndim))
         cpos = tuple(cpos)
 
+        values = stack[(slice(None), *cpos)].astype(np.float64)  # (channels, voxels of the object)
+        mass = values[0]
+        safe = np.where(mass > 1e-12, mass, 1.0)
+        means = [values[1 + d] / safe for d in range(ndim)]
+        second = {}
+        for d in range(ndim):
+            second[(d, d)] = values[1 + ndim + d] / safe - means[d] ** 2
+        for k, (i, j) in enumerate(pairs):
+            second[(i, j)] = values[1 + 2 * ndim + k] / safe - means[i] * means[j]
+
         ch = 0
         for d in range(ndim):
-            offset = means[d][cpos] - world[d]
-            out[ch][target] = 0.5 + offset / (2.0 * sigma_w[d])
+            out[ch][target] = 0.5 + (means[d] - world[d]) / (2.0 * sigma_w[d])
             ch += 1
         for d in range(ndim):
-            out[ch][target] = second[(d, d)][cpos] / sigma_w[d] ** 2
+            out[ch][target] = second[(d, d)] / sigma_w[d] ** 2
             ch += 1
         for i, j in pairs:
-            vi = np.maximum(second[(i, i)][cpos], 0)
-            vj = np.maximum(second[(j, j)][cpos], 0)
+            vi = np.maximum(second[(i, i)], 0)
+            vj = np.maximum(second[(j, j)], 0)
             denom = np.sqrt(vi * vj)
-            r = np.where(denom > 1e-12, second[(i, j)][cpos] / np.where(denom > 1e-12, denom, 1), 0)
+            r = np.where(denom > 1e-12, second[(i, j)] / np.where(denom > 1e-12, denom, 1), 0)
             out[ch][target] = 0.5 * (r + 1.0)
             ch += 1
-        out[ch][target] = mass[cpos]
+        out[ch][target] = mass
     np.clip(out, 0.0, 1.0, out=out)
     return out

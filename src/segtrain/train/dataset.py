@@ -1,9 +1,18 @@
 """Torch datasets over sources: an endless stream of augmented training patches mixed by source
-weight, and a fixed set of validation patches."""
+weight, and a fixed set of validation patches.
+
+The training stream runs in DataLoader worker processes (``train.num_workers``, see
+:func:`loader_options`): patch sampling, augmentation and targets happen beside the training step,
+not in it. Each worker draws from its own generator, keyed by the seed, the worker's index, the
+stream start and the distributed rank; the DataLoader takes whole batches from the workers in turn,
+so a fixed seed and worker count give the same batches in the same order every time.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -65,8 +74,9 @@ class PatchStream(IterableDataset):
         self.config = config
         self.seed = seed
         self.augmented = augmented
-        self.drawn = 0  # streams started (one per epoch/iteration start)
-        self.patches = 0  # patches drawn by this process (num_workers=0)
+        self.drawn = 0  # streams started (one per epoch/iteration start), per process
+        # counted where the batches arrive (the training process, also with worker processes): see note_batch
+        self.patches = 0  # patches trained on
         self.fingerprints: list[str] = []  # short hashes of the first training patches' images
         self.source_draws = [0] * len(self.sources)  # patches drawn from each source
 
@@ -93,11 +103,15 @@ class PatchStream(IterableDataset):
         rng = np.random.default_rng(key)
         self.drawn += 1
         while True:
-            sample = self.draw(rng)
-            if len(self.fingerprints) < FINGERPRINTS:
-                self.fingerprints.append(hashlib.sha1(np.ascontiguousarray(sample["raw"]).tobytes()).hexdigest()[:12])
-            self.patches += 1
-            yield _as_tensors(sample)
+            yield _as_tensors(self.draw(rng))
+
+    def note_batch(self, raw: torch.Tensor) -> None:
+        """Count a batch of training images (``(B, ...)``) that reached the training step, and keep
+        hashes of the first ones (called in the training process, whichever process drew them)."""
+        self.patches += int(raw.shape[0])
+        for image in raw[: max(0, FINGERPRINTS - len(self.fingerprints))]:
+            data = np.ascontiguousarray(image.detach().cpu().numpy())
+            self.fingerprints.append(hashlib.sha1(data.tobytes()).hexdigest()[:12])
 
 
 class FixedPatches(Dataset):
@@ -113,3 +127,59 @@ class FixedPatches(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         return self.items[index]
+
+
+def worker_count(setting: int | str, device_kind: str = "cpu") -> int:
+    """DataLoader worker processes for ``train.num_workers``: ``auto`` is a share of the cores
+    (:func:`segtrain.device.default_num_workers`) when the network trains on a GPU, and 0 when it
+    trains on the CPU (workers would compete with it for the same cores: no faster on 2 cores,
+    docs/training.md "Hardware"); 0 where worker processes cannot start safely (:func:`worker_context`)."""
+    from segtrain.device import default_num_workers
+
+    if setting == "auto":
+        count = default_num_workers() if device_kind in ("cuda", "mps") else 0
+    else:
+        count = int(setting)
+    return count if count > 0 and worker_context() is not None else 0
+
+
+def worker_context() -> str | None:
+    """How worker processes start: ``fork`` on Linux (the child has what the parent has and never
+    re-imports the user's ``__main__``: a napari script without a main guard must not run again).
+    Elsewhere fork is unsafe (macOS system libraries) and ``spawn`` re-imports ``__main__``; it is
+    used only when that is harmless (a program started as a module, an interactive session), else
+    None: patches are then made in the training process."""
+    if sys.platform.startswith("linux"):
+        return "fork"
+    main = sys.modules.get("__main__")
+    main_file = getattr(main, "__file__", None)
+    if main_file is None or getattr(main, "__spec__", None) is not None:
+        return "spawn"
+    return None
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed a worker's global generators from the DataLoader's per-worker seed (the patches come from
+    the stream's own keyed generator; this covers any library that draws from the global ones).
+    Ctrl-C reaches every process of the terminal's group: the workers ignore it, so the training
+    process can finish its step and save a checkpoint with batches still coming."""
+    import random
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def loader_options(config: Config, workers: int, pin_memory: bool) -> dict:
+    """Keyword arguments of the training DataLoader for ``workers`` worker processes: persistent
+    workers, pinned memory (for a CUDA GPU), a generator seeded from ``train.seed`` and the start
+    method of :func:`worker_context`."""
+    options: dict = {"num_workers": workers, "pin_memory": bool(pin_memory),
+                     "generator": torch.Generator().manual_seed(int(config.train.seed))}
+    if workers > 0:
+        options.update(persistent_workers=True, prefetch_factor=2, worker_init_fn=_seed_worker,
+                       multiprocessing_context=multiprocessing.get_context(worker_context()))
+    return options

@@ -25,6 +25,8 @@ from segtrain.errors import InputError
 from segtrain.io.normalize import intensity_range, normalize  # noqa: F401 - also used by the sources below
 from segtrain.io.read import check_finite
 from segtrain.targets.masks import labels_from_mask  # noqa: F401 - also imported from here
+from segtrain import synthetic
+from segtrain.io import read_volume
 
 
 @dataclass
@@ -97,15 +99,19 @@ class ArraySource(Source):
         Label value meaning "not annotated" (overrides the config's ``data.ignore_label``).
     crop
         Optional ``[start, stop]`` per array axis (channel axis excluded).
+    generated
+        The arrays come from this project's own generator (:class:`GeneratorSource`): finite
+        images and whole labels by construction, so not checked for NaN or fractions again.
     """
 
     def __init__(self, raw, labels, known=None, voxel_size=None, weight: float = 1.0, weights=None,
                  ignore_label: int | None = None, crop: Sequence[Sequence[int]] | None = None,
-                 name: str = "array"):
+                 name: str = "array", generated: bool = False):
         if labels is None:
             raise InputError(f"Source {name} has no labels; training needs an annotation for every image.")
         self.raw = raw
         self.labels = labels
+        self.generated = generated
         self.known = known
         self.weights = weights
         self.voxel_size = tuple(float(v) for v in voxel_size) if voxel_size is not None else None
@@ -160,12 +166,8 @@ class ArraySource(Source):
             known, weights = self.known, self.weights
         if np.dtype(raw.dtype) == bool:
             raise InputError(f"Source {self.name}: the image is boolean (a mask, not an image); give the raw image.")
-        check_finite(raw, f"the image of source {self.name}")  # NaN raw trains a NaN network
-        check_finite(labels, f"the labels of source {self.name}")
-        if isinstance(labels, np.ndarray) and np.issubdtype(labels.dtype, np.floating) \
-                and not np.array_equal(labels, np.round(labels)):
-            raise InputError(f"Source {self.name}: the labels are {labels.dtype} with fractions (a probability map?); "
-                             "labels are whole object ids, 0 = background.")
+        if not self.generated:
+            self._check_values(raw, labels)
         self._raw = raw if in_channels > 1 else raw[None]
         self._labels = labels
         self._known = known
@@ -178,6 +180,16 @@ class ArraySource(Source):
         self._known_coords = self._annotated_coordinates()
         self._class_coords = None
         self._prepared = key
+
+    def _check_values(self, raw, labels) -> None:
+        """Refuse NaN or infinity in the image or labels (NaN raw trains a NaN network) and
+        labels with fractions."""
+        check_finite(raw, f"the image of source {self.name}")
+        check_finite(labels, f"the labels of source {self.name}")
+        if isinstance(labels, np.ndarray) and np.issubdtype(labels.dtype, np.floating) \
+                and not np.array_equal(labels, np.round(labels)):
+            raise InputError(f"Source {self.name}: the labels are {labels.dtype} with fractions (a probability map?); "
+                             "labels are whole object ids, 0 = background.")
 
     def use_class_sampling(self, mode: str, n_classes: int | None = None) -> None:
         """Centre training patches on a class drawn by :func:`class_sampling_probabilities` (every
@@ -299,8 +311,6 @@ class FileSource(ArraySource):
     def __init__(self, raw_path, labels_path, raw_dataset: str | None = None, labels_dataset: str | None = None,
                  known_path=None, known_dataset: str | None = None, crop=None, weight: float = 1.0,
                  voxel_size=None, ignore_label: int | None = None, labels_kind: str = "instances"):
-        from segtrain.io import read_volume
-
         raw = read_volume(raw_path, raw_dataset)
         if labels_path is None:
             raise InputError(f"Training source {raw_path} has no labels file; name one.")
@@ -325,8 +335,12 @@ class FileSource(ArraySource):
 class GeneratorSource(Source):
     """Fresh samples from a callable ``generate(rng) -> (raw, labels)`` (e.g. synthetic data).
 
-    A generated pair serves ``reuse`` patches before the next one is made.
+    A generated pair serves ``reuse`` patches before the next one is made; each pair is checked for
+    NaN and infinite values like any image (``trusted``: a generator of segtrain's own, such as the
+    synthetic one, whose pairs need no check).
     """
+
+    trusted = False
 
     def __init__(self, generate: Callable[[np.random.Generator], tuple[np.ndarray, np.ndarray]],
                  weight: float = 1.0, reuse: int = 8, voxel_size=None, name: str = "generated"):
@@ -345,7 +359,8 @@ class GeneratorSource(Source):
     def sample(self, rng, patch_shape, min_annotated_fraction: float = 0.0) -> Sample:
         if self._current is None or self._used >= self.reuse:
             raw, labels = self.generate(rng)
-            self._current = ArraySource(raw, labels, voxel_size=self.voxel_size, name=self.name)
+            self._current = ArraySource(raw, labels, voxel_size=self.voxel_size, name=self.name,
+                                        generated=self.trusted)
             self._current.prepare(*self._setup)
             self._used = 0
         self._used += 1
@@ -359,14 +374,14 @@ class SyntheticSource(GeneratorSource):
     ``well_image`` (:func:`~segtrain.synthetic.make_well_image`); ``kwargs`` are the generator's
     parameters (each generated pair gets a fresh seed)."""
 
+    trusted = True  # segtrain.synthetic's pairs are finite by construction: not checked each time
+
     def __init__(self, kind: str = "em", shape=None, weight: float = 1.0, reuse: int = 8, **kwargs):
         em = kind in ("em", "em_volume")
         if not em and kind not in ("well", "well_image"):
             raise InputError(f"Unknown synthetic generator {kind!r}; use em_volume or well_image.")
 
         def generate(rng):
-            from segtrain import synthetic
-
             seed = int(rng.integers(2**31))
             if em:
                 return synthetic.make_em_volume(shape=shape or (32, 128, 128), seed=seed, **kwargs)
@@ -436,7 +451,6 @@ def annotated_volumes(entries, config, max_voxels: int | None = None) -> list[di
     read, prepared as ``config`` trains on them and returned as :func:`whole_volume` s (for tuning
     and scoring). ``max_voxels``: refuse, in one sentence, a source larger than that (it is held in
     memory whole)."""
-    from segtrain.errors import InputError
 
     volumes = []
     for source in sources_from_config(entries, config.data):

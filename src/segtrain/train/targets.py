@@ -9,6 +9,8 @@ from segtrain.config import Config
 from segtrain.models.build import offsets_for
 from segtrain.tasks import task_of
 from segtrain.train.sources import Sample
+from segtrain import targets
+from segtrain.targets.lsds import TRUNCATE
 
 
 def targets_for(sample: Sample, config: Config, voxel_size=None) -> dict[str, np.ndarray]:
@@ -25,7 +27,6 @@ def targets_for(sample: Sample, config: Config, voxel_size=None) -> dict[str, np
     describe the object within a Gaussian window (weight 0 where unknown voxels hold more than 1 %
     of the window). Fully annotated patches are unaffected.
     """
-    from segtrain import targets
 
     m = config.model
     labels, known = sample.labels, sample.known
@@ -75,7 +76,6 @@ def _window_known(known: np.ndarray, sigma, voxel_size) -> np.ndarray:
     (all 1 when everything is known)."""
     if known.all():
         return np.ones(known.shape, np.float32)
-    from segtrain.targets.lsds import TRUNCATE
 
     vs = np.ones(known.ndim) if voxel_size is None else np.broadcast_to(np.asarray(voxel_size, float), (known.ndim,))
     sigma_vox = np.broadcast_to(np.asarray(sigma, float), (known.ndim,)) / vs
