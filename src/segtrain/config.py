@@ -5,27 +5,50 @@ validated on construction from a mapping (:func:`config_from_dict`): an unknown 
 wrong type or an impossible value raises :class:`~segtrain.errors.ConfigError` with one sentence
 naming the key and the fix. :func:`preset` returns the named starting points (``em3d``,
 ``em3d_quick``, ``wells2d``, ``wells2d_quick``, ``isbi2d_quick``).
+
+The sections are pydantic dataclasses (:func:`segtrain.typed.section`: ``validate_assignment``,
+``extra="forbid"``): a field's type and bounds are its declaration (``lr: Float = field(5e-5, gt=0)``;
+adding a setting is that one line), checked on construction, on every assignment and by
+``dataclasses.replace``; the checks that relate several fields are the one model validator of
+:class:`Config` (:func:`validate_config`). :func:`segtrain.typed.config_error` is the one place that
+turns pydantic's errors into the one-sentence :class:`ConfigError`; :func:`field_bounds` tells a form
+a field's range and choices.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
-import functools
-import math
-import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
+from pydantic import Field, PlainValidator, model_validator
 
 from segtrain.errors import ConfigError
+from segtrain.scoring import scoring_problem
 from segtrain.tasks import REGISTRY, task_of
-from segtrain.scoring import ScoringName, scoring_problem
+from segtrain.typed import (  # noqa: F401 - FieldBounds, config_error, field_bounds, from_mapping: for the front ends
+    AtLeastOne,
+    Confidence,
+    Bool,
+    FieldBounds,
+    Float,
+    Int,
+    NonNegative,
+    Positive,
+    PositiveFloat,
+    Says,
+    Str,
+    checked,
+    config_error,
+    field,
+    field_bounds,
+    from_mapping,
+    invalid,
+    section,
+)
 
 TASKS = REGISTRY.keys()  # the registered tasks' names (a live view: a task registered later is in it)
 """What a model predicts.
@@ -36,266 +59,321 @@ connected components. ``instances``: foreground + boundary probabilities; instan
 watershed. ``classes``: softmax over ``model.n_classes`` semantic classes.
 """
 
-
-class TaskName(str):
-    """The type of ``model.task``: the name of a registered task (:mod:`segtrain.tasks`)."""
-
-
-class _Checked:
-    """Base of the config sections: every assignment to a field (also in ``__init__``) is converted
-    to the field's type and checked, raising the same one-sentence :class:`ConfigError` as loading
-    a bad file does (``segment.probability_threshold must be between 0 and 1, not 1.5.``)."""
-
-    _where: ClassVar[str] = ""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        hints = _field_types(type(self))
-        if name in hints:
-            where = f"{self._where}.{name}" if self._where else name
-            value = _convert(value, hints[name], where)
-            check = FIELD_CHECKS.get(where)
-            problem = check(value) if check is not None and value is not None else None
-            if problem:
-                raise ConfigError(f"{where} {problem}")
-        object.__setattr__(self, name, value)
+# ----------------------------------------------------------------------------------------------
+# the config's own types
 
 
-@functools.cache
-def _field_types(cls: type) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in typing.get_type_hints(cls).items() if k in names}
+def _one_of_registry(value: Any) -> str:
+    if not isinstance(value, str) or value not in REGISTRY:
+        raise invalid(f"must be one of {', '.join(repr(a) for a in REGISTRY)}, not {value!r}.")
+    return value
 
 
-@dataclass
-class SourceConfig(_Checked):
+def _scoring(value: Any) -> str:  # the scoring table itself, not the names it held at import
+    said = scoring_problem(value)
+    if said:
+        raise invalid(said)
+    return value
+
+
+TaskName = Annotated[str, PlainValidator(_one_of_registry)]  # a registered task (segtrain.tasks)
+ScoringName = Annotated[str, PlainValidator(_scoring)]  # a name in segtrain.scoring.SCORING_TABLE
+
+
+# ----------------------------------------------------------------------------------------------
+# sections
+
+
+@section
+class SourceConfig:
     """One training or validation volume named by files (any format :mod:`segtrain.io` reads)."""
 
     _where: ClassVar[str] = "data source"
 
-    raw: str = ""
-    labels: str | None = None
-    raw_dataset: str | None = None
-    labels_dataset: str | None = None
-    known: str | None = None  # optional file with a mask of annotated voxels (non-zero = known)
-    known_dataset: str | None = None
-    crop: list[list[int]] | None = None  # per spatial axis [start, stop], e.g. [[0, 35], [0, 100]]
-    weight: float = 1.0  # mixing weight among the sources of the same split
+    raw: Str = ""
+    labels: Str | None = None
+    raw_dataset: Str | None = None
+    labels_dataset: Str | None = None
+    known: Str | None = None  # optional file with a mask of annotated voxels (non-zero = known)
+    known_dataset: Str | None = None
+    crop: list[list[Int]] | None = None  # per spatial axis [start, stop], e.g. [[0, 35], [0, 100]]
+    weight: Float = 1.0  # mixing weight among the sources of the same split
     labels_kind: Literal["instances", "mask"] = "instances"  # mask: instances = connected components
 
 
-@dataclass
-class AugmentConfig(_Checked):
+@section
+class AugmentConfig:
     _where: ClassVar[str] = "data.augment"
 
-    flip: bool = True
-    rotate90: bool = True  # in-plane (last two axes) 90-degree rotations / transposes
-    intensity_scale: float = 0.1  # raw * U(1 - s, 1 + s)
-    intensity_shift: float = 0.1  # raw + U(-s, s)
-    gamma: float = 0.2  # raw ** U(1 - g, 1 + g)
-    noise: float = 0.03  # Gaussian noise sigma (raw in [0, 1])
-    blur: float = 0.0  # max Gaussian blur sigma (voxels), applied with probability 0.3
-    missing_section: float = 0.0  # 3D only: probability of blanking one z-section of raw
-    elastic: float = 0.0  # max in-plane elastic displacement (voxels); 0 = off
-    elastic_spacing: int = 16  # voxels between the control points of the displacement field
+    flip: Bool = True
+    rotate90: Bool = True  # in-plane (last two axes) 90-degree rotations / transposes
+    intensity_scale: Float = field(0.1, ge=0)  # raw * U(1 - s, 1 + s)
+    intensity_shift: Float = field(0.1, ge=0)  # raw + U(-s, s)
+    gamma: Float = field(0.2, ge=0)  # raw ** U(1 - g, 1 + g)
+    noise: Float = field(0.03, ge=0)  # Gaussian noise sigma (raw in [0, 1])
+    blur: Float = field(0.0, ge=0)  # max Gaussian blur sigma (voxels), applied with probability 0.3
+    missing_section: Float = field(0.0, ge=0, le=1)  # 3D only: probability of blanking one z-section of raw
+    elastic: Float = field(0.0, ge=0)  # max in-plane elastic displacement (voxels); 0 = off
+    elastic_spacing: Int = field(16, gt=0)  # voxels between the control points of the displacement field
     # in-plane zoom: objects scaled by a factor drawn log-uniformly from [1 / (1 + s), 1 + s] (a patch
     # of the patch shape / factor is drawn and resampled to the patch shape); 0 = off
-    scale: float = 0.0
-    probability: float = 0.8  # chance that intensity augmentations are applied to a sample
+    scale: Float = field(0.0, ge=0)
+    probability: Float = field(0.8, ge=0, le=1)  # chance that intensity augmentations are applied to a sample
 
 
-@dataclass
-class SyntheticConfig(_Checked):
+@section
+class SyntheticConfig:
     """A synthetic training source mixed with the real ones (co-training): a generator of
     :mod:`segtrain.synthetic` (:data:`SYNTHETIC_GENERATORS`) and its parameters."""
 
     _where: ClassVar[str] = "data.synthetic entry"
 
-    generator: str = "well_image"  # well_image (2D) or em_volume (3D, or 2D with a 2-entry shape)
-    params: dict[str, Any] = field(default_factory=dict)  # the generator's arguments, e.g. {shape: [128, 128]}
-    weight: float = 1.0  # mixing weight among the training sources (see data.synthetic_ratio)
+    generator: Str = "well_image"  # well_image (2D) or em_volume (3D, or 2D with a 2-entry shape)
+    params: dict[Str, Any] = field({})  # the generator's arguments, e.g. {shape: [128, 128]}
+    weight: Float = 1.0  # mixing weight among the training sources (see data.synthetic_ratio)
 
 
-@dataclass
-class DataConfig(_Checked):
+@section
+class DataConfig:
     _where: ClassVar[str] = "data"
 
-    train: list[SourceConfig] = field(default_factory=list)
-    val: list[SourceConfig] = field(default_factory=list)
-    voxel_size: list[float] | None = None  # world units per voxel; None = from files or 1
-    patch_shape: list[int] = field(default_factory=lambda: [32, 96, 96])
-    min_annotated_fraction: float = 0.5  # of a training patch, else another patch is drawn
-    ignore_label: int | None = None  # label value treated as "not annotated"
+    train: list[SourceConfig] = field([])
+    val: list[SourceConfig] = field([])
+    voxel_size: list[PositiveFloat] | None = None  # world units per voxel; None = from files or 1
+    patch_shape: list[Positive] = field([32, 96, 96])
+    min_annotated_fraction: Float = field(0.5, ge=0, le=1)  # of a training patch, else another patch is drawn
+    ignore_label: Int | None = None  # label value treated as "not annotated"
     normalize: Literal["percentile", "dtype", "none"] = "percentile"
-    in_channels: int = 1
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
-    val_patches: int = 8  # fixed validation patches for the validation loss
-    val_max_voxels: int = 4_000_000  # whole-volume validation metrics only below this size
+    in_channels: Int = field(1, gt=0)
+    augment: AugmentConfig = field(AugmentConfig)
+    val_patches: Int = field(8, gt=0)  # fixed validation patches for the validation loss
+    val_max_voxels: Int = field(4_000_000, ge=0)  # whole-volume validation metrics only below this size
     # class-weighted patch sampling: training patches are centred on a voxel of a class drawn with
     # probability ~ frequency**0.5 ("inverse_sqrt": each voxel weighted by 1/sqrt(its class's
     # frequency)) or uniformly over the classes present ("inverse"); classes are the label values
     # for task classes, background / foreground otherwise; "none" = off
     class_sampling: Literal["none", "inverse_sqrt", "inverse"] = "none"
     # synthetic co-training: generated images with exact labels, mixed into the training patches
-    synthetic: list[SyntheticConfig] = field(default_factory=list)
+    synthetic: list[SyntheticConfig] = field([])
     # patches from synthetic sources per patch from real ones (2.0 = 2:1); the synthetic entries' weights
     # then share that part among themselves; None = every source mixed by its own weight
-    synthetic_ratio: float | None = None
+    synthetic_ratio: Float | None = field(None, ge=0)
 
 
-@dataclass
-class ModelConfig(_Checked):
+@section
+class ModelConfig:
     _where: ClassVar[str] = "model"
 
     task: TaskName = "affinities"  # a registered task (segtrain.tasks)
     architecture: Literal["unet3d", "smp"] = "unet3d"
     # affinities / LSD heads
-    offsets: list[list[int]] | None = None  # None = nearest neighbours of the data's dimension
-    lsds: bool = True
-    lsd_sigma: float = 5.0  # world units
-    lsd_downsample: int = 1
+    offsets: list[list[Int]] | None = None  # None = nearest neighbours of the data's dimension
+    lsds: Bool = True
+    lsd_sigma: Float = field(5.0, gt=0)  # world units
+    lsd_downsample: Int = field(1, gt=0)
     # instances: width in pixels of the boundary target inside each object (1 = the object pixels
     # touching another label or background; 2 adds the next ring), so touching objects are parted
-    boundary_width: int = 1
-    n_classes: int = 2  # for task "classes" (including background)
+    boundary_width: Int = field(1, gt=0)
+    n_classes: Int = 2  # for task "classes" (including background)
     # 3D U-Net
-    num_fmaps: int = 12
-    fmap_inc_factor: int = 5
+    num_fmaps: Int = field(12, gt=0)
+    fmap_inc_factor: Int = field(5, gt=0)
     # per level and axis; isotropic by default, [[1, 2, 2], [1, 2, 2], [2, 2, 2]] for anisotropic EM
     # (levels where z is still coarser than y/x then convolve in-plane only)
-    downsample_factors: list[list[int]] = field(default_factory=lambda: [[2, 2, 2], [2, 2, 2], [2, 2, 2]])
-    kernel_size: int = 3
-    batch_norm: bool = False
+    downsample_factors: list[list[AtLeastOne]] = field([[2, 2, 2], [2, 2, 2], [2, 2, 2]])
+    kernel_size: Int = field(3, gt=0)
+    batch_norm: Bool = False
     # 2D smp model
-    smp_architecture: str = "Unet"
-    encoder: str = "resnet18"
-    encoder_weights: str | None = None  # None, or a local weights file; names like "imagenet" need a download
-    encoder_depth: int = 5
+    smp_architecture: Str = "Unet"
+    encoder: Str = "resnet18"
+    encoder_weights: Str | None = None  # None, or a local weights file; names like "imagenet" need a download
+    encoder_depth: Int = 5
 
 
-@dataclass
-class TrainConfig(_Checked):
+STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
+"""Values of ``train.strategy`` (Lightning strategy names; every one runs one process per device)."""
+
+PRECISIONS = ("auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true")
+
+
+def _one_of(*allowed: str) -> typing.Callable[[Any], str | None]:
+    def check(value):
+        return None if value in allowed else f"must be one of {', '.join(allowed)}, not {value!r}."
+    return check
+
+
+def _focal_alpha_check(value) -> str | None:
+    if isinstance(value, list):
+        if not value or any(v < 0 for v in value) or not any(v > 0 for v in value):
+            return f"must list non-negative weights per class, not all zero, not {value}."
+        return None
+    return None if 0 <= value <= 1 else f"must be between 0 and 1, not {value}."
+
+
+def _devices_check(value) -> str | None:
+    if isinstance(value, str):
+        return None if value == "auto" else f"must be a number of devices (1 or more) or auto, not {value!r}."
+    return None if value >= 1 else f"must be 1 or more (or auto), not {value}."
+
+
+def _num_workers_check(value) -> str | None:
+    if isinstance(value, str):
+        return None if value == "auto" else f"must be a number of worker processes (0 or more) or auto, not {value!r}."
+    return None if value >= 0 else f"must be 0 or more (or auto), not {value}."
+
+
+@section
+class TrainConfig:
     _where: ClassVar[str] = "train"
 
-    max_steps: int = 100_000
-    batch_size: int = 1
-    lr: float = 5e-5
+    max_steps: Int = field(100_000, gt=0)
+    batch_size: Int = field(1, gt=0)
+    lr: Float = field(5e-5, gt=0)
     optimizer: Literal["adam", "adamw"] = "adam"
-    weight_decay: float = 0.0
+    weight_decay: Float = field(0.0, ge=0)
     scheduler: Literal["none", "plateau", "cosine"] = "plateau"
-    warmup_steps: int = 0  # for "cosine"
+    warmup_steps: Int = field(0, ge=0)  # for "cosine"
     # fine-tuning (a run started from another run's weights: --init-from, the Train panel's Fine-tune):
     # it trains at lr * finetune_lr_scale with finetune_warmup_steps of warm-up (the run's config.yaml
     # holds the values used, with the scale consumed: 1.0)
-    finetune_lr_scale: float = 0.1
-    finetune_warmup_steps: int = 0
-    plateau_patience: int = 5  # validation rounds without improvement before the LR drops
-    plateau_factor: float = 0.5
-    val_every: int = 1000  # steps
-    checkpoint_every: int = 5000  # steps between periodic checkpoints (step-N.ckpt; last.ckpt links the newest)
-    keep_checkpoints: int = 2  # periodic checkpoints kept (the newest); best.ckpt and final.ckpt are always kept
-    monitor: str = "auto"  # validation metric that picks "best" and drives the schedule; auto = by task
-    early_stopping_patience: int | None = None  # validation rounds; None = off
-    early_stopping_min_delta: float = 0.0  # smaller changes of the monitored metric are no improvement
-    seed: int = 0
-    precision: str = "auto"  # auto = bf16/16-mixed on CUDA, 32-true on CPU
+    finetune_lr_scale: Float = field(0.1, gt=0)
+    finetune_warmup_steps: Int = field(0, ge=0)
+    plateau_patience: Int = field(5, ge=0)  # validation rounds without improvement before the LR drops
+    plateau_factor: Float = field(0.5, gt=0, lt=1)
+    val_every: Int = field(1000, gt=0)  # steps
+    checkpoint_every: Int = field(5000, gt=0)  # steps between periodic checkpoints (step-N.ckpt; last.ckpt links the newest)
+    keep_checkpoints: Int = field(2, ge=0)  # periodic checkpoints kept (the newest); best.ckpt and final.ckpt are always kept
+    monitor: Str = "auto"  # validation metric that picks "best" and drives the schedule; auto = by task
+    # validation rounds; None = off
+    early_stopping_patience: Annotated[Int | None, Says("must be at least 1 (or null to turn it off)")] = field(None, ge=1)
+    early_stopping_min_delta: Float = field(0.0, ge=0)  # smaller changes of the monitored metric are no improvement
+    seed: Int = 0
+    precision: Annotated[Str, checked(_one_of(*PRECISIONS))] = "auto"  # auto = bf16/16-mixed on CUDA, 32-true on CPU
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     loss: Literal["auto", "mse", "bce", "focal", "dice", "focal_dice", "bce_dice", "ce", "ce_dice"] = "auto"
-    pos_weight: float = 1.0  # positive-class weight for binary losses
-    focal_gamma: float = 2.0
+    pos_weight: Float = field(1.0, gt=0)  # positive-class weight for binary losses
+    focal_gamma: Float = field(2.0, ge=0)
     # focal loss alpha: a number in [0, 1] weights foreground (background gets 1 - alpha); a list
     # weights each class (n_classes entries for task classes, [background, foreground] for masks and
     # instances); None = no alpha (pos_weight alone)
-    focal_alpha: float | list[float] | None = None
-    balance: bool = True  # class-balance affinity MSE by the share of positive affinities
-    lsd_weight: float = 1.0
-    report_interval: float = 0.5  # seconds between progress reports (except validation/end)
-    preview_every: int = 1  # validation rounds between image previews
-    threads: int | None = None  # torch CPU threads; None = torch default
+    focal_alpha: Annotated[Float | list[Float] | None, checked(_focal_alpha_check)] = None
+    balance: Bool = True  # class-balance affinity MSE by the share of positive affinities
+    lsd_weight: Float = field(1.0, ge=0)
+    report_interval: Float = field(0.5, ge=0)  # seconds between progress reports (except validation/end)
+    preview_every: Int = field(1, ge=1)  # validation rounds between image previews
+    threads: Int | None = field(None, ge=1)  # torch CPU threads; None = torch default
+    # DataLoader worker processes that sample, augment and make targets off the training step;
+    # auto = min(4, cores - 1) when training on a GPU, 0 on the CPU; 0 = in the training process
+    num_workers: Annotated[Int | Str, checked(_num_workers_check)] = "auto"
     # several devices / machines (Lightning DDP; see docs/training.md "Several GPUs or machines").
     # batch_size is per device: the effective batch is batch_size * devices * num_nodes.
-    devices: int | str = 1  # processes (GPUs, or CPU processes) per machine; "auto" = all GPUs (1 on CPU)
-    strategy: str = "auto"  # auto (ddp when devices * num_nodes > 1), ddp, ddp_find_unused_parameters_true
-    num_nodes: int = 1  # machines; the same command runs on each (SLURM/torchrun set the ranks)
+    # processes (GPUs, or CPU processes) per machine; "auto" = all GPUs (1 on CPU)
+    devices: Annotated[Int | Str, checked(_devices_check)] = 1
+    # auto (ddp when devices * num_nodes > 1), ddp, ddp_find_unused_parameters_true
+    strategy: Annotated[Str, checked(_one_of(*STRATEGIES))] = "auto"
+    num_nodes: Int = field(1, ge=1)  # machines; the same command runs on each (SLURM/torchrun set the ranks)
 
 
-@dataclass
-class SegmentConfig(_Checked):
+@section
+class SegmentConfig:
     _where: ClassVar[str] = "segment"
 
     fragments: Literal["watershed", "waterz"] = "watershed"
-    boundary_threshold: float = 0.5
-    min_seed_distance: int = 10
-    min_size: int = 20
-    per_slice: bool = False
+    boundary_threshold: Float = field(0.5, ge=0, le=1)
+    min_seed_distance: Int = field(10, ge=0)
+    min_size: Int = field(20, ge=0)
+    per_slice: Bool = False
     scoring: ScoringName = "hist_quant_50"  # a name in segtrain.scoring.SCORING_TABLE
-    thresholds: list[float] | None = None  # sweep thresholds; None = the sweep's default
+    thresholds: list[Float] | None = None  # sweep thresholds; None = the sweep's default
     # affinities: the merge threshold, chosen on validation data (the run's validation sweep at the
     # loaded checkpoint's step, or `segtrain tune`); None = not chosen yet (there is no blind default)
-    threshold: float | None = None
-    probability_threshold: float = 0.5  # masks / instances: foreground where probability > this
+    threshold: Float | None = field(None, ge=0, le=1)
+    probability_threshold: Float = field(0.5, ge=0, le=1)  # masks / instances: foreground where probability > this
     instance_method: Literal["components", "watershed"] = "watershed"
     # instances (foreground + boundary): seeds are foreground pixels whose boundary probability is
     # below seed_boundary_max; seeds smaller than seed_min_size pixels are dropped. `segtrain tune`
     # chooses these (and probability_threshold, min_size) on annotated images.
-    seed_boundary_max: float = 0.5
-    seed_min_size: int = 0
+    seed_boundary_max: Float = field(0.5, ge=0, le=1)
+    seed_min_size: Int = field(0, ge=0)
     # masks / instances: the median size (pixels) of the objects the model segments at the scale it was
     # trained and tuned at, measured on its own predictions by `segtrain tune`; None = unknown. On an
     # image whose objects are larger or smaller, min_size and seed_min_size scale with them, and
     # prediction can zoom the image to match (predict.match_object_size)
-    object_size: float | None = None
+    object_size: Float | None = field(None, gt=0)
 
 
-@dataclass
-class PredictConfig(_Checked):
+@section
+class PredictConfig:
     _where: ClassVar[str] = "predict"
 
-    tile_shape: list[int] | None = None  # None = the whole array when it is small, else model default
-    margin: list[int] | None = None  # context per side at inner tile borders; None = model default
-    batch_size: int = 1
+    tile_shape: list[Positive] | None = None  # None = the whole array when it is small, else model default
+    margin: list[NonNegative] | None = None  # context per side at inner tile borders; None = model default
+    batch_size: Int = field(1, gt=0)
     # test-time augmentation: average over the first tta of identity, the flips of each axis and their
     # combinations, then the same with y and x swapped (equal y/x voxel sizes): 1 (off), 2, 4, ... 2**(ndim+1)
-    tta: int = 1
+    tta: Int = field(1, gt=0)
     # masks / instances of 2D models: estimate each image's object size with a first pass and predict
     # it zoomed so that its objects have the size the model was tuned at (segment.object_size), as
-    # Cellpose rescales to its cell diameter; outputs come back on the image's own grid
-    match_object_size: bool = True
+    # Cellpose rescales to its cell diameter; outputs come back on the image's own grid. Off by default:
+    # on real held-out dishes with cells a third of the area it lowered instance F1 (0.56 -> 0.50, issue
+    # 25), where it recovers synthetic zooms; a choice to make per data set (docs/training.md)
+    match_object_size: Bool = False
 
 
-@dataclass
-class SelfTrainConfig(_Checked):
+_CONFIDENCE = Says("must be a confidence between 0.5 and 1 (or one per class)")
+
+
+@section
+class SelfTrainConfig:
     """Self-training: iteration 0 trains on the labelled data; each further iteration predicts the
     unlabelled images, keeps the confident pixels as pseudo-labels (the others carry no loss) and
     trains again on labelled + pseudo-labelled data (``segtrain selftrain``)."""
 
     _where: ClassVar[str] = "selftrain"
 
-    iterations: int = 0  # self-training iterations after the supervised iteration 0; 0 = off
-    unlabelled: list[str] = field(default_factory=list)  # image files to pseudo-label
+    iterations: Int = field(0, ge=0)  # self-training iterations after the supervised iteration 0; 0 = off
+    unlabelled: list[Str] = field([])  # image files to pseudo-label
     # confidence a pixel's predicted class needs to become a pseudo-label: one number, or one per class
     # (masks/instances: [background, foreground]; classes: model.n_classes; affinities: [boundary, object]),
     # moved from threshold_start (iteration 1) to threshold_end (the last iteration) by the schedule
-    threshold_start: float | list[float] = 0.95
-    threshold_end: float | list[float] = 0.91
+    threshold_start: Annotated[Confidence | Annotated[list[Confidence], Field(min_length=1)], _CONFIDENCE] = 0.95
+    threshold_end: Annotated[Confidence | Annotated[list[Confidence], Field(min_length=1)], _CONFIDENCE] = 0.91
     schedule: Literal["linear", "constant"] = "linear"
-    pseudo_weight: float = 0.5  # loss weight of a confident pseudo-labelled pixel (a labelled one has 1)
-    pseudo_fraction: float = 0.5  # share of training patches drawn from the pseudo-labelled images
-    steps: int | None = None  # training steps per iteration; None = train.max_steps
-    from_previous: bool = True  # each iteration starts from the previous one's weights (else from scratch)
-    mean_teacher: bool = False  # pseudo-labels from an exponential moving average of the weights
-    ema_decay: float = 0.99  # per training step, for mean_teacher
+    pseudo_weight: Float = field(0.5, ge=0, le=1)  # loss weight of a confident pseudo-labelled pixel (a labelled one has 1)
+    pseudo_fraction: Float = field(0.5, gt=0, lt=1)  # share of training patches drawn from the pseudo-labelled images
+    steps: Int | None = field(None, gt=0)  # training steps per iteration; None = train.max_steps
+    from_previous: Bool = True  # each iteration starts from the previous one's weights (else from scratch)
+    mean_teacher: Bool = False  # pseudo-labels from an exponential moving average of the weights
+    ema_decay: Float = field(0.99, gt=0, lt=1)  # per training step, for mean_teacher
 
 
-@dataclass
-class Config(_Checked):
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    segment: SegmentConfig = field(default_factory=SegmentConfig)
-    predict: PredictConfig = field(default_factory=PredictConfig)
-    selftrain: SelfTrainConfig = field(default_factory=SelfTrainConfig)
-    name: str = "run"
-    preset: str | None = None
+def plain_name_problem(value: str) -> str | None:
+    """Why ``value`` cannot name a folder inside another one (a run name: ``../../x`` or
+    ``/tmp/x`` would put the run folder outside the runs root), or None."""
+    if not value.strip() or value.strip(".") == "" or "/" in value or "\\" in value or "\0" in value:
+        return (f"must be a plain folder name (no '/', '\\' or '..'; the run folder goes inside the runs "
+                f"folder), not {value!r}.")
+    return None
+
+
+@section
+class Config:
+    _where: ClassVar[str] = ""
+
+    data: DataConfig = field(DataConfig)
+    model: ModelConfig = field(ModelConfig)
+    train: TrainConfig = field(TrainConfig)
+    segment: SegmentConfig = field(SegmentConfig)
+    predict: PredictConfig = field(PredictConfig)
+    selftrain: SelfTrainConfig = field(SelfTrainConfig)
+    name: Annotated[Str, checked(plain_name_problem)] = "run"
+    preset: Str | None = None
+
+    @model_validator(mode="after")
+    def _possible_together(self) -> Config:
+        """The checks across fields and sections (:func:`validate_config`)."""
+        _check_across(self)
+        return self
 
     @property
     def task(self) -> str:
@@ -318,115 +396,9 @@ class Config(_Checked):
         return self
 
 
+
 # ----------------------------------------------------------------------------------------------
-# conversion from a mapping, with one-sentence errors
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if tp is TaskName:
-        return "one of " + ", ".join(repr(a) for a in REGISTRY)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
-    if origin is dict:
-        return "a mapping"
-    if origin is list:
-        (inner,) = typing.get_args(tp) or (Any,)
-        return f"a list of {_type_name(inner)}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        given = [arg for arg in args if arg is not type(None)]
-        if len(given) == 1:  # X | None: X's own sentence (e.g. voxel_size[0] must be a finite number)
-            return _convert(value, given[0], where)
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _convert(value, arg, where)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
-    if tp is TaskName:
-        if not isinstance(value, str) or value not in REGISTRY:
-            raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
-        return value
-    if tp is ScoringName:  # the scoring table itself, not the names it held at import
-        problem = scoring_problem(value)
-        if problem:
-            raise ConfigError(f"{where} {problem}")
-        return value
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
-        return value
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"{where} must be a mapping of names to values, not {value!r}.")
-        return dict(value)
-    if origin is list:
-        (inner,) = typing.get_args(tp) or (Any,)
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ConfigError(f"{where} must be {_type_name(tp)}, not {value!r}.")
-        return [_convert(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping of settings, not {value!r}.")
-        return _dataclass_from_dict(tp, value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, not {value!r}.")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-            raise ConfigError(f"{where} must be an integer, not {value!r}.")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where} must be a number, not {value!r}.")
-        if not math.isfinite(value):  # no setting means anything at nan or inf (lr: .inf trains NaN)
-            raise ConfigError(f"{where} must be a finite number, not {value!r}.")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where} must be a string, not {value!r}.")
-        return value
-    return value
-
-
-def _dataclass_from_dict(cls: type, values: dict, where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            raise ConfigError(
-                f"Unknown setting {where + '.' if where else ''}{key!s}"
-                f"{f' (did you mean {close[0]}?)' if close else ''}; valid settings"
-                f"{' in ' + where if where else ''} are: {', '.join(names)}."
-            )
-        kwargs[key] = _convert(value, hints[key], f"{where}.{key}" if where else key)
-    return cls(**kwargs)
+# conversion from a mapping
 
 
 def config_from_dict(values: dict, base: Config | None = None) -> Config:
@@ -440,12 +412,8 @@ def config_from_dict(values: dict, base: Config | None = None) -> Config:
     values = copy.deepcopy(values)
     if base is None and values.get("preset"):
         base = preset(values["preset"])
-    if base is not None:
-        merged = _merge(base.to_dict(), values)
-    else:
-        merged = values
-    config = _dataclass_from_dict(Config, merged, "")
-    return validate_config(config)
+    merged = _merge(base.to_dict(), values) if base is not None else values
+    return from_mapping(Config, merged)
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -458,157 +426,6 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _at_least(low: int) -> Callable[[Any], str | None]:
-    def check(value):
-        return None if value >= low else f"must be {low} or more, not {value}."
-    return check
-
-
-def _positive_check(value) -> str | None:
-    return None if value > 0 else f"must be positive, not {value}."
-
-
-def _all_positive(value) -> str | None:
-    bad = [v for v in value if v <= 0]
-    return None if not bad else f"must have positive entries only, not {value}."
-
-
-def _unit_interval(value) -> str | None:
-    return None if 0 <= value <= 1 else f"must be between 0 and 1, not {value}."
-
-
-def _one_of(*allowed: str) -> Callable[[Any], str | None]:
-    def check(value):
-        return None if value in allowed else f"must be one of {', '.join(allowed)}, not {value!r}."
-    return check
-
-
-STRATEGIES = ("auto", "ddp", "ddp_find_unused_parameters_true")
-"""Values of ``train.strategy`` (Lightning strategy names; every one runs one process per device)."""
-
-PRECISIONS = ("auto", "32-true", "32", "16-mixed", "bf16-mixed", "64-true")
-
-
-def _focal_alpha_check(value) -> str | None:
-    if isinstance(value, list):
-        if not value or any(v < 0 for v in value) or not any(v > 0 for v in value):
-            return f"must list non-negative weights per class, not all zero, not {value}."
-        return None
-    return _unit_interval(value)
-
-
-def _devices_check(value) -> str | None:
-    if isinstance(value, str):
-        return None if value == "auto" else f"must be a number of devices (1 or more) or auto, not {value!r}."
-    return None if value >= 1 else f"must be 1 or more (or auto), not {value}."
-
-
-def _patience_check(value) -> str | None:
-    return None if value >= 1 else f"must be at least 1 (or null to turn it off), not {value}."
-
-
-def _plateau_factor_check(value) -> str | None:
-    return None if 0 < value < 1 else f"must be between 0 and 1, not {value}."
-
-
-def _threshold_check(value) -> str | None:
-    values = value if isinstance(value, list) else [value]
-    if not values or any(not 0.5 <= v <= 1 for v in values):
-        return f"must be a confidence between 0.5 and 1 (or one per class), not {value}."
-    return None
-
-
-def _all_at_least(low: int) -> Callable[[Any], str | None]:
-    def check(value):
-        flat = [v for row in value for v in (row if isinstance(row, list) else [row])]
-        return None if all(v >= low for v in flat) else f"must have entries of {low} or more only, not {value}."
-    return check
-
-
-def plain_name_problem(value: str) -> str | None:
-    """Why ``value`` cannot name a folder inside another one (a run name: ``../../x`` or
-    ``/tmp/x`` would put the run folder outside the runs root), or None."""
-    if not value.strip() or value.strip(".") == "" or "/" in value or "\\" in value or "\0" in value:
-        return (f"must be a plain folder name (no '/', '\\' or '..'; the run folder goes inside the runs "
-                f"folder), not {value!r}.")
-    return None
-
-
-FIELD_CHECKS: dict[str, Callable[[Any], str | None]] = {
-    "name": plain_name_problem,
-    "data.patch_shape": _all_positive,
-    "data.voxel_size": _all_positive,
-    "data.min_annotated_fraction": _unit_interval,
-    "data.in_channels": _positive_check,
-    "data.val_patches": _positive_check,
-    "data.val_max_voxels": _at_least(0),
-    "data.augment.intensity_scale": _at_least(0),
-    "data.augment.intensity_shift": _at_least(0),
-    "data.augment.gamma": _at_least(0),
-    "data.augment.noise": _at_least(0),
-    "data.augment.blur": _at_least(0),
-    "data.augment.missing_section": _unit_interval,
-    "data.augment.elastic": _at_least(0),
-    "data.augment.elastic_spacing": _positive_check,
-    "data.augment.probability": _unit_interval,
-    "model.lsd_downsample": _positive_check,
-    "model.kernel_size": _positive_check,
-    "model.downsample_factors": _all_at_least(1),
-    "train.weight_decay": _at_least(0),
-    "train.warmup_steps": _at_least(0),
-    "train.plateau_patience": _at_least(0),
-    "train.lsd_weight": _at_least(0),
-    "train.report_interval": _at_least(0),
-    "train.preview_every": _at_least(1),
-    "train.threads": _at_least(1),
-    "train.early_stopping_min_delta": _at_least(0),
-    "predict.tile_shape": _all_positive,
-    "predict.margin": _all_at_least(0),
-    "predict.batch_size": _positive_check,
-    "predict.tta": _positive_check,
-    "model.num_fmaps": _positive_check,
-    "model.fmap_inc_factor": _positive_check,
-    "model.lsd_sigma": _positive_check,
-    "model.boundary_width": _positive_check,
-    "data.augment.scale": _at_least(0),
-    "train.max_steps": _positive_check,
-    "train.batch_size": _positive_check,
-    "train.lr": _positive_check,
-    "train.finetune_lr_scale": _positive_check,
-    "train.finetune_warmup_steps": _at_least(0),
-    "train.val_every": _positive_check,
-    "train.checkpoint_every": _positive_check,
-    "train.keep_checkpoints": _at_least(0),
-    "train.pos_weight": _positive_check,
-    "train.focal_gamma": _at_least(0),
-    "train.focal_alpha": _focal_alpha_check,
-    "train.early_stopping_patience": _patience_check,
-    "train.precision": _one_of(*PRECISIONS),
-    "train.devices": _devices_check,
-    "train.num_nodes": _at_least(1),
-    "train.strategy": _one_of(*STRATEGIES),
-    "train.plateau_factor": _plateau_factor_check,
-    "segment.boundary_threshold": _unit_interval,
-    "segment.probability_threshold": _unit_interval,
-    "segment.threshold": _unit_interval,
-    "segment.seed_boundary_max": _unit_interval,
-    "segment.min_size": _at_least(0),
-    "segment.seed_min_size": _at_least(0),
-    "segment.min_seed_distance": _at_least(0),
-    "segment.object_size": _positive_check,
-    "data.synthetic_ratio": _at_least(0),
-    "selftrain.iterations": _at_least(0),
-    "selftrain.threshold_start": _threshold_check,
-    "selftrain.threshold_end": _threshold_check,
-    "selftrain.pseudo_weight": _unit_interval,
-    "selftrain.pseudo_fraction": _plateau_factor_check,  # 0 < share < 1
-    "selftrain.steps": _positive_check,
-    "selftrain.ema_decay": _plateau_factor_check,
-}
-"""One-field checks (``"section.field"`` -> message or None), run on every assignment and by
-:func:`validate_config`; checks that relate several fields live in :func:`validate_config`."""
-
-
 def segment_config(values: dict | None = None, where: str = "segment") -> SegmentConfig:
     """A :class:`SegmentConfig` from a mapping (e.g. a prediction's attributes): the defaults for
     the settings it does not name; an unknown key or a bad value raises :class:`ConfigError`."""
@@ -616,7 +433,7 @@ def segment_config(values: dict | None = None, where: str = "segment") -> Segmen
         return SegmentConfig()
     if not isinstance(values, dict):
         raise ConfigError(f"{where} must be a mapping of segment settings, not {values!r}.")
-    return _dataclass_from_dict(SegmentConfig, values, where)
+    return from_mapping(SegmentConfig, values, where)
 
 
 def update_section(config: Config, section: str, values: dict) -> Config:
@@ -632,14 +449,15 @@ def update_section(config: Config, section: str, values: dict) -> Config:
 
 
 def validate_config(config: Config) -> Config:
-    """Raise :class:`ConfigError` for impossible values; return the config unchanged."""
+    """Raise :class:`ConfigError` for impossible values; return the config unchanged. Every field is
+    checked again (a list changed in place too), then the rules across fields (the model validator)."""
+    from_mapping(Config, config.to_dict())
+    return config
+
+
+def _check_across(config: Config) -> None:
+    """The rules that relate several fields or sections (Config's model validator)."""
     d, m = config.data, config.model
-    for where, check in FIELD_CHECKS.items():
-        *sections, name = where.split(".")
-        value = getattr(functools.reduce(getattr, sections, config), name)
-        problem = check(value) if value is not None else None
-        if problem:
-            raise ConfigError(f"{where} {problem}")
     ndim = len(d.patch_shape)
     if ndim not in (2, 3):
         raise ConfigError(f"data.patch_shape must have 2 or 3 entries (2D or 3D), not {d.patch_shape}.")
@@ -716,7 +534,6 @@ def validate_config(config: Config) -> Config:
         raise ConfigError(f"predict.tta must be one of {', '.join(map(str, tta_counts))} (transforms averaged, 1 = off), "
                           f"not {p.tta}.")
     monitor_metric(config)  # raises for an unknown metric
-    return config
 
 
 def _validate_synthetic(config: Config) -> None:
@@ -947,6 +764,6 @@ PRESETS = {
 
 def preset(name: str) -> Config:
     """A fresh copy of a named preset config."""
-    if name not in PRESETS:
+    if not isinstance(name, str) or name not in PRESETS:
         raise ConfigError(f"Unknown preset {name!r}; valid presets are: {', '.join(PRESETS)}.")
     return validate_config(PRESETS[name]())

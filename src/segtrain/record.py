@@ -13,28 +13,27 @@ pipeline. The record is the prediction's (or a layer's) attributes under these k
 from __future__ import annotations
 
 import dataclasses
-import typing
-from dataclasses import dataclass
+from typing import ClassVar
 
-from segtrain.config import ConfigError, ModelConfig, SegmentConfig, _dataclass_from_dict
+from segtrain.config import ConfigError, Float, Int, SegmentConfig, Str, TaskName, from_mapping, section
 from segtrain.errors import InputError
 
-TaskName = typing.get_type_hints(ModelConfig)["task"]  # the config's own type of a task
 
-
-@dataclass(frozen=True)
+@section(frozen=True)
 class PredictionRecord:
     """How a prediction was made; every field may be unknown (None), e.g. for a segmentation made
     from a file without a record."""
 
-    task: TaskName | None = None  # type: ignore[valid-type]
-    model_ndim: int | None = None
+    _where: ClassVar[str] = ""
+
+    task: TaskName | None = None
+    model_ndim: Int | None = None
     settings: SegmentConfig | None = None
-    run: str | None = None
-    checkpoint: str | None = None
-    step: int | None = None
-    tta: int | None = None
-    object_scale: list[float] | None = None
+    run: Str | None = None
+    checkpoint: Str | None = None
+    step: Int | None = None
+    tta: Int | None = None
+    object_scale: list[Float] | None = None
 
     @classmethod
     def keys(cls) -> tuple[str, ...]:
@@ -64,7 +63,7 @@ class PredictionRecord:
         if not values:
             return None
         try:
-            return _dataclass_from_dict(cls, values, "")
+            return from_mapping(cls, values)
         except ConfigError as error:
             problem = str(error).rstrip(".")
             raise InputError(f"{where} records how it was made wrongly: {problem}; predict it again, "

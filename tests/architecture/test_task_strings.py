@@ -2,7 +2,9 @@
 of its class (``task_of(config).has_boundary`` and the like), so adding a task is one class in
 tasks/. A small AST walk over src/segtrain flags comparisons (==, !=, in, not in, match/case) of a
 task expression (a name or attribute containing ``task``, ``x.get("task")``, ``x["task"]``) with a
-task-name string literal or a tuple/list/set of them, and dict literals keyed by task names."""
+task-name string literal or a tuple/list/set of them, dict literals keyed by task names, and task
+names chosen in a conditional expression (``"instances" if several else "masks"``, or any task name
+in a conditional expression given to something named ``task``)."""
 
 from __future__ import annotations
 
@@ -43,10 +45,34 @@ def _dict_key_is_task(key: ast.AST | None) -> bool:
     return False
 
 
+def _is_task_choice(node: ast.AST) -> bool:
+    """A conditional expression that picks a task name (``"instances" if ... else "masks"``)."""
+    return isinstance(node, ast.IfExp) and _is_name_literal(node.body) and _is_name_literal(node.orelse)
+
+
+def _names_task(node: ast.AST) -> bool:
+    """An assignment target or keyword named like a task (``task``, ``self.task``, ``model_task``)."""
+    return _mentions_task(node) if isinstance(node, (ast.Name, ast.Attribute)) else False
+
+
+def _picks_a_name(node: ast.AST) -> bool:
+    return isinstance(node, ast.IfExp) and (_is_name_literal(node.body) or _is_name_literal(node.orelse))
+
+
 def task_string_uses(tree: ast.AST) -> list[int]:
-    """Line numbers of every task-string comparison and task-keyed dict literal in ``tree``."""
+    """Line numbers of every task-string comparison, task-keyed dict literal and conditional choice
+    of a task name in ``tree``."""
     lines = []
     for node in ast.walk(tree):
+        if _is_task_choice(node):
+            lines.append(node.lineno)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)) and _picks_a_name(node.value) \
+                and not _is_task_choice(node.value) \
+                and any(_names_task(t) for t in (node.targets if isinstance(node, ast.Assign) else [node.target])):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.keyword) and node.arg and "task" in node.arg.lower() and _picks_a_name(node.value) \
+                and not _is_task_choice(node.value):
+            lines.append(node.value.lineno)
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
             for (a, b), op in zip(zip(sides, sides[1:]), node.ops):
@@ -92,8 +118,13 @@ match cfg.task:
 if kind == "affinities": pass
 heads = {"affinities": 1, "raw": 2}
 if "affinities" not in heads: pass
+kind = "instances" if several else "masks"
+task = name if known else "affinities"
+config(task=other if three_d else "affinities")
+head = found.head if found else "affinities"
+mode = "mask" if floating else "instances"
 '''
-    assert task_string_uses(ast.parse(code)) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 12]
+    assert task_string_uses(ast.parse(code)) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16, 17, 18]
 
 
 def test_no_task_string_comparison_outside_tasks():

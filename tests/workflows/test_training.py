@@ -20,6 +20,7 @@ from segtrain.workflows.training import (
     fine_tune_config,
     resume_config,
     run_finished,
+    run_to_end,
     selftrain_root,
     selftraining_wanted,
     set_max_steps,
@@ -68,9 +69,46 @@ def test_train_or_reuse_trains_a_config_then_reuses_the_finished_run(tmp_path, e
     assert isinstance(ended, RunEnded) and not ended.reused and ended.run_dir == started.run_dir
     assert ended.last.done and ended.last.step == 4
     assert run_finished(ended.run_dir, load_config(path)) and selftrain_root(ended.run_dir) is None
+    assert ended.finished
     again = list(train_or_reuse(path, previous=ended.run_dir, runs_root=tmp_path / "runs"))
     assert len(again) == 1 and again[0].reused and again[0].run_dir == ended.run_dir
     assert len(list((tmp_path / "runs").iterdir())) == 1  # nothing trained again
+
+    # What a script prints of the reports (run_to_end): the folder, the checkpoints' metrics, the end
+    lines, folders = [], []
+    assert run_to_end(iter(items), lines.append, folders.append) is ended and folders == [ended.run_dir]
+    assert lines[0] == f"run folder {ended.run_dir}" and lines[-1].startswith(f"{ended.last.message} at step 4; trained ")
+    assert any(line.startswith("step 4: ") and "voi" in line for line in lines), lines
+    lines.clear()
+    run_to_end(iter(again), lines.append)
+    assert lines == [f"{ended.run_dir.name}: finished earlier, reused"]
+
+    # A Proofreader of the run's segmentation, as the panels make it: fragments, merge tree, boundary
+    import h5py
+
+    from segtrain.predict import load_model
+    from segtrain.workflows.correction import proofreader_of
+
+    with h5py.File(em3d_dir / "train-image.h5", "r") as f:
+        raw = f["stack"][35:43, :48, :48]
+    reader = proofreader_of(load_model(ended.run_dir), raw, threshold=0.3)
+    assert reader.tree is not None and reader.threshold == 0.3 and reader.boundary.shape == raw.shape
+    assert reader.segmentation().shape == raw.shape and reader.segmentation().max() > 0
+
+    # The run's settings and variants of them scored on annotated arrays (benchmarks/quality_eval.py)
+    from segtrain.postprocess import OutputSpec, validation_scores
+    from segtrain.predict import predict_array
+    from segtrain.workflows.tuning import score_settings
+
+    with h5py.File(em3d_dir / "train-gt.lzf.h5", "r") as f:
+        gt = f["stack"][35:43, :48, :48].astype(np.uint32)
+    loaded = load_model(ended.run_dir)
+    scores, seconds = score_settings(loaded, [{"raw": raw, "labels": gt}],
+                                     {"run": {}, "watershed": {"fragments": "watershed"}}, tta=1)
+    assert list(scores) == ["run", "watershed"] and len(seconds) == 1 and seconds[0] > 0
+    direct = validation_scores(predict_array(loaded, raw, tta=1), gt, loaded.config.segment, OutputSpec.of(loaded.config),
+                               voxel_size=loaded.config.data.voxel_size)
+    assert scores["run"] == pytest.approx({k: float(v) for k, v in direct.items()})
 
     # Resume and fine-tune configs are the run's own, with the Steps asked for
     with pytest.raises(InputError, match="already reached step 4; set Steps above 4"):

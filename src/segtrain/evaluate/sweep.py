@@ -17,6 +17,7 @@ import numpy as np
 
 from segtrain.errors import InputError
 from segtrain.evaluate.metrics import check_labelled, scores_from_table
+from segtrain.io.atomic import atomic_path
 
 
 def default_thresholds(max_threshold: float = 1.0, step: float = 0.02) -> np.ndarray:
@@ -91,7 +92,6 @@ class SweepResult:
 
     def write_csv(self, path, overwrite: bool = True) -> Path:
         """The table as CSV (atomically; with ``overwrite`` an existing text file is replaced)."""
-        from segtrain.io.atomic import atomic_path
 
         path = Path(path)
         with atomic_path(path, overwrite=overwrite, fmt="text") as tmp:
@@ -106,7 +106,6 @@ class SweepResult:
 
     def write_json(self, path, overwrite: bool = True) -> Path:
         """The sweep as JSON (atomically; with ``overwrite`` an existing JSON file is replaced)."""
-        from segtrain.io.atomic import atomic_path
 
         path = Path(path)
         with atomic_path(path, overwrite=overwrite, fmt="json") as tmp:
@@ -144,8 +143,6 @@ class SweepResult:
     def plot(self, path, current: float | None = None, overwrite: bool = True) -> Path:
         """Write :meth:`figure` as a PNG (atomically; with ``overwrite`` an existing PNG is replaced)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-        from segtrain.io.atomic import atomic_path
 
         path = Path(path)
         fig = self.figure(current)

@@ -2,7 +2,7 @@
 
 After training, the probability threshold, the seed settings and the smallest object size decide
 instance F1 as much as the network does. Like StarDist's threshold optimisation, this module
-searches them against annotated images (:func:`segtrain.tuning.tune_run` stores the result
+searches them against annotated images (:func:`segtrain.workflows.tuning.tune_run` stores the result
 beside the run as ``postprocess.yaml``, which :func:`segtrain.predict.load_model` then applies).
 
 The search is a coordinate search over a small grid (each setting in turn, the others held, two

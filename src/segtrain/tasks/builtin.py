@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from segtrain.tasks.base import Task, register
+import numpy as np
+
+from segtrain.tasks.base import REGISTRY, Task, default_task, register
 
 _BINARY_LOSSES = frozenset({"bce", "focal", "dice", "focal_dice", "bce_dice"})
 
@@ -82,9 +84,19 @@ class Classes(Task):
         return [("probabilities", n_classes, "softmax")]
 
     def segment_as(self):
-        from segtrain.tasks.base import REGISTRY
-
         return REGISTRY["masks"]  # the Segment panel thresholds a class's probability as a mask
 
     def probability_layers(self, channels):
         return [(f"class {c}", c) for c in range(1, channels)]
+
+
+def suggested_task(labels, ndim: int) -> Task:
+    """The task ground truth suggests (the Data panel's choice, which the user may change): 3D
+    volumes -> the 3D default (affinities); 2D images -> instances when the labels hold several
+    object ids, masks when they hold one foreground value (0/1, 0/255)."""
+    if ndim == 3:
+        return default_task(3)
+    data = np.asarray(labels)
+    step = max(1, int(np.ceil((data.size / 1_000_000) ** 0.5)))  # a subsample is enough
+    values = np.unique(data[tuple(slice(None, None, step) for _ in data.shape)])
+    return REGISTRY[Instances.name if np.count_nonzero(values) > 1 else Masks.name]

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from segtrain.tasks import task_of
+from segtrain.config import resolved_loss
 
 
 def balance_weights(target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -114,7 +115,6 @@ def multiclass_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Te
 
 def task_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], config) -> tuple[torch.Tensor, dict[str, float]]:
     """Total loss of a batch for ``config``'s task and its parts (for logging)."""
-    from segtrain.config import resolved_loss
 
     t = config.train
     kind = resolved_loss(config)

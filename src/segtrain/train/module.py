@@ -16,6 +16,11 @@ from segtrain.models import build_model
 from segtrain.tasks import task_of
 from segtrain.train.losses import task_loss
 from segtrain.train.schedule import WarmupCosine
+from segtrain.parallel import in_process
+from segtrain.postprocess import OutputSpec
+from segtrain.postprocess import validation_scores
+from segtrain.predict.infer import predict_array
+from segtrain.predict.model_io import LoadedModel
 
 
 def _slice_image(array: np.ndarray) -> np.ndarray:
@@ -123,10 +128,6 @@ class SegtrainModule(pl.LightningModule):
         """Scores of whole-volume predictions on the validation volumes (mean over volumes)."""
         if not self.val_volumes or self.stop_requested():
             return {}
-        from segtrain.parallel import in_process
-        from segtrain.postprocess import OutputSpec, validation_scores
-        from segtrain.predict.infer import predict_array
-        from segtrain.predict.model_io import LoadedModel
 
         was_training = self.model.training
         self.model.eval()

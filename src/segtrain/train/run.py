@@ -28,18 +28,14 @@ from __future__ import annotations
 
 import errno
 import gc
-import io
 import logging
 import math
 import os
 import queue
 import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -47,7 +43,6 @@ import torch
 from segtrain.config import Config, load_config, monitor_metric
 from segtrain.errors import ConfigError, InputError, SegtrainError
 from segtrain.evaluate.metrics import check_labelled
-from segtrain.io.atomic import atomic_path
 from segtrain.runs import RunFolder, checkpoint_is_full, checkpoint_step, default_runs_root, fine_tune_note
 from segtrain.tasks import task_of
 from segtrain.train.sources import (
@@ -58,239 +53,38 @@ from segtrain.train.sources import (
     synthetic_sources,
     whole_volume,
 )
+from segtrain.train.callbacks import (
+    ProgressReport,
+    RunState,
+    TrainingDiverged,
+    atomic_checkpoint_io,
+    training_callbacks,
+)
+from segtrain.warnings_log import warnings_logged
 
 
-@dataclass
-class ProgressReport:
-    """A small snapshot of a run for a GUI or CLI."""
-
-    step: int
-    max_steps: int
-    losses: dict[str, float] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    lr: float = 0.0
-    preview: np.ndarray | None = None  # (H, 3W) float32 in [0, 1]: raw | target | prediction
-    checkpoint: Path | None = None  # newest best/final checkpoint
-    done: bool = False
-    message: str = ""
-    phase: str = "training"  # preparing | training | validating | done (message says stopped/finished/...)
-    run_dir: Path | None = None
-    elapsed: float = 0.0
-    steps_per_second: float = 0.0
-    iteration: tuple[int, int] | None = None  # self-training: (this iteration, the last one)
-
-
-@dataclass
-class RunState:
-    """What the training callbacks (:func:`_callbacks`) and their :class:`TrainingRun` share: the
-    callbacks read and write this, never the run's own attributes.
-
-    Data: the stop flag (thread-safe), the step reached, the smoothed training losses, the last
-    validation metrics, the validation records, what each rank trained on and the training patch
-    stream. The run's reactions: ``push`` a :class:`ProgressReport` (``important``: wait for room in
-    the queue), ``write_summary`` (metrics.json, at ``step`` or the newest validation's),
-    ``save_after_error`` (final.ckpt of the steps done when training fails) and ``best_checkpoint``
-    (best.ckpt, once written)."""
-
-    run_dir: Path
-    stop: threading.Event
-    push: Callable[[ProgressReport, bool], None]
-    write_summary: Callable[[int | None], None]
-    save_after_error: Callable[[Any, Any], None]
-    best_checkpoint: Callable[[], Path | None]
-    records: list[dict] = field(default_factory=list)
-    losses: dict[str, float] = field(default_factory=dict)
-    ranks: list[dict] = field(default_factory=list)  # per rank: patches drawn and hashes of the first ones
-    train_data: Any = None
-
-    def record(self, record: dict, write: bool = True) -> None:
-        """Keep a validation's record; ``write``: and write the summary (global rank 0)."""
-        self.records.append(record)
-        if write:
-            self.write_summary(None)
-
-
-class TrainingDiverged(SegtrainError):
-    """The training loss became NaN or infinite (raised before that step's update)."""
-
-    def __init__(self, step: int, loss: float, lr: float):
-        self.step, self.loss, self.lr = step, loss, lr
-        super().__init__(f"training diverged at step {step}: loss is {loss}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Lightning pieces
-
-
-def _atomic_checkpoint_io():
-    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        """Lightning's own save goes through a temporary in the system temp folder, which is not a
-        rename on the same file system; write beside the target and rename instead."""
-
-        def save_checkpoint(self, checkpoint, path, storage_options=None):
-            path = Path(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            buffer = io.BytesIO()
-            torch.save(checkpoint, buffer)
-            with atomic_path(path, overwrite=True) as tmp:
-                tmp.write_bytes(buffer.getvalue())
-
-    return AtomicCheckpointIO()
-
-
-def _metric_value(value) -> float:
+def _from_worker(error: BaseException) -> BaseException:
+    """A segtrain error raised in a DataLoader worker process comes back with the worker's
+    traceback in its message ("Caught InputError in DataLoader worker process 0. Original
+    Traceback ..."): the same kind of error with the original sentence only."""
+    text = str(error)
+    if not isinstance(error, SegtrainError) or not text.startswith("Caught ") or \
+            "DataLoader worker process" not in text.split("\n", 1)[0]:
+        return error
+    last = text.rstrip().splitlines()[-1]  # "segtrain.errors.InputError: <the sentence>"
+    sentence = last.partition(": ")[2] or last
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")
+        return type(error)(sentence)
+    except TypeError:  # a kind that takes other arguments
+        return error
 
 
-def _callbacks(config: Config, state: RunState, folder: RunFolder):
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import (
-        EarlyStopping,
-        LearningRateMonitor,
-        ModelCheckpoint,
-    )
+def choose_run_device(config: Config):
+    """The device and precision a run of ``config`` trains with (:func:`segtrain.device.choose_device`)."""
+    from segtrain.device import choose_device
 
     t = config.train
-    monitor, mode = monitor_metric(config)
-    ckpt_dir = folder.checkpoints_dir
-
-    class Reporter(pl.Callback):
-        """Pushes ProgressReports into the run's queue and honours stop requests."""
-
-        def __init__(self):
-            self.last_time = 0.0
-            self.start = time.monotonic()
-            self.start_step = None
-            self.smoothed: dict[str, float] = {}
-
-        def _lr(self, trainer) -> float:
-            try:
-                return float(trainer.optimizers[0].param_groups[0]["lr"])
-            except (IndexError, AttributeError):
-                return 0.0
-
-        def _report(self, trainer, module, important: bool, **extra):
-            now = time.monotonic()
-            step = int(trainer.global_step)
-            if self.start_step is None:
-                self.start_step = step
-            elapsed = now - self.start
-            rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
-            report = ProgressReport(step=step, max_steps=t.max_steps, losses=dict(self.smoothed),
-                                    metrics=dict(module.last_metrics), lr=self._lr(trainer), elapsed=elapsed,
-                                    steps_per_second=rate, run_dir=state.run_dir, **extra)
-            state.push(report, important)
-            self.last_time = now
-
-        def on_before_backward(self, trainer, module, loss):
-            # a non-finite loss would make every weight NaN at this step's update: stop before it
-            if not bool(torch.isfinite(loss.detach()).all()):
-                raise TrainingDiverged(int(trainer.global_step) + 1, float(loss.detach().float().mean()),
-                                       self._lr(trainer))
-
-        def on_exception(self, trainer, module, exception):
-            state.save_after_error(trainer, module)
-
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
-            step = int(trainer.global_step)
-            if step >= t.max_steps and step % t.val_every:
-                # every run validates at its last step (should_stop makes Lightning validate now),
-                # so its metrics and best.ckpt cover the weights it ends with
-                trainer.should_stop = True
-            for k, v in module.last_losses.items():
-                self.smoothed[k] = v if k not in self.smoothed else 0.9 * self.smoothed[k] + 0.1 * v
-            state.losses = dict(self.smoothed)
-            stop = state.stop.is_set()
-            if trainer.world_size > 1:
-                # all ranks stop after the same step (a rank that stepped on alone would hang in the
-                # gradient all-reduce): stop when any rank was asked to
-                stop = trainer.strategy.reduce_boolean_decision(stop, all=False)
-                if stop:
-                    state.stop.set()
-            if stop:
-                trainer.should_stop = True
-            if time.monotonic() - self.last_time >= t.report_interval:
-                self._report(trainer, module, important=False)
-
-        def on_validation_start(self, trainer, module):
-            if not trainer.sanity_checking and not state.stop.is_set():
-                self._report(trainer, module, important=True, phase="validating")
-
-        def on_validation_end(self, trainer, module):
-            if trainer.sanity_checking or state.stop.is_set():
-                return  # the validation Lightning runs on stop is skipped, not recorded
-            record = {"step": int(trainer.global_step), "time": round(time.monotonic() - self.start, 2),
-                      "lr": self._lr(trainer)}
-            record.update({f"train/{k}": v for k, v in self.smoothed.items()})
-            record.update({f"val/{k}": _metric_value(v) for k, v in module.last_metrics.items()})
-            state.record(record, write=trainer.is_global_zero)
-            best = state.best_checkpoint()
-            self._report(trainer, module, important=True, preview=module.last_preview, checkpoint=best)
-
-        def on_train_end(self, trainer, module):
-            # what each process trained on (collected on rank 0 into metrics.json "ranks")
-            data = state.train_data
-            mine = {"rank": int(trainer.global_rank), "patches": int(getattr(data, "patches", 0)),
-                    "first_patches": list(getattr(data, "fingerprints", [])),
-                    "last_metrics": {k: _metric_value(v) for k, v in module.last_metrics.items()}}
-            ranks = [mine]
-            if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-                ranks = [None] * trainer.world_size
-                torch.distributed.all_gather_object(ranks, mine)
-            state.ranks = ranks
-            if trainer.is_global_zero:
-                state.write_summary(int(trainer.global_step))
-
-    callbacks = [
-        Reporter(),
-        # best: for inference only, so weights only (a third of a full checkpoint with Adam's state)
-        ModelCheckpoint(dirpath=ckpt_dir, filename=folder.best_checkpoint.stem, monitor=monitor, mode=mode,
-                        save_top_k=1,
-                        save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False,
-                        save_on_train_epoch_end=False),
-        LearningRateMonitor(logging_interval="step"),
-    ]
-    class Periodic(ModelCheckpoint):
-        """The newest periodic checkpoint keeps the optimizer state (the point a crashed run resumes
-        from), and one spare of an earlier step; each one saved turns the older ones into weights-only
-        files (RunFolder.slim_checkpoints)."""
-
-        def _save_checkpoint(self, trainer, filepath):
-            super()._save_checkpoint(trainer, filepath)
-            if trainer.is_global_zero:
-                folder.slim_checkpoints(filepath)
-
-    if t.keep_checkpoints > 0:
-        # the newest keep_checkpoints periodic ones ("step" is the largest for the newest), last.ckpt
-        # links the newest: the point a crashed run resumes from
-        callbacks.insert(2, Periodic(
-            dirpath=ckpt_dir, filename=RunFolder.PERIODIC_NAME, every_n_train_steps=t.checkpoint_every,
-            monitor="step",
-            mode="max", save_top_k=t.keep_checkpoints, save_last="link", auto_insert_metric_name=False,
-            enable_version_counter=False))
-    if t.early_stopping_patience is not None:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
-                                       min_delta=t.early_stopping_min_delta, check_on_train_epoch_end=False, check_finite=False))
-    return callbacks
-
-
-def _precision_and_accelerator(config: Config) -> tuple[str, str]:
-    t = config.train
-    cuda = torch.cuda.is_available() and t.accelerator != "cpu"
-    if t.accelerator == "gpu" and not torch.cuda.is_available():
-        raise ConfigError("train.accelerator is gpu but no CUDA GPU is available; set it to auto or cpu.")
-    accelerator = "gpu" if cuda else "cpu"
-    precision = t.precision
-    if precision == "auto":
-        precision = ("bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed") if cuda else "32-true"
-    elif not cuda and precision == "16-mixed":
-        precision = "32-true"  # fp16 autocast is a GPU feature
-    return precision, accelerator
+    return choose_device(t.accelerator, t.precision, t.threads)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -518,33 +312,11 @@ class TrainingRun:
         if name:
             self.config.name = name
         self.devices, self.strategy, self.num_nodes = _plan_devices(self.config, multiprocess)
+        self.device = choose_run_device(self.config)  # no such device: one sentence, before any folder
         self.rank_zero = env_rank_zero()
         self.resume_checkpoint: Path | None = None
-        if train_sources is None:
-            train_sources = sources_from_config(self.config.data.train, self.config.data)
-        if val_sources is None and self.config.data.val:
-            val_sources = sources_from_config(self.config.data.val, self.config.data)
-        train_sources = list(train_sources)
-        if not train_sources:
-            raise InputError("No training data: name image and label files in data.train or pass sources.")
-        if not val_sources:
-            pairs = [split_source(s) for s in train_sources]
-            train_sources = [p[0] for p in pairs]
-            val_sources = [p[1] for p in pairs]
-        if self.config.data.synthetic:
-            train_sources = mix_synthetic(train_sources, synthetic_sources(self.config.data),
-                                          self.config.data.synthetic_ratio)
         self.extra_callbacks = list(callbacks)
-        self.train_sources = train_sources
-        self.val_sources = list(val_sources)
-        d = self.config.data
-        for source in [*self.train_sources, *self.val_sources]:  # bad data: one sentence, no run folder left
-            source.prepare(self.config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
-        if task_of(self.config).agglomerates:  # VOI / ARAND against nothing labelled: a false perfect score
-            for source in self.val_sources:
-                if isinstance(source, ArraySource) and source.known is None:
-                    check_labelled(source._labels, f"Validation source {source.name}")
-        handed_down = os.environ.get(RUN_DIR_ENV)
+        self.train_sources, self.val_sources = self._sources(train_sources, val_sources)
         self._made_folder = False  # a new <name>-<timestamp> folder of this run (removed if it ends with nothing)
         self._fitting = False  # Trainer.fit has begun: a failure now says which checkpoint is kept
         self._saved_after_error: tuple[Path, int] | None = None  # (checkpoint, step) saved when training failed
@@ -562,21 +334,8 @@ class TrainingRun:
                                   f"describes; resume with the run's own {self.folder.config_path}.")
             if self.rank_zero:  # what a killed run was writing when it died
                 self.folder.remove_stale_temporaries()
-        elif run_dir is not None:
-            self.folder = RunFolder.at(run_dir, create=True)
-        elif handed_down:
-            self.folder = RunFolder(handed_down)
-        elif _shared_run_dir_needed(self.config):
-            job = os.environ.get("SLURM_JOB_ID")
-            if not job:
-                raise ConfigError(
-                    "The processes of this multi-machine or torchrun run cannot agree on a new run folder; "
-                    "give the same --run-dir DIR (on a shared file system) to every process."
-                )
-            self.folder = RunFolder(Path(runs_root or default_runs_root()) / f"{self.config.name}-slurm{job}")
         else:
-            self.folder = RunFolder.create(runs_root, self.config.name)
-            self._made_folder = True
+            self.folder = self._new_folder(run_dir, runs_root)
         if fine_tune and self.init_checkpoint is not None:
             self.config, self.fine_tune = fine_tuning_config(self.config)
         self.fine_tune_note = "" if self.fine_tune is None else fine_tune_note(self.fine_tune)
@@ -584,6 +343,7 @@ class TrainingRun:
         self.folder.checkpoints_dir.mkdir(parents=True, exist_ok=True)
         if self.rank_zero:
             self.folder.save_config(self.config)
+            self.folder.set_info(device=self.device.describe())
             if self.init_checkpoint is not None:
                 self.folder.set_info(parent=str(self.parent_dir.resolve()),
                                      init_checkpoint=str(self.init_checkpoint.resolve()),
@@ -601,6 +361,52 @@ class TrainingRun:
         self.trainer = None
         self.final_checkpoint: Path | None = None
         self.world_size = 1  # processes training together (set when training starts)
+
+    def _sources(self, train_sources, val_sources) -> tuple[list[Source], list[Source]]:
+        """The training and validation sources (the config's files when none are given; part of
+        each training source when there is no validation data; synthetic data mixed in), each
+        prepared and checked now: bad data is one sentence before any run folder exists."""
+        config, d = self.config, self.config.data
+        if train_sources is None:
+            train_sources = sources_from_config(d.train, d)
+        if val_sources is None and d.val:
+            val_sources = sources_from_config(d.val, d)
+        train_sources = list(train_sources)
+        if not train_sources:
+            raise InputError("No training data: name image and label files in data.train or pass sources.")
+        if not val_sources:
+            pairs = [split_source(s) for s in train_sources]
+            train_sources = [p[0] for p in pairs]
+            val_sources = [p[1] for p in pairs]
+        if d.synthetic:
+            train_sources = mix_synthetic(train_sources, synthetic_sources(d), d.synthetic_ratio)
+        val_sources = list(val_sources)
+        for source in [*train_sources, *val_sources]:
+            source.prepare(config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
+        if task_of(config).agglomerates:  # VOI / ARAND against nothing labelled: a false perfect score
+            for source in val_sources:
+                if isinstance(source, ArraySource) and source.known is None:
+                    check_labelled(source._labels, f"Validation source {source.name}")
+        return train_sources, val_sources
+
+    def _new_folder(self, run_dir, runs_root) -> RunFolder:
+        """The folder of a run that is not resumed: ``run_dir`` when given, the one the launching
+        process handed down, a SLURM job's shared one, else a new ``<name>-<time>`` under ``runs_root``."""
+        handed_down = os.environ.get(RUN_DIR_ENV)
+        if run_dir is not None:
+            return RunFolder.at(run_dir, create=True)
+        if handed_down:
+            return RunFolder(handed_down)
+        if _shared_run_dir_needed(self.config):
+            job = os.environ.get("SLURM_JOB_ID")
+            if not job:
+                raise ConfigError(
+                    "The processes of this multi-machine or torchrun run cannot agree on a new run folder; "
+                    "give the same --run-dir DIR (on a shared file system) to every process."
+                )
+            return RunFolder(Path(runs_root or default_runs_root()) / f"{self.config.name}-slurm{job}")
+        self._made_folder = True
+        return RunFolder.create(runs_root, self.config.name)
 
     # -- control ------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -707,8 +513,6 @@ class TrainingRun:
         return volumes
 
     def _fit(self) -> None:
-        from segtrain.warnings_log import warnings_logged
-
         with warnings_logged():  # Lightning's and PyTorch's notes go to the log, not to the user
             self._fit_logged()
 
@@ -719,15 +523,15 @@ class TrainingRun:
         hand_down = False
         try:
             import lightning.pytorch as pl
-            from lightning.pytorch.loggers import TensorBoardLogger
             from torch.utils.data import DataLoader
 
             from segtrain.train.dataset import (
                 FixedPatches,
                 PatchStream,
+                loader_options,
                 prepare_sources,
+                worker_count,
             )
-            from segtrain.train.module import SegtrainModule
 
             logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
             logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
@@ -736,45 +540,16 @@ class TrainingRun:
             if t.threads:
                 torch.set_num_threads(t.threads)
             pl.seed_everything(t.seed, workers=True, verbose=False)
-            precision, accelerator = _precision_and_accelerator(config)
+            device = self.device
+            workers = worker_count(t.num_workers, device.kind)
             self._preparing("preparing the data")
             prepare_sources(self.val_sources, config)
             train_data = PatchStream(self.train_sources, config, seed=t.seed)  # + rank, once DDP is set up
             self.state.train_data = train_data
             val_data = FixedPatches(self.val_sources, config, n=config.data.val_patches, seed=t.seed + 1)
             self.folder.record_data(self.train_sources, self.val_sources, write=self.rank_zero)  # run.json "data"
-            self._preparing("building the model")
-            module = SegtrainModule(config.to_dict())
-            if self.init_checkpoint is not None and self.resume_checkpoint is None:
-                self._preparing(f"loading the weights of {self.parent_dir.name}")
-                load_initial_weights(module, self.init_checkpoint, config)
-            module.val_volumes = self._val_volumes()
-            module.stop_requested = self.state.stop.is_set
-            module.score_in_process = self.score_in_process
-            trainer = pl.Trainer(
-                default_root_dir=str(self.run_dir),
-                max_steps=t.max_steps,
-                max_epochs=-1,
-                val_check_interval=t.val_every,
-                check_val_every_n_epoch=None,
-                num_sanity_val_steps=0,
-                precision=precision,
-                accelerator=accelerator,
-                devices=self.devices,
-                strategy=self.strategy,
-                num_nodes=self.num_nodes,
-                # every rank validates on all validation data: identical metrics on every rank keep
-                # best-checkpoint, early-stopping and plateau decisions in step (no DistributedSampler)
-                use_distributed_sampler=False,
-                logger=TensorBoardLogger(str(self.folder.tensorboard_dir.parent), name=self.folder.tensorboard_dir.name,
-                                         version="", default_hp_metric=False),
-                callbacks=[*_callbacks(config, self.state, self.folder), *self.extra_callbacks],
-                plugins=[_atomic_checkpoint_io()],
-                enable_progress_bar=False,
-                enable_model_summary=False,
-                log_every_n_steps=max(1, min(50, t.val_every)),
-                deterministic=False,
-            )
+            module = self._module(config)
+            trainer = self._trainer(config, device.precision, device.accelerator)
             self.trainer = trainer
             self.world_size = int(trainer.world_size)
             if self.state.stop.is_set():
@@ -793,26 +568,12 @@ class TrainingRun:
                 warnings.filterwarnings("ignore", message=".*mid-epoch.*")
                 trainer.fit(
                     module,
-                    train_dataloaders=DataLoader(train_data, batch_size=t.batch_size, num_workers=0),
+                    train_dataloaders=DataLoader(train_data, batch_size=t.batch_size,
+                                                 **loader_options(config, workers, device.pin_memory)),
                     val_dataloaders=DataLoader(val_data, batch_size=t.batch_size, num_workers=0),
                     ckpt_path=str(self.resume_checkpoint) if self.resume_checkpoint else None,
                 )
-            final = self.folder.final_checkpoint
-            trainer.save_checkpoint(str(final))  # every rank calls it; rank 0 writes
-            self.final_checkpoint = final
-            if trainer.is_global_zero:
-                self.folder.link_last()
-                self.folder.slim_checkpoints(final)  # optimizer state in final.ckpt only
-            if hand_down:
-                self._wait_for_children(trainer)
-            stopped = self.state.stop.is_set()
-            message = "stopped" if stopped else ("early stopping" if trainer.global_step < t.max_steps else "finished")
-            self._push(ProgressReport(step=int(trainer.global_step), max_steps=t.max_steps,
-                                      losses=dict(self.state.losses), metrics=dict(module.last_metrics),
-                                      lr=float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0,
-                                      preview=module.last_preview, checkpoint=self._best_checkpoint() or final,
-                                      done=True, message=message, phase="done", run_dir=self.run_dir),
-                       important=True)
+            self._finish(trainer, module, hand_down)
         except BaseException as error:  # hand every failure to the consumer
             self._error = self._user_error(error)
         finally:
@@ -824,10 +585,77 @@ class TrainingRun:
                         os.environ[k] = v
             self.trainer = None
             del module, trainer
-            if torch.cuda.is_available():  # give the GPU memory back now; on the CPU a full
+            if self.device.kind == "cuda":  # give the GPU memory back now; on the CPU a full
                 gc.collect()               # collection would hold the GIL (a 0.4 s GUI stall) for nothing
                 torch.cuda.empty_cache()
             self._queue.put(None)
+
+    def _module(self, config: Config):
+        """The Lightning module of the run: new weights, or the parent run's when fine-tuning."""
+        from segtrain.train.module import SegtrainModule
+
+        self._preparing("building the model")
+        module = SegtrainModule(config.to_dict())
+        if self.init_checkpoint is not None and self.resume_checkpoint is None:
+            self._preparing(f"loading the weights of {self.parent_dir.name}")
+            load_initial_weights(module, self.init_checkpoint, config)
+        module.val_volumes = self._val_volumes()
+        module.stop_requested = self.state.stop.is_set
+        module.score_in_process = self.score_in_process
+        return module
+
+    def _trainer(self, config: Config, precision: str, accelerator: str):
+        """The Lightning Trainer of the run: its steps, validation interval, devices, TensorBoard
+        logger, callbacks and atomic checkpoint writes."""
+        import lightning.pytorch as pl
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        t = config.train
+        return pl.Trainer(
+            default_root_dir=str(self.run_dir),
+            max_steps=t.max_steps,
+            max_epochs=-1,
+            val_check_interval=t.val_every,
+            check_val_every_n_epoch=None,
+            num_sanity_val_steps=0,
+            precision=precision,
+            accelerator=accelerator,
+            devices=self.devices,
+            strategy=self.strategy,
+            num_nodes=self.num_nodes,
+            # every rank validates on all validation data: identical metrics on every rank keep
+            # best-checkpoint, early-stopping and plateau decisions in step (no DistributedSampler)
+            use_distributed_sampler=False,
+            logger=TensorBoardLogger(str(self.folder.tensorboard_dir.parent), name=self.folder.tensorboard_dir.name,
+                                     version="", default_hp_metric=False),
+            callbacks=[*training_callbacks(config, self.state, self.folder), *self.extra_callbacks],
+            plugins=[atomic_checkpoint_io()],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            log_every_n_steps=max(1, min(50, t.val_every)),
+            deterministic=False,
+        )
+
+    def _finish(self, trainer, module, hand_down: bool) -> None:
+        """After fitting: final.ckpt (every rank calls it; rank 0 writes), last.ckpt, slimmed older
+        checkpoints, the children waited for, and the last report (stopped / early stopping / finished)."""
+        t = self.config.train
+        final = self.folder.final_checkpoint
+        trainer.save_checkpoint(str(final))
+        self.final_checkpoint = final
+        if trainer.is_global_zero:
+            self.folder.link_last()
+            self.folder.slim_checkpoints(final)  # optimizer state in final.ckpt only
+        if hand_down:
+            self._wait_for_children(trainer)
+        stopped = self.state.stop.is_set()
+        message = "stopped" if stopped else ("early stopping" if trainer.global_step < t.max_steps else "finished")
+        self._push(ProgressReport(step=int(trainer.global_step), max_steps=t.max_steps,
+                                  losses=dict(self.state.losses), metrics=dict(module.last_metrics),
+                                  lr=float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else 0.0,
+                                  preview=module.last_preview, checkpoint=self._best_checkpoint() or final,
+                                  done=True, message=message, phase="done", run_dir=self.run_dir),
+                   important=True)
 
     def _wait_for_children(self, trainer, timeout: float = 120.0) -> None:
         """On the process that started Lightning's children: let them finish before returning."""
@@ -895,6 +723,7 @@ class TrainingRun:
                 f"{self.run_dir} once the cause is fixed")
 
     def _user_error(self, error: BaseException) -> BaseException:
+        error = _from_worker(error)
         text = str(error).lower()
         if isinstance(error, TrainingDiverged):
             return SegtrainError(
@@ -913,7 +742,7 @@ class TrainingRun:
             )
         if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text:
             return SegtrainError(
-                f"Training ran out of {'GPU ' if torch.cuda.is_available() else ''}memory with batch size "
+                f"Training ran out of {'GPU ' if self.device.kind != 'cpu' else ''}memory with batch size "
                 f"{self.config.train.batch_size} and patches {tuple(self.config.data.patch_shape)}; "
                 "reduce train.batch_size or data.patch_shape."
             )

@@ -50,6 +50,13 @@ from segtrain.train.sources import (
     sources_from_config,
     whole_volume,
 )
+from segtrain.io import read_volume
+from segtrain.io.atomic import atomic_path
+from segtrain.io.read import check_finite
+from segtrain.models.build import offsets_for
+from segtrain.predict import load_model
+from segtrain.predict import predict_array
+from segtrain.targets import affinities
 
 
 def _per_class(value, n: int) -> list[float]:
@@ -104,8 +111,6 @@ def pixel_classes(outputs: dict[str, np.ndarray], config: Config) -> tuple[np.nd
 
 
 def _nearest_channels(config: Config) -> list[int]:
-    from segtrain.models.build import offsets_for
-
     return [i for i, o in enumerate(offsets_for(config)) if sum(abs(v) for v in o) == 1]
 
 
@@ -121,8 +126,6 @@ def true_classes(labels: np.ndarray, config: Config, known: np.ndarray | None = 
         return labels.astype(np.int64), known
     if not task.agglomerates:
         return (labels != 0).astype(np.int64), known
-    from segtrain.models.build import offsets_for
-    from segtrain.targets import affinities
 
     offsets = [offsets_for(config)[i] for i in _nearest_channels(config)]
     affs, affs_known = affinities(labels, offsets, known=known)
@@ -360,8 +363,6 @@ def _mean_teacher_callback(decay: float, path: Path):
                     self.ema[k].copy_(v)
 
         def on_train_end(self, trainer, module):
-            from segtrain.io.atomic import atomic_path
-
             if trainer.is_global_zero and self.ema:
                 with atomic_path(path, overwrite=True) as tmp:
                     torch.save({k: v.cpu() for k, v in self.ema.items()}, tmp)
@@ -370,9 +371,6 @@ def _mean_teacher_callback(decay: float, path: Path):
 
 
 def _read_unlabelled(paths: Sequence[str | Path]) -> list:
-    from segtrain.io import read_volume
-    from segtrain.io.read import check_finite
-
     out = []
     for path in paths:
         volume = read_volume(path)
@@ -385,8 +383,6 @@ def _figure(path: Path, volume: dict, outputs: dict, pseudo: PseudoLabels, confi
     """image | ground truth | prediction | pseudo-label (grey = ignored) as a PNG (matplotlib Agg)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-
-    from segtrain.io.atomic import atomic_path
 
     def middle(a):
         a = np.asarray(a)
@@ -592,8 +588,6 @@ class SelfTraining:
         moving average (mean teacher)."""
         import torch
 
-        from segtrain.predict import load_model
-
         loaded = load_model(folder.path)
         if self.config.selftrain.mean_teacher and folder.teacher_path.exists():
             state = torch.load(folder.teacher_path, map_location="cpu")
@@ -603,7 +597,6 @@ class SelfTraining:
     def _pseudo_labels_of(self, folder: RunFolder, index: int, loaded=None) -> list[PseudoLabels]:
         """The pseudo-labels iteration ``index`` trains on: the unlabelled images predicted by the
         model of iteration folder ``folder`` (the one before), at ``index``'s thresholds."""
-        from segtrain.predict import predict_array
 
         loaded = loaded if loaded is not None else self._teacher(folder)
         thresholds = thresholds_for(self.config, index)
@@ -616,7 +609,6 @@ class SelfTraining:
 
     def _after_training(self, index: int, folder: RunFolder, config: Config) -> None:
         """Pseudo-label the unlabelled images for the next iteration and draw the figure."""
-        from segtrain.predict import predict_array
 
         loaded = self._teacher(folder)
         n = self.config.selftrain.iterations

@@ -16,8 +16,12 @@ import numpy as np
 
 from segtrain.annotation import training_arrays
 from segtrain.proofread.annotation import corrections_annotation
-from segtrain.proofread.edits import Proofreader
+from segtrain.proofread.edits import Proofreader, boundary_map
 from segtrain.proofread.oracle import apply_choice, best_edit, oracle_step
+from segtrain.tasks import task_of
+from segtrain.postprocess import OutputSpec
+from segtrain.postprocess import instances
+from segtrain.postprocess import segment_affinities
 
 Score = Callable[[np.ndarray], float]
 OracleKind = Literal["score", "voxels"]
@@ -57,6 +61,30 @@ class CorrectionRound:
         times = [e.seconds for e in self.edits]
         return {"median": 1000 * float(np.median(times)) if times else None,
                 "max": 1000 * float(np.max(times)) if times else None}
+
+    def summary(self) -> dict:
+        """Plain values for a report: score before and after, number of edits, the oracle, the ops."""
+        return {"before": self.before, "after": self.after, "edits": len(self.edits), "oracle": self.kind,
+                "ops": self.op_counts()}
+
+
+def proofreader_of(loaded, raw: np.ndarray, settings=None, threshold: float | None = None, tta: int | None = None
+                   ) -> Proofreader:
+    """A Proofreader of a run's segmentation of ``raw`` as the panels make it: an affinity run's
+    fragments and merge tree at ``threshold`` (default: the settings' threshold, else 0.5), a mask
+    or instance run's instances; ``settings`` default to the run's, and the boundary map the
+    edits follow comes from the same prediction."""
+    from segtrain.predict import predict_array
+
+    config = loaded.config
+    settings = config.segment if settings is None else settings
+    task = task_of(config)
+    outputs = predict_array(loaded, raw, tta=tta)[task.head]
+    if task.agglomerates:
+        tree = segment_affinities(outputs, settings, voxel_size=config.data.voxel_size)
+        threshold = threshold if threshold is not None else settings.threshold if settings.threshold is not None else 0.5
+        return Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(outputs, task.head))
+    return Proofreader(instances(outputs, settings, OutputSpec.of(config)), boundary=boundary_map(outputs, task.head))
 
 
 def oracle_edits(reader: Proofreader, gt: np.ndarray, score: Score, n_edits: int, background: bool = False,

@@ -13,7 +13,7 @@ import numpy as np
 import yaml
 
 from segtrain.config import load_config
-from segtrain.crossval import cross_validate
+from segtrain.workflows.crossval import cross_validate
 from segtrain.evaluate import sweep
 from segtrain.postprocess import OutputSpec, validation_scores
 from segtrain.postprocess.affinities import segment_affinities
@@ -21,7 +21,7 @@ from segtrain.predict import load_model, predict_array
 from segtrain.runs import RunFolder
 from segtrain.train.sources import sources_from_config, whole_volume
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY_TRAIN = {"max_steps": 2, "val_every": 2, "checkpoint_every": 2, "warmup_steps": 1, "batch_size": 1}
 
 
@@ -75,7 +75,7 @@ def test_cells_folds_hold_out_whole_images_and_score_them_at_the_settings_tuned_
     entries = [{"raw": str(cells_dir / f"set{i:02d}" / "raw.tif"), "labels": str(cells_dir / f"set{i:02d}" / "instances_ids.png"),
                 "crop": [[0, 192], [0, 192]]} for i in (1, 2, 3)]
     config = {"preset": "wells2d_quick", "name": "cv", "data": {"patch_shape": [64, 64], "train": entries},
-              "train": TINY_TRAIN}
+              "train": TINY_TRAIN, "predict": {"match_object_size": True}}
     (tmp_path / "cv.yaml").write_text(yaml.safe_dump(config))
     lines = []
     result = cross_validate(tmp_path / "cv.yaml", 3, tmp_path / "out", log=lines.append)
