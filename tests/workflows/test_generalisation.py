@@ -1,0 +1,35 @@
+"""The far-apart workflow end to end on a tiny run: trains on the split's corner block only, tunes
+on the far block's tuning part, scores its other part (chosen, own, hindsight)."""
+
+import math
+
+import numpy as np
+
+from segtrain.config import SourceConfig
+from segtrain.runs import RunFolder
+from segtrain.splits import Acquisition, em_far_split, field_of_view, gap_between
+from segtrain.workflows.generalisation import FarReport, far_apart_reports
+
+
+def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_dir, tiny_config, tmp_path):
+    config = tiny_config(max_steps=6, val_every=6, checkpoint_every=6)
+    config.predict.tta = 1
+    entry = SourceConfig(raw=str(em3d_dir / "train-image.h5"), labels=str(em3d_dir / "train-gt.lzf.h5"))
+    split = em_far_split(entry, (16, 60, 200), config.model).with_acquisitions([Acquisition(gamma=1.3)])
+    logs = []
+    (report,) = far_apart_reports(config, [split], tmp_path, log=logs.append)
+    assert isinstance(report, FarReport) and report.metric == "voi" and report.step == 6
+    # the run saw the corner block only, a field of view away from what is scored
+    run_config = RunFolder(report.run).config()
+    trained = tuple(map(tuple, run_config.data.train[0].crop))
+    scored = tuple(map(tuple, split.test[0].crop))
+    assert len(run_config.data.train) == 1 and gap_between(trained, scored) >= field_of_view(config.model)
+    # scores: finite, hindsight is the best of a search that contains the chosen settings
+    assert all(math.isfinite(v) for v in (report.chosen, report.hindsight, report.tune_score))
+    assert report.hindsight <= report.chosen + 1e-9
+    assert report.chosen == report.chosen_detail["voi_split"] + report.chosen_detail["voi_merge"] or \
+        np.isclose(report.chosen, report.chosen_detail["voi_split"] + report.chosen_detail["voi_merge"])
+    assert {"mean", "hist_quant_50", "hist_quant_75"} <= set(report.by_scoring)
+    assert min(report.by_scoring.values()) == report.hindsight
+    assert "threshold" in report.tuned and report.gap >= 0
+    assert any("tuned on 1 far volume" in line for line in logs)
