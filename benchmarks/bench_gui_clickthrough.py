@@ -6,7 +6,8 @@ from the Plugins > segtrain menu, one after the other a second and a half apart,
 click-throughs of the tests (tests/helpers/clickthrough.py: `segtrain gui` on ../shared/data,
 Data -> Train -> Predict -> Segment -> Export -> reopen, clicks and typing only), per audience.
 Meanwhile a 10 ms QTimer probe records how late each tick fires: a late tick is time the GUI thread
-could not draw or react. Reports per step the longest stall and the 99th percentile (goal: no
+could not draw or react; a stall over 150 ms is blamed on a stack (the GUI thread's own work, or
+the thread that held the GIL: `Sampler`). Reports per step the longest stall and the 99th percentile (goal: no
 stall over 300 ms on a quiet machine), and how long the first Start spent preparing (from the
 click to the first training step). The driver's own checks (it compares what is shown with what
 the core computes) and File > Open are left out; "start" (`segtrain gui` opening the app with all
@@ -36,8 +37,71 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 
+def _stacks() -> dict[int, str]:
+    """Every thread's innermost three frames ('file:line function', innermost first), by thread id,
+    read by faulthandler: no frame object is held, so nothing of another thread (a QPainter in a
+    slot's locals) is ever freed in the sampling thread."""
+    import faulthandler
+    import re
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        faulthandler.dump_traceback(f, all_threads=True)
+        f.seek(0)
+        text = f.read().decode(errors="replace")
+    stacks: dict[int, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        head = re.match(r"(?:Current thread|Thread) (0x[0-9a-f]+)", line)
+        frame = re.match(r'\s+File "(.*)", line (\d+) in (.*)', line)
+        if head:
+            current = stacks.setdefault(int(head.group(1), 16), [])
+        elif frame and current is not None and len(current) < 3:
+            current.append(f"{Path(frame.group(1)).name}:{frame.group(2)} {frame.group(3)}")
+    return {ident: " <- ".join(frames) for ident, frames in stacks.items()}
+
+
+class Sampler:
+    """What stalls the GUI thread: a thread that samples the GUI thread's stack every 20 ms. A late
+    tick is blamed on the GUI thread's most frequent stack during the stall (its own work: a slot,
+    making a layer) or, when no sample was taken meanwhile (another thread held the GIL in C code:
+    an import, a library call), on the other threads' stacks when the GUI thread got it back."""
+
+    def __init__(self, interval_s: float = 0.02):
+        import threading
+
+        self.gui_thread = threading.get_ident()
+        self.samples: list[tuple[float, str]] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._run, args=(interval_s,), daemon=True)
+        self.thread.start()
+
+    def _run(self, interval_s: float) -> None:
+        while self.running:
+            self.samples.append((time.perf_counter(), _stacks().get(self.gui_thread, "")))
+            del self.samples[:-500]
+            time.sleep(interval_s)
+
+    def blame(self, since: float, until: float) -> str:
+        import threading
+        from collections import Counter
+
+        inside = Counter(where for t, where in list(self.samples) if since <= t <= until)
+        stacks = _stacks()
+        names = {t.ident: t.name for t in threading.enumerate()}
+        others = " | ".join(f"{names.get(ident, hex(ident))}: {where}" for ident, where in stacks.items()
+                            if ident not in (self.gui_thread, self.thread.ident) and where)
+        if not inside:
+            return "GIL held elsewhere; " + (others or "no other Python thread")
+        where = inside.most_common(1)[0][0]
+        if where.startswith(("gui.py", "qt_main_window.py")):  # in Qt's event loop: C++ work or waiting for the GIL
+            return f"GUI thread in Qt: {where}; others: {others or 'none'}"
+        return "GUI thread: " + where
+
+
 class Probe:
-    """A QTimer that records how late each tick fires (ms), labelled with the current step."""
+    """A QTimer that records how late each tick fires (ms), labelled with the current step; stalls
+    over 150 ms are blamed on a stack (:class:`Sampler`)."""
 
     def __init__(self, interval_ms: int = 10):
         from qtpy.QtCore import QTimer
@@ -50,6 +114,8 @@ class Probe:
         self.timer = QTimer()
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self._tick)
+        self.sampler = Sampler()
+        self.culprits: dict[str, list[tuple[float, str]]] = {}
 
     def pause(self) -> None:
         """The driver checks results itself now (not the app's work): leave it out."""
@@ -63,6 +129,9 @@ class Probe:
         if self._last is not None and not self.paused:
             late = max(0.0, (now - self._last - self.interval) * 1000.0)
             self.lateness.setdefault(self.step, []).append(late)
+            if late > 150:
+                self.culprits.setdefault(self.step, []).append(
+                    (round(late), self.sampler.blame(self._last + self.interval, now)))
         self._last = now
 
     def set_step(self, step: str) -> None:
@@ -77,7 +146,8 @@ class Probe:
             chosen = steps if step == "whole loop" else [step]
             v = np.concatenate([np.asarray(self.lateness[s]) for s in chosen])
             out[step] = {"ticks": int(v.size), "max_ms": round(float(v.max()), 1),
-                         "p99_ms": round(float(np.percentile(v, 99)), 1)}
+                         "p99_ms": round(float(np.percentile(v, 99)), 1),
+                         "culprits": sorted(self.culprits.get(step, []), reverse=True)[:3]}
         return out
 
 
@@ -109,11 +179,11 @@ class StartTimer:
     """Wraps GUI.wait_until: how long the first Start spent preparing (the click is just before
     the wait for "the first step")."""
 
-    def __init__(self, gui):
+    def __init__(self, gui, timeout: float = 300.0):
         self.seconds: list[float] = []
         original = gui.wait_until
 
-        def wait_until(condition, timeout=300.0, what=""):
+        def wait_until(condition, timeout=timeout, what=""):
             t0 = time.perf_counter()
             original(condition, timeout, what)
             if what == "the first step":
@@ -151,6 +221,9 @@ def main(argv=None) -> int:
     parser.add_argument("--panels-only", action="store_true", help="only open the panels from the Plugins menu")
     parser.add_argument("--audience", choices=("cells", "em"), help="click through this audience's loop only")
     parser.add_argument("--tile", help="also click through the EM loop on the em3d volume tiled YxX times (e.g. 2x2)")
+    parser.add_argument("--wait-timeout", type=float, default=300.0,
+                        help="seconds the driver waits for each step (training, prediction...) before failing; "
+                        "raise it on a loaded machine")
     args = parser.parse_args(argv)
     from qtpy.QtWidgets import QApplication
 
@@ -186,7 +259,7 @@ def main(argv=None) -> int:
             probe = Probe()
             probe.timer.start()
             gui = GUI(observer=probe)
-            start = StartTimer(gui)
+            start = StartTimer(gui, args.wait_timeout)
             t0 = time.perf_counter()
             viewer_app = run(folder, gui, step=probe.set_step)
             seconds = time.perf_counter() - t0
@@ -217,6 +290,8 @@ def _print(name: str, result: dict) -> None:
     for step, figures in result["stalls"].items():
         print(f"  {step:14s} longest stall {figures['max_ms']:7.1f} ms   p99 {figures['p99_ms']:6.1f} ms"
               f"   ({figures['ticks']} ticks)", flush=True)
+        for ms, where in figures.get("culprits", []):
+            print(f"      {ms:5d} ms  {where}")
 
 
 if __name__ == "__main__":

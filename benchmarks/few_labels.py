@@ -31,7 +31,7 @@ training run, so no checkpoint is chosen on any data):
 - ``cells`` (cells2d-phase, preset wells2d_quick): labelled set01-02, unlabelled set03-08 (raw
   only), test set09-10. Validation during training (at the last step of each run only) watches
   set09-10 for the record; nothing is chosen on it. After training, ``segtrain tune``'s function
-  (:func:`segtrain.tuning.tune_run`, default split: the training images) chooses the instance
+  (:func:`segtrain.workflows.tuning.tune_run`, default split: the training images) chooses the instance
   settings on the labelled set01-02; the test score is instance F1 at IoU 0.5 on set09-10 at
   those settings (plus the best settings in hindsight, chosen on set09-10 themselves).
   Predictions without test-time augmentation (the preset's ``predict.tta: 1``).
@@ -55,23 +55,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from segtrain import evaluate
-from segtrain.config import load_config
-from segtrain.crossval import score_heldout
 from segtrain.io.atomic import atomic_path
-from segtrain.postprocess import segment_affinities
-from segtrain.predict import load_model, predict_array
-from segtrain.predict.infer import predict_matched
-from segtrain.runs import RunFolder
 from segtrain.train.sources import annotated_volumes
-from segtrain.tuning import tune_run
-from segtrain.workflows.training import RunEnded, RunStarted, run_finished, train_or_reuse
+from segtrain.workflows.crossval import tuned_heldout_scores
+from segtrain.workflows.training import (
+    RunEnded,
+    calibrated_thresholds,
+    run_to_end,
+    selftrain_iterations,
+    train_or_reuse,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -159,19 +157,10 @@ def variant_config(task: str, variant: str, steps: int, out: Path, threads: int,
 def calibration(task: str, results: dict) -> dict:
     """Thresholds for ``selftrain-cal``, chosen on labelled data with the ``selftrain`` run's
     iteration-0 model (trained on the labelled data only)."""
-    from segtrain.train.selftrain import calibrate_thresholds
-
     run = (results.get("selftrain") or {}).get("run")
     if not run:
         raise SystemExit("selftrain-cal needs the selftrain variant's run first: run --variant selftrain.")
-    loaded = load_model(RunFolder(run).iteration(0).path)
-    entries = loaded.config.data.val if task == "em3d" else loaded.config.data.train
-    volumes = annotated_volumes(entries, loaded.config)
-    outputs = [predict_array(loaded, v["raw"], tta=1) for v in volumes]  # as pseudo-labels are predicted
-    thresholds, per_class = calibrate_thresholds(outputs, [v["labels"] for v in volumes], loaded.config,
-                                                 precision=PRECISION, known=[v["known"] for v in volumes])
-    return {"thresholds": thresholds, "precision_target": PRECISION, "per_class": per_class,
-            "model": str(loaded.checkpoint), "on": [e.raw + (f" crop {e.crop}" if e.crop else "") for e in entries]}
+    return calibrated_thresholds(run, "val" if task == "em3d" else "train", PRECISION)
 
 
 def write_config(values: dict, path: Path) -> Path:
@@ -181,30 +170,17 @@ def write_config(values: dict, path: Path) -> Path:
     return path
 
 
-# --- training -----------------------------------------------------------------------------------
+# --- training and scoring -----------------------------------------------------------------------
 
-def train_variant(config_path: Path, runs_root: Path, previous: str | None, started) -> tuple[Path, float, bool]:
+def train_variant(config_path: Path, runs_root: Path, previous: str | None, started) -> RunEnded:
     """Train (or resume, or reuse when finished) a variant's run; ``started(run folder)`` is called
-    once the folder exists. Returns ``(run folder, seconds, reused)``."""
-    from segtrain.train.selftrain import IterationResult
-
-    for item in train_or_reuse(config_path, previous=previous, runs_root=runs_root):
-        if isinstance(item, RunStarted):
-            started(item.run_dir)
-            print(f"  run folder {item.run_dir}" + (f"; {item.note}" if item.note else "")
-                  + (f"; resumed from step {item.start_step}" if item.resumed and not item.note else ""), flush=True)
-        elif isinstance(item, IterationResult):
-            print("  " + item.describe(), flush=True)
-        elif isinstance(item, RunEnded):
-            if item.last is not None:
-                print(f"  {item.last.message} at step {item.last.step}", flush=True)
-            return item.run_dir, item.seconds, item.reused
-    raise RuntimeError("the training workflow ended without its last report")
+    once the folder exists."""
+    return run_to_end(train_or_reuse(config_path, previous=previous, runs_root=runs_root),
+                      lambda line: print(f"  {line}", flush=True), started)
 
 
-# --- scoring ------------------------------------------------------------------------------------
-
-def test_volumes(task: str, config) -> list[dict]:
+def test_volumes(task: str):
+    """``config -> the annotated test volumes``: cells set09-10, em3d z 35-49."""
     from segtrain.config import SourceConfig
 
     if task == "cells":
@@ -212,37 +188,7 @@ def test_volumes(task: str, config) -> list[dict]:
     else:
         em = DATA / "em3d-fibsem"
         entries = [SourceConfig(raw=str(em / "train-image.h5"), labels=str(em / "train-gt.lzf.h5"), crop=[[35, 50]])]
-    return annotated_volumes(entries, config)
-
-
-def score_variant(task: str, run_dir: Path) -> dict:
-    """Tune on the labelled data as `segtrain tune` does (stored in the run), score the test data."""
-    start = time.perf_counter()
-    loaded = load_model(run_dir)
-    tuned, _ = tune_run(loaded)  # cells: the training images set01-02; em3d: the held-out piece of z 0-9
-    settings = tuned.apply(loaded.config.segment)
-    volumes = test_volumes(task, loaded.config)
-    tta = loaded.config.predict.tta
-    matched = [predict_matched(loaded, v["raw"], tta=tta) for v in volumes]  # size matching where the run has it
-    outputs = [m[0] for m in matched]
-    scores = score_heldout(loaded, settings, volumes, tta, matched=matched)
-    scores.update(tuned_settings=tuned.settings, tuned_score=tuned.score, tuned_start_score=tuned.start_score,
-                  tuned_metric=tuned.metric, tta=tta, checkpoint=str(loaded.checkpoint), checkpoint_step=loaded.step)
-    if task == "em3d":  # spread: VOI of the chosen segmentation per 5-slice slab of z 35-49
-        affs, gt = outputs[0]["affinities"], volumes[0]["labels"]
-        tree = segment_affinities(affs, settings, voxel_size=volumes[0]["voxel_size"] or loaded.config.data.voxel_size)
-        seg = tree.segmentation(settings.threshold)
-        scores["per_slab_voi"] = [float(evaluate.voi(seg[z:z + 5], gt[z:z + 5])["voi"]) for z in range(0, 15, 5)]
-    scores["score_seconds"] = round(time.perf_counter() - start, 1)
-    return scores
-
-
-def selftrain_record(run_dir: Path) -> list[dict]:
-    """Per iteration: thresholds, pixels predicted / kept per class, its last validation."""
-    out = []
-    for r in RunFolder(run_dir).selftrain().get("iterations") or []:
-        out.append({k: r.get(k) for k in ("iteration", "thresholds", "predicted", "kept", "steps", "metrics")})
-    return out
+    return lambda config: annotated_volumes(entries, config)
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -334,15 +280,18 @@ def main(argv=None) -> int:
             results[key] = record
             save()
 
-        run_dir, seconds, reused = train_variant(config_path, out / "runs", previous, started)
-        if not run_finished(run_dir, load_config(config_path)):
+        ended = train_variant(config_path, out / "runs", previous, started)
+        run_dir = ended.run_dir
+        if not ended.finished:
             raise SystemExit(f"{variant}: the run {run_dir} stopped before its end; run the same command again "
                              "to resume it.")
-        if not reused:
-            record["train_seconds"] = seconds  # of this process only when resumed
-        record["test"] = score_variant(args.task, run_dir)
+        if not ended.reused:
+            record["train_seconds"] = ended.seconds  # of this process only when resumed
+        # tuned on the labelled data as `segtrain tune` does (cells: set01-02; em3d: the held-out
+        # piece of z 0-9); em3d: VOI per 5-slice slab of z 35-49 too
+        record["test"] = tuned_heldout_scores(run_dir, test_volumes(args.task), slab=5 if args.task == "em3d" else None)
         if variant in ("selftrain", "both", "selftrain-cal", "restarts"):
-            record["selftrain"] = selftrain_record(run_dir)
+            record["selftrain"] = selftrain_iterations(run_dir)
         results[key] = record
         save()
         t = record["test"]

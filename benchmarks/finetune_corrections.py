@@ -57,33 +57,28 @@ from segtrain.postprocess import (
 )
 from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.predict import load_model, predict_array
-from segtrain.proofread import Proofreader, boundary_map
+from segtrain.proofread import Proofreader
 from segtrain.proofread.annotation import RADIUS
 from segtrain.proofread.oracle import annotation_summary
 from segtrain.runs import RunFolder
 from segtrain.train import ArraySource
-from segtrain.workflows.correction import correction_round, corrections_source
-from segtrain.workflows.training import RunEnded, RunStarted, train_sources
+from segtrain.workflows.correction import correction_round, corrections_source, proofreader_of
+from segtrain.workflows.training import run_to_end, train_sources
+from segtrain.workflows.tuning import tune_on_volumes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score,
                  lower_is_better: bool = False, kind: str = "score") -> dict:
-    """Up to ``n_edits`` oracle edits (:func:`segtrain.workflows.correction.correction_round`); the
-    score before and after."""
-    r = correction_round(reader, gt, score, n_edits, background, lower_is_better, kind)
-    return {"before": r.before, "after": r.after, "edits": len(r.edits), "oracle": kind, "ops": r.op_counts()}
+    """Up to ``n_edits`` oracle edits; the score before and after."""
+    return correction_round(reader, gt, score, n_edits, background, lower_is_better, kind).summary()
 
 
 def train(config, sources, val, runs_root, init_from=None) -> tuple[Path, float]:
-    for report in train_sources(config, sources, val, runs_root, init_from=init_from):
-        if isinstance(report, RunStarted) and report.note:
-            print(f"  {report.note}", flush=True)
-        if isinstance(report, RunEnded):
-            print(f"  trained {report.run_dir.name}: {report.last.step} steps in {report.seconds:.0f} s", flush=True)
-            return report.run_dir, report.seconds
-    raise RuntimeError("the training workflow ended without its last report")
+    ended = run_to_end(train_sources(config, sources, val, runs_root, init_from=init_from),
+                       lambda line: print(f"  {line}", flush=True))
+    return ended.run_dir, ended.seconds
 
 
 def variants(args) -> list[tuple[str, str | None, int]]:
@@ -159,16 +154,14 @@ def _cells_image(name: str, shift: str | None = None) -> tuple[np.ndarray, np.nd
 
 def _tuned_settings(loaded, raw, gt, spec):
     """The model's instance settings tuned on one annotated image (set01), as ``segtrain tune`` does."""
-    probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
-    result = tune_postprocessing([probabilities], [gt], loaded.config.segment, spec)
+    result = tune_on_volumes(loaded, [{"raw": raw, "labels": gt}])
     return result.apply(loaded.config.segment), result
 
 
 def _proofread(loaded, settings, spec, raw, gt, args, edits: bool = True) -> tuple[Proofreader, dict]:
     """A model's instances of one cells image (its ``settings``) in a Proofreader and, with ``edits``,
     the oracle's edits (at most ``--edits``) applied to it: ``(reader, oracle record)``."""
-    probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
-    reader = Proofreader(instances(probabilities, settings, spec), boundary=boundary_map(probabilities, "probabilities"))
+    reader = proofreader_of(loaded, raw, settings, tta=1)
     record = oracle_edits(reader, gt, args.edits, True, lambda seg: evaluate.instance_scores(seg, gt)["f1"],
                           kind=args.oracle) if edits else {}
     return reader, record
@@ -354,9 +347,7 @@ def em3d(args) -> dict:
     print(f"  P: threshold {threshold} on the held-out piece (VOI {val_voi:.3f}); the run's own: "
           f"{loaded.config.segment.threshold}", flush=True)
     slab_raw, slab_gt = raw[10:35], gt[10:35]
-    affs = predict_array(loaded, slab_raw)["affinities"]
-    tree = segment_affinities(affs, settings, voxel_size=loaded.config.data.voxel_size)
-    reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
+    reader = proofreader_of(loaded, slab_raw, settings, threshold)
     oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"],
                           lower_is_better=True, kind=args.oracle)
     oracle["annotation"] = {}

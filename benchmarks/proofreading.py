@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from segtrain import evaluate
-from segtrain.postprocess import OutputSpec, instances, segment_affinities
-from segtrain.proofread import Proofreader, boundary_map
-from segtrain.workflows.correction import correction_round
+from segtrain.proofread import Proofreader
+from segtrain.workflows.correction import correction_round, proofreader_of
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MARKS = (0, 10, 25, 50)
@@ -40,38 +39,31 @@ def oracle_session(reader: Proofreader, gt: np.ndarray, score, n_edits: int, bac
 def em3d(run: str, n_edits: int) -> dict:
     import h5py
 
-    from segtrain.predict import load_model, predict_array
+    from segtrain.predict import load_model
 
     loaded = load_model(run)
     with h5py.File(DATA / "em3d-fibsem" / "train-image.h5", "r") as f:
         raw = f["stack"][35:50]
     with h5py.File(DATA / "em3d-fibsem" / "train-gt.lzf.h5", "r") as f:
         gt = f["stack"][35:50].astype(np.uint64)
-    affs = predict_array(loaded, raw)["affinities"]
-    settings = loaded.config.segment
-    tree = segment_affinities(affs, settings, voxel_size=loaded.config.data.voxel_size)
-    threshold = settings.threshold if settings.threshold is not None else 0.5
-    reader = Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(affs, "affinities"))
+    reader = proofreader_of(loaded, raw)
     result = oracle_session(reader, gt, lambda seg: evaluate.voi(seg, gt)["voi"], n_edits, background=False,
                             lower_is_better=True)
-    result.update(threshold=threshold, checkpoint=str(loaded.checkpoint), step=loaded.step)
+    result.update(threshold=reader.threshold, checkpoint=str(loaded.checkpoint), step=loaded.step)
     return result
 
 
 def cells(run: str, n_edits: int) -> dict:
     import imageio.v3 as iio
 
-    from segtrain.predict import load_model, predict_array
+    from segtrain.predict import load_model
 
     loaded = load_model(run)
-    spec = OutputSpec.of(loaded.config)
     out = {}
     for name in ("set09", "set10"):
         raw = np.asarray(iio.imread(DATA / "cells2d-phase" / name / "raw.tif"))
         gt = np.asarray(iio.imread(DATA / "cells2d-phase" / name / "instances_ids.png")).astype(np.uint32)
-        probabilities = predict_array(loaded, raw)["probabilities"]
-        labels = instances(probabilities, loaded.config.segment, spec)
-        reader = Proofreader(labels, boundary=boundary_map(probabilities, "probabilities"))
+        reader = proofreader_of(loaded, raw)
         out[name] = oracle_session(reader, gt, lambda seg, gt=gt: evaluate.instance_scores(seg, gt)["f1"],
                                    n_edits, background=True, lower_is_better=False)
     return out

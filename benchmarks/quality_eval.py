@@ -27,14 +27,21 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 
-import numpy as np
-
-from segtrain.predict import load_model, predict_array
+from segtrain.predict import load_model
 from segtrain.predict.model_io import config_of_checkpoint, read_checkpoint
-from segtrain.postprocess import OutputSpec, validation_scores
-from segtrain.train.sources import sources_from_config
+from segtrain.tasks import task_of
+from segtrain.train.sources import annotated_volumes
+from segtrain.workflows.tuning import score_settings
+
+AFFINITY_VARIANTS = {
+    "watershed, boundary 0.3": {"fragments": "watershed", "boundary_threshold": 0.3},
+    "watershed, boundary 0.7": {"fragments": "watershed", "boundary_threshold": 0.7},
+    "waterz fragments": {"fragments": "waterz"},
+    "watershed fragments": {"fragments": "watershed"},
+}
+MASK_VARIANTS = {"probability threshold 0.4": {"probability_threshold": 0.4},
+                 "probability threshold 0.6": {"probability_threshold": 0.6}}
 
 
 def main(argv=None) -> int:
@@ -59,7 +66,7 @@ def main(argv=None) -> int:
     if args.folds is not None:
         if not (args.config and args.out):
             parser.error("--folds needs --config and --out")
-        from segtrain.crossval import cross_validate
+        from segtrain.workflows.crossval import cross_validate
 
         summary = cross_validate(args.config, args.folds, args.out, steps=args.steps, tta=args.tta, folds=args.fold,
                                  zooms=(1.0, *(args.zoom or [])))
@@ -71,40 +78,17 @@ def main(argv=None) -> int:
         parser.error("name a run, or --folds K --config FILE --out DIR")
     loaded = load_model(args.run, which=args.checkpoint)
     config = loaded.config
-    sources = sources_from_config(config.data.val, config.data)
     variants = {"run settings": {}}
     if loaded.folder is not None and loaded.folder.postprocess():
         # the run settings came from `segtrain tune`; also score the settings it was trained with
         untuned = config_of_checkpoint(read_checkpoint(loaded.checkpoint), loaded.checkpoint).segment
         variants["untuned (training config)"] = dataclasses.asdict(untuned)
-    if config.task == "affinities":
-        variants.update({
-            "watershed, boundary 0.3": {"fragments": "watershed", "boundary_threshold": 0.3},
-            "watershed, boundary 0.7": {"fragments": "watershed", "boundary_threshold": 0.7},
-            "waterz fragments": {"fragments": "waterz"},
-            "watershed fragments": {"fragments": "watershed"},
-        })
-    else:
-        variants.update({
-            "probability threshold 0.4": {"probability_threshold": 0.4},
-            "probability threshold 0.6": {"probability_threshold": 0.6},
-        })
-    results = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "task": config.task, "tta": args.tta,
-               "variants": {}}
-    outputs = []
-    for source in sources:
-        source.prepare(config.ndim, config.data.in_channels, config.data.normalize, config.data.ignore_label)
-        raw = np.asarray(source._raw)[0] if config.data.in_channels == 1 else np.asarray(source._raw)
-        t0 = time.perf_counter()
-        outputs.append((predict_array(loaded, raw, tta=args.tta), np.asarray(source._labels), time.perf_counter() - t0))
-    for name, overrides in variants.items():
-        variant = dataclasses.replace(config.segment, **overrides)
-        scores = [validation_scores(out, gt, variant, OutputSpec.of(config), voxel_size=config.data.voxel_size)
-                  for out, gt, _ in outputs]
-        mean = {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
-        results["variants"][name] = mean
+    variants.update(AFFINITY_VARIANTS if task_of(config).agglomerates else MASK_VARIANTS)
+    scores, seconds = score_settings(loaded, annotated_volumes(config.data.val, config), variants, tta=args.tta)
+    for name, mean in scores.items():
         print(f"{name:28s} " + "  ".join(f"{k} {v:.4f}" for k, v in mean.items()), flush=True)
-    results["predict_seconds"] = [round(t, 2) for _, _, t in outputs]
+    results = {"checkpoint": str(loaded.checkpoint), "step": loaded.step, "task": config.task, "tta": args.tta,
+               "variants": scores, "predict_seconds": [round(t, 2) for t in seconds]}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)

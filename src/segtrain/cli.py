@@ -14,7 +14,7 @@ import sys
 from segtrain.errors import SegtrainError, os_error
 
 SUBCOMMANDS = ["gui", "train", "selftrain", "predict", "tune", "segment", "sweep", "evaluate", "export", "runs",
-               "scale"]
+               "scale", "segment-batch", "measure", "export-model"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        module = importlib.import_module(f"segtrain.commands.{name}")
+        module = importlib.import_module(f"segtrain.commands.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
         p.set_defaults(_run=module.run)

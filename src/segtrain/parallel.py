@@ -97,7 +97,7 @@ def in_process(func: Callable, *args: Any, **kwargs: Any) -> Any:
         helper = _helper()
         try:
             kind, value = helper.call(func, args, kwargs)
-        except (EOFError, BrokenPipeError, OSError):  # the process died (killed, out of memory): a new one, once
+        except (EOFError, OSError):  # the process died (killed, out of memory; a broken pipe is an OSError): a new one, once
             with _START:
                 if _HELPER and _HELPER[0] is helper:
                     _HELPER.pop().close()
@@ -108,7 +108,7 @@ def in_process(func: Callable, *args: Any, **kwargs: Any) -> Any:
         if kind == "error":
             raise value
         return value
-    return None
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 @atexit.register

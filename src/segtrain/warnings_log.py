@@ -24,9 +24,15 @@ _THREADS: dict[int, int] = {}  # thread id -> nesting depth
 _previous: list = []  # the showwarning our hook replaced (the newest)
 
 
+def log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Log one warning (``warnings.showwarning``'s arguments) on :data:`LOG`: also what the GUI's
+    background workers raise (:func:`segtrain.plugin.workers.start_worker` connects it)."""
+    LOG.info("%s:%s: %s: %s", filename, lineno, getattr(category, "__name__", category), message)
+
+
 def _route(message, category, filename, lineno, file=None, line=None) -> None:
     if threading.get_ident() in _THREADS:
-        LOG.info("%s:%s: %s: %s", filename, lineno, category.__name__, message)
+        log_warning(message, category, filename, lineno)
     elif _previous:
         _previous[0](message, category, filename, lineno, file, line)
 

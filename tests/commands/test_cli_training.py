@@ -45,7 +45,14 @@ def test_train_resume_predict_and_list(tmp_path, crop_files, capsys):
     assert main(["train", "--config", str(config), "--resume", str(run_dir), "--max-steps", "6"]) == 0
     out = capsys.readouterr().out
     assert "finished at step 6" in out
+    from segtrain.device import describe_device
+
+    device = describe_device()  # this machine's (CUDA, MPS or CPU): printed by train and predict
+    assert out.count("\ndevice: ") == 2 and all(line.startswith(("device: CUDA: ", "device: Apple MPS (",
+                                                                 "device: CPU, "))
+                                                 for line in out.splitlines() if line.startswith("device: "))
     assert main(["predict", "--run", str(run_dir), str(crop_files["raw"]), str(tmp_path / "pred.zarr")]) == 0
+    assert f"(device: {device})\n" in capsys.readouterr().out  # on predict's one summary line
     group = zarr.open_group(str(tmp_path / "pred.zarr"), mode="r")
     assert group["affinities"].shape == (3, 16, 40, 40) and group["lsds"].shape == (10, 16, 40, 40)
     assert main(["runs", str(runs)]) == 0
@@ -60,6 +67,7 @@ def test_train_resume_predict_and_list(tmp_path, crop_files, capsys):
     assert train["labels"]["shape"] == [16, 40, 40] and train["labels"]["hashed"] == "full"
     assert val["crop"] == [[12, 16]] and val["raw"]["hash"] != train["raw"]["hash"]
     assert sum(train["class_counts"].values()) == 12 * 40 * 40 and "earlier_data" not in info
+    assert info["device"].startswith(("CUDA: ", "Apple MPS (", "CPU, "))
     assert info["data"]["fingerprint"] in table
 
 

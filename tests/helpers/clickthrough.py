@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QTabBar
 from helpers.gui import GUI, displayed_slice
 
 PLUGIN = "napari-segtrain"
-PANELS = ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs"]
+PANELS = ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs", "Batch", "Measurements"]
 
 
 class App:

@@ -101,6 +101,26 @@ class GUI:
         assert chosen == sorted(names), f"clicking {names} in the layer list selected {chosen}"
         self.click(viewer.window._qt_viewer.layerButtons.deleteButton)
 
+    def rename_layer(self, viewer, name: str, new_name: str) -> None:
+        """Rename a layer as a person does: double-click its name in the layer list, type the new
+        name, press Enter."""
+        view = viewer.window._qt_viewer.layers
+        model = view.model()
+        rows = {model.data(model.index(r, 0), Qt.DisplayRole): r for r in range(model.rowCount())}
+        index = model.index(rows[name], 0)
+        view.scrollTo(index)
+        QTest.mouseClick(view.viewport(), Qt.LeftButton, Qt.NoModifier, view.visualRect(index).center())
+        QTest.mouseDClick(view.viewport(), Qt.LeftButton, Qt.NoModifier, view.visualRect(index).center())
+        self.process()
+        editors = [e for e in view.findChildren(QLineEdit) if e.isVisible()]  # the name field opened
+        assert len(editors) == 1, f"double-clicking '{name}' opened {len(editors)} name fields"
+        editor = editors[0]
+        editor.selectAll()
+        QTest.keyClicks(editor, new_name)
+        QTest.keyClick(editor, Qt.Key_Return)
+        self.process()
+        assert new_name in viewer.layers, f"'{name}' was not renamed to '{new_name}'"
+
     @staticmethod
     def process() -> None:
         app = QCoreApplication.instance()

@@ -229,3 +229,41 @@ def test_proofread_uncertainty_follows_the_segmentations_image(docked, gui):
     assert proofread.uncertainty_combo.currentText() == "A uncertainty"
     gui.choose(proofread.seg_combo, "B segmentation")
     assert proofread.uncertainty_combo.currentText() == "B uncertainty"
+
+
+def test_fine_tune_pairs_the_corrections_with_their_image_after_it_was_renamed(docked, gui, tmp_path):
+    """The corrections know their image by its id, not its name: renamed in the layer list, the image
+    is still theirs (Fine-tune refused: "was made on the image 'B', which is no longer open") and
+    the fine-tuning run trains on its pixels."""
+    from segtrain.runs import array_fingerprint
+
+    viewer, dock = docked
+    image_a, labels_a = _well(2, shape=(64, 64))
+    image_b, labels_b = _well(5, shape=(64, 64))
+    viewer.add_image(image_a, name="A")
+    viewer.add_labels(labels_a, name="gt")
+    data, train = DataWidget(viewer), TrainWidget(viewer)
+    dock(data, train)
+    gui.choose(data.gt_combo, "gt")
+    gui.type(train.steps_spin, "1")
+    gui.type(train.batch_spin, "1")
+    gui.type(train.patch_edit, "64, 64")
+    gui.type(train.runs_root_edit, str(tmp_path / "runs"))
+    gui.click(train.start_button)
+    gui.wait_until(lambda: not train.is_running(), what="the first run")
+    viewer.add_image(image_b, name="B")
+    corrections = np.where(labels_b > 0, labels_b, L.BACKGROUND_LABEL).astype(np.uint32)  # what Proofread makes
+    viewer.add_labels(corrections, name="B corrections", metadata={L.META: L.LayerInfo("annotation", image="B")})
+    gui.choose(data.annotation_combo, "B corrections")
+    assert data.image_combo.currentText() == "B"
+    gui.rename_layer(viewer, "B", "B (day 2)")
+    assert data.image_combo.currentText() == "B (day 2)"  # still chosen, under its new name
+    gui.choose(data.image_combo, "A")
+    assert "Fine-tune: 'B (day 2)' with annotation 'B corrections'" in train.pair_label.text(), train.pair_label.text()
+    gui.type(train.steps_spin, "1")
+    gui.click(train.finetune_button)
+    gui.wait_until(lambda: not train.is_running(), what="the fine-tuning run")
+    assert train.state_label.text().startswith("finished"), train.status.text()
+    record = json.loads((train.run_dir / "run.json").read_text())["data"]["train"][0]
+    expected, wrong = (array_fingerprint(image, record.get("crop"))[0]["hash"] for image in (image_b, image_a))
+    assert record["raw"]["hash"] == expected != wrong

@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import napari
 
-from segtrain.plugin.launcher import open_viewer, widget_names
+from segtrain.plugin.launcher import ALL_PANELS, PLUGIN, open_viewer
+
+
+def widget_names() -> list[str]:
+    """Display names of the plugin's single panels, in manifest order (not "All panels")."""
+    from npe2 import PluginManager
+
+    manager = PluginManager.instance()
+    try:
+        manifest = manager.get_manifest(PLUGIN)
+    except KeyError:  # not discovered yet (napari discovers on import)
+        manager.discover()
+        manifest = manager.get_manifest(PLUGIN)
+    return [w.display_name for w in manifest.contributions.widgets or () if w.command != ALL_PANELS]
 
 
 def test_open_viewer_has_docks_and_sample(qtbot, own_napari_app):
@@ -13,7 +26,7 @@ def test_open_viewer_has_docks_and_sample(qtbot, own_napari_app):
     viewer = open_viewer(load_sample=True, show=False)
     try:
         names = widget_names()
-        assert names == ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs"]
+        assert names == ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs", "Batch", "Measurements"]
         docks = [w for w in viewer.window.dock_widgets.values() if isinstance(w, SegtrainDock)]
         assert len(docks) == 1 and len(viewer.window.dock_widgets) == 1, list(viewer.window.dock_widgets)
         assert list(docks[0].panels) == names
@@ -37,7 +50,7 @@ def test_panels_fit_the_window_with_readable_tabs(qtbot, own_napari_app):
         assert dock_width <= 340 and canvas >= 1.5 * dock_width, (dock_width, canvas, window.width())
         bar = dock.tabs.tabBar()
         texts = [bar.tabText(i) for i in range(bar.count())]
-        assert texts == ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs"]
+        assert texts == ["Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs", "Batch", "Measurements"]
         metrics = bar.fontMetrics()
         for i, text in enumerate(texts):  # vertical tabs: the name runs along the height
             assert bar.tabRect(i).height() >= metrics.horizontalAdvance(text), text

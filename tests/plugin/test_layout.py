@@ -13,11 +13,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
-from qtpy.QtCore import QRect
-from qtpy.QtWidgets import QAbstractButton, QAbstractScrollArea, QApplication, QLabel, QLayout, QWidget
+from qtpy.QtCore import QRect, Qt
+from qtpy.QtTest import QTest
+from qtpy.QtWidgets import QAbstractButton, QAbstractScrollArea, QApplication, QLabel, QLayout, QTabBar, QWidget
 
 from helpers.gui import GUI
 
@@ -117,8 +119,13 @@ def check_window(viewer, dock, gui: GUI) -> None:
         status = getattr(panel, "status", None)
         if status is not None:  # a long sentence in the status line must not squeeze the form
             status.setText(LONG_STATUS)
-            gui.wait(0.1)
-            problems += [f"with a long status: {p}" for p in layout_problems(panel, name)]
+            deadline = time.monotonic() + 3  # Qt lays the form out again in its own time (slower under load)
+            while True:
+                gui.wait(0.1)
+                found = layout_problems(panel, name)
+                if not found or time.monotonic() > deadline:
+                    break
+            problems += [f"with a long status: {p}" for p in found]
         canvas = viewer.window._qt_viewer.canvas.native
         if canvas.width() < window.width() / 2 or canvas.height() < window.height() / 2:
             problems.append(f"with {name}: the canvas is {canvas.width()} x {canvas.height()} in a window of "
@@ -170,7 +177,7 @@ def test_all_panels_from_the_plugins_menu_fit(size, make_napari_viewer, gui):
     gui.process()
     dock = segtrain_dock(viewer)
     assert [dock.tabs.tabText(i) for i in range(dock.tabs.count())] == [
-        "Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs"]
+        "Data", "Train", "Predict", "Segment", "Proofread", "Export", "Runs", "Batch", "Measurements"]
     check_window(viewer, dock, gui)
 
 
@@ -188,3 +195,53 @@ def test_segtrain_gui_fits_the_screen(size, gui, qtbot, own_napari_app):
     finally:
         stop_all(wait_s=30)
         viewer.close()
+
+
+def _plugins_menu_entry(viewer, text: str):
+    """The action of Plugins > segtrain > ``text`` (the menu is filled as when it opens)."""
+    window = viewer.window._qt_window
+    plugins = next(a.menu() for a in window.menuBar().actions() if "Plugins" in a.text())
+    plugins.aboutToShow.emit()
+    segtrain = next(a.menu() for a in plugins.actions() if a.text() == "segtrain")
+    segtrain.aboutToShow.emit()
+    return next(a for a in segtrain.actions() if a.text() == text)
+
+
+def test_single_panels_opened_one_by_one_from_the_menu_share_one_dock_area(make_napari_viewer, gui):
+    """Data, Train and Predict opened one after the other from the Plugins menu become tabs of one
+    dock area (they stacked in one column and grew the window beyond the screen); at 1280 x 800
+    the window fits, the canvas keeps half of it and no panel is clipped."""
+    if not _in_screen_of("1280x800"):
+        return
+    from qtpy.QtWidgets import QDockWidget
+
+    viewer = make_napari_viewer(show=True)
+    window = viewer.window._qt_window
+    names = ["Data", "Train", "Predict"]
+    for name in names:
+        _plugins_menu_entry(viewer, name).trigger()  # the menu entry, as a click on it does
+        gui.wait(0.2)
+    docks = {name: next(d for d in window.findChildren(QDockWidget) if d.windowTitle().startswith(f"{name} ("))
+             for name in names}
+    for name in names[1:]:
+        gui.wait_until(lambda: docks["Data"] in window.tabifiedDockWidgets(docks[name]), timeout=5,
+                       what=f"{name} a tab beside Data")
+    gui.wait(0.3)
+    available = window.screen().availableGeometry()
+    assert available.contains(window.frameGeometry()), (_rect(window.frameGeometry()), _rect(available))
+    canvas = viewer.window._qt_viewer.canvas.native
+    problems = []
+    for name, dock in docks.items():
+        bar = next(b for b in window.findChildren(QTabBar) if any(b.tabText(i) == dock.windowTitle()
+                                                                  for i in range(b.count())))
+        index = next(i for i in range(bar.count()) if bar.tabText(i) == dock.windowTitle())
+        QTest.mouseClick(bar, Qt.LeftButton, Qt.NoModifier, bar.tabRect(index).center())  # the tab
+        gui.wait(0.1)
+        panel = viewer.window.dock_widgets[dock.windowTitle()]
+        assert panel.isVisible(), f"the {name} tab did not show its panel"
+        problems += layout_problems(panel, name)
+        if canvas.width() < window.width() / 2 or canvas.height() < window.height() / 2:
+            problems.append(f"with {name}: the canvas is {canvas.width()} x {canvas.height()} in a window of "
+                            f"{window.width()} x {window.height()}")
+        assert available.contains(window.frameGeometry()), f"with {name} the window grew to {_rect(window.frameGeometry())}"
+    assert not problems, "\n".join(problems)

@@ -68,7 +68,7 @@ def test_manifest_valid_and_plugin_discovered():
     manager.discover()
     manifest = manager.get_manifest("napari-segtrain")
     assert manifest.display_name == "segtrain"
-    # the seven panels one by one, and all of them as one tabbed dock
+    # the panels one by one, and all of them as one tabbed dock
     assert [w.display_name for w in manifest.contributions.widgets][0] == "All panels"
-    assert len(manifest.contributions.widgets) == 8
+    assert len(manifest.contributions.widgets) == 10
     assert any(r.command == "napari-segtrain.get_reader" for r in manifest.contributions.readers)

@@ -90,8 +90,9 @@ def test_uncertainty_checkbox_turns_on_tta_and_adds_the_uncertainty_layer(docked
 
 def test_match_object_size_zooms_a_tuned_cells_model_and_unticking_it_predicts_plainly(docked, gui, tmp_path):
     """A 2D instance model whose tuning recorded an object size far larger than the image's objects:
-    ticked (the default), the image is predicted zoomed (the most the matching allows, 4x) and the
-    layer holds exactly what the core's size-matched prediction gives; unticked, the plain one."""
+    unticked (the default: matching lowered F1 on real new dishes) the plain prediction; ticked, the
+    image is predicted zoomed (the most the matching allows, 4x) and the layer holds exactly what the
+    core's size-matched prediction gives; unticked again, the plain one."""
     from segtrain.plugin._compat import avoid_triton_llvm_clash
 
     avoid_triton_llvm_clash()  # the viewer's OpenGL is up: smp's import must not load triton here either
@@ -115,11 +116,17 @@ def test_match_object_size_zooms_a_tuned_cells_model_and_unticking_it_predicts_p
     dock(predict)
     gui.type(predict.checkpoint_edit, str(checkpoint))
     gui.wait_until(lambda: predict.which_combo.count() == 1, timeout=30, what="the checkpoint")
-    assert predict.match_check.isChecked()
+    assert not predict.match_check.isChecked()
     gui.click(predict.predict_button)
     gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
     loaded = load_model(checkpoint)
-    expected, factors = predict_matched(loaded, raw)
+    plain = predict_array(loaded, raw, match_size=False)["probabilities"]
+    np.testing.assert_allclose(L.layer_info(predict.result_layers["probabilities"]).array, plain, atol=1e-5)
+    assert "objects matched" not in predict.model_label.text()
+    gui.click(predict.match_check)
+    gui.click(predict.predict_button)
+    gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
+    expected, factors = predict_matched(loaded, raw, match_size=True)
     assert factors == [4.0]
     assert predict.model_label.text().endswith("objects matched to the model's size (image zoomed 4.00x)")
     shown = L.layer_info(predict.result_layers["probabilities"]).array
@@ -132,3 +139,36 @@ def test_match_object_size_zooms_a_tuned_cells_model_and_unticking_it_predicts_p
     np.testing.assert_allclose(shown, plain, atol=1e-5)
     assert not np.allclose(plain, expected["probabilities"], atol=1e-3)
     assert "objects matched" not in predict.model_label.text()
+
+
+def test_a_library_warning_during_predict_is_logged_not_notified(docked, gui, tmp_path, warning_messages, caplog,
+                                                                 monkeypatch):
+    """napari relays every warning a worker raises as a notification; a library's note (here a
+    deprecation raised inside the prediction, as PyTorch or a reader does) goes to the log instead."""
+    import logging
+    import warnings
+
+    from segtrain.predict import infer
+    from segtrain.synthetic import make_em_volume
+
+    prepare = infer._prepare
+
+    def prepare_and_warn(*args, **kwargs):  # a library deprecation raised inside the real prediction
+        warnings.warn("torch.some_function is deprecated (a library's note)", DeprecationWarning, stacklevel=1)
+        return prepare(*args, **kwargs)
+
+    monkeypatch.setattr(infer, "_prepare", prepare_and_warn)
+    checkpoint = _random_checkpoint(tmp_path / "random.ckpt")
+    viewer, dock = docked
+    viewer.add_image(make_em_volume((8, 24, 24), n_cells=4, seed=1)[0], name="raw")
+    predict = PredictWidget(viewer)
+    dock(predict)
+    gui.type(predict.checkpoint_edit, str(checkpoint))
+    gui.wait_until(lambda: predict.which_combo.count() == 1, timeout=30, what="the checkpoint")
+    with caplog.at_level(logging.INFO, logger="segtrain.library"):
+        gui.click(predict.predict_button)
+        gui.wait_until(lambda: predict.worker is None, timeout=120, what="the prediction")
+        gui.process()
+    assert "raw affinities" in viewer.layers
+    assert not [m for m in warning_messages() if "deprecated" in m], warning_messages()
+    assert any("torch.some_function is deprecated" in r.getMessage() for r in caplog.records), caplog.records

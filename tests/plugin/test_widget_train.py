@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qtpy.QtWidgets import QToolButton
 
 from segtrain.plugin.widgets.data import DataWidget
 from segtrain.plugin.widgets.predict import PredictWidget
@@ -312,3 +313,64 @@ def test_self_training_group_runs_iterations_with_progress_and_resumes(docked, g
     steps = [p[0] for p in train.history["train loss"]]
     assert steps[-1] > 12  # the plot counts all iterations' steps
     assert [s for s in steps if 6 <= s < 6 + stopped]  # and kept iteration 1's first part across Resume
+
+
+def test_the_form_offers_the_ranges_and_choices_the_config_declares(docked, gui):
+    """The Train form's spin boxes and combo boxes take their ranges and choices from the config
+    model's declarations (segtrain.config.field_bounds): a bound changed there changes the form."""
+    from segtrain import config as C
+
+    viewer, dock = docked
+    train = TrainWidget(viewer)
+    dock(train)
+    sections = {"train": C.TrainConfig, "model": C.ModelConfig, "selftrain": C.SelfTrainConfig}
+    fields = [*train._fields(), ("selftrain.iterations", train.selftrain_spin),
+              ("selftrain.threshold_start", train.threshold_start_spin),
+              ("selftrain.threshold_end", train.threshold_end_spin)]
+    checked = 0
+    for path, widget in fields:
+        section, name = path.split(".")
+        if section not in sections:
+            continue
+        bounds = C.field_bounds(sections[section], name)
+        if hasattr(widget, "count"):  # a combo box: the Literal's choices, in order
+            assert [widget.itemText(i) for i in range(widget.count())] == list(bounds.choices), path
+        elif hasattr(widget, "minimum") and bounds.low is not None:
+            step = 1 if not hasattr(widget, "decimals") else 10.0 ** -widget.decimals()
+            low = bounds.low + (step if bounds.low_open else 0) - (step if bounds.optional else 0)
+            assert widget.minimum() == pytest.approx(low), path
+            if bounds.high is not None:
+                assert widget.maximum() == pytest.approx(bounds.high - (step if bounds.high_open else 0)), path
+        checked += 1
+    assert checked >= 12
+    assert (train.lr_spin.minimum(), train.threshold_start_spin.minimum(), train.threshold_end_spin.maximum()) == \
+        (pytest.approx(1e-6), 0.5, 1.0)
+    assert train.patience_spin.minimum() == 0 and train.patience_spin.specialValueText() == "off"
+    # typing below the model's minimum leaves a value the config accepts (the spin box holds its minimum)
+    gui.type(train.steps_spin, "0")
+    assert train.steps_spin.value() >= 1
+    gui.type(train.lr_spin, "0")
+    C.update_section(train.current_config(), "train", {"lr": train.lr_spin.value()})
+
+
+def test_the_panel_says_which_device_and_precision_training_uses(docked, gui, monkeypatch):
+    """Only the hardware query (segtrain.device.hardware, the one place that asks torch) is faked: a
+    CUDA GPU with bf16, then none; the Accelerator list is used by clicks."""
+    from segtrain import device
+
+    monkeypatch.setattr(device, "hardware", lambda: device.Hardware(cuda_count=1, cuda_name="NVIDIA H100",
+                                                                    cuda_bf16=True))
+    viewer, dock = docked
+    train = TrainWidget(viewer)
+    dock(train)
+    gui.wait_until(lambda: train.device_label.text() == "device: CUDA: NVIDIA H100 (bf16-mixed)", timeout=60,
+                   what=f"the device line (it says {train.device_label.text()!r})")
+    gui.click(next(b for b in train.findChildren(QToolButton) if b.text() == "Advanced"))
+    gui.choose(train.accelerator_combo, "cpu")
+    threads = train.current_config().train.threads
+    gui.wait_until(lambda: train.device_label.text() == f"device: CPU, {threads} thread{'s' * (threads > 1)}",
+                   timeout=30, what=f"the CPU line (it says {train.device_label.text()!r})")
+    monkeypatch.setattr(device, "hardware", lambda: device.Hardware())
+    gui.choose(train.accelerator_combo, "gpu")
+    gui.wait_until(lambda: "no CUDA GPU or Apple MPS device" in train.device_label.text(), timeout=30,
+                   what=f"the missing GPU sentence (it says {train.device_label.text()!r})")

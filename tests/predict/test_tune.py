@@ -125,7 +125,7 @@ def test_cli_tune_stores_settings_that_load_model_applies(cells_run, capsys):
 
 
 def test_tuning_refuses_images_too_large_to_hold(cells_run):
-    from segtrain.tuning import tune_run
+    from segtrain.workflows.tuning import tune_run
 
     loaded = load_model(cells_run)
     loaded.config.data.val_max_voxels = 1000
@@ -133,3 +133,19 @@ def test_tuning_refuses_images_too_large_to_hold(cells_run):
         tune_run(loaded, save=False)
     assert not (cells_run / "postprocess.yaml").exists()
 
+
+
+def test_cli_tune_refuses_ground_truth_without_labels(cells_run, capsys):
+    """A mask run tuned on all-0 ground truth: one sentence (evaluate's check_labelled), exit 2,
+    nothing stored (it used to tune on nothing and store settings)."""
+    from segtrain.io import Volume, read_volume, write_volume
+
+    root = cells_run.parent.parent
+    gt = np.asarray(read_volume(root / "gt.zarr").data)
+    write_volume(root / "empty.zarr", Volume(data=np.zeros_like(gt), voxel_size=(1.0, 1.0), offset=(0.0, 0.0),
+                                             axes=("y", "x"), name="empty", is_labels=True, attrs={}))
+    capsys.readouterr()
+    assert main(["tune", str(cells_run), "--image", str(root / "raw.zarr"), str(root / "empty.zarr")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "The ground truth to tune on has no labelled voxel" in err and err.count("\n") == 0
+    assert not (cells_run / "postprocess.yaml").exists()

@@ -576,6 +576,23 @@ CLI_CASES = [
     Case("evaluate-one-voxel-gt-zero", "segtrain evaluate", "1-voxel segmentation and ground truth, the gt 0",
          "The ground truth has no labelled voxel ...", r"no labelled voxel",
          lambda f: ["evaluate", f.h5("s1.h5", np.ones((1, 1, 1), np.uint32)), f.h5("g1.h5", np.zeros((1, 1, 1), np.uint32))]),
+    # segtrain measure
+    Case("measure-empty-labels", "segtrain measure", "labels that are all 0", "... holds no objects (every pixel is 0) ...",
+         r"seg0\.h5.*no objects", lambda f: ["measure", f.h5("seg0.h5", np.zeros((8, 32, 32), np.uint32)), "--out", f / "t.csv"]),
+    Case("measure-image-as-labels", "segtrain measure", "the image where the labels go",
+         "... looks like an image, not labels ...", r"raw\.h5.*image, not labels",
+         lambda f: ["measure", f.raw(), f.gt(), "--out", f / "t.csv"]),
+    Case("measure-float-labels", "segtrain measure", "labels of floats", "Measurements need integer labels ...",
+         r"integer labels.*float", lambda f: ["measure", f.h5("seg.h5", np.ones((8, 32, 32), np.float32)),
+                                               "--out", f / "t.csv"]),
+    Case("measure-raw-shapes", "segtrain measure", "an image of another shape than the labels",
+         "The image has shape ... but the labels ...", r"\(8, 32, 24\).*\(8, 32, 32\)",
+         lambda f: ["measure", f.gt(), f.h5("raw2.h5", np.zeros((8, 32, 24), np.uint8)), "--out", f / "t.csv"]),
+    Case("measure-out-not-a-table", "segtrain measure", "--out m.txt", "... written as .csv or .parquet files ...",
+         r"m\.txt.*\.csv", lambda f: ["measure", f.gt(), "--out", f / "m.txt"]),
+    Case("measure-out-exists", "segtrain measure", "--out of an existing table, no --overwrite",
+         "... already exists; ... --overwrite ...", r"t\.csv already exists",
+         lambda f: ["measure", f.gt(), "--out", f.text("t.csv", "label\n1\n")]),
 ]
 
 

@@ -123,7 +123,7 @@ def test_checkpoints_go_through_the_atomic_writer_and_survive_a_full_disk(em_cro
     from segtrain.errors import SegtrainError
     from segtrain.predict import load_model
     from segtrain.train import ArraySource, TrainingRun
-    from segtrain.train import run as run_module
+    from segtrain.train import callbacks as run_module  # the checkpoint writer lives in train/callbacks.py
 
     written = []
     atomic = run_module.atomic_path
@@ -216,7 +216,7 @@ def test_sigkill_then_resume_loses_at_most_one_checkpoint_interval(em3d_dir, tmp
     # a kill while a checkpoint was written leaves at most its temporary, never a checkpoint, and
     # resume clears it (plant one, so that the clean-up is checked whenever the kill missed a write)
     assert all(".tmp-" in name for name in leftovers(run_dir)) and not newest.name.startswith(".")
-    (run_dir / "checkpoints" / ".step-99.ckpt.tmp-planted").write_bytes(b"half a checkpoint")
+    (run_dir / "checkpoints" / f".step-99.ckpt.tmp-{process.pid}-planted").write_bytes(b"half a checkpoint")
     # resume to the very step of the newest checkpoint: what is restored is written back as final.ckpt
     resumed = _start(config, "--resume", str(run_dir), "--max-steps", str(newest.step))
     out, err = resumed.communicate(timeout=240)

@@ -106,3 +106,21 @@ def test_user_errors_are_one_sentence_and_exit_code_2(tmp_path, capsys):
     assert "other settings" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["scale"])
+
+
+def test_a_failing_rerun_of_an_existing_job_keeps_its_folder(tmp_path, capsys):
+    """Only a job the failing command started is removed; a re-run of an existing job that fails
+    (here: a threshold above the job's maximum, refused after its steps ran) keeps every file."""
+    affs = tmp_path / "affs.zarr"
+    zarr.create_array(store=str(affs), shape=(3, 8, 16, 16), chunks=(3, 8, 16, 16),
+                      dtype="float32", zarr_format=2)[:] = 0.9
+    job = tmp_path / "k"
+    made = ["scale", "run", str(job), "--affinities", str(affs), "--block-shape", "8,16,16", "--max-threshold", "0.5"]
+    assert main(made) == 0
+    capsys.readouterr()
+    before = sorted(str(p.relative_to(job)) for p in job.rglob("*"))
+    assert before
+    for argv in (["scale", "run", str(job), "--threshold", "0.9"], [*made, "--threshold", "0.9"]):
+        assert main(argv) == 2, argv
+        assert "above the job's maximum threshold" in capsys.readouterr().err
+        assert sorted(str(p.relative_to(job)) for p in job.rglob("*")) == before

@@ -88,10 +88,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     status.add_argument("job")
 
 
-def _ints(text: str | None, what: str, minimum: int = 1):
-    return int_tuple(text, what, minimum)
-
-
 def _segment_overrides(args) -> dict | None:
     values = {key: getattr(args, flag) for flag, key in SEGMENT_FLAGS.items()
               if getattr(args, flag) is not None}
@@ -135,15 +131,16 @@ def _engine_kwargs(args) -> dict:
                 launcher=args.launcher, host=args.host, bars=True)
 
 
-def _check_out(job, out) -> None:
-    """A segmentation ``--out`` that is (or holds) one of the job's volumes is refused (the job's
-    own ``volumes.zarr`` group, where segmentations go by default, receives them beside the others)."""
+def _check_out(out, job=None, given: tuple | None = None) -> None:
+    """A segmentation ``--out`` that is (or holds) one of the job's volumes or the ``given`` input
+    of a job being made is refused, before any work (the job's own ``volumes.zarr`` group, where
+    segmentations go by default, receives them beside the others)."""
     from segtrain.io.write import check_not_input
 
     if out is None:
         return
-    specs = [job.settings.affinities, job.settings.raw, job.fragments]
-    check_not_input(out, [(s.path, s.dataset) for s in specs if s is not None])
+    specs = [] if job is None else [job.settings.affinities, job.settings.raw, job.fragments]
+    check_not_input(out, [(s.path, s.dataset) for s in specs if s is not None] + ([given] if given else []))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.scale_command == "segment":
         job = ScaleJob.open(args.job)
-        _check_out(job, args.out)
+        _check_out(args.out, job)
         result = segment_job(job, args.threshold, args.out, **_engine_kwargs(args))
         ok = _report([result.step])
         print(json.dumps(dict(output=str(result.path), threshold=result.threshold,
@@ -176,22 +173,19 @@ def run(args: argparse.Namespace) -> int:
     new = given is not None and not Path(args.job).exists()
     parent = Path(args.job).absolute().parent
     parent_times = parent.stat() if new and parent.is_dir() else None
+    existing = ScaleJob.open(args.job) if (Path(args.job) / JOB_FILE).exists() else None
+    _check_out(args.out, existing, None if given is None else (given, args.dataset))  # before the job folder is made
     if given is None:
-        job = ScaleJob.open(args.job)
+        job = existing
     else:
-        if args.out is not None:  # before the job folder is made
-            from segtrain.io.write import check_not_input
-
-            check_not_input(args.out, [(given, args.dataset)])
         job = create_job(
-            args.job, block_shape=_ints(args.block_shape, "block shape"),
+            args.job, block_shape=int_tuple(args.block_shape, "block shape"),
             affinities=args.affinities, affinities_dataset=args.dataset if args.affinities else None,
             raw=args.raw, raw_dataset=args.dataset if args.raw else None, model=args.model,
-            context=_ints(args.context, "context", 0),
-            predict_context=_ints(args.predict_context, "predict context", 0),
+            context=int_tuple(args.context, "context", 0),
+            predict_context=int_tuple(args.predict_context, "predict context", 0),
             segment=_segment_overrides(args), max_threshold=args.max_threshold, db=args.db,
         )
-    _check_out(job, args.out)
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
     try:
         results = run_job(job, steps, **_engine_kwargs(args))

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     quiet = not env_rank_zero()  # other ranks of a multi-process run: rank 0 speaks for all
     if not quiet:
         print(f"run folder: {training.run_dir}")
+        print(f"device: {training.device.describe()}")
         for note in (training.resume_note, training.fine_tune_note):
             if note:
                 print(note)

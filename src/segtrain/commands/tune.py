@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import log, tqdm_progress
     from segtrain.config import SourceConfig
-    from segtrain.tuning import tune_run
+    from segtrain.workflows.tuning import tune_run
 
     entries = [SourceConfig(raw=raw, labels=labels) for raw, labels in args.image] if args.image else None
     result, written = tune_run(args.run, entries=entries, split=args.on, save=not args.dry_run,

@@ -228,6 +228,13 @@ def dead_leftovers(names: Iterable[str], target_name: str) -> list[tuple[str, st
             if (match := pattern.match(name)) and not _alive(int(match.group(2)))]
 
 
+def dead_temporaries(names: Iterable[str]) -> list[str]:
+    """The writers' temporaries among ``names`` (``.<any name>.tmp-<pid>...``) whose process is gone:
+    a live writer's temporary (another process saving into the same folder) is not listed."""
+    pattern = re.compile(r"^\..+\.tmp-(\d+)(?:-[A-Za-z0-9_]+)?$")
+    return [name for name in sorted(names) if (match := pattern.match(name)) and not _alive(int(match.group(1)))]
+
+
 def remove_leftovers(target: Path) -> list[Path]:
     """Remove what killed writers of ``target`` left beside it (:func:`dead_leftovers`); an
     ``.old-`` copy of a missing target is moved back. Returns what was removed or restored."""

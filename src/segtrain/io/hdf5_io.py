@@ -26,6 +26,8 @@ from segtrain.io.volume import (
     stem,
 )
 from segtrain.io.zarr_io import array_axes, store_array
+from segtrain.io.atomic import dead_leftovers
+from segtrain.io.atomic import temporary_name
 
 HDF5_SUFFIXES = (".h5", ".hdf", ".hdf5", ".he5")
 
@@ -163,8 +165,6 @@ def write_hdf5_dataset(container: Path, dataset: str, volume: Volume, chunks, ov
     this dataset are removed first."""
     import h5py
 
-    from segtrain.io.atomic import temporary_name
-
     if container.is_dir() or not h5py.is_hdf5(container):
         raise InputError(f"{container} exists and is not an HDF5 file; cannot add '{dataset}' to it: choose "
                          "another file.")
@@ -205,8 +205,6 @@ def _check_dataset(handle, container: Path, dataset: str, overwrite: bool):
     written: its parent is a dataset, it is a group, or it exists without ``overwrite``."""
     import h5py
 
-    from segtrain.io.atomic import dead_leftovers
-
     parent_name, _, leaf = dataset.strip("/").rpartition("/")
     parent = handle.get(parent_name) if parent_name else handle
     if parent is not None and not isinstance(parent, h5py.Group):
@@ -230,7 +228,6 @@ def _check_dataset(handle, container: Path, dataset: str, overwrite: bool):
 def _remove_dead(group, leaf: str) -> None:
     """Temporaries of ``leaf`` that a killed writer left in ``group``; an old copy of a missing
     ``leaf`` is moved back."""
-    from segtrain.io.atomic import dead_leftovers
 
     for name, kind in dead_leftovers(group.keys(), leaf):
         if kind == "old" and leaf not in group:

@@ -13,6 +13,7 @@ from segtrain.config import Config, divisor
 from segtrain.errors import ConfigError
 from segtrain.models.unet import UNet
 from segtrain.tasks import task_of
+from segtrain.targets import default_offsets
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,6 @@ class HeadSpec:
 
 
 def offsets_for(config: Config) -> list[tuple[int, ...]]:
-    from segtrain.targets import default_offsets
-
     if config.model.offsets:
         return [tuple(o) for o in config.model.offsets]
     return [tuple(o) for o in default_offsets(config.ndim)]

@@ -9,20 +9,6 @@ ALL_PANELS = "napari-segtrain.all_panels"  # the panels as tabs in one dock (Plu
 ALL_PANELS_NAME = "All panels"
 
 
-def widget_names() -> list[str]:
-    """Display names of the plugin's single panels, in manifest order (not "All panels", which
-    holds them all)."""
-    from npe2 import PluginManager
-
-    manager = PluginManager.instance()
-    try:
-        manifest = manager.get_manifest(PLUGIN)
-    except KeyError:  # not discovered yet (napari discovers on import)
-        manager.discover()
-        manifest = manager.get_manifest(PLUGIN)
-    return [w.display_name for w in manifest.contributions.widgets or () if w.command != ALL_PANELS]
-
-
 MALLOC_ARENAS = 2  # glibc's default: up to 8 per core
 
 
@@ -52,7 +38,8 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
 
 def open_viewer(load_sample: bool = True, show: bool = True, paths: Sequence[str] = ()):
     """A napari Viewer with the segtrain panels (one dock, a tab each: "All panels") and,
-    optionally, the sample volume; the window fits the screen (:func:`fit_window`).
+    optionally, the sample volume; the window fits the screen (:func:`fit_window`, which the dock
+    calls when it first shows).
 
     Files in ``paths`` are opened with the segtrain reader. Does not start the event loop
     (call ``napari.run()``), so tests can use it under a virtual display. The process's C
@@ -68,10 +55,10 @@ def open_viewer(load_sample: bool = True, show: bool = True, paths: Sequence[str
     for path in paths:
         viewer.open(path, plugin=PLUGIN)
     try:
-        viewer.window.add_plugin_dock_widget(PLUGIN, ALL_PANELS_NAME)
+        viewer.window.add_plugin_dock_widget(PLUGIN, ALL_PANELS_NAME)  # it fits the window when shown
     except Exception as error:  # noqa: BLE001 - the viewer still opens, with the reason
         show_error(f"The segtrain panels could not be opened: {type(error).__name__}: {error}")
-    fit_window(viewer.window._qt_window)
+        fit_window(viewer.window._qt_window)
     return viewer
 
 

@@ -29,9 +29,14 @@ from segtrain.io.volume import DEFAULT_AXES, jsonable
 from segtrain.runs import default_runs_root
 from segtrain.tasks import REGISTRY, find_task
 from segtrain.record import PredictionRecord
+from segtrain.errors import InputError
 
 #: key in ``layer.metadata`` under which the widgets keep what they know about a layer (a LayerInfo)
 META = "segtrain"
+
+#: key in an image layer's ``metadata`` of its id: the layers made from it keep the id (``LayerInfo.image_id``),
+#: so that they still know their image after it was renamed; never saved with the image
+IMAGE_ID = "segtrain_image_id"
 
 LAYER_KINDS = ("affinities", "lsds", "probabilities", "segmentation", "annotation", "uncertainty")
 
@@ -50,7 +55,8 @@ class LayerInfo:
     ``threshold``: the segmentation's merge or probability threshold. ``run`` / ``checkpoint``:
     where the model came from. ``source``: the layer it was made from. ``image``: the image layer
     it derives from, through every step (a prediction's image, its segmentation's, the
-    corrections'); see :func:`image_of`. ``array`` (a prediction's
+    corrections'), by its name when the layer was made; ``image_id`` the same image by its
+    :data:`IMAGE_ID`, which survives renaming the image; see :func:`image_of`. ``array`` (a prediction's
     channel-first array), ``channel(s)`` (what is displayed) and ``fragments`` (a merge-tree
     segmentation's fragments) and ``proofreader`` (the segmentation's edits, see
     :mod:`segtrain.proofread`) live only in memory; :meth:`to_attrs` is what a saved file keeps.
@@ -65,6 +71,7 @@ class LayerInfo:
     checkpoint: str | None = None
     source: str | None = None
     image: str | None = None
+    image_id: str | None = None
     array: Any = field(default=None, repr=False)
     channel: int | None = None
     channels: tuple[int, ...] | None = None
@@ -128,15 +135,47 @@ def kind_is(kind: str) -> Callable[[Any], bool]:
 GT_WORDS = ("gt", "ground", "truth", "label", "instances", "ids")
 
 
+def image_id(image: Any) -> str:
+    """The stable id of an image layer (:data:`IMAGE_ID` in its metadata), made the first time it is
+    asked for: unlike its name, renaming the layer keeps it."""
+    import uuid
+
+    found = image.metadata.get(IMAGE_ID)
+    if not found:
+        found = image.metadata[IMAGE_ID] = uuid.uuid4().hex
+    return found
+
+
+def _image_with_id(viewer: Any, wanted: str) -> Any:
+    return next((other for other in viewer.layers if other.__class__.__name__ == "Image"
+                 and other.metadata.get(IMAGE_ID) == wanted), None)
+
+
+def link_to_image(layer: Any, viewer: Any) -> None:
+    """Give a layer the panels made (its :class:`LayerInfo` names its image) the id of that image
+    while the name still says which it is (when the layer is added, or first asked about)."""
+    info = (getattr(layer, "metadata", None) or {}).get(META)
+    if not isinstance(info, LayerInfo) or info.image_id or not info.image or info.image not in viewer.layers:
+        return
+    image = viewer.layers[info.image]
+    if image.__class__.__name__ == "Image" and image is not layer:
+        info.image_id = image_id(image)
+
+
 def image_of(layer: Any, viewer: Any) -> str | None:
     """The name of the image layer ``layer`` belongs to, or None when that cannot be told.
 
-    A layer the panels made names it (``LayerInfo.image``, kept through prediction, segmentation
-    and corrections); an image no panel made is its own; the Data panel's ground truth and
+    A layer the panels made knows it (``LayerInfo.image_id``, kept through prediction,
+    segmentation and corrections: its current name, also after a rename; else the name it had,
+    ``LayerInfo.image``); an image no panel made is its own; the Data panel's ground truth and
     annotation belong to its image; other labels belong to the one image of their shape when there
     is exactly one. The name is returned even when that layer has been closed since."""
     info = layer_info(layer)
-    if info is not None and info.image:
+    if info is not None and (info.image or info.image_id):
+        link_to_image(layer, viewer)
+        image = _image_with_id(viewer, info.image_id) if info.image_id else None
+        if image is not None:
+            info.image = image.name  # what is shown and saved: the name it has now
         return info.image
     if info is None and layer.__class__.__name__ == "Image":
         return layer.name
@@ -155,7 +194,6 @@ def source_image(layer: Any, viewer: Any) -> Any:
     """The image layer in ``viewer`` that ``layer`` (labels: an annotation, corrections) was made
     on; :class:`segtrain.errors.InputError` with one sentence when that cannot be told, the image
     was closed, or the shapes disagree."""
-    from segtrain.errors import InputError
 
     name = image_of(layer, viewer)
     if name is None:
@@ -171,14 +209,18 @@ def source_image(layer: Any, viewer: Any) -> Any:
     return image
 
 
+def named_like_ground_truth(layer: Any) -> bool:
+    """Whether ``layer`` is labels no panel made, named like ground truth (:data:`GT_WORDS`)."""
+    return (layer is not None and layer.__class__.__name__ == "Labels" and layer_info(layer) is None
+            and any(word in layer.name.lower() for word in GT_WORDS))
+
+
 def is_ground_truth(layer: Any, viewer: Any) -> bool:
     """Whether ``layer`` is ground truth, which the panels never edit: the Data panel's ground
-    truth, or labels no panel made that are named like ground truth (:data:`GT_WORDS`)."""
+    truth, or labels no panel made that are named like ground truth (:func:`named_like_ground_truth`)."""
     if layer is None or layer.__class__.__name__ != "Labels" or layer_info(layer) is not None:
         return False
-    if layer.name == session(viewer).gt_layer:
-        return True
-    return any(word in layer.name.lower() for word in GT_WORDS)
+    return layer.name == session(viewer).gt_layer or named_like_ground_truth(layer)
 
 
 def derived_name(parent: Any, what: str, viewer: Any) -> str:
@@ -188,17 +230,6 @@ def derived_name(parent: Any, what: str, viewer: Any) -> str:
 
 #: the tasks the Data panel offers, by name: their labels
 TASKS = {task.name: task.label for task in REGISTRY.values() if task.label}
-
-
-def task_from_labels(labels: np.ndarray, ndim: int) -> str:
-    """The task ground truth suggests: 3D volumes -> affinities; 2D images -> instances when the
-    labels hold several object ids, masks when they hold one foreground value (0/1, 0/255)."""
-    if ndim == 3:
-        return "affinities"
-    data = np.asarray(labels)
-    step = max(1, int(np.ceil((data.size / 1_000_000) ** 0.5)))  # a subsample is enough
-    values = np.unique(data[tuple(slice(None, None, step) for _ in data.shape)])
-    return "instances" if np.count_nonzero(values) > 1 else "masks"
 
 
 def spatial_scale(layer: Any) -> tuple[float, ...]:
@@ -242,6 +273,7 @@ def layer_attrs(metadata: dict | None) -> dict:
     metadata = dict(metadata or {})
     own = metadata.pop(META, None)
     metadata.pop("voxel_size_in_file", None)  # what the reader knew, not an attribute of the data
+    metadata.pop(IMAGE_ID, None)  # which layer of this session, not an attribute of the data
     attrs = jsonable(_drop_arrays(metadata))
     if isinstance(own, LayerInfo):
         attrs.update(jsonable(own.to_attrs()))
@@ -308,7 +340,8 @@ def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
     array = np.asarray(array)
     spatial_ndim = image.ndim if image is not None else (array.ndim - 1 if array.ndim > 2 else 2)
     meta = dataclasses.replace(info or LayerInfo(kind), kind=kind, array=array,
-                               source=getattr(image, "name", None), image=getattr(image, "name", None))
+                               source=getattr(image, "name", None), image=getattr(image, "name", None),
+                               image_id=None if image is None else image_id(image))
     kwargs = {"name": name, "metadata": {META: meta}}
     grey = {"colormap": "magma", "contrast_limits": (0.0, 1.0)}
     if array.ndim == spatial_ndim:  # no channel axis
@@ -342,7 +375,7 @@ def uncertainty_layer_args(array: np.ndarray, image: Any, name: str,
     data = array[0] if array.ndim > spatial_ndim else array
     meta = dataclasses.replace(info or LayerInfo("uncertainty"), kind="uncertainty", array=data,
                                source=getattr(image, "name", None), image=getattr(image, "name", None),
-                               channel=None, channels=None)
+                               image_id=None if image is None else image_id(image), channel=None, channels=None)
     high = sampled_percentile(data, 99.9)
     kwargs = {"name": name, "metadata": {META: meta}, "colormap": "magma",
               "contrast_limits": (0.0, high if high > 0 else 1.0), "blending": "additive", "opacity": 1.0,
@@ -488,6 +521,9 @@ class Session:
     run_dir: Path | None = None
     checkpoint: Path | None = None
     threshold: float | None = None
+    edited: str | None = None  # the labels layer Proofread edited last (the Measurements panel follows it)
+    batch_out: Path | None = None  # the output folder of the batch Proofread steps through
+    batch_corrections: list[str] = field(default_factory=list)  # corrections layers of a batch: one Fine-tune
 
     def set(self, **values: Any) -> None:
         for key, value in values.items():
@@ -520,6 +556,9 @@ def session(viewer: Any) -> Session:
     except KeyError:
         _SESSIONS[viewer] = s = Session()
         viewer.layers.events.removed.connect(release_removed_layer)
+        owner = weakref.ref(viewer)
+        viewer.layers.events.inserted.connect(lambda event: owner() is not None
+                                              and link_to_image(event.value, owner()))
         return s
     except TypeError:  # not weak-referenceable: keep it on the object
         if not hasattr(viewer, "_segtrain_session"):

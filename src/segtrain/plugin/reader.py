@@ -19,6 +19,7 @@ from segtrain.plugin.layers import (
     prediction_layer_args,
     uncertainty_layer_args,
 )
+from segtrain.errors import SegtrainError
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +92,6 @@ def napari_get_reader(path) -> Callable | None:
 
 
 def _warn(error: Exception) -> None:
-    from segtrain.errors import SegtrainError
-
     message = str(error) if isinstance(error, SegtrainError) else (
         f"segtrain could not read this file: {type(error).__name__}: {error}")
     log.warning(message)

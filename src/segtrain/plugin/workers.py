@@ -6,7 +6,8 @@ Everything long (training, prediction, building a merge tree, export) runs in a 
 - deliver what a generator yields to the GUI at a bounded rate (:class:`Throttle`, by default at
   most every 200 ms, always delivering the latest value and the last one),
 - turn any exception from a worker into a one-sentence napari notification
-  (:func:`error_message`, :func:`notify_error`), never a traceback,
+  (:func:`error_message`, :func:`notify_error`), never a traceback, and log library warnings
+  instead of notifying them (:func:`_log_warnings_of`),
 - stop workers (:func:`stop_worker`, :func:`stop_all`) and release GPU memory when a run ends
   (:func:`release_gpu_memory`),
 - let a finished worker go: napari's window keeps every worker as a task otherwise
@@ -234,6 +235,7 @@ def start_worker(
     worker = create_worker(
         func, *args, _start_thread=False, _ignore_errors=True, _progress=progress or None, **kwargs
     )
+    _log_warnings_of(worker)
     tasks, task_ids = _napari_task_entries(worker)
     throttle: Throttle | None = None
     if on_yield is not None and isinstance(worker, GeneratorWorker):
@@ -271,6 +273,23 @@ def start_worker(
     if start:
         worker.start()
     return worker
+
+
+def _log_warnings_of(worker) -> None:
+    """Library warnings raised while ``worker`` runs go to the log
+    (:func:`segtrain.warnings_log.log_warning`), not to the user: the worker catches every warning
+    while it runs and napari relays each as a notification ("... is deprecated", a RuntimeWarning
+    of a library), which reads as a problem the user cannot act on. What the user must know, the
+    panels say themselves."""
+    from segtrain.warnings_log import log_warning
+
+    relay = getattr(worker, "_relay_warning", None)  # napari's notifying mixin
+    if relay is not None:
+        try:
+            worker.warned.disconnect(relay)
+        except (TypeError, RuntimeError):  # not connected (another napari version)
+            pass
+    worker.warned.connect(lambda args: log_warning(*args))
 
 
 def _napari_task_entries(worker) -> tuple[dict | None, list]:

@@ -18,6 +18,17 @@ from segtrain.predict.model_io import LoadedModel, load_model
 from segtrain.predict.tiling import Tile, make_tiles
 from segtrain.predict.tta import TestTimeAugmentation, model_tta
 from segtrain.predict.uncertainty import UNCERTAINTY
+from segtrain.io import Volume
+from segtrain.io import atomic_path
+from segtrain.io import read_volume
+from segtrain.io.atomic import check_output
+from segtrain.io.write import OUTPUT_MARKER
+from segtrain.io.write import check_not_input
+from segtrain.io.write import own_output
+from segtrain.io.zarr_io import zarr_attrs
+from segtrain.predict.match_size import match_factor
+from segtrain.predict.match_size import matching_applies
+from segtrain.predict.match_size import zoom_plane
 
 Progress = Callable[[int, int], None]
 
@@ -94,8 +105,12 @@ def _run_tiles(loaded: LoadedModel, array, tiles: list[Tile], has_channels: bool
     model = loaded.model
     batch_size = batch_size or loaded.config.predict.batch_size
     device = next(model.parameters()).device
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-                if device.type == "cuda" else contextlib.nullcontext())
+    autocast = contextlib.nullcontext()
+    if device.type == "cuda":  # the precision training would pick here (bf16 where the GPU has it)
+        from segtrain.device import choose_device
+
+        bf16 = choose_device().precision.startswith("bf16")
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16)
     groups: dict[tuple, list[Tile]] = {}
     for tile in tiles:
         groups.setdefault(tile.shape, []).append(tile)
@@ -118,7 +133,8 @@ def _run_batch(model, device, autocast, array, batch: list[Tile], shape: tuple, 
     for tile in batch:
         index = ((lead,) if lead is not None else ()) + ((slice(None),) if has_channels else ()) + tile.read
         data = np.asarray(array[index])
-        check_finite(data, "the image", index)  # one NaN would make the whole prediction NaN
+        if not isinstance(array, np.ndarray):  # in memory: _prepare checked it whole
+            check_finite(data, "the image", index)  # one NaN would make the whole prediction NaN
         data = normalize(data, low, high)
         inputs.append(data if has_channels else data[None])
     x = torch.from_numpy(np.stack(inputs)).to(device)
@@ -220,7 +236,6 @@ def predict_matched(model_or_path, array, voxel_size=None, tile_shape=None, prog
                     uncertainty: bool = False, match_size: bool | None = None) -> tuple[dict[str, np.ndarray], list]:
     """:func:`predict_array` and the zoom factor of each image (one per stack slice; 1.0 where
     nothing was zoomed)."""
-    from segtrain.predict.match_size import match_factor, matching_applies, zoom_plane
 
     loaded = as_loaded(model_or_path)
     kwargs = dict(voxel_size=voxel_size, tile_shape=tile_shape, margin=margin, batch_size=batch_size)
@@ -270,7 +285,6 @@ def _predict_plain(model_or_path, array, voxel_size=None, tile_shape=None, progr
 def predict_volume(model_or_path, volume, **kwargs) -> dict:
     """Predict a :class:`segtrain.io.Volume`; outputs are Volumes with its voxel size and offset
     (axes ``("c", *spatial axes)``)."""
-    from segtrain.io import Volume
 
     outputs = predict_array(model_or_path, volume.data, voxel_size=volume.voxel_size, **kwargs)
     spatial_axes = tuple(a for a in volume.axes if a != "c")
@@ -283,8 +297,6 @@ def predict_volume(model_or_path, volume, **kwargs) -> dict:
 def check_prediction_output(output: str | Path, overwrite: bool, inputs=()) -> Path:
     """The checks of a prediction's output before any work: not an input (nor holding one), new,
     or with ``overwrite`` a group `segtrain predict` wrote that holds only what it wrote."""
-    from segtrain.io.atomic import check_output
-    from segtrain.io.write import check_not_input, own_output
 
     check_not_input(output, inputs, overwrite)
     return check_output(output, overwrite, folder=True, replaceable=own_output(PREDICT_OUTPUT),
@@ -310,16 +322,12 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
     with ``overwrite`` only such a group, holding only what predict wrote, is replaced, and never
     the input (:func:`check_prediction_output`).
     """
-    from segtrain.predict.match_size import matching_applies
 
     import zarr
 
-    from segtrain.io import Volume, atomic_path, read_volume
-    from segtrain.io.write import OUTPUT_MARKER, own_output
-    from segtrain.io.zarr_io import zarr_attrs
-
     axes = None
-    check_prediction_output(output, overwrite, [array] if isinstance(array, (str, Path)) else [])
+    if isinstance(array, (str, Path)):  # the output check itself is atomic_path's, below
+        check_not_input(output, [array], overwrite)
     if isinstance(array, (str, Path)):
         volume = read_volume(array)
         array, voxel_size, offset, axes = volume.data, volume.voxel_size, volume.offset, volume.axes

@@ -1,4 +1,4 @@
-"""Find and load trained models: a checkpoint file or a run folder."""
+"""Find and load trained models: a checkpoint file, a run folder, or a BioImage.IO package segtrain exported."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ class LoadedModel:
     config: Config
     checkpoint: Path
     step: int
+    package: str | None = None  # the name of the BioImage.IO package it came from (``checkpoint`` is its file)
 
     @property
     def folder(self) -> RunFolder | None:
@@ -46,6 +47,8 @@ class LoadedModel:
 
     def describe(self) -> str:
         """``run my-run-..., final.ckpt (step 1500)``."""
+        if self.package is not None:
+            return f"BioImage.IO package {self.checkpoint.name} ({self.package}, step {self.step})"
         where = f"run {self.folder.name}, " if self.folder is not None else ""
         return f"{where}{self.checkpoint.name} (step {self.step})"
 
@@ -86,7 +89,12 @@ def load_model(path: str | Path, device: str | torch.device | None = None, which
 
     The run's segment settings chosen on validation data are applied to the returned config: the
     merge threshold its validation chose at the checkpoint's step, and what `segtrain tune` stored
-    (``postprocess.yaml``)."""
+    (``postprocess.yaml``). A BioImage.IO package segtrain exported (``.zip``, ``rdf.yaml``) loads
+    with the config and segment settings it was exported with (:func:`segtrain.predict.package.load_package`)."""
+    from segtrain.predict.package import is_package
+
+    if is_package(path):
+        return load_package(path, device)
     ckpt_path = find_checkpoint(path, which)
     checkpoint = read_checkpoint(ckpt_path)
     config = config_of_checkpoint(checkpoint, ckpt_path)
@@ -111,11 +119,60 @@ def load_model(path: str | Path, device: str | torch.device | None = None, which
     return loaded
 
 
+def load_package(path, device=None):
+    """A :class:`LoadedModel` of a package segtrain wrote: its run's config (segment settings as
+    exported) and its ``pytorch_state_dict`` weights in :func:`segtrain.models.build_model`'s
+    network, or its TorchScript where that is all it has."""
+    import io
+
+    from segtrain.config import divisor
+    from segtrain.models import head_specs
+    from segtrain.models.packaged import ScriptedModel, network_config
+    from segtrain.predict.package import quiet_bioimageio, read_package, segtrain_record, short_text, weights_bytes
+
+    path = Path(path)
+    descr = read_package(path)
+    record = segtrain_record(descr)
+    if record is None:
+        raise SegtrainError(f"{path} was not exported by segtrain; it runs through bioimageio.core (segtrain predict "
+                            "--run and the Predict panel do that).")
+    try:
+        config = network_config(record["run_config"])
+    except Exception as error:  # noqa: BLE001 - ConfigError of a newer/older segtrain
+        raise SegtrainError(f"{path} was made by an incompatible version of segtrain ({short_text(error)}).") from None
+    weights = descr.weights
+    if weights.pytorch_state_dict is not None:
+        state = torch.load(io.BytesIO(weights_bytes(weights.pytorch_state_dict)), map_location="cpu",
+                           weights_only=True)
+        model = build_model(config)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError:
+            raise SegtrainError(f"The weights in {path} do not fit the network its config describes; the package is "
+                                "damaged or from an incompatible version.") from None
+    elif weights.torchscript is not None:
+        with quiet_bioimageio():  # torch warns that TorchScript is deprecated, which the user cannot act on
+            scripted = torch.jit.load(io.BytesIO(weights_bytes(weights.torchscript)), map_location="cpu")
+        model = ScriptedModel(scripted, head_specs(config), divisor(config), config.data.in_channels)
+    else:
+        raise SegtrainError(f"{path} has no pytorch_state_dict or torchscript weights; segtrain runs only those.")
+    model.to(device or default_device()).eval()
+    return LoadedModel(model, config, path, int(record.get("step") or 0), package=str(descr.name))
+
+
+def open_model(path, device=None):
+    """A package as segtrain runs it: a :class:`LoadedModel` when segtrain wrote it, else a :class:`ZooModel`."""
+    from segtrain.predict.package import open_zoo_model, read_package, segtrain_record
+
+    descr = read_package(path)
+    if segtrain_record(descr) is not None:
+        return load_package(path, device)
+    return open_zoo_model(path)
+
+
 def default_device() -> str:
-    """``cuda`` when a CUDA GPU is there, else ``mps`` on Apple silicon, else ``cpu``."""
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+    """``cuda`` when a CUDA GPU is there, else ``mps`` on Apple silicon, else ``cpu``
+    (:func:`segtrain.device.torch_device`)."""
+    from segtrain.device import torch_device
+
+    return torch_device()

@@ -32,6 +32,7 @@ from scipy import ndimage
 from segtrain.errors import InputError
 from segtrain.segment import MergeTree
 from segtrain.segment.merge_tree import _roots, apply_lut
+from segtrain.io.atomic import atomic_path
 
 OPERATIONS = ("merge", "split", "split_seeds", "delete", "paint")
 FORMAT_VERSION = 1
@@ -452,7 +453,6 @@ class Proofreader:
         """Write the proofreading state (fragments as edited, the merge tree, the threshold, the log
         with its voxel changes, the redo stack) to an ``.npz`` file, atomically; with ``log_path``
         also the log as readable JSON, both files in place or neither."""
-        from segtrain.io.atomic import atomic_path
 
         path = Path(path)
         arrays: dict[str, np.ndarray] = {"fragments": np.asarray(self.fragments)}

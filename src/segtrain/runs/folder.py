@@ -17,7 +17,7 @@ import yaml
 
 from segtrain.config import load_config, save_config, update_section
 from segtrain.errors import ConfigError, InputError, SegtrainError
-from segtrain.io.atomic import atomic_path
+from segtrain.io.atomic import atomic_path, dead_temporaries
 from segtrain.runs.checkpoints import CheckpointInfo, _checkpoint_header, weights_only
 from segtrain.runs.fingerprints import _safe_source_record
 from segtrain.runs.layout import (
@@ -28,6 +28,7 @@ from segtrain.runs.layout import (
 from segtrain.runs.root import default_runs_root
 from segtrain.runs.summary import RunSummary, _data_text, _finite, _is_class_metric, _model_text
 from segtrain.tasks import find_task
+from segtrain.config import plain_name_problem
 
 
 def _timestamp() -> str:
@@ -56,7 +57,6 @@ class RunFolder:
         """A new, empty ``<root>/<name>-<timestamp>`` folder (``-2``, ``-3`` ... when taken); ``root``
         None: :func:`default_runs_root`; a name that would leave ``root`` (``../x``, ``/tmp/x``) is
         refused."""
-        from segtrain.config import plain_name_problem
 
         problem = plain_name_problem(str(name))
         if problem:
@@ -383,11 +383,15 @@ class RunFolder:
     # --- checkpoints ----------------------------------------------------------------------------
     def remove_stale_temporaries(self) -> list[str]:
         """Remove the temporaries an interrupted write left in ``checkpoints/`` (a process killed
-        while it saved: ``.<name>.tmp-<random>``, never taken for a checkpoint); their names."""
-        stale = sorted(p for p in self.checkpoints_dir.glob(".*.tmp-*") if p.is_file())
-        for path in stale:
-            path.unlink(missing_ok=True)
-        return [p.name for p in stale]
+        while it saved: ``.<name>.tmp-<pid>...``, never taken for a checkpoint); their names. A
+        live process's temporary (a writer still saving) is kept (:func:`~segtrain.io.atomic.dead_temporaries`)."""
+        if not self.checkpoints_dir.is_dir():
+            return []
+        stale = [name for name in dead_temporaries(os.listdir(self.checkpoints_dir))
+                 if (self.checkpoints_dir / name).is_file()]
+        for name in stale:
+            (self.checkpoints_dir / name).unlink(missing_ok=True)
+        return stale
 
     def checkpoint_files(self) -> list[Path]:
         """The checkpoint files (last.ckpt, a link to the newest full-state one, is not listed)."""
@@ -457,7 +461,10 @@ class RunFolder:
         written, and in one spare, the newest checkpoint of an earlier step (a run whose newest file
         was damaged resumes from it): every other periodic or final checkpoint of the same step as
         ``newest`` becomes a hard link to it (no second copy), every other older full one is
-        rewritten with weights only (:func:`weights_only`; best.ckpt is always weights only). A run
+        rewritten with weights only (:func:`weights_only`). best.ckpt holds weights only, except
+        when the run ends (``newest`` is final.ckpt) at best.ckpt's step: then it is a hard link to
+        final.ckpt (a default 30-step cells run: 172 MB instead of 229; the next save of a resumed
+        run slims it again; Lightning replaces files by renaming, never writing into them). A run
         resumes from the newest; the others still load for prediction and fine-tuning. A file that
         cannot be rewritten (a full disk) stays as it was. Returns the names changed."""
         newest = Path(newest)
@@ -472,10 +479,11 @@ class RunFolder:
             path = info.path
             if not info.readable or path.resolve() == newest.resolve() or path.samefile(newest):
                 continue
-            acted_on = info.full or (info.step == header[0] and info.name not in WEIGHTS_ONLY)
+            twin = info.step == header[0] and (info.name not in WEIGHTS_ONLY or newest.name == FINAL_CKPT)
+            acted_on = info.full or twin
             if acted_on and _checkpoint_header(path) is None:  # damaged: left as it is
                 continue
-            if info.step == header[0] and info.name not in WEIGHTS_ONLY:
+            if twin:
                 tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
                 try:
                     tmp.unlink(missing_ok=True)

@@ -26,3 +26,9 @@ def default_runs_root() -> Path:
     else:
         base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "segtrain" / "runs"
+
+
+def typed_runs_root(text: str, default: str | Path) -> Path:
+    """The runs folder a user typed (a panel's field; blank: ``default``), stripped and with ``~``
+    expanded: every panel reads the field this one way."""
+    return Path(text.strip() or default).expanduser()

@@ -16,6 +16,22 @@ import numpy as np
 from segtrain.scale.geometry import block_regions
 from segtrain.scale.job import ScaleJob, load_job
 from segtrain.scale.volumes import open_array, read_spatial
+from segtrain.config import segment_config
+from segtrain.postprocess import fragments_of
+from segtrain.scale.edge_stats import EdgeStatistics
+from segtrain.scale.edge_stats import edge_statistics
+from segtrain.scale.edge_stats import scoring_quantile
+from segtrain.scale.graph import UNMERGED
+from segtrain.scale.graph import join_scores
+from segtrain.scale.graph_db import open_graph_writer
+from segtrain.scale.relabel import _apply_sparse
+from segtrain.scale.stitch import face_views
+from segtrain.scale.stitch import load_view
+from segtrain.scale.stitch import same_basin_pairs
+from segtrain.scale.stitch import save_views
+from segtrain.segment import MergeTree
+from segtrain.segment import relabel_consecutive
+from segtrain.segment._waterz import as_waterz_affinities
 
 #: The channels fragments and waterz use: the z, y, x nearest-neighbour affinities.
 NEAREST = slice(0, 3)
@@ -25,11 +41,12 @@ NEAREST = slice(0, 3)
 
 
 def _device() -> str | None:
-    """This worker's GPU (worker id modulo the GPUs it sees), or None for the CPU."""
-    import torch
+    """This worker's GPU (CUDA: worker id modulo the GPUs it sees; Apple MPS), or None for the CPU."""
+    from segtrain.device import choose_device
 
-    if not torch.cuda.is_available():
-        return None
+    choice = choose_device(threads=1)
+    if choice.kind != "cuda":
+        return "mps" if choice.kind == "mps" else None
     worker = 0
     try:
         import daisy
@@ -37,7 +54,7 @@ def _device() -> str | None:
         worker = max(0, int(daisy.Context.from_env()["worker_id"]))
     except Exception:  # noqa: BLE001 - not under daisy (serial run): the first GPU
         pass
-    return f"cuda:{worker % torch.cuda.device_count()}"
+    return f"cuda:{worker % choice.count}"
 
 
 @functools.lru_cache(maxsize=1)
@@ -86,11 +103,6 @@ def centres_and_sizes(local: np.ndarray, n: int, begin) -> tuple[np.ndarray, np.
 def fragments_block(job_dir: str, block) -> None:
     """Fragments of the block plus context, cropped to the block (ids offset per block), its
     views of the neighbours' first planes (for stitching) and its nodes."""
-    from segtrain.config import segment_config
-    from segtrain.postprocess import fragments_of
-    from segtrain.scale.graph_db import open_graph_writer
-    from segtrain.scale.stitch import face_views, save_views
-    from segtrain.segment import relabel_consecutive
 
     job = load_job(job_dir)
     s = job.settings
@@ -126,14 +138,6 @@ def block_edges(job: ScaleJob, affs: np.ndarray, fragments: np.ndarray, index: i
     (:class:`~segtrain.scale.edge_stats.EdgeStatistics`, sorted by ``(u, v)``) and the score at
     which waterz joins them on this region (float32). ``extra`` pairs ``(u, v)`` are edges too,
     with no statistics where their fragments do not touch."""
-    from segtrain.scale.edge_stats import (
-        EdgeStatistics,
-        edge_statistics,
-        scoring_quantile,
-    )
-    from segtrain.scale.graph import UNMERGED, join_scores
-    from segtrain.segment import MergeTree
-    from segtrain.segment._waterz import as_waterz_affinities
 
     scoring = job.settings.segment["scoring"]
     waffs, _ = as_waterz_affinities(affs)
@@ -168,7 +172,6 @@ def stitched_pairs(job: ScaleJob, fragments: np.ndarray, index: int,
     (``(u, v)``, ``u`` in this block): the stored ``fragments`` (the block grown by at least one
     voxel; ``inner`` the block in it) on the planes either side of each face, against the two
     blocks' views of them (:mod:`segtrain.scale.stitch`). A face without views stitches nothing."""
-    from segtrain.scale.stitch import load_view, same_basin_pairs
 
     loc = np.unravel_index(index, job.grid.grid)
     us, vs = [np.zeros(0, np.uint64)], [np.zeros(0, np.uint64)]
@@ -198,7 +201,6 @@ def stitched_pairs(job: ScaleJob, fragments: np.ndarray, index: int,
 
 def agglomerate_block(job_dir: str, block) -> None:
     """The block's edges with their statistics, per-block scores and stitched flags."""
-    from segtrain.scale.graph_db import open_graph_writer
 
     job = load_job(job_dir)
     s = job.settings
@@ -228,7 +230,6 @@ def relabel_block(job_dir: str, key: str, output, block) -> None:
 
     Only the part of the (memory-mapped) table for this block's id range is read.
     """
-    from segtrain.scale.relabel import _apply_sparse
 
     job = load_job(job_dir)
     read, _, _ = block_regions(block, job.settings.shape)

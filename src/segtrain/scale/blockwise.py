@@ -20,6 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.scale.relabel import _scheduler
+from segtrain.segment import fragments_watershed
+from segtrain.segment import fragments_waterz
+from segtrain.segment._waterz import check_threshold
 
 
 def _dask(array, chunks=None):
@@ -37,7 +41,6 @@ def fragments_blockwise(affs, block_shape: Sequence[int], method: str = "watersh
     ``method`` is "watershed" (:func:`segtrain.segment.fragments_watershed`, ``params`` passed on)
     or "waterz" (:func:`segtrain.segment.fragments_waterz`).
     """
-    from segtrain.segment import fragments_waterz, fragments_watershed
 
     block_shape = tuple(int(b) for b in block_shape)
     a = _dask(affs)
@@ -130,8 +133,6 @@ def region_graph_blockwise(affs, fragments, block_shape: Sequence[int] | None = 
     """The region graph computed block by block (one voxel of look-back per block) and reduced."""
     import dask
 
-    from segtrain.scale.relabel import _scheduler
-
     f = _dask(fragments)
     a = _dask(affs)
     if a.ndim != 4 or a.shape[0] < 3 or tuple(a.shape[1:]) != tuple(f.shape):
@@ -161,8 +162,6 @@ def agglomerate_graph(graph: RegionGraph, threshold: float,
     segment_ids)`` (each segment is named by its smallest fragment id)."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-
-    from segtrain.segment._waterz import check_threshold
 
     threshold = check_threshold(threshold)
     ids = np.unique(np.concatenate([graph.u, graph.v] + (

@@ -31,6 +31,12 @@ import threading
 from pathlib import Path
 
 from segtrain.errors import SegtrainError
+from segtrain.scale.job import JOB_FILE
+from segtrain.scale.job import ScaleJob
+from segtrain.scale.pipeline import blocks_done
+from segtrain.scale.pipeline import create_job
+from segtrain.scale.pipeline import run_job
+from segtrain.scale.pipeline import segment_job
 
 #: seconds between two looks at the stop event while the child runs
 POLL_S = 0.1
@@ -51,7 +57,6 @@ def run_request(request: dict, progress=None) -> dict:
     ``out`` and optionally ``again`` (how the user retries, for error messages). Returns what
     was written; a step with failed blocks raises a SegtrainError.
     """
-    from segtrain.scale.pipeline import create_job, run_job, segment_job
 
     again = request.get("again", "run it again")
     job = create_job(request["job"], **request["create"])
@@ -69,8 +74,6 @@ def run_request(request: dict, progress=None) -> dict:
 def request_blocks_done(request: dict | None) -> tuple[int, int]:
     """``(done, total)`` blocks of the request's job (its block steps and its segmentation);
     ``(0, 0)`` before the job exists."""
-    from segtrain.scale.job import JOB_FILE, ScaleJob
-    from segtrain.scale.pipeline import blocks_done
 
     if request is None or not (Path(request["job"]) / JOB_FILE).exists():
         return 0, 0

@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.io.atomic import atomic_path
+from segtrain.scale.relabel import _apply_sparse
+from segtrain.segment._waterz import check_threshold
 
 #: Score of an edge whose fragments waterz never joined (no threshold <= 1 merges it).
 UNMERGED = np.float32(1.0)
@@ -149,8 +152,6 @@ class ScoredGraph:
         return int(len(self.u))
 
     def _check(self, threshold: float) -> np.float32:
-        from segtrain.segment._waterz import check_threshold
-
         return np.float32(check_threshold(threshold))
 
     def lookup(self, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -176,7 +177,6 @@ class ScoredGraph:
 
     def relabel(self, fragments, threshold: float) -> np.ndarray:
         """Segment ids for a region of the fragments (e.g. the displayed slice of a crop)."""
-        from segtrain.scale.relabel import _apply_sparse
 
         ids, segments = self.lookup(threshold)
         return _apply_sparse(np.asarray(fragments), ids, segments)
@@ -194,8 +194,6 @@ class ScoredGraph:
     def save(self, path, overwrite: bool = False):
         """Write the graph to an ``.npz`` file, atomically."""
         from pathlib import Path
-
-        from segtrain.io.atomic import atomic_path
 
         arrays = dict(ids=self.ids, u=self.u, v=self.v, scores=self.scores)
         if self.positions is not None:

@@ -29,6 +29,7 @@ import numpy as np
 
 from segtrain.errors import InputError
 from segtrain.scale.graph import ScoredGraph
+from segtrain.scale.edge_stats import EdgeStatistics
 
 POSITION = "position"
 NODE_ATTRS_SPEC = ("position", "size")
@@ -258,7 +259,6 @@ def _fetch_all(location: str | Path, query: str) -> list[tuple]:
 def read_edge_statistics(location: str | Path):
     """Every edge with its statistics, sorted by ``(u, v)``, as
     :class:`~segtrain.scale.edge_stats.EdgeStatistics`."""
-    from segtrain.scale.edge_stats import EdgeStatistics
 
     rows = _fetch_all(location, "SELECT u, v, affinity_sum, affinity_count, histogram FROM edges ORDER BY u, v")
     if any(r[3] is None for r in rows):

@@ -23,6 +23,9 @@ from pathlib import Path
 from segtrain.errors import InputError
 from segtrain.scale.geometry import BlockGrid, as_shape
 from segtrain.scale.volumes import ArraySpec
+from segtrain.config import ConfigError
+from segtrain.config import segment_config
+from segtrain.io.atomic import atomic_path
 
 JOB_FILE = "job.json"
 FORMAT_VERSION = 3  # 2: edges carry statistics, the global step scores them; 3: face views, stitched edges
@@ -139,7 +142,6 @@ class ScaleJob:
     @classmethod
     def create(cls, folder: str | Path, settings: JobSettings) -> ScaleJob:
         """Write ``job.json`` (or reopen the job when it holds the same settings)."""
-        from segtrain.io.atomic import atomic_path
 
         folder = Path(folder)
         file = folder / JOB_FILE
@@ -168,7 +170,6 @@ def load_job(folder: str) -> ScaleJob:
 def check_segment_settings(segment: dict) -> dict:
     """The segment settings the pipeline uses, checked as a :class:`~segtrain.config.SegmentConfig`
     is (the one set of rules); InputError names what is wrong."""
-    from segtrain.config import ConfigError, segment_config
 
     missing = [k for k in SEGMENT_KEYS if k not in segment]
     if missing:

@@ -35,13 +35,22 @@ from segtrain.scale.job import (
     grid_settings,
 )
 from segtrain.scale.volumes import ArraySpec, check_reusable, create_output, describe_input, set_attrs
+from segtrain.config import SegmentConfig
+from segtrain.config import divisor
+from segtrain.io.atomic import atomic_path
+from segtrain.scale.agglomeration import global_merge_scores
+from segtrain.scale.blocks import lut_files
+from segtrain.scale.graph_db import count_nodes
+from segtrain.scale.graph_db import count_unscored_edges
+from segtrain.scale.graph_db import read_edge_statistics
+from segtrain.scale.graph_db import read_stitched_pairs
+from segtrain.scale.graph_db import write_merge_scores
+from segtrain.segment._waterz import check_threshold
 
 STATUS_FILE = "status.json"
 
 
 def _segment_dict(segment) -> dict:
-    from segtrain.config import SegmentConfig
-
     base = dataclasses.asdict(SegmentConfig())
     if segment is None:
         return base
@@ -63,7 +72,6 @@ def _spatial_3d(volume, what: str) -> tuple[tuple[int, ...], tuple[float, ...], 
 
 
 def _model_settings(model: str, segment):
-    from segtrain.config import divisor
     from segtrain.predict import load_model
 
     loaded = load_model(model, device="cpu")
@@ -102,7 +110,6 @@ def create_job(folder: str | Path, *, block_shape: Sequence[int], affinities: st
     ``context`` (voxels per side, default a quarter block) is what fragments and agglomeration
     see beyond their block; ``db`` a PostgreSQL URL (default: ``graph.sqlite`` in the folder).
     """
-    from segtrain.segment._waterz import check_threshold
 
     folder = Path(folder)
     max_threshold = check_threshold(max_threshold, "maximum threshold")
@@ -172,8 +179,6 @@ def read_status(job: ScaleJob) -> dict:
 
 
 def _write_status(job: ScaleJob, results: list[StepResult]) -> None:
-    from segtrain.io.atomic import atomic_path
-
     status = read_status(job)
     for r in results:
         status[r.task_id] = dict(r.to_dict(), complete=r.ok)
@@ -215,14 +220,6 @@ def run_global_step(job: ScaleJob, progress: Progress | None = None, bars: bool 
     """The global step, in this process: read every edge's statistics, agglomerate the whole
     region graph as waterz would (:func:`segtrain.scale.agglomeration.global_merge_scores`) and
     store each edge's merge score. Skipped when it finished before and no edge came since."""
-    from segtrain.scale.agglomeration import global_merge_scores
-    from segtrain.scale.graph_db import (
-        count_nodes,
-        count_unscored_edges,
-        read_edge_statistics,
-        read_stitched_pairs,
-        write_merge_scores,
-    )
 
     if not read_status(job).get("agglomerate", {}).get("complete"):
         raise InputError(f"The agglomeration of {job.folder} has not finished for every block; "
@@ -281,8 +278,6 @@ def blocks_done(job: ScaleJob, threshold: float | None = None,
     ``threshold`` into ``out``, when given) as daisy recorded them: what a resume skips."""
     import zarr
 
-    from segtrain.segment._waterz import check_threshold
-
     steps = list(job.block_steps)
     if threshold is not None:
         threshold = check_threshold(threshold)
@@ -297,8 +292,6 @@ def blocks_done(job: ScaleJob, threshold: float | None = None,
 
 def save_lookup(job: ScaleJob, key: str, ids: np.ndarray, segments: np.ndarray) -> None:
     """Write a lookup table as two .npy files (sorted ids, segments) that workers memory-map."""
-    from segtrain.io.atomic import atomic_path
-    from segtrain.scale.blocks import lut_files
 
     job.luts.mkdir(exist_ok=True)
     for file, values in zip(lut_files(job, key), (ids, segments)):
@@ -315,7 +308,6 @@ def segment_job(job: ScaleJob, threshold: float, out: str | Path | None = None, 
     """The segmentation at ``threshold``: connected components of the graph's edges scoring
     below it give a lookup table, applied to the fragments block by block into ``out`` (a
     ``.zarr`` or ``.n5`` path; default ``JOB/volumes.zarr/segmentation_<threshold>``)."""
-    from segtrain.segment._waterz import check_threshold
 
     threshold = check_threshold(threshold)
     if threshold > job.settings.max_threshold + 1e-9:

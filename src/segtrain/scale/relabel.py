@@ -16,6 +16,7 @@ import numpy as np
 
 from segtrain.errors import InputError
 from segtrain.segment.merge_tree import apply_lut
+from segtrain.segment._waterz import check_threshold
 
 
 def _as_dask(fragments, chunks=None):
@@ -174,7 +175,6 @@ def relabel_blockwise(
     -------
     The written path, or the relabelled numpy array when ``out_path`` is None.
     """
-    from segtrain.segment._waterz import check_threshold
 
     if threshold is not None:
         check_threshold(threshold)

@@ -29,6 +29,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from segtrain.io.atomic import atomic_path
 
 #: The faces of a block: ``(axis, side)`` with side -1 (towards lower coordinates) or +1.
 FACES = tuple((axis, side) for axis in range(3) for side in (-1, 1))
@@ -71,7 +72,6 @@ def face_views(labels: np.ndarray, inner: tuple[slice, ...], ids: np.ndarray,
 
 def save_views(path: Path, views: dict[str, np.ndarray]) -> None:
     """Write a block's views atomically (a retried block writes the same file again)."""
-    from segtrain.io.atomic import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path, overwrite=True) as tmp, open(tmp, "wb") as f:

@@ -16,6 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.io.write import OUTPUT_MARKER
+from segtrain.io import Volume
+from segtrain.io import read_volume
+from segtrain.io.n5_io import is_n5
+from segtrain.io.zarr_io import is_zarr
+from segtrain.io.zarr_io import zarr_attrs
 
 
 @dataclass(frozen=True)
@@ -37,9 +43,6 @@ class ArraySpec:
 
 
 def _kind(source: Path) -> str:
-    from segtrain.io.n5_io import is_n5
-    from segtrain.io.zarr_io import is_zarr
-
     if is_n5(source):
         return "n5"
     if is_zarr(source):
@@ -49,7 +52,6 @@ def _kind(source: Path) -> str:
 
 def describe_input(path: str | Path, dataset: str | None = None):
     """``(ArraySpec, Volume)`` of an input; the Volume gives shape, axes, voxel size, offset."""
-    from segtrain.io import read_volume
 
     volume = read_volume(path, dataset)
     source = Path(volume.source or path)
@@ -105,7 +107,6 @@ def open_array(spec: ArraySpec, write: bool = False):
         return _open_n5(Path(spec.path) / (spec.dataset or ""))
     if write:
         raise InputError(f"{spec.path} cannot be written block by block; write .zarr or .n5.")
-    from segtrain.io import read_volume
 
     return read_volume(spec.path, spec.dataset).data
 
@@ -137,7 +138,7 @@ def read_spatial(spec: ArraySpec, region: tuple[slice, ...], channels: slice = s
     return np.moveaxis(data, spec.channel_axis, 0) if spec.channel_axis else data
 
 
-#: the marker (``segtrain_output``) on arrays that blockwise steps create and may resume into
+#: the marker (:data:`~segtrain.io.write.OUTPUT_MARKER`) on arrays that blockwise steps create and may resume into
 BLOCKWISE_OUTPUT = "blockwise"
 
 
@@ -155,8 +156,6 @@ def create_output(path: Path, shape: tuple[int, ...], dtype, chunks: tuple[int, 
     false`` until :func:`set_attrs` marks it complete: every reader (:func:`segtrain.io.read_volumes`)
     refuses it until then, naming that command.
     """
-    from segtrain.io.write import OUTPUT_MARKER
-
     attrs = {**(attrs or {}), OUTPUT_MARKER: BLOCKWISE_OUTPUT}
     path = Path(path)
     if complete_with is not None:
@@ -173,9 +172,6 @@ def _create_zarr(container: Path, inner: str | None, shape, dtype, chunks, voxel
     import numcodecs
     import zarr
 
-    from segtrain.io import Volume
-    from segtrain.io.zarr_io import zarr_attrs
-
     meta = zarr_attrs(Volume(data=np.zeros((1,) * len(shape), dtype=np.uint8), voxel_size=voxel_size,
                              offset=offset, axes=axes, is_labels=is_labels))
     meta.update(attrs or {})
@@ -185,7 +181,7 @@ def _create_zarr(container: Path, inner: str | None, shape, dtype, chunks, voxel
             group.require_group(inner.rsplit("/", 1)[0])
     existing = _existing_zarr(container, inner)
     if existing is not None:
-        _check_own(existing.attrs.get("segtrain_output"), f"{container}/{inner or ''}")
+        _check_own(existing.attrs, f"{container}/{inner or ''}")
         if tuple(existing.shape) != tuple(shape) or existing.dtype != np.dtype(dtype) \
                 or tuple(existing.chunks) != tuple(chunks):
             raise InputError(f"{container}/{inner or ''} exists with another shape, type or chunking; "
@@ -205,16 +201,17 @@ def check_reusable(path: Path) -> None:
     if container.suffix == ".n5":
         attributes = container / (inner or "data") / "attributes.json"
         if attributes.exists():
-            _check_own(json.loads(attributes.read_text()).get("segtrain_output"), str(attributes.parent))
+            _check_own(json.loads(attributes.read_text()), str(attributes.parent))
         return
     existing = _existing_zarr(container, inner)
     if existing is not None:
-        _check_own(existing.attrs.get("segtrain_output"), f"{container}/{inner or ''}")
+        _check_own(existing.attrs, f"{container}/{inner or ''}")
 
 
-def _check_own(marker, where: str) -> None:
-    if marker != BLOCKWISE_OUTPUT:
-        raise InputError(f"{where} exists and was not made by a blockwise step (no 'segtrain_output: "
+def _check_own(attrs, where: str) -> None:
+    """Refuse an existing array whose attributes ``attrs`` lack the blockwise steps' marker."""
+    if attrs.get(OUTPUT_MARKER) != BLOCKWISE_OUTPUT:
+        raise InputError(f"{where} exists and was not made by a blockwise step (no '{OUTPUT_MARKER}: "
                          f"{BLOCKWISE_OUTPUT}' attribute); segtrain never writes into it: choose another output or job "
                          "folder.")
 
@@ -240,7 +237,7 @@ def _create_n5(container: Path, inner: str, shape, dtype, chunks, voxel_size, of
     if not root_attrs.exists():
         root_attrs.write_text(json.dumps({"n5": "2.0.0"}))
     if (folder / "attributes.json").exists():
-        _check_own(json.loads((folder / "attributes.json").read_text()).get("segtrain_output"), str(folder))
+        _check_own(json.loads((folder / "attributes.json").read_text()), str(folder))
         existing = _open_n5(folder)
         if existing.shape != tuple(shape) or existing.dtype != np.dtype(dtype):
             raise InputError(f"{folder} exists with another shape or type; use another job folder.")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
+from segtrain.scale.blocks import block_function
+from segtrain.scale.volumes import ArraySpec
 
 
 def main(argv: list[str] | None = None) -> int:
     import daisy
-
-    from segtrain.scale.blocks import block_function
-    from segtrain.scale.volumes import ArraySpec
 
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) not in (2, 3):

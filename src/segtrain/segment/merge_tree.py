@@ -29,6 +29,7 @@ from segtrain.segment._waterz import (
     scoring_type,
 )
 from segtrain.segment.fragments import relabel_consecutive
+from segtrain.io.atomic import atomic_path
 
 FORMAT_VERSION = 1
 
@@ -316,7 +317,6 @@ class MergeTree:
 
     def save(self, path, overwrite: bool = False, include_fragments: bool = True) -> Path:
         """Write the tree (and by default its fragments) to an ``.npz`` file, atomically."""
-        from segtrain.io.atomic import atomic_path
 
         path = Path(path)
         meta = dict(

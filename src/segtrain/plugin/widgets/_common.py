@@ -3,17 +3,20 @@ status line, a foldable section and an embedded matplotlib canvas."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtCore import QSize, Qt, Signal
+from qtpy.QtCore import QSize, Qt, QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QDockWidget,
     QDoubleSpinBox,
     QFormLayout,
     QLabel,
     QLineEdit,
+    QMainWindow,
     QSizePolicy,
     QSpinBox,
     QToolButton,
@@ -39,9 +42,56 @@ class Panel(QWidget):
         for edit in self.findChildren(QLineEdit):
             edit.setMinimumWidth(60)
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt name
+        """The first time it shows in a dock napari made from the Plugins menu: a tab beside the
+        other segtrain docks (:func:`tabify_with_segtrain_docks`)."""
+        super().showEvent(event)
+        if not getattr(self, "_shown_once", False):
+            self._shown_once = True
+            QTimer.singleShot(0, lambda: tabify_with_segtrain_docks(self))
+
     def sizeHint(self) -> QSize:  # noqa: N802 - Qt name
         hint = super().sizeHint()
         return QSize(min(hint.width(), PANEL_WIDTH), hint.height())
+
+
+#: napari titles a plugin's dock "Train (segtrain)" (from the Plugins menu: the display name) or
+#: "Train (napari-segtrain)" (``add_plugin_dock_widget`` with the package name)
+PLUGIN_DOCK_SUFFIXES = (" (segtrain)", " (napari-segtrain)")
+
+
+def tabify_with_segtrain_docks(widget: QWidget) -> None:
+    """Make the napari dock of ``widget`` (a panel or the tabbed dock opened from the Plugins menu)
+    a tab beside the segtrain docks already in its dock area, show it, and fit the window to the
+    screen again: napari stacks plugin docks in one column, which grew the window beyond the screen.
+    Docks that are not the plugin's (a panel a script docked itself) are left as they are."""
+    try:
+        dock = widget.parentWidget()
+    except RuntimeError:  # closed before this ran
+        return
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parentWidget()
+    window = dock.parentWidget() if dock is not None else None
+    if not isinstance(window, QMainWindow) or not dock.windowTitle().endswith(PLUGIN_DOCK_SUFFIXES):
+        return
+    area = window.dockWidgetArea(dock)
+    others = [d for d in window.findChildren(QDockWidget)
+              if d is not dock and d.windowTitle().endswith(PLUGIN_DOCK_SUFFIXES) and not d.isFloating()
+              and d.isVisibleTo(window) and window.dockWidgetArea(d) == area]
+    if not others or dock in window.tabifiedDockWidgets(others[-1]):
+        return
+    window.tabifyDockWidget(others[-1], dock)
+    dock.show()
+    dock.raise_()
+    from segtrain.plugin.launcher import fit_window
+
+    def fit() -> None:  # once the window's layout knows the docks are tabs
+        try:
+            fit_window(window)
+        except RuntimeError:  # the window was closed meanwhile
+            pass
+
+    QTimer.singleShot(0, fit)
 
 
 class LayerCombo(QComboBox):
@@ -72,6 +122,7 @@ class LayerCombo(QComboBox):
         self.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
         self._last: str | None = None
+        self._chosen: weakref.ref | None = None  # the chosen layer itself: its name may change
         events = viewer.layers.events
         events.inserted.connect(self._on_inserted)
         events.removed.connect(self.refresh)
@@ -96,6 +147,9 @@ class LayerCombo(QComboBox):
 
     def refresh(self, *_: Any) -> None:
         current = self.currentText() or self._last
+        chosen = self._chosen() if self._chosen is not None else None
+        if chosen is not None and chosen in self.viewer.layers:
+            current = chosen.name  # a renamed layer stays chosen under its new name
         names = [layer.name for layer in self.viewer.layers if self.accepts(layer)]
         if self.allow_none:
             names = [NONE_TEXT, *names]
@@ -116,7 +170,9 @@ class LayerCombo(QComboBox):
 
     def _emit(self, *_: Any) -> None:
         self._last = self.currentText()
-        self.layer_changed.emit(self.layer())
+        layer = self.layer()
+        self._chosen = None if layer is None else weakref.ref(layer)
+        self.layer_changed.emit(layer)
 
     def layer(self) -> Any | None:
         name = self.currentText()
@@ -206,6 +262,29 @@ def widget_value(widget: QWidget) -> Any:
     raise TypeError(f"no value for {type(widget).__name__}")
 
 
+def bounded(widget: QWidget, section: type, name: str, least: float | None = None,
+            most: float | None = None) -> QWidget:
+    """``widget`` (a spin box or combo box) offering what the config field ``section.name`` accepts:
+    its declared bounds (:func:`segtrain.config.field_bounds`; an excluded bound moves by one step),
+    ``least``/``most`` where the field is unbounded, a null field's "off" one step below its minimum,
+    and a Literal's choices."""
+    from segtrain.config import field_bounds
+
+    bounds = field_bounds(section, name)
+    if isinstance(widget, QComboBox):
+        widget.clear()
+        widget.addItems([str(c) for c in bounds.choices])
+        return widget
+    step = 1 if isinstance(widget, QSpinBox) else 10.0 ** -widget.decimals()
+    low = least if bounds.low is None else bounds.low + (step if bounds.low_open else 0)
+    high = most if bounds.high is None else bounds.high - (step if bounds.high_open else 0)
+    if bounds.optional and low is not None:
+        low -= step
+        widget.setSpecialValueText(widget.specialValueText() or "off")
+    widget.setRange(low, high)
+    return widget
+
+
 def set_widget_value(widget: QWidget, value: Any) -> None:
     """Show ``value`` in a form widget (the inverse of :func:`widget_value`)."""
     if isinstance(widget, (QSpinBox, QDoubleSpinBox)):
@@ -230,3 +309,17 @@ def parse_floats(text: str) -> tuple[float, ...]:
     if any(v <= 0 for v in values):
         raise ValueError(f"voxel sizes must be positive, got '{text}'")
     return values
+
+
+def file_dialog(parent: QWidget, title: str, directory: str, name_filter: str, save: bool, on_chosen) -> QWidget:
+    """A Qt (not the system's) file dialog, opened without blocking: ``on_chosen(path)`` when a file
+    is chosen (typed or picked, then Enter or the button). Returned so that it stays alive."""
+    from qtpy.QtWidgets import QFileDialog
+
+    dialog = QFileDialog(parent, title, directory, name_filter)
+    dialog.setOption(QFileDialog.DontUseNativeDialog, True)
+    dialog.setAcceptMode(QFileDialog.AcceptSave if save else QFileDialog.AcceptOpen)
+    dialog.setFileMode(QFileDialog.AnyFile if save else QFileDialog.ExistingFile)
+    dialog.fileSelected.connect(lambda path: on_chosen(path))
+    dialog.open()
+    return dialog

@@ -28,7 +28,7 @@ from segtrain.plugin.widgets._common import (
     status_label,
 )
 from segtrain.plugin.workers import LatestOnly, notify_error, notify_info, start_worker
-from segtrain.tasks import default_task, find_task
+from segtrain.tasks import default_task, find_task, suggested_task
 
 GT_WORDS = L.GT_WORDS
 
@@ -164,7 +164,7 @@ class DataWidget(Panel):
         ndim = L.spatial_ndim(image)
         gt = self.gt_combo.layer()
         if gt is not None and tuple(gt.data.shape) == L.spatial_shape(image):
-            task = L.task_from_labels(gt.data, ndim)
+            task = suggested_task(gt.data, ndim).name
         else:
             current = find_task(self.task())
             keep = ndim != 3 and (current is None or not current.agglomerates)
@@ -179,11 +179,7 @@ class DataWidget(Panel):
         """Pick a Labels layer named like ground truth (e.g. 'em labels', 'gt') that fits the
         image, while no ground truth is chosen: a sample or a dropped file then needs no clicks."""
         image = self.image_combo.layer()
-        if (self.gt_combo.layer() is not None or image is None
-                or layer.__class__.__name__ != "Labels" or L.META in layer.metadata):
-            return
-        name = layer.name.lower()
-        if not any(word in name for word in GT_WORDS):
+        if self.gt_combo.layer() is not None or image is None or not L.named_like_ground_truth(layer):
             return
         if tuple(layer.data.shape) == L.spatial_shape(image):
             self.gt_combo.set_layer(layer)

@@ -2,23 +2,28 @@
 
 Opened one by one from the Plugins menu, napari stacks the panels in one column: the window grew
 to about 1400 x 2900 px on a 1000 px screen and the forms were squeezed into overlapping rows.
-Here each panel is a tab and scrolls inside it, so the dock never asks for more than the screen.
+Here each panel is a tab and scrolls inside it, so the dock never asks for more than the screen;
+panels opened one by one become tabs of one dock area
+(:func:`segtrain.plugin.widgets._common.tabify_with_segtrain_docks`).
 """
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import Qt, QTimer
 from qtpy.QtWidgets import QFrame, QMainWindow, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
-from segtrain.plugin.widgets._common import PANEL_WIDTH
+from segtrain.plugin.widgets._common import tabify_with_segtrain_docks
+
 
 NARROWEST = 230  # px of a panel's view before it scrolls sideways (a 1280 px screen keeps half for the canvas)
 
 
 def panel_classes() -> list[tuple[str, type]]:
     """(tab name, panel class) in the order of the loop: data -> train -> ... -> runs."""
+    from segtrain.plugin.widgets.batch import BatchWidget
     from segtrain.plugin.widgets.data import DataWidget
     from segtrain.plugin.widgets.export import ExportWidget
+    from segtrain.plugin.widgets.measurements import MeasurementsWidget
     from segtrain.plugin.widgets.predict import PredictWidget
     from segtrain.plugin.widgets.proofread import ProofreadWidget
     from segtrain.plugin.widgets.runs import RunsWidget
@@ -26,7 +31,8 @@ def panel_classes() -> list[tuple[str, type]]:
     from segtrain.plugin.widgets.train import TrainWidget
 
     return [("Data", DataWidget), ("Train", TrainWidget), ("Predict", PredictWidget), ("Segment", SegmentWidget),
-            ("Proofread", ProofreadWidget), ("Export", ExportWidget), ("Runs", RunsWidget)]
+            ("Proofread", ProofreadWidget), ("Export", ExportWidget), ("Runs", RunsWidget),
+            ("Batch", BatchWidget), ("Measurements", MeasurementsWidget)]
 
 
 def scrolling(panel: QWidget) -> QScrollArea:
@@ -42,13 +48,13 @@ def scrolling(panel: QWidget) -> QScrollArea:
 
 
 class SegtrainDock(QWidget):
-    """The seven panels as tabs on the dock's edge; ``panels[name]`` is the panel of tab ``name``."""
+    """The panels as tabs on the dock's edge; ``panels[name]`` is the panel of tab ``name``."""
 
     def __init__(self, napari_viewer, parent=None):
         super().__init__(parent)
         self.viewer = napari_viewer
         self.tabs = QTabWidget()
-        self.tabs.setTabPosition(QTabWidget.West)  # seven names side by side would be cut to "Tr..."
+        self.tabs.setTabPosition(QTabWidget.West)  # the names side by side would be cut to "Tr..."
         self.tabs.setDocumentMode(True)
         self.panels: dict[str, QWidget] = {}
         for name, cls in panel_classes():
@@ -70,6 +76,7 @@ class SegtrainDock(QWidget):
             from segtrain.plugin.launcher import fit_window
 
             fit_window(window)
+            QTimer.singleShot(0, lambda: tabify_with_segtrain_docks(self))
 
     def panel(self, name: str) -> QWidget:
         """Show the tab ``name`` and return its panel."""

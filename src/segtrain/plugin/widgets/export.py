@@ -25,6 +25,8 @@ from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
 from segtrain.plugin.widgets.export_blockwise import add_to as add_blockwise_section
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
+from segtrain.io import Volume
+from segtrain.io import write_volume
 
 FORMATS = {"zarr": ".zarr", "TIFF": ".tif"}
 
@@ -48,7 +50,6 @@ def folder_problem(folder: Path) -> str | None:
 def export_items(items: list[tuple[str, Any]], folder: Path, base: str, suffix: str,
                  overwrite: bool) -> list[Path]:
     """Worker body: write each (name, Volume or MergeTree) item; returns the written paths."""
-    from segtrain.io import write_volume
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,7 +124,6 @@ class ExportWidget(Panel):
 
     def items(self, layer) -> list[tuple[str, Any]]:
         """What to write: (name, Volume or MergeTree), with metadata attrs."""
-        from segtrain.io import Volume
 
         info = L.layer_info(layer)
         # a merge-tree segmentation (and any proofread one) is its Proofreader: fragments, the tree

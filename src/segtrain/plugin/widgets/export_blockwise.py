@@ -34,6 +34,13 @@ from qtpy.QtWidgets import (
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import compact, status_label
 from segtrain.plugin.workers import Throttle, notify_error, notify_info, start_worker
+from segtrain.plugin.reader import read_layers
+from segtrain.plugin.widgets._common import Foldable
+from segtrain.plugin.workers import lower_thread_priority
+from segtrain.scale.driver import run_in_child
+from segtrain.scale.job import JOB_FILE
+from segtrain.scale.job import SEGMENT_KEYS
+from segtrain.scale.volumes import read_attrs
 
 SOURCES = {"affinities": "affinities (C, z, y, x)", "raw": "raw image + model"}
 
@@ -68,9 +75,6 @@ def run_blockwise(request: BlockwiseRequest, progress=None, stop: threading.Even
     threshold, in a child process; returns the result and the layer data of the output, or
     ``{"stopped": True, "done": N, "total": M}`` when ``stop`` was set. A step with failed blocks
     raises a one-sentence SegtrainError (the finished blocks are kept for a re-run)."""
-    from segtrain.plugin.reader import read_layers
-    from segtrain.plugin.workers import lower_thread_priority
-    from segtrain.scale.driver import run_in_child
 
     lower_thread_priority()  # the child process inherits it, and its workers too
     result = run_in_child(driver_request(request), progress=progress, stop=stop)
@@ -102,8 +106,6 @@ def _step_name(step: str) -> str:
 def unfinished_output(job: Path, out: Path) -> bool:
     """Whether ``out`` is the output a stopped run of ``job`` left unfinished (resumed, not
     overwritten)."""
-    from segtrain.scale.job import JOB_FILE
-    from segtrain.scale.volumes import read_attrs
 
     if not (job / JOB_FILE).exists():
         return False
@@ -210,7 +212,6 @@ class BlockwiseSection(QWidget):
 
     def request(self) -> BlockwiseRequest | str:
         """The request made from the fields, or the one sentence saying what is wrong."""
-        from segtrain.scale.job import SEGMENT_KEYS
 
         layer = self.export.seg_combo.layer()
         info = L.layer_info(layer) if layer is not None else None
@@ -314,7 +315,6 @@ class BlockwiseSection(QWidget):
 
 def add_to(export, layout: Any) -> BlockwiseSection:
     """Add the section, folded, to the Export panel's layout; returns it."""
-    from segtrain.plugin.widgets._common import Foldable
 
     section = BlockwiseSection(export)
     export.blockwise_fold = Foldable("Full volume, blockwise", section)

@@ -2,7 +2,9 @@
 told otherwise, with its step) and an image layer, predict in the background with progress, and
 show affinities (RGB), LSDs (RGB of chosen channels, hidden at first) and probabilities (images)
 aligned with the input, half transparent over it; with "Uncertainty" (which needs test-time
-augmentation) also the disagreement between the augmented predictions (hidden at first)."""
+augmentation) also the disagreement between the augmented predictions (hidden at first). A
+BioImage.IO model package ("Load BioImage.IO model..."): one segtrain exported runs as its run did;
+another zoo model runs through bioimageio.core, its outputs shown as image layers."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
+from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, file_dialog, status_label
 from segtrain.plugin.workers import (
     LatestOnly,
     ProgressRelay,
@@ -32,12 +34,16 @@ from segtrain.plugin.workers import (
     notify_warning,
     start_worker,
 )
+from segtrain.config import PRESETS
+from segtrain.errors import InputError
+from segtrain.plugin.workers import release_gpu_memory
+from segtrain.runs import RunFolder
 
 FEW_STEPS_FRACTION = 0.1  # a model trained for less than this share of its preset's steps is warned about
 
 
 def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augment: bool = False,
-                   rgb: bool = False, uncertainty: bool = False, match_size: bool = True):
+                   rgb: bool = False, uncertainty: bool = False, match_size: bool = False):
     """Worker body: load the model (a run folder's ``which`` checkpoint, or a file), tiled
     prediction (with ``augment``: averaged over every test-time transform the voxel size allows;
     with ``uncertainty`` too, which needs ``augment``: also the ``uncertainty`` output); returns
@@ -46,15 +52,19 @@ def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augme
     its object size (:mod:`segtrain.predict.match_size`)."""
     import numpy as np
 
-    from segtrain.errors import InputError
-    from segtrain.plugin.workers import release_gpu_memory
     from segtrain.predict import load_model
     from segtrain.predict.infer import predict_matched
     from segtrain.predict.match_size import matching_applies
     from segtrain.predict.tta import tta_counts
 
+    from segtrain.predict.model_io import default_device, open_model
+    from segtrain.predict.package import ZooModel, is_package
+
     try:
-        loaded = load_model(checkpoint, which=which)
+        loaded = open_model(checkpoint) if is_package(checkpoint) else load_model(checkpoint, which=which)
+        if isinstance(loaded, ZooModel):
+            image = np.moveaxis(np.asarray(raw), -1, 0) if rgb else raw
+            return loaded.predict(image, default_device()), None, loaded.describe(), ""
         if rgb:  # napari's RGB(A) images have their channels last
             channels = loaded.config.data.in_channels
             if channels != raw.shape[-1]:
@@ -80,7 +90,6 @@ def run_prediction(checkpoint: str, which: str, raw, voxel_size, progress, augme
 
 def few_steps_warning(config, step: int) -> str:
     """A sentence when a model was trained for a small share of its preset's steps, else ""."""
-    from segtrain.config import PRESETS
 
     if config.preset not in PRESETS:
         return ""
@@ -94,7 +103,6 @@ def few_steps_warning(config, step: int) -> str:
 def checkpoint_choices(path: str) -> list[tuple[str, str]]:
     """Worker body: ``(label, which)`` for each checkpoint of a run folder, newest readable first
     (``which`` is what :func:`segtrain.predict.load_model` takes); a file gives itself."""
-    from segtrain.runs import RunFolder
 
     if Path(path).is_file():
         return [(Path(path).name, "newest")]
@@ -122,6 +130,12 @@ class PredictWidget(Panel):
         self.checkpoint_edit = QLineEdit()
         self.checkpoint_edit.setPlaceholderText("run folder or checkpoint file")
         self.browse_button = QPushButton("Browse...")
+        self.zoo_button = QPushButton("Load BioImage.IO model...")
+        self.zoo_button.setToolTip(
+            "A BioImage.IO model package (.zip or rdf.yaml): one segtrain exported predicts exactly as its run (then "
+            "Segment, tune and proofread as usual); other 2D/3D zoo models with PyTorch weights run through "
+            "bioimageio.core with their own processing.")
+        self.zoo_dialog = None
         self.image_combo = LayerCombo(napari_viewer, ("Image",),
                                       predicate=lambda layer: L.layer_info(layer) is None)
         self.tta_check = QCheckBox("Test-time augmentation")
@@ -132,11 +146,12 @@ class PredictWidget(Panel):
             "Also show where the augmented predictions disagree (their standard deviation; bright = unsure): "
             "the places to check or annotate next. Needs test-time augmentation, which ticking this turns on.")
         self.match_check = QCheckBox("Match object size")
-        self.match_check.setChecked(True)
+        self.match_check.setChecked(False)
         self.match_check.setToolTip(
             "Cells and spheroids (2D mask/instance runs tuned with segtrain tune): measure the image's objects with "
             "a first pass and predict it zoomed so they have the size the model was tuned at, as Cellpose "
-            "rescales to its cell diameter. Images like the training images are not zoomed.")
+            "rescales to its cell diameter. Images like the training images are not zoomed. Off by default: it "
+            "helps where only the magnification differs, and lowered F1 on real new dishes (docs/training.md).")
         self.which_combo = QComboBox()
         self.which_combo.setToolTip("Which checkpoint of the run: the newest readable one by default.")
         self.model_label = QLabel("model: -")
@@ -165,6 +180,7 @@ class PredictWidget(Panel):
         form.addRow("LSD channels", channel_row)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        layout.addWidget(self.zoo_button)
         layout.addWidget(self.predict_button)
         layout.addWidget(self.model_label)
         layout.addWidget(self.status)
@@ -174,6 +190,7 @@ class PredictWidget(Panel):
         self.choices_job = LatestOnly(checkpoint_choices, self._show_choices, "Reading the run's checkpoints",
                                       self.status)
         self.browse_button.clicked.connect(lambda: self._browse())
+        self.zoo_button.clicked.connect(lambda: self._choose_package())
         self.predict_button.clicked.connect(lambda: self.predict())
         # uncertainty is the disagreement between augmented predictions: one needs the other
         self.uncertainty_check.toggled.connect(lambda on: on and self.tta_check.setChecked(True))
@@ -228,6 +245,16 @@ class PredictWidget(Panel):
         if path:
             self.set_checkpoint(path)
 
+    def _choose_package(self) -> None:
+        self.zoo_dialog = file_dialog(self, "BioImage.IO model package", str(self.session.runs_root),
+                                      "BioImage.IO model (*.zip *rdf.yaml *bioimageio.yaml)", False,
+                                      self._package_chosen)
+
+    def _package_chosen(self, path: str) -> None:
+        self.zoo_dialog = None
+        self.set_checkpoint(path)
+        notify_info(f"Model package {Path(path).name} chosen; press Predict.", self.status)
+
     def predict(self) -> None:
         image = self.image_combo.layer()
         checkpoint = self.checkpoint_edit.text().strip()
@@ -267,6 +294,9 @@ class PredictWidget(Panel):
     def show_predictions(self, result) -> None:
         outputs, record, loaded, warning = result
         self.model_label.setText(f"model: {loaded}")
+        if record is None:  # a zoo model segtrain did not export: its outputs as they are
+            self._show_zoo_outputs(outputs, loaded)
+            return
         task = record.task
         # how the prediction was made travels with it (Segment starts from the run's settings),
         # the same record `segtrain predict` writes into its files
@@ -303,6 +333,19 @@ class PredictWidget(Panel):
             notify_warning(warning, self.status)
         else:
             notify_info(f"Predicted {', '.join(self.result_layers)} for '{image.name}' with {loaded}.", self.status)
+
+    def _show_zoo_outputs(self, outputs, described: str) -> None:
+        """Each output of a zoo model as an image layer (channels as napari's first axis), on the image."""
+        image = self._image
+        self.result_layers = {}
+        scale = tuple(image.scale)[-len(L.spatial_scale(image)):]
+        for name, array in outputs.items():
+            data = array[0] if array.shape[0] == 1 else array
+            layer_scale = scale if data.ndim == len(scale) else (1.0, *scale)
+            self.result_layers[name] = L.upsert_layer(
+                self.viewer, "image", data, name=f"{image.name} {name}", scale=layer_scale,
+                blending="additive", colormap="magma", opacity=0.6)
+        notify_info(f"Predicted {', '.join(outputs)} for '{image.name}' with {described}.", self.status)
 
     def _update_lsd_channels(self, *_: Any) -> None:
         layer = self.result_layers.get("lsds")

@@ -12,7 +12,13 @@ Export writes the edited segmentation with the log (``*_proofreading.npz``), *Op
 new boundary and seeds, of each merge's removed boundary, deleted areas as background, painted
 objects; :func:`segtrain.proofread.corrections_annotation`), or the edited objects whole, or the
 whole segmentation, into annotation (unknown elsewhere) in the annotation layer; Train's
-*Fine-tune* then continues from the model's weights on it. Every edit runs in a worker (:mod:`segtrain.plugin.workers`); the core
+*Fine-tune* then continues from the model's weights on it.
+
+Across a batch (the Batch panel's output): *Previous image* / *Next image* show the batch's images one
+after the other, each with its own segmentation layer, edits and log (kept while its layers are open);
+on a batch image, *Use corrections as annotation* turns the corrections of every corrected image of the
+batch into a corrections layer of that image, and Train's *Fine-tune* trains on all of them, each with
+its own image. Every edit runs in a worker (:mod:`segtrain.plugin.workers`); the core
 is :mod:`segtrain.proofread`.
 """
 
@@ -38,6 +44,7 @@ from qtpy.QtWidgets import (
 
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_label
+from segtrain.plugin.widgets.batch import BATCH_META, batch_entries, read_batch_image, show_batch_image
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
 from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
 from segtrain.proofread.annotation import RADIUS
@@ -77,6 +84,22 @@ def annotation_and_counts(reader: Proofreader, scope, **kwargs) -> tuple[np.ndar
     annotation = corrections_annotation(reader, scope, **kwargs)
     objects = len(np.unique(annotation[(annotation > 0) & (annotation < L.BACKGROUND_LABEL)]))
     return annotation, objects, int(np.count_nonzero(annotation))
+
+
+def batch_step(out, current: str | None, step: int):
+    """``(out, key, index, total, (image, labels, voxel size, attrs) or None)`` of the batch image
+    ``step`` away from ``current`` (the first for None; key None past either end)."""
+    entries = batch_entries(out)
+    keys = [row["key"] for row in entries]
+    index = 0 if current not in keys else keys.index(current) + step
+    if not 0 <= index < len(keys):
+        return out, None, index, len(keys), None
+    return out, keys[index], index, len(keys), read_batch_image(entries[index], out)
+
+
+def batch_annotations(readers, scope, **kwargs) -> list:
+    """:func:`annotation_and_counts` of each reader."""
+    return [annotation_and_counts(reader, scope, **kwargs) for reader in readers]
 
 
 def seeded_split(reader: Proofreader, seeds, source_array, source_kind):
@@ -137,6 +160,9 @@ class ProofreadWidget(Panel):
         self._regions_of = None  # the uncertainty array they were ranked for
         self._regions_layer = None
         self.region_index = -1
+        self.prev_image_button = QPushButton("Previous image")
+        self.next_image_button = QPushButton("Next image")
+        self.batch_label = QLabel("")
         self.open_edit = QLineEdit()
         self.open_edit.setPlaceholderText("*_proofreading.npz")
         self.open_button = QPushButton("Open")
@@ -146,6 +172,11 @@ class ProofreadWidget(Panel):
         form.addRow("Segmentation", self.seg_combo)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
+        row = QHBoxLayout()
+        row.addWidget(self.prev_image_button)
+        row.addWidget(self.next_image_button)
+        layout.addLayout(row)
+        layout.addWidget(self.batch_label)
         layout.addWidget(QLabel("Tool (then click in the viewer)"))
         layout.addLayout(grid)
         row = QHBoxLayout()
@@ -183,6 +214,9 @@ class ProofreadWidget(Panel):
         self.scope_combo.currentTextChanged.connect(lambda _: self._refresh_controls())
         self.open_button.clicked.connect(lambda: self.open(self.open_edit.text()))
         self.next_button.clicked.connect(lambda: self.next_region())
+        self.prev_image_button.clicked.connect(lambda: self.step_batch(-1))
+        self.next_image_button.clicked.connect(lambda: self.step_batch(+1))
+        self.session.changed.connect(lambda key: self._refresh_controls() if key == "batch_out" else None)
         self.open_edit.returnPressed.connect(lambda: self.open(self.open_edit.text()))
         self.seg_combo.layer_changed.connect(lambda _: (self._follow_image(), self._refresh_controls()))
         napari_viewer.layers.events.removed.connect(self._layer_removed)
@@ -279,6 +313,10 @@ class ProofreadWidget(Panel):
         self.seeds_button.setVisible(self.tool() == "Seeds")
         self.paint_button.setVisible(self.tool() == "Paint")
         self.annotate_button.setEnabled(reader is not None)
+        in_batch = self.session.batch_out is not None
+        self.prev_image_button.setVisible(in_batch)
+        self.next_image_button.setVisible(in_batch)
+        self.batch_label.setVisible(in_batch)
         self.radius_spin.setEnabled(SCOPES[self.scope_combo.currentText()] == "confirmed")
         self.log_list.clear()
         if self.seg_combo.layer() is None and not self.status.text():
@@ -404,6 +442,7 @@ class ProofreadWidget(Panel):
         info.fragments = reader.fragments
         layer.refresh()
         self._refresh_controls()
+        self.session.set(edited=layer.name)  # measurements of it follow the edit
 
     def split_at_seeds(self) -> None:
         if self.busy():
@@ -467,6 +506,9 @@ class ProofreadWidget(Panel):
             return
         if self.busy():
             return
+        if BATCH_META in layer.metadata:
+            self._batch_annotation(layer)
+            return
         existing_layer = self._annotation_of_same_image(layer, reader)
         existing = None if existing_layer is None else np.asarray(existing_layer.data)
         scope = SCOPES[self.scope_combo.currentText()]
@@ -500,6 +542,88 @@ class ProofreadWidget(Panel):
         self.session.set(annotation_layer=existing_layer.name)
         notify_info(f"'{existing_layer.name}' now holds {objects} corrected objects ({known:,} annotated voxels); "
                     "press Fine-tune in Train to teach the model.", self.status)
+
+    # --- across a batch ------------------------------------------------------------------------
+    def _batch_layers(self, out: str) -> list:
+        """The segmentation layers of the batch in ``out`` that are open, in the batch's order."""
+        return [layer for layer in self.viewer.layers
+                if layer.metadata.get(BATCH_META, {}).get("out") == out
+                and layer.metadata[BATCH_META].get("role") == "labels"]
+
+    def step_batch(self, step: int) -> None:
+        """Show the batch's previous / next finished image (its layers reused when open, so its
+        edits and log stay) and proofread it."""
+        out = self.session.batch_out
+        if out is None or self.busy():
+            return
+        layer = self.seg_combo.layer()
+        meta = {} if layer is None else layer.metadata.get(BATCH_META, {})
+        current = meta.get("key") if meta.get("out") == str(Path(out).resolve()) else None
+        self.status.setText("Opening the image ...")
+        self.worker = start_worker(batch_step, out, current, step, on_return=self._stepped,
+                                   on_finish=self._edit_finished, action="Opening the image", status=self.status)
+
+    def _stepped(self, result) -> None:
+        out, key, index, total, data = result
+        if key is None:
+            self.status.setText("No further image in this direction: that was the batch's "
+                                f"{'first' if index <= 0 else 'last'} finished image.")
+            return
+        same = [layer for layer in self._batch_layers(str(Path(out).resolve()))
+                if layer.metadata[BATCH_META]["key"] == key]
+        if same:  # already open: its edits and log as they were
+            for layer in self.viewer.layers:
+                if BATCH_META in layer.metadata:
+                    layer.visible = layer.metadata[BATCH_META]["key"] == key
+            seg = same[0]
+        else:
+            seg = show_batch_image(self.viewer, out, key, *data)
+        self.seg_combo.set_layer(seg)
+        self.viewer.reset_view()
+        reader = self.reader()
+        edits = 0 if reader is None else len(reader.edits)
+        self.batch_label.setText(f"Batch image {index + 1} of {total}: {key} ({edits} edits)")
+        self.status.setText(f"Proofreading {key}.")
+        self._refresh_controls()
+
+    def _batch_annotation(self, layer) -> None:
+        """The corrections of every edited image of ``layer``'s batch into a corrections layer each."""
+        out = layer.metadata[BATCH_META]["out"]
+        edited = [seg for seg in self._batch_layers(out)
+                  if L.layer_info(seg) is not None and L.layer_info(seg).proofreader is not None
+                  and L.layer_info(seg).proofreader.edits]
+        if not edited:
+            notify_error("No edits to learn from in this batch: proofread some of its images first.", self.status)
+            return
+        scope = SCOPES[self.scope_combo.currentText()]
+        jobs = [(seg, L.layer_info(seg).proofreader) for seg in edited]
+        self.status.setText(f"Turning the corrections of {len(jobs)} images into annotation ...")
+        self.worker = start_worker(
+            batch_annotations, [reader for _, reader in jobs], scope, radius=self.radius_spin.value(),
+            sampling=tuple(float(s) for s in layer.scale),
+            on_return=lambda results: self._batch_annotated([seg for seg, _ in jobs], results),
+            on_finish=self._edit_finished, action="Turning the corrections into annotation", status=self.status)
+        self._refresh_controls()
+
+    def _batch_annotated(self, segs, results) -> None:
+        names, total = [], 0
+        for seg, (annotation, objects, _known) in zip(segs, results):
+            if seg not in self.viewer.layers:
+                continue
+            image = L.image_of(seg, self.viewer)
+            name = L.derived_name(seg, "corrections", self.viewer)
+            if name in self.viewer.layers and L.layer_kind(self.viewer.layers[name]) == "annotation":
+                self.viewer.layers[name].data = annotation
+            else:
+                info = L.LayerInfo("annotation", source=seg.name, image=image)
+                self.viewer.add_labels(annotation, name=L.unique_name(self.viewer, name), scale=seg.scale,
+                                       translate=seg.translate, metadata={L.META: info},
+                                       visible=seg.visible)
+            names.append(name)
+            total += objects
+        self.session.set(batch_corrections=names, annotation_layer=names[0])
+        notify_info(f"{len(names)} images of the batch now have corrections layers ({total} corrected objects); "
+                    "press Fine-tune in Train to teach the model on all of them.", self.status)
 
     # --- where to look next -------------------------------------------------------------------
     def next_region(self) -> None:

@@ -1,7 +1,8 @@
 """Runs dock widget: a sortable table of the training runs in a runs folder (the columns of
 `segtrain runs`: settings, best and final validation metric, per-class metrics, parent, data seen,
 size), to compare them side by side, plot chosen runs' validation curves together (Compare) and hand
-a run to Predict."""
+a run to Predict, or export it as a BioImage.IO model package (tested with bioimageio.core before it
+is written, in the background)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,14 @@ from qtpy.QtWidgets import (
 )
 
 from segtrain.plugin import layers as L
-from segtrain.plugin.widgets._common import Panel, mpl_canvas, status_label
-from segtrain.plugin.workers import notify_error, notify_info
-from segtrain.runs import RUNS_ROOT_TIP
+from segtrain.plugin.widgets._common import Panel, file_dialog, mpl_canvas, status_label
+from segtrain.plugin.workers import notify_error, notify_info, start_worker
+from segtrain.runs.root import RUNS_ROOT_TIP, typed_runs_root
+from segtrain.runs import RunFolder
+from segtrain.runs import cell_text
+from segtrain.runs import list_runs
+from segtrain.runs import run_columns
+from segtrain.runs import sort_value
 
 SORT_ROLE = Qt.UserRole + 1
 
@@ -70,6 +76,13 @@ class RunsWidget(Panel):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.verticalHeader().setVisible(False)
         self.load_button = QPushButton("Use in Predict")
+        self.export_button = QPushButton("Export BioImage.IO model...")
+        self.export_button.setToolTip(
+            "Write the selected run as a BioImage.IO model package (.zip) for ilastik, deepImageJ, bioimageio.core "
+            "and the Model Zoo: weights (state_dict + TorchScript), normalisation, test tensors from its validation "
+            "image, decoding settings; tested with bioimageio.core before it is written. Licence MIT.")
+        self.export_dialog = None
+        self.export_worker = None
         self.metric_combo = QComboBox()
         self.metric_combo.setToolTip("validation metric to compare (the runs' monitored one by default)")
         self.compare_button = QPushButton("Compare")
@@ -89,7 +102,10 @@ class RunsWidget(Panel):
         layout = QVBoxLayout(self)
         layout.addLayout(row)
         layout.addWidget(self.table, 1)
-        layout.addWidget(self.load_button)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.load_button)
+        buttons.addWidget(self.export_button)
+        layout.addLayout(buttons)
         layout.addLayout(compare)
         layout.addWidget(self.canvas)
         layout.addWidget(self.status)
@@ -99,6 +115,7 @@ class RunsWidget(Panel):
         self.root_edit.returnPressed.connect(self.refresh)
         self.load_button.clicked.connect(lambda: self.load_selected())
         self.compare_button.clicked.connect(lambda: self.compare_selected())
+        self.export_button.clicked.connect(lambda: self.choose_export())
         self.table.doubleClicked.connect(lambda *_: self.load_selected())
         self.session.changed.connect(self._session_changed)
         self.refresh()
@@ -113,9 +130,8 @@ class RunsWidget(Panel):
 
     def refresh(self) -> None:
         """List the runs of the folder typed, keeping the rows selected and the order chosen."""
-        from segtrain.runs import cell_text, list_runs, run_columns, sort_value
 
-        root = Path(self.root_edit.text().strip() or self.session.runs_root).expanduser()
+        root = typed_runs_root(self.root_edit.text(), self.session.runs_root)
         selected = {str(p) for p in self.selected_paths()}
         try:
             self.runs = list_runs(root) if root.exists() else []
@@ -172,7 +188,6 @@ class RunsWidget(Panel):
 
     def compare_selected(self) -> None:
         """Plot the selected runs' validation curves (the chosen metric against step) together."""
-        from segtrain.runs import RunFolder
 
         paths = self.selected_paths()
         if not paths:
@@ -215,3 +230,37 @@ class RunsWidget(Panel):
             return
         self.session.set(run_dir=path, checkpoint=path)  # Predict takes the run folder
         notify_info(f"Run {path.name} is in Predict (its newest checkpoint).", self.status)
+
+    def choose_export(self) -> None:
+        """Ask where to write the selected run's package (a file dialog that does not block)."""
+        path = self.selected_path()
+        if path is None:
+            notify_error("Select a run in the table first, then export it.", self.status)
+            return
+        if self.export_worker is not None:
+            notify_error("An export is already running; wait for it to finish.", self.status)
+            return
+        self.export_dialog = file_dialog(self, f"Export {path.name} as a BioImage.IO model",
+                                         str(path.parent / f"{path.name}.zip"), "BioImage.IO model (*.zip)", True,
+                                         lambda output: self.export(path, output))
+
+    def export(self, run: Path, output: str) -> None:
+        """Export ``run`` to ``output`` in the background (a worker); one sentence on failure."""
+        from segtrain.zoo import export_run
+
+        self.export_dialog = None
+        output = output if output.endswith(".zip") else f"{output}.zip"
+        self.export_button.setEnabled(False)
+        self.status.setText(f"Exporting {run.name} (testing the package with bioimageio.core) ...")
+
+        def done(written) -> None:
+            notify_info(f"Wrote {written}: {run.name} as a BioImage.IO model (bioimageio.core's test passed; licence "
+                        "MIT, change it with `segtrain export-model --license`).", self.status)
+
+        def finished() -> None:
+            self.export_worker = None
+            self.export_button.setEnabled(True)
+
+        self.export_worker = start_worker(export_run, run, output, on_return=done, on_finish=finished,
+                                          action="Exporting the model", status=self.status,
+                                          progress={"desc": "Exporting BioImage.IO model"})

@@ -35,10 +35,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from segtrain.config import ModelConfig, SelfTrainConfig, TrainConfig
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import (
     Foldable,
     Panel,
+    bounded,
     compact,
     mpl_canvas,
     set_widget_value,
@@ -52,18 +54,25 @@ from segtrain.plugin.workers import (
     notify_info,
     release_gpu_memory,
     start_worker,
+    warm_up_done,
     warm_up_imports,
 )
-from segtrain.runs import RUNS_ROOT_TIP
+from segtrain.runs.root import RUNS_ROOT_TIP, typed_runs_root
 from segtrain.tasks import find_task, task_of
 from segtrain.workflows.training import TrainingJob, fine_tune_config, set_max_steps
 from segtrain.workflows.training import training_reports as run_reports
+from segtrain.config import PRESETS
+from segtrain.config import load_config
+from segtrain.config import monitor_metric
+from segtrain.config import preset
+from segtrain.config import save_config
+from segtrain.errors import InputError
+from segtrain.runs import RunFolder
+from segtrain.runs import fine_tune_note
 
 
 
 def preset_names() -> list[str]:
-    from segtrain.config import PRESETS
-
     return list(PRESETS)
 
 
@@ -85,6 +94,18 @@ def array_to_pixmap(image: np.ndarray, height: int) -> QPixmap:
     data = np.ascontiguousarray(np.clip(np.asarray(image, np.float32), 0, 1) * 255, dtype=np.uint8)
     qimage = QImage(data.data, data.shape[1], data.shape[0], data.strides[0], QImage.Format_Grayscale8)
     return QPixmap.fromImage(qimage.copy()).scaledToHeight(height, Qt.SmoothTransformation)
+
+
+def _device_line(accelerator: str, precision: str, threads: int | None) -> str:
+    """Worker body: the device line, once the background import of PyTorch has finished (two threads
+    importing it at once can see a half-initialised module)."""
+    import time
+
+    from segtrain.device import device_line
+
+    while not warm_up_done():
+        time.sleep(0.1)
+    return device_line(accelerator, precision, threads)
 
 
 class TrainWidget(Panel):
@@ -116,37 +137,37 @@ class TrainWidget(Panel):
         self.name_edit.setPlaceholderText("default: preset + time")
         self.runs_root_edit = QLineEdit(str(self.session.runs_root))
         self.runs_root_edit.setToolTip(RUNS_ROOT_TIP)
-        self.steps_spin = QSpinBox(minimum=1, maximum=10**8)
+        self.steps_spin = bounded(QSpinBox(), TrainConfig, "max_steps", most=10**8)
         self.steps_spin.setKeyboardTracking(False)  # "15" typed is 15, not 1 then 15
-        self.batch_spin = QSpinBox(minimum=1, maximum=1024)
-        self.lr_spin = QDoubleSpinBox(decimals=6, minimum=1e-7, maximum=1.0, singleStep=1e-5)
+        self.batch_spin = bounded(QSpinBox(), TrainConfig, "batch_size", most=1024)
+        self.lr_spin = bounded(QDoubleSpinBox(decimals=6, singleStep=1e-5), TrainConfig, "lr", most=1.0)
         self.patch_edit = QLineEdit()
-        self.val_every_spin = QSpinBox(minimum=1, maximum=10**8)
+        self.val_every_spin = bounded(QSpinBox(), TrainConfig, "val_every", most=10**8)
         self.val_every_spin.setToolTip("Validate every N steps (and always at the last step).")
 
         # advanced (folded)
-        self.fmaps_spin = QSpinBox(minimum=1, maximum=1024)
+        self.fmaps_spin = bounded(QSpinBox(), ModelConfig, "num_fmaps", most=1024)
         self.lsds_check = QCheckBox("predict LSDs")
-        self.lsd_sigma_spin = QDoubleSpinBox(decimals=2, minimum=0.1, maximum=1000.0)
-        self.scheduler_combo = QComboBox()
-        self.scheduler_combo.addItems(["none", "plateau", "cosine"])
-        self.patience_spin = QSpinBox(minimum=0, maximum=10**6)
-        self.patience_spin.setSpecialValueText("off")
-        self.checkpoint_spin = QSpinBox(minimum=1, maximum=10**8)
-        self.keep_spin = QSpinBox(minimum=0, maximum=1000)
+        self.lsd_sigma_spin = bounded(QDoubleSpinBox(decimals=2), ModelConfig, "lsd_sigma", most=1000.0)
+        self.scheduler_combo = bounded(QComboBox(), TrainConfig, "scheduler")
+        self.patience_spin = bounded(QSpinBox(), TrainConfig, "early_stopping_patience", most=10**6)  # 0: "off"
+        self.checkpoint_spin = bounded(QSpinBox(), TrainConfig, "checkpoint_every", most=10**8)
+        self.keep_spin = bounded(QSpinBox(), TrainConfig, "keep_checkpoints", most=1000)
         self.keep_spin.setToolTip("Periodic checkpoints kept (the newest); best and final are always kept.")
-        self.accelerator_combo = QComboBox()
-        self.accelerator_combo.addItems(["auto", "cpu", "gpu"])
-        self.seed_spin = QSpinBox(minimum=0, maximum=2**31 - 1)
+        self.accelerator_combo = bounded(QComboBox(), TrainConfig, "accelerator")
+        self.seed_spin = bounded(QSpinBox(), TrainConfig, "seed", least=0, most=2**31 - 1)
+        self.accelerator_combo.setToolTip("auto: a CUDA GPU, else Apple MPS, else the CPU; gpu: CUDA or MPS.")
 
         # self-training (folded): iterations of pseudo-labelling after the supervised iteration 0
-        self.selftrain_spin = QSpinBox(minimum=0, maximum=1000)
-        self.selftrain_spin.setSpecialValueText("off")
+        self.selftrain_spin = bounded(QSpinBox(), SelfTrainConfig, "iterations", most=1000)
+        self.selftrain_spin.setSpecialValueText("off")  # 0 iterations
         self.selftrain_spin.setToolTip("Self-training iterations after training on the labels: each predicts the "
                                        "unlabelled images (the config's selftrain.unlabelled, else this image), keeps "
                                        "the confident pixels as pseudo-labels and trains again.")
-        self.threshold_start_spin = QDoubleSpinBox(decimals=3, minimum=0.5, maximum=1.0, singleStep=0.01)
-        self.threshold_end_spin = QDoubleSpinBox(decimals=3, minimum=0.5, maximum=1.0, singleStep=0.01)
+        self.threshold_start_spin = bounded(QDoubleSpinBox(decimals=3, singleStep=0.01), SelfTrainConfig,
+                                            "threshold_start")
+        self.threshold_end_spin = bounded(QDoubleSpinBox(decimals=3, singleStep=0.01), SelfTrainConfig,
+                                          "threshold_end")
         self.threshold_start_spin.setToolTip("Confidence a pixel needs to become a pseudo-label at the first iteration.")
         self.threshold_end_spin.setToolTip("... relaxed linearly to this at the last iteration.")
 
@@ -164,6 +185,9 @@ class TrainWidget(Panel):
         self.resume_button.setEnabled(False)
         self.state_label = QLabel(self.state)
         self.state_label.setObjectName("state")
+        self.device_label = QLabel("device: ...")  # what the Accelerator setting trains on (segtrain.device)
+        self.device_label.setObjectName("device")
+        self.device_label.setWordWrap(True)
         self.run_dir_label = QLabel("run folder: -")
         self.run_dir_label.setWordWrap(True)
         self.tensorboard_button = QPushButton("Copy TensorBoard command")
@@ -226,6 +250,7 @@ class TrainWidget(Panel):
         layout.addLayout(buttons)
         layout.addWidget(self.finetune_button)
         layout.addWidget(self.state_label)
+        layout.addWidget(self.device_label)
         layout.addWidget(self.plot_box)
         layout.addWidget(self.preview_label)
         layout.addWidget(self.run_dir_label)
@@ -235,6 +260,7 @@ class TrainWidget(Panel):
 
         self.preset_combo.currentTextChanged.connect(self.load_preset)
         self.steps_spin.valueChanged.connect(self._steps_changed)
+        self.accelerator_combo.currentTextChanged.connect(lambda _: self._show_device())
         # clicked(bool) must not reach a slot that takes an argument: a real click passes False
         self.load_button.clicked.connect(lambda: self._load_yaml_dialog())
         self.save_button.clicked.connect(lambda: self._save_yaml_dialog())
@@ -256,6 +282,7 @@ class TrainWidget(Panel):
         self._show_task()
         self._show_pair()
         self._set_buttons()
+        self._show_device()
         self.fit()
         warm_up_imports()  # PyTorch loads in the background now, not on the first Start
 
@@ -286,8 +313,6 @@ class TrainWidget(Panel):
         self.task_label.setText(f"{text}{'' if ndim is None else f', {ndim}D'} (from Data)")
 
     def load_preset(self, name: str) -> None:
-        from segtrain.config import preset
-
         try:
             self.set_config(preset(name))
         except Exception as error:  # noqa: BLE001
@@ -352,8 +377,9 @@ class TrainWidget(Panel):
         if t.threads is None and t.accelerator != "gpu":
             # leave one CPU core to the GUI: torch on every core starves napari's event loop
             t.threads = max(1, (os.cpu_count() or 2) - 1)
-        if self.session.task in L.TASKS and self.image_ndim() in (None, config.ndim):
-            m.task = self.session.task  # the task chosen in Data & annotation
+        chosen = find_task(self.session.task)  # the task chosen in Data & annotation
+        if chosen is not None and chosen.label and self.image_ndim() in (None, config.ndim):
+            m.task = chosen.name
         if self.session.voxel_size and len(self.session.voxel_size) == config.ndim:
             d.voxel_size = list(self.session.voxel_size)
         if self.name_edit.text().strip():
@@ -361,9 +387,23 @@ class TrainWidget(Panel):
         self._apply_selftrain(config)
         return config.validate()
 
-    def load_yaml(self, path: str | Path) -> None:
-        from segtrain.config import load_config
+    def _show_device(self) -> None:
+        """Say which device and precision training would use (asked in a worker: querying the GPU
+        can take a second)."""
+        try:
+            t = self.current_config().train
+        except Exception:  # noqa: BLE001 - a half-typed field: the loaded config's settings
+            t = self.config.train
+        start_worker(_device_line, t.accelerator, t.precision, t.threads, action="Finding the device",
+                     on_return=self._set_device_line)
 
+    def _set_device_line(self, line: str) -> None:
+        try:
+            self.device_label.setText(f"device: {line}")
+        except RuntimeError:  # the panel was closed before the answer came
+            pass
+
+    def load_yaml(self, path: str | Path) -> None:
         try:
             self.set_config(load_config(path))
         except Exception as error:  # noqa: BLE001
@@ -373,8 +413,6 @@ class TrainWidget(Panel):
         self.status.setText(f"Loaded {path}")
 
     def save_yaml(self, path: str | Path) -> None:
-        from segtrain.config import save_config
-
         try:
             save_config(self.current_config(), path)
         except Exception as error:  # noqa: BLE001
@@ -402,7 +440,6 @@ class TrainWidget(Panel):
         another image's) or ground truth; Fine-tune takes the annotation (Proofread's corrections)
         with the image it was made on, whatever Data shows. Ground truth of another image is not
         used. ValueError (InputError) with one sentence when the pair cannot be told."""
-        from segtrain.errors import InputError
 
         annotation = self._layer(self.session.annotation_layer)
         gt = self._layer(self.session.gt_layer)
@@ -473,6 +510,21 @@ class TrainWidget(Panel):
                              "choose a ground-truth layer) in Data & annotation.")
         return out
 
+    def batch_corrections(self) -> list[tuple]:
+        """Fine-tune after proofreading a batch: ``(raw, labels, known, voxel size)`` of each other
+        image's corrections layer (Proofread's, :attr:`Session.batch_corrections`), each paired with
+        the image it was made on; ValueError (InputError) with one sentence when an image is closed."""
+        pairs = []
+        for name in self.session.batch_corrections:
+            layer = self._layer(name)
+            if layer is None or name == self.session.annotation_layer:
+                continue
+            image = L.source_image(layer, self.viewer)
+            labels, known = L.training_arrays(np.asarray(layer.data), self.session.sparse)
+            if known.any():
+                pairs.append((np.asarray(image.data), labels, known, tuple(L.spatial_scale(image))))
+        return pairs
+
     # --- run control ---------------------------------------------------------------------------
     def is_running(self) -> bool:
         return self.worker is not None
@@ -493,20 +545,24 @@ class TrainWidget(Panel):
             notify_error(str(error).strip().splitlines()[0] if str(error).strip() else
                          f"Starting training failed: {type(error).__name__}.", self.status)
             return
-        root = Path(self.runs_root_edit.text().strip() or self.session.runs_root).expanduser()
+        root = typed_runs_root(self.runs_root_edit.text(), self.session.runs_root)
         blocking = next((p for p in (root, *root.parents) if p.exists()), None)
         if blocking is not None and not blocking.is_dir():
             notify_error(f"The runs folder {root} cannot be made: {blocking} is a file; choose another runs folder.",
                          self.status)
             return
+        try:
+            more = self.batch_corrections() if init_from is not None else []
+        except ValueError as error:
+            notify_error(str(error), self.status)
+            return
         self.job = TrainingJob(config, arrays["raw"], arrays["labels"], arrays["known"], arrays["val_labels"],
                                tuple(arrays["voxel_size"]), root,
                                name=config.name if config is not None and self.name_edit.text().strip() else None,
                                resume=None if resume is None else Path(resume), max_steps=self.steps_spin.value(),
-                               init_from=None if init_from is None else Path(init_from))
+                               init_from=None if init_from is None else Path(init_from), more=more)
         if init_from is not None:
             self.job.name = config.name
-        from segtrain.config import monitor_metric
 
         if config is not None:
             self._monitor = monitor_metric(config)[0].removeprefix("val/")
@@ -589,7 +645,6 @@ class TrainWidget(Panel):
 
     def _fine_tune_text(self) -> str:
         """What the run being shown fine-tunes at (its run.json), "" for a run from scratch."""
-        from segtrain.runs import RunFolder, fine_tune_note
 
         record = None if self.run_dir is None else RunFolder(self.run_dir).fine_tune()
         return "" if record is None else fine_tune_note(record)
@@ -659,7 +714,6 @@ class TrainWidget(Panel):
 
     def _history_from_run(self, run_dir: Path) -> None:
         """The validation records of a run this panel did not train (Resume after loading it)."""
-        from segtrain.runs import RunFolder
 
         for record in RunFolder(run_dir).history():
             step = int(record.get("step", 0))
@@ -737,7 +791,7 @@ class TrainWidget(Panel):
         self.canvas.draw_idle()
 
     def tensorboard_command(self) -> str:
-        run_dir = self.run_dir or self.session.run_dir or Path(self.runs_root_edit.text() or self.session.runs_root)
+        run_dir = self.run_dir or self.session.run_dir or typed_runs_root(self.runs_root_edit.text(), self.session.runs_root)
         return f"tensorboard --logdir {shlex.quote(str(Path(run_dir).resolve()))}"
 
     def copy_tensorboard_command(self) -> None:
