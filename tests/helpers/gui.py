@@ -8,7 +8,7 @@ import contextlib
 import time
 
 import numpy as np
-from qtpy.QtCore import QCoreApplication, Qt
+from qtpy.QtCore import QCoreApplication, QEvent, QObject, Qt
 from qtpy.QtTest import QTest
 from qtpy.QtWidgets import (
     QAbstractButton,
@@ -17,6 +17,22 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QWidget,
 )
+
+
+class EnabledChanges(QObject):
+    """Every change of a widget's enabled state, in order (``states``), seen by a Qt event filter:
+    "the button was disabled while the job ran" holds even when a fast job has re-enabled it by
+    the time the click returns."""
+
+    def __init__(self, widget: QWidget):
+        super().__init__()
+        self.states: list[bool] = []
+        widget.installEventFilter(self)
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.EnabledChange:
+            self.states.append(watched.isEnabled())
+        return False
 
 
 class GUI:

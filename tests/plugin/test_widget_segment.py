@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers.gui import displayed_slice
+from helpers.gui import EnabledChanges, displayed_slice
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets.segment import SegmentWidget
 
@@ -45,9 +45,10 @@ def test_merge_tree_slider_relabels_the_displayed_slice(docked, gui, synthetic):
     assert segment.pred_combo.currentText() == "raw affinities"
     assert segment.affinity_box.isVisible() and segment.build_button.text() == "Build merge tree"
     assert segment.seed_spin.value() == 3 and segment.size_spin.value() == 5  # the run's settings
+    changes = EnabledChanges(segment.build_button)
     gui.click(segment.build_button)
-    assert not segment.build_button.isEnabled()
     gui.wait_until(lambda: segment.tree is not None and segment.build_button.isEnabled(), timeout=60)
+    assert changes.states == [False, True]  # disabled while it built, enabled again after
     layer = segment.seg_layer
     assert tuple(layer.scale) == (2, 1, 1) and isinstance(layer.data, L.LookupLabels)
     # the same tree the core makes with these settings and this voxel size

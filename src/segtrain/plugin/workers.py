@@ -31,7 +31,7 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QCoreApplication, QObject, QThread, QThreadPool, QTimer, Signal
 
 from segtrain.errors import SegtrainError
-from segtrain.plugin._compat import avoid_triton_llvm_clash
+from segtrain.plugin._compat import avoid_triton_llvm_clash, preload_torch_libraries
 
 logger = logging.getLogger(__name__)
 
@@ -359,6 +359,7 @@ def _import_heavy() -> None:
     try:
         import importlib
 
+        preload_torch_libraries()  # libtorch's dlopen without the GIL, before anything imports torch
         with MATPLOTLIB_IMPORT:  # first, and never beside the GUI thread's own import of it
             from matplotlib.backends import backend_agg
             from matplotlib.figure import Figure
