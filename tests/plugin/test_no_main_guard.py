@@ -94,3 +94,29 @@ def test_a_script_without_main_guard_trains_and_builds_a_tree_once(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert lines == ["body", "tree"], (lines, result.stderr[-3000:])  # the body ran exactly once, to the end
     assert time.perf_counter() - start < LIMIT_S
+
+
+QUICK_EXIT = """
+import napari
+from qtpy.QtWidgets import QApplication
+
+viewer = napari.Viewer(show=False)
+viewer.window.add_plugin_dock_widget("napari-segtrain", "Train")
+for _ in range(5):
+    QApplication.processEvents()
+print("opened", flush=True)
+# the script ends here, while the Train panel still imports PyTorch and finds the device
+"""
+
+
+def test_a_script_that_ends_while_a_panel_works_in_the_background_exits_cleanly(tmp_path):
+    """A worker still running at interpreter exit (the Train panel finding the device while PyTorch
+    loads) finished after Qt's objects were torn down and aborted the process ("wrapped C/C++
+    object of type WorkerBaseSignals has been deleted", exit status 134)."""
+    script = tmp_path / "open_train.py"
+    script.write_text(QUICK_EXIT)
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=LIMIT_S,
+                            cwd=tmp_path)
+    assert "opened" in result.stdout
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "has been deleted" not in result.stderr and "Traceback" not in result.stderr, result.stderr[-3000:]
