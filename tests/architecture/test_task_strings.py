@@ -1,25 +1,43 @@
-"""Outside segtrain/tasks/, no code compares the task string: every question about a task is asked
-of its class (``task_of(config).has_boundary`` and the like), so adding a task is one class in
-tasks/. A small AST walk over src/segtrain flags comparisons (==, !=, in, not in, match/case) of a
-task expression (a name or attribute containing ``task``, ``x.get("task")``, ``x["task"]``) with a
-task-name string literal or a tuple/list/set of them, dict literals keyed by task names, and task
-names chosen in a conditional expression (``"instances" if several else "masks"``, or any task name
-in a conditional expression given to something named ``task``)."""
+"""Outside segtrain/tasks/, no code compares a task's or a head's name: every question about a task
+is asked of its class (``task_of(config).has_boundary`` and the like) and every question about an
+output (head, layer kind) of :mod:`segtrain.tasks.heads` (``is_affinities(kind)``,
+``is_prediction(kind)``, ``task_of_head(kind)``), so adding a task or a head is one place in tasks/.
+A small AST walk over src/segtrain flags every comparison (==, !=, in, not in, match/case) of a
+task- or head-name string literal (the registered task names and ``HEAD_KINDS``, read from
+segtrain.tasks), or of a tuple/list/set holding one, with anything; dict literals keyed by task
+names; and task names chosen in a conditional expression (``"instances" if several else "masks"``,
+or any task name in a conditional expression given to something named ``task``). Names used
+otherwise (file names, CLI choices, dict keys, arguments) are not comparisons and are not flagged."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+from segtrain.tasks import HEAD_KINDS, REGISTRY, is_auxiliary, is_prediction, is_segmentable, task_names
+
 SRC = Path(__file__).resolve().parents[2] / "src" / "segtrain"
-NAMES = {"affinities", "masks", "instances", "classes"}
+#: the registered task names (chosen or keyed by name: flagged)
+NAMES = frozenset(task_names())
+#: task and head names (compared with anything: flagged)
+COMPARED = NAMES | frozenset(HEAD_KINDS)
 
 
 def _is_name_literal(node: ast.AST) -> bool:
+    """A task-name literal, or a tuple/list/set of them."""
     if isinstance(node, ast.Constant):
         return node.value in NAMES
     if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
         return bool(node.elts) and all(isinstance(e, ast.Constant) and e.value in NAMES for e in node.elts)
+    return False
+
+
+def _holds_compared_name(node: ast.AST) -> bool:
+    """A task- or head-name literal, or a tuple/list/set holding one (``("affinities", "raw")``)."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str) and node.value in COMPARED
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return any(_holds_compared_name(e) for e in node.elts)
     return False
 
 
@@ -60,8 +78,8 @@ def _picks_a_name(node: ast.AST) -> bool:
 
 
 def task_string_uses(tree: ast.AST) -> list[int]:
-    """Line numbers of every task-string comparison, task-keyed dict literal and conditional choice
-    of a task name in ``tree``."""
+    """Line numbers of every comparison with a task or head name, task-keyed dict literal and
+    conditional choice of a task name in ``tree``."""
     lines = []
     for node in ast.walk(tree):
         if _is_task_choice(node):
@@ -78,12 +96,13 @@ def task_string_uses(tree: ast.AST) -> list[int]:
             for (a, b), op in zip(zip(sides, sides[1:]), node.ops):
                 if not isinstance(op, (ast.Eq, ast.NotEq, ast.In, ast.NotIn)):
                     continue
-                if (_is_name_literal(a) and _mentions_task(b)) or (_is_name_literal(b) and _mentions_task(a)):
+                if _holds_compared_name(a) or _holds_compared_name(b):
                     lines.append(node.lineno)
-        elif isinstance(node, ast.Match) and _mentions_task(node.subject):
+                    break
+        elif isinstance(node, ast.Match):
             for case in node.cases:
                 for sub in ast.walk(case.pattern):
-                    if isinstance(sub, ast.MatchValue) and _is_name_literal(sub.value):
+                    if isinstance(sub, ast.MatchValue) and _holds_compared_name(sub.value):
                         lines.append(sub.lineno)
         elif isinstance(node, ast.Dict):
             if sum(_dict_key_is_task(k) for k in node.keys) >= 2:
@@ -123,11 +142,45 @@ task = name if known else "affinities"
 config(task=other if three_d else "affinities")
 head = found.head if found else "affinities"
 mode = "mask" if floating else "instances"
+visible = kind != "lsds"
+if info.kind in ("affinities", "lsds", "probabilities"): pass
+inputs = a if r.kind in ("affinities", "raw") else b
+if any(h.name == "lsds" for h in heads): pass
+if "probabilities" == layer.metadata["kind"]: pass
+if 0 < n == "masks": pass
+match head.name:
+    case "lsds" | "probabilities": pass
+    case "raw": pass
+parser.add_argument("--source", choices=("affinities", "raw"))
+path = folder / "affinities" / f"{kind}.zarr"
+if name == "affinities.zarr" or kind == "raw" or name.endswith("lsds"): pass
+out = dict(affinities=1, lsds=2); channels = out["lsds"]
 '''
-    assert task_string_uses(ast.parse(code)) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 16, 17, 18]
+    assert task_string_uses(ast.parse(code)) == [2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 15, 16, 17, 18,
+                                                 21, 22, 23, 24, 25, 26, 28, 28]
+
+
+def test_the_names_come_from_the_tasks():
+    """The walk's names are the registered tasks' and the head vocabulary's: a task or head added
+    in tasks/ is checked with no edit here."""
+    assert NAMES == set(REGISTRY) and COMPARED == NAMES | set(HEAD_KINDS)
+    for name in sorted(COMPARED):
+        assert task_string_uses(ast.parse(f"if x == {name!r}: pass\nmatch y:\n    case {name!r}: pass")) == [1, 3]
+
+
+def test_the_head_vocabulary_names_every_head_the_tasks_predict():
+    """Every head a registered task's model has is named in tasks/heads.py; the heads some task
+    segments (its ``Task.head``) are the segmentable ones, the others (LSDs) auxiliary."""
+    predicted = {name for task in REGISTRY.values() for lsds in (False, True)
+                 for name, _, _ in task.heads(3, lsds, 3, 3)}
+    assert predicted == set(HEAD_KINDS) and all(is_prediction(kind) for kind in predicted)
+    segmented = {task.head for task in REGISTRY.values()}
+    assert {kind for kind in HEAD_KINDS if is_segmentable(kind)} == segmented
+    assert {kind for kind in HEAD_KINDS if is_auxiliary(kind)} == set(HEAD_KINDS) - segmented
+    assert not any(is_prediction(kind) for kind in ("segmentation", "uncertainty", "raw", None))
 
 
 def test_no_task_string_comparison_outside_tasks():
     uses = uses_outside_tasks()
-    assert not uses, (f"{sum(map(len, uses.values()))} comparisons of the task string outside segtrain/tasks/ "
-                      f"(ask the task object instead): {uses}")
+    assert not uses, (f"{sum(map(len, uses.values()))} comparisons of a task or head name outside segtrain/tasks/ "
+                      f"(ask the task object or segtrain.tasks.heads instead): {uses}")

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
-from segtrain.tasks import find_task, task_of_head
+from segtrain.tasks import AFFINITIES, PROBABILITIES, find_task, is_affinities, task_of_head
 
 
 def log(message: str) -> None:
@@ -210,7 +210,7 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     if len(volumes) > 1:
         task = next((v.attrs.get("task") for v in volumes if v.attrs.get("task")), None)
         found = find_task(task)
-        wanted = found.head if found is not None else "probabilities"
+        wanted = found.head if found is not None else PROBABILITIES
         chosen = [v for v in volumes if v.attrs.get("kind") == wanted] if task else []
         if len(chosen) != 1:
             names = ", ".join(v.dataset or v.name for v in volumes)
@@ -227,7 +227,7 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     record = PredictionRecord.from_attrs(attrs, " ".join(filter(None, [str(path), volume.dataset])))
     task, ndim = (None, None) if record is None else (record.task, record.model_ndim)
     found = find_task(task)
-    kind = attrs.get("kind") or (found.head if found is not None else "affinities")
+    kind = attrs.get("kind") or (found.head if found is not None else AFFINITIES)
     try:
         if getattr(args, "run", None):
             folder = RunFolder(args.run)
@@ -250,5 +250,5 @@ def read_prediction(path: str, dataset: str | None, args) -> Prediction:
     if overridden:
         origin += f" with {', '.join(overridden)} from the command line"
     task = task or task_of_head(kind).name
-    ndim = ndim or (array.ndim - 1 if kind == "affinities" else array.ndim)
+    ndim = ndim or (array.ndim - 1 if is_affinities(kind) else array.ndim)
     return Prediction(array, volume, kind, settings, OutputSpec(task, min(max(int(ndim), 2), 3)), origin)

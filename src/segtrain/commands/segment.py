@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         write_labels,
     )
     from segtrain.postprocess import check_affinities, instances, segment_affinities
+    from segtrain.tasks import is_probabilities
 
     ext = args.format
     source = (args.prediction, args.dataset)
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     log(f"segment settings from {prediction.origin}")
     summary = {"settings": dataclasses.asdict(settings), "settings_from": prediction.origin, "outputs": {}}
     voxel_size = tuple(volume.voxel_size)
-    if prediction.kind == "probabilities":
+    if is_probabilities(prediction.kind):
         with Step(f"instances ({prediction.spec.task})"):
             labels = instances(prediction.array, settings, prediction.spec)
         summary["outputs"]["segmentation"] = str(write_labels(

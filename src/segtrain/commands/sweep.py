@@ -48,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.postprocess import segment_affinities
     from segtrain.segment import MergeTree
     from segtrain.segment._waterz import check_threshold
+    from segtrain.tasks import is_affinities
 
     thresholds = parse_thresholds(args.thresholds)
     if thresholds is not None:
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         with Step(f"reading {args.affs}"):
             prediction = read_prediction(args.affs, args.affs_dataset, args)
-        if prediction.kind != "affinities":
+        if not is_affinities(prediction.kind):
             raise InputError(f"{args.affs} holds probabilities, not affinities; sweep merge thresholds of "
                              "affinity predictions (masks and instances: `segtrain tune`).")
         log(f"segment settings from {prediction.origin}")

@@ -27,7 +27,7 @@ from segtrain.config import segment_config  # noqa: F401 - also for the panels
 from segtrain.io import Volume
 from segtrain.io.volume import DEFAULT_AXES, jsonable
 from segtrain.runs import default_runs_root
-from segtrain.tasks import REGISTRY, find_task
+from segtrain.tasks import HEAD_KINDS, REGISTRY, find_task, is_auxiliary
 from segtrain.record import PredictionRecord
 from segtrain.errors import InputError
 
@@ -38,7 +38,7 @@ META = "segtrain"
 #: so that they still know their image after it was renamed; never saved with the image
 IMAGE_ID = "segtrain_image_id"
 
-LAYER_KINDS = ("affinities", "lsds", "probabilities", "segmentation", "annotation", "uncertainty")
+LAYER_KINDS = (*HEAD_KINDS, "segmentation", "annotation", "uncertainty")
 
 
 
@@ -360,7 +360,7 @@ def prediction_layer_args(array: np.ndarray, image: Any, name: str, kind: str,
         kwargs.update(rgb=True, contrast_limits=(0.0, 1.0))
         meta.channels = tuple(picked)
     kwargs.update(_spatial_kwargs(image, spatial_ndim))
-    kwargs.update(blending="translucent", opacity=PREDICTION_OPACITY, visible=kind != "lsds")
+    kwargs.update(blending="translucent", opacity=PREDICTION_OPACITY, visible=not is_auxiliary(kind))
     return data, kwargs
 
 

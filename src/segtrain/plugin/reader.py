@@ -20,6 +20,7 @@ from segtrain.plugin.layers import (
     uncertainty_layer_args,
 )
 from segtrain.errors import SegtrainError
+from segtrain.tasks import is_prediction
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def layer_data(volume: Volume, name: str | None = None) -> LayerData:
         if data.dtype == bool:
             data = data.astype(np.uint8)
         return data, kwargs, "labels"
-    if info is not None and info.kind in ("affinities", "lsds", "probabilities") and not volume.is_lazy \
+    if info is not None and is_prediction(info.kind) and not volume.is_lazy \
             and "c" in volume.axes and volume.axes.index("c") == 0:
         # a `segtrain predict` output: shown as the Predict panel shows it, the run's settings kept
         data, pkwargs = prediction_layer_args(np.asarray(data), None, kwargs["name"], info.kind, info=info)

@@ -48,7 +48,7 @@ from segtrain.predict.uncertainty import (
     spread_head,
     welford_update,
 )
-from segtrain.tasks import task_of
+from segtrain.tasks import is_affinities, is_lsds, task_of
 
 Forward = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
@@ -228,9 +228,9 @@ class TestTimeAugmentation:
         return len(self.transforms)
 
     def _sources(self, transform: Transform, head: str, channels: int) -> list[ChannelSource]:
-        if head == "affinities":
+        if is_affinities(head):
             return affinity_sources(transform, self.offsets)
-        if head == "lsds":
+        if is_lsds(head):
             return lsd_sources(transform)
         return [ChannelSource(c, c) for c in range(channels)]
 

@@ -33,6 +33,7 @@ from segtrain.errors import InputError
 from segtrain.segment import MergeTree
 from segtrain.segment.merge_tree import _roots, apply_lut
 from segtrain.io.atomic import atomic_path
+from segtrain.tasks import is_affinities, is_probabilities
 
 OPERATIONS = ("merge", "split", "split_seeds", "delete", "paint")
 FORMAT_VERSION = 1
@@ -532,10 +533,10 @@ def boundary_map(outputs, kind: str) -> np.ndarray:
     affinities (channels first) -> 1 - mean of the nearest-neighbour affinities; probabilities of
     an instances model (foreground, boundary) -> the boundary channel; of a mask -> 1 - foreground."""
     outputs = np.asarray(outputs, dtype=np.float32)
-    if kind == "affinities":
+    if is_affinities(kind):
         nearest = 3 if outputs.ndim == 4 else 2
         return (1.0 - outputs[:nearest].mean(axis=0)).astype(np.float32)
-    if kind == "probabilities":
+    if is_probabilities(kind):
         if outputs.shape[0] >= 2:
             return outputs[1]
         return (1.0 - outputs[0]).astype(np.float32)

@@ -73,17 +73,19 @@ def _spatial_3d(volume, what: str) -> tuple[tuple[int, ...], tuple[float, ...], 
 
 def _model_settings(model: str, segment):
     from segtrain.predict import load_model
+    from segtrain.tasks import is_affinities
 
     loaded = load_model(model, device="cpu")
     heads = {h.name: h.channels for h in loaded.model.heads}
-    if "affinities" not in heads:
+    channels = next((n for name, n in heads.items() if is_affinities(name)), None)
+    if channels is None:
         raise InputError(f"The model {model} predicts {', '.join(heads)}, not affinities; the blockwise "
                          "pipeline needs an affinity model.")
     if loaded.config.ndim != 3:
         raise InputError(f"The model {model} is {loaded.config.ndim}D; the blockwise pipeline needs a 3D model.")
     seg = _segment_dict(loaded.config.segment)
     seg.update(_segment_dict(segment) if segment is not None else {})
-    return loaded, heads["affinities"], tuple(divisor(loaded.config)), seg
+    return loaded, channels, tuple(divisor(loaded.config)), seg
 
 
 def _intensity(array, mode: str) -> tuple[float, float]:

@@ -4,15 +4,16 @@ for self-training, its boundary map) instead of comparing the task's name. Tasks
 ``task_of`` finds a task from its name or from anything that has a ``task`` (a Config, a
 ModelConfig, an OutputSpec, a layer's info).
 
-This module imports nothing of segtrain but its errors, so the config can take its task names from
-the registry; code that needs a higher layer (training, segmentation) stays where it is and asks the
-task for a flag."""
+This module imports nothing of segtrain but its errors and the head names (:mod:`.heads`), so the
+config can take its task names from the registry; code that needs a higher layer (training,
+segmentation) stays where it is and asks the task for a flag."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 from segtrain.errors import InputError
+from segtrain.tasks.heads import PROBABILITIES
 
 #: name -> task, in registration order (config.TASKS is a live view of its names)
 REGISTRY: dict[str, Task] = {}
@@ -26,7 +27,7 @@ class Task:
     #: the text the Data panel offers it under, or None when the panel does not offer it
     label: ClassVar[str | None] = None
     #: the model output that holds its prediction (and the kind of the layer that shows it)
-    head: ClassVar[str] = "probabilities"
+    head: ClassVar[str] = PROBABILITIES
     #: the batch entry its training target is stored under (and its loss's name)
     target: ClassVar[str] = "probabilities"
     #: losses that fit it (train.loss), and the one "auto" picks

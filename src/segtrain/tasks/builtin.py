@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from segtrain.tasks.base import REGISTRY, Task, default_task, register
+from segtrain.tasks.heads import AFFINITIES, LSDS, PROBABILITIES
 
 _BINARY_LOSSES = frozenset({"bce", "focal", "dice", "focal_dice", "bce_dice"})
 
@@ -16,7 +17,7 @@ class Affinities(Task):
 
     name = "affinities"
     label = "affinities + LSDs (EM)"
-    head = "affinities"
+    head = AFFINITIES
     target = "affinities"
     losses = frozenset({"mse"})
     default_loss = "mse"
@@ -27,7 +28,7 @@ class Affinities(Task):
     default_for = (3,)
 
     def heads(self, n_offsets, lsds, ndim, n_classes):
-        return [("affinities", n_offsets, "sigmoid")] + ([("lsds", 10 if ndim == 3 else 6, "sigmoid")] if lsds else [])
+        return [(AFFINITIES, n_offsets, "sigmoid")] + ([(LSDS, 10 if ndim == 3 else 6, "sigmoid")] if lsds else [])
 
 
 @register
@@ -44,7 +45,7 @@ class Masks(Task):
     default_for = (2,)
 
     def heads(self, n_offsets, lsds, ndim, n_classes):
-        return [("probabilities", 1, "sigmoid")]
+        return [(PROBABILITIES, 1, "sigmoid")]
 
 
 @register
@@ -61,7 +62,7 @@ class Instances(Task):
     presets = {2: "wells2d_quick", 3: "em3d_quick"}
 
     def heads(self, n_offsets, lsds, ndim, n_classes):
-        return [("probabilities", 2, "sigmoid")]  # foreground, boundary
+        return [(PROBABILITIES, 2, "sigmoid")]  # foreground, boundary
 
     def probability_layers(self, channels):
         if channels == 2:
@@ -81,7 +82,7 @@ class Classes(Task):
     semantic = True
 
     def heads(self, n_offsets, lsds, ndim, n_classes):
-        return [("probabilities", n_classes, "softmax")]
+        return [(PROBABILITIES, n_classes, "softmax")]
 
     def segment_as(self):
         return REGISTRY["masks"]  # the Segment panel thresholds a class's probability as a mask

@@ -123,7 +123,7 @@ def task_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor], 
     if task.agglomerates:
         affs = torch.sigmoid(outputs["affinities"].float())
         parts["affinities"] = weighted_mse(affs, batch["affinities"], batch["affinities_weight"], t.balance)
-        if "lsds" in outputs:
+        if config.model.lsds:  # the model has an LSD head and the batch LSD targets (train/targets.py)
             lsds = torch.sigmoid(outputs["lsds"].float())
             parts["lsds"] = t.lsd_weight * weighted_mse(lsds, batch["lsds"], batch["lsds_weight"])
     elif task.foreground:

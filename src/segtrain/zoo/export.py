@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
+from segtrain.tasks import is_affinities, is_lsds
 
 #: the id of the input tensor of packages segtrain writes
 INPUT_ID = "raw"
@@ -164,9 +165,9 @@ def channel_names(config, head) -> list[str]:
     from segtrain.models.build import offsets_for
     from segtrain.tasks import task_of
 
-    if head.name == "affinities":
+    if is_affinities(head.name):
         return [f"affinity_{i}" for i in range(head.channels)]
-    if head.name == "lsds":
+    if is_lsds(head.name):
         axes = "zyx"[-config.ndim:]
         pairs = ["zy", "zx", "yx"] if config.ndim == 3 else ["yx"]
         names = [f"offset_{a}" for a in axes] + [f"variance_{a}" for a in axes] + \
@@ -201,17 +202,17 @@ def decoding(loaded) -> dict:
         record["affinity_offsets"] = [list(o) for o in offsets_for(config)]
         record["affinity_convention"] = ("1 = same object; channel i: the voxel and the voxel at its position plus "
                                          "affinity_offsets[i] (voxels)")
-    if any(h.name == "lsds" for h in loaded.model.heads):
+    if any(is_lsds(h.name) for h in loaded.model.heads):
         record["lsd_sigma"] = config.model.lsd_sigma
     return record
 
 
 def output_description(config, head, record: dict) -> str:
     """At most 128 characters (the spec's limit); the details are in the README and config.segtrain."""
-    if head.name == "affinities":
+    if is_affinities(head.name):
         text = ("Affinities (1 = same object), offsets config.segtrain.affinity_offsets; decode: watershed + waterz "
                 "(config.segtrain.segment)")
-    elif head.name == "lsds":
+    elif is_lsds(head.name):
         text = f"Local shape descriptors (Sheridan et al. 2022), sigma {config.model.lsd_sigma:g}; auxiliary output"
     else:
         text = (f"{config.task} probabilities ({', '.join(channel_names(config, head))}); decode with "
@@ -221,11 +222,11 @@ def output_description(config, head, record: dict) -> str:
 
 def output_details(config, head, record: dict) -> str:
     """The README's longer description of an output."""
-    if head.name == "affinities":
+    if is_affinities(head.name):
         return (f"affinities (sigmoid, 1 = same object) for the offsets {record['affinity_offsets']} (voxels, axes "
                 f"{'zyx'[-config.ndim:]}); decode: fragments by seeded watershed on the boundary map, then waterz "
                 "agglomeration with the settings in `config.segtrain.segment` (scoring, merge threshold)")
-    if head.name == "lsds":
+    if is_lsds(head.name):
         return (f"local shape descriptors, Gaussian sigma {config.model.lsd_sigma} world units: "
                 + ", ".join(channel_names(config, head)) + "; an auxiliary output, not needed to segment")
     return (f"probabilities ({head.activation}) of the task {config.task}: {', '.join(channel_names(config, head))}; "
@@ -337,9 +338,8 @@ def citations(info: PackageInfo, config, heads) -> list[tuple[str, str]]:
         return list(zip(info.cite, info.doi))
     from segtrain.tasks import task_of
 
-    names = {head.name for head in heads}
     return ([UNET_CITE] + ([AFFINITY_CITE] if task_of(config.model).agglomerates else [])
-            + ([LSD_CITE] if "lsds" in names else []))
+            + ([LSD_CITE] if any(is_lsds(head.name) for head in heads) else []))
 
 
 def cite_entry(spec, text: str, where: str):

@@ -27,6 +27,7 @@ from segtrain.plugin.widgets.export_blockwise import add_to as add_blockwise_sec
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
 from segtrain.io import Volume
 from segtrain.io import write_volume
+from segtrain.tasks import is_prediction
 
 FORMATS = {"zarr": ".zarr", "TIFF": ".tif"}
 
@@ -150,7 +151,7 @@ class ExportWidget(Panel):
         if self.predictions_check.isChecked():
             for other in self.viewer.layers:
                 oinfo = L.layer_info(other)
-                if oinfo is not None and oinfo.kind in ("affinities", "lsds", "probabilities") \
+                if oinfo is not None and is_prediction(oinfo.kind) \
                         and oinfo.array is not None and (oinfo.channel or 0) == 0:
                     array = oinfo.array
                     n = min(other.ndim, 3)  # spatial dims (an RGB layer's ndim has no channel)

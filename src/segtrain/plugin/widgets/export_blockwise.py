@@ -41,8 +41,9 @@ from segtrain.scale.driver import run_in_child
 from segtrain.scale.job import JOB_FILE
 from segtrain.scale.job import SEGMENT_KEYS
 from segtrain.scale.volumes import read_attrs
+from segtrain.tasks import AFFINITIES, is_affinities
 
-SOURCES = {"affinities": "affinities (C, z, y, x)", "raw": "raw image + model"}
+SOURCES = {AFFINITIES: "affinities (C, z, y, x)", "raw": "raw image + model"}
 
 
 @dataclasses.dataclass
@@ -64,7 +65,7 @@ class BlockwiseRequest:
 def driver_request(request: BlockwiseRequest) -> dict:
     """What :func:`segtrain.scale.driver.run_request` takes, from the panel's request."""
     r = request
-    inputs = dict(affinities=r.source, affinities_dataset=r.dataset) if r.kind == "affinities" \
+    inputs = dict(affinities=r.source, affinities_dataset=r.dataset) if is_affinities(r.kind) \
         else dict(raw=r.source, raw_dataset=r.dataset, model=r.model)
     return dict(job=str(r.job), create=dict(block_shape=list(r.block_shape), segment=r.segment, **inputs),
                 workers=r.workers, threshold=r.threshold, out=str(r.out), again="click Run blockwise again")

@@ -38,6 +38,7 @@ from segtrain.config import PRESETS
 from segtrain.errors import InputError
 from segtrain.plugin.workers import release_gpu_memory
 from segtrain.runs import RunFolder
+from segtrain.tasks import AFFINITIES, LSDS, PROBABILITIES, is_lsds, is_probabilities
 
 FEW_STEPS_FRACTION = 0.1  # a model trained for less than this share of its preset's steps is warned about
 
@@ -300,21 +301,21 @@ class PredictWidget(Panel):
         task = record.task
         # how the prediction was made travels with it (Segment starts from the run's settings),
         # the same record `segtrain predict` writes into its files
-        info = L.LayerInfo.of_record("affinities", record)
+        info = L.LayerInfo.of_record(AFFINITIES, record)
         image = self._image
         self.result_layers = {}
-        for kind in ("lsds", "probabilities", "affinities"):  # affinities last = on top, active
+        for kind in (LSDS, PROBABILITIES, AFFINITIES):  # affinities last = on top, active
             if outputs.get(kind) is None:
                 continue
             array = outputs[kind]
-            if kind == "probabilities":
+            if is_probabilities(kind):
                 for suffix, channel in L.probability_layers(array, task):
                     data, kwargs = L.prediction_layer_args(array, image, f"{image.name} {suffix}",
                                                          kind, channel=channel, info=info)
                     layer = L.upsert_layer(self.viewer, "image", data, **kwargs)
                     self.result_layers.setdefault(kind, layer)
                 continue
-            channels = tuple(s.value() for s in self.lsd_channels) if kind == "lsds" else (0, 1, 2)
+            channels = tuple(s.value() for s in self.lsd_channels) if is_lsds(kind) else (0, 1, 2)
             data, kwargs = L.prediction_layer_args(array, image, f"{image.name} {kind}", kind,
                                                  channels, info=info)
             self.result_layers[kind] = L.upsert_layer(self.viewer, "image", data, **kwargs)
@@ -348,11 +349,11 @@ class PredictWidget(Panel):
         notify_info(f"Predicted {', '.join(outputs)} for '{image.name}' with {described}.", self.status)
 
     def _update_lsd_channels(self, *_: Any) -> None:
-        layer = self.result_layers.get("lsds")
+        layer = self.result_layers.get(LSDS)
         if layer is None or layer not in self.viewer.layers:
             return
         info = L.layer_info(layer)
         channels = tuple(s.value() for s in self.lsd_channels)
-        data, kwargs = L.prediction_layer_args(info.array, self._image, layer.name, "lsds", channels, info=info)
+        data, kwargs = L.prediction_layer_args(info.array, self._image, layer.name, LSDS, channels, info=info)
         layer.data = data
         layer.metadata[L.META] = kwargs["metadata"][L.META]

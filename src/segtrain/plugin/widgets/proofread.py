@@ -48,6 +48,7 @@ from segtrain.plugin.widgets.batch import BATCH_META, batch_entries, read_batch_
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
 from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
 from segtrain.proofread.annotation import RADIUS
+from segtrain.tasks import is_segmentable
 
 TOOLS = ("Navigate", "Merge", "Split", "Seeds", "Delete", "Paint")
 SEEDS_LAYER = "split seeds"
@@ -103,7 +104,7 @@ def batch_annotations(readers, scope, **kwargs) -> list:
 
 
 def seeded_split(reader: Proofreader, seeds, source_array, source_kind):
-    if reader.boundary is None and source_array is not None and source_kind in ("affinities", "probabilities"):
+    if reader.boundary is None and source_array is not None and is_segmentable(source_kind):
         boundary = boundary_map(source_array, source_kind)
         if boundary.shape == tuple(reader.fragments.shape):
             reader.boundary = boundary

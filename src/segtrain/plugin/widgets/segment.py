@@ -57,7 +57,7 @@ from segtrain.postprocess import OutputSpec, instances, merge_tree_and_sweep
 from segtrain.postprocess.tune import tune_postprocessing
 from segtrain.proofread import Proofreader
 from segtrain.segment import SCORING_FUNCTIONS
-from segtrain.tasks import find_task, task_of, task_of_head
+from segtrain.tasks import AFFINITIES, find_task, is_affinities, is_probabilities, task_of, task_of_head
 
 SLIDER_STEPS = 1000
 DEFAULT_SCORING = ["hist_quant_50", "hist_quant_75", "hist_quant_25", "mean"]
@@ -86,10 +86,10 @@ def _is_prediction(layer: Any) -> bool:
     info = L.layer_info(layer)
     if info is None:
         return layer.ndim == 4  # channel-first affinities opened from a file
-    if info.kind == "probabilities":
+    if is_probabilities(info.kind):
         task = find_task(info.task)
         return (info.channel or 0) == 0 or (task is not None and task.semantic)
-    return info.kind == "affinities"
+    return is_affinities(info.kind)
 
 
 def _scoring_names() -> list[str]:
@@ -269,7 +269,7 @@ class SegmentWidget(Panel):
     def _prediction_changed(self, layer) -> None:
         self.gt_combo.refresh()  # only the ground truth of the predictions' image is offered
         info = L.layer_info(layer) if layer is not None else None
-        probabilities = info is not None and info.kind == "probabilities"
+        probabilities = info is not None and is_probabilities(info.kind)
         self.build_button.setText("Segment probabilities" if probabilities else "Build merge tree")
         self.affinity_box.setVisible(not probabilities)
         if info is not None and info.settings is not None:
@@ -315,13 +315,13 @@ class SegmentWidget(Panel):
                          self.status)
             return
         self._source_layer = layer
-        self.source_info = L.layer_info(layer) or L.LayerInfo("affinities", task=task_of_head("affinities").name)
+        self.source_info = L.layer_info(layer) or L.LayerInfo(AFFINITIES, task=task_of_head(AFFINITIES).name)
         try:
             settings = self.current_settings()
         except ValueError as error:
             notify_error(str(error), self.status)
             return
-        if self.source_info.kind == "probabilities":
+        if is_probabilities(self.source_info.kind):
             self._start_probability_path(layer, settings)
             return
         array = prediction_array(layer)
