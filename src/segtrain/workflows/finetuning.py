@@ -41,8 +41,8 @@ def voi(segmentation: np.ndarray, gt: np.ndarray) -> float:
 
 @dataclass
 class ImageCorrections:
-    """One image corrected by the oracle: the round of edits (None when no scope needed edits),
-    and per scope the annotation of the corrections, its summary against the ground truth
+    """One image corrected by the oracle: the round of edits (None when no scope needed edits), the
+    Proofreader that holds the corrected segmentation, and per scope the annotation of the corrections, its summary against the ground truth
     (:func:`~segtrain.proofread.oracle.annotation_summary`) and the training source of it."""
 
     name: str
@@ -50,6 +50,7 @@ class ImageCorrections:
     annotations: dict[str, np.ndarray] = field(default_factory=dict)
     summaries: dict[str, dict] = field(default_factory=dict)
     sources: dict[str, Any] = field(default_factory=dict)
+    reader: Any = field(default=None, repr=False)
 
     def record(self) -> dict:
         """Plain values: the round's summary (score before / after, edits, ops) and the annotation
@@ -74,7 +75,7 @@ def correct_images(loaded, images: Mapping[str, Image], n_edits: int, scopes: Se
         reader = proofreader_of(loaded, raw, settings, threshold, tta=tta)
         done = correction_round(reader, gt, lambda seg, gt=gt: metric(seg, gt), n_edits, background,
                                 lower_is_better, kind) if edits else None
-        report = ImageCorrections(name, done)
+        report = ImageCorrections(name, done, reader=reader)
         for scope in scopes:
             if scope == GROUND_TRUTH:
                 from segtrain.train.sources import ArraySource
