@@ -118,7 +118,7 @@ def train_plans(out: dict, plans, val, args, what: str | None = None, sources: s
 
 
 def summary_rows(out: dict) -> list[str]:
-    return ["P", *[k for k in out if k.startswith(("B", "F["))]]
+    return ["P", *[k for k in out if k.startswith(("B", "F[", "F2["))]]
 
 
 # --- cells2d-phase --------------------------------------------------------------------------------
