@@ -39,60 +39,45 @@ F and B are trained once per ``--seeds`` entry (``train.seed``: patches and augm
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from segtrain import evaluate
 from segtrain.config import config_from_dict
-from segtrain.evaluate import sweep
-from segtrain.postprocess import (
-    OutputSpec,
-    affinity_scores,
-    instances,
-    segment_affinities,
-)
-from segtrain.postprocess.tune import tune_postprocessing
-from segtrain.predict import load_model, predict_array
-from segtrain.proofread import Proofreader
+from segtrain.predict import load_model
 from segtrain.proofread.annotation import RADIUS
-from segtrain.proofread.oracle import annotation_summary
-from segtrain.runs import RunFolder
 from segtrain.train import ArraySource
-from segtrain.workflows.correction import correction_round, corrections_source, proofreader_of
+from segtrain.workflows.finetuning import (
+    GROUND_TRUTH,
+    FineTuned,
+    correct_images,
+    fine_tune_runs,
+    fine_tuning_plan,
+    instance_f1,
+    next_round,
+    score_affinity_runs,
+    score_instance_runs,
+    settings_at_threshold,
+    tuned_settings,
+    voi,
+)
 from segtrain.workflows.training import run_to_end, train_sources
-from segtrain.workflows.tuning import tune_on_volumes
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def oracle_edits(reader: Proofreader, gt: np.ndarray, n_edits: int, background: bool, score,
-                 lower_is_better: bool = False, kind: str = "score") -> dict:
-    """Up to ``n_edits`` oracle edits; the score before and after."""
-    return correction_round(reader, gt, score, n_edits, background, lower_is_better, kind).summary()
+def log(line: str) -> None:
+    print(f"  {line}", flush=True)
 
 
 def train(config, sources, val, runs_root, init_from=None) -> tuple[Path, float]:
-    ended = run_to_end(train_sources(config, sources, val, runs_root, init_from=init_from),
-                       lambda line: print(f"  {line}", flush=True))
+    ended = run_to_end(train_sources(config, sources, val, runs_root, init_from=init_from), log)
     return ended.run_dir, ended.seconds
 
 
-def variants(args) -> list[tuple[str, str | None, int]]:
-    """``(key, scope or None for the control, seed)`` of every fine-tuning run to make."""
-    out = []
-    for seed in args.seeds:
-        suffix = "" if len(args.seeds) == 1 else f"/seed{seed}"
-        if not args.no_control:
-            out.append((f"B{suffix}", None, seed))
-        out += [(f"F[{scope}]{suffix}", scope, seed) for scope in args.scopes]
-    return out
-
-
-def fine_tuning_run_config(config, args, name: str, seed: int):
+def run_config(config, args, name: str, seed: int):
     """The config of one F or B run: ``--steps`` steps, training seed ``seed``, and ``--lr-scale`` /
     ``--warmup`` where given."""
     c = config(args.steps, f"{name}-s{seed}")
@@ -108,22 +93,32 @@ def fine_tuned(out: dict, args, config, labelled, corrections: dict, val, parent
                sources: str) -> dict[str, Path]:
     """Every F (the parent fine-tuned on the labelled data + one scope's corrections) and B (the same
     steps on the labelled data alone, the control), recorded in ``out``; ``{key: run folder}``."""
+    plans = fine_tuning_plan(
+        parent, lambda scope, seed: run_config(config, args, f"ft-{task}-{'B' if scope is None else 'F-' + scope}", seed),
+        labelled, corrections, args.seeds, args.scopes, control=not args.no_control)
+    return train_plans(out, plans, val, args, what, sources)
+
+
+def train_plans(out: dict, plans, val, args, what: str | None = None, sources: str | None = None) -> dict[str, Path]:
+    """Train the fine-tuning plans, printing each as it starts (``what``: the labelled data's name;
+    without it the parent's); records in ``out`` (``sources``: the data of an F), ``{key: run}``."""
     runs = {}
-    for key, scope, seed in variants(args):
-        c = fine_tuning_run_config(config, args, f"ft-{task}-{'B' if scope is None else 'F-' + scope}", seed)
-        print(f"{key}: {what}" + ("" if scope is None else f" + corrections ({scope})") +
-              (" (control)" if scope is None else ""), flush=True)
-        data = [labelled()] if scope is None else [labelled(), *corrections[scope]]
-        run, seconds = train(c, data, val(), args.runs_root, init_from=parent)
-        out[key] = {"run": str(run), "steps": args.steps, "seconds": seconds, "seed": seed, "scope": scope,
-                    "fine_tune": RunFolder(run).fine_tune(),
-                    "sources": what if scope is None else sources}
-        runs[key] = run
+    for report in fine_tune_runs(plans, val, args.runs_root, log):
+        if isinstance(report, FineTuned):
+            out[report.key] = report.record()
+            if what is not None:
+                out[report.key]["sources"] = what if report.scope is None else sources
+            runs[report.key] = report.run_dir
+        elif what is None:
+            print(f"{report.key}: from {report.parent.name}", flush=True)
+        else:
+            print(f"{report.key}: {what}" + ("" if report.scope is None else f" + corrections ({report.scope})") +
+                  (" (control)" if report.scope is None else ""), flush=True)
     return runs
 
 
 def summary_rows(out: dict) -> list[str]:
-    return ["P", *[k for k in out if k.startswith(("B", "F["))]]
+    return ["P", *[k for k in out if k.startswith(("B", "F[", "F2["))]]
 
 
 # --- cells2d-phase --------------------------------------------------------------------------------
@@ -131,6 +126,8 @@ def summary_rows(out: dict) -> list[str]:
 # --shift: the images a user brings after training (the unlabelled set02-04 and the held-out
 # set09-10) come from another microscope than the labelled set01
 SHIFTED = ("set02", "set03", "set04", "set09", "set10")
+UNLABELLED = ("set02", "set03", "set04")
+HELD_OUT = ("set09", "set10")
 
 
 def shifted(raw: np.ndarray, shift: str | None) -> np.ndarray:
@@ -152,27 +149,12 @@ def _cells_image(name: str, shift: str | None = None) -> tuple[np.ndarray, np.nd
     return shifted(raw, shift if name in SHIFTED else None), gt
 
 
-def _tuned_settings(loaded, raw, gt, spec):
-    """The model's instance settings tuned on one annotated image (set01), as ``segtrain tune`` does."""
-    result = tune_on_volumes(loaded, [{"raw": raw, "labels": gt}])
-    return result.apply(loaded.config.segment), result
-
-
-def _proofread(loaded, settings, spec, raw, gt, args, edits: bool = True) -> tuple[Proofreader, dict]:
-    """A model's instances of one cells image (its ``settings``) in a Proofreader and, with ``edits``,
-    the oracle's edits (at most ``--edits``) applied to it: ``(reader, oracle record)``."""
-    reader = proofreader_of(loaded, raw, settings, tta=1)
-    record = oracle_edits(reader, gt, args.edits, True, lambda seg: evaluate.instance_scores(seg, gt)["f1"],
-                          kind=args.oracle) if edits else {}
-    return reader, record
-
-
-def _correction_source(reader, scope: str, raw, gt, args, name: str, existing=None):
-    """``(annotation, its summary against gt, a training source of it)``: the reader's corrections in
-    ``scope`` (added to ``existing``), weight 1/3 (three corrected images weigh as much as set01)."""
-    annotation, source = corrections_source(reader, raw, scope, name, weight=1 / 3, existing=existing,
-                                            radius=args.radius, outline=args.outline, ring=not args.no_ring)
-    return annotation, annotation_summary(annotation, gt), source
+def _correct_cells(loaded, settings, images, args, scopes, **kwargs):
+    """The oracle's corrections of set02-04 (at most ``--edits`` per image), weight 1/3 each (three
+    corrected images weigh as much as set01)."""
+    return correct_images(loaded, {n: images[n] for n in UNLABELLED}, args.edits, scopes, instance_f1,
+                          settings=settings, tta=1, background=True, kind=args.oracle, weight=1 / 3,
+                          radius=args.radius, outline=args.outline, ring=not args.no_ring, **kwargs)
 
 
 def _print_oracle(what: str, record: dict) -> None:
@@ -186,7 +168,7 @@ def cells(args) -> dict:
                                  "train": {"max_steps": steps, "val_every": steps, "checkpoint_every": steps,
                                            "threads": args.threads}})
 
-    images = {n: _cells_image(n, args.shift) for n in ("set01", "set02", "set03", "set04", "set08", "set09", "set10")}
+    images = {n: _cells_image(n, args.shift) for n in ("set01", *UNLABELLED, "set08", *HELD_OUT)}
     labelled = lambda: ArraySource(*images["set01"], name="set01")
     val = lambda: [ArraySource(*images["set08"], name="set08")]
     out: dict = {"task": "cells", "edits_per_image": args.edits, "validation": "set08 (monitoring only; final "
@@ -198,8 +180,7 @@ def cells(args) -> dict:
         train(config(args.parent_steps, "ft-cells-P"), [labelled()], val(), args.runs_root)
     out["P"] = {"run": str(parent), "steps": args.parent_steps, "seconds": seconds}
     loaded = load_model(parent)
-    spec = OutputSpec.of(loaded.config)
-    settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
+    settings, tuned = tuned_settings(loaded, *images["set01"])
     print(f"  P tuned on set01: {tuned.describe()} {tuned.settings}", flush=True)
     corrections: dict[str, list] = {scope: [] for scope in args.scopes}
     annotations: dict[str, dict] = {scope: {} for scope in args.scopes}  # scope -> image -> annotation
@@ -213,52 +194,26 @@ def cells(args) -> dict:
                     name = f"{key} ({Path(path).stem})"
                     out[name] = {k: record[k] for k in ("run", "steps", "seconds", "seed", "scope") if k in record}
                     runs[name] = Path(record["run"])
-    for name in ("set02", "set03", "set04") if not args.evaluate else ():
-        raw, gt = images[name]
-        reader, oracle[name] = _proofread(loaded, settings, spec, raw, gt, args, edits=args.scopes != ["ground-truth"])
-        oracle[name]["annotation"] = {}
+    for report in _correct_cells(loaded, settings, images, args, args.scopes) if not args.evaluate else ():
+        oracle[report.name] = report.record()
         for scope in args.scopes:
-            if scope == "ground-truth":  # the upper bound: the images fully annotated, no proofreading
-                corrections[scope].append(ArraySource(raw, gt, weight=1 / 3, name=f"{name}-ground-truth"))
-                continue
-            annotations[scope][name], oracle[name]["annotation"][scope], source = _correction_source(
-                reader, scope, raw, gt, args, f"{name}-corrections-{scope}")
-            corrections[scope].append(source)
-        if oracle[name].get("edits") is not None:
-            _print_oracle(name, oracle[name])
+            corrections[scope].append(report.sources[scope])
+            if scope != GROUND_TRUTH:
+                annotations[scope][report.name] = report.annotations[scope]
+        if report.round is not None:
+            _print_oracle(report.name, oracle[report.name])
     out["oracle"] = oracle
     if args.corrections_only:
         return out
     if args.repeat:
-        runs = second_round(out, args, config, images, labelled, val, annotations["confirmed"], spec)
+        runs = second_round(out, args, config, images, labelled, val, annotations["confirmed"])
     elif not args.evaluate:
         runs = fine_tuned(out, args, config, labelled, corrections, val, parent, "cells", "set01",
                           "set01 (weight 1) + set02-04 corrections (weight 1/3 each): half the patches each")
-    parent_settings = None
-    for key, run in (("P", parent), *runs.items()):
-        loaded = load_model(run)
-        settings, tuned = _tuned_settings(loaded, *images["set01"], spec)
-        parent_settings = parent_settings or settings
-        out[key].update(tuned_on_set01=tuned.to_dict(), f1={}, f1_untuned={}, f1_parent_settings={})
-        predicted = {}
-        for name in ("set09", "set10"):
-            raw, gt = images[name]
-            predicted[name] = probabilities = predict_array(loaded, raw, tta=1)["probabilities"]
-            scores = evaluate.instance_scores(instances(probabilities, settings, spec), gt)
-            out[key]["f1"][name] = scores["f1"]
-            out[key].setdefault("precision", {})[name] = scores["precision"]
-            out[key].setdefault("recall", {})[name] = scores["recall"]
-            out[key]["f1_untuned"][name] = evaluate.instance_scores(
-                instances(probabilities, loaded.config.segment, spec), gt)["f1"]
-            # the network alone: every model with the parent's post-processing (tuned on set01)
-            out[key]["f1_parent_settings"][name] = evaluate.instance_scores(
-                instances(probabilities, parent_settings, spec), gt)["f1"]
-        for k in ("f1", "f1_untuned", "f1_parent_settings"):
-            out[key][k]["mean"] = float(np.mean([out[key][k][n] for n in ("set09", "set10")]))
-        # the best post-processing in hindsight (tuned on set09-10 themselves)
-        out[key]["f1_hindsight"] = tune_postprocessing([predicted["set09"], predicted["set10"]],
-                                                       [images["set09"][1], images["set10"][1]],
-                                                       loaded.config.segment, spec).to_dict()
+    held_out = {n: images[n] for n in HELD_OUT}
+    for report in score_instance_runs({"P": parent, **runs}, images["set01"], held_out):
+        key = report.key
+        out[key].update(report.record())
         print(f"  {key}: F1 {out[key]['f1']}, at P's settings {out[key]['f1_parent_settings']}, hindsight "
               f"{out[key]['f1_hindsight']}", flush=True)
     print("\ncells2d-phase, instance F1 at IoU 0.5 on set09 / set10 / mean: settings tuned on set01 (each model), "
@@ -271,7 +226,7 @@ def cells(args) -> dict:
     return out
 
 
-def second_round(out: dict, args, config, images, labelled, val, first_annotations: dict, spec) -> dict[str, Path]:
+def second_round(out: dict, args, config, images, labelled, val, first_annotations: dict) -> dict[str, Path]:
     """Correct, fine-tune, repeat: the oracle corrects the round-1 fine-tuned run's results on
     set02-04 again (``--edits`` more per image), the new confirmed corrections are added to the first
     round's (``corrections_annotation(existing=...)``, as the Proofread panel adds to the annotation
@@ -279,27 +234,21 @@ def second_round(out: dict, args, config, images, labelled, val, first_annotatio
     on set01 alone. ``{key: run}`` of both rounds' runs."""
     first, control = (Path(r) for r in args.repeat)
     loaded = load_model(first)
-    settings, _ = _tuned_settings(loaded, *images["set01"], spec)
+    settings, _ = tuned_settings(loaded, *images["set01"])
     sources, oracle = [], {}
-    for name in ("set02", "set03", "set04"):
-        raw, gt = images[name]
-        reader, oracle[name] = _proofread(loaded, settings, spec, raw, gt, args)
-        _, summary, source = _correction_source(reader, "confirmed", raw, gt, args, f"{name}-corrections-rounds-1-2",
-                                                existing=first_annotations[name])
-        oracle[name]["annotation"] = {"confirmed, both rounds": summary}
-        sources.append(source)
-        _print_oracle(f"round 2, {name}", oracle[name])
+    for report in _correct_cells(loaded, settings, images, args, ["confirmed"], existing=first_annotations,
+                                 source_name="{image}-corrections-rounds-1-2"):
+        oracle[report.name] = {**report.round.summary(),
+                               "annotation": {"confirmed, both rounds": report.summaries["confirmed"]}}
+        sources.append(report.sources["confirmed"])
+        _print_oracle(f"round 2, {report.name}", oracle[report.name])
     out["oracle_round2"] = oracle
     runs = {"B (round 1)": control, "F[confirmed] (round 1)": first}
     for key, run in runs.items():
         out[key] = {"run": str(run), "steps": args.steps}
-    for key, parent, data in (("B2 (control, round 2)", control, [labelled()]),
-                              ("F2[confirmed] (round 2)", first, [labelled(), *sources])):
-        seed = args.seeds[0]
-        c = fine_tuning_run_config(config, args, f"ft-cells-{key.split()[0].replace('[', '-').rstrip(']')}", seed)
-        print(f"{key}: from {parent.name}", flush=True)
-        runs[key], seconds = train(c, data, val(), args.runs_root, init_from=parent)
-        out[key] = {"run": str(runs[key]), "steps": args.steps, "seconds": seconds, "seed": seed, "parent": str(parent)}
+    plans = next_round(first, control, lambda tag, seed: run_config(config, args, f"ft-cells-{tag}", seed),
+                       labelled, sources, args.seeds[0])
+    runs.update(train_plans(out, plans, val, args))
     return runs
 
 
@@ -332,51 +281,32 @@ def em3d(args) -> dict:
                  "labelled": "z 0-9, x 0-149", "validation": "z 0-9, x 150-199 (threshold choice; final "
                  "checkpoints used)", "corrections": "z 10-34", "test": "z 35-49"}
 
-    def threshold_on_val(loaded) -> tuple[float, float]:
-        affs = predict_array(loaded, val_raw)["affinities"]
-        s = affinity_scores(affs, val_gt, loaded.config.segment, voxel_size=loaded.config.data.voxel_size)
-        return s["threshold"], s["voi"]
-
     print("P: z 0-9 only", flush=True)
     parent, seconds = (Path(args.parent), None) if args.parent else \
         train(config(args.parent_steps, "ft-em3d-P"), [labelled()], val(), args.runs_root)
     out["P"] = {"run": str(parent), "steps": args.parent_steps, "seconds": seconds}
     loaded = load_model(parent)
-    threshold, val_voi = threshold_on_val(loaded)
-    settings = dataclasses.replace(loaded.config.segment, threshold=threshold)
+    settings, threshold, val_voi = settings_at_threshold(loaded, val_raw, val_gt)
     print(f"  P: threshold {threshold} on the held-out piece (VOI {val_voi:.3f}); the run's own: "
           f"{loaded.config.segment.threshold}", flush=True)
-    slab_raw, slab_gt = raw[10:35], gt[10:35]
-    reader = proofreader_of(loaded, slab_raw, settings, threshold)
-    oracle = oracle_edits(reader, slab_gt, args.edits, False, lambda seg: evaluate.voi(seg, slab_gt)["voi"],
-                          lower_is_better=True, kind=args.oracle)
-    oracle["annotation"] = {}
-    corrections = {}
-    for scope in args.scopes:
-        annotation, source = corrections_source(reader, slab_raw, scope, f"z10-34-corrections-{scope}",
-                                                radius=args.radius, sampling=loaded.config.data.voxel_size,
-                                                boundary_background=args.membranes)
-        oracle["annotation"][scope] = annotation_summary(annotation, slab_gt)
-        corrections[scope] = [source]
-    out["oracle"] = oracle
+    (report,) = correct_images(loaded, {"z10-34": (raw[10:35], gt[10:35])}, args.edits, args.scopes, voi,
+                               settings=settings, threshold=threshold, lower_is_better=True, kind=args.oracle,
+                               radius=args.radius, sampling=loaded.config.data.voxel_size,
+                               boundary_background=args.membranes)
+    out["oracle"] = oracle = report.record()
+    corrections = {scope: [source] for scope, source in report.sources.items()}
     print(f"  z 10-34: VOI {oracle['before']:.3f} -> {oracle['after']:.3f} after {oracle['edits']} edits "
           f"{oracle['ops']}; annotated {oracle['annotation']}", flush=True)
     if args.corrections_only:
         return out
     runs = fine_tuned(out, args, config, labelled, corrections, val, parent, "em3d", "z 0-9",
                       "z 0-9 (weight 1) + z 10-34 corrections (weight 1): half the patches each")
-    test_raw, test_gt = raw[35:50], gt[35:50].astype(np.uint32)
-    for key, run in (("P", parent), *runs.items()):
-        loaded = load_model(run)
-        threshold, val_voi = threshold_on_val(loaded)
-        affs = predict_array(loaded, test_raw)["affinities"]
-        tree = segment_affinities(affs, loaded.config.segment, voxel_size=loaded.config.data.voxel_size)
-        result = sweep(tree, test_gt, thresholds=loaded.config.segment.thresholds)
-        i = int(np.argmin(np.abs(np.asarray(result.thresholds) - threshold)))
-        out[key].update(threshold=threshold, val_voi=val_voi, voi=float(result.voi[i]),
-                        voi_split=float(result.voi_split[i]), voi_merge=float(result.voi_merge[i]),
-                        best_voi=float(result.best["voi"]), best_threshold=float(result.best["threshold"]))
-        print(f"  {key}: VOI {out[key]['voi']:.3f} at {threshold:.2f}, best {out[key]['best_voi']:.3f}", flush=True)
+    test = raw[35:50], gt[35:50].astype(np.uint32)
+    for scores in score_affinity_runs({"P": parent, **runs}, (val_raw, val_gt), test):
+        key = scores.key
+        out[key].update(scores.record())
+        print(f"  {key}: VOI {out[key]['voi']:.3f} at {scores.threshold:.2f}, best {out[key]['best_voi']:.3f}",
+              flush=True)
     print(f"\nem3d-fibsem, VOI on z 35-49 (tta {args.tta}; threshold chosen on z 0-9, x 150-199)")
     print(f"{'model':<30}{'steps':>7}{'train s':>9}{'thr':>6}{'VOI':>8}{'split':>8}{'merge':>8}"
           f"{'best VOI':>10}{'at':>6}")

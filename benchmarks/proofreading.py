@@ -24,7 +24,7 @@ import numpy as np
 
 from segtrain import evaluate
 from segtrain.proofread import Proofreader
-from segtrain.workflows.correction import correction_round, proofreader_of
+from segtrain.workflows.correction import correction_round, edit_timings, proofreader_of, timed_edits
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 MARKS = (0, 10, 25, 50)
@@ -107,41 +107,10 @@ def speed(repeats: int = 20) -> dict:
     start = time.perf_counter()
     reader.prepare()  # the panel does this in the background once the tree is built
     prepare_ms = 1000 * (time.perf_counter() - start)
-    seg_slice = reader.segmentation((50,))
-    times: dict[str, list[float]] = {k: [] for k in ("merge", "delete", "split", "undo", "redo", "split_seeds",
-                                                     "threshold")}
-
-    def timed(key, fn, *args):
-        start = time.perf_counter()
-        fn(*args)
-        times[key].append(1000 * (time.perf_counter() - start))
-
-    for _ in range(repeats):
-        ys, xs = rng.integers(0, 512, 2), rng.integers(0, 512, 2)
-        p1, p2 = (50, int(ys[0]), int(xs[0])), (50, int(ys[1]), int(xs[1]))
-        if reader.segment_at(p1) == reader.segment_at(p2) or 0 in (reader.segment_at(p1), reader.segment_at(p2)):
-            continue
-        timed("merge", reader.merge, [p1, p2])
-        timed("undo", reader.undo)
-        timed("redo", reader.redo)
-        timed("split", reader.split, p1)
-        timed("delete", reader.delete, p2)
-        timed("threshold", reader.set_threshold, float(rng.uniform(0.1, 0.2)))
-    # seeded splits of a mid-sized segment (the cost grows with the segment's box)
-    reader.set_threshold(0.2)
-    seg_slice = reader.segmentation((50,))
-    ids, counts = np.unique(seg_slice[seg_slice > 0], return_counts=True)
-    for s in ids[np.argsort(counts)][-repeats // 4:]:
-        where = np.argwhere(seg_slice == s)
-        if len(where) > 2:
-            box, mask = reader.mask_of(int(s))
-            start = time.perf_counter()
-            reader.split_with_seeds([(50, *where[0]), (50, *where[-1])])
-            times["split_seeds"].append(1000 * (time.perf_counter() - start))
-            times.setdefault("split_seeds_voxels", []).append(int(mask.sum()))
-    times["prepare (once, in the background)"] = [prepare_ms]
-    return {k: {"median_ms": float(np.median(v)), "max_ms": float(np.max(v)), "n": len(v)} if v and "voxels" not in k
-            else {"median": float(np.median(v))} for k, v in times.items() if v}
+    reader.segmentation((50,))  # the panel shows a plane first
+    times = edit_timings(timed_edits(reader, rng, repeats, plane=50, thresholds=(0.1, 0.2)))
+    times["prepare (once, in the background)"] = {"median_ms": prepare_ms, "max_ms": prepare_ms, "n": 1}
+    return times
 
 
 def main(argv=None) -> int:

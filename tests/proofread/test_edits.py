@@ -210,6 +210,22 @@ def test_the_oracle_improves_voi_and_f1_edit_by_edit(em, cells_dir):
     assert sorted(ops) == ["delete", "paint", "split_seeds"] and f1[-1] == 1.0 and f1[0] < 1.0, (ops, f1)
 
 
+def test_the_oracle_paints_the_objects_of_an_empty_segmentation():
+    """An untrained model's segmentation may hold no object at all, or none on a true object."""
+    from segtrain.proofread.oracle import apply_choice, best_edit, candidates
+
+    gt = np.zeros((20, 20), np.uint32)
+    gt[5:10, 5:10] = 3
+    assert [(c.op, c.args, c.gain) for c in candidates(Proofreader(np.zeros_like(gt)), gt, background=True)] == \
+        [("paint", (3,), 25)]
+    seg = np.zeros_like(gt)
+    seg[12:18, 12:18] = 7  # on background only
+    reader = Proofreader(seg)
+    assert sorted(c.op for c in candidates(reader, gt, background=True)) == ["delete", "paint"]
+    apply_choice(reader, best_edit(reader, gt, background=True), gt)
+    assert reader.segmentation()[12:18, 12:18].max() == 0
+
+
 def test_sparse_huge_ids_are_numbered_without_a_huge_table():
     labels = np.zeros((4, 8, 8), np.uint64)
     labels[:, :4] = 2**40 + 7

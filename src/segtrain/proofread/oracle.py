@@ -91,7 +91,7 @@ def candidates(reader: Proofreader, gt: np.ndarray, background: bool = False, mi
     # each segment's main ground-truth object
     order = np.lexsort((-counts[fg], s_ids[fg]))
     s_fg, g_fg, c_fg = s_ids[fg][order], g_ids[fg][order], counts[fg][order]
-    first = np.r_[True, s_fg[1:] != s_fg[:-1]]
+    first = np.r_[True, s_fg[1:] != s_fg[:-1]][:len(s_fg)]  # (none when no segment touches an object)
     main = dict(zip(s_fg[first].tolist(), zip(g_fg[first].tolist(), c_fg[first].tolist())))
     # merge: two segments whose main object is the same
     by_gt: dict[int, list[tuple[int, int]]] = {}
@@ -104,7 +104,7 @@ def candidates(reader: Proofreader, gt: np.ndarray, background: bool = False, mi
             for c2, s2 in pieces[1:]:  # the largest piece with each other one
                 choices.append(Choice("merge", (s1, s2, g), int(c2)))
     # split: a segment over two objects
-    second = np.r_[False, (s_fg[1:] == s_fg[:-1]) & first[:-1]]
+    second = np.r_[False, (s_fg[1:] == s_fg[:-1]) & first[:-1]][:len(s_fg)]
     for s, g2, c2 in zip(s_fg[second].tolist(), g_fg[second].tolist(), c_fg[second].tolist()):
         choices.append(Choice("split_with_seeds", (s, main[s][0], g2), int(c2)))
     if background:

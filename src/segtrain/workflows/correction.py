@@ -3,7 +3,10 @@ Proofreader's segmentation, each the one the oracle prefers, with the score befo
 
 Benchmarks call :func:`correction_round` (proofreading convergence, the corrections that fine-tuning
 learns from); :func:`oracle_edits` yields each edit as it is made; :func:`corrections_source` turns
-a proofread segmentation's corrections into an annotation and a training source of it."""
+a proofread segmentation's corrections into an annotation and a training source of it;
+:func:`timed_edits` makes the panel's edits at random places of a large segmentation and times
+each (:func:`edit_timings` sums them up). The rounds of correct -> fine-tune -> score are in
+:mod:`segtrain.workflows.finetuning`."""
 
 from __future__ import annotations
 
@@ -139,3 +142,74 @@ def corrections_source(reader: Proofreader, raw: np.ndarray, scope: str = "confi
     annotation = corrections_annotation(reader, scope=scope, existing=existing, **options)
     labels, known = training_arrays(annotation)
     return annotation, ArraySource(raw, labels, known=known, weight=weight, name=name)
+
+
+# --- the time of each edit on a large segmentation ------------------------------------------------
+
+#: the edit kinds :func:`timed_edits` makes, in the order :func:`edit_timings` lists them
+TIMED_OPS = ("merge", "delete", "split", "undo", "redo", "split_seeds", "threshold")
+
+
+@dataclass
+class TimedEdit:
+    """One edit made for timing: its kind (:data:`TIMED_OPS`), the milliseconds it took and, for a
+    seeded split, the voxels of the segment it split."""
+
+    op: str
+    ms: float
+    voxels: int | None = None
+
+
+def timed_edits(reader: Proofreader, rng: np.random.Generator, repeats: int = 20, plane: int | None = None,
+                thresholds: tuple[float, float] = (0.1, 0.2)) -> Iterator[TimedEdit]:
+    """The edits a user makes on plane ``plane`` (default: the middle one) of a 3D segmentation,
+    each yielded with its time once made. ``repeats`` times two random points of two different
+    segments: merge them, undo, redo, split the first along the merge tree, delete the second, move
+    the threshold (uniform in ``thresholds``); then, at the upper threshold, seeded splits of the
+    plane's ``repeats // 4`` largest segments (seeds at two of their far pixels; the cost grows with
+    the segment's box)."""
+    shape = reader.fragments.shape
+    plane = shape[0] // 2 if plane is None else plane
+
+    def timed(op, fn, *args):
+        start = time.perf_counter()
+        fn(*args)
+        return TimedEdit(op, 1000 * (time.perf_counter() - start))
+
+    for _ in range(repeats):
+        ys, xs = rng.integers(0, shape[1], 2), rng.integers(0, shape[2], 2)
+        p1, p2 = (plane, int(ys[0]), int(xs[0])), (plane, int(ys[1]), int(xs[1]))
+        if reader.segment_at(p1) == reader.segment_at(p2) or 0 in (reader.segment_at(p1), reader.segment_at(p2)):
+            continue
+        yield timed("merge", reader.merge, [p1, p2])
+        yield timed("undo", reader.undo)
+        yield timed("redo", reader.redo)
+        yield timed("split", reader.split, p1)
+        yield timed("delete", reader.delete, p2)
+        yield timed("threshold", reader.set_threshold, float(rng.uniform(*thresholds)))
+    reader.set_threshold(thresholds[1])
+    seg_slice = reader.segmentation((plane,))
+    ids, counts = np.unique(seg_slice[seg_slice > 0], return_counts=True)
+    for s in ids[np.argsort(counts)][-repeats // 4:]:
+        where = np.argwhere(seg_slice == s)
+        if len(where) > 2:
+            box, mask = reader.mask_of(int(s))
+            edit = timed("split_seeds", reader.split_with_seeds, [(plane, *where[0]), (plane, *where[-1])])
+            edit.voxels = int(mask.sum())
+            yield edit
+
+
+def edit_timings(edits: Iterable[TimedEdit]) -> dict[str, dict]:
+    """Per edit kind (those made, in :data:`TIMED_OPS` order): ``{"median_ms", "max_ms", "n"}``;
+    and ``"split_seeds_voxels": {"median"}``, the size of the segments the seeded splits split."""
+    times: dict[str, list[float]] = {op: [] for op in TIMED_OPS}
+    voxels = []
+    for edit in edits:
+        times[edit.op].append(edit.ms)
+        if edit.voxels is not None:
+            voxels.append(edit.voxels)
+    out = {op: {"median_ms": float(np.median(v)), "max_ms": float(np.max(v)), "n": len(v)}
+           for op, v in times.items() if v}
+    if voxels:
+        out["split_seeds_voxels"] = {"median": float(np.median(voxels))}
+    return out
