@@ -29,7 +29,7 @@ def tiny_run(root: Path, steps: int) -> Path:
     import imageio.v3 as iio
 
     from segtrain.config import config_from_dict
-    from segtrain.train import TrainingRun
+    from segtrain.workflows.training import run_to_end, train_sources
     from segtrain.train.sources import ArraySource
 
     def pair(name):
@@ -42,9 +42,7 @@ def tiny_run(root: Path, steps: int) -> Path:
         "model": {"task": "masks"}, "segment": {"min_size": 20},
         "train": {"max_steps": steps, "val_every": steps, "checkpoint_every": steps, "batch_size": 2,
                   "report_interval": 0.0, "lr": 3e-3, "warmup_steps": 0}})
-    run = TrainingRun(config, [pair("set01")], [pair("set02")], runs_root=root)
-    run.run()
-    return Path(run.run_dir)
+    return run_to_end(train_sources(config, [pair("set01")], [pair("set02")], runs_root=root)).run_dir
 
 
 def one_batch(loaded, images, out: Path, tta: int) -> dict:
