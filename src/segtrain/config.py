@@ -119,6 +119,20 @@ class AugmentConfig:
     # of the patch shape / factor is drawn and resampled to the patch shape); 0 = off
     scale: Float = field(0.0, ge=0)
     probability: Float = field(0.8, ge=0, le=1)  # chance that intensity augmentations are applied to a sample
+    # against domain shift (all off by default; see train/augment.py for how they differ from gunpowder's):
+    section_wise: Bool = False  # 3D only: intensity scale, shift and gamma drawn per z-section (gunpowder z_section_wise)
+    # 3D only: probability per patch that the sections from a random z on are shifted in-plane by one
+    # random offset of at most max_shift voxels per axis (raw, labels, known mask and weights together)
+    shifted_section: Float = field(0.0, ge=0, le=1)
+    max_shift: Int = field(8, ge=0)
+    # 3D only: probability per z-section of lowering its contrast to contrast_scale about its mean
+    low_contrast_section: Float = field(0.0, ge=0, le=1)
+    contrast_scale: Float = field(0.1, ge=0, le=1)
+    # raw * (1 + g) with g a smooth in-plane linear + quadratic gradient, max |g| drawn in [0, illumination]
+    illumination: Float = field(0.0, ge=0, lt=1)
+    # halo-like (phase contrast) rims: raw + a * (raw - gaussian(raw, halo_sigma)), a drawn in [0, halo]
+    halo: Float = field(0.0, ge=0)
+    halo_sigma: Float = field(4.0, gt=0)  # in-plane, voxels
 
 
 @section
