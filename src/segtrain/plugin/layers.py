@@ -538,6 +538,9 @@ def release_removed_layer(event: Any) -> None:
     """A layer the panels made gives its large arrays back when it leaves the viewer. napari (or
     Qt objects it deletes later) can keep a removed layer object alive for a while; its data
     (predictions, fragments, the proofreading state) must not stay alive with it."""
+    from segtrain.plugin import collector
+
+    collector.layer_removed(event.value)
     layer = event.value
     info = (getattr(layer, "metadata", None) or {}).get(META)
     if not isinstance(info, LayerInfo):
@@ -547,6 +550,12 @@ def release_removed_layer(event: Any) -> None:
     if getattr(data, "ndim", 0) and not isinstance(data, list):
         tail = (data.shape[-1],) if getattr(layer, "rgb", False) else ()
         layer.data = np.zeros((1,) * (data.ndim - len(tail)) + tail, dtype=getattr(data, "dtype", np.float32))
+
+
+def _stamp_inserted_layer(event: Any) -> None:
+    from segtrain.plugin import collector
+
+    collector.layer_inserted(event.value)
 
 
 def session(viewer: Any) -> Session:
@@ -559,6 +568,7 @@ def session(viewer: Any) -> Session:
         owner = weakref.ref(viewer)
         viewer.layers.events.inserted.connect(lambda event: owner() is not None
                                               and link_to_image(event.value, owner()))
+        viewer.layers.events.inserted.connect(_stamp_inserted_layer)
         return s
     except TypeError:  # not weak-referenceable: keep it on the object
         if not hasattr(viewer, "_segtrain_session"):

@@ -356,10 +356,21 @@ def _import_heavy() -> None:
 
     At normal priority: an import holds the GIL, and a thread of lowered priority that holds it is
     descheduled on a loaded machine while the GUI thread waits for the GIL (measured: seconds-long
-    stalls while panels opened, and a first Start that waited over a minute for the imports)."""
+    stalls while panels opened, and a first Start that waited over a minute for the imports).
+
+    Full garbage collections during the imports took 50-300 ms each, holding the GIL (seven such
+    pauses while the panels opened): the collector waits while the imports run, and what exists
+    before and after them is frozen (:mod:`segtrain.plugin.collector`)."""
+    import gc
+
+    from segtrain.plugin import collector
+
+    collecting = gc.isenabled()
     try:
         import importlib
 
+        gc.disable()  # no full collection in the middle of the imports (they make most of the objects)
+        collector.freeze()  # napari's objects: never scanned again (segtrain.plugin.collector)
         preload_torch_libraries()  # libtorch's dlopen without the GIL, before anything imports torch
         with MATPLOTLIB_IMPORT:  # first, and never beside the GUI thread's own import of it
             from matplotlib.backends import backend_agg
@@ -374,8 +385,13 @@ def _import_heavy() -> None:
         import segtrain.train  # noqa: F401
         import lightning.pytorch  # noqa: F401 - what a run imports before its first step
         import segmentation_models_pytorch  # noqa: F401
+        import torch.utils.tensorboard  # noqa: F401 - the run's logger (tensorboard, protobuf): ~330 modules
     except Exception:  # noqa: BLE001 - the real import later reports any problem
         logger.debug("warming up the imports failed", exc_info=True)
+    finally:
+        collector.freeze()  # the imported modules' objects too
+        if collecting:
+            gc.enable()
 
 
 _WARM_UP: list[threading.Thread] = []
@@ -386,12 +402,27 @@ _WARM_UP: list[threading.Thread] = []
 MATPLOTLIB_IMPORT = threading.Lock()
 
 
+#: how long a Python thread may hold the GIL while another waits for it, in the GUI process
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def share_the_gil_often() -> None:
+    """Let a background thread hold the GIL for at most 1 ms (Python's default: 5 ms) while the
+    GUI thread waits for it. A Qt layout or a napari event calls into Python hundreds of times, and
+    each call waits for the GIL while a worker runs Python code (the warm-up's imports, building
+    a network): a convoy of 5 ms waits froze the window 0.3-0.5 s when a panel opened during the
+    warm-up. Only lowered, never raised (a user's setting below 1 ms is kept)."""
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
 def warm_up_imports() -> None:
     """Import PyTorch and Lightning in a background thread, once per process, so that the first
     Start or Predict does not wait seconds for them (nor stall the GUI thread importing them). A
     plain daemon thread: it touches no Qt object, so closing the app early is harmless."""
     if _WARM_UP or "segtrain.train.run" in sys.modules:
         return
+    share_the_gil_often()
     avoid_triton_llvm_clash()  # before torch is imported
     thread = threading.Thread(target=_import_heavy, name="segtrain-warm-up", daemon=True)
     _WARM_UP.append(thread)

@@ -9,7 +9,6 @@ States: ``not started`` -> ``preparing: ...`` -> ``step N / M`` (``validating at
 
 from __future__ import annotations
 
-import gc
 import os
 import shlex
 from pathlib import Path
@@ -36,6 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from segtrain.config import ModelConfig, SelfTrainConfig, TrainConfig
+from segtrain.plugin import collector
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets._common import (
     Foldable,
@@ -578,11 +578,9 @@ class TrainWidget(Panel):
         self.progress = progress(total=self.steps_spin.value(), desc="Training")
         self._set_state("preparing")
         self.status.setText("")
-        # Python's full garbage collections scan every object (napari's, torch's: seconds of them on
-        # a small machine) and stall the GUI whichever thread triggers them. Freeze what exists so
-        # later collections scan only new objects (unfrozen when the run ends); no collection here,
-        # it would stall this click.
-        gc.freeze()
+        # full garbage collections scan every object and stall the GUI whichever thread triggers
+        # them: what exists now is frozen (segtrain.plugin.collector; a removed layer unfreezes)
+        collector.freeze()
         self.worker = start_worker(
             training_reports, self.job, on_yield=self.on_report, on_finish=self._finished,
             on_error=self._on_error, action="Training", status=self.status, throttle_ms=200,
@@ -623,7 +621,6 @@ class TrainWidget(Panel):
 
     def _finished(self) -> None:
         self.worker = None
-        gc.unfreeze()  # what was frozen at Start is collectable again
         if self.progress is not None:
             self.progress.close()
             self.progress = None
