@@ -214,3 +214,26 @@ def test_a_summary_csv_the_batch_did_not_write_stops_it_before_any_image(tmp_pat
     with pytest.raises(InputError, match="is not a batch summary"):
         list(segment_batch(load_model(cells_run), batch_images([plate / "A01.tif"], model_ndim=2), out))
     assert (out / "summary.csv").read_text() == "well,cells\nA01,40\n" and len(list(out.iterdir())) == 1
+
+
+def test_a_done_marker_the_batch_did_not_write_is_never_replaced(tmp_path, cells_dir, cells_run):
+    """The output rule for <key>.done.json: an image redone (its labels missing) replaces only a
+    marker a batch wrote for it; a file of that name of the user's fails that image in one sentence
+    and stays as it was (the other images go on)."""
+    plate = plate_folder(tmp_path / "plate", cells_dir)
+    model = load_model(cells_run)
+    images = batch_images([plate / "A01.tif", plate / "A02.tif"], model_ndim=2)
+    out = tmp_path / "out"
+    out.mkdir()
+    theirs = marker_path(out, images[0])
+    theirs.write_text('{"my notes": "A01 looked odd"}')
+    results = list(segment_batch(model, images, out))
+    assert [r.status for r in results] == ["failed", "done"]
+    assert "was not written by a batch" in results[0].row["message"]
+    assert theirs.read_text() == '{"my notes": "A01 looked odd"}'
+    assert not labels_path(out, images[0]).exists()  # no work done for it
+    ours = marker_path(out, images[1])
+    labels_path(out, images[1]).unlink()  # a finished image whose labels went missing: redone
+    theirs.unlink()
+    results = list(segment_batch(model, images, out))
+    assert [r.status for r in results] == ["done", "done"] and ours.is_file()

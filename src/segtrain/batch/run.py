@@ -167,6 +167,21 @@ def _ours(path: Path) -> bool:
         return False
 
 
+def _check_marker(path: Path, image: BatchImage) -> None:
+    """A done marker an earlier batch wrote for this image is replaced when the image is redone (it
+    was interrupted, or its labels are missing); a file of that name it did not write never is."""
+    if not path.exists():
+        return
+    try:
+        row = json.loads(path.read_text())
+        ours = isinstance(row, dict) and row.get("key") == image.key and set(COLUMNS[:5]) <= set(row)
+    except (OSError, ValueError, UnicodeDecodeError):
+        ours = False
+    if not ours:
+        raise InputError(f"{path} exists and was not written by a batch for {image.describe()}; move it away (it is "
+                         "left as it is), then run the batch again.")
+
+
 def _write_labels(path: Path, labels: np.ndarray, voxel_size, attrs: dict) -> None:
     from segtrain.io import Volume, write_volume
 
@@ -292,6 +307,7 @@ def _left(timed: list[float], remaining: int) -> float | None:
 def _one(loaded, image: BatchImage, out: Path, tta, match_size, n: int, total: int) -> ImageResult:
     start = time.perf_counter()
     try:
+        _check_marker(marker_path(out, image), image)  # before any work: nothing of the user's replaced
         raw, voxel_size = read_image(image)
         labels, attrs, times = segment_image(loaded, raw, voxel_size, tta, match_size)
         summary, table = _image_summary(labels, raw, voxel_size)
