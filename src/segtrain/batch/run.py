@@ -231,9 +231,14 @@ def check_output_folder(out: str | Path, images: list[BatchImage]) -> Path:
     return out
 
 
+def wells_path(out: Path, image: BatchImage) -> Path:
+    return out / f"{image.key}_wells.csv"
+
+
 def _write_objects(path: Path, table, image: BatchImage, labels: Path, attrs: dict) -> None:
-    """``<key>_objects.csv``: one row per object (segtrain.measure's columns) with the image's key
-    and well, the header naming the labels, the image and how they were made."""
+    """``<key>_objects.csv`` (one row per object: segtrain.measure's columns) or ``<key>_wells.csv``
+    (one row per well of a well grid) with the image's key and well, the header naming the labels,
+    the image and how they were made."""
     from segtrain.measure import read_table, table_header, write_table
 
     if path.exists():  # a rerun redoes an unfinished image: replace only the table it wrote before
@@ -245,7 +250,8 @@ def _write_objects(path: Path, table, image: BatchImage, labels: Path, attrs: di
             raise InputError(f"{path} exists and was not written by this batch for {labels.name}; move it away "
                              "(it is left as it is), then run the batch again.")
     table.insert(0, "image", image.key)
-    table.insert(1, "well", image.well or "")
+    if "well" not in table.columns:  # a well grid's table names its wells itself
+        table.insert(1, "well", image.well or "")
     header = table_header(table, source=str(labels), raw=str(image.path), made_by=attrs)
     write_table(table, path, header, overwrite=True)
 
@@ -270,10 +276,13 @@ def _failure(image: BatchImage, error: BaseException) -> str:
 
 def segment_batch(loaded, images: list[BatchImage], out: str | Path, tta: int | None = None,
                   match_size: bool | None = None, stop: threading.Event | None = None,
-                  progress: Callable[[int, int, float | None], None] | None = None) -> Iterator[ImageResult]:
+                  progress: Callable[[int, int, float | None], None] | None = None,
+                  well_grid: tuple[int, int] | None = None) -> Iterator[ImageResult]:
     """Segment ``images`` with ``loaded`` (a :class:`~segtrain.predict.LoadedModel`) into ``out``,
     yielding one :class:`ImageResult` per image (module docstring); ``summary.csv`` is written when
-    the generator ends (all done, or ``stop`` set: the rest are ``pending``)."""
+    the generator ends (all done, or ``stop`` set: the rest are ``pending``). ``well_grid`` (rows,
+    columns): each image holds a grid of wells; its objects table gets each object's ``grid_well``
+    and ``<key>_wells.csv`` one row per well (count, sizes, coverage)."""
     check_model(loaded)
     out = check_output_folder(out, images)
     out.mkdir(exist_ok=True)
@@ -288,7 +297,7 @@ def segment_batch(loaded, images: list[BatchImage], out: str | Path, tta: int | 
                 rows[image.key] = row
                 result = ImageResult(image, "finished", row, n, total, _left(timed, total - n))
             else:
-                result = _one(loaded, image, out, tta, match_size, n, total)
+                result = _one(loaded, image, out, tta, match_size, n, total, well_grid)
                 rows[image.key] = result.row
                 if result.ok:
                     timed.append(float(result.row["seconds"]))
@@ -304,13 +313,20 @@ def _left(timed: list[float], remaining: int) -> float | None:
     return float(np.mean(timed)) * remaining if timed else (0.0 if remaining == 0 else None)
 
 
-def _one(loaded, image: BatchImage, out: Path, tta, match_size, n: int, total: int) -> ImageResult:
+def _one(loaded, image: BatchImage, out: Path, tta, match_size, n: int, total: int,
+         well_grid: tuple[int, int] | None = None) -> ImageResult:
     start = time.perf_counter()
     try:
         _check_marker(marker_path(out, image), image)  # before any work: nothing of the user's replaced
         raw, voxel_size = read_image(image)
         labels, attrs, times = segment_image(loaded, raw, voxel_size, tta, match_size)
         summary, table = _image_summary(labels, raw, voxel_size)
+        wells = None
+        if well_grid is not None:  # one image holding a grid of wells: each object's well, a row per well
+            from segtrain.measure import grid_wells, per_well
+
+            table.insert(1, "grid_well", grid_wells(table, labels.shape, well_grid))
+            wells = per_well(table, labels.shape, well_grid)
         if summary["objects"] == 0:
             raise InputError(f"No objects found in {image.describe()}; check that it is the kind of image the run "
                              "was trained on (nothing was written for it).")
@@ -321,6 +337,8 @@ def _one(loaded, image: BatchImage, out: Path, tta, match_size, n: int, total: i
         path = labels_path(out, image)
         _write_labels(path, labels, voxel_size, attrs)
         _write_objects(objects_path(out, image), table, image, path, attrs)
+        if wells is not None:
+            _write_objects(wells_path(out, image), wells, image, path, attrs)
         times["write"] = time.perf_counter() - written
         seconds = round(time.perf_counter() - start, 3)
         row = _row(image, "done", **summary, seconds=seconds, labels=path.name)

@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--unit", default=None, help="the unit of the voxel size, for the header (e.g. nm, um)")
     parser.add_argument("--per-slice", action=argparse.BooleanOptionalAction, default=None,
                         help="measure a 3D stack slice by slice (default: when a 2D model made it)")
+    parser.add_argument("--well-grid", metavar="ROWSxCOLS",
+                        help="the image holds a grid of wells (e.g. 8x12): each object gets the well its centre lies "
+                             "in (column grid_well), and the printed summary one entry per well")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing table of the same format (never a folder or another kind of file)")
 
@@ -40,10 +43,12 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.commands._numbers import float_tuple
     from segtrain.errors import InputError
     from segtrain.io.write import check_not_input
-    from segtrain.measure import check_table_output, measure_objects, summarise, table_header, write_table
+    from segtrain.measure import (check_table_output, grid_wells, measure_objects, parse_grid, per_well, summarise,
+                                  table_header, write_table)
     from segtrain.measure.objects import neighbours_agree
 
     voxel_size = float_tuple(args.voxel_size, "voxel size")
+    grid = None if args.well_grid is None else parse_grid(args.well_grid)
     # before any work: a folder, another kind of file, an input, an existing table
     check_not_input(args.out, [(args.seg, args.seg_dataset), (args.raw, args.raw_dataset)], args.overwrite)
     check_table_output(args.out, args.overwrite)
@@ -65,9 +70,16 @@ def run(args: argparse.Namespace) -> int:
         model_ndim = 2 if args.per_slice else None
     with Step("measuring the objects (scikit-image regionprops)"):
         table = measure_objects(labels, raw, voxel_size=voxel_size, model_ndim=model_ndim)
+    wells = None
+    if grid is not None:
+        table.insert(1, "grid_well", grid_wells(table, labels.shape, grid))
+        wells = per_well(table, labels.shape, grid).to_dict(orient="records")
     made_with = {key: attrs[key] for key in MADE_WITH if key in attrs}
     header = table_header(table, source=str(args.seg), raw=args.raw, unit=args.unit,
                           made_with=made_with or None)
     path = write_table(table, args.out, header, overwrite=args.overwrite)
-    print(json.dumps({"table": str(path), "objects": int(len(table)), **summarise(table)}, indent=2))
+    summary = {"table": str(path), "objects": int(len(table)), **summarise(table)}
+    if wells is not None:
+        summary["wells"] = wells
+    print(json.dumps(summary, indent=2))
     return 0

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--well-pattern", metavar="REGEX",
                         help="regular expression that finds the well in a file name (group 'well', or 'row' and "
                              "'col'; default: A01, r01c01 and _s1 names)")
+    parser.add_argument("--well-grid", metavar="ROWSxCOLS",
+                        help="each image holds a grid of wells (e.g. 8x12): every object gets the well its centre "
+                             "lies in (column grid_well) and <image>_wells.csv one row per well")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
     from segtrain.commands._engine import log
     from segtrain.predict import load_model
 
+    from segtrain.measure import parse_grid
+
+    grid = None if args.well_grid is None else parse_grid(args.well_grid)  # before loading anything
     loaded = load_model(args.run, which=args.checkpoint)
     check_model(loaded)
     images = batch_images(args.inputs, loaded.config.ndim, args.well_pattern)
@@ -45,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
     log(f"{len(images)} images, {loaded.describe()}, into {out}")
     failed, done, skipped = [], 0, 0
     with tqdm(total=len(images), unit="image", file=sys.stderr, dynamic_ncols=True) as bar:
-        for result in segment_batch(loaded, images, out, tta=args.tta, match_size=args.match_size):
+        for result in segment_batch(loaded, images, out, tta=args.tta, match_size=args.match_size,
+                                    well_grid=grid):
             bar.update(1)
             if result.status == "failed":
                 failed.append(result)
