@@ -154,3 +154,31 @@ def test_proofread_two_batch_images_by_clicks_then_fine_tune_on_both(cells_run, 
     assert len(records) == 2 and trained == expected  # each image with its own corrections
     third = array_fingerprint(viewer.layers["A03"].data if "A03" in viewer.layers else crops[2])[0]["hash"]
     assert third not in trained
+
+
+def test_a_well_grid_typed_in_the_panel_writes_a_row_per_well(cells_run, docked, gui, tmp_path, cells_dir,
+                                                              error_messages):
+    import shutil
+
+    from segtrain.measure import read_table
+
+    plate = plate_folder(tmp_path / "plate", cells_dir)
+    one = tmp_path / "one"
+    one.mkdir()
+    shutil.copy(plate / "A01.tif", one / "A01.tif")
+    viewer, dock = docked
+    batch = BatchWidget(viewer)
+    dock(batch)
+    gui.type(batch.run_edit, str(cells_run))
+    gui.type(batch.input_edit, str(one))
+    gui.type(batch.grid_edit, "8by12")  # a typo: one sentence, nothing written
+    gui.click(batch.start_button)
+    gui.wait_until(lambda: not batch.busy(), timeout=120, what="the refusal")
+    assert "is not ROWSxCOLUMNS" in batch.status.text() and any("is not ROWSxCOLUMNS" in m for m in error_messages())
+    assert not (tmp_path / "one-segmented").exists()
+    gui.type(batch.grid_edit, "2x2")
+    gui.click(batch.start_button)
+    gui.wait_until(lambda: not batch.busy(), timeout=180, what="the batch")
+    wells, _ = read_table(tmp_path / "one-segmented" / "A01_wells.csv")
+    objects, _ = read_table(tmp_path / "one-segmented" / "A01_objects.csv")
+    assert list(wells.well) == ["A01", "A02", "B01", "B02"] and wells["count"].sum() == len(objects) > 0

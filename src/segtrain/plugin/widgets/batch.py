@@ -41,18 +41,21 @@ BATCH_META = "segtrain_batch"
 
 
 # --- worker bodies (core calls only) -------------------------------------------------------------
-def batch_reports(run: str, inputs: list[str], out: str, tta: int | None, stop: threading.Event):
+def batch_reports(run: str, inputs: list[str], out: str, tta: int | None, stop: threading.Event,
+                  well_grid: str = ""):
     """Load the run, list the images (yielded as a list), then yield each image's result."""
     from segtrain.batch import batch_images, segment_batch
     from segtrain.batch.run import check_model, check_output_folder
+    from segtrain.measure import parse_grid
     from segtrain.predict import load_model
 
+    grid = parse_grid(well_grid) if well_grid.strip() else None  # a typo: one sentence before any work
     loaded = load_model(run)
     check_model(loaded)
     images = batch_images(inputs, loaded.config.ndim)
     check_output_folder(out, images)
     yield images
-    yield from segment_batch(loaded, images, out, tta=tta, stop=stop)
+    yield from segment_batch(loaded, images, out, tta=tta, stop=stop, well_grid=grid)
 
 
 def batch_entries(out: str | Path) -> list[dict]:
@@ -123,6 +126,10 @@ class BatchWidget(Panel):
         self.tta_combo = QComboBox()
         self.tta_combo.addItems(list(TTA_CHOICES))
         self.tta_combo.setToolTip("Test-time augmentation: average flipped predictions (slower, often better).")
+        self.grid_edit = QLineEdit()
+        self.grid_edit.setPlaceholderText("optional: rows x columns, e.g. 8x12")
+        self.grid_edit.setToolTip("Each image holds a grid of wells: every object gets the well its centre lies in, "
+                                  "and <image>_wells.csv one row per well (count, sizes, coverage).")
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setEnabled(False)
@@ -149,6 +156,7 @@ class BatchWidget(Panel):
         form.addRow("Images", row)
         form.addRow("Output", self.out_edit)
         form.addRow("Test-time aug.", self.tta_combo)
+        form.addRow("Well grid", self.grid_edit)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         row = QHBoxLayout()
@@ -213,7 +221,7 @@ class BatchWidget(Panel):
         self.time_label.setText("")
         self.worker = start_worker(
             batch_reports, run, [inputs], str(self.out), TTA_CHOICES[self.tta_combo.currentText()], self.stop_event,
-            stop=self.stop_event, on_yield=self._report, on_finish=self._finished, action="The batch",
+            self.grid_edit.text(), stop=self.stop_event, on_yield=self._report, on_finish=self._finished, action="The batch",
             status=self.status, throttle_ms=None)
         self._buttons()
 
