@@ -91,8 +91,7 @@ class SegtrainModule(pl.LightningModule):
         self.log("val/loss", loss, batch_size=batch["raw"].shape[0])
         # preview the validation patch with the most foreground in its target (a patch of empty
         # background would show a black target and teach the user nothing)
-        head = self.model.heads[0].name
-        target = batch[head if head in batch else "classes"][:1]
+        target = batch[task_of(self.cfg).target][:1]
         content = float((target > 0).float().mean())
         if self._preview_batch is None or content > self._preview_content:
             self._preview_batch = (batch, self.model.activate(outputs))
@@ -113,8 +112,7 @@ class SegtrainModule(pl.LightningModule):
         if self._preview_batch is not None and not self.stop_requested():
             batch, probs = self._preview_batch
             head = self.model.heads[0].name
-            target_key = head if head in batch else "classes"
-            target = batch[target_key][0].float().cpu().numpy()
+            target = batch[task_of(self.cfg).target][0].float().cpu().numpy()
             if target.ndim == probs[head][0].ndim - 1:
                 target = target[None]
             self.last_preview = preview_image(batch["raw"][0].float().cpu().numpy(), target,
