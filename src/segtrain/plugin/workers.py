@@ -18,6 +18,7 @@ Widgets never call ``create_worker`` themselves.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import sys
@@ -232,7 +233,6 @@ def start_worker(
     avoid_triton_llvm_clash()  # before any worker can import torch
     _keep_pool_threads_free()
     _share_one_dask_pool()
-    _stop_workers_at_exit()
     worker = create_worker(
         func, *args, _start_thread=False, _ignore_errors=True, _progress=progress or None, **kwargs
     )
@@ -483,21 +483,16 @@ def active_workers() -> list[FunctionWorker | GeneratorWorker]:
     return list(_ACTIVE)
 
 
-_AT_EXIT: list[bool] = []
-
-
 def _stop_workers_at_exit() -> None:
-    """Once per process: at interpreter exit (a script that opened the panels ends, napari quits,
-    a test session ends) stop the workers still running and wait for them. A worker that finishes
-    after Qt's objects were torn down aborts the process ("wrapped C/C++ object of type
-    WorkerBaseSignals has been deleted"): seen when a script ended while the Train panel was
-    still finding the device."""
-    if _AT_EXIT:
-        return
-    import atexit
+    """At interpreter exit (a script that opened the panels ends, napari quits, a test session
+    ends) stop the workers still running and wait for them. A worker that finishes after Qt's
+    objects were torn down aborts the process ("wrapped C/C++ object of type WorkerBaseSignals has
+    been deleted"): seen when a script ended while the Train panel was still finding the device."""
+    if _ACTIVE:
+        stop_all(wait_s=60)
 
-    _AT_EXIT.append(True)
-    atexit.register(lambda: stop_all(wait_s=60) if _ACTIVE else None)
+
+atexit.register(_stop_workers_at_exit)
 
 
 def stop_all(wait_s: float = 5.0) -> None:
