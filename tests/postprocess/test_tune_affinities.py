@@ -18,7 +18,8 @@ from segtrain.targets import affinities
 
 
 @pytest.mark.shared_data
-def test_the_search_picks_the_lowest_voi_of_every_combination(em3d_dir):
+@pytest.mark.parametrize("split_bias", [0.0, 0.02, 0.2])
+def test_the_search_picks_the_lowest_threshold_near_the_lowest_voi_of_every_combination(em3d_dir, split_bias):
     from segtrain.evaluate import sweep
 
     gts = [em3d_gt(em3d_dir, (slice(z, z + 8), slice(0, 64), slice(0, 64))) for z in (0, 20)]
@@ -27,10 +28,20 @@ def test_the_search_picks_the_lowest_voi_of_every_combination(em3d_dir):
                             "scoring": "hist_quant_25", "threshold": 0.1})
     variants = ({"fragments": "waterz"}, {"fragments": "watershed", "boundary_threshold": 0.5, "min_seed_distance": 3})
     result = tune_affinities(affs, gts, start, OutputSpec("affinities", 3), voxel_sizes=[(1, 1, 1)] * 2,
-                             fragment_variants=variants, scorings=("hist_quant_50", "hist_quant_75"))
+                             fragment_variants=variants, scorings=("hist_quant_50", "hist_quant_75"),
+                             split_bias=split_bias)
     assert result.metric == "voi" and result.score < result.start_score
     assert len(result.rows) == 3 * 3  # the start's variant and scoring are tried as well
-    assert result.score == pytest.approx(min(r["voi"] for r in result.rows))
+    lowest = min(r["voi"] for r in result.rows)
+    assert result.lowest == pytest.approx(lowest)
+    # every (combination, threshold) within split_bias of the lowest VOI has a threshold at least the chosen one
+    near = [(t, v) for r in result.rows for t, v in zip(r["thresholds"], r["voi_by_threshold"]) if v <= lowest + split_bias]
+    assert result.settings["threshold"] == min(near)[0] and result.score == pytest.approx(min(near)[1])
+    assert lowest <= result.score <= lowest + split_bias + 1e-9
+    if split_bias == 0.2:  # a wide margin takes a lower threshold than the lowest VOI's, and says so
+        best_row = min(result.rows, key=lambda r: r["voi"])
+        assert result.settings["threshold"] < best_row["threshold"] and result.score > lowest
+        assert "of the lowest VOI" in result.describe()
     # the chosen settings reproduce the score when segmented the usual way
     chosen = result.apply(start)
     vois = [sweep(segment_affinities(a, chosen, voxel_size=(1, 1, 1), model_ndim=3), g,

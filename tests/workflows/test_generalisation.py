@@ -4,11 +4,13 @@ on the far block's tuning part, scores its other part (chosen, own, hindsight)."
 import math
 
 import numpy as np
+import pytest
 
 from segtrain.config import SourceConfig
+from segtrain.postprocess.tune import SPLIT_BIAS
 from segtrain.runs import RunFolder
 from segtrain.splits import Acquisition, em_far_split, field_of_view, gap_between
-from segtrain.workflows.generalisation import FarReport, far_apart_reports
+from segtrain.workflows.generalisation import FarReport, far_apart_reports, rule_outcome, rule_summary, threshold_rule_cases
 
 
 def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_dir, tiny_config, tmp_path):
@@ -33,3 +35,15 @@ def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_d
     assert min(report.by_scoring.values()) == report.hindsight
     assert "threshold" in report.tuned and report.gap >= 0
     assert any("tuned on 1 far volume" in line for line in logs)
+    # the threshold rules of `segtrain tune` scored both ways on the same run (benchmarks/threshold_rules.py)
+    cases = threshold_rule_cases(report.run, split, tta=1)
+    assert len(cases) == 2 and cases[0] == cases[1][::-1]
+    tune_rows, far_rows = cases[0]
+    assert rule_outcome(far_rows, far_rows, 0.0) == (min(r["voi"] for r in far_rows),) * 2  # chosen on itself: hindsight
+    voi, best = rule_outcome(far_rows, far_rows, 0.3)
+    assert best <= voi <= best + 0.3 + 1e-9
+    for bias in (0.0, 0.02):
+        summary = rule_summary(cases, bias)
+        assert summary["cases"] == 2 and 0 <= summary["mean_gap"] <= summary["max_gap"] and summary["within"] <= 2
+    # the default rule on the tuning part's rows is what the report chose and scored (same predictions, TTA 1)
+    assert rule_outcome(tune_rows, far_rows, SPLIT_BIAS) == (pytest.approx(report.chosen), pytest.approx(report.hindsight))

@@ -1,5 +1,5 @@
 """`segtrain tune`: choose a run's post-processing on annotated images (affinities: fragments,
-scoring and merge threshold for the lowest VOI; masks / instances: threshold, seeds and sizes for
+scoring and merge threshold: of the settings within 0.02 of the lowest VOI, the lowest threshold; masks / instances: threshold, seeds and sizes for
 the best instance F1), stored in the run folder and used by every front end from then on."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = ("choose a run's post-processing on annotated images (affinities: fragments, scoring, threshold for the "
-        "lowest VOI; masks/instances: threshold, seeds, sizes for the best F1)")
+HELP = ("choose a run's post-processing on annotated images (affinities: fragments, scoring, threshold: the "
+        "lowest threshold within 0.02 of the lowest VOI; masks/instances: threshold, seeds, sizes for the best F1)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -113,7 +113,7 @@ def score_heldout(loaded, settings, volumes: list[dict], tta: int, matched: list
         at = [sweep(t, g, thresholds=[settings.threshold]) for t, g in zip(trees, gts)]
         grid = [sweep(t, g, thresholds=settings.thresholds) for t, g in zip(trees, gts)]
         voi = np.mean([s.voi for s in grid], axis=0)
-        best_all = tune_affinities([o["affinities"] for o in outputs], gts, settings, spec, voxel_sizes)
+        best_all = tune_affinities([o["affinities"] for o in outputs], gts, settings, spec, voxel_sizes, split_bias=0.0)
         if slab:
             seg, gt = trees[0].segmentation(settings.threshold), gts[0]
             result = {"per_slab_voi": [float(voi_of(seg[z:z + slab], gt[z:z + slab])["voi"])

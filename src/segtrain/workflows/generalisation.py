@@ -104,14 +104,15 @@ def _gts(volumes: Sequence[dict]) -> list[np.ndarray]:
     return [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
 
 
-def tune_outputs(outputs: Sequence[dict], volumes: Sequence[dict], config: Config) -> TuneResult:
-    """The search `segtrain tune` runs, on predictions of annotated volumes."""
+def tune_outputs(outputs: Sequence[dict], volumes: Sequence[dict], config: Config, hindsight: bool = False) -> TuneResult:
+    """The search `segtrain tune` runs, on predictions of annotated volumes (``hindsight``: the
+    lowest VOI itself, not the split-biased choice)."""
     spec = OutputSpec.of(config)
     voxel_sizes = [v["voxel_size"] or config.data.voxel_size for v in volumes]
     known = [v["known"] for v in volumes]
     if task_of(spec).agglomerates:
         return tune_affinities([o["affinities"] for o in outputs], [v["labels"] for v in volumes], config.segment,
-                               spec, voxel_sizes, known)
+                               spec, voxel_sizes, known, **({"split_bias": 0.0} if hindsight else {}))
     if not task_of(spec).foreground:
         raise InputError(f"Far-apart scoring is for affinity, mask and instance models, not {spec.task!r}.")
     return tune_postprocessing([o["probabilities"] for o in outputs], [v["labels"] for v in volumes],
@@ -169,7 +170,7 @@ def evaluate_far(run, split: FarSplit, tta: int | None = None, match_size: bool 
     own_score = score_at(test_out, test_volumes, own, config) if own.threshold is not None or \
         not task_of(config).agglomerates else {tuned.metric: float("nan")}
     config.segment = chosen_settings  # the search (one setting at a time for masks) starts from the choice,
-    hindsight = tune_outputs(test_out, test_volumes, config)  # so hindsight is never worse than it
+    hindsight = tune_outputs(test_out, test_volumes, config, hindsight=True)  # so hindsight is never worse than it
     config.segment = own
     detail = {k: v for k, v in chosen.items() if k != tuned.metric}
     if match_size:
@@ -208,3 +209,48 @@ def far_apart_reports(config: Config | None, splits: Sequence[FarSplit], out: st
         run_dir = Path(run) if run is not None else train_far(config, split, Path(out) / split.name, log)
         for tta in tta_values:
             yield evaluate_far(run_dir, split, tta=tta, match_size=match_size, log=log)
+
+
+# --- how a rule for choosing the merge threshold transfers ---------------------------------------
+
+COMBINATION_KEYS = ("fragments", "boundary_threshold", "min_seed_distance", "scoring")
+
+
+def threshold_rule_cases(run, split: FarSplit, tta: int | None = None) -> list[tuple[list[dict], list[dict]]]:
+    """The unbiased search (every fragment method x scoring x threshold, as `segtrain tune` runs it)
+    on the split's tuning part and on its far part, for an affinity run: two cases, one per
+    direction (choose on the tuning part and score the far part, and the reverse)."""
+    from segtrain.predict import load_model
+
+    loaded = load_model(run)
+    config = loaded.config
+    if not task_of(config).agglomerates:
+        raise InputError("Threshold rules are for affinity runs.")
+    config.predict.match_object_size = False
+    tta = config.predict.tta if tta is None else int(tta)
+    rows = []
+    for part in (split.tune, split.test):
+        volumes = split.transformed(annotated_volumes(part, config))
+        outputs, _ = _predict(loaded, volumes, tta)
+        rows.append(tune_outputs(outputs, volumes, config, hindsight=True).rows)
+    return [(rows[0], rows[1]), (rows[1], rows[0])]
+
+
+def rule_outcome(chosen_on: Sequence[dict], scored_on: Sequence[dict], split_bias: float) -> tuple[float, float]:
+    """``(VOI at the choice, best VOI in hindsight)`` on ``scored_on``'s data for the settings
+    :func:`~segtrain.postprocess.tune.split_biased_choice` takes from ``chosen_on``'s rows."""
+    from segtrain.postprocess.tune import split_biased_choice
+
+    choice = split_biased_choice(chosen_on, split_bias)
+    same = next(r for r in scored_on if all(r.get(k) == choice.get(k) for k in COMBINATION_KEYS))
+    voi = same["voi_by_threshold"][same["thresholds"].index(choice["threshold"])]
+    return float(voi), float(min(r["voi"] for r in scored_on))
+
+
+def rule_summary(cases: Sequence[tuple[Sequence[dict], Sequence[dict]]], split_bias: float, within: float = 0.15) -> dict:
+    """Mean VOI at the choice, mean and largest gap to hindsight, and how many cases lie within
+    ``within`` of hindsight, for one ``split_bias`` over ``(chosen_on, scored_on)`` cases."""
+    outcomes = np.array([rule_outcome(a, b, split_bias) for a, b in cases])
+    gaps = outcomes[:, 0] - outcomes[:, 1]
+    return {"split_bias": split_bias, "cases": len(cases), "mean_voi": float(outcomes[:, 0].mean()),
+            "mean_gap": float(gaps.mean()), "max_gap": float(gaps.max()), "within": int((gaps <= within + 1e-9).sum())}
