@@ -1,6 +1,7 @@
 """`segtrain tune`: choose a run's post-processing on annotated images (affinities: fragments,
-scoring and merge threshold: of the settings within 0.02 of the lowest VOI, the lowest threshold; masks / instances: threshold, seeds and sizes for
-the best instance F1), stored in the run folder and used by every front end from then on."""
+scoring and merge threshold: of the settings within 0.02 of the lowest VOI, the lowest threshold;
+masks / instances: threshold, seeds and sizes for the best instance F1), stored in the run folder
+and used by every front end from then on."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ from segtrain.errors import InputError
 from segtrain.evaluate import sweep
 from segtrain.postprocess import OutputSpec, validation_scores
 from segtrain.postprocess.affinities import segment_affinities, stack_labels
-from segtrain.postprocess.tune import TuneResult, tune_affinities, tune_postprocessing
+from segtrain.postprocess.tune import TuneResult, split_biased_choice, tune_affinities, tune_postprocessing
 from segtrain.splits import FarSplit
 from segtrain.tasks import task_of
 from segtrain.train.sources import annotated_volumes
@@ -239,8 +239,6 @@ def threshold_rule_cases(run, split: FarSplit, tta: int | None = None) -> list[t
 def rule_outcome(chosen_on: Sequence[dict], scored_on: Sequence[dict], split_bias: float) -> tuple[float, float]:
     """``(VOI at the choice, best VOI in hindsight)`` on ``scored_on``'s data for the settings
     :func:`~segtrain.postprocess.tune.split_biased_choice` takes from ``chosen_on``'s rows."""
-    from segtrain.postprocess.tune import split_biased_choice
-
     choice = split_biased_choice(chosen_on, split_bias)
     same = next(r for r in scored_on if all(r.get(k) == choice.get(k) for k in COMBINATION_KEYS))
     voi = same["voi_by_threshold"][same["thresholds"].index(choice["threshold"])]
