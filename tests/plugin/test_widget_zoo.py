@@ -19,9 +19,29 @@ from segtrain.plugin.widgets.segment import SegmentWidget
 
 
 def _type_file_name(gui, dialog, path) -> None:
-    """Type a file name into the (Qt) file dialog and press Enter."""
+    """Type a file name into the (Qt) file dialog and press Enter, again while the dialog stays open:
+    Enter can land in the name field's completion list instead, which Qt opens when its file system
+    model has read the folder (in a thread of its own); a person sees the list and presses Enter again."""
+    import time
+
+    from qtpy.QtCore import Qt
+    from qtpy.QtTest import QTest
+
     assert dialog is not None and dialog.isVisible()
-    gui.type(dialog.findChild(QLineEdit, "fileNameEdit"), str(path))
+    edit = dialog.findChild(QLineEdit, "fileNameEdit")
+    gui.type(edit, str(path))
+    pressed = [time.perf_counter()]
+
+    def accepted() -> bool:
+        if dialog.isVisible() and time.perf_counter() - pressed[0] > 0.5:
+            popup = edit.completer().popup() if edit.completer() is not None else None
+            if popup is not None and popup.isVisible():
+                popup.hide()
+            QTest.keyClick(edit, Qt.Key_Return)
+            pressed[0] = time.perf_counter()
+        return not dialog.isVisible()
+
+    gui.wait_until(accepted, timeout=30, what="the file dialog to take the name")
 
 
 def test_export_a_run_then_predict_segment_and_export_with_its_package(docked, gui, em_run, tmp_path):  # noqa: F811
@@ -52,8 +72,7 @@ def test_export_a_run_then_predict_segment_and_export_with_its_package(docked, g
     viewer.add_image(raw, name="em")
     gui.click(predict.zoo_button)
     _type_file_name(gui, predict.zoo_dialog, package)
-    # the dialog accepts once its file system model has looked the file up (a thread of Qt's)
-    gui.wait_until(lambda: predict.checkpoint_edit.text() == str(package), timeout=30, what="the dialog to accept")
+    assert predict.checkpoint_edit.text() == str(package)
     gui.wait_until(lambda: predict.which_combo.count() == 1, timeout=60, what="the package")
     gui.choose(predict.image_combo, "em")
     gui.click(predict.predict_button)
