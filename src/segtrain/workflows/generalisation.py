@@ -100,6 +100,17 @@ def _predict(loaded, volumes: Sequence[dict], tta: int) -> tuple[list[dict], lis
     return outputs, factors
 
 
+def _far_parts(loaded, split: FarSplit, tta: int) -> tuple[tuple[list[dict], list[dict]], tuple[list[dict], list[dict]]]:
+    """``((tune volumes, their outputs), (far volumes, their outputs))``: the split's tuning and far
+    parts as the far acquisition gives them, predicted in the model's plain view (no size matching)."""
+    loaded.config.predict.match_object_size = False
+    parts = []
+    for part in (split.tune, split.test):
+        volumes = split.transformed(annotated_volumes(part, loaded.config))
+        parts.append((volumes, _predict(loaded, volumes, tta)[0]))
+    return parts[0], parts[1]
+
+
 def _gts(volumes: Sequence[dict]) -> list[np.ndarray]:
     return [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
 
@@ -158,14 +169,10 @@ def evaluate_far(run, split: FarSplit, tta: int | None = None, match_size: bool 
     config = loaded.config
     tta = config.predict.tta if tta is None else int(tta)
     own = dataclasses.replace(config.segment)
-    config.predict.match_object_size = False  # tuning and the far-tuned scores: the model's plain view
-    tune_volumes = split.transformed(annotated_volumes(split.tune, config))
-    test_volumes = split.transformed(annotated_volumes(split.test, config))
-    tune_out, _ = _predict(loaded, tune_volumes, tta)
+    (tune_volumes, tune_out), (test_volumes, test_out) = _far_parts(loaded, split, tta)
     tuned = tune_outputs(tune_out, tune_volumes, config)
     log(f"{split.name}: tuned on {len(tune_volumes)} far volume(s): {tuned.describe()} with {tuned.settings}")
     chosen_settings = tuned.apply(config.segment)
-    test_out, _ = _predict(loaded, test_volumes, tta)
     chosen = score_at(test_out, test_volumes, chosen_settings, config)
     own_score = score_at(test_out, test_volumes, own, config) if own.threshold is not None or \
         not task_of(config).agglomerates else {tuned.metric: float("nan")}
@@ -226,14 +233,9 @@ def threshold_rule_cases(run, split: FarSplit, tta: int | None = None) -> list[t
     config = loaded.config
     if not task_of(config).agglomerates:
         raise InputError("Threshold rules are for affinity runs.")
-    config.predict.match_object_size = False
-    tta = config.predict.tta if tta is None else int(tta)
-    rows = []
-    for part in (split.tune, split.test):
-        volumes = split.transformed(annotated_volumes(part, config))
-        outputs, _ = _predict(loaded, volumes, tta)
-        rows.append(tune_outputs(outputs, volumes, config, hindsight=True).rows)
-    return [(rows[0], rows[1]), (rows[1], rows[0])]
+    parts = _far_parts(loaded, split, config.predict.tta if tta is None else int(tta))
+    tune_rows, far_rows = (tune_outputs(outputs, volumes, config, hindsight=True).rows for volumes, outputs in parts)
+    return [(tune_rows, far_rows), (far_rows, tune_rows)]
 
 
 def rule_outcome(chosen_on: Sequence[dict], scored_on: Sequence[dict], split_bias: float) -> tuple[float, float]:
