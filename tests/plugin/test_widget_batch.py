@@ -155,6 +155,16 @@ def test_proofread_two_batch_images_by_clicks_then_fine_tune_on_both(cells_run, 
     third = array_fingerprint(viewer.layers["A03"].data if "A03" in viewer.layers else crops[2])[0]["hash"]
     assert third not in trained
 
+    # a layer of the user's holding a corrections layer's name keeps it; Fine-tune is pointed at the new one
+    viewer.layers.remove("A02 corrections")
+    mine = viewer.add_image(np.zeros((8, 8), np.float32), name="A02 corrections")
+    gui.click(proofread.annotate_button)
+    gui.wait_until(lambda: not proofread.busy(), timeout=60, what="the corrections")
+    names = L.session(viewer).batch_corrections
+    assert names == ["A01 corrections", "A02 corrections [1]"]
+    assert L.layer_kind(viewer.layers[names[1]]) == "annotation" and L.layer_info(viewer.layers[names[1]]).image == "A02"
+    assert viewer.layers["A02 corrections"] is mine and not np.asarray(mine.data).any()
+
 
 def test_a_well_grid_typed_in_the_panel_writes_a_row_per_well(cells_run, docked, gui, tmp_path, cells_dir,
                                                               error_messages):

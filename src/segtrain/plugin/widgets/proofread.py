@@ -532,14 +532,19 @@ class ProofreadWidget(Panel):
         image = L.image_of(layer, self.viewer)
         return existing if image is not None and L.image_of(existing, self.viewer) == image else None
 
+    def _new_corrections_layer(self, seg, annotation: np.ndarray, visible: bool = True):
+        """A new annotation layer with the corrections of ``seg``: they know the image they were made
+        on (Train's Fine-tune pairs them with it); named '<image> corrections' unless that is taken."""
+        info = L.LayerInfo("annotation", source=seg.name, image=L.image_of(seg, self.viewer))
+        name = L.unique_name(self.viewer, L.derived_name(seg, "corrections", self.viewer))
+        return self.viewer.add_labels(annotation, name=name, scale=seg.scale, translate=seg.translate,
+                                      metadata={L.META: info}, visible=visible)
+
     def _annotated(self, annotation: np.ndarray, objects: int, known: int, layer, existing_layer) -> None:
         if existing_layer is not None and existing_layer in self.viewer.layers:
             existing_layer.data = annotation
-        else:  # the corrections know the image they were made on (Train's Fine-tune pairs them with it)
-            info = L.LayerInfo("annotation", source=layer.name, image=L.image_of(layer, self.viewer))
-            name = L.unique_name(self.viewer, L.derived_name(layer, "corrections", self.viewer))
-            existing_layer = self.viewer.add_labels(annotation, name=name, scale=layer.scale,
-                                                    translate=layer.translate, metadata={L.META: info})
+        else:
+            existing_layer = self._new_corrections_layer(layer, annotation)
         self.session.set(annotation_layer=existing_layer.name)
         notify_info(f"'{existing_layer.name}' now holds {objects} corrected objects ({known:,} annotated voxels); "
                     "press Fine-tune in Train to teach the model.", self.status)
@@ -611,16 +616,13 @@ class ProofreadWidget(Panel):
         for seg, (annotation, objects, _known) in zip(segs, results):
             if seg not in self.viewer.layers:
                 continue
-            image = L.image_of(seg, self.viewer)
             name = L.derived_name(seg, "corrections", self.viewer)
-            if name in self.viewer.layers and L.layer_kind(self.viewer.layers[name]) == "annotation":
-                self.viewer.layers[name].data = annotation
-            else:
-                info = L.LayerInfo("annotation", source=seg.name, image=image)
-                self.viewer.add_labels(annotation, name=L.unique_name(self.viewer, name), scale=seg.scale,
-                                       translate=seg.translate, metadata={L.META: info},
-                                       visible=seg.visible)
-            names.append(name)
+            layer = self.viewer.layers[name] if name in self.viewer.layers else None
+            if layer is not None and L.layer_kind(layer) == "annotation":
+                layer.data = annotation
+            else:  # a layer of another kind holding the name keeps it: the new one is named apart
+                layer = self._new_corrections_layer(seg, annotation, visible=seg.visible)
+            names.append(layer.name)
             total += objects
         self.session.set(batch_corrections=names, annotation_layer=names[0])
         notify_info(f"{len(names)} images of the batch now have corrections layers ({total} corrected objects); "
