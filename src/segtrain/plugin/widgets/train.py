@@ -282,9 +282,9 @@ class TrainWidget(Panel):
         self._show_task()
         self._show_pair()
         self._set_buttons()
-        self._show_device()
-        self.fit()
         warm_up_imports()  # PyTorch loads in the background now, not on the first Start
+        self._show_device()  # after it: the device worker waits for the warm-up instead of importing beside it
+        self.fit()
 
     # --- config <-> form -----------------------------------------------------------------------
     def image_ndim(self) -> int | None:
