@@ -51,7 +51,12 @@ class TuneResult:
     rows: list[dict] = field(default_factory=list)  # one per setting tried: settings + scores
     n_images: int = 0
     metric: str = "f1"
-    lowest: float | None = None  # VOI: the lowest of the search, when the choice took a lower threshold
+
+    @property
+    def lowest(self) -> float | None:
+        """VOI: the lowest of the search (the choice may take a lower threshold within
+        :data:`SPLIT_BIAS` of it); None for F1."""
+        return min(r["voi"] for r in self.rows) if self.metric == "voi" and self.rows else None
 
     def apply(self, settings: SegmentConfig) -> SegmentConfig:
         """A copy of ``settings`` with the chosen ones."""
@@ -252,7 +257,7 @@ def tune_affinities(
                       start_settings={k: _plain(v) for k, v in {**start_variant, "scoring": settings.scoring,
                                                                "threshold": settings.threshold}.items()
                                       if v is not None},
-                      rows=rows, n_images=len(labels), metric="voi", lowest=min(r["voi"] for r in rows))
+                      rows=rows, n_images=len(labels), metric="voi")
 
 
 def split_biased_choice(rows: Sequence[dict], split_bias: float = SPLIT_BIAS) -> dict:
