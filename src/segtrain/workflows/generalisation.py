@@ -76,16 +76,13 @@ class FarReport:
 def train_far(config: Config, split: FarSplit, run_dir: str | Path, log: Log = print) -> Path:
     """Train (or reuse when finished, or resume) a run of ``config`` on the split's training part
     in ``run_dir``; it validates on the tuning part as stored (far from training too)."""
-    from segtrain.workflows.training import RunEnded, train_or_reuse
+    from segtrain.workflows.training import run_to_end, train_or_reuse
 
     config = config.copy()
     config.data.train = list(split.train)
     config.data.val = list(split.tune)
     run_dir = Path(run_dir)
-    for report in train_or_reuse(config.validate(), previous=run_dir, run_dir=run_dir):
-        if isinstance(report, RunEnded):
-            log(f"{run_dir.name}: " + ("finished earlier, reused" if report.reused else
-                                       f"trained {config.train.max_steps} steps in {report.seconds:.0f} s"))
+    run_to_end(train_or_reuse(config.validate(), previous=run_dir, run_dir=run_dir), log)
     return run_dir
 
 
