@@ -218,9 +218,6 @@ def open_zoo_model(path) -> ZooModel:
     return ZooModel(descr, path, weight_format)
 
 
-#: what the zarr group of a zoo model's prediction is marked as (``segtrain_output``)
-ZOO_OUTPUT = "predict"
-
 
 def predict_zoo_to_zarr(model: ZooModel, array, output, voxel_size=None, offset=None, axes=None,
                         overwrite: bool = False, device: str | None = None) -> Path:
@@ -232,6 +229,7 @@ def predict_zoo_to_zarr(model: ZooModel, array, output, voxel_size=None, offset=
     from segtrain.io import Volume, atomic_path
     from segtrain.io.write import OUTPUT_MARKER, own_output
     from segtrain.io.zarr_io import zarr_attrs
+    from segtrain.predict.infer import PREDICT_OUTPUT  # marked as `segtrain predict`'s own output
 
     outputs = model.predict(array, device)
     for name, value in outputs.items():
@@ -239,7 +237,7 @@ def predict_zoo_to_zarr(model: ZooModel, array, output, voxel_size=None, offset=
             raise InputError(f"The model's output {name!r} is empty or not finite (NaN); nothing was written.")
     spatial_axes = [a for a in (axes or SPACE[-model.ndim:]) if a != "c"][-model.ndim:]
     output = Path(output)
-    with atomic_path(output, overwrite=overwrite, folder=True, replaceable=own_output(ZOO_OUTPUT),
+    with atomic_path(output, overwrite=overwrite, folder=True, replaceable=own_output(PREDICT_OUTPUT),
                      what="a `segtrain predict` output") as tmp:
         group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
         for name, value in outputs.items():
@@ -251,6 +249,6 @@ def predict_zoo_to_zarr(model: ZooModel, array, output, voxel_size=None, offset=
                 offset=() if offset is None else tuple(offset)[-model.ndim:],
                 axes=("c", *spatial_axes[-(value.ndim - 1):]), name=name)))
             stored.attrs.update({"kind": name, "bioimageio_model": str(model.descr.name)})
-        group.attrs.update({OUTPUT_MARKER: ZOO_OUTPUT, "bioimageio_model": str(model.descr.name),
+        group.attrs.update({OUTPUT_MARKER: PREDICT_OUTPUT, "bioimageio_model": str(model.descr.name),
                             "checkpoint": str(model.path)})
     return output

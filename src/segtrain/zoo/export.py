@@ -162,7 +162,6 @@ def cut_of(loaded, image=None) -> tuple[np.ndarray, tuple[float, ...]]:
 # --- the description --------------------------------------------------------------------------------
 def channel_names(config, head) -> list[str]:
     """One identifier per channel of an output."""
-    from segtrain.models.build import offsets_for
     from segtrain.tasks import task_of
 
     if is_affinities(head.name):
@@ -178,7 +177,6 @@ def channel_names(config, head) -> list[str]:
         return [f"class_{i}" for i in range(head.channels)]
     if task.boundary_channel and head.channels == 2:
         return ["foreground", "boundary"]
-    del offsets_for
     return ["foreground"] if head.channels == 1 else [f"channel_{i}" for i in range(head.channels)]
 
 
@@ -207,7 +205,7 @@ def decoding(loaded) -> dict:
     return record
 
 
-def output_description(config, head, record: dict) -> str:
+def output_description(config, head) -> str:
     """At most 128 characters (the spec's limit); the details are in the README and config.segtrain."""
     if is_affinities(head.name):
         text = ("Affinities (1 = same object), offsets config.segtrain.affinity_offsets; decode: watershed + waterz "
@@ -293,7 +291,7 @@ def package_description(loaded, cut: np.ndarray, voxel_size: tuple[float, ...], 
                                                               axis_id=spec.AxisId(a)))
                  for a, v in zip(spatial_ids, voxel_size)]
         outputs_descr.append(spec.OutputTensorDescr(
-            id=spec.TensorId(head.name), axes=axes, description=output_description(config, head, record),
+            id=spec.TensorId(head.name), axes=axes, description=output_description(config, head),
             test_tensor=spec.FileDescr(source=work / f"test_output_{head.name}.npy"),
             data=spec.IntervalOrRatioDataDescr(type="float32")))
     kwargs = {"config": network_config_kwargs(config)}
