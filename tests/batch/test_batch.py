@@ -198,6 +198,7 @@ def test_an_objects_table_the_batch_did_not_write_is_never_replaced(tmp_path, ce
     (result,) = segment_batch(model, images, out)
     assert result.status == "failed" and "was not written by this batch" in result.row["message"]
     assert theirs.read_text() == "label,area\n1,5\n"
+    assert not labels_path(out, images[0]).exists()  # refused before any work
     theirs.unlink()
     (result,) = segment_batch(model, images, out)
     assert result.status == "done" and theirs.is_file()

@@ -182,12 +182,17 @@ def _check_marker(path: Path, image: BatchImage) -> None:
                          "left as it is), then run the batch again.")
 
 
-def _write_labels(path: Path, labels: np.ndarray, voxel_size, attrs: dict) -> None:
-    from segtrain.io import Volume, write_volume
-
+def _check_labels(path: Path) -> None:
+    """Labels an earlier batch wrote are replaced when their image is redone; a file of that name
+    it did not write never is."""
     if path.exists() and not _ours(path):
         raise InputError(f"{path} exists and was not written by a batch; move it away or choose another output "
                          "folder.")
+
+
+def _write_labels(path: Path, labels: np.ndarray, voxel_size, attrs: dict) -> None:
+    from segtrain.io import Volume, write_volume
+
     axes = ("z", "y", "x")[-labels.ndim:]
     volume = Volume(data=labels, voxel_size=tuple(voxel_size)[-labels.ndim:], offset=(0.0,) * labels.ndim,
                     axes=axes, name="segmentation", is_labels=True, attrs={**attrs, "segtrain_output": BATCH_OUTPUT})
@@ -235,20 +240,27 @@ def wells_path(out: Path, image: BatchImage) -> Path:
     return out / f"{image.key}_wells.csv"
 
 
+def _check_table(path: Path, labels: Path) -> None:
+    """A rerun redoes an unfinished image: it replaces only the table it wrote for ``labels`` before."""
+    from segtrain.measure import read_table
+
+    if not path.exists():
+        return
+    try:
+        made_here = read_table(path)[1].get("labels") == str(labels)
+    except Exception:  # noqa: BLE001 - unreadable as a measurement table: not this batch's
+        made_here = False
+    if not made_here:
+        raise InputError(f"{path} exists and was not written by this batch for {labels.name}; move it away "
+                         "(it is left as it is), then run the batch again.")
+
+
 def _write_objects(path: Path, table, image: BatchImage, labels: Path, attrs: dict) -> None:
     """``<key>_objects.csv`` (one row per object: segtrain.measure's columns) or ``<key>_wells.csv``
     (one row per well of a well grid) with the image's key and well, the header naming the labels,
     the image and how they were made."""
-    from segtrain.measure import read_table, table_header, write_table
+    from segtrain.measure import table_header, write_table
 
-    if path.exists():  # a rerun redoes an unfinished image: replace only the table it wrote before
-        try:
-            made_here = read_table(path)[1].get("labels") == str(labels)
-        except Exception:  # noqa: BLE001 - unreadable as a measurement table: not this batch's
-            made_here = False
-        if not made_here:
-            raise InputError(f"{path} exists and was not written by this batch for {labels.name}; move it away "
-                             "(it is left as it is), then run the batch again.")
     table.insert(0, "image", image.key)
     if "well" not in table.columns:  # a well grid's table names its wells itself
         table.insert(1, "well", image.well or "")
@@ -317,7 +329,13 @@ def _one(loaded, image: BatchImage, out: Path, tta, match_size, n: int, total: i
          well_grid: tuple[int, int] | None = None) -> ImageResult:
     start = time.perf_counter()
     try:
-        _check_marker(marker_path(out, image), image)  # before any work: nothing of the user's replaced
+        # before any work: nothing of the user's replaced, no work done for an image that cannot be written
+        _check_marker(marker_path(out, image), image)
+        path = labels_path(out, image)
+        _check_labels(path)
+        _check_table(objects_path(out, image), path)
+        if well_grid is not None:
+            _check_table(wells_path(out, image), path)
         raw, voxel_size = read_image(image)
         labels, attrs, times = segment_image(loaded, raw, voxel_size, tta, match_size)
         summary, table = _image_summary(labels, raw, voxel_size)
@@ -334,7 +352,6 @@ def _one(loaded, image: BatchImage, out: Path, tta, match_size, n: int, total: i
         attrs["source"] = str(image.path)
         if image.position is not None:
             attrs["position"] = image.position
-        path = labels_path(out, image)
         _write_labels(path, labels, voxel_size, attrs)
         _write_objects(objects_path(out, image), table, image, path, attrs)
         if wells is not None:
