@@ -91,6 +91,14 @@ def test_cells_folds_hold_out_whole_images_and_score_them_at_the_settings_tuned_
         assert abs(f1 - fold["tta1"]["chosen"]) < 1e-6
         assert fold["tta1"]["best"] >= fold["tta1"]["chosen"] - 1e-9
     assert any(line.startswith("tta1: chosen") for line in lines)
+    # the few-labels benchmark's scoring of a finished run: tuned as `segtrain tune` does, the same held-out score
+    from segtrain.config import SourceConfig
+    from segtrain.train.sources import annotated_volumes
+    from segtrain.workflows.crossval import tuned_heldout_scores
+
+    fold, entry = result["folds"][0], entries[0]
+    scores = tuned_heldout_scores(fold["run"], lambda config: annotated_volumes([SourceConfig(**entry)], config))
+    assert abs(scores["chosen"] - fold["tta1"]["chosen"]) < 1e-6 and scores["predict_seconds"] > 0
     # folds run one at a time into one folder (as separate processes do with --fold) keep each other's records
     part = tmp_path / "part"
     zoomed = cross_validate(tmp_path / "cv.yaml", 3, part, folds=[2], log=lines.append, zooms=(1.0, 0.5))

@@ -88,20 +88,16 @@ def zoomed_volumes(volumes: list[dict], zoom: float) -> list[dict]:
     return out
 
 
-def score_heldout(loaded, settings, volumes: list[dict], tta: int, matched: list[tuple] | None = None,
-                  slab: int | None = None) -> dict:
+def score_heldout(loaded, settings, volumes: list[dict], tta: int, slab: int | None = None) -> dict:
     """The three scores of the module docstring for predictions with ``tta`` transforms; for a
     size-matched model (``predict.match_object_size``) also ``chosen_unmatched``, the chosen
-    settings on plain predictions, and the zoom factors used. ``matched``: the model's
-    predictions of ``volumes`` (:func:`~segtrain.predict.infer.predict_matched`) when already made.
-    ``slab`` (affinities): also ``per_slab_voi``, the VOI of the chosen segmentation of the first
+    settings on plain predictions, and the zoom factors used. ``slab`` (affinities): also ``per_slab_voi``, the VOI of the chosen segmentation of the first
     volume per ``slab`` slices (the spread of the score)."""
 
     config = loaded.config
     spec = OutputSpec.of(config)
     t0 = time.perf_counter()
-    if matched is None:
-        matched = [predict_matched(loaded, v["raw"], tta=tta) for v in volumes]
+    matched = [predict_matched(loaded, v["raw"], tta=tta) for v in volumes]
     outputs = [m[0] for m in matched]
     predict_s = time.perf_counter() - t0
     gts = [np.where(v["known"], v["labels"], 0) if v["known"] is not None else v["labels"] for v in volumes]
@@ -152,10 +148,10 @@ def tuned_heldout_scores(run_dir: str | Path, test_volumes, slab: int | None = N
     loaded = load_model(run_dir)
     tuned, _ = tune_run(loaded)
     settings = tuned.apply(loaded.config.segment)
+    loaded.config.segment = settings  # predictions (size matching) and segmentation use the same settings
     volumes = test_volumes(loaded.config)
     tta = loaded.config.predict.tta
-    matched = [predict_matched(loaded, v["raw"], tta=tta) for v in volumes]  # size matching where the run has it
-    scores = score_heldout(loaded, settings, volumes, tta, matched=matched, slab=slab)
+    scores = score_heldout(loaded, settings, volumes, tta, slab=slab)
     scores.update(tuned_settings=tuned.settings, tuned_score=tuned.score, tuned_start_score=tuned.start_score,
                   tuned_metric=tuned.metric, tta=tta, checkpoint=str(loaded.checkpoint), checkpoint_step=loaded.step)
     scores["score_seconds"] = round(time.perf_counter() - start, 1)
