@@ -233,3 +233,23 @@ def test_export_refuses_bad_outputs_and_runs_without_files(cells_run, tmp_path, 
     assert len(err) == 4 and "not a zip" in err[0] and ".zip" in err[1] and "No checkpoint or run folder" in err[2]
     assert "one --doi (or URL) per --cite" in err[3]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.zip"]
+
+
+def test_bioimageio_logging_stays_quiet_until_the_outermost_quiet_block_ends():
+    """An export tests and saves its package inside its own quiet block: the inner blocks ending
+    must not switch bioimageio's log lines back on (loguru's disable/enable do not count)."""
+    from loguru import logger
+
+    from segtrain.predict.package import quiet_bioimageio
+
+    seen = []
+    sink = logger.add(lambda message: seen.append(message.record["message"]), level="INFO")
+    try:
+        with quiet_bioimageio():
+            with quiet_bioimageio():
+                logger.info("inner")
+            logger.info("after the inner block")
+        logger.info("after the outer block")
+    finally:
+        logger.remove(sink)
+    assert seen == ["after the outer block"]

@@ -11,6 +11,7 @@ pre/post-processing and tiling (:class:`ZooModel`); what cannot run here is one 
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +25,31 @@ SPACE = ("z", "y", "x")
 MAX_BLOCK_VOXELS = 2**24  # largest block bioimageio.core predicts at once for a zoo model
 
 
+_QUIET = [0]  # how many quiet_bioimageio blocks are open (in any thread)
+_QUIET_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def quiet_bioimageio() -> Iterator[None]:
     """bioimageio's log lines (loguru, on stderr) and Python warnings kept from the user meanwhile:
-    what matters comes back as a result or one sentence."""
+    what matters comes back as a result or one sentence. Nested uses (an export that tests and saves
+    its package) keep it quiet until the outermost ends: loguru's disable/enable do not count."""
     from loguru import logger
 
     from segtrain.warnings_log import warnings_logged
 
-    logger.disable("")
+    with _QUIET_LOCK:
+        _QUIET[0] += 1
+        if _QUIET[0] == 1:
+            logger.disable("")
     try:
         with warnings_logged():
             yield
     finally:
-        logger.enable("")
+        with _QUIET_LOCK:
+            _QUIET[0] -= 1
+            if _QUIET[0] == 0:
+                logger.enable("")
 
 
 def is_package(path) -> bool:
