@@ -56,3 +56,22 @@ def em_run(tmp_path_factory):
     train = [FileSource(raw, labels, crop=[[0, 16], [0, 48], [0, 64]])]
     val = [FileSource(raw, labels, crop=[[35, 51], [0, 64], [0, 64]])]
     return _train(tmp_path_factory.mktemp("em-runs"), config, train, val)
+
+
+def repack(source: Path, target: Path, edit=None, drop=()) -> Path:
+    """A copy of a package with its rdf.yaml edited and files left out."""
+    import zipfile
+
+    import yaml
+
+    with zipfile.ZipFile(source) as package, zipfile.ZipFile(target, "w") as out:
+        for name in package.namelist():
+            if name in drop:
+                continue
+            data = package.read(name)
+            if name == "rdf.yaml" and edit is not None:
+                rdf = yaml.safe_load(data)
+                edit(rdf)
+                data = yaml.safe_dump(rdf).encode()
+            out.writestr(name, data)
+    return target

@@ -10,7 +10,7 @@ import pytest
 from qtpy.QtWidgets import QLineEdit
 
 from helpers.gui import displayed_slice
-from helpers.zoo_runs import em_run  # noqa: F401 - fixture
+from helpers.zoo_runs import em_run, repack  # noqa: F401 - fixture
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets.export import ExportWidget
 from segtrain.plugin.widgets.predict import PredictWidget
@@ -97,4 +97,21 @@ def test_export_a_run_then_predict_segment_and_export_with_its_package(docked, g
     gui.wait_until(lambda: export.worker is None, timeout=120, what="the export")
     written = read_volume(tmp_path / "out" / "segmentation.zarr")
     np.testing.assert_array_equal(np.asarray(written.data), segment.tree.segmentation(0.3))
+
+    # a zoo model segtrain did not write (no config.segtrain): bioimageio.core runs it, its outputs lie on
+    # the image they were predicted for, a volume placed elsewhere in the world included
+    foreign = repack(package, tmp_path / "foreign.zip", lambda rdf: rdf["config"].pop("segtrain"))
+    placed = viewer.add_image(np.ascontiguousarray(raw[:8, :48, :40]), name="placed", scale=(2.0, 1.0, 1.0),
+                              translate=(10.0, 5.0, 3.0))
+    gui.click(predict.zoo_button)
+    _type_file_name(gui, predict.zoo_dialog, foreign)
+    gui.choose(predict.image_combo, "placed")
+    gui.click(predict.predict_button)
+    gui.wait_until(lambda: predict.worker is None, timeout=300, what="the zoo model's prediction")
+    assert predict.result_layers and set(predict.result_layers) >= {"affinities"}
+    for layer in predict.result_layers.values():
+        channels = layer.data.ndim - 3
+        assert tuple(layer.scale) == (1.0,) * channels + (2.0, 1.0, 1.0)
+        assert tuple(layer.translate) == (0.0,) * channels + (10.0, 5.0, 3.0), layer.name
+    assert placed in viewer.layers
     assert written.attrs["checkpoint"] == str(package)

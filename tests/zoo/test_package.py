@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 
+from helpers.zoo_runs import repack
 from segtrain.cli import main
 
 
@@ -49,21 +49,6 @@ def outputs_of(path: Path) -> dict[str, np.ndarray]:
 
     group = zarr.open_group(str(path), mode="r")
     return {name: group[name][:] for name in group.array_keys()}
-
-
-def repack(source: Path, target: Path, edit=None, drop=()) -> Path:
-    """A copy of a package with its rdf.yaml edited and files left out."""
-    with zipfile.ZipFile(source) as package, zipfile.ZipFile(target, "w") as out:
-        for name in package.namelist():
-            if name in drop:
-                continue
-            data = package.read(name)
-            if name == "rdf.yaml" and edit is not None:
-                rdf = yaml.safe_load(data)
-                edit(rdf)
-                data = yaml.safe_dump(rdf).encode()
-            out.writestr(name, data)
-    return target
 
 
 @pytest.fixture(scope="module")

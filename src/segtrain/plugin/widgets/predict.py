@@ -339,13 +339,13 @@ class PredictWidget(Panel):
         """Each output of a zoo model as an image layer (channels as napari's first axis), on the image."""
         image = self._image
         self.result_layers = {}
-        scale = tuple(image.scale)[-len(L.spatial_scale(image)):]
+        scale, translate = L.spatial_scale(image), L.spatial_translate(image)
         for name, array in outputs.items():
             data = array[0] if array.shape[0] == 1 else array
-            layer_scale = scale if data.ndim == len(scale) else (1.0, *scale)
+            channels = data.ndim - len(scale)  # a channel axis before the image's own: unscaled, unmoved
             self.result_layers[name] = L.upsert_layer(
-                self.viewer, "image", data, name=f"{image.name} {name}", scale=layer_scale,
-                blending="additive", colormap="magma", opacity=0.6)
+                self.viewer, "image", data, name=f"{image.name} {name}", scale=(1.0,) * channels + scale,
+                translate=(0.0,) * channels + translate, blending="additive", colormap="magma", opacity=0.6)
         notify_info(f"Predicted {', '.join(outputs)} for '{image.name}' with {described}.", self.status)
 
     def _update_lsd_channels(self, *_: Any) -> None:
