@@ -70,22 +70,12 @@ def _heldout_volumes(config: Config, fold: Fold) -> list[dict]:
 
 
 def zoomed_volumes(volumes: list[dict], zoom: float) -> list[dict]:
-    """2D held-out images resampled in-plane by ``zoom`` (image linear, labels and known mask
-    nearest): the same cells larger or smaller, as another magnification or denser cultures give."""
-    from scipy import ndimage
+    """2D held-out images resampled in-plane by ``zoom`` (:func:`segtrain.splits.resample`: image
+    linear, labels and known mask nearest): the same cells larger or smaller, as another
+    magnification or denser cultures give."""
+    from segtrain.splits import resample
 
-    if zoom == 1.0:
-        return volumes
-    out = []
-    for v in volumes:
-        raw = np.asarray(v["raw"], np.float32)
-        plane = [1] * (raw.ndim - 2) + [zoom, zoom]
-        labels = ndimage.zoom(np.asarray(v["labels"]), [zoom, zoom], order=0, grid_mode=True, mode="nearest")
-        known = None if v["known"] is None else ndimage.zoom(np.asarray(v["known"]).astype(np.uint8), [zoom, zoom],
-                                                             order=0, grid_mode=True, mode="nearest").astype(bool)
-        out.append({**v, "raw": ndimage.zoom(raw, plane, order=1, grid_mode=True, mode="nearest"),
-                    "labels": labels, "known": known})
-    return out
+    return [resample(v, zoom) for v in volumes]
 
 
 def score_heldout(loaded, settings, volumes: list[dict], tta: int, slab: int | None = None) -> dict:
