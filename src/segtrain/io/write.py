@@ -25,6 +25,8 @@ CONTAINER_SUFFIXES = (".zarr", ".n5", *HDF5_SUFFIXES)
 #: (``"predict"``); such a group is replaced whole with overwrite when it still holds only what that
 #: writer wrote (see :func:`own_output`)
 OUTPUT_MARKER = "segtrain_output"
+#: the writer name of `segtrain predict`'s groups (a run's prediction or a zoo model's)
+PREDICT_OUTPUT = "predict"
 
 
 def default_chunks(shape: tuple[int, ...], axes: tuple[str, ...]) -> tuple[int, ...]:

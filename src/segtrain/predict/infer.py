@@ -22,7 +22,7 @@ from segtrain.io import Volume
 from segtrain.io import atomic_path
 from segtrain.io import read_volume
 from segtrain.io.atomic import check_output
-from segtrain.io.write import OUTPUT_MARKER
+from segtrain.io.write import OUTPUT_MARKER, PREDICT_OUTPUT
 from segtrain.io.write import check_not_input
 from segtrain.io.write import own_output
 from segtrain.io.zarr_io import zarr_attrs
@@ -301,10 +301,6 @@ def check_prediction_output(output: str | Path, overwrite: bool, inputs=()) -> P
     check_not_input(output, inputs, overwrite)
     return check_output(output, overwrite, folder=True, replaceable=own_output(PREDICT_OUTPUT),
                         what="a `segtrain predict` output")
-
-
-#: the writer name predict_to_zarr marks its output groups with (``segtrain_output``)
-PREDICT_OUTPUT = "predict"
 
 
 def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, offset=None, tile_shape=None,

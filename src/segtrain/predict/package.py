@@ -239,9 +239,8 @@ def predict_zoo_to_zarr(model: ZooModel, array, output, voxel_size=None, offset=
     import zarr
 
     from segtrain.io import Volume, atomic_path
-    from segtrain.io.write import OUTPUT_MARKER, own_output
+    from segtrain.io.write import OUTPUT_MARKER, PREDICT_OUTPUT, own_output
     from segtrain.io.zarr_io import zarr_attrs
-    from segtrain.predict.infer import PREDICT_OUTPUT  # marked as `segtrain predict`'s own output
 
     outputs = model.predict(array, device)
     for name, value in outputs.items():
