@@ -197,6 +197,10 @@ class ModelConfig:
     downsample_factors: list[list[AtLeastOne]] = field([[2, 2, 2], [2, 2, 2], [2, 2, 2]])
     kernel_size: Int = field(3, gt=0)
     batch_norm: Bool = False
+    # networks trained side by side, each from its own initialisation on its own patches, their
+    # probabilities averaged when predicting (a seed ensemble: training costs that many times
+    # the time and memory; docs/training.md "Ensembles")
+    ensemble: Int = field(1, gt=0, le=8)
     # 2D smp model
     smp_architecture: Str = "Unet"
     encoder: Str = "resnet18"

@@ -2,6 +2,7 @@
 on the far block's tuning part, scores its other part (chosen, own, hindsight)."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,11 +11,12 @@ from segtrain.config import SourceConfig
 from segtrain.postprocess.tune import SPLIT_BIAS
 from segtrain.runs import RunFolder
 from segtrain.splits import Acquisition, em_far_split, field_of_view, gap_between
-from segtrain.workflows.generalisation import FarReport, far_apart_reports, rule_outcome, rule_summary, threshold_rule_cases
+from segtrain.workflows.generalisation import (FarReport, ensemble_outcomes, far_apart_reports, rule_outcome, rule_summary,
+                                               threshold_rule_cases)
 
 
 def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_dir, tiny_config, tmp_path):
-    config = tiny_config(max_steps=6, val_every=6, checkpoint_every=6)
+    config = tiny_config(max_steps=6, val_every=3, checkpoint_every=3)
     config.predict.tta = 1
     entry = SourceConfig(raw=str(em3d_dir / "train-image.h5"), labels=str(em3d_dir / "train-gt.lzf.h5"))
     split = em_far_split(entry, (16, 60, 200), config.model).with_acquisitions([Acquisition(gamma=1.3)])
@@ -47,3 +49,13 @@ def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_d
         assert summary["cases"] == 2 and 0 <= summary["mean_gap"] <= summary["max_gap"] and summary["within"] <= 2
     # the default rule on the tuning part's rows is what the report chose and scored (same predictions, TTA 1)
     assert rule_outcome(tune_rows, far_rows, SPLIT_BIAS) == (pytest.approx(report.chosen), pytest.approx(report.hindsight))
+    # an ensemble of the run with itself averages identical predictions: the report's own figures
+    # (benchmarks/ensembles.py; a 6-step model's VOI cannot tell two checkpoints' mean from either)
+    checkpoints = Path(report.run) / "checkpoints"
+    rows = ensemble_outcomes([report.run, report.run, checkpoints / "step-3.ckpt"], split, sizes=(1, 2), tta=1, log=logs.append)
+    assert [r["size"] for r in rows] == [1, 1, 1, 2, 2, 2]
+    assert rows[0]["chosen"] == pytest.approx(report.chosen) and rows[0]["hindsight"] == pytest.approx(report.hindsight)
+    same, mixed = rows[3], rows[4]
+    assert (same["chosen"], same["hindsight"]) == (pytest.approx(report.chosen), pytest.approx(report.hindsight))
+    assert mixed["members"] == [str(report.run), str(checkpoints / "step-3.ckpt")]
+    assert mixed["hindsight"] <= mixed["chosen"] + 1e-9 and "threshold" in mixed["tuned"]

@@ -84,18 +84,69 @@ class SegmentationModel(nn.Module):
         return out
 
 
+class Ensemble(nn.Module):
+    """Networks of one shape side by side (``model.ensemble``), standing in for one network's logits.
+
+    Training (``self.training``, a batch of ``n * b`` patches): member ``i`` sees the ``i``-th
+    ``b`` patches alone, and the outputs are concatenated in that order, so a loss over the batch
+    trains each member on its own patches as separate runs would (each its own initialisation; Adam
+    steps each parameter alone). Predicting: every member sees the whole input and the result is
+    the logits whose activation is the members' mean probability (sigmoid heads: the logit of the
+    mean; softmax heads: the log of the mean), so :meth:`SegmentationModel.activate` and everything
+    after it (TTA, tiling, a package's TorchScript) see the averaged probabilities.
+    """
+
+    def __init__(self, members: list[nn.Module], heads: list[HeadSpec]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.spans = []
+        start = 0
+        for head in heads:
+            self.spans.append((start, start + head.channels, head.activation == "softmax"))
+            start += head.channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = len(self.members)
+        if self.training:
+            if x.shape[0] % n:
+                raise ValueError(f"An ensemble of {n} trains on batches of a multiple of {n} patches, "
+                                 f"one share per member, not {x.shape[0]}.")
+            return torch.cat([member(part) for member, part in zip(self.members, x.chunk(n))])
+        outputs = [member(x).float() for member in self.members]
+        averaged = []
+        for start, stop, softmax in self.spans:
+            if softmax:
+                mean = torch.stack([torch.softmax(y[:, start:stop], dim=1) for y in outputs]).mean(dim=0)
+                averaged.append(torch.log(mean.clamp_min(1e-12)))
+            else:
+                mean = torch.stack([torch.sigmoid(y[:, start:stop]) for y in outputs]).mean(dim=0)
+                averaged.append(torch.logit(mean, eps=1e-6))
+        return torch.cat(averaged, dim=1)
+
+
 def build_model(config: Config) -> SegmentationModel:
-    """The network for ``config`` (weights freshly initialised, or the encoder from a local file)."""
+    """The network for ``config`` (weights freshly initialised, or the encoder from a local file);
+    with ``model.ensemble`` > 1, that many such networks behind one :class:`Ensemble`."""
     m = config.model
     heads = head_specs(config)
     out_channels = sum(h.channels for h in heads)
+    if m.ensemble > 1:
+        members = [nn.Sequential(*(part for part in _network(config, out_channels) if part is not None))
+                   for _ in range(m.ensemble)]
+        return SegmentationModel(Ensemble(members, heads), heads, divisor(config), None, config.data.in_channels)
+    backbone, head_layer = _network(config, out_channels)
+    return SegmentationModel(backbone, heads, divisor(config), head_layer, config.data.in_channels)
+
+
+def _network(config: Config, out_channels: int) -> tuple[nn.Module, nn.Module | None]:
+    """One network from the input to the logits of every head: the backbone, and the 3D U-Net's
+    output layer (None for an smp model, which has its own)."""
+    m = config.model
     if m.architecture == "unet3d":
-        backbone = UNet(config.data.in_channels, m.num_fmaps, m.fmap_inc_factor, m.downsample_factors,
-                        m.kernel_size, m.batch_norm)
-        head_layer = nn.Conv3d(backbone.out_channels, out_channels, 1)
-        return SegmentationModel(backbone, heads, divisor(config), head_layer, config.data.in_channels)
-    backbone = _smp_model(config, out_channels)
-    return SegmentationModel(backbone, heads, divisor(config), None, config.data.in_channels)
+        unet = UNet(config.data.in_channels, m.num_fmaps, m.fmap_inc_factor, m.downsample_factors,
+                    m.kernel_size, m.batch_norm)
+        return unet, nn.Conv3d(unet.out_channels, out_channels, 1)
+    return _smp_model(config, out_channels), None
 
 
 def _smp_model(config: Config, out_channels: int) -> nn.Module:

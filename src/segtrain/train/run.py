@@ -568,7 +568,8 @@ class TrainingRun:
                 warnings.filterwarnings("ignore", message=".*mid-epoch.*")
                 trainer.fit(
                     module,
-                    train_dataloaders=DataLoader(train_data, batch_size=t.batch_size,
+                    # an ensemble's members each take their own batch_size patches of every step
+                    train_dataloaders=DataLoader(train_data, batch_size=t.batch_size * config.model.ensemble,
                                                  **loader_options(config, workers, device.pin_memory)),
                     val_dataloaders=DataLoader(val_data, batch_size=t.batch_size, num_workers=0),
                     ckpt_path=str(self.resume_checkpoint) if self.resume_checkpoint else None,
@@ -743,8 +744,10 @@ class TrainingRun:
         if isinstance(error, torch.cuda.OutOfMemoryError) or "out of memory" in text:
             return SegtrainError(
                 f"Training ran out of {'GPU ' if self.device.kind != 'cpu' else ''}memory with batch size "
-                f"{self.config.train.batch_size} and patches {tuple(self.config.data.patch_shape)}; "
-                "reduce train.batch_size or data.patch_shape."
+                f"{self.config.train.batch_size} and patches {tuple(self.config.data.patch_shape)}"
+                + (f" for each of {self.config.model.ensemble} ensemble members; reduce model.ensemble, "
+                   if self.config.model.ensemble > 1 else "; reduce ")
+                + "train.batch_size or data.patch_shape."
             )
         if self.resume_checkpoint is not None and "state_dict" in text:
             return SegtrainError(

@@ -251,3 +251,39 @@ def rule_summary(cases: Sequence[tuple[Sequence[dict], Sequence[dict]]], split_b
     gaps = outcomes[:, 0] - outcomes[:, 1]
     return {"split_bias": split_bias, "cases": len(cases), "mean_voi": float(outcomes[:, 0].mean()),
             "mean_gap": float(gaps.mean()), "max_gap": float(gaps.max()), "within": int((gaps <= within + 1e-9).sum())}
+
+
+# --- ensembles of separately trained runs -------------------------------------------------------
+
+def ensemble_outcomes(runs: Sequence, split: FarSplit, sizes: Sequence[int] = (1, 2, 3), tta: int | None = None,
+                      log: Log = print) -> list[dict]:
+    """For every combination of ``sizes`` runs (folders or checkpoints trained on ``split``): their
+    probabilities on the split's tuning and far parts averaged (what ``model.ensemble`` predicts
+    from one run), settings chosen on the tuning part as `segtrain tune` chooses them, and the far
+    part's figure at that choice and in hindsight. Each run predicts once (TTA ``tta``, default the
+    first run's)."""
+    from itertools import combinations
+
+    from segtrain.predict import load_model
+
+    loaded = [load_model(run) for run in runs]
+    config = loaded[0].config
+    tta = config.predict.tta if tta is None else int(tta)
+    parts = [_far_parts(m, split, tta) for m in loaded]
+    (tune_volumes, _), (test_volumes, _) = parts[0]
+    rows = []
+    for size in sizes:
+        for members in combinations(range(len(runs)), size):
+            def mean_of(part: int) -> list[dict]:
+                return [{name: np.mean([parts[m][part][1][v][name] for m in members], axis=0)
+                         for name in parts[members[0]][part][1][v]} for v in range(len(parts[0][part][1]))]
+            tune_out, test_out = mean_of(0), mean_of(1)
+            tuned = tune_outputs(tune_out, tune_volumes, config)
+            chosen = score_at(test_out, test_volumes, tuned.apply(config.segment), config)
+            hindsight = tune_outputs(test_out, test_volumes, config, hindsight=True)
+            rows.append({"members": [str(runs[m]) for m in members], "size": size, "metric": tuned.metric,
+                         "chosen": chosen[tuned.metric], "hindsight": float(hindsight.score),
+                         "tuned": dict(tuned.settings), **{k: v for k, v in chosen.items() if k != tuned.metric}})
+            log(f"{' + '.join(Path(str(runs[m])).name for m in members)}: chosen {rows[-1]['chosen']:.3f}, "
+                f"hindsight {rows[-1]['hindsight']:.3f}")
+    return rows
