@@ -75,12 +75,14 @@ def test_config_form_yaml_round_trip_by_typing(docked, gui, tmp_path):
     gui.type(train.steps_spin, "123")
     gui.type(train.lr_spin, "0.0005")
     gui.type(train.patch_edit, "16, 64, 64")
+    gui.click(next(b for b in train.findChildren(QToolButton) if b.text() == "Advanced"))
+    gui.type(train.ensemble_spin, "2")
     train.save_yaml(tmp_path / "c.yaml")  # the file dialog's result
     gui.choose(train.preset_combo, "wells2d_quick")
     assert train.steps_spin.value() != 123
     train.load_yaml(tmp_path / "c.yaml")
     config = train.current_config()
-    assert config.train.max_steps == 123 and config.data.patch_shape == [16, 64, 64]
+    assert config.train.max_steps == 123 and config.data.patch_shape == [16, 64, 64] and config.model.ensemble == 2
     assert abs(config.train.lr - 0.0005) < 1e-9
     gui.type(train.patch_edit, "sixteen")
     train.save_yaml(tmp_path / "bad.yaml")

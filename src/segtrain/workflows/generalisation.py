@@ -284,6 +284,12 @@ def ensemble_outcomes(runs: Sequence, split: FarSplit, sizes: Sequence[int] = (1
             rows.append({"members": [str(runs[m]) for m in members], "size": size, "metric": tuned.metric,
                          "chosen": chosen[tuned.metric], "hindsight": float(hindsight.score),
                          "tuned": dict(tuned.settings), **{k: v for k, v in chosen.items() if k != tuned.metric}})
-            log(f"{' + '.join(Path(str(runs[m])).name for m in members)}: chosen {rows[-1]['chosen']:.3f}, "
+            log(f"{' + '.join(_run_label(runs[m]) for m in members)}: chosen {rows[-1]['chosen']:.3f}, "
                 f"hindsight {rows[-1]['hindsight']:.3f}")
     return rows
+
+
+def _run_label(run) -> str:
+    """A run folder's name; a checkpoint as ``run/step-N``."""
+    path = Path(str(run))
+    return f"{path.parent.parent.name}/{path.stem}" if path.suffix == ".ckpt" else path.name

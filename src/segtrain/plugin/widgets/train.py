@@ -147,6 +147,10 @@ class TrainWidget(Panel):
 
         # advanced (folded)
         self.fmaps_spin = bounded(QSpinBox(), ModelConfig, "num_fmaps", most=1024)
+        self.ensemble_spin = bounded(QSpinBox(), ModelConfig, "ensemble", most=8)
+        self.ensemble_spin.setToolTip("Networks trained side by side, each on its own patches; predictions are their "
+                                      "mean. Costs that many times the training time and memory; on far-apart "
+                                      "data 2 scored better than 1 (docs/training.md, Ensembles).")
         self.lsds_check = QCheckBox("predict LSDs")
         self.lsd_sigma_spin = bounded(QDoubleSpinBox(decimals=2), ModelConfig, "lsd_sigma", most=1000.0)
         self.scheduler_combo = bounded(QComboBox(), TrainConfig, "scheduler")
@@ -207,6 +211,7 @@ class TrainWidget(Panel):
         aform = compact(QFormLayout(advanced))
         aform.setContentsMargins(0, 0, 0, 0)
         aform.addRow("Feature maps", self.fmaps_spin)
+        aform.addRow("Networks (ensemble)", self.ensemble_spin)
         aform.addRow(self.lsds_check)
         aform.addRow("LSD sigma", self.lsd_sigma_spin)
         aform.addRow("LR schedule", self.scheduler_combo)
@@ -329,6 +334,7 @@ class TrainWidget(Panel):
             ("train.max_steps", self.steps_spin), ("train.batch_size", self.batch_spin),
             ("train.lr", self.lr_spin), ("data.patch_shape", self.patch_edit),
             ("train.val_every", self.val_every_spin), ("model.num_fmaps", self.fmaps_spin),
+            ("model.ensemble", self.ensemble_spin),
             ("model.lsds", self.lsds_check), ("model.lsd_sigma", self.lsd_sigma_spin),
             ("train.scheduler", self.scheduler_combo),
             ("train.early_stopping_patience", self.patience_spin),  # 0 shows "off" = None
