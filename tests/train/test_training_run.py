@@ -156,6 +156,10 @@ def test_out_of_memory_becomes_a_clear_message(tmp_path, em_crop, tiny_config, m
     train, val = sources(em_crop)
     with pytest.raises(Exception, match="reduce train.batch_size or data.patch_shape"):
         TrainingRun(tiny_config(), train, val, runs_root=tmp_path).run()
+    ensemble = tiny_config()
+    ensemble.model.ensemble = 3
+    with pytest.raises(Exception, match="for each of 3 ensemble members; reduce model.ensemble, train.batch_size or"):
+        TrainingRun(ensemble, train, val, runs_root=tmp_path / "ensemble").run()
 
 
 def test_validation_split_when_no_validation_data(tmp_path, em_crop, tiny_config):
