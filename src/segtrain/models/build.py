@@ -24,6 +24,19 @@ class HeadSpec:
     channels: int
     activation: str
 
+    @property
+    def softmax(self) -> bool:
+        """Whether the channels are one distribution (softmax), else each its own sigmoid."""
+        return self.activation == "softmax"
+
+    def activate(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities of this head's logits ``(N, channels, *spatial)``."""
+        return torch.softmax(logits, dim=1) if self.softmax else torch.sigmoid(logits)
+
+    def logits_of(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """Logits whose :meth:`activate` gives ``probabilities`` back (to within 1e-6)."""
+        return torch.log(probabilities.clamp_min(1e-12)) if self.softmax else torch.logit(probabilities, eps=1e-6)
+
 
 def offsets_for(config: Config) -> list[tuple[int, ...]]:
     if config.model.offsets:
@@ -79,8 +92,7 @@ class SegmentationModel(nn.Module):
     def activate(self, logits: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         out = {}
         for head in self.heads:
-            v = logits[head.name].float()
-            out[head.name] = torch.softmax(v, dim=1) if head.activation == "softmax" else torch.sigmoid(v)
+            out[head.name] = head.activate(logits[head.name].float())
         return out
 
 
@@ -99,11 +111,7 @@ class Ensemble(nn.Module):
     def __init__(self, members: list[nn.Module], heads: list[HeadSpec]):
         super().__init__()
         self.members = nn.ModuleList(members)
-        self.spans = []
-        start = 0
-        for head in heads:
-            self.spans.append((start, start + head.channels, head.activation == "softmax"))
-            start += head.channels
+        self.heads = list(heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = len(self.members)
@@ -113,14 +121,12 @@ class Ensemble(nn.Module):
                                  f"one share per member, not {x.shape[0]}.")
             return torch.cat([member(part) for member, part in zip(self.members, x.chunk(n))])
         outputs = [member(x).float() for member in self.members]
-        averaged = []
-        for start, stop, softmax in self.spans:
-            if softmax:
-                mean = torch.stack([torch.softmax(y[:, start:stop], dim=1) for y in outputs]).mean(dim=0)
-                averaged.append(torch.log(mean.clamp_min(1e-12)))
-            else:
-                mean = torch.stack([torch.sigmoid(y[:, start:stop]) for y in outputs]).mean(dim=0)
-                averaged.append(torch.logit(mean, eps=1e-6))
+        averaged, start = [], 0
+        for head in self.heads:
+            stop = start + head.channels
+            mean = torch.stack([head.activate(y[:, start:stop]) for y in outputs]).mean(dim=0)
+            averaged.append(head.logits_of(mean))
+            start = stop
         return torch.cat(averaged, dim=1)
 
 

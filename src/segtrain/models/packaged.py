@@ -63,7 +63,7 @@ class _Scripted(nn.Module):
         self.starts = [0]
         for head in heads:
             self.starts.append(self.starts[-1] + int(head.channels))
-        self.softmax = [head.activation == "softmax" for head in heads]
+        self.softmax = [head.softmax for head in heads]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         spatial = x.shape[2:]
