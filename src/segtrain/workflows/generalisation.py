@@ -97,15 +97,19 @@ def _predict(loaded, volumes: Sequence[dict], tta: int) -> tuple[list[dict], lis
     return outputs, factors
 
 
-def _far_parts(loaded, split: FarSplit, tta: int) -> tuple[tuple[list[dict], list[dict]], tuple[list[dict], list[dict]]]:
+def _far_volumes(split: FarSplit, config: Config) -> tuple[list[dict], list[dict]]:
+    """The split's tuning and far parts as the far acquisition gives them."""
+    return split.transformed(annotated_volumes(split.tune, config)), split.transformed(annotated_volumes(split.test, config))
+
+
+def _far_parts(loaded, split: FarSplit, tta: int, volumes: tuple[list[dict], list[dict]] | None = None
+               ) -> tuple[tuple[list[dict], list[dict]], tuple[list[dict], list[dict]]]:
     """``((tune volumes, their outputs), (far volumes, their outputs))``: the split's tuning and far
-    parts as the far acquisition gives them, predicted in the model's plain view (no size matching)."""
+    parts (``volumes``, read from the split when not given) predicted in the model's plain view (no
+    size matching)."""
     loaded.config.predict.match_object_size = False
-    parts = []
-    for part in (split.tune, split.test):
-        volumes = split.transformed(annotated_volumes(part, loaded.config))
-        parts.append((volumes, _predict(loaded, volumes, tta)[0]))
-    return parts[0], parts[1]
+    tune, far = volumes if volumes is not None else _far_volumes(split, loaded.config)
+    return (tune, _predict(loaded, tune, tta)[0]), (far, _predict(loaded, far, tta)[0])
 
 
 def _gts(volumes: Sequence[dict]) -> list[np.ndarray]:
@@ -269,15 +273,18 @@ def ensemble_outcomes(runs: Sequence, split: FarSplit, sizes: Sequence[int] = (1
     loaded = [load_model(run) for run in runs]
     config = loaded[0].config
     tta = config.predict.tta if tta is None else int(tta)
-    parts = [_far_parts(m, split, tta) for m in loaded]
-    (tune_volumes, _), (test_volumes, _) = parts[0]
+    tune_volumes, test_volumes = volumes = _far_volumes(split, config)  # read once, predicted by every run
+    outputs = [[part[1] for part in _far_parts(m, split, tta, volumes)] for m in loaded]  # [run][part][volume]
+
+    def mean_of(members: tuple[int, ...], part: int) -> list[dict]:
+        """The members' outputs of each volume of ``part``, averaged head by head."""
+        return [{name: np.mean([outputs[m][part][v][name] for m in members], axis=0) for name in first}
+                for v, first in enumerate(outputs[members[0]][part])]
+
     rows = []
     for size in sizes:
         for members in combinations(range(len(runs)), size):
-            def mean_of(part: int) -> list[dict]:
-                return [{name: np.mean([parts[m][part][1][v][name] for m in members], axis=0)
-                         for name in parts[members[0]][part][1][v]} for v in range(len(parts[0][part][1]))]
-            tune_out, test_out = mean_of(0), mean_of(1)
+            tune_out, test_out = mean_of(members, 0), mean_of(members, 1)
             tuned = tune_outputs(tune_out, tune_volumes, config)
             chosen = score_at(test_out, test_volumes, tuned.apply(config.segment), config)
             hindsight = tune_outputs(test_out, test_volumes, config, hindsight=True)
