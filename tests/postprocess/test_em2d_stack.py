@@ -119,6 +119,19 @@ def test_isbi_run_validates_on_a_stack_and_the_readme_chain_runs(isbi_dir, tmp_p
         best.append(json.loads(capsys.readouterr().out)["best"])
     assert math.isfinite(best[0]["voi"]) and best[1]["voi"] == pytest.approx(best[0]["voi"])
 
+    # proofreading the stack and choosing its threshold (the correct -> fine-tune workflows): each
+    # slice on its own, as segment did (a 2D model's two channels are not a 3D volume's affinities)
+    from segtrain.predict import load_model
+    from segtrain.workflows.correction import proofreader_of
+    from segtrain.workflows.finetuning import threshold_on
+
+    loaded = load_model(run)
+    reader = proofreader_of(loaded, raw)
+    assert reader.segmentation().shape == raw.shape and all(len(np.unique(s)) > 10 for s in reader.segmentation())
+    assert (slices_of_each_label(reader.segmentation()) == 1).all()
+    threshold, voi = threshold_on(loaded, raw, labels_from_mask(mask, per_slice=True))
+    assert 0 < threshold < 1 and math.isfinite(voi)
+
 
 def test_tuning_a_stack_scores_the_trees_segment_makes(isbi_dir):
     from segtrain.evaluate import sweep

@@ -84,7 +84,7 @@ def proofreader_of(loaded, raw: np.ndarray, settings=None, threshold: float | No
     task = task_of(config)
     outputs = predict_array(loaded, raw, tta=tta)[task.head]
     if task.agglomerates:
-        tree = segment_affinities(outputs, settings, voxel_size=config.data.voxel_size)
+        tree = segment_affinities(outputs, settings, voxel_size=config.data.voxel_size, model_ndim=config.ndim)
         threshold = threshold if threshold is not None else settings.threshold if settings.threshold is not None else 0.5
         return Proofreader(tree.fragments, tree, threshold, boundary=boundary_map(outputs, task.head))
     return Proofreader(instances(outputs, settings, OutputSpec.of(config)), boundary=boundary_map(outputs, task.head))

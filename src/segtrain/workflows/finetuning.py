@@ -243,7 +243,8 @@ def threshold_on(loaded, raw: np.ndarray, gt: np.ndarray) -> tuple[float, float]
     from segtrain.predict import predict_array
 
     affs = predict_array(loaded, raw)["affinities"]
-    scores = affinity_scores(affs, gt, loaded.config.segment, voxel_size=loaded.config.data.voxel_size)
+    scores = affinity_scores(affs, gt, loaded.config.segment, voxel_size=loaded.config.data.voxel_size,
+                             model_ndim=loaded.config.ndim)
     return scores["threshold"], scores["voi"]
 
 
@@ -277,6 +278,7 @@ def score_affinity_runs(runs: Mapping[str, str | Path], val: Image, test: Image)
     of ``test`` (the run's test-time transforms and thresholds) read at the nearest threshold."""
     from segtrain.evaluate import sweep
     from segtrain.postprocess import segment_affinities
+    from segtrain.postprocess.affinities import stack_labels
     from segtrain.predict import load_model, predict_array
 
     test_raw, test_gt = test
@@ -284,8 +286,10 @@ def score_affinity_runs(runs: Mapping[str, str | Path], val: Image, test: Image)
         loaded = load_model(run)
         threshold, val_voi = threshold_on(loaded, *val)
         affs = predict_array(loaded, test_raw)["affinities"]
-        tree = segment_affinities(affs, loaded.config.segment, voxel_size=loaded.config.data.voxel_size)
-        result = sweep(tree, test_gt, thresholds=loaded.config.segment.thresholds)
+        tree = segment_affinities(affs, loaded.config.segment, voxel_size=loaded.config.data.voxel_size,
+                                  model_ndim=loaded.config.ndim)
+        result = sweep(tree, stack_labels(test_gt, loaded.config.ndim),
+                       thresholds=loaded.config.segment.thresholds)
         i = int(np.argmin(np.abs(np.asarray(result.thresholds) - threshold)))
         yield VoiScores(key, Path(run), threshold, val_voi, voi=float(result.voi[i]),
                         voi_split=float(result.voi_split[i]), voi_merge=float(result.voi_merge[i]),
