@@ -38,6 +38,10 @@ SEED_SIZE_FRACTIONS = (0.0, 0.02, 0.05, 0.1, 0.2)
 SEED_DISTANCES = (3, 5, 8, 12, 16)  # masks model with instance_method "watershed"
 
 
+#: how each metric a search optimises is named to the user
+METRIC_LABELS = {"f1": "instance F1", "voi": "VOI"}
+
+
 @dataclass
 class TuneResult:
     """The chosen settings, their score (``metric``: mean instance F1, higher is better, or mean
@@ -51,12 +55,9 @@ class TuneResult:
     rows: list[dict] = field(default_factory=list)  # one per setting tried: settings + scores
     n_images: int = 0
     metric: str = "f1"
-
-    @property
-    def lowest(self) -> float | None:
-        """VOI: the lowest of the search (the choice may take a lower threshold within
-        :data:`SPLIT_BIAS` of it); None for F1."""
-        return min(r["voi"] for r in self.rows) if self.metric == "voi" and self.rows else None
+    #: affinities: the lowest VOI of the search (the choice may take a lower threshold within
+    #: :data:`SPLIT_BIAS` of it); None where the best score is the choice
+    lowest: float | None = None
 
     def apply(self, settings: SegmentConfig) -> SegmentConfig:
         """A copy of ``settings`` with the chosen ones."""
@@ -64,10 +65,9 @@ class TuneResult:
 
     def describe(self) -> str:
         """``instance F1 0.74 -> 0.88`` / ``VOI 1.20 -> 0.61``."""
-        name = "instance F1" if self.metric == "f1" else "VOI"
         lowest = (f" (the lowest threshold within {self.score - self.lowest:.3f} of the lowest VOI, {self.lowest:.4f})"
                   if self.lowest is not None and self.lowest < self.score else "")
-        return f"{name} {self.start_score:.4f} -> {self.score:.4f}{lowest}"
+        return f"{METRIC_LABELS[self.metric]} {self.start_score:.4f} -> {self.score:.4f}{lowest}"
 
     def to_dict(self) -> dict:
         extra = {"lowest_voi": self.lowest} if self.lowest is not None else {}
@@ -257,7 +257,7 @@ def tune_affinities(
                       start_settings={k: _plain(v) for k, v in {**start_variant, "scoring": settings.scoring,
                                                                "threshold": settings.threshold}.items()
                                       if v is not None},
-                      rows=rows, n_images=len(labels), metric="voi")
+                      rows=rows, n_images=len(labels), metric="voi", lowest=min(r["voi"] for r in rows))
 
 
 def split_biased_choice(rows: Sequence[dict], split_bias: float = SPLIT_BIAS) -> dict:

@@ -196,7 +196,7 @@ def evaluate_far(run, split: FarSplit, tta: int | None = None, match_size: bool 
         step=loaded.step, metric=tuned.metric, chosen=chosen[tuned.metric], hindsight=float(hindsight.score),
         own=float(own_score[tuned.metric]), tuned=dict(tuned.settings), tune_score=float(tuned.score),
         hindsight_settings=dict(hindsight.settings), own_settings=_settings_of(own, tuned.settings),
-        chosen_detail=detail, by_scoring=_by_scoring(hindsight) if tuned.metric == "voi" else {}, tta=tta,
+        chosen_detail=detail, by_scoring=_by_scoring(hindsight) if task_of(config).agglomerates else {}, tta=tta,
         match_size=bool(match_size), seconds=round(time.perf_counter() - t0, 1))
     log(report.line())
     return report
