@@ -28,7 +28,7 @@ from pydantic import Field, PlainValidator, model_validator
 
 from segtrain.errors import ConfigError
 from segtrain.scoring import scoring_problem
-from segtrain.tasks import REGISTRY, task_of
+from segtrain.tasks import LABEL_KINDS, REGISTRY, task_of
 from segtrain.typed import (  # noqa: F401 - FieldBounds, config_error, field_bounds, from_mapping: for the front ends
     AtLeastOne,
     Confidence,
@@ -98,7 +98,7 @@ class SourceConfig:
     known_dataset: Str | None = None
     crop: list[list[Int]] | None = None  # per spatial axis [start, stop], e.g. [[0, 35], [0, 100]]
     weight: Float = 1.0  # mixing weight among the sources of the same split
-    labels_kind: Literal["instances", "mask"] = "instances"  # mask: instances = connected components
+    labels_kind: Literal[LABEL_KINDS] = "instances"  # mask: instances = connected components
 
 
 @section

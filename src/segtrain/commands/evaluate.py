@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.commands._numbers import finite_float
+from segtrain.tasks import LABEL_KINDS
 
 HELP = "score a segmentation or mask against ground truth (VOI, ARAND, F1/AP, Dice/IoU) as JSON"
 
@@ -20,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-dataset")
     parser.add_argument("--mode", choices=["auto", "instances", "mask"], default="auto",
                         help="instances: VOI/ARAND/F1/AP; mask: Dice/IoU/F1(/AUC); auto: by dtype")
-    parser.add_argument("--gt-kind", choices=["instances", "mask"], default="instances",
+    parser.add_argument("--gt-kind", choices=LABEL_KINDS, default="instances",
                         help="mask: the ground truth is a binary mask (e.g. ISBI 2012's labels, 255 = cell "
                         "interior) whose connected components, slice by slice, are the objects (as "
                         "labels_kind: mask in a training config)")
@@ -81,10 +82,9 @@ def run(args: argparse.Namespace) -> int:
     seg, seg_volume = read_array(args.seg, args.seg_dataset)
     check_finite(seg, args.seg)  # a NaN probability would score as background, silently
     gt, _ = read_array(args.gt, args.gt_dataset)
-    if args.gt_kind == "mask":
-        from segtrain.targets.masks import labels_from_mask
+    from segtrain.targets.masks import instance_labels
 
-        gt = labels_from_mask(gt, per_slice=True)
+    gt = instance_labels(gt, args.gt_kind)
     if (seg_volume.attrs or {}).get("model_ndim") == 2 and gt.ndim == 3:
         from segtrain.postprocess.affinities import stack_labels
 

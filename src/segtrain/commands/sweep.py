@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from segtrain.tasks import LABEL_KINDS
+
 HELP = "score every merge threshold against ground truth (VOI, ARAND): table, best threshold, plot"
 
 
@@ -18,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "as `segtrain segment` does")
     parser.add_argument("--gt", required=True, help="ground-truth labels (0 = ignored)")
     parser.add_argument("--gt-dataset", help="dataset inside the ground-truth file")
-    parser.add_argument("--gt-kind", choices=["instances", "mask"], default="instances",
+    parser.add_argument("--gt-kind", choices=LABEL_KINDS, default="instances",
                         help="mask: the ground truth is a binary mask (e.g. ISBI 2012's labels) whose connected "
                         "components, slice by slice, are the objects")
     parser.add_argument("--affs-dataset", help="array inside the prediction file")
@@ -74,10 +76,9 @@ def run(args: argparse.Namespace) -> int:
             tree = segment_affinities(prediction.array, prediction.settings,
                                       voxel_size=tuple(prediction.volume.voxel_size), model_ndim=prediction.spec.ndim)
     gt, _ = read_array(args.gt, args.gt_dataset)
-    if args.gt_kind == "mask":
-        from segtrain.targets.masks import labels_from_mask
+    from segtrain.targets.masks import instance_labels
 
-        gt = labels_from_mask(gt, per_slice=True)
+    gt = instance_labels(gt, args.gt_kind)
     if gt.shape != tree.fragments.shape and gt.squeeze().shape == tree.fragments.shape:
         gt = gt.squeeze()
     if tree.attrs.get("slices") and gt.ndim == 3:  # a 2D model's stack is scored slice by slice

@@ -71,6 +71,16 @@ def three_class(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def instance_labels(labels: np.ndarray, kind: str) -> np.ndarray:
+    """Instance ids of annotation given in form ``kind`` (:data:`segtrain.tasks.LABEL_KINDS`): as they are, or the
+    connected components of a mask, slice by slice for a stack (:func:`labels_from_mask`)."""
+    from segtrain.tasks import LABEL_KINDS
+
+    if kind not in LABEL_KINDS:
+        raise ValueError(f"unknown label form {kind!r}; one of {LABEL_KINDS}")
+    return labels_from_mask(labels, per_slice=True) if kind == "mask" else labels
+
+
 def labels_from_mask(mask: np.ndarray, per_slice: bool) -> np.ndarray:
     """Instance labels from a binary foreground mask (e.g. ISBI membranes: interior = 255): connected
     components, of each slice on its own with ``per_slice`` (ids unique across the stack)."""

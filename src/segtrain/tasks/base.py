@@ -19,6 +19,12 @@ from segtrain.tasks.heads import PROBABILITIES
 REGISTRY: dict[str, Task] = {}
 
 
+#: the forms annotation comes in (``labels_kind`` of a training source, ``--gt-kind`` of the commands
+#: that score; :func:`segtrain.targets.masks.instance_labels`): instance ids, or a binary mask whose
+#: connected components are the objects
+LABEL_KINDS = ("instances", "mask")
+
+
 class Task:
     """One task. Subclasses set the class attributes and register with :func:`register`."""
 

@@ -43,10 +43,10 @@ from segtrain.errors import InputError, SegtrainError
 from segtrain.runs import RunFolder
 from segtrain.tasks import task_of
 from segtrain.train.run import ProgressReport, TrainingRun, split_source
+from segtrain.targets.masks import labels_from_mask
 from segtrain.train.sources import (
     ArraySource,
     Source,
-    labels_from_mask,
     sources_from_config,
     whole_volume,
 )

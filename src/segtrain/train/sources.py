@@ -24,7 +24,7 @@ import numpy as np
 from segtrain.errors import InputError
 from segtrain.io.normalize import intensity_range, normalize  # noqa: F401 - also used by the sources below
 from segtrain.io.read import check_finite
-from segtrain.targets.masks import labels_from_mask  # noqa: F401 - also imported from here
+from segtrain.targets.masks import instance_labels
 from segtrain import synthetic
 from segtrain.io import read_volume
 
@@ -320,8 +320,8 @@ class FileSource(ArraySource):
         if "c" in raw.axes and raw.axes.index("c") != 0:
             raw_data = np.moveaxis(np.asarray(raw_data), raw.axes.index("c"), 0)
         label_data = labels.data
-        if labels_kind == "mask":
-            label_data = labels_from_mask(np.asarray(label_data), per_slice=True)
+        if labels_kind != "instances":
+            label_data = instance_labels(np.asarray(label_data), labels_kind)
         if voxel_size is None and any(v != 1 for v in raw.voxel_size):
             voxel_size = raw.voxel_size
         super().__init__(raw_data, label_data, known=None if known is None else np.asarray(known) != 0,
