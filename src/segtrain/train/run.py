@@ -239,6 +239,21 @@ def _checkpoint_step(path: Path) -> int:
     return -1 if step is None else step
 
 
+def given_or_configured(data, train_sources=None, val_sources=None, what: str = "training data"
+                        ) -> tuple[list[Source], list[Source]]:
+    """The training and validation sources: those given, else the files of ``data`` (a
+    ``DataConfig``); without validation data, part of each training source (:func:`split_source`)."""
+    train_sources = list(sources_from_config(data.train, data) if train_sources is None else train_sources)
+    if not train_sources:
+        raise InputError(f"No {what}: name image and label files in data.train or pass sources.")
+    if val_sources is None and data.val:
+        val_sources = sources_from_config(data.val, data)
+    if not val_sources:
+        pairs = [split_source(s) for s in train_sources]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    return train_sources, list(val_sources)
+
+
 def split_source(source: Source, fraction: float = 0.2) -> tuple[Source, Source]:
     """Hold out the last ``fraction`` of an array source along its first axis for validation."""
     if not isinstance(source, ArraySource) or source.crop is not None:
@@ -367,20 +382,9 @@ class TrainingRun:
         each training source when there is no validation data; synthetic data mixed in), each
         prepared and checked now: bad data is one sentence before any run folder exists."""
         config, d = self.config, self.config.data
-        if train_sources is None:
-            train_sources = sources_from_config(d.train, d)
-        if val_sources is None and d.val:
-            val_sources = sources_from_config(d.val, d)
-        train_sources = list(train_sources)
-        if not train_sources:
-            raise InputError("No training data: name image and label files in data.train or pass sources.")
-        if not val_sources:
-            pairs = [split_source(s) for s in train_sources]
-            train_sources = [p[0] for p in pairs]
-            val_sources = [p[1] for p in pairs]
+        train_sources, val_sources = given_or_configured(d, train_sources, val_sources)
         if d.synthetic:
             train_sources = mix_synthetic(train_sources, synthetic_sources(d), d.synthetic_ratio)
-        val_sources = list(val_sources)
         for source in [*train_sources, *val_sources]:
             source.prepare(config.ndim, d.in_channels, d.normalize, d.ignore_label)  # cached for training
         if task_of(config).agglomerates:  # VOI / ARAND against nothing labelled: a false perfect score

@@ -42,12 +42,11 @@ from segtrain.config import Config, load_config, monitor_metric, selftrain_class
 from segtrain.errors import InputError, SegtrainError
 from segtrain.runs import RunFolder
 from segtrain.tasks import task_of
-from segtrain.train.run import ProgressReport, TrainingRun, split_source
+from segtrain.train.run import ProgressReport, TrainingRun, given_or_configured
 from segtrain.targets.masks import labels_from_mask
 from segtrain.train.sources import (
     ArraySource,
     Source,
-    sources_from_config,
     whole_volume,
 )
 from segtrain.io import read_volume
@@ -473,18 +472,8 @@ class SelfTraining:
         self.unlabelled = list(unlabelled)
         if not self.unlabelled:
             raise InputError("No unlabelled images to self-train on: give at least one image.")
-        if train_sources is None:
-            train_sources = sources_from_config(self.config.data.train, self.config.data)
-        train_sources = list(train_sources)
-        if not train_sources:
-            raise InputError("No labelled data: name image and label files in data.train or pass sources.")
-        if val_sources is None and self.config.data.val:
-            val_sources = sources_from_config(self.config.data.val, self.config.data)
-        if not val_sources:
-            pairs = [split_source(src) for src in train_sources]
-            train_sources, val_sources = [p[0] for p in pairs], [p[1] for p in pairs]
-        self.train_sources = train_sources
-        self.val_sources = list(val_sources)
+        self.train_sources, self.val_sources = given_or_configured(self.config.data, train_sources, val_sources,
+                                                                   "labelled data")
         self.voxel_size = voxel_size
         self.stop_event = stop_event if stop_event is not None else threading.Event()
         self.score_in_process = score_in_process

@@ -320,8 +320,7 @@ class FileSource(ArraySource):
         if "c" in raw.axes and raw.axes.index("c") != 0:
             raw_data = np.moveaxis(np.asarray(raw_data), raw.axes.index("c"), 0)
         label_data = labels.data
-        if labels_kind != "instances":
-            label_data = instance_labels(np.asarray(label_data), labels_kind)
+        label_data = instance_labels(label_data, labels_kind)  # as they are, or a mask's components
         if voxel_size is None and any(v != 1 for v in raw.voxel_size):
             voxel_size = raw.voxel_size
         super().__init__(raw_data, label_data, known=None if known is None else np.asarray(known) != 0,
