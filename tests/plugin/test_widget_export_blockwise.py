@@ -109,10 +109,13 @@ class ProcessWatch:
     def __init__(self):
         import threading
 
+        import psutil
+
         self.last_seen: dict[int, float] = {}
         self.commands: dict[int, str] = {}
         self.parents: dict[int, int] = {}
         self.before = self._pids()
+        self.own = " ".join(psutil.Process().cmdline())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._poll, daemon=True)
         self._thread.start()
@@ -139,7 +142,9 @@ class ProcessWatch:
             now = time.monotonic()
             for pid in self._pids() - self.before:
                 self.last_seen[pid] = now
-                if pid not in self.commands:
+                # read again while it lives: a child seen between fork and exec still shows this
+                # process's command line (under load the driver was recorded as "pytest")
+                if pid not in self.commands or self.commands[pid] == self.own:
                     try:
                         process = psutil.Process(pid)
                         self.commands[pid] = " ".join(process.cmdline())
