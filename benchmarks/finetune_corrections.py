@@ -5,12 +5,15 @@
     ... [--parent RUN] [--scopes confirmed,edited] [--seeds 0,1] [--lr-scale X] [--radius R]
     python benchmarks/finetune_corrections.py --task cells --shift invert --scopes all,confirmed,ground-truth
     ... --task cells --shift invert --scopes confirmed --parent P --repeat F_RUN B_RUN   # a second round
+    python benchmarks/finetune_corrections.py --task isbi-em3d --scopes confirmed --seeds 0,1 \
+        [--correction-weight 3] [--membranes 0.5] [--scopes ground-truth]   # a real shift: ISBI -> FIB-SEM
 
 ``--shift invert``: the unlabelled and held-out cells images (set02-04, set09-10) are shown as
 another instrument would (intensities inverted) while P learns on set01 as it is: new data unlike
-the training data, the case correcting and fine-tuning is for.
+the training data, the case correcting and fine-tuning is for. ``--task isbi-em3d`` is a real shift
+(another instrument and tissue): see :func:`isbi_em3d`.
 
-For each task:
+For the cells and em3d tasks:
 
 1. **P** (parent): trained on the labelled data only. cells2d-phase: set01, validated on set08;
    em3d-fibsem: z 0-9, x 0-149, validated on z 0-9, x 150-199 (a held-out piece of the labelled
@@ -317,9 +320,98 @@ def em3d(args) -> dict:
     return out
 
 
+# --- a real shift: ISBI 2012 (serial-section TEM) -> em3d-fibsem (FIB-SEM) slices -------------------
+
+#: slices of the far split's corner block (never tuned on or scored) that the oracle corrects
+CORRECTED_SLICES = (10, 25, 40)
+
+
+def isbi_em3d(args) -> dict:
+    """P learns ISBI 2012 slices 0-14 (2D affinities); the images the user brings are FIB-SEM
+    slices of another instrument and tissue (em3d-fibsem at ``--zoom``, as far_apart.py's
+    isbi-on-em3d split shows them). The oracle corrects ``--images`` slices of the far split's
+    corner block; every model is tuned on the far block's z 0-24 and scored on its z 25-49 (2D VOI
+    per slice), at the settings chosen there (as `segtrain tune`) and in hindsight."""
+    from segtrain.config import SourceConfig, preset
+    from segtrain.splits import domain_split, em_far_split, resample
+    from segtrain.train.sources import annotated_volumes, sources_from_config
+    from segtrain.workflows.generalisation import evaluate_far
+
+    em3d_entry = SourceConfig(raw=str(DATA / "em3d-fibsem" / "train-image.h5"),
+                              labels=str(DATA / "em3d-fibsem" / "train-gt.lzf.h5"))
+    block = em_far_split(em3d_entry, (50, 100, 200), preset("em3d_quick").model)
+    isbi = lambda lo, hi: SourceConfig(raw=str(DATA / "em2d-isbi2012" / "image"),
+                                       labels=str(DATA / "em2d-isbi2012" / "label"), labels_kind="mask",
+                                       crop=[[lo, hi]])
+    split = domain_split([isbi(0, 15)], block.tune, block.test, zoom=args.zoom, name="isbi-on-em3d")
+
+    def config(steps, name):
+        c = config_from_dict({"preset": "isbi2d_quick", "name": name, "predict": {"tta": 1},
+                              "train": {"max_steps": steps, "val_every": steps, "checkpoint_every": steps,
+                                        "threads": args.threads}})
+        c.data.train, c.data.val = [isbi(0, 15)], [isbi(15, 20)]
+        return c
+
+    base = config(args.parent_steps, "ft-isbi-P")
+    labelled = lambda: sources_from_config([isbi(0, 15)], base.data)[0]
+    val = lambda: sources_from_config([isbi(15, 20)], base.data)
+    (corner,) = annotated_volumes(block.train, base)
+    slices = CORRECTED_SLICES[:args.images]
+    images = {}
+    for z in slices:
+        zoomed = resample({"raw": corner["raw"][z], "labels": corner["labels"][z], "known": None}, args.zoom)
+        images[f"em3d z{z}"] = zoomed["raw"], zoomed["labels"].astype(np.uint32)
+    out: dict = {"task": "isbi-em3d", "edits_per_image": args.edits, "zoom": args.zoom, "radius": args.radius,
+                 "correction_weight": args.correction_weight, "membranes": args.membranes,
+                 "labelled": "ISBI 2012 slices 0-14", "validation": "ISBI slices 15-19 (P's threshold for the "
+                 "oracle's segmentation; final checkpoints used)",
+                 "corrections": f"em3d-fibsem corner block {block.train[0].crop}, slices {list(slices)}, "
+                                f"zoom {args.zoom}", "scored": split.description}
+    print("P: ISBI slices 0-14", flush=True)
+    parent, seconds = (Path(args.parent), None) if args.parent else \
+        train(base, [labelled()], val(), args.runs_root)
+    out["P"] = {"run": str(parent), "steps": args.parent_steps, "seconds": seconds}
+    loaded = load_model(parent)
+    (isbi_val,) = annotated_volumes([isbi(15, 20)], loaded.config)
+    settings, threshold, val_voi = settings_at_threshold(loaded, isbi_val["raw"], isbi_val["labels"])
+    print(f"  P: threshold {threshold} on ISBI 15-19 (VOI {val_voi:.3f})", flush=True)
+    corrections: dict[str, list] = {scope: [] for scope in args.scopes}
+    oracle = {}
+    for report in correct_images(loaded, images, args.edits, args.scopes, voi, settings=settings,
+                                 threshold=threshold, lower_is_better=True, kind=args.oracle,
+                                 weight=args.correction_weight / len(images), radius=args.radius,
+                                 boundary_background=args.membranes):
+        oracle[report.name] = report.record()
+        for scope in args.scopes:
+            corrections[scope].append(report.sources[scope])
+        if report.round is not None:
+            r = oracle[report.name]
+            print(f"  {report.name}: VOI {r['before']:.3f} -> {r['after']:.3f} after {r['edits']} edits {r['ops']}; "
+                  f"annotated {r['annotation']}", flush=True)
+    out["oracle"] = oracle
+    if args.corrections_only:
+        return out
+    runs = fine_tuned(out, args, config, labelled, corrections, val, parent, "isbi", "ISBI 0-14",
+                      f"ISBI 0-14 (weight 1) + {len(images)} corrected em3d slices (weight "
+                      f"{args.correction_weight:g}/{len(images)} each)")
+    for key, run in {"P": parent, **runs}.items():
+        report = evaluate_far(run, split, tta=1, log=log)
+        out[key].update({"voi": report.chosen, "hindsight": report.hindsight, "own": report.own,
+                         "tuned": report.tuned, **report.chosen_detail})
+        print(f"  {key}: VOI {report.chosen:.3f} chosen ({report.tuned}), hindsight {report.hindsight:.3f}, "
+              f"own settings {report.own:.3f}", flush=True)
+    print(f"\nem3d-fibsem far block at zoom {args.zoom}, 2D VOI per slice: chosen on z 0-24, scored on z 25-49")
+    print(f"{'model':<30}{'steps':>7}{'chosen':>8}{'split':>8}{'merge':>8}{'hindsight':>10}{'own':>8}")
+    for key in summary_rows(out):
+        r = out[key]
+        print(f"{key:<30}{r['steps']:>7}{r['voi']:>8.3f}{r.get('voi_split', float('nan')):>8.3f}"
+              f"{r.get('voi_merge', float('nan')):>8.3f}{r['hindsight']:>10.3f}{r['own']:>8.3f}")
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", choices=("cells", "em3d"), required=True)
+    parser.add_argument("--task", choices=("cells", "em3d", "isbi-em3d"), required=True)
     parser.add_argument("--parent-steps", type=int, help="steps of P (cells 600, em3d 400)")
     parser.add_argument("--steps", type=int, help="steps of F and of B (cells 300, em3d 200)")
     parser.add_argument("--edits", type=int, default=25, help="oracle edits per image / volume (at most)")
@@ -335,7 +427,7 @@ def main(argv=None) -> int:
                         "'ground-truth' fine-tunes on the corrected images' full ground truth instead (an upper bound)")
     parser.add_argument("--radius", type=float, default=RADIUS, help="the confirmed scope's radius (voxels)")
     parser.add_argument("--membranes", type=float, default=None,
-                        help="em3d: corrected object voxels whose predicted boundary exceeds this become "
+                        help="em3d, isbi-em3d: corrected object voxels whose predicted boundary exceeds this become "
                         "background, as membranes are in the ground truth (corrections_annotation's "
                         "boundary_background)")
     parser.add_argument("--outline", type=float, default=0,
@@ -359,9 +451,15 @@ def main(argv=None) -> int:
                         "trained as long on set01")
     parser.add_argument("--corrections-only", action="store_true",
                         help="stop after the oracle's corrections (with --parent: their statistics only)")
+    parser.add_argument("--images", type=int, default=len(CORRECTED_SLICES),
+                        help=f"isbi-em3d: em3d slices the oracle corrects (1-{len(CORRECTED_SLICES)})")
+    parser.add_argument("--zoom", type=float, default=2.5, help="isbi-em3d: resampling of the em3d slices")
+    parser.add_argument("--correction-weight", type=float, default=1.0,
+                        help="isbi-em3d: the corrected slices' weight together, against the labelled data's 1 "
+                        "(1: half the patches; 3: three quarters)")
     parser.add_argument("--json")
     args = parser.parse_args(argv)
-    defaults = {"cells": (600, 300), "em3d": (400, 200)}[args.task]
+    defaults = {"cells": (600, 300), "em3d": (400, 200), "isbi-em3d": (400, 200)}[args.task]
     args.parent_steps = args.parent_steps or defaults[0]
     args.steps = args.steps or defaults[1]
     args.scopes = [s for s in args.scopes.split(",") if s]
@@ -371,7 +469,7 @@ def main(argv=None) -> int:
     if args.repeat and (args.task != "cells" or not args.parent or args.scopes != ["confirmed"]):
         parser.error("--repeat needs --task cells, --parent P (the first round's parent) and --scopes confirmed")
     start = time.perf_counter()
-    results = cells(args) if args.task == "cells" else em3d(args)
+    results = {"cells": cells, "em3d": em3d, "isbi-em3d": isbi_em3d}[args.task](args)
     results["total_seconds"] = time.perf_counter() - start
     results["command"] = "python benchmarks/finetune_corrections.py " + " ".join(argv or __import__("sys").argv[1:])
     if args.json:
