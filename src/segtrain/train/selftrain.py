@@ -42,8 +42,8 @@ from segtrain.config import Config, load_config, monitor_metric, selftrain_class
 from segtrain.errors import InputError, SegtrainError
 from segtrain.runs import RunFolder
 from segtrain.tasks import task_of
-from segtrain.train.run import ProgressReport, TrainingRun, given_or_configured
 from segtrain.targets.masks import labels_from_mask
+from segtrain.train.run import ProgressReport, TrainingRun, given_or_configured
 from segtrain.train.sources import (
     ArraySource,
     Source,
