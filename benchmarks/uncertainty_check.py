@@ -48,6 +48,7 @@ from segtrain.postprocess import OutputSpec, foreground, instances, segment_affi
 from segtrain.predict import load_model, predict_array
 from segtrain.predict.uncertainty import rank_objects, rank_patches
 from segtrain.targets import affinities
+from segtrain.tasks import task_of
 from segtrain.train.sources import sources_from_config
 
 TOP = 0.10
@@ -56,7 +57,7 @@ TOP = 0.10
 def wrong_pixels(outputs: dict, gt: np.ndarray, config) -> np.ndarray:
     """Per voxel, the share of its predictions that are wrong (float, gt's shape)."""
     settings = config.segment
-    if config.task == "affinities":
+    if task_of(config).agglomerates:
         offsets = [o for o in offsets_for(config) if sum(abs(v) for v in o) == 1]  # nearest neighbours
         channels = [offsets_for(config).index(o) for o in offsets]
         target, known = affinities(gt, offsets)
@@ -69,7 +70,7 @@ def wrong_pixels(outputs: dict, gt: np.ndarray, config) -> np.ndarray:
 def segmentation(outputs: dict, gt: np.ndarray, config) -> tuple[np.ndarray, float | None]:
     """The run's segmentation of the outputs (and the threshold the sweep chose, affinities)."""
     settings = config.segment
-    if config.task == "affinities":
+    if task_of(config).agglomerates:
         tree = segment_affinities(outputs["affinities"], settings, voxel_size=config.data.voxel_size,
                                   model_ndim=config.ndim)
         threshold = settings.threshold
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
         # 3D: one "image" per z-slab of one patch depth, to see the spread along z
         slab = [t.box[0].start // patch[0] if config.ndim == 3 else 0 for t in tiles]
         patch_image += [(i, s) for s in slab]
-        ious = best_iou(seg, gt, ignore_gt_zero=config.task == "affinities")
+        ious = best_iou(seg, gt, ignore_gt_zero=task_of(config).agglomerates)
         objects = [o for o in rank_objects(u, seg) if o.label in ious]
         object_scores += [o.score for o in objects]
         object_totals += [o.score * o.size for o in objects]
