@@ -33,6 +33,12 @@ def em3d_entry() -> SourceConfig:
     return SourceConfig(raw=str(DATA / "em3d-fibsem" / "train-image.h5"), labels=str(DATA / "em3d-fibsem" / "train-gt.lzf.h5"))
 
 
+def isbi_entry(crop: list | None = None) -> SourceConfig:
+    """ISBI 2012's slices (membrane masks as labels), all of them or ``crop``."""
+    return SourceConfig(raw=str(DATA / "em2d-isbi2012" / "image"), labels=str(DATA / "em2d-isbi2012" / "label"),
+                        labels_kind="mask", crop=crop)
+
+
 def cells_entries() -> list[SourceConfig]:
     return [SourceConfig(raw=str(DATA / "cells2d-phase" / f"set{i:02d}" / "raw.tif"),
                          labels=str(DATA / "cells2d-phase" / f"set{i:02d}" / "instances_ids.png")) for i in range(1, 11)]
@@ -48,9 +54,7 @@ def splits_for(kind: str, config, zoom: float):
         from segtrain.config import preset
 
         block = em_far_split(em3d_entry(), (50, 100, 200), preset("em3d_quick").model)
-        isbi = SourceConfig(raw=str(DATA / "em2d-isbi2012" / "image"), labels=str(DATA / "em2d-isbi2012" / "label"),
-                            labels_kind="mask")
-        return [domain_split([isbi], block.tune, block.test, zoom=zoom, name="isbi-on-em3d")]
+        return [domain_split([isbi_entry()], block.tune, block.test, zoom=zoom, name="isbi-on-em3d")]
     raise SystemExit(f"unknown split kind {kind!r}")
 
 

@@ -332,18 +332,16 @@ def isbi_em3d(args) -> dict:
     isbi-on-em3d split shows them). The oracle corrects ``--images`` slices of the far split's
     corner block; every model is tuned on the far block's z 0-24 and scored on its z 25-49 (2D VOI
     per slice), at the settings chosen there (as `segtrain tune`) and in hindsight."""
-    from segtrain.config import SourceConfig, preset
-    from segtrain.splits import domain_split, em_far_split, resample
+    from far_apart import isbi_entry, splits_for
+
+    from segtrain.config import preset
+    from segtrain.splits import resample
     from segtrain.train.sources import annotated_volumes, sources_from_config
     from segtrain.workflows.generalisation import evaluate_far
 
-    em3d_entry = SourceConfig(raw=str(DATA / "em3d-fibsem" / "train-image.h5"),
-                              labels=str(DATA / "em3d-fibsem" / "train-gt.lzf.h5"))
-    block = em_far_split(em3d_entry, (50, 100, 200), preset("em3d_quick").model)
-    isbi = lambda lo, hi: SourceConfig(raw=str(DATA / "em2d-isbi2012" / "image"),
-                                       labels=str(DATA / "em2d-isbi2012" / "label"), labels_kind="mask",
-                                       crop=[[lo, hi]])
-    split = domain_split([isbi(0, 15)], block.tune, block.test, zoom=args.zoom, name="isbi-on-em3d")
+    (block,) = splits_for("em3d", preset("em3d_quick"), args.zoom)  # its corner block: the sections to correct
+    (split,) = splits_for("isbi-on-em3d", None, args.zoom)  # its far block at the zoom: tuned and scored
+    isbi = lambda lo, hi: isbi_entry(crop=[[lo, hi]])
 
     def config(steps, name):
         c = config_from_dict({"preset": "isbi2d_quick", "name": name, "predict": {"tta": 1},
