@@ -361,15 +361,26 @@ def test_read_only_output_folders_are_one_sentence(tmp_path, mounted):
         assert list(ro.iterdir()) == []
 
 
-def test_a_scale_job_on_a_raw_volume_with_nan_is_one_sentence_and_leaves_nothing(tmp_path, capsys):
+#: a raw volume wider than the central 256 voxels a new job reads for its intensity range
+WIDE = (8, 32, 320)
+
+
+@pytest.mark.parametrize("where", ["centre", "edge"])
+def test_a_scale_job_on_a_raw_volume_with_nan_is_one_sentence_and_leaves_nothing(tmp_path, capsys, monkeypatch,
+                                                                                 where):
+    """NaN where the new job reads its intensity range (the centre of a volume too large to load)
+    is refused before the job exists; NaN beyond it stops the blocks that meet it: the same
+    sentence, and nothing left."""
     import zarr
+
+    monkeypatch.setattr("segtrain.io.volume.LAZY_BYTES", 1000)  # the volume stays on disk, as a large one does
 
     from scale.test_scale_cli import tiny_checkpoint
     from segtrain.cli import main
 
     tiny_checkpoint(tmp_path / "tiny.ckpt")
-    raw = np.random.default_rng(0).random((8, 64, 64)).astype(np.float32)
-    raw[4, 40, 40] = np.nan
+    raw = np.random.default_rng(0).random(WIDE).astype(np.float32)
+    raw[4, 20, 160 if where == "centre" else 300] = np.nan
     zarr.create_array(store=str(tmp_path / "raw.zarr"), shape=raw.shape, chunks=(8, 32, 32), dtype="float32",
                       zarr_format=2)[:] = raw
     before = sorted(p.name for p in tmp_path.iterdir())
@@ -378,4 +389,42 @@ def test_a_scale_job_on_a_raw_volume_with_nan_is_one_sentence_and_leaves_nothing
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert code == 2, err
     assert re.fullmatch(r"segtrain scale: error: There are NaN or infinite values in \S*raw\.zarr .*\.", err), err
+    assert ("step stopped at them" in err) == (where == "edge"), err
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no job folder, no prediction
+
+
+def test_blocks_stop_at_nan_without_worker_restarts_and_run_again_once_the_raw_is_mended(tmp_path, monkeypatch):
+    """A NaN in the raw volume (beyond what the new job reads for its intensity range) fails its
+    block without ending the worker (no daisy restart per block), the job's other blocks fail at
+    once, the GUI's driver says it in one sentence, and a run after the raw was mended finishes the
+    job (the stop is not remembered)."""
+    import zarr
+
+    from scale.test_scale_cli import tiny_checkpoint
+    from segtrain.scale.blocks import input_error_file
+    from segtrain.scale.driver import step_failure
+    from segtrain.scale.pipeline import create_job, run_job
+
+    monkeypatch.setattr("segtrain.io.volume.LAZY_BYTES", 1000)  # the volume stays on disk, as a large one does
+    tiny_checkpoint(tmp_path / "tiny.ckpt")
+    raw = np.random.default_rng(0).random(WIDE).astype(np.float32)
+    store = zarr.create_array(store=str(tmp_path / "raw.zarr"), shape=raw.shape, chunks=(8, 32, 32),
+                              dtype="float32", zarr_format=2)
+    poisoned = raw.copy()
+    poisoned[4, 20, 300] = np.nan
+    store[:] = poisoned
+    job = create_job(tmp_path / "job", block_shape=(8, 32, 32), raw=str(tmp_path / "raw.zarr"),
+                     model=str(tmp_path / "tiny.ckpt"))
+    predict = run_job(job, workers=2)[0]
+    assert predict.task_id == "predict" and not predict.ok and predict.failed >= 1
+    assert predict.worker_restarts == 0  # the workers went on to the next block
+    assert predict.input_error.startswith("There are NaN or infinite values in the image")
+    message = str(step_failure(predict, job.logs))
+    assert message.startswith("The predict step stopped: There are NaN or infinite values") and "retry" not in message
+    assert input_error_file(job.folder).exists()
+
+    store[:] = raw  # mended in place: the same job runs to its end
+    results = run_job(job, workers=2)
+    assert all(r.ok for r in results), [r.to_dict() for r in results]
+    assert [r.task_id for r in results] == ["predict", "fragments", "agglomerate", "global"]
+    assert not input_error_file(job.folder).exists()

@@ -114,11 +114,11 @@ def _report(results, stream=sys.stderr) -> bool:
 
 
 def _refuse_poisoned(job, results) -> None:
-    """Blocks that failed because the raw image holds NaN or infinity fail again on every retry:
-    one sentence (exit 2) instead of the retry report."""
+    """Blocks that stopped because the raw image holds NaN or infinity would fail again on every
+    retry: one sentence (exit 2) instead of the retry report."""
     from segtrain.errors import InputError
 
-    failed = next((r for r in results if r.first_error and "NonFiniteError" in r.first_error), None)
+    failed = next((r for r in results if r.input_error), None)
     if failed is not None:
         raw = job.settings.raw
         where = f"{raw.path}" + (f"/{raw.dataset}" if getattr(raw, "dataset", None) else "") if raw else "the input"

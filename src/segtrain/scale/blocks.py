@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import numpy as np
 
+from segtrain.io.atomic import atomic_path
+from segtrain.io.read import NonFiniteError
 from segtrain.scale.geometry import block_regions
 from segtrain.scale.job import ScaleJob, load_job
 from segtrain.scale.volumes import open_array, read_spatial
@@ -247,12 +250,42 @@ def relabel_block(job_dir: str, key: str, output, block) -> None:
     open_array(output, write=True)[read] = _apply_sparse(frags, part_ids, part_segs)
 
 
+#: In a job folder: why its blocks stopped (an input that holds NaN or infinity); written by the
+#: first block that met it, removed when the job runs again.
+INPUT_ERROR_FILE = "input-error.txt"
+
+
+def input_error_file(job_dir) -> Path:
+    return Path(job_dir) / INPUT_ERROR_FILE
+
+
+def stop_at_bad_input(job_dir: str, process, block) -> None:
+    """``process(block)``, except that an input holding NaN or infinity fails the block without
+    ending its worker and writes why to ``JOB/input-error.txt``; every later block of the run then
+    fails at once. Each block would otherwise meet the same values again, and each failure would
+    cost daisy a retry and a new worker process (seconds each) before the job gave up."""
+    from daisy import BlockStatus
+
+    marker = input_error_file(job_dir)
+    if marker.exists():
+        block.status = BlockStatus.FAILED
+        return
+    try:
+        process(block)
+    except NonFiniteError as error:
+        with atomic_path(marker, overwrite=True) as tmp:
+            tmp.write_text(str(error))
+        block.status = BlockStatus.FAILED
+
+
 def block_function(job_dir: str, task_id: str, output=None):
     """The function daisy calls per block for a task id (``predict``, ``fragments``,
     ``agglomerate``, ``relabel-<key>``)."""
     job_dir = os.fspath(job_dir)
     if task_id.startswith("relabel-"):
-        return functools.partial(relabel_block, job_dir, task_id.removeprefix("relabel-"), output)
-    functions = {"predict": predict_block, "fragments": fragments_block,
-                 "agglomerate": agglomerate_block}
-    return functools.partial(functions[task_id], job_dir)
+        process = functools.partial(relabel_block, job_dir, task_id.removeprefix("relabel-"), output)
+    else:
+        functions = {"predict": predict_block, "fragments": fragments_block,
+                     "agglomerate": agglomerate_block}
+        process = functools.partial(functions[task_id], job_dir)
+    return functools.partial(stop_at_bad_input, job_dir, process)

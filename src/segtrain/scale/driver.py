@@ -44,6 +44,8 @@ POLL_S = 0.1
 
 def step_failure(result, logs: Path, again: str = "run it again") -> SegtrainError:
     """The one sentence for a step whose blocks failed (the finished ones are kept)."""
+    if result.input_error:  # NaN or infinity in the input: retrying cannot help
+        return SegtrainError(f"The {result.task_id} step stopped: {result.input_error}")
     error = f" (first error: {result.first_error})" if result.first_error else ""
     return SegtrainError(f"{result.task_id}: {result.failed} of {result.total} blocks failed{error}; "
                          f"{again} to retry them (worker logs in {logs}).")

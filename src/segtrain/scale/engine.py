@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from segtrain.errors import InputError, SegtrainError
-from segtrain.scale.blocks import block_function
+from segtrain.scale.blocks import block_function, input_error_file
 from segtrain.scale.job import ScaleJob
 
 #: ``progress(task_id, done, total, failed)``; done counts blocks skipped as already finished.
@@ -41,6 +41,9 @@ class StepResult:
     worker_restarts: int
     failed_blocks: list[tuple[tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     first_error: str | None = None
+    #: the blocks stopped at an input holding NaN or infinity (:func:`~segtrain.scale.blocks.stop_at_bad_input`):
+    #: its sentence (also ``first_error``), which no retry can change
+    input_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -159,6 +162,8 @@ def run_tasks(job: ScaleJob, tasks: Sequence, progress: Progress | None = None, 
         return []
     job.logs.mkdir(exist_ok=True)
     job.tracking.mkdir(exist_ok=True)
+    marker = input_error_file(job.folder)
+    marker.unlink(missing_ok=True)  # a run after the input was mended tries its blocks again
     daisy_logging.set_log_basedir(str(job.logs))
     logging.getLogger("daisy").setLevel(logging.ERROR)  # failures are reported below
     pipeline = tasks[0]
@@ -175,6 +180,7 @@ def run_tasks(job: ScaleJob, tasks: Sequence, progress: Progress | None = None, 
             raise SegtrainError(f"The blockwise run stopped: {first}; see the worker logs in "
                                 f"{job.logs}.") from None
         observer.on_finish(states)
+    input_error = marker.read_text().strip() if marker.exists() else None
     results = []
     by_id = {t.task_id: t for t in tasks}
     for task_id, state in states.items():
@@ -184,11 +190,12 @@ def run_tasks(job: ScaleJob, tasks: Sequence, progress: Progress | None = None, 
             failed_blocks = sorted((tuple(b.write_roi.begin), tuple(b.write_roi.end))
                                    for b in task.failed_blocks())
         error = getattr(state, "first_worker_error", None)
+        stopped = input_error if int(state.failed_count) else None
         results.append(StepResult(
             task_id, int(state.total_block_count), int(state.completed_count),
             int(state.skipped_count), int(state.failed_count), int(state.orphaned_count),
             int(state.worker_restart_count), failed_blocks,
-            error.strip().splitlines()[-1] if error else None,
+            stopped or (error.strip().splitlines()[-1] if error else None), stopped,
         ))
     order = [t.task_id for t in tasks]
     results.sort(key=lambda r: order.index(r.task_id) if r.task_id in order else len(order))

@@ -88,14 +88,19 @@ def _model_settings(model: str, segment):
     return loaded, channels, tuple(divisor(loaded.config)), seg
 
 
-def _intensity(array, mode: str) -> tuple[float, float]:
+def _intensity(array, mode: str, name: str) -> tuple[float, float]:
     """The input range the model's normalisation maps to [0, 1]: from the whole volume when it is
-    held in memory, else from a central crop of at most 256 voxels per axis."""
+    held in memory, else from a central crop of at most 256 voxels per axis. NaN or infinity in
+    what was read refuses the job at once (a NaN range would poison every block); elsewhere the
+    blocks meet it (:func:`~segtrain.scale.blocks.stop_at_bad_input`)."""
+    from segtrain.io.read import check_finite
     from segtrain.train.sources import intensity_range
 
+    centre = ()
     if not isinstance(array, np.ndarray):
         centre = tuple(slice(max(0, s // 2 - 128), s // 2 + 128) for s in array.shape)
         array = np.asarray(array[centre])
+    check_finite(array, name, centre)
     return intensity_range(array, mode)
 
 
@@ -125,7 +130,8 @@ def create_job(folder: str | Path, *, block_shape: Sequence[int], affinities: st
         raw_spec, volume = describe_input(raw, raw_dataset)
         shape, voxel_size, offset = _spatial_3d(volume, "raw volume")
         model_path = str(Path(model).resolve())
-        intensity = _intensity(volume.data, loaded.config.data.normalize)
+        intensity = _intensity(volume.data, loaded.config.data.normalize,
+                               f"{raw}/{raw_dataset}" if raw_dataset else str(raw))
         if predict_context is None:
             margin = loaded.config.predict.margin or [16, 16, 16]
             predict_context = [int(np.ceil(m / d) * d) for m, d in zip(margin, div)]
