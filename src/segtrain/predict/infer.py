@@ -19,16 +19,15 @@ from segtrain.predict.tiling import Tile, make_tiles
 from segtrain.predict.tta import TestTimeAugmentation, model_tta
 from segtrain.predict.uncertainty import UNCERTAINTY
 from segtrain.io import Volume
-from segtrain.io import atomic_path
 from segtrain.io import read_volume
 from segtrain.io.atomic import check_output
 from segtrain.io.write import OUTPUT_MARKER, PREDICT_OUTPUT
 from segtrain.io.write import check_not_input
 from segtrain.io.write import own_output
-from segtrain.io.zarr_io import zarr_attrs
 from segtrain.predict.match_size import match_factor
 from segtrain.predict.match_size import matching_applies
 from segtrain.predict.match_size import zoom_plane
+from segtrain.predict.store import output_array, prediction_group
 
 Progress = Callable[[int, int], None]
 
@@ -319,8 +318,6 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
     the input (:func:`check_prediction_output`).
     """
 
-    import zarr
-
     axes = None
     if isinstance(array, (str, Path)):  # the output check itself is atomic_path's, below
         check_not_input(output, [array], overwrite)
@@ -332,18 +329,10 @@ def predict_to_zarr(model_or_path, array, output: str | Path, voxel_size=None, o
     ndim_out = len(spatial) + (leads != [None])
     spatial_axes = [a for a in (axes or ("z", "y", "x")[-ndim_out:]) if a != "c"]
     output = Path(output)
-    with atomic_path(output, overwrite=overwrite, folder=True, replaceable=own_output(PREDICT_OUTPUT),
-                     what="a `segtrain predict` output") as tmp:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
-        arrays = {}
-        for name, channels in _out_channels(loaded, augment).items():
-            out_shape = _out_shape(channels, spatial, leads)
-            chunk = chunks or (1, *[min(s, 64 if len(out_shape) == 4 else 512) for s in out_shape[1:]])
-            arrays[name] = group.create_array(name, shape=out_shape, chunks=chunk, dtype="float32", fill_value=0.0)
-            arrays[name].attrs.update(zarr_attrs(Volume(
-                data=arrays[name], voxel_size=() if voxel_size is None else tuple(voxel_size),
-                offset=() if offset is None else tuple(offset),
-                axes=("c", *spatial_axes), name=name)))
+    with prediction_group(output, overwrite) as group:
+        arrays = {name: output_array(group, name, _out_shape(channels, spatial, leads), voxel_size, offset,
+                                     spatial_axes, chunks)
+                  for name, channels in _out_channels(loaded, augment).items()}
 
         def write(name, tile, value, lead):
             index = (slice(None), *((lead,) if lead is not None else ()), *tile.write)

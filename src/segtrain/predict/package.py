@@ -236,11 +236,8 @@ def predict_zoo_to_zarr(model: ZooModel, array, output, voxel_size=None, offset=
     """Predict with a zoo model (in memory, bioimageio.core's tiling) into a zarr group: one float32
     array per output, with segtrain's geometry attributes; written atomically, replacing (with
     ``overwrite``) only a group `segtrain predict` wrote."""
-    import zarr
-
-    from segtrain.io import Volume, atomic_path
-    from segtrain.io.write import OUTPUT_MARKER, PREDICT_OUTPUT, own_output
-    from segtrain.io.zarr_io import zarr_attrs
+    from segtrain.io.write import OUTPUT_MARKER, PREDICT_OUTPUT
+    from segtrain.predict.store import output_array, prediction_group
 
     outputs = model.predict(array, device)
     for name, value in outputs.items():
@@ -248,17 +245,13 @@ def predict_zoo_to_zarr(model: ZooModel, array, output, voxel_size=None, offset=
             raise InputError(f"The model's output {name!r} is empty or not finite (NaN); nothing was written.")
     spatial_axes = [a for a in (axes or SPACE[-model.ndim:]) if a != "c"][-model.ndim:]
     output = Path(output)
-    with atomic_path(output, overwrite=overwrite, folder=True, replaceable=own_output(PREDICT_OUTPUT),
-                     what="a `segtrain predict` output") as tmp:
-        group = zarr.open_group(str(tmp), mode="w", zarr_format=2)
+    with prediction_group(output, overwrite) as group:
         for name, value in outputs.items():
-            stored = group.create_array(name, shape=value.shape, dtype="float32", fill_value=0.0,
-                                        chunks=(1, *[min(s, 64 if value.ndim == 4 else 512) for s in value.shape[1:]]))
+            stored = output_array(group, name, value.shape,
+                                  None if voxel_size is None else tuple(voxel_size)[-model.ndim:],
+                                  None if offset is None else tuple(offset)[-model.ndim:],
+                                  spatial_axes[-(value.ndim - 1):])
             stored[...] = value
-            stored.attrs.update(zarr_attrs(Volume(
-                data=value, voxel_size=() if voxel_size is None else tuple(voxel_size)[-model.ndim:],
-                offset=() if offset is None else tuple(offset)[-model.ndim:],
-                axes=("c", *spatial_axes[-(value.ndim - 1):]), name=name)))
             stored.attrs.update({"kind": name, "bioimageio_model": str(model.descr.name)})
         group.attrs.update({OUTPUT_MARKER: PREDICT_OUTPUT, "bioimageio_model": str(model.descr.name),
                             "checkpoint": str(model.path)})
