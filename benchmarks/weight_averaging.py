@@ -6,7 +6,7 @@ soup" of one run), each tuned and scored as `benchmarks/far_apart.py em3d --run`
     python benchmarks/weight_averaging.py RUN [RUN ...] --out runs/averaged [--last 2 3] [--json out.jsonl]
 
 The averaged models are written as copies of the run folders (config and records, no TensorBoard)
-under --out, named RUN-mean-K, with the mean weights in checkpoints/step-N.ckpt (N the newest step).
+under --out, named RUN-mean-K, whose one checkpoint (step-N, N the newest step) holds the mean weights.
 """
 
 from __future__ import annotations
@@ -39,9 +39,11 @@ def averaged_copy(run: Path, checkpoints: list[Path], out: Path) -> Path:
         newest.pop(key, None)
     if out.exists():
         shutil.rmtree(out)
-    shutil.copytree(run, out, ignore=shutil.ignore_patterns("checkpoints", "tensorboard"))
-    (out / "checkpoints").mkdir()
-    target = out / "checkpoints" / checkpoints[-1].name
+    source, copy = RunFolder(run), RunFolder(out)
+    skip = {source.checkpoints_dir.name, source.tensorboard_dir.name}
+    shutil.copytree(run, out, ignore=lambda _folder, names: [n for n in names if n in skip])
+    copy.checkpoints_dir.mkdir()
+    target = copy.checkpoint_path(checkpoints[-1].name)
     torch.save(newest, target)
     return target
 

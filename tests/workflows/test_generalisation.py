@@ -15,7 +15,7 @@ from segtrain.workflows.generalisation import (FarReport, ensemble_outcomes, far
                                                threshold_rule_cases)
 
 
-def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_dir, tiny_config, tmp_path):
+def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_dir, tiny_config, tmp_path, monkeypatch):
     config = tiny_config(max_steps=6, val_every=3, checkpoint_every=3)
     config.predict.tta = 1
     entry = SourceConfig(raw=str(em3d_dir / "train-image.h5"), labels=str(em3d_dir / "train-gt.lzf.h5"))
@@ -59,3 +59,19 @@ def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_d
     assert (same["chosen"], same["hindsight"]) == (pytest.approx(report.chosen), pytest.approx(report.hindsight))
     assert mixed["members"] == [str(report.run), str(checkpoints / "step-3.ckpt")]
     assert mixed["hindsight"] <= mixed["chosen"] + 1e-9 and "threshold" in mixed["tuned"]
+    # the mean weights of the run's last two checkpoints (benchmarks/weight_averaging.py) load as a model
+    import torch
+
+    from segtrain.predict import load_model
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from weight_averaging import averaged_copy, periodic_checkpoints
+
+    steps = periodic_checkpoints(Path(report.run))
+    assert [p.name for p in steps] == ["step-3.ckpt", "step-6.ckpt"]
+    averaged = load_model(averaged_copy(Path(report.run), steps, tmp_path / "mean-2"))
+    assert averaged.step == 6 and averaged.run_dir == tmp_path / "mean-2"
+    weights = [load_model(p).model.state_dict() for p in steps]
+    for name, value in averaged.model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, (weights[0][name] + weights[1][name]) / 2)
