@@ -194,6 +194,7 @@ def test_cells_proofread_paint_and_corrections_as_annotation(docked, gui, cells_
     # (and the boundary it removed), the deleted cell as background, the painted object; unknown elsewhere
     assert proofread.scope_combo.currentText() == "what the edits confirmed" and proofread.radius_spin.isEnabled()
     gui.type(proofread.radius_spin, "5")
+    assert not proofread.membranes_check.isEnabled()  # no affinities under these labels: no membranes to read
     gui.click(proofread.annotate_button)
     _idle(gui, proofread)
     name = L.session(viewer).annotation_layer
@@ -227,6 +228,43 @@ def test_cells_proofread_paint_and_corrections_as_annotation(docked, gui, cells_
     assert len(np.unique(annotation[painted])) == 1 and annotation[painted][0] != annotation[merged][0]
     untouched = ~merged & (labels != c) & ~painted
     assert (annotation[untouched] == 0).all()
+
+
+def test_corrections_of_an_affinity_segmentation_take_the_predicted_membranes_as_background(em_viewer):
+    """A merge confirms its objects; ticked (not the default), "Predicted membranes as background"
+    turns their voxels where the affinities show a membrane into background, and nothing else;
+    unticked, the objects stay whole."""
+    from segtrain.proofread import boundary_map
+    from segtrain.proofread.annotation import MEMBRANES
+
+    viewer, segment, proofread, export, gui = em_viewer
+    layer = segment.seg_layer
+    base = segment.tree.segmentation(0.3)
+    z = 5
+    a, b = _largest(base, z)
+    gui.click(proofread.tool_buttons["Merge"])
+    gui.click_canvas(viewer, layer, _interior(base, a, z))
+    gui.click_canvas(viewer, layer, _interior(base, b, z))
+    _idle(gui, proofread)
+    assert proofread.membranes_check.isEnabled() and not proofread.membranes_check.isChecked()
+    affs = L.layer_info(viewer.layers["raw affinities"]).array  # channels first, as predicted
+    membranes = boundary_map(affs, "affinities") > MEMBRANES
+    annotations = {}
+    for ticked in (True, False):
+        if proofread.membranes_check.isChecked() != ticked:
+            gui.click(proofread.membranes_check)
+        gui.click(proofread.annotate_button)
+        _idle(gui, proofread)
+        name = L.session(viewer).annotation_layer
+        annotations[ticked] = np.array(viewer.layers[name].data)
+        gui.close_layers(viewer, [name])  # the next one into a fresh layer
+    whole, with_membranes = annotations[False], annotations[True]
+    objects = (whole > 0) & (whole < L.BACKGROUND_LABEL)
+    assert objects.any() and not (objects & (whole == L.BACKGROUND_LABEL)).any()
+    became_background = objects & (with_membranes == L.BACKGROUND_LABEL)
+    assert became_background.any()
+    np.testing.assert_array_equal(became_background, objects & membranes)
+    np.testing.assert_array_equal(with_membranes[~became_background], whole[~became_background])
 
 
 def test_next_uncertain_region_moves_the_view(docked, gui, error_messages):

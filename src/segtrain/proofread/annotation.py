@@ -27,6 +27,8 @@ from segtrain.proofread.edits import Edit, Proofreader
 
 SCOPES = ("confirmed", "edited", "box", "all")
 RADIUS = 8  # voxels (along the finest axis) around an edit's boundary and points that it confirms
+#: boundary-map value above which a corrected object's voxel is a membrane (``boundary_background``)
+MEMBRANES = 0.5
 
 
 def _spacing(sampling, ndim: int) -> np.ndarray:

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import (
     QButtonGroup,
+    QCheckBox,
     QComboBox,
     QFormLayout,
     QGridLayout,
@@ -47,13 +48,16 @@ from segtrain.plugin.widgets._common import LayerCombo, Panel, compact, status_l
 from segtrain.plugin.widgets.batch import BATCH_META, batch_entries, read_batch_image, show_batch_image
 from segtrain.plugin.workers import notify_error, notify_info, start_worker
 from segtrain.proofread import Proofreader, boundary_map, corrections_annotation
-from segtrain.proofread.annotation import RADIUS
-from segtrain.tasks import is_segmentable
+from segtrain.proofread.annotation import MEMBRANES, RADIUS
+from segtrain.tasks import is_affinities, is_segmentable
 
 TOOLS = ("Navigate", "Merge", "Split", "Seeds", "Delete", "Paint")
 SEEDS_LAYER = "split seeds"
 PAINT_LAYER = "missing object"
 SCOPES = {"what the edits confirmed": "confirmed", "edited objects": "edited", "whole segmentation": "all"}
+#: "Predicted membranes as background" (affinity segmentations) is not ticked when the panel opens:
+#: it helped on a real shift with a well-trained parent and hurt with a weak one (docs/training.md)
+MEMBRANES_BY_DEFAULT = False
 
 
 def _proofreadable(layer: Any) -> bool:
@@ -79,9 +83,22 @@ def uncertain_regions(uncertainty: np.ndarray, n: int = 20):
     return rank_patches(uncertainty, patch, n=n)
 
 
-def annotation_and_counts(reader: Proofreader, scope, **kwargs) -> tuple[np.ndarray, int, int]:
+def _with_boundary(reader: Proofreader, source_array, source_kind) -> None:
+    """Give ``reader`` the boundary map of its source prediction (once, when it fits)."""
+    if reader.boundary is None and source_array is not None and is_segmentable(source_kind):
+        boundary = boundary_map(source_array, source_kind)
+        if boundary.shape == tuple(reader.fragments.shape):
+            reader.boundary = boundary
+
+
+def annotation_and_counts(reader: Proofreader, scope, membranes_of=None, **kwargs) -> tuple[np.ndarray, int, int]:
     """``(the corrections as annotation, corrected objects, annotated voxels)``
-    (:func:`corrections_annotation`; counted here, not in the GUI thread)."""
+    (:func:`corrections_annotation`; counted here, not in the GUI thread). ``membranes_of``: the
+    source prediction ``(array, kind)`` whose membranes (boundary map > :data:`MEMBRANES`) inside
+    the corrected objects become background."""
+    if membranes_of is not None:
+        _with_boundary(reader, *membranes_of)
+        kwargs["boundary_background"] = MEMBRANES
     annotation = corrections_annotation(reader, scope, **kwargs)
     objects = len(np.unique(annotation[(annotation > 0) & (annotation < L.BACKGROUND_LABEL)]))
     return annotation, objects, int(np.count_nonzero(annotation))
@@ -104,10 +121,7 @@ def batch_annotations(readers, scope, **kwargs) -> list:
 
 
 def seeded_split(reader: Proofreader, seeds, source_array, source_kind):
-    if reader.boundary is None and source_array is not None and is_segmentable(source_kind):
-        boundary = boundary_map(source_array, source_kind)
-        if boundary.shape == tuple(reader.fragments.shape):
-            reader.boundary = boundary
+    _with_boundary(reader, source_array, source_kind)
     return reader.split_with_seeds(seeds)
 
 
@@ -151,6 +165,14 @@ class ProofreadWidget(Panel):
         self.radius_spin.setSuffix(" voxels")
         self.radius_spin.setToolTip("How far around each edit's boundary and points the corrections count as "
                                     "annotation (along the finest axis).")
+        self.membranes_check = QCheckBox("Predicted membranes as background")
+        self.membranes_check.setChecked(MEMBRANES_BY_DEFAULT)
+        self.membranes_check.setToolTip(
+            f"Affinity segmentations: where the prediction shows a membrane (boundary above {MEMBRANES}) inside a "
+            "corrected object, the annotation says background, as EM ground truth does. A merge alone only says "
+            "'these pixels belong together'; the membranes say where objects end. Tick it when the predicted "
+            "membranes look right: it helped a well-trained model on a new instrument and hurt a weak one whose "
+            "membranes ran through objects (docs/training.md, 'A real shift').")
         self.annotate_button = QPushButton("Use corrections as annotation")
         self.uncertainty_combo = LayerCombo(napari_viewer, ("Image",), allow_none=True, predicate=L.kind_is("uncertainty"),
                                             prefer=self._same_image_uncertainty)
@@ -194,6 +216,7 @@ class ProofreadWidget(Panel):
         aform.addRow("Learn from", self.scope_combo)
         aform.addRow("Around each edit", self.radius_spin)
         layout.addLayout(aform)
+        layout.addWidget(self.membranes_check)
         layout.addWidget(self.annotate_button)
         nform = compact(QFormLayout())
         nform.addRow("Uncertainty", self.uncertainty_combo)
@@ -319,6 +342,7 @@ class ProofreadWidget(Panel):
         self.next_image_button.setVisible(in_batch)
         self.batch_label.setVisible(in_batch)
         self.radius_spin.setEnabled(SCOPES[self.scope_combo.currentText()] == "confirmed")
+        self.membranes_check.setEnabled(self._membrane_source() is not None)
         self.log_list.clear()
         if self.seg_combo.layer() is None and not self.status.text():
             self.status.setText("No segmentation yet: build one in Segment, or choose labels above to proofread "
@@ -467,6 +491,16 @@ class ProofreadWidget(Panel):
         name = None if info is None else info.source
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
 
+    def _membrane_source(self) -> tuple[Any, str] | None:
+        """``(array, kind)`` of the affinity prediction the chosen segmentation was cut from (the
+        membranes "Predicted membranes as background" reads), or None."""
+        layer = self.seg_combo.layer()
+        source = None if layer is None else self._source_layer(layer)
+        info = None if source is None else L.layer_info(source)
+        if info is None or not is_affinities(info.kind) or info.array is None:
+            return None
+        return info.array, info.kind
+
     def add_painted(self) -> None:
         if self.busy():
             return
@@ -513,9 +547,10 @@ class ProofreadWidget(Panel):
         existing_layer = self._annotation_of_same_image(layer, reader)
         existing = None if existing_layer is None else np.asarray(existing_layer.data)
         scope = SCOPES[self.scope_combo.currentText()]
+        membranes = self._membrane_source() if self.membranes_check.isChecked() else None
         self.status.setText("Turning the corrections into annotation ...")
         self.worker = start_worker(
-            annotation_and_counts, reader, scope, existing=existing, radius=self.radius_spin.value(),
+            annotation_and_counts, reader, scope, membranes, existing=existing, radius=self.radius_spin.value(),
             sampling=tuple(float(s) for s in layer.scale),
             on_return=lambda result: self._annotated(*result, layer, existing_layer),
             on_finish=self._edit_finished, action="Turning the corrections into annotation", status=self.status)
