@@ -103,6 +103,31 @@ def test_bad_input_gives_one_sentence_before_anything_runs(tuned, gui, tmp_path,
     assert all(m.count(". ") == 0 and "Traceback" not in m for m in error_messages())
 
 
+def test_a_raw_volume_with_nan_is_one_sentence_and_leaves_no_job(tuned, gui, tmp_path, error_messages):
+    """Raw image + model, the raw holding NaN: the job is refused in one sentence naming the file
+    (before any block runs), and neither a job folder nor an output is left."""
+    from scale.test_scale_cli import tiny_checkpoint
+
+    viewer, segment, export, _ = tuned
+    section = export.blockwise
+    tiny_checkpoint(tmp_path / "tiny.ckpt")
+    raw = np.random.default_rng(0).random((8, 48, 48)).astype(np.float32)
+    raw[4, 20, 20] = np.nan
+    zarr.create_array(store=str(tmp_path / "raw.zarr"), shape=raw.shape, chunks=(4, 24, 24), dtype="float32",
+                      zarr_format=2)[:] = raw
+    gui.choose(section.kind_combo, "raw image + model")
+    gui.type(section.source_edit, str(tmp_path / "raw.zarr"))
+    gui.type(section.model_edit, str(tmp_path / "tiny.ckpt"))
+    gui.type(section.block_edit, "4, 24, 24")
+    gui.click(section.run_button)
+    gui.wait_until(lambda: section.worker is None, timeout=120, what="the refusal")
+    text = section.progress_label.text()
+    assert text.startswith(f"There are NaN or infinite values in {tmp_path / 'raw.zarr'}"), text
+    assert section.result is None and error_messages() and "Traceback" not in error_messages()[-1]
+    out = tmp_path / "out"
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())  # no job folder, no output
+
+
 class ProcessWatch:
     """Polls this process's descendants every 20 ms: when each was last seen alive."""
 
