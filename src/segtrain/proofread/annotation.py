@@ -27,8 +27,9 @@ from segtrain.proofread.edits import Edit, Proofreader
 
 SCOPES = ("confirmed", "edited", "box", "all")
 RADIUS = 8  # voxels (along the finest axis) around an edit's boundary and points that it confirms
-#: boundary-map value above which a corrected object's voxel is a membrane (``boundary_background``)
-MEMBRANES = 0.5
+#: boundary-map value above which a corrected object's voxel is a membrane (``boundary_background``): 0.7
+#: beat 0.5 on both fine-tuning protocols measured (docs/training.md, "A real shift")
+MEMBRANES = 0.7
 
 
 def _spacing(sampling, ndim: int) -> np.ndarray:
