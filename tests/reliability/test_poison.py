@@ -401,7 +401,7 @@ def test_blocks_stop_at_nan_without_worker_restarts_and_run_again_once_the_raw_i
     import zarr
 
     from scale.test_scale_cli import tiny_checkpoint
-    from segtrain.scale.blocks import input_error_file
+    from segtrain.scale.job import input_error_file
     from segtrain.scale.driver import step_failure
     from segtrain.scale.pipeline import create_job, run_job
 

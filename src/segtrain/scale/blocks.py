@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import functools
 import os
-from pathlib import Path
 
 import numpy as np
 
 from segtrain.io.atomic import atomic_path
 from segtrain.io.read import NonFiniteError
 from segtrain.scale.geometry import block_regions
-from segtrain.scale.job import ScaleJob, load_job
+from segtrain.scale.job import ScaleJob, input_error_file, load_job
 from segtrain.scale.volumes import open_array, read_spatial
 from segtrain.config import segment_config
 from segtrain.postprocess import fragments_of
@@ -248,15 +247,6 @@ def relabel_block(job_dir: str, key: str, output, block) -> None:
     else:
         part_ids = part_segs = np.zeros(0, np.uint64)
     open_array(output, write=True)[read] = _apply_sparse(frags, part_ids, part_segs)
-
-
-#: In a job folder: why its blocks stopped (an input that holds NaN or infinity); written by the
-#: first block that met it, removed when the job runs again.
-INPUT_ERROR_FILE = "input-error.txt"
-
-
-def input_error_file(job_dir) -> Path:
-    return Path(job_dir) / INPUT_ERROR_FILE
 
 
 def stop_at_bad_input(job_dir: str, process, block) -> None:

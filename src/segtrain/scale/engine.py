@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from segtrain.errors import InputError, SegtrainError
-from segtrain.scale.blocks import block_function, input_error_file
-from segtrain.scale.job import ScaleJob
+from segtrain.scale.blocks import block_function
+from segtrain.scale.job import ScaleJob, input_error_file
 
 #: ``progress(task_id, done, total, failed)``; done counts blocks skipped as already finished.
 Progress = Callable[[str, int, int, int], None]

@@ -7,6 +7,7 @@
     JOB/luts/             fragment -> segment tables per threshold (.npy, memory-mapped by workers)
     JOB/tracking/<task>   daisy's record of finished and failed blocks (what a re-run skips)
     JOB/logs/<task>       each worker's stdout/stderr
+    JOB/input-error.txt   why the blocks of the last run stopped (NaN or infinity in the input), if they did
 
 A job is created once and reopened by every later run; a re-run with other settings is refused
 (its finished blocks would not fit them).
@@ -28,6 +29,11 @@ from segtrain.config import segment_config
 from segtrain.io.atomic import atomic_path
 
 JOB_FILE = "job.json"
+#: why the blocks stopped (an input that holds NaN or infinity): written by the first block that met
+#: it (:func:`segtrain.scale.blocks.stop_at_bad_input`), removed when the job runs again
+INPUT_ERROR_FILE = "input-error.txt"
+
+
 FORMAT_VERSION = 3  # 2: edges carry statistics, the global step scores them; 3: face views, stitched edges
 
 #: SegmentConfig fields the blockwise pipeline uses.
@@ -159,6 +165,11 @@ class ScaleJob:
         with atomic_path(file) as tmp:
             tmp.write_text(json.dumps(settings.to_dict(), indent=2))
         return cls(folder, settings)
+
+
+def input_error_file(job_dir: str | Path) -> Path:
+    """``JOB/input-error.txt`` (:data:`INPUT_ERROR_FILE`) of a job folder."""
+    return Path(job_dir) / INPUT_ERROR_FILE
 
 
 @functools.lru_cache(maxsize=4)
