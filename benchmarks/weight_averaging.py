@@ -21,6 +21,9 @@ from far_apart import main as far_apart
 
 from segtrain.runs import RunFolder
 
+#: run.json key of an averaged copy: the checkpoints it averages (and the mark that this script made it)
+AVERAGED_FROM = "averaged_from"
+
 
 def periodic_checkpoints(run: Path) -> list[Path]:
     """The run's step-N checkpoints, oldest first."""
@@ -37,11 +40,14 @@ def averaged_copy(run: Path, checkpoints: list[Path], out: Path) -> Path:
                                 if v.is_floating_point() else v) for k, v in newest["state_dict"].items()}
     for key in ("optimizer_states", "lr_schedulers", "loops", "callbacks"):  # weights only: nothing to resume
         newest.pop(key, None)
-    if out.exists():
-        shutil.rmtree(out)
     source, copy = RunFolder(run), RunFolder(out)
+    if out.exists():  # only an averaged copy this script made is replaced
+        if not copy.info().get(AVERAGED_FROM):
+            raise SystemExit(f"{out} exists and is not an averaged copy made here; choose another --out.")
+        shutil.rmtree(out)
     skip = {source.checkpoints_dir.name, source.tensorboard_dir.name}
     shutil.copytree(run, out, ignore=lambda _folder, names: [n for n in names if n in skip])
+    copy.set_info(**{AVERAGED_FROM: [str(p) for p in checkpoints]})
     copy.checkpoints_dir.mkdir()
     target = copy.checkpoint_path(checkpoints[-1].name)
     torch.save(newest, target)

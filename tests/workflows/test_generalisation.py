@@ -75,3 +75,10 @@ def test_far_apart_workflow_trains_on_the_corner_and_scores_the_far_block(em3d_d
     for name, value in averaged.model.state_dict().items():
         if value.is_floating_point():
             torch.testing.assert_close(value, (weights[0][name] + weights[1][name]) / 2)
+    # it replaces its own copy (run again), never a folder it did not make
+    assert load_model(averaged_copy(Path(report.run), steps[1:], tmp_path / "mean-2")).step == 6
+    foreign = tmp_path / "mine"
+    (foreign / "notes").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="is not an averaged copy made here"):
+        averaged_copy(Path(report.run), steps, foreign)
+    assert [p.name for p in foreign.iterdir()] == ["notes"]
