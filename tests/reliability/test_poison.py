@@ -396,14 +396,13 @@ def test_a_scale_job_on_a_raw_volume_with_nan_is_one_sentence_and_leaves_nothing
 def test_blocks_stop_at_nan_without_worker_restarts_and_run_again_once_the_raw_is_mended(tmp_path, monkeypatch):
     """A NaN in the raw volume (beyond what the new job reads for its intensity range) fails its
     block without ending the worker (no daisy restart per block), the job's other blocks fail at
-    once, the GUI's driver says it in one sentence, and a run after the raw was mended finishes the
-    job (the stop is not remembered)."""
+    once, the command line and the GUI's driver say it in one sentence naming the volume, and a run
+    after the raw was mended finishes the job (the stop is not remembered)."""
     import zarr
 
     from scale.test_scale_cli import tiny_checkpoint
     from segtrain.scale.job import input_error_file
-    from segtrain.scale.driver import step_failure
-    from segtrain.scale.pipeline import create_job, run_job
+    from segtrain.scale.pipeline import create_job, input_error_of, run_job
 
     monkeypatch.setattr("segtrain.io.volume.LAZY_BYTES", 1000)  # the volume stays on disk, as a large one does
     tiny_checkpoint(tmp_path / "tiny.ckpt")
@@ -419,8 +418,9 @@ def test_blocks_stop_at_nan_without_worker_restarts_and_run_again_once_the_raw_i
     assert predict.task_id == "predict" and not predict.ok and predict.failed >= 1
     assert predict.worker_restarts == 0  # the workers went on to the next block
     assert predict.input_error.startswith("There are NaN or infinite values in the image")
-    message = str(step_failure(predict, job.logs))
-    assert message.startswith("The predict step stopped: There are NaN or infinite values") and "retry" not in message
+    message = str(input_error_of(job, [predict]))  # what the CLI and the GUI's driver say
+    assert message.startswith(f"There are NaN or infinite values in {tmp_path / 'raw.zarr'} (the predict step "
+                              "stopped at them)") and "retry" not in message
     assert input_error_file(job.folder).exists()
 
     store[:] = raw  # mended in place: the same job runs to its end

@@ -113,19 +113,6 @@ def _report(results, stream=sys.stderr) -> bool:
     return ok
 
 
-def _refuse_poisoned(job, results) -> None:
-    """Blocks that stopped because the raw image holds NaN or infinity would fail again on every
-    retry: one sentence (exit 2) instead of the retry report."""
-    from segtrain.errors import InputError
-
-    failed = next((r for r in results if r.input_error), None)
-    if failed is not None:
-        raw = job.settings.raw
-        where = f"{raw.path}" + (f"/{raw.dataset}" if getattr(raw, "dataset", None) else "") if raw else "the input"
-        raise InputError(f"There are NaN or infinite values in {where} (the {failed.task_id} step stopped at them); "
-                         "replace them (e.g. with numpy.nan_to_num) or crop them away, then run again.")
-
-
 def _engine_kwargs(args) -> dict:
     return dict(workers=args.workers, retries=args.retries, timeout=args.block_timeout,
                 launcher=args.launcher, host=args.host, bars=True)
@@ -148,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
 
     from segtrain.errors import SegtrainError
     from segtrain.scale.job import JOB_FILE, ScaleJob
-    from segtrain.scale.pipeline import create_job, read_status, run_job, segment_job
+    from segtrain.scale.pipeline import create_job, input_error_of, read_status, run_job, segment_job
 
     if args.scale_command == "status":
         job = ScaleJob.open(args.job)
@@ -189,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
     steps = [s.strip() for s in args.steps.split(",")] if args.steps else None
     try:
         results = run_job(job, steps, **_engine_kwargs(args))
-        _refuse_poisoned(job, results)
+        poisoned = input_error_of(job, results)  # every retry would fail again: one sentence, exit 2
+        if poisoned is not None:
+            raise poisoned
         ok = _report(results)
         summary = dict(job=str(job.folder), blocks=job.grid.n_blocks, database=job.db,
                        steps=[r.to_dict() for r in results])

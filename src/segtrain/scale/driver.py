@@ -35,6 +35,7 @@ from segtrain.scale.job import JOB_FILE
 from segtrain.scale.job import ScaleJob
 from segtrain.scale.pipeline import blocks_done
 from segtrain.scale.pipeline import create_job
+from segtrain.scale.pipeline import input_error_of
 from segtrain.scale.pipeline import run_job
 from segtrain.scale.pipeline import segment_job
 
@@ -44,8 +45,6 @@ POLL_S = 0.1
 
 def step_failure(result, logs: Path, again: str = "run it again") -> SegtrainError:
     """The one sentence for a step whose blocks failed (the finished ones are kept)."""
-    if result.input_error:  # NaN or infinity in the input: retrying cannot help
-        return SegtrainError(f"The {result.task_id} step stopped: {result.input_error}")
     error = f" (first error: {result.first_error})" if result.first_error else ""
     return SegtrainError(f"{result.task_id}: {result.failed} of {result.total} blocks failed{error}; "
                          f"{again} to retry them (worker logs in {logs}).")
@@ -62,7 +61,11 @@ def run_request(request: dict, progress=None) -> dict:
 
     again = request.get("again", "run it again")
     job = create_job(request["job"], **request["create"])
-    for result in run_job(job, workers=int(request["workers"]), progress=progress):
+    results = run_job(job, workers=int(request["workers"]), progress=progress)
+    poisoned = input_error_of(job, results)  # NaN or infinity in the input: retrying cannot help
+    if poisoned is not None:
+        raise poisoned
+    for result in results:
         if not result.ok:
             raise step_failure(result, job.logs, again)
     seg = segment_job(job, float(request["threshold"]), request["out"],

@@ -221,6 +221,18 @@ def run_job(job: ScaleJob, steps: Sequence[str] | None = None, workers: int = 1,
     return results
 
 
+def input_error_of(job: ScaleJob, results: Sequence[StepResult]) -> InputError | None:
+    """The one sentence for blocks that stopped at NaN or infinity in the raw volume (every retry
+    would fail again), naming the volume; None when no block did."""
+    failed = next((r for r in results if r.input_error), None)
+    if failed is None:
+        return None
+    raw = job.settings.raw
+    where = f"{raw.path}" + (f"/{raw.dataset}" if getattr(raw, "dataset", None) else "") if raw else "the input"
+    return InputError(f"There are NaN or infinite values in {where} (the {failed.task_id} step stopped at them); "
+                      "replace them (e.g. with numpy.nan_to_num) or crop them away, then run again.")
+
+
 GLOBAL = "global"
 
 
