@@ -480,26 +480,28 @@ class ProofreadWidget(Panel):
             return
         layer = self.seg_combo.layer()
         seeds = [list(layer.world_to_data(points.data_to_world(p))) for p in points.data]
-        source = self._source_layer(layer)
-        info = L.layer_info(source) if source is not None else None
-        array = None if info is None else info.array
+        array, kind = self._source_prediction()
         points.data = np.zeros((0, layer.ndim))
-        self._run(seeded_split, reader, seeds, array, None if info is None else info.kind)
+        self._run(seeded_split, reader, seeds, array, kind)
 
     def _source_layer(self, layer):
         info = L.layer_info(layer)
         name = None if info is None else info.source
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
 
-    def _membrane_source(self) -> tuple[Any, str] | None:
-        """``(array, kind)`` of the affinity prediction the chosen segmentation was cut from (the
-        membranes "Predicted membranes as background" reads), or None."""
+    def _source_prediction(self) -> tuple[Any, str | None]:
+        """``(array, kind)`` of the prediction layer the chosen segmentation was cut from, or
+        ``(None, None)``."""
         layer = self.seg_combo.layer()
         source = None if layer is None else self._source_layer(layer)
         info = None if source is None else L.layer_info(source)
-        if info is None or not is_affinities(info.kind) or info.array is None:
-            return None
-        return info.array, info.kind
+        return (None, None) if info is None else (info.array, info.kind)
+
+    def _membrane_source(self) -> tuple[Any, str] | None:
+        """The source prediction when it is affinities (the membranes "Predicted membranes as
+        background" reads), or None."""
+        array, kind = self._source_prediction()
+        return (array, kind) if array is not None and is_affinities(kind) else None
 
     def add_painted(self) -> None:
         if self.busy():
