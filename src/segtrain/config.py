@@ -265,6 +265,11 @@ class TrainConfig:
     # validation rounds; None = off
     early_stopping_patience: Annotated[Int | None, Says("must be at least 1 (or null to turn it off)")] = field(None, ge=1)
     early_stopping_min_delta: Float = field(0.0, ge=0)  # smaller changes of the monitored metric are no improvement
+    # an exponential moving average of the weights (Lightning's EMAWeightAveraging), updated after every
+    # step from ema_start * max_steps on (the first update copies the weights): validation, every
+    # checkpoint and so every prediction use the average; None = off (docs/training.md "Weight averaging")
+    ema_decay: Annotated[Float | None, Says("must be above 0 and below 1 (or null to turn it off)")] = field(None, gt=0, lt=1)
+    ema_start: Float = field(0.5, ge=0, lt=1)  # share of max_steps trained before the average starts
     seed: Int = 0
     precision: Annotated[Str, checked(_one_of(*PRECISIONS))] = "auto"  # auto = bf16/16-mixed on CUDA, 32-true on CPU
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"

@@ -91,7 +91,8 @@ def checkpoint_is_full(path: str | Path) -> bool:
     return header is not None and header[1]
 
 
-TRAINING_STATE = ("optimizer_states", "lr_schedulers", "callbacks", "loops", "MixedPrecision", "native_amp_scaling_state")
+TRAINING_STATE = ("optimizer_states", "lr_schedulers", "callbacks", "loops", "MixedPrecision", "native_amp_scaling_state",
+                  "current_model_state", "averaging_state")  # the last two: training with a weight average
 """What a checkpoint holds beyond the weights: needed to resume, not to predict or fine-tune."""
 
 

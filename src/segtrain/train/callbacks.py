@@ -232,6 +232,61 @@ def _periodic_checkpoint(train, folder: RunFolder):
                     enable_version_counter=False)
 
 
+def _weight_average(train):
+    """Lightning's exponential moving average of the weights (``EMAWeightAveraging``), in place for
+    validation and in every checkpoint, with three changes for these runs: the average replaces the
+    weights from validation's start until the next training step (Lightning swaps them back at
+    validation's epoch end, before SegtrainModule's own hook scores the segmentation and before
+    best.ckpt, written weights only without the callbacks' hooks, is saved); at the end the training
+    weights stay in final.ckpt beside the average (a resumed run goes on from them); nothing is swapped or
+    saved before the first update (the average still holds the starting weights); the module's
+    validation volumes and stop flag are not copied into the average."""
+    from lightning.pytorch.callbacks import EMAWeightAveraging
+
+    class WeightAverage(EMAWeightAveraging):
+        swapped = False  # the average is in the module, the training weights in the average model
+
+        def _started(self) -> bool:
+            return self._average_model is not None and int(self._average_model.n_averaged) > 0
+
+        def _put(self, pl_module, averaged: bool) -> None:
+            if self._started() and self.swapped != averaged:
+                self._swap_models(pl_module)
+                self.swapped = averaged
+
+        def setup(self, trainer, pl_module, stage):
+            kept = {k: pl_module.__dict__.pop(k) for k in ("val_volumes", "stop_requested") if k in pl_module.__dict__}
+            try:
+                super().setup(trainer, pl_module, stage)
+            finally:
+                pl_module.__dict__.update(kept)
+
+        def on_validation_epoch_start(self, trainer, pl_module):
+            self._put(pl_module, True)
+
+        def on_validation_epoch_end(self, trainer, pl_module):
+            pass
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self._put(pl_module, False)
+
+        def on_train_end(self, trainer, pl_module):
+            # the average in the module for final.ckpt, the training weights kept in it to resume
+            # from (Lightning's own copies the average over them)
+            self._put(pl_module, True)
+
+        def on_save_checkpoint(self, trainer, pl_module, checkpoint):
+            if not self._started():
+                return
+            if not self.swapped:
+                return super().on_save_checkpoint(trainer, pl_module, checkpoint)
+            state = self._average_model.state_dict()  # the training weights while swapped
+            checkpoint["current_model_state"] = {k[7:]: v for k, v in state.items() if k.startswith("module.")}
+            checkpoint["averaging_state"] = {k: v for k, v in state.items() if not k.startswith("module.")}
+
+    return WeightAverage(decay=train.ema_decay, update_starting_at_step=int(train.ema_start * train.max_steps))
+
+
 def training_callbacks(config: Config, state: RunState, folder: RunFolder):
     from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 
@@ -247,6 +302,8 @@ def training_callbacks(config: Config, state: RunState, folder: RunFolder):
     ]
     if t.keep_checkpoints > 0:
         callbacks.insert(2, _periodic_checkpoint(t, folder))
+    if t.ema_decay is not None:
+        callbacks.append(_weight_average(t))
     if t.early_stopping_patience is not None:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience,
                                        min_delta=t.early_stopping_min_delta, check_on_train_epoch_end=False,
