@@ -1,10 +1,14 @@
 """Segment panel on a 2D affinity model's prediction of a stack of slices (serial-section EM): the
-Build click makes the core's slice-by-slice merge tree; no segment crosses slices."""
+Build click makes the core's slice-by-slice merge tree; no segment crosses slices; the ground truth
+is scored slice by slice as the command line scores it (an id in two slices is two objects)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
+from skimage.segmentation import relabel_sequential
 
+from segtrain.evaluate import sweep
 from segtrain.plugin import layers as L
 from segtrain.plugin.widgets.segment import SegmentWidget
 from segtrain.targets import affinities
@@ -28,7 +32,10 @@ def test_build_on_a_2d_models_stack_segments_each_slice(docked, gui, isbi_dir):
                        settings=L.segment_config({"fragments": "waterz"}))
     data, kwargs = L.prediction_layer_args(affs, image, "raw affinities", "affinities", info=info)
     viewer.add_image(data, **kwargs)
-    viewer.add_labels(gt, name="gt")
+    # each slice numbered from 1: the same ids in every slice, other objects
+    restarted = np.stack([relabel_sequential(g)[0] for g in gt])
+    assert set(np.unique(restarted[0])) & set(np.unique(restarted[1])) - {0}
+    viewer.add_labels(restarted, name="gt")
     segment = SegmentWidget(viewer)
     dock(segment)
     gui.choose(segment.gt_combo, "gt")
@@ -42,3 +49,6 @@ def test_build_on_a_2d_models_stack_segments_each_slice(docked, gui, isbi_dir):
         shared = set(np.unique(seg[0])) & set(np.unique(seg[1])) - {0}
         assert not shared, f"segments cross slices at {threshold}"
     assert segment.sweep is not None and np.isfinite(segment.sweep.best["voi"])
+    by_slice = sweep(expected, gt, thresholds=info.settings.thresholds)  # ids unique across slices
+    assert segment.sweep.best["voi"] == pytest.approx(by_slice.best["voi"], abs=1e-9)
+    assert list(segment.sweep.voi) == pytest.approx(list(by_slice.voi), abs=1e-9)

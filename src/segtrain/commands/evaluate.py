@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     gt = instance_labels(gt, args.gt_kind)
     if (seg_volume.attrs or {}).get("model_ndim") == 2 and gt.ndim == 3:
-        from segtrain.postprocess.affinities import stack_labels
+        from segtrain.evaluate import stack_labels
 
         gt = stack_labels(gt, 2)  # a 2D model's stack of slices is scored slice by slice
     metrics = evaluate_arrays(seg, gt, args.mode, args.mask_threshold)

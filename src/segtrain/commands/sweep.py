@@ -81,10 +81,6 @@ def run(args: argparse.Namespace) -> int:
     gt = instance_labels(gt, args.gt_kind)
     if gt.shape != tree.fragments.shape and gt.squeeze().shape == tree.fragments.shape:
         gt = gt.squeeze()
-    if tree.attrs.get("slices") and gt.ndim == 3:  # a 2D model's stack is scored slice by slice
-        from segtrain.postprocess.affinities import stack_labels
-
-        gt = stack_labels(gt, 2)
     result = sweep(tree, gt, thresholds, progress=tqdm_progress("sweep"))
     best = result.best
     log(f"best threshold {best['threshold']:.4g}: VOI {best['voi']:.4f} (split "

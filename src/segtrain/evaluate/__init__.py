@@ -10,6 +10,7 @@ from segtrain.evaluate.metrics import (
     mask_scores,
     scores_from_table,
     segmentation_scores,
+    stack_labels,
     voi,
 )
 from segtrain.evaluate.sweep import SweepResult, default_thresholds, sweep
@@ -24,6 +25,7 @@ __all__ = [
     "mask_scores",
     "scores_from_table",
     "segmentation_scores",
+    "stack_labels",
     "voi",
     "SweepResult",
     "default_thresholds",

@@ -309,3 +309,20 @@ def instance_scores(
     out["n_pred"] = n_pred
     out["n_gt"] = n_gt
     return out
+
+
+def stack_labels(gt, model_ndim: int | None = None) -> np.ndarray:
+    """Ground truth as a model's segmentation is scored against it: for a 2D model's stack
+    (``model_ndim == 2``, 3D labels) each slice's objects on their own (an id found in two slices
+    is two objects, as a 2D model sees them), else ``gt`` unchanged. 0 stays 0."""
+    gt = np.asarray(gt)
+    if model_ndim != 2 or gt.ndim != 3:
+        return gt
+    out, offset = np.zeros(gt.shape, np.int64), 0
+    for z in range(gt.shape[0]):
+        ids, inverse = np.unique(gt[z], return_inverse=True)
+        new = np.arange(len(ids), dtype=np.int64) + offset + (0 if ids[0] == 0 else 1)
+        new[ids == 0] = 0
+        out[z] = new[inverse.reshape(gt[z].shape)]
+        offset = max(offset, int(out[z].max()))
+    return out

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.errors import InputError
-from segtrain.evaluate.metrics import check_labelled, scores_from_table
+from segtrain.evaluate.metrics import check_labelled, scores_from_table, stack_labels
 from segtrain.io.atomic import atomic_path
 
 
@@ -182,7 +182,8 @@ def sweep(
     tree
         A :class:`segtrain.segment.MergeTree` (with fragments).
     gt
-        Ground-truth labels of the fragments' shape; 0 is ignored.
+        Ground-truth labels of the fragments' shape; 0 is ignored. For the tree of a 2D model's
+        stack (``tree.attrs["slices"]``) each slice's objects count on their own (:func:`stack_labels`).
     thresholds
         Grid to evaluate (default 0 to the tree's maximum threshold in steps of 0.02).
     progress
@@ -195,6 +196,8 @@ def sweep(
     gt = np.asarray(gt)
     if not np.issubdtype(gt.dtype, np.integer):
         raise InputError(f"Ground truth must hold integer labels, not {gt.dtype}.")
+    if tree.attrs.get("slices") and gt.ndim == 3:  # a 2D model's stack is scored slice by slice
+        gt = stack_labels(gt, 2)
     if gt.shape != tuple(tree.fragments.shape):
         raise InputError(
             f"Ground truth has shape {gt.shape} but the segmentation {tuple(tree.fragments.shape)}; "

@@ -9,7 +9,7 @@ import numpy as np
 
 from segtrain.config import SegmentConfig
 from segtrain.evaluate import class_iou, instance_scores, mask_scores, sweep
-from segtrain.postprocess.affinities import segment_affinities, stack_labels
+from segtrain.postprocess.affinities import segment_affinities
 from segtrain.postprocess.masks import foreground, instances
 from segtrain.postprocess.spec import OutputSpec
 from segtrain.tasks import task_of
@@ -19,9 +19,8 @@ def affinity_scores(affs, gt, settings: SegmentConfig, voxel_size: Sequence[floa
                     model_ndim: int | None = None) -> dict[str, float]:
     """The best VOI (split, merge), ARAND and the threshold the sweep (``settings.thresholds``)
     chose, for the merge tree :func:`segment_affinities` makes; ground truth 0 is ignored (a 2D
-    model's stack is scored slice by slice: :func:`stack_labels`)."""
+    model's stack is scored slice by slice: :func:`segtrain.evaluate.sweep`)."""
     tree = segment_affinities(affs, settings, voxel_size=voxel_size, model_ndim=model_ndim)
-    gt = stack_labels(gt, model_ndim if np.ndim(affs) == 4 else None)
     result = sweep(tree, np.asarray(gt).astype(np.uint32), thresholds=settings.thresholds)
     best = result.best
     return {"voi": best["voi"], "voi_split": best["voi_split"], "voi_merge": best["voi_merge"],

@@ -25,7 +25,7 @@ import numpy as np
 from segtrain.config import SegmentConfig
 from segtrain.errors import InputError
 from segtrain.evaluate import sweep
-from segtrain.postprocess.affinities import prediction_fragments, segment_affinities, stack_labels
+from segtrain.postprocess.affinities import prediction_fragments, segment_affinities
 from segtrain.postprocess.masks import measured_object_size
 from segtrain.postprocess.scores import validation_scores
 from segtrain.postprocess.spec import OutputSpec
@@ -213,8 +213,7 @@ def tune_affinities(
         raise InputError("Tuning needs one ground-truth volume per prediction, and at least one of each.")
     voxel_sizes = list(voxel_sizes) if voxel_sizes is not None else [None] * len(labels)
     known = list(known) if known is not None else [None] * len(labels)
-    gts = [stack_labels(np.where(k, np.asarray(g), 0) if k is not None else np.asarray(g),
-                        spec.ndim if np.ndim(a) == 4 else None) for a, g, k in zip(affinities, labels, known)]
+    gts = [np.where(k, np.asarray(g), 0) if k is not None else np.asarray(g) for g, k in zip(labels, known)]
     start_variant = ({"fragments": "waterz"} if settings.fragments == "waterz" else
                      {"fragments": "watershed", "boundary_threshold": settings.boundary_threshold,
                       "min_seed_distance": settings.min_seed_distance})

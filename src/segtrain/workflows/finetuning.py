@@ -278,7 +278,6 @@ def score_affinity_runs(runs: Mapping[str, str | Path], val: Image, test: Image)
     of ``test`` (the run's test-time transforms and thresholds) read at the nearest threshold."""
     from segtrain.evaluate import sweep
     from segtrain.postprocess import segment_affinities
-    from segtrain.postprocess.affinities import stack_labels
     from segtrain.predict import load_model, predict_array
 
     test_raw, test_gt = test
@@ -288,7 +287,7 @@ def score_affinity_runs(runs: Mapping[str, str | Path], val: Image, test: Image)
         affs = predict_array(loaded, test_raw)["affinities"]
         tree = segment_affinities(affs, loaded.config.segment, voxel_size=loaded.config.data.voxel_size,
                                   model_ndim=loaded.config.ndim)
-        result = sweep(tree, stack_labels(test_gt, loaded.config.ndim),
+        result = sweep(tree, test_gt,
                        thresholds=loaded.config.segment.thresholds)
         i = int(np.argmin(np.abs(np.asarray(result.thresholds) - threshold)))
         yield VoiScores(key, Path(run), threshold, val_voi, voi=float(result.voi[i]),

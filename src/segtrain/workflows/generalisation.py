@@ -30,7 +30,7 @@ from segtrain.config import Config, SegmentConfig
 from segtrain.errors import InputError
 from segtrain.evaluate import sweep
 from segtrain.postprocess import OutputSpec, validation_scores
-from segtrain.postprocess.affinities import segment_affinities, stack_labels
+from segtrain.postprocess.affinities import segment_affinities
 from segtrain.postprocess.tune import TuneResult, split_biased_choice, tune_affinities, tune_postprocessing
 from segtrain.splits import FarSplit
 from segtrain.tasks import task_of
@@ -140,7 +140,7 @@ def score_at(outputs: Sequence[dict], volumes: Sequence[dict], settings: Segment
         if settings.threshold is None:
             raise InputError("Scoring at the chosen settings needs a merge threshold; tune first.")
         results = [sweep(segment_affinities(o["affinities"], settings, voxel_size=vs, model_ndim=spec.ndim),
-                         stack_labels(g, spec.ndim), thresholds=[settings.threshold])
+                         g, thresholds=[settings.threshold])
                    for o, g, vs in zip(outputs, gts, voxel_sizes)]
         return {"voi": float(np.mean([r.voi[0] for r in results])),
                 "voi_split": float(np.mean([r.voi_split[0] for r in results])),
