@@ -138,3 +138,30 @@ def test_a_cells_prediction_gives_instance_labels_from_the_cli(cells_dir, tmp_pa
     assert summary["objects"] == int(labels.max()) and 0.6 * n_cells <= summary["objects"] <= n_cells + 2
     assert yaml.safe_dump(summary["settings"])  # recorded with the labels as well
     assert read_volume(tmp_path / "seg" / "segmentation.zarr").attrs["settings"]["min_size"] == 20
+
+
+@pytest.mark.shared_data
+def test_a_2d_models_cells_stack_is_scored_slice_by_slice_by_validation_and_the_segment_panel(cells_dir):
+    """A stack of three dishes' crops whose ids repeat from slice to slice (each slice numbered from
+    1, as a folder of label images is): every cell is its slice's own object for validation (tune)
+    and the Segment panel's score alike, as for the instances a 2D model cuts slice by slice."""
+    from scipy import ndimage
+    from skimage.segmentation import find_boundaries
+
+    from segtrain.plugin.widgets.segment import instances_and_scores
+
+    gt = np.stack([np.asarray(read_volume(cells_dir / f"set0{i}" / "instances_ids.png").data)[:192, :192]
+                   for i in (1, 2, 3)]).astype(np.int64)
+    gt = np.stack([np.unique(g, return_inverse=True)[1].reshape(g.shape) for g in gt])  # 1..n in each slice
+    assert len(np.intersect1d(gt[0], gt[1])) > 3  # ids 1, 2, 3 (and 0) in both
+    fg = np.stack([ndimage.gaussian_filter((g > 0).astype(np.float32), 1.5) for g in gt])
+    boundary = np.stack([find_boundaries(g, mode="inner") for g in gt]).astype(np.float32)
+    probabilities = np.stack([fg, boundary]).astype(np.float32)  # (2, 3, 192, 192)
+    settings = segment_config({"probability_threshold": 0.5, "seed_boundary_max": 0.5, "min_size": 20})
+    spec = OutputSpec("instances", 2)
+    scores = validation_scores({"probabilities": probabilities}, gt, settings, spec)
+    per_slice = [validation_scores({"probabilities": probabilities[:, z]}, gt[z], settings, spec)["f1"]
+                 for z in range(3)]
+    assert scores["f1"] > 0.8 and min(per_slice) > 0.8, (scores, per_slice)
+    _, panel, _ = instances_and_scores(probabilities, settings, spec, gt)
+    assert panel["f1"] == pytest.approx(scores["f1"])

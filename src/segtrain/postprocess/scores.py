@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from segtrain.config import SegmentConfig
-from segtrain.evaluate import class_iou, instance_scores, mask_scores, sweep
+from segtrain.evaluate import class_iou, instance_scores, mask_scores, stack_labels, sweep
 from segtrain.postprocess.affinities import segment_affinities
 from segtrain.postprocess.masks import foreground, instances
 from segtrain.postprocess.spec import OutputSpec
@@ -41,7 +41,8 @@ def validation_scores(outputs: dict[str, np.ndarray], gt, settings: SegmentConfi
     affinities -> VOI, ARAND and the chosen threshold; masks / instances -> Dice, IoU and instance
     F1 (precision, recall) at IoU 0.5; classes -> mean IoU and Dice, and per class IoU and F1
     (:func:`per_class_scores`). ``known`` False voxels are
-    left out (gt set to 0, which every score ignores where it can)."""
+    left out (gt set to 0, which every score ignores where it can). A 2D model's stack is scored
+    slice by slice: an id in two slices is two objects (:func:`segtrain.evaluate.stack_labels`)."""
     gt = np.asarray(gt).astype(np.int64)
     task = task_of(spec)
     if task.agglomerates:
@@ -53,7 +54,8 @@ def validation_scores(outputs: dict[str, np.ndarray], gt, settings: SegmentConfi
         keep = np.ones(gt.shape, bool) if known is None else known
         scores = mask_scores(foreground(probabilities, settings)[keep], gt[keep] > 0)
         labels = instances(probabilities, settings, spec)
-        inst = instance_scores(np.where(keep, labels, 0), np.where(keep, gt, 0), iou_threshold=0.5)
+        objects = stack_labels(np.where(keep, gt, 0), spec.ndim)  # a 2D model's stack: each slice's own
+        inst = instance_scores(np.where(keep, labels, 0), objects, iou_threshold=0.5)
         return {"dice": scores["dice"], "iou": scores["iou"], "f1": inst["f1"],
                 "precision": inst["precision"], "recall": inst["recall"]}
     pred = np.asarray(probabilities).argmax(axis=0)

@@ -101,7 +101,10 @@ def instances_and_scores(outputs, settings, spec, gt):
     """``(instance labels of outputs with settings, F1 against gt when given, number of objects)``."""
     labels = instances(np.asarray(outputs, dtype=np.float32), settings, spec)
     n_objects = int(labels.max()) if labels.size else 0
-    return labels, None if gt is None else evaluate.instance_scores(labels, np.asarray(gt)), n_objects
+    if gt is None:
+        return labels, None, n_objects
+    objects = evaluate.stack_labels(np.asarray(gt), spec.ndim)  # a 2D model's stack: each slice's own objects
+    return labels, evaluate.instance_scores(labels, objects), n_objects
 
 
 def mask_scores(probability, threshold: float, gt):
