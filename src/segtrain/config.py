@@ -267,7 +267,7 @@ class TrainConfig:
     early_stopping_min_delta: Float = field(0.0, ge=0)  # smaller changes of the monitored metric are no improvement
     # an exponential moving average of the weights (Lightning's EMAWeightAveraging), updated after every
     # step from ema_start * max_steps on (the first update copies the weights): validation, every
-    # checkpoint and so every prediction use the average; None = off (docs/training.md "Weight averaging")
+    # checkpoint and so every prediction use the average; None = off (docs/training.md, "EMA during training")
     ema_decay: Annotated[Float | None, Says("must be above 0 and below 1 (or null to turn it off)")] = field(None, gt=0, lt=1)
     ema_start: Float = field(0.5, ge=0, lt=1)  # share of max_steps trained before the average starts
     seed: Int = 0

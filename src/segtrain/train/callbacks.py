@@ -234,7 +234,7 @@ def _periodic_checkpoint(train, folder: RunFolder):
 
 def _weight_average(train):
     """Lightning's exponential moving average of the weights (``EMAWeightAveraging``), in place for
-    validation and in every checkpoint, with three changes for these runs: the average replaces the
+    validation and in every checkpoint, changed for these runs: the average replaces the
     weights from validation's start until the next training step (Lightning swaps them back at
     validation's epoch end, before SegtrainModule's own hook scores the segmentation and before
     best.ckpt, written weights only without the callbacks' hooks, is saved); at the end the training

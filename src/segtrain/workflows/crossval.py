@@ -24,12 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from segtrain.config import Config, load_config
-from segtrain.evaluate import sweep
+from segtrain.evaluate import stack_labels, sweep
 from segtrain.evaluate import voi as voi_of
 from segtrain.evaluate.folds import Fold, make_folds
 from segtrain.io.atomic import atomic_path
 from segtrain.postprocess import OutputSpec, validation_scores
-from segtrain.evaluate import stack_labels
 from segtrain.postprocess.affinities import segment_affinities
 from segtrain.postprocess.tune import tune_affinities, tune_postprocessing
 from segtrain.predict import load_model, predict_array
