@@ -227,10 +227,11 @@ def input_error_of(job: ScaleJob, results: Sequence[StepResult]) -> InputError |
     failed = next((r for r in results if r.input_error), None)
     if failed is None:
         return None
+    from segtrain.io.read import NonFiniteError
+
     raw = job.settings.raw
-    where = f"{raw.path}" + (f"/{raw.dataset}" if getattr(raw, "dataset", None) else "") if raw else "the input"
-    return InputError(f"There are NaN or infinite values in {where} (the {failed.task_id} step stopped at them); "
-                      "replace them (e.g. with numpy.nan_to_num) or crop them away, then run again.")
+    name = f"{raw.path}" + (f"/{raw.dataset}" if getattr(raw, "dataset", None) else "") if raw else "the input"
+    return NonFiniteError(name, f" (the {failed.task_id} step stopped at them)")
 
 
 GLOBAL = "global"
